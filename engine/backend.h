@@ -1,0 +1,106 @@
+// The backend interface: a table of ops over tensors. Model code (UNet, VAE, text encoders,
+// Inception, the DaTo runtime) calls only these; the CPU backend (engine/cpu/) is the
+// reference for every op and the CUDA backend (kernels/) fills the same table.
+//
+// Conventions for every op:
+// - Tensors are contiguous, on the backend's device, dtype F32 unless the backend documents
+//   otherwise. `out` never aliases an input unless the op says it may.
+// - Image tensors are NCHW (B, C, H, W); token tensors are (B, N, C) or flattened (M, C).
+// - Shapes are taken from the tensors; an op returns DATO_ERR_INVALID on a shape mismatch
+//   and writes which argument was wrong into err.
+// - Ops never allocate; the caller plans all memory up front (engine/arena.h).
+#ifndef DATO_BACKEND_H
+#define DATO_BACKEND_H
+
+#include <stddef.h>
+
+#include "status.h"
+#include "tensor.h"
+
+typedef struct dato_backend dato_backend;
+
+typedef struct {
+    // ---- memory --------------------------------------------------------------------------
+    void* (*alloc)(dato_backend* be, size_t bytes);                    // 64-byte aligned, NULL on failure
+    void (*free)(dato_backend* be, void* p);
+    void (*upload)(dato_backend* be, void* dst, const void* src_host, size_t bytes);
+    void (*download)(dato_backend* be, void* dst_host, const void* src, size_t bytes);
+    void (*synchronize)(dato_backend* be);
+
+    // ---- dense layers ----------------------------------------------------------------------
+    // out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, k, k)) + b (Co) or no bias if b == NULL.
+    // Ho = (H + 2*pad - k) / stride + 1. k in {1, 3}, stride in {1, 2}.
+    dato_status (*conv2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                          const dato_tensor* b, int stride, int pad, dato_error* err);
+    // out (..., N) = x (..., K) @ w (N, K)^T + b (N) or no bias if b == NULL; leading dims flattened.
+    dato_status (*linear)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                          const dato_tensor* b, dato_error* err);
+
+    // ---- normalization -----------------------------------------------------------------------
+    // out (B, C, ...) = GroupNorm(x) with per-channel gamma/beta (C); then SiLU if fuse_silu.
+    // Statistics in f32 over (C/groups) * prod(spatial). out may alias x.
+    dato_status (*group_norm)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                              const dato_tensor* beta, int groups, float eps, int fuse_silu, dato_error* err);
+    // out (..., C) = LayerNorm over the last dim with gamma/beta (C). out may alias x.
+    dato_status (*layer_norm)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                              const dato_tensor* beta, float eps, dato_error* err);
+
+    // ---- activations (elementwise; out may alias x) ------------------------------------------
+    dato_status (*silu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    dato_status (*gelu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err); // erf, exact
+    dato_status (*quick_gelu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err); // x*sigmoid(1.702x)
+    // out (..., F) = x[..., :F] * gelu(x[..., F:]) for x (..., 2F)  (diffusers GEGLU: [hidden, gate]).
+    dato_status (*geglu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    // out (..., N) = softmax over the last dim. out may alias x.
+    dato_status (*softmax)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+
+    // ---- attention ---------------------------------------------------------------------------
+    // out (B, Nq, H*D) = softmax(q k^T * scale) v per head, for q (B, Nq, H*D), k and v (B, Nk, H*D):
+    // heads are interleaved in the channel dim as nn.Linear outputs them. Blocked with an
+    // online softmax: the (Nq, Nk) score matrix is never materialized. Accumulation in f32.
+    dato_status (*attention)(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
+                             const dato_tensor* v, int heads, float scale, dato_error* err);
+
+    // ---- layout and elementwise ----------------------------------------------------------------
+    // out (B, C, 2H, 2W) = nearest-neighbour x2 upsample of x (B, C, H, W).
+    dato_status (*upsample_nearest2x)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    // out (B, Ca+Cb, H, W) = cat([a (B, Ca, H, W), b (B, Cb, H, W)], dim=1).
+    dato_status (*concat_channels)(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
+                                   dato_error* err);
+    // out (B, H*W, C) = x (B, C, H, W) permuted to tokens.
+    dato_status (*nchw_to_tokens)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    // out (B, C, H, W) = x (B, H*W, C) permuted back (shape taken from out).
+    dato_status (*tokens_to_nchw)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    // out = a + b, same shapes. out may alias a or b.
+    dato_status (*add)(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b, dato_error* err);
+    // x (B, C, H, W) += v (B, C) broadcast over H, W (the ResBlock time-embedding add).
+    dato_status (*add_channel_bias)(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err);
+    // out = alpha * a + beta * b, same shapes (guidance, sampler updates). out may alias a or b.
+    dato_status (*axpby)(dato_backend* be, dato_tensor* out, float alpha, const dato_tensor* a, float beta,
+                         const dato_tensor* b, dato_error* err);
+    // out = x (copy between same-shape tensors on this device).
+    dato_status (*copy)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+
+    // ---- embeddings ----------------------------------------------------------------------------
+    // out (B, dim) = sinusoidal embedding of timesteps t (B values on the host), as diffusers'
+    // get_timestep_embedding: f_i = exp(-ln(max_period) * i / (dim/2 - freq_shift)),
+    // [sin(t f), cos(t f)], swapped to [cos, sin] when flip_sin_to_cos. dim even.
+    dato_status (*timestep_embedding)(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+                                      float freq_shift, float max_period, dato_error* err);
+} dato_backend_ops;
+
+struct dato_backend {
+    const char* name;         // "cpu", "cuda", "null"
+    dato_device device;
+    const dato_backend_ops* ops;
+    void* impl;               // backend-private state
+};
+
+// The CPU backend: C + OpenMP, GEMM through OpenBLAS. threads <= 0 keeps OpenMP's default.
+dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err);
+// The null backend: every op checks nothing and does nothing, alloc returns NULL. Running a
+// forward on it with a measuring arena plans the workspace without touching memory.
+void dato_backend_null_init(dato_backend* be);
+void dato_backend_destroy(dato_backend* be);
+
+#endif

@@ -1,0 +1,48 @@
+#include "file_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+dato_status dato_read_text_file(const char* path, char** out, size_t max_bytes, dato_error* err) {
+    *out = NULL;
+    FILE* f = fopen(path, "rb");
+    if (!f) return dato_fail(err, DATO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char* buf = malloc(max_bytes + 1);
+    if (!buf) {
+        fclose(f);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, max_bytes + 1);
+    }
+    size_t n = fread(buf, 1, max_bytes + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return dato_fail(err, DATO_ERR_IO, "%s: read error", path);
+    }
+    if (n > max_bytes) {
+        free(buf);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: larger than the %zu bytes expected of it", path, max_bytes);
+    }
+    buf[n] = 0;
+    *out = buf;
+    return DATO_OK;
+}
+
+int dato_is_file(const char* path) {
+    struct stat s;
+    return stat(path, &s) == 0 && S_ISREG(s.st_mode);
+}
+
+int dato_is_dir(const char* path) {
+    struct stat s;
+    return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
+}
+
+dato_status dato_path_join(char* buf, size_t n, const char* dir, const char* name, dato_error* err) {
+    int len = snprintf(buf, n, "%s/%s", dir, name);
+    if (len < 0 || (size_t)len >= n) return dato_fail(err, DATO_ERR_INVALID, "path too long: %s/%s", dir, name);
+    return DATO_OK;
+}

@@ -1,0 +1,29 @@
+// Status codes and error messages. Every fallible function returns a dato_status and,
+// when given a dato_error*, writes a message that names the file, tensor or field at fault.
+// No global error state: the caller owns the dato_error.
+#ifndef DATO_STATUS_H
+#define DATO_STATUS_H
+
+typedef enum {
+    DATO_OK = 0,
+    DATO_ERR_IO,          // a file could not be opened, read, mapped or written
+    DATO_ERR_FORMAT,      // a file is malformed, truncated or inconsistent
+    DATO_ERR_INVALID,     // a bad argument, config value or shape
+    DATO_ERR_NOMEM,       // an allocation failed or a planned workspace overflowed
+    DATO_ERR_UNSUPPORTED, // a valid input we do not handle (dtype, layer type, backend)
+    DATO_ERR_NOT_FOUND,   // a named tensor, file or key is missing
+} dato_status;
+
+typedef struct {
+    char msg[1024];
+} dato_error;
+
+// Writes a printf-style message into err (if non-NULL) and returns st. Use as
+// `return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s': ...", path, name);`
+dato_status dato_fail(dato_error* err, dato_status st, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+// A short name for a status ("format error", ...).
+const char* dato_status_name(dato_status st);
+
+#endif

@@ -1,0 +1,52 @@
+// A minimal test harness: CHECK records a failure and goes on; tests print their max errors
+// and end with test_summary(), which prints "N passed, N failed" and returns the exit code.
+#ifndef DATO_TEST_UTIL_H
+#define DATO_TEST_UTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int test_passed_, test_failed_;
+
+#define CHECK(cond, ...)                                                     \
+    do {                                                                     \
+        if (cond) {                                                          \
+            test_passed_++;                                                  \
+        } else {                                                             \
+            test_failed_++;                                                  \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, __VA_ARGS__);                                    \
+            fprintf(stderr, "\n");                                           \
+        }                                                                    \
+    } while (0)
+
+// max |a - b| over n elements.
+static inline double test_max_abs_diff(const float* a, const float* b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) m = d;
+    }
+    return m;
+}
+
+// max |x| over n elements.
+static inline double test_max_abs(const float* x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs((double)x[i]) > m ? fabs((double)x[i]) : m;
+    return m;
+}
+
+// max|a - b| / max|b|: the relative error used by parity tests.
+static inline double test_rel_err(const float* got, const float* ref, size_t n) {
+    double r = test_max_abs(ref, n);
+    return test_max_abs_diff(got, ref, n) / (r > 0 ? r : 1.0);
+}
+
+static inline int test_summary(void) {
+    printf("%d passed, %d failed\n", test_passed_, test_failed_);
+    return test_failed_ ? 1 : 0;
+}
+
+#endif
