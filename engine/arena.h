@@ -9,6 +9,10 @@
 #include "backend.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" { // the CUDA backend includes these headers from .cu files
+#endif
+
 typedef struct {
     char* base;      // NULL while measuring
     size_t cap;      // bytes available (0 while measuring)
@@ -34,5 +38,9 @@ void* dato_arena_alloc(dato_arena* a, size_t bytes);
 // Scoped reuse: save top, allocate temporaries, restore top.
 static inline size_t dato_arena_mark(const dato_arena* a) { return a->top; }
 static inline void dato_arena_release(dato_arena* a, size_t mark) { a->top = mark; }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,6 +17,10 @@
 #include "status.h"
 #include "tensor.h"
 
+#ifdef __cplusplus
+extern "C" { // the CUDA backend includes these headers from .cu files
+#endif
+
 typedef struct dato_backend dato_backend;
 
 typedef struct {
@@ -102,5 +106,9 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
 // forward on it with a measuring arena plans the workspace without touching memory.
 void dato_backend_null_init(dato_backend* be);
 void dato_backend_destroy(dato_backend* be);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -4,6 +4,10 @@
 #ifndef DATO_STATUS_H
 #define DATO_STATUS_H
 
+#ifdef __cplusplus
+extern "C" { // the CUDA backend includes these headers from .cu files
+#endif
+
 typedef enum {
     DATO_OK = 0,
     DATO_ERR_IO,          // a file could not be opened, read, mapped or written
@@ -25,5 +29,9 @@ dato_status dato_fail(dato_error* err, dato_status st, const char* fmt, ...)
 
 // A short name for a status ("format error", ...).
 const char* dato_status_name(dato_status st);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

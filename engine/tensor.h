@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" { // the CUDA backend includes these headers from .cu files
+#endif
+
 typedef enum { DATO_F32 = 0, DATO_F16, DATO_BF16 } dato_dtype;
 typedef enum { DATO_DEV_CPU = 0, DATO_DEV_CUDA } dato_device;
 
@@ -46,5 +50,9 @@ float dato_bf16_to_f32(uint16_t b);
 uint16_t dato_f32_to_bf16(float f);
 // Converts n little-endian elements of dtype src_dt to f32.
 void dato_convert_to_f32(float* dst, const void* src, dato_dtype src_dt, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

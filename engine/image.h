@@ -1,0 +1,52 @@
+// Image output: 8-bit PNG files (libpng), grids of images, and the conversions from model
+// tensors to pixels. Pixels are always 8-bit, interleaved (H, W, C), C = 1 (gray) or 3 (RGB).
+#ifndef DATO_IMAGE_H
+#define DATO_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "tensor.h"
+
+// Writes an 8-bit PNG. pixels: (h, w, channels), channels 1 (gray) or 3 (RGB).
+// text_kv: NULL, or key, value, key, value, ..., NULL: one text chunk per pair (tEXt when the
+// value is ASCII, iTXt when it has other bytes, which are then taken as UTF-8, as PIL does).
+// Keys are 1-79 printable Latin-1 characters without leading, trailing or double spaces.
+// The PNG is written to a temporary file in the same directory and renamed onto path, so a
+// failure never leaves a partial file at path (an existing file there stays as it was).
+dato_status dato_png_write(const char* path, const uint8_t* pixels, int h, int w, int channels,
+                           const char* const* text_kv, dato_error* err);
+
+// Reads a PNG into a malloc'd (h, w, channels) 8-bit buffer that the caller frees.
+// Gray files give channels 1, color and palette files give 3: palettes are expanded, 16-bit
+// samples scaled to 8 bits, low-bit gray expanded, and alpha (or tRNS) dropped without
+// compositing. Gamma and color-profile chunks are ignored.
+dato_status dato_png_read(const char* path, uint8_t** pixels, int* h, int* w, int* channels,
+                          dato_error* err);
+
+// The size of a grid of n images of (h, w) in `cols` columns, ceil(n / cols) rows, with a
+// pad-pixel border around and between the images:
+//   grid_w = cols * w + (cols + 1) * pad, grid_h = rows * h + (rows + 1) * pad.
+dato_status dato_image_grid_size(int n, int h, int w, int cols, int pad, int* grid_h, int* grid_w,
+                                 dato_error* err);
+
+// Lays out images (n, h, w, c) row-major into grid (grid_h, grid_w, c) as sized by
+// dato_image_grid_size: image i lands in row i / cols, column i % cols. Borders and the cells
+// left empty in the last row are 255 (white).
+dato_status dato_image_grid(uint8_t* grid, const uint8_t* images, int n, int h, int w, int c,
+                            int cols, int pad, dato_error* err);
+
+// Converts a model image x, F32 (C, H, W) on the CPU with values in [-1, 1] (a pixel-space
+// model's output or the VAE decoder's), to 8-bit out (H, W, C), C in 1..4, exactly as diffusers'
+// VaeImageProcessor.postprocess does in float32: v = (x * 0.5 + 0.5).clamp(0, 1), then
+// (v * 255).round() with numpy's round half to even (0 -> 127.5 -> 128). NaN gives 0.
+dato_status dato_image_from_float(const dato_tensor* x, uint8_t* out, dato_error* err);
+
+// A PREVIEW of an SD1.x latent without the VAE: the widely used linear map from the 4 latent
+// channels to RGB (the "cheap approximation" of AUTOMATIC1111), then ((rgb + 1) / 2).clamp(0, 1)
+// * 255 rounded as above. latent: F32 (4, h, w) on the CPU, in the scaled space the UNet sees;
+// out: (h, w, 3). The colors are only roughly right and the image is 1/8 of the decoded size.
+dato_status dato_latent_preview(const dato_tensor* latent, uint8_t* out, dato_error* err);
+
+#endif
