@@ -12,13 +12,14 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
     memset(p, 0, sizeof *p);
     p->be = be;
     dato_scheduler_config_default(&p->sched);
-    char sched_path[4096];
     if (dato_is_dir(path)) {
+        char sched_path[sizeof p->sched_path];
         dato_status st = dato_path_join(sched_path, sizeof sched_path, path, "scheduler/scheduler_config.json", err);
         if (st) return st;
-        if (dato_is_file(sched_path) &&
-            (st = dato_scheduler_config_load(sched_path, NULL, &p->sched, err)))
-            return st;
+        if (dato_is_file(sched_path)) {
+            if ((st = dato_scheduler_config_load(sched_path, NULL, &p->sched, err))) return st;
+            memcpy(p->sched_path, sched_path, sizeof sched_path);
+        }
     }
     return dato_unet_open(&p->unet, path, be, hints, err);
 }
@@ -96,8 +97,13 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     guided_model g = {.p = p, .gp = gp, .batch = B, .cfg = cfg, .latent_numel = latent, .guidance = gp->guidance};
     dato_sampler* s = NULL;
     float *host = NULL, *ctx_host = NULL, *te_host = NULL;
-    dato_status st = dato_sampler_create(&s, &p->sched, gp->sampler, gp->steps, (size_t)B * latent, err);
-    if (st) return st;
+    // Keys the file lacks take the running sampler's defaults, as diffusers' from_config does.
+    dato_scheduler_config sched = p->sched;
+    dato_status st = DATO_OK;
+    if (p->sched_path[0] && gp->sampler != p->sched.kind &&
+        (st = dato_scheduler_config_load(p->sched_path, &gp->sampler, &sched, err)))
+        return st;
+    if ((st = dato_sampler_create(&s, &sched, gp->sampler, gp->steps, (size_t)B * latent, err))) return st;
     g.n_calls = dato_sampler_num_calls(s);
     st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, gp->seq, 0, err);
     if (st) goto done;

@@ -15,6 +15,7 @@ typedef struct {
     dato_backend* be;
     dato_unet unet;
     dato_scheduler_config sched;   // scheduler/scheduler_config.json, or SD1.5's; sched.kind = default sampler
+    char sched_path[4096];         // that file, re-read for another sampler's defaults ("" if none)
 } dato_pipeline;
 
 // Opens a diffusers folder (unet/, scheduler/) or an LDM single file. hints: see unet_load.h.
