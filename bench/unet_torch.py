@@ -22,53 +22,15 @@ from diffusers import UNet2DConditionModel
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Stable Diffusion 1.5's UNet (runwayml/stable-diffusion-v1-5, unet/config.json).
-SD15_CONFIG = {
-    "act_fn": "silu",
-    "attention_head_dim": 8,
-    "block_out_channels": [320, 640, 1280, 1280],
-    "center_input_sample": False,
-    "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "downsample_padding": 1,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-05,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 64,
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-}
-
-# The tiny test UNet's config when its fixture exists, else this small SD-shaped UNet
-# (the layout of diffusers' tiny test pipelines).
-TINY_CONFIG_PATH = os.path.join(REPO_ROOT, "tests", "fixtures", "unet", "sd15", "unet", "config.json")
-TINY_CONFIG = {
-    "attention_head_dim": 8,
-    "block_out_channels": [32, 64],
-    "cross_attention_dim": 32,
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-    "in_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-    "out_channels": 4,
-    "sample_size": 32,
-    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+# Named configs: the committed diffusers configs the C benchmark reads too.
+NAMED_CONFIGS = {
+    "sd15": os.path.join(REPO_ROOT, "tests", "fixtures", "manifests", "sd15_config.json"),
+    "tiny": os.path.join(REPO_ROOT, "tests", "fixtures", "unet", "sd15", "unet", "config.json"),
 }
 
 
 def load_config(name):
-    if name == "sd15":
-        return dict(SD15_CONFIG)
-    if name == "tiny":
-        if os.path.isfile(TINY_CONFIG_PATH):
-            name = TINY_CONFIG_PATH
-        else:
-            return dict(TINY_CONFIG)
-    with open(name) as f:
+    with open(NAMED_CONFIGS.get(name, name)) as f:
         config = json.load(f)
     # Drop diffusers' bookkeeping keys ("_class_name", "_diffusers_version", ...).
     return {k: v for k, v in config.items() if not k.startswith("_")}

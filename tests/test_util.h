@@ -44,6 +44,27 @@ static inline double test_rel_err(const float* got, const float* ref, size_t n) 
     return test_max_abs_diff(got, ref, n) / (r > 0 ? r : 1.0);
 }
 
+// A whole file as a malloc'd buffer (NULL if unreadable); *n gets its size.
+static inline unsigned char* read_bytes(const char* path, size_t* n) {
+    FILE* f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char* buf = malloc(size > 0 ? (size_t)size : 1);
+    *n = buf ? fread(buf, 1, (size_t)(size > 0 ? size : 0), f) : 0;
+    fclose(f);
+    return buf;
+}
+
+// Writes n bytes to path; 1 on success.
+static inline int write_bytes(const char* path, const void* bytes, size_t n) {
+    FILE* f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(bytes, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
 static inline int test_summary(void) {
     printf("%d passed, %d failed\n", test_passed_, test_failed_);
     return test_failed_ ? 1 : 0;

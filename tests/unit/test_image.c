@@ -23,25 +23,6 @@ static const char* join(char* buf, size_t n, const char* dir, const char* name) 
     return buf;
 }
 
-static unsigned char* read_bytes(const char* path, size_t* n) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char* buf = malloc(size > 0 ? (size_t)size : 1);
-    *n = buf ? fread(buf, 1, (size_t)size, f) : 0;
-    fclose(f);
-    return buf;
-}
-
-static int write_bytes(const char* path, const void* bytes, size_t n) {
-    FILE* f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(bytes, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
 static int has(const char* msg, const char* needle) { return strstr(msg, needle) != NULL; }
 
 // A deterministic test pattern value for pixel (y, x), channel c.
