@@ -1,0 +1,150 @@
+// The CPU backend: the reference implementation of every op in backend.h, in C + OpenMP with
+// GEMMs through OpenBLAS. This file holds the memory ops, the shared argument checks, the ops
+// table, init and destroy; the ops live in cpu_conv.c, cpu_linear.c, cpu_norm.c,
+// cpu_activation.c, cpu_attention.c and cpu_layout.c.
+//
+// Threads: one pool, OpenMP's. OpenBLAS is set to one thread and every GEMM is cut into
+// blocks that the OpenMP threads multiply side by side (cpu_gemm_team in cpu_linear.c).
+// Letting OpenBLAS thread its own GEMMs (Debian ships its pthread build) between OpenMP loops
+// halves the speed: after each OpenMP region libgomp's idle threads spin for milliseconds
+// (OMP_WAIT_POLICY unset), stealing the cores OpenBLAS's threads need (measured: conv 3x3
+// 320->320 at 64x64 ran at 58 GFLOP/s that way on 2 cores, 224 with OMP_WAIT_POLICY=passive,
+// 216 as a team). OpenBLAS 0.3.21 does not know Zen 4/5 and picks its AVX2 (Haswell) kernels
+// there; OPENBLAS_CORETYPE=SkylakeX in the environment gives its AVX-512 ones (conv 1.7x).
+//
+// The ops share the backend's scratch (im2col tile, attention blocks): a backend serves one
+// calling thread at a time.
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_ops.h"
+
+// ---- shared argument checks -------------------------------------------------------------------
+
+dato_status cpu_check(const char* op, const char* arg, const dato_tensor* t, int ndim, dato_error* err) {
+    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
+    if (t->ndim < 1 || t->ndim > DATO_MAX_DIMS)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s has %d dims (1..%d allowed)", op, arg, t->ndim, DATO_MAX_DIMS);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] < 0)
+            return dato_fail(err, DATO_ERR_INVALID, "%s: %s has a negative dim %lld", op, arg, (long long)t->shape[i]);
+    if (ndim > 0 && t->ndim != ndim) {
+        char s[96];
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s has %d dims, expected %d", op, arg,
+                         dato_shape_str(t, s, sizeof s), t->ndim, ndim);
+    }
+    if (t->dtype != DATO_F32)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s; the CPU backend computes in F32 only", op, arg,
+                         dato_dtype_name(t->dtype));
+    if (t->device != DATO_DEV_CPU)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CPU", op, arg);
+    if (!t->data && dato_tensor_numel(t) > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
+    return DATO_OK;
+}
+
+dato_status cpu_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
+                                 const char* x_name, const dato_tensor* x, dato_error* err) {
+    if (dato_tensor_same_shape(out, x)) return DATO_OK;
+    char so[96], sx[96];
+    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not match %s %s", op, out_name,
+                     dato_shape_str(out, so, sizeof so), x_name, dato_shape_str(x, sx, sizeof sx));
+}
+
+// ---- memory: host memory, 64-byte aligned -----------------------------------------------------
+
+static void* cpu_alloc(dato_backend* be, size_t bytes) {
+    (void)be;
+    if (bytes > SIZE_MAX - 64) return NULL;
+    size_t rounded = bytes == 0 ? 64 : (bytes + 63) / 64 * 64; // aligned_alloc wants a multiple
+    return aligned_alloc(64, rounded);
+}
+
+static void cpu_free(dato_backend* be, void* p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_memcpy(dato_backend* be, void* dst, const void* src, size_t bytes) {
+    (void)be;
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_synchronize(dato_backend* be) { (void)be; }
+
+static const dato_backend_ops cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .synchronize = cpu_synchronize,
+    .conv2d = cpu_conv2d,
+    .linear = cpu_linear,
+    .group_norm = cpu_group_norm,
+    .layer_norm = cpu_layer_norm,
+    .silu = cpu_silu,
+    .gelu = cpu_gelu,
+    .quick_gelu = cpu_quick_gelu,
+    .geglu = cpu_geglu,
+    .softmax = cpu_softmax,
+    .attention = cpu_attention,
+    .upsample_nearest2x = cpu_upsample_nearest2x,
+    .concat_channels = cpu_concat_channels,
+    .nchw_to_tokens = cpu_nchw_to_tokens,
+    .tokens_to_nchw = cpu_tokens_to_nchw,
+    .add = cpu_add,
+    .add_channel_bias = cpu_add_channel_bias,
+    .axpby = cpu_axpby,
+    .copy = cpu_copy,
+    .timestep_embedding = cpu_timestep_embedding,
+};
+
+// ---- init and destroy -----------------------------------------------------------------------------
+
+static void cpu_destroy(dato_backend* be) {
+    cpu_backend* cpu = be->impl;
+    free(cpu->col);
+    free(cpu->attn);
+    free(cpu);
+}
+
+dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err) {
+    if (!be) return dato_fail(err, DATO_ERR_INVALID, "cpu backend: be is NULL");
+    *be = (dato_backend){0};
+    if (threads > 0) omp_set_num_threads(threads);
+    else threads = omp_get_max_threads();
+    openblas_set_num_threads(1); // the OpenMP threads run the GEMM blocks, see the top of this file
+    cpu_backend* cpu = calloc(1, sizeof *cpu);
+    if (!cpu) return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for its state");
+    cpu->destroy = cpu_destroy;
+    cpu->threads = threads;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    cpu->avx512 = __builtin_cpu_supports("avx512f") != 0;
+#endif
+    cpu->col_floats = (size_t)threads * CPU_COL_FLOATS_PER_THREAD;
+    if (cpu->col_floats < CPU_COL_FLOATS_MIN) cpu->col_floats = CPU_COL_FLOATS_MIN;
+    cpu->col = aligned_alloc(64, cpu->col_floats * sizeof(float));
+    cpu->attn = aligned_alloc(64, (size_t)threads * CPU_ATTN_FLOATS_PER_THREAD * sizeof(float));
+    if (!cpu->col || !cpu->attn) {
+        free(cpu->col);
+        free(cpu->attn);
+        free(cpu);
+        return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for %d threads' scratch", threads);
+    }
+    *be = (dato_backend){.name = "cpu", .device = DATO_DEV_CPU, .ops = &cpu_ops, .impl = cpu};
+    return DATO_OK;
+}
+
+// Destroys any backend: a backend with private state puts its destroy function as the first
+// member of the struct impl points to (the CPU backend: cpu_backend.destroy); impl == NULL
+// (the null backend) has nothing to free. be is zeroed after, so a second call does nothing.
+void dato_backend_destroy(dato_backend* be) {
+    if (!be) return;
+    if (be->impl) {
+        void (*destroy)(dato_backend*) = *(void (**)(dato_backend*))be->impl;
+        if (destroy) destroy(be);
+    }
+    *be = (dato_backend){0};
+}

@@ -1,0 +1,96 @@
+// Elementwise activations and the last-dim softmax on the CPU. out may alias x in all of them
+// except geglu (whose out is half the size of x).
+#include <math.h>
+
+#include "cpu_ops.h"
+
+// Checks out and x for an elementwise op: CPU F32 tensors of the same shape.
+static dato_status check_unary(const char* op, const dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st;
+    if ((st = cpu_check(op, "out", out, 0, err)) || (st = cpu_check(op, "x", x, 0, err))) return st;
+    return cpu_check_same_shape(op, "out", out, "x", x, err);
+}
+
+dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st = check_unary("silu", out, x, err);
+    if (st) return st;
+    const float* xd = x->data; // (n)
+    float* od = out->data;     // (n)
+    int64_t n = dato_tensor_numel(x);
+    #pragma omp parallel for simd num_threads(cpu_threads(be)) schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) od[i] = xd[i] / (1.0f + cpu_expf(-xd[i]));
+    return DATO_OK;
+}
+
+dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st = check_unary("gelu", out, x, err);
+    if (st) return st;
+    const float* xd = x->data; // (n)
+    float* od = out->data;     // (n)
+    int64_t n = dato_tensor_numel(x);
+    #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) od[i] = 0.5f * xd[i] * (1.0f + erff(xd[i] * (float)M_SQRT1_2));
+    return DATO_OK;
+}
+
+dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st = check_unary("quick_gelu", out, x, err);
+    if (st) return st;
+    const float* xd = x->data; // (n)
+    float* od = out->data;     // (n)
+    int64_t n = dato_tensor_numel(x);
+    #pragma omp parallel for simd num_threads(cpu_threads(be)) schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) od[i] = xd[i] / (1.0f + cpu_expf(-1.702f * xd[i]));
+    return DATO_OK;
+}
+
+dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st;
+    if ((st = cpu_check("geglu", "out", out, 0, err)) || (st = cpu_check("geglu", "x", x, 0, err))) return st;
+    char so[96], sx[96];
+    int64_t two_f = x->shape[x->ndim - 1], f = two_f / 2;
+    int same_lead = out->ndim == x->ndim;
+    for (int i = 0; same_lead && i < x->ndim - 1; i++) same_lead = out->shape[i] == x->shape[i];
+    if (two_f % 2 != 0 || !same_lead || out->shape[out->ndim - 1] != f)
+        return dato_fail(err, DATO_ERR_INVALID, "geglu: out %s is not x %s with its even last dim halved",
+                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
+    if (f == 0) return DATO_OK;
+    int64_t rows = dato_tensor_numel(out) / f;
+    const float* xd = x->data; // (rows, 2F): [hidden, gate]
+    float* od = out->data;     // (rows, F)
+    #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (rows * f >= CPU_PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float* hidden = xd + r * two_f; // (F)
+        const float* gate = hidden + f;       // (F)
+        float* o = od + r * f;                // (F)
+        for (int64_t i = 0; i < f; i++) o[i] = hidden[i] * (0.5f * gate[i] * (1.0f + erff(gate[i] * (float)M_SQRT1_2)));
+    }
+    return DATO_OK;
+}
+
+dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st = check_unary("softmax", out, x, err);
+    if (st) return st;
+    int64_t n = x->shape[x->ndim - 1];
+    if (n == 0) return DATO_OK;
+    int64_t rows = dato_tensor_numel(x) / n;
+    const float* xd = x->data; // (rows, N)
+    float* od = out->data;     // (rows, N)
+    #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (rows * n >= CPU_PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float* xr = xd + r * n; // (N)
+        float* orow = od + r * n;     // (N)
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < n; i++) mx = xr[i] > mx ? xr[i] : mx;
+        float sum = 0.0f;
+        #pragma omp simd reduction(+ : sum)
+        for (int64_t i = 0; i < n; i++) {
+            orow[i] = cpu_expf(xr[i] - mx);
+            sum += orow[i];
+        }
+        float inv = 1.0f / sum;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) orow[i] *= inv;
+    }
+    return DATO_OK;
+}

@@ -1,0 +1,113 @@
+// Private to the CPU backend: its state, the checks every op shares, a vectorizable exp, and
+// the ops each file of engine/cpu/ implements (backend_cpu.c puts them in the table).
+#ifndef DATO_CPU_OPS_H
+#define DATO_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+
+// Fixed scratch sizes, allocated once at init: ops tile their work to fit them.
+#define CPU_COL_FLOATS_PER_THREAD ((size_t)1 << 20)  // conv2d im2col tile: 4 MiB per thread,
+#define CPU_COL_FLOATS_MIN ((size_t)4 << 20)         // 16 MiB at least
+#define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
+
+typedef struct {
+    // First member by the convention of dato_backend_destroy (backend_cpu.c): every backend
+    // with private state puts its destroy function first in its impl struct.
+    void (*destroy)(dato_backend* be);
+    int threads;       // OpenMP threads of every parallel region
+    int avx512;        // the CPU has AVX-512F: attention runs its 16-float kernels
+    float* col;        // (col_floats) im2col tile of conv2d, shared by the team
+    size_t col_floats;
+    float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
+} cpu_backend;
+
+static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backend*)be->impl)->threads; }
+
+// Elementwise loops below this size run on one thread: a parallel region costs microseconds.
+#define CPU_PARALLEL_MIN 32768
+
+// DATO_OK if t is a CPU F32 tensor with data and ndim dims (any of 1..4 when ndim == 0);
+// otherwise an error naming op and arg ("conv2d: weight is F16; ...").
+dato_status cpu_check(const char* op, const char* arg, const dato_tensor* t, int ndim, dato_error* err);
+// DATO_OK if out has the same shape as x, else DATO_ERR_INVALID naming both shapes.
+dato_status cpu_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
+                                 const char* x_name, const dato_tensor* x, dato_error* err);
+
+// C (M, N) = A (M, K) @ B for B (K, N), or A @ B^T for B (N, K) when b_transposed; leading
+// dimensions lda, ldb, ldc. Called by every thread of an OpenMP parallel region (an orphaned
+// `omp for`, with its barrier): C is cut into one block per thread, each block one
+// single-threaded OpenBLAS call. See backend_cpu.c for why GEMMs never run on OpenBLAS threads.
+void cpu_gemm_team(int m, int n, int k, const float* a, int lda, const float* b, int ldb, int b_transposed, float* c,
+                   int ldc);
+
+// Bits of a float and back (compile to register moves, vectorize).
+static inline uint32_t cpu_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float cpu_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+// 2^x for any float x, relative error ~2e-7 (Cephes exp2f polynomial on [-0.5, 0.5]), in
+// steps that vectorize when inlined into a loop (libm's exp2f does not; nor do float compares,
+// which GCC will not if-convert without -fno-trapping-math, so the clamps work on the bits).
+// x is clamped to [-127, 127] (-inf and negative NaNs to -127, +inf and positive NaNs to 127);
+// below about 2^-126.5 the result is 0, so 2^-inf = 0 exactly.
+static inline float cpu_exp2f(float x) {
+    uint32_t u = cpu_f32_bits(x);
+    u = u > 0xC2FE0000u ? 0xC2FE0000u : u;         // sign set and |x| > 127: -127
+    u = (int32_t)u > 0x42FE0000 ? 0x42FE0000u : u; // sign clear and x > 127: 127
+    x = cpu_bits_f32(u);
+    float n = (x + 12582912.0f) - 12582912.0f; // round to nearest by adding 1.5 * 2^23
+    float f = x - n;                           // in [-0.5, 0.5]
+    float p = 1.535336188319500e-4f;
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    // 2^n: n + 127 + 1.5 * 2^23 holds n + 127 in its low mantissa bits; shift them into the exponent
+    return p * cpu_bits_f32(cpu_f32_bits(n + 12583039.0f) << 23);
+}
+
+// e^x by cpu_exp2f.
+static inline float cpu_expf(float x) { return cpu_exp2f(x * 1.44269504088896341f); }
+
+// ---- ops (each file implements its group; shapes and aliasing as in backend.h) ---------------
+
+// cpu_conv.c
+dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                       const dato_tensor* b, int stride, int pad, dato_error* err);
+// cpu_linear.c
+dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                       const dato_tensor* b, dato_error* err);
+// cpu_norm.c
+dato_status cpu_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                           const dato_tensor* beta, int groups, float eps, int fuse_silu, dato_error* err);
+dato_status cpu_layer_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                           const dato_tensor* beta, float eps, dato_error* err);
+// cpu_activation.c
+dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+// cpu_attention.c
+dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
+                          const dato_tensor* v, int heads, float scale, dato_error* err);
+// cpu_layout.c
+dato_status cpu_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_concat_channels(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
+                                dato_error* err);
+dato_status cpu_nchw_to_tokens(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_tokens_to_nchw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_add(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b, dato_error* err);
+dato_status cpu_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err);
+dato_status cpu_axpby(dato_backend* be, dato_tensor* out, float alpha, const dato_tensor* a, float beta,
+                      const dato_tensor* b, dato_error* err);
+dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+                                   float freq_shift, float max_period, dato_error* err);
+
+#endif
