@@ -25,6 +25,100 @@ static double peak_rss_mb(void) {
     return (double)ru.ru_maxrss / 1024.0;
 }
 
+// ---- --profile: the CPU backend's ops wrapped with timers -----------------------------------------
+
+enum { P_CONV3, P_CONV1, P_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
+static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "linear", "attention",
+                                               "group/layer norm", "geglu", "other"};
+
+typedef struct {
+    dato_backend be;               // first member: the ops receive &timed->be
+    const dato_backend_ops* inner; // the CPU backend's ops
+    dato_backend_ops ops;
+    double seconds[P_N], flops[P_N];
+} timed_backend;
+
+#define TIMED(kind, flop, call)                          \
+    timed_backend* tb = (timed_backend*)be;             \
+    double t0 = now_s();                                 \
+    dato_status st = tb->inner->call;                    \
+    tb->seconds[kind] += now_s() - t0;                   \
+    tb->flops[kind] += (flop);                           \
+    return st
+
+static dato_status t_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                            const dato_tensor* b, int stride, int pad, dato_error* err) {
+    double f = 2.0 * (double)dato_tensor_numel(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
+    TIMED(w->shape[2] == 1 ? P_CONV1 : P_CONV3, f, conv2d(be, out, x, w, b, stride, pad, err));
+}
+static dato_status t_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                            const dato_tensor* b, dato_error* err) {
+    double f = 2.0 * (double)dato_tensor_numel(out) * (double)w->shape[1];
+    TIMED(P_LINEAR, f, linear(be, out, x, w, b, err));
+}
+static dato_status t_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
+                               const dato_tensor* v, int heads, float scale, dato_error* err) {
+    double f = 4.0 * (double)q->shape[0] * (double)q->shape[1] * (double)k->shape[1] * (double)q->shape[2];
+    TIMED(P_ATTN, f, attention(be, out, q, k, v, heads, scale, err));
+}
+static dato_status t_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* g,
+                                const dato_tensor* b, int groups, float eps, int silu, dato_error* err) {
+    TIMED(P_NORM, 0, group_norm(be, out, x, g, b, groups, eps, silu, err));
+}
+static dato_status t_layer_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* g,
+                                const dato_tensor* b, float eps, dato_error* err) {
+    TIMED(P_NORM, 0, layer_norm(be, out, x, g, b, eps, err));
+}
+static dato_status t_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    TIMED(P_GEGLU, 0, geglu(be, out, x, err));
+}
+static dato_status t_add(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
+                         dato_error* err) {
+    TIMED(P_OTHER, 0, add(be, out, a, b, err));
+}
+static dato_status t_concat(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
+                            dato_error* err) {
+    TIMED(P_OTHER, 0, concat_channels(be, out, a, b, err));
+}
+static dato_status t_to_tokens(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    TIMED(P_OTHER, 0, nchw_to_tokens(be, out, x, err));
+}
+static dato_status t_to_nchw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    TIMED(P_OTHER, 0, tokens_to_nchw(be, out, x, err));
+}
+static dato_status t_upsample(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    TIMED(P_OTHER, 0, upsample_nearest2x(be, out, x, err));
+}
+
+// A backend whose heavy ops time themselves and then run the CPU backend's.
+static void timed_backend_wrap(timed_backend* tb, const dato_backend* cpu) {
+    memset(tb, 0, sizeof *tb);
+    tb->be = *cpu;
+    tb->inner = cpu->ops;
+    tb->ops = *cpu->ops;
+    tb->ops.conv2d = t_conv2d;
+    tb->ops.linear = t_linear;
+    tb->ops.attention = t_attention;
+    tb->ops.group_norm = t_group_norm;
+    tb->ops.layer_norm = t_layer_norm;
+    tb->ops.geglu = t_geglu;
+    tb->ops.add = t_add;
+    tb->ops.concat_channels = t_concat;
+    tb->ops.nchw_to_tokens = t_to_tokens;
+    tb->ops.tokens_to_nchw = t_to_nchw;
+    tb->ops.upsample_nearest2x = t_upsample;
+    tb->be.ops = &tb->ops;
+}
+
+static void print_profile(const timed_backend* tb, int forwards, double total_ms) {
+    fprintf(stderr, "%-18s %10s %8s %10s\n", "op", "ms/forward", "share", "GFLOP/s");
+    for (int k = 0; k < P_N; k++) {
+        double ms = tb->seconds[k] * 1e3 / forwards;
+        fprintf(stderr, "%-18s %10.1f %7.1f%% %10.1f\n", PROFILE_NAMES[k], ms, 100.0 * ms / total_ms,
+                tb->flops[k] > 0 ? tb->flops[k] / tb->seconds[k] / 1e9 : 0.0);
+    }
+}
+
 static int cmp_double(const void* a, const void* b) {
     double x = *(const double*)a, y = *(const double*)b;
     return (x > y) - (x < y);
@@ -32,21 +126,25 @@ static int cmp_double(const void* a, const void* b) {
 
 static void usage(void) {
     printf("usage: bench_unet --config PATH [--latent N] [--batch B] [--seq S] [--threads T] [--iters K] "
-           "[--warmup W]\n"
+           "[--warmup W] [--profile]\n"
            "  Times dato_unet_forward on the CPU backend with seeded random weights in the config's shapes.\n"
            "  Prints one JSON line: impl, config, latent, batch, threads, ms_per_forward_median, ms_min,\n"
-           "  weights_mb, workspace_mb, peak_rss_mb.\n");
+           "  weights_mb, workspace_mb, peak_rss_mb. --profile also prints time per op kind to stderr.\n");
 }
 
 int main(int argc, char** argv) {
     const char* config = NULL;
-    int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1;
+    int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         const char* v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage();
             return 0;
+        }
+        if (!strcmp(a, "--profile")) {
+            profile = 1;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "bench_unet: %s needs a value\n", a);
@@ -71,12 +169,18 @@ int main(int argc, char** argv) {
     }
 
     dato_error err;
-    dato_backend be;
+    dato_backend cpu;
+    timed_backend tb;
     dato_unet_config cfg;
     dato_unet u;
     dato_unet_ws ws;
-    if (dato_backend_cpu_init(&be, threads, &err) || dato_unet_config_from_json(&cfg, config, &err) ||
-        dato_unet_build(&u, &cfg, &be, &err) || dato_unet_init_random(&u, 1234, 0.02f, &err) ||
+    if (dato_backend_cpu_init(&cpu, threads, &err)) {
+        fprintf(stderr, "bench_unet: %s\n", err.msg);
+        return 1;
+    }
+    timed_backend_wrap(&tb, &cpu);
+    dato_backend* be = profile ? &tb.be : &cpu;
+    if (dato_unet_config_from_json(&cfg, config, &err) || dato_unet_build(&u, &cfg, be, &err) || dato_unet_init_random(&u, 1234, 0.02f, &err) ||
         dato_unet_ws_create(&ws, &u, batch, latent, latent, seq, 0, &err)) {
         fprintf(stderr, "bench_unet: %s\n", err.msg);
         return 1;
@@ -106,6 +210,10 @@ int main(int argc, char** argv) {
 
     double* ms = malloc((size_t)iters * sizeof *ms);
     for (int i = 0; i < warmup + iters; i++) {
+        if (i == warmup) { // the profile counts the timed forwards only
+            memset(tb.seconds, 0, sizeof tb.seconds);
+            memset(tb.flops, 0, sizeof tb.flops);
+        }
         double t0 = now_s();
         if (dato_unet_forward(&u, &ws, &plan, &in, &ty, &err)) {
             fprintf(stderr, "bench_unet: %s\n", err.msg);
@@ -114,6 +222,11 @@ int main(int argc, char** argv) {
         double dt = (now_s() - t0) * 1e3;
         if (i >= warmup) ms[i - warmup] = dt;
         fprintf(stderr, "bench_unet: forward %d/%d: %.1f ms\n", i + 1, warmup + iters, dt);
+    }
+    if (profile) {
+        double total = 0;
+        for (int i = 0; i < iters; i++) total += ms[i];
+        print_profile(&tb, iters, total / iters);
     }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
     printf("{\"impl\":\"dato\",\"config\":\"%s\",\"latent\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
@@ -130,6 +243,6 @@ int main(int argc, char** argv) {
     free(t);
     dato_unet_ws_free(&ws, &u);
     dato_unet_free(&u);
-    dato_backend_destroy(&be);
+    dato_backend_destroy(&cpu);
     return 0;
 }
