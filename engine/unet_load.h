@@ -4,20 +4,7 @@
 #define DATO_UNET_LOAD_H
 
 #include "unet.h"
-#include "weight_files.h"
-
-// Where tensors come from: a lookup by name and an iteration, so that the loader runs on
-// safetensors files and the manifest tests on name/shape tables alike.
-typedef struct {
-    const void* ctx;
-    const char* label; // a file name for messages
-    const dato_st_tensor* (*find)(const void* ctx, const char* name);
-    int (*count)(const void* ctx);
-    const dato_st_tensor* (*at)(const void* ctx, int i);
-} dato_tensor_source;
-
-// A source over open weight files.
-dato_tensor_source dato_tensor_source_files(const dato_weight_files* wf);
+#include "tensor_source.h"
 
 // What tensor shapes cannot tell about an LDM UNet; zero fields take the SD-family rule
 // (heads: 8 for a 768-wide context, else head dim 64; GroupNorm 32; SDXL time ids 256).
