@@ -57,9 +57,9 @@ static dato_status t_linear(dato_backend* be, dato_tensor* out, const dato_tenso
     TIMED(P_LINEAR, f, linear(be, out, x, w, b, err));
 }
 static dato_status t_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
-                               const dato_tensor* v, int heads, float scale, dato_error* err) {
+                               const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
     double f = 4.0 * (double)q->shape[0] * (double)q->shape[1] * (double)k->shape[1] * (double)q->shape[2];
-    TIMED(P_ATTN, f, attention(be, out, q, k, v, heads, scale, err));
+    TIMED(P_ATTN, f, attention(be, out, q, k, v, heads, scale, causal, err));
 }
 static dato_status t_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* g,
                                 const dato_tensor* b, int groups, float eps, int silu, dato_error* err) {

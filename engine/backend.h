@@ -62,8 +62,9 @@ typedef struct {
     // out (B, Nq, H*D) = softmax(q k^T * scale) v per head, for q (B, Nq, H*D), k and v (B, Nk, H*D):
     // heads are interleaved in the channel dim as nn.Linear outputs them. Blocked with an
     // online softmax: the (Nq, Nk) score matrix is never materialized. Accumulation in f32.
+    // causal (text encoders): query i attends only to keys j <= i; requires Nq == Nk.
     dato_status (*attention)(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
-                             const dato_tensor* v, int heads, float scale, dato_error* err);
+                             const dato_tensor* v, int heads, float scale, int causal, dato_error* err);
 
     // ---- layout and elementwise ----------------------------------------------------------------
     // out (B, C, 2H, 2W) = nearest-neighbour x2 upsample of x (B, C, H, W).

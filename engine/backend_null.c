@@ -41,8 +41,8 @@ static dato_status null_binary(dato_backend* be, dato_tensor* out, const dato_te
     return DATO_OK;
 }
 static dato_status null_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
-                                  const dato_tensor* v, int heads, float scale, dato_error* err) {
-    (void)be; (void)out; (void)q; (void)k; (void)v; (void)heads; (void)scale; (void)err;
+                                  const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
+    (void)be; (void)out; (void)q; (void)k; (void)v; (void)heads; (void)scale; (void)causal; (void)err;
     return DATO_OK;
 }
 static dato_status null_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err) {

@@ -57,7 +57,7 @@ dato_status dato_unet_attention(dato_backend* be, const dato_attention* at, int 
     TRY(op->linear(be, &q, x, &at->to_q.w, NULL, err));
     TRY(op->linear(be, &k, kv, &at->to_k.w, NULL, err));
     TRY(op->linear(be, &v, kv, &at->to_v.w, NULL, err));
-    TRY(op->attention(be, &o, &q, &k, &v, heads, 1.0f / sqrtf((float)(C / heads)), err));
+    TRY(op->attention(be, &o, &q, &k, &v, heads, 1.0f / sqrtf((float)(C / heads)), 0, err));
     TRY(op->linear(be, out, &o, &at->to_out.w, &at->to_out.b, err));
     dato_arena_release(arena, mark);
     return DATO_OK;

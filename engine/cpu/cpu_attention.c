@@ -14,6 +14,10 @@
 // horizontal reductions, and any head dim vectorizes fully. The two products are
 // register-blocked micro-kernels of R rows (keys, then head dims) by 2 vectors of queries.
 //
+// Causal attention skips every key past a tile's last query (whole blocks, then the tail of a
+// block) and masks the scores above the diagonal to -inf in the tiles that cross it. Key 0 is
+// in every query's first block, so the running max is finite after it and 2^-inf gives 0.
+//
 // Two sets of kernels, picked per call: 16-float AVX-512 ones when the CPU has AVX-512F
 // (compiled with a target attribute, whatever the build flags: twice the AVX2 speed on a
 // Zen 5), else 8-float ones on AVX2 + FMA intrinsics when the build targets them (x86-64-v3,
@@ -164,15 +168,24 @@ static void attn8_accumulate(float* ot, int64_t ldo, const float* v, int64_t ldv
     }
 }
 
+// Causal mask of st (kn, qt_width): key j is hidden from query u when j > u + diag, diag being
+// the tile's first query minus the block's first key. Only tiles crossing the diagonal call it.
+static void attn_mask_causal(float* st, int64_t qt_width, int64_t kn, int64_t diag) {
+    for (int64_t j = diag + 1 > 0 ? diag + 1 : 0; j < kn; j++)
+        for (int64_t u = j - diag - 1 < qt_width - 1 ? j - diag - 1 : qt_width - 1; u >= 0; u--)
+            st[j * qt_width + u] = -INFINITY;
+}
+
 // One tile of queries against one key block: kb, vb (kn rows of stride ldkv); qt, ot (d, ld)
-// at the tile's first query; st (kn, tile) scratch; m, l, alpha (tile). The tile is 16
-// queries here, 32 for attn16_tile.
+// at the tile's first query; st (kn, tile) scratch; m, l, alpha (tile); diag as in
+// attn_mask_causal, masking when diag < kn - 1. The tile is 16 queries here, 32 for attn16_tile.
 typedef void attn_tile_fn(float* ot, const float* qt, int64_t ld, const float* kb, const float* vb, int64_t ldkv,
-                          float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d);
+                          float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d, int64_t diag);
 
 static void attn8_tile(float* ot, const float* qt, int64_t ld, const float* kb, const float* vb, int64_t ldkv,
-                       float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d) {
+                       float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d, int64_t diag) {
     attn8_scores(st, kb, ldkv, qt, ld, kn, d);
+    if (diag < kn - 1) attn_mask_causal(st, ATTN8_QT, kn, diag);
     attn8_softmax_step(st, m, l, alpha, kn);
     attn8_accumulate(ot, ld, vb, ldkv, st, alpha, kn, d);
 }
@@ -270,8 +283,9 @@ AVX512 static void attn16_accumulate(float* ot, int64_t ldo, const float* v, int
 }
 
 AVX512 static void attn16_tile(float* ot, const float* qt, int64_t ld, const float* kb, const float* vb, int64_t ldkv,
-                               float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d) {
+                               float* st, float* m, float* l, float* alpha, int64_t kn, int64_t d, int64_t diag) {
     attn16_scores(st, kb, ldkv, qt, ld, kn, d);
+    if (diag < kn - 1) attn_mask_causal(st, ATTN16_QT, kn, diag);
     attn16_softmax_step(st, m, l, alpha, kn);
     attn16_accumulate(ot, ld, vb, ldkv, st, alpha, kn, d);
 }
@@ -293,7 +307,7 @@ static int64_t attn_floats(int64_t chunk, int64_t qt_width, int64_t bk, int64_t 
 }
 
 dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
-                          const dato_tensor* v, int heads, float scale, dato_error* err) {
+                          const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
     dato_status st;
     if ((st = cpu_check("attention", "out", out, 3, err)) || (st = cpu_check("attention", "q", q, 3, err)) ||
         (st = cpu_check("attention", "k", k, 3, err)) || (st = cpu_check("attention", "v", v, 3, err)) ||
@@ -310,6 +324,9 @@ dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor*
                          (long long)channels, dato_shape_str(q, sq, sizeof sq));
     if (nk == 0)
         return dato_fail(err, DATO_ERR_INVALID, "attention: k %s has no tokens", dato_shape_str(k, sk, sizeof sk));
+    if (causal && nk != nq)
+        return dato_fail(err, DATO_ERR_INVALID, "attention: causal needs as many keys as queries, k %s, q %s",
+                         dato_shape_str(k, sk, sizeof sk), dato_shape_str(q, sq, sizeof sq));
     if (batch == 0 || nq == 0) return DATO_OK;
 
     // The kernels: 16 queries per tile, or 32 with AVX-512.
@@ -361,12 +378,21 @@ dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor*
         }
         for (int64_t c = 0; c < d; c++) memset(ot + c * ld, 0, (size_t)rows_padded * sizeof(float));
 
-        for (int64_t k0 = 0; k0 < nk; k0 += bk) {
-            int64_t kn = nk - k0 < bk ? nk - k0 : bk;
+        int64_t k_end = causal ? q0 + rows : nk; // causal: no key past the chunk's last query
+        for (int64_t k0 = 0; k0 < k_end; k0 += bk) {
+            int64_t kn = k_end - k0 < bk ? k_end - k0 : bk;
             const float* kb = kd + ((n * nk + k0) * heads + h) * d; // kn rows (D) of stride H*D
             const float* vb = vd + ((n * nk + k0) * heads + h) * d; // kn rows (D) of stride H*D
-            for (int64_t i0 = 0; i0 < rows_padded; i0 += qt_width)
-                tile_fn(ot + i0, qt + i0, ld, kb, vb, channels, s, m + i0, l + i0, alpha + i0, kn, d);
+            for (int64_t i0 = 0; i0 < rows_padded; i0 += qt_width) {
+                int64_t tile_kn = kn, diag = kn; // diag >= kn - 1: nothing masked
+                if (causal) {
+                    int64_t last = q0 + (i0 + qt_width < rows ? i0 + qt_width : rows) - 1; // the tile's last query
+                    tile_kn = last + 1 - k0 < kn ? last + 1 - k0 : kn;
+                    diag = q0 + i0 - k0;
+                    if (tile_kn <= 0) continue; // every key of the block is in this tile's future
+                }
+                tile_fn(ot + i0, qt + i0, ld, kb, vb, channels, s, m + i0, l + i0, alpha + i0, tile_kn, d, diag);
+            }
         }
 
         for (int64_t i = 0; i < rows; i++) {

@@ -95,7 +95,7 @@ dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, 
 dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 // cpu_attention.c
 dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
-                          const dato_tensor* v, int heads, float scale, dato_error* err);
+                          const dato_tensor* v, int heads, float scale, int causal, dato_error* err);
 // cpu_layout.c
 dato_status cpu_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 dato_status cpu_concat_channels(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,

@@ -229,7 +229,7 @@ static void test_softmax(dato_backend* be, int rows, int n, int alias) {
 // ---- attention -----------------------------------------------------------------------------------
 
 static void attention_ref(double* out, const float* q, const float* k, const float* v, int B, int nq, int nk,
-                          int heads, int d, double scale) {
+                          int heads, int d, double scale, int causal) {
     int c = heads * d;
     double* p = calloc((size_t)nk, sizeof(double));
     for (int n = 0; n < B; n++)
@@ -237,38 +237,39 @@ static void attention_ref(double* out, const float* q, const float* k, const flo
             for (int i = 0; i < nq; i++) {
                 const float* qi = q + ((size_t)n * nq + i) * c + h * d;
                 double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < nk; j++) {
+                int nj = causal ? i + 1 : nk; // causal: keys 0..i
+                for (int j = 0; j < nj; j++) {
                     const float* kj = k + ((size_t)n * nk + j) * c + h * d;
                     double s = 0;
                     for (int e = 0; e < d; e++) s += (double)qi[e] * kj[e];
                     p[j] = s * scale;
                     mx = fmax(mx, p[j]);
                 }
-                for (int j = 0; j < nk; j++) sum += (p[j] = exp(p[j] - mx));
+                for (int j = 0; j < nj; j++) sum += (p[j] = exp(p[j] - mx));
                 double* oi = out + ((size_t)n * nq + i) * c + h * d;
                 for (int e = 0; e < d; e++) {
                     double acc = 0;
-                    for (int j = 0; j < nk; j++) acc += p[j] * v[((size_t)n * nk + j) * c + h * d + e];
+                    for (int j = 0; j < nj; j++) acc += p[j] * v[((size_t)n * nk + j) * c + h * d + e];
                     oi[e] = acc / sum;
                 }
             }
     free(p);
 }
 
-static void test_attention(dato_backend* be, int B, int nq, int nk, int heads, int d, float qk_scale) {
+static void test_attention(dato_backend* be, int B, int nq, int nk, int heads, int d, float qk_scale, int causal) {
     int c = heads * d;
     float *q = randn((size_t)B * nq * c, qk_scale), *k = randn((size_t)B * nk * c, qk_scale);
     float *v = randn((size_t)B * nk * c, 1.0f), *out = zeros((size_t)B * nq * c);
     double* ref = calloc((size_t)B * nq * c, sizeof(double));
     float scale = 1.0f / sqrtf((float)d);
-    attention_ref(ref, q, k, v, B, nq, nk, heads, d, scale);
+    attention_ref(ref, q, k, v, B, nq, nk, heads, d, scale, causal);
     dato_tensor tq = dato_tensor_f32_3d(q, B, nq, c), tk = dato_tensor_f32_3d(k, B, nk, c);
     dato_tensor tv = dato_tensor_f32_3d(v, B, nk, c), to = dato_tensor_f32_3d(out, B, nq, c);
     dato_error err = {{0}};
-    dato_status st = be->ops->attention(be, &to, &tq, &tk, &tv, heads, scale, &err);
+    dato_status st = be->ops->attention(be, &to, &tq, &tk, &tv, heads, scale, causal, &err);
     double e = rel_err_d(out, ref, (size_t)B * nq * c);
-    printf("attention B%d Nq %d Nk %d heads %d x %d (q, k x%g): rel err %.2e\n", B, nq, nk, heads, d, (double)qk_scale,
-           e);
+    printf("attention%s B%d Nq %d Nk %d heads %d x %d (q, k x%g): rel err %.2e\n", causal ? " causal" : "", B, nq, nk,
+           heads, d, (double)qk_scale, e);
     CHECK(st == DATO_OK, "%s", err.msg);
     CHECK(e < 1e-5, "attention rel err %.3e", e);
     free(q), free(k), free(v), free(out), free(ref);
@@ -429,16 +430,18 @@ static void test_errors(dato_backend* be) {
 
     dato_tensor q = dato_tensor_f32_3d(buf, 2, 10, 12), k = dato_tensor_f32_3d(buf, 2, 7, 12);
     dato_tensor v_bad = dato_tensor_f32_3d(buf, 2, 8, 12), k_bad = dato_tensor_f32_3d(buf, 1, 7, 12);
-    expect_error(be->ops->attention(be, &q, &q, &k, &k, 5, 1.0f, &err), DATO_ERR_INVALID, &err,
+    expect_error(be->ops->attention(be, &q, &q, &k, &k, 5, 1.0f, 0, &err), DATO_ERR_INVALID, &err,
                  "5 heads do not divide the 12 channels");
-    expect_error(be->ops->attention(be, &q, &q, &k, &v_bad, 3, 1.0f, &err), DATO_ERR_INVALID, &err,
+    expect_error(be->ops->attention(be, &q, &q, &k, &v_bad, 3, 1.0f, 0, &err), DATO_ERR_INVALID, &err,
                  "attention: v (2, 8, 12) does not match k (2, 7, 12)");
-    expect_error(be->ops->attention(be, &q, &q, &k_bad, &k_bad, 3, 1.0f, &err), DATO_ERR_INVALID, &err,
+    expect_error(be->ops->attention(be, &q, &q, &k_bad, &k_bad, 3, 1.0f, 0, &err), DATO_ERR_INVALID, &err,
                  "attention: k (1, 7, 12) does not match q (2, 10, 12)");
+    expect_error(be->ops->attention(be, &q, &q, &k, &k, 3, 1.0f, 1, &err), DATO_ERR_INVALID, &err,
+                 "attention: causal needs as many keys as queries");
 
     float* wide = calloc(8192, sizeof(float));
     dato_tensor qw = dato_tensor_f32_3d(wide, 1, 1, 8192);
-    expect_error(be->ops->attention(be, &qw, &qw, &qw, &qw, 1, 1.0f, &err), DATO_ERR_UNSUPPORTED, &err,
+    expect_error(be->ops->attention(be, &qw, &qw, &qw, &qw, 1, 1.0f, 0, &err), DATO_ERR_UNSUPPORTED, &err,
                  "head dim 8192 of q (1, 1, 8192) is too large for the scratch");
     free(wide);
 
@@ -465,7 +468,7 @@ static void test_null_and_memory(dato_backend* cpu) {
     dato_tensor t = dato_tensor_f32_4d(NULL, 2, 320, 64, 64), w = dato_tensor_f32_4d(NULL, 320, 320, 3, 3);
     dato_error err = {{0}};
     CHECK(be.ops->conv2d(&be, &t, &t, &w, NULL, 1, 1, &err) == DATO_OK, "null conv2d");
-    CHECK(be.ops->attention(&be, &t, &t, &t, &t, 8, 1.0f, &err) == DATO_OK, "null attention");
+    CHECK(be.ops->attention(&be, &t, &t, &t, &t, 8, 1.0f, 1, &err) == DATO_OK, "null attention");
     CHECK(be.ops->group_norm(&be, &t, &t, &t, &t, 32, 1e-5f, 1, &err) == DATO_OK, "null group_norm");
     CHECK(be.ops->timestep_embedding(&be, &t, NULL, 1, 0.0f, 10000.0f, &err) == DATO_OK, "null timestep_embedding");
     be.ops->synchronize(&be);
@@ -529,13 +532,18 @@ int main(void) {
     for (int avx512 = cpu->avx512 ? 1 : 0; avx512 >= 0; avx512--) {
         cpu->avx512 = avx512;
         printf("attention kernels: %s\n", avx512 ? "AVX-512" : "8-float (AVX2 or portable)");
-        test_attention(&be, 2, 300, 600, 3, 40, 1.0f);   // self-attention size class, several key blocks
-        test_attention(&be, 2, 130, 77, 2, 20, 1.0f);    // cross-attention, Nq != Nk, head dim not a multiple of 8
-        test_attention(&be, 1, 1, 1, 2, 8, 1.0f);        // a single token: out = v
-        test_attention(&be, 1, 1, 5, 1, 3, 1.0f);        // one query, tiny head
-        test_attention(&be, 1, 40, 300, 1, 160, 1.0f);   // SD mid-block head dim
-        test_attention(&be, 2, 50, 290, 2, 16, 4.0f);    // peaked softmax: the running max moves between blocks
-        test_attention(&be, 1, 400, 40, 1, 2048, 0.1f);  // head dim that shortens the chunks to fit the scratch
+        test_attention(&be, 2, 300, 600, 3, 40, 1.0f, 0);   // self-attention size class, several key blocks
+        test_attention(&be, 2, 130, 77, 2, 20, 1.0f, 0);    // cross-attention, Nq != Nk, head dim not a multiple of 8
+        test_attention(&be, 1, 1, 1, 2, 8, 1.0f, 0);        // a single token: out = v
+        test_attention(&be, 1, 1, 5, 1, 3, 1.0f, 0);        // one query, tiny head
+        test_attention(&be, 1, 40, 300, 1, 160, 1.0f, 0);   // SD mid-block head dim
+        test_attention(&be, 2, 50, 290, 2, 16, 4.0f, 0);    // peaked softmax: the running max moves between blocks
+        test_attention(&be, 1, 400, 40, 1, 2048, 0.1f, 0);  // head dim that shortens the chunks to fit the scratch
+        test_attention(&be, 2, 77, 77, 4, 16, 1.0f, 1);     // CLIP text encoder: causal, one key block
+        test_attention(&be, 2, 600, 600, 3, 40, 4.0f, 1);   // causal over several key blocks and chunks, peaked
+        test_attention(&be, 1, 1, 1, 2, 8, 1.0f, 1);        // causal single token: out = v
+        test_attention(&be, 1, 45, 45, 2, 12, 1.0f, 1);     // diagonal inside partial tiles
+        test_attention(&be, 1, 300, 300, 1, 1024, 1.0f, 1); // causal with chunks shortened by the scratch
     }
 
     test_layout(&be);
