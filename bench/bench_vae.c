@@ -1,0 +1,129 @@
+// VAE decoder on the CPU backend with seeded random weights in the real SD1/2 (and SDXL: same
+// shapes) decoder config, or a diffusers vae/config.json given with --config. Prints one JSON
+// line: decode time, weights, planned workspace and peak RSS.
+//
+//   bench_vae --latent 64 --batch 1 --iters 1      # 64x64 latents -> 512x512 image
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "backend.h"
+#include "rng.h"
+#include "vae.h"
+
+// diffusers stabilityai/sd-vae-ft-mse vae/config.json, decoder fields
+static const char* const SD_VAE_CONFIG =
+    "{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [128, 256, 512, 512], \"layers_per_block\": 2,"
+    " \"latent_channels\": 4, \"norm_num_groups\": 32, \"out_channels\": 3, \"scaling_factor\": 0.18215,"
+    " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static int cmp_double(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench_vae [--config vae/config.json] [--latent 64] [--batch 1] [--threads 0] [--iters 1]\n"
+                    "  default config: the SD1/2 (= SDXL) decoder shapes; weights are seeded random\n");
+}
+
+int main(int argc, char** argv) {
+    const char* config = NULL;
+    int latent = 64, batch = 1, threads = 0, iters = 1;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        const char* v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_vae: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "--config")) config = v;
+        else if (!strcmp(a, "--latent")) latent = atoi(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--iters")) iters = atoi(v);
+        else {
+            fprintf(stderr, "bench_vae: unknown option %s (try --help)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (latent < 1 || latent > 512 || batch < 1 || batch > 64 || iters < 1 || iters > 100) {
+        usage();
+        return 2;
+    }
+
+    dato_error err;
+    dato_backend cpu;
+    dato_vae_config cfg;
+    dato_vae v;
+    dato_vae_ws ws;
+    if (dato_backend_cpu_init(&cpu, threads, &err)) {
+        fprintf(stderr, "bench_vae: %s\n", err.msg);
+        return 1;
+    }
+    dato_status st = config ? dato_vae_config_from_json(&cfg, config, &err)
+                            : dato_vae_config_from_json_text(&cfg, SD_VAE_CONFIG, "sd-vae", &err);
+    if (st || dato_vae_build(&v, &cfg, &cpu, &err) || dato_vae_init_random(&v, 1234, 0.02f, &err) ||
+        dato_vae_ws_create(&ws, &v, batch, latent, latent, &err)) {
+        fprintf(stderr, "bench_vae: %s\n", err.msg);
+        return 1;
+    }
+    int f = 1 << (cfg.n_levels - 1);
+    size_t nz = (size_t)batch * cfg.latent_channels * latent * latent;
+    size_t ni = (size_t)batch * cfg.out_channels * latent * f * latent * f;
+    float* z = malloc(nz * sizeof *z);   // (B, zc, h, w)
+    float* img = malloc(ni * sizeof *img); // (B, 3, f*h, f*w)
+    if (!z || !img) {
+        fprintf(stderr, "bench_vae: out of memory for the latents and the image\n");
+        return 1;
+    }
+    dato_rng rng;
+    dato_rng_seed(&rng, 7);
+    dato_rng_fill_normal(&rng, z, nz);
+    for (size_t i = 0; i < nz; i++) z[i] *= cfg.scaling_factor; // latents as the sampler hands them over
+    dato_tensor tz = dato_tensor_f32_4d(z, batch, cfg.latent_channels, latent, latent);
+    dato_tensor ti = dato_tensor_f32_4d(img, batch, cfg.out_channels, (int64_t)latent * f, (int64_t)latent * f);
+
+    double* s = malloc((size_t)iters * sizeof *s);
+    for (int i = 0; i < iters; i++) {
+        double t0 = now_s();
+        if (dato_vae_decode(&v, &ws, &tz, &ti, &err)) {
+            fprintf(stderr, "bench_vae: %s\n", err.msg);
+            return 1;
+        }
+        s[i] = now_s() - t0;
+        fprintf(stderr, "bench_vae: decode %d/%d: %.2f s\n", i + 1, iters, s[i]);
+    }
+    qsort(s, (size_t)iters, sizeof *s, cmp_double);
+    printf("{\"impl\":\"dato\",\"model\":\"vae_decoder\",\"config\":\"%s\",\"latent\":%d,\"image\":%d,\"batch\":%d,"
+           "\"threads\":%d,\"s_per_decode_median\":%.3f,\"s_min\":%.3f,\"weights_mb\":%.1f,\"workspace_mb\":%.1f,"
+           "\"peak_rss_mb\":%.1f}\n",
+           config ? config : "sd", latent, latent * f, batch, threads, s[iters / 2], s[0],
+           (double)v.n_weights * 4 / 1048576.0, (double)ws.bytes / 1048576.0, peak_rss_mb());
+    free(s);
+    free(z);
+    free(img);
+    dato_vae_ws_free(&ws, &v);
+    dato_vae_free(&v);
+    dato_backend_destroy(&cpu);
+    return 0;
+}
