@@ -1,33 +1,311 @@
 #include "pipeline.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "file_util.h"
+#include "image.h"
 #include "rng.h"
 
-dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
+#define TRY(expr)                          \
+    do {                                   \
+        dato_status st_ = (expr);          \
+        if (st_ != DATO_OK) return st_;    \
+    } while (0)
+
+// ---- opening -------------------------------------------------------------------------------------
+
+// model_index.json's force_zeros_for_empty_prompt (SDXL pipelines default to true).
+static dato_status read_force_zeros(const char* dir, int* out, dato_error* err) {
+    char path[4096];
+    TRY(dato_path_join(path, sizeof path, dir, "model_index.json", err));
+    if (!dato_is_file(path)) return DATO_OK;
+    char* text = NULL;
+    TRY(dato_read_text_file(path, &text, 1 << 20, err));
+    cJSON* root = cJSON_Parse(text);
+    free(text);
+    if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON", path);
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(root, "force_zeros_for_empty_prompt");
+    if (cJSON_IsBool(v)) *out = cJSON_IsTrue(v);
+    cJSON_Delete(root);
+    return DATO_OK;
+}
+
+static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_error* err) {
+    static const char* const te_dirs[2] = {"text_encoder", "text_encoder_2"};
+    static const char* const tok_dirs[2] = {"tokenizer", "tokenizer_2"};
+    char te[4096], tok[4096];
+    for (int i = 0; i < 2; i++) {
+        TRY(dato_path_join(te, sizeof te, dir, te_dirs[i], err));
+        TRY(dato_path_join(tok, sizeof tok, dir, tok_dirs[i], err));
+        if (!dato_is_dir(te)) break;
+        if (!dato_is_dir(tok))
+            return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: has %s/ but no %s/", dir, te_dirs[i], tok_dirs[i]);
+        TRY(dato_tokenizer_open(&p->tokenizer[i], tok, err));
+        TRY(dato_text_encoder_open_folder(&p->text[i], te, p->be, err));
+        p->n_text = i + 1;
+    }
+    if (p->n_text == 2) { // SDXL: penultimate layers, no final LayerNorm
+        p->text_skip = 1;
+        p->text_final_norm = 0;
+        p->force_zeros_for_empty_prompt = 1;
+        TRY(read_force_zeros(dir, &p->force_zeros_for_empty_prompt, err));
+    }
+    return DATO_OK;
+}
+
+// The CLIP tokenizer of a single file: the shipped vocabulary, with the family's pad token
+// (SD1: <|endoftext|>, the folder's own configs; SD2 and SDXL's second: "!" in sd2/).
+static dato_status open_shipped_tokenizer(dato_tokenizer** t, const char* dir, const char* variant, dato_error* err) {
+    char vocab[4096], merges[4096], cfg[4096];
+    TRY(dato_path_join(vocab, sizeof vocab, dir, "vocab.json", err));
+    TRY(dato_path_join(merges, sizeof merges, dir, "merges.txt", err));
+    if (strcmp(variant, "sd2") != 0) return dato_tokenizer_open(t, dir, err);
+    TRY(dato_path_join(cfg, sizeof cfg, dir, variant, err));
+    return dato_tokenizer_open_files(t, vocab, merges, cfg, err);
+}
+
+// A single LDM file's text encoders, found by their prefixes (ENGINE.md §8).
+static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_source* src, const char* tok_dir,
+                                         dato_error* err) {
+    typedef struct {
+        const char* probe;   // a tensor that marks the family
+        const char* prefix;
+        dato_te_layout layout;
+        const char* tokenizer;
+    } encoder_spec;
+    static const encoder_spec SD1[] = {{"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+                                        "cond_stage_model.transformer.", DATO_TE_LAYOUT_HF, "sd1"}};
+    static const encoder_spec SD2[] = {{"cond_stage_model.model.token_embedding.weight", "cond_stage_model.model.",
+                                        DATO_TE_LAYOUT_OPENCLIP, "sd2"}};
+    static const encoder_spec SDXL[] = {
+        {"conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight",
+         "conditioner.embedders.0.transformer.", DATO_TE_LAYOUT_HF, "sd1"},
+        {"conditioner.embedders.1.model.token_embedding.weight", "conditioner.embedders.1.model.",
+         DATO_TE_LAYOUT_OPENCLIP, "sd2"}};
+    const encoder_spec* spec = NULL;
+    int n = 0;
+    if (src->find(src->ctx, SDXL[0].probe)) spec = SDXL, n = 2;
+    else if (src->find(src->ctx, SD2[0].probe)) spec = SD2, n = 1;
+    else if (src->find(src->ctx, SD1[0].probe)) spec = SD1, n = 1;
+    if (!spec) return DATO_OK; // a UNet-only file: conditioning comes as tensors
+    for (int i = 0; i < n; i++) {
+        TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
+        TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, NULL, p->be, err));
+        p->n_text = i + 1;
+    }
+    if (spec == SD2) { // OpenCLIP-H: 24 layers stored, the penultimate + final LN used
+        p->text_skip = 1;
+        p->text_final_norm = 1;
+    } else if (spec == SDXL) {
+        p->text_skip = 1;
+        p->text_final_norm = 0;
+        p->force_zeros_for_empty_prompt = 1;
+    }
+    return DATO_OK;
+}
+
+dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err) {
     memset(p, 0, sizeof *p);
     p->be = be;
+    p->text_final_norm = 1;
     dato_scheduler_config_default(&p->sched);
+    const dato_unet_ldm_hints* hints = opt ? opt->unet_hints : NULL;
+    dato_status st;
     if (dato_is_dir(path)) {
-        char sched_path[sizeof p->sched_path];
-        dato_status st = dato_path_join(sched_path, sizeof sched_path, path, "scheduler/scheduler_config.json", err);
-        if (st) return st;
-        if (dato_is_file(sched_path)) {
-            if ((st = dato_scheduler_config_load(sched_path, NULL, &p->sched, err))) return st;
-            memcpy(p->sched_path, sched_path, sizeof sched_path);
+        char sub[4096];
+        if ((st = dato_path_join(sub, sizeof sub, path, "scheduler/scheduler_config.json", err))) goto fail;
+        if (dato_is_file(sub)) {
+            if ((st = dato_scheduler_config_load(sub, NULL, &p->sched, err))) goto fail;
+            memcpy(p->sched_path, sub, sizeof sub);
         }
+        if ((st = dato_unet_open(&p->unet, path, be, hints, err))) goto fail;
+        if ((st = open_folder_text(p, path, err))) goto fail;
+        if ((st = dato_path_join(sub, sizeof sub, path, "vae", err))) goto fail;
+        if (dato_is_dir(sub)) {
+            if ((st = dato_vae_open_folder(&p->vae, sub, be, err))) goto fail;
+            p->has_vae = 1;
+        }
+        return DATO_OK;
     }
-    return dato_unet_open(&p->unet, path, be, hints, err);
+    // A single LDM file: every component from one tensor source.
+    dato_weight_files wf;
+    if ((st = dato_weight_files_open(&wf, path, err))) goto fail;
+    dato_tensor_source src = dato_tensor_source_files(&wf);
+    const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : DATO_SOURCE_DIR "/models/clip_tokenizer";
+    st = dato_unet_open_source(&p->unet, &src, be, hints, err);
+    if (!st) st = open_single_file_text(p, &src, tok_dir, err);
+    if (!st && src.find(src.ctx, "first_stage_model.decoder.conv_in.weight")) {
+        float scale = p->n_text == 2 ? 0.13025f : 0.18215f; // SDXL's VAE, else SD1/2's
+        st = dato_vae_open_source(&p->vae, &src, "first_stage_model.", scale, be, err);
+        p->has_vae = !st;
+    }
+    dato_weight_files_close(&wf);
+    if (!st) return DATO_OK;
+fail:
+    dato_pipeline_close(p);
+    return st;
 }
 
 void dato_pipeline_close(dato_pipeline* p) {
-    dato_unet_free(&p->unet);
+    if (p->unet.params) dato_unet_free(&p->unet);
+    for (int i = 0; i < 2; i++) {
+        if (p->tokenizer[i]) dato_tokenizer_free(p->tokenizer[i]);
+        if (i < p->n_text) dato_text_encoder_free(&p->text[i]);
+    }
+    if (p->has_vae) dato_vae_free(&p->vae);
     memset(p, 0, sizeof *p);
 }
+
+int dato_pipeline_vae_factor(const dato_pipeline* p) {
+    return p->has_vae ? 1 << (p->vae.cfg.n_levels - 1) : 1;
+}
+
+// ---- conditioning ----------------------------------------------------------------------------------
+
+void dato_conditioning_free(dato_conditioning* c) {
+    free(c->context);
+    free(c->text_embeds);
+    free(c->time_ids);
+    memset(c, 0, sizeof *c);
+}
+
+static dato_status conditioning_alloc(dato_conditioning* c, int B, int seq, int dim, int pooled_dim, dato_error* err) {
+    memset(c, 0, sizeof *c);
+    *c = (dato_conditioning){.batch = B, .seq = seq, .dim = dim, .pooled_dim = pooled_dim};
+    c->context = calloc((size_t)2 * B * seq * dim, sizeof(float));
+    if (pooled_dim) {
+        c->text_embeds = calloc((size_t)2 * B * pooled_dim, sizeof(float));
+        c->time_ids = calloc((size_t)2 * B * 6, sizeof(float));
+    }
+    if (!c->context || (pooled_dim && (!c->text_embeds || !c->time_ids))) {
+        dato_conditioning_free(c);
+        return dato_fail(err, DATO_ERR_NOMEM, "conditioning: cannot allocate for %d images", B);
+    }
+    return DATO_OK;
+}
+
+dato_status dato_conditioning_repeat(dato_conditioning* out, int B, int seq, int dim, const float* context,
+                                     int pooled_dim, const float* text_embeds, const float* time_ids, dato_error* err) {
+    if (B < 1 || seq < 1 || dim < 1 || !context || (pooled_dim && (!text_embeds || !time_ids)))
+        return dato_fail(err, DATO_ERR_INVALID, "conditioning: bad sizes or missing tensors");
+    TRY(conditioning_alloc(out, B, seq, dim, pooled_dim, err));
+    size_t row = (size_t)seq * dim;
+    for (int half = 0; half < 2; half++)
+        for (int i = 0; i < B; i++) {
+            memcpy(out->context + (size_t)(half * B + i) * row, context + half * row, row * sizeof(float));
+            if (pooled_dim) {
+                memcpy(out->text_embeds + (size_t)(half * B + i) * pooled_dim, text_embeds + (size_t)half * pooled_dim,
+                       (size_t)pooled_dim * sizeof(float));
+                memcpy(out->time_ids + (size_t)(half * B + i) * 6, time_ids + half * 6, 6 * sizeof(float));
+            }
+        }
+    return DATO_OK;
+}
+
+// Runs encoder i over n texts: hidden (n, L, W) and, if pooled != NULL, pooled (n, P), on the host.
+static dato_status encode_texts(dato_pipeline* p, int i, const char* const* texts, int n, float* hidden,
+                                float* pooled, dato_error* err) {
+    dato_tokenizer* tok = p->tokenizer[i];
+    dato_text_encoder* te = &p->text[i];
+    dato_backend* be = p->be;
+    int L = dato_tokenizer_max_len(tok), W = te->cfg.width;
+    int P = te->cfg.projection_dim ? te->cfg.projection_dim : W;
+    int32_t* ids = malloc((size_t)n * L * sizeof *ids);
+    size_t hbytes = (size_t)n * L * W * sizeof(float), pbytes = (size_t)n * P * sizeof(float);
+    void* dev = be->ops->alloc(be, hbytes + pbytes);
+    dato_status st = ids && dev ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "encode: cannot allocate for %d texts", n);
+    for (int k = 0; k < n && !st; k++) st = dato_tokenizer_encode(tok, texts[k], ids + (size_t)k * L, NULL, err);
+    if (!st) {
+        dato_tensor h = dato_tensor_make(dev, DATO_F32, be->device, 3, (int64_t[]){n, L, W});
+        dato_tensor pl = dato_tensor_make((char*)dev + hbytes, DATO_F32, be->device, 2, (int64_t[]){n, P});
+        st = dato_text_encoder_forward(te, ids, n, L, p->text_skip, p->text_final_norm, &h, pooled ? &pl : NULL, err);
+        if (!st) be->ops->download(be, hidden, h.data, hbytes);
+        if (!st && pooled) be->ops->download(be, pooled, pl.data, pbytes);
+    }
+    if (dev) be->ops->free(be, dev);
+    free(ids);
+    return st;
+}
+
+dato_status dato_pipeline_encode(dato_pipeline* p, const char* const* prompts, const char* const* negatives, int B,
+                                 int height, int width, dato_conditioning* out, dato_error* err) {
+    memset(out, 0, sizeof *out);
+    if (p->n_text == 0)
+        return dato_fail(err, DATO_ERR_INVALID, "encode: this model has no text encoder; give conditioning as tensors");
+    if (B < 1 || !prompts) return dato_fail(err, DATO_ERR_INVALID, "encode: no prompts");
+    int L = dato_tokenizer_max_len(p->tokenizer[0]);
+    int dim = 0, P = 0;
+    for (int i = 0; i < p->n_text; i++) dim += p->text[i].cfg.width;
+    if (p->n_text == 2) P = p->text[1].cfg.projection_dim ? p->text[1].cfg.projection_dim : p->text[1].cfg.width;
+    if (p->n_text == 2 && dato_tokenizer_max_len(p->tokenizer[1]) != L)
+        return dato_fail(err, DATO_ERR_INVALID, "encode: the two tokenizers disagree on the length");
+    if (dim != p->unet.cfg.cross_attention_dim)
+        return dato_fail(err, DATO_ERR_INVALID, "encode: text width %d does not match the UNet's cross_attention_dim %d",
+                         dim, p->unet.cfg.cross_attention_dim);
+
+    // Texts: [negatives x B; prompts x B]; zeroed negatives (SDXL, none given) are left out.
+    const char** texts = malloc((size_t)2 * B * sizeof *texts);
+    int* zero = calloc((size_t)B, sizeof *zero);
+    if (!texts || !zero) {
+        free(texts);
+        free(zero);
+        return dato_fail(err, DATO_ERR_NOMEM, "encode: out of memory");
+    }
+    int n = 0;
+    for (int k = 0; k < B; k++) {
+        const char* neg = negatives ? negatives[k] : NULL;
+        zero[k] = !neg && p->force_zeros_for_empty_prompt;
+        if (!zero[k]) texts[n++] = neg ? neg : "";
+    }
+    int n_neg = n;
+    for (int k = 0; k < B; k++) texts[n++] = prompts[k];
+
+    dato_status st = conditioning_alloc(out, B, L, dim, P, err);
+    float* hidden = NULL;
+    float* pooled = NULL;
+    int off = 0; // channel offset of encoder i in the context
+    for (int i = 0; i < p->n_text && !st; i++) {
+        int W = p->text[i].cfg.width, want_pooled = p->n_text == 2 && i == 1;
+        hidden = realloc(hidden, (size_t)n * L * W * sizeof *hidden);
+        if (want_pooled) pooled = malloc((size_t)n * P * sizeof *pooled);
+        if (!hidden || (want_pooled && !pooled)) {
+            st = dato_fail(err, DATO_ERR_NOMEM, "encode: out of memory");
+            break;
+        }
+        st = encode_texts(p, i, texts, n, hidden, want_pooled ? pooled : NULL, err);
+        // Scatter rows into [uncond x B; cond x B]; zeroed rows stay 0.
+        for (int r = 0, k = 0; r < 2 * B && !st; r++) {
+            int is_neg = r < B;
+            if (is_neg && zero[r]) continue;
+            int src_row = is_neg ? k++ : n_neg + (r - B);
+            for (int t = 0; t < L; t++)
+                memcpy(out->context + ((size_t)r * L + t) * dim + off, hidden + ((size_t)src_row * L + t) * W,
+                       (size_t)W * sizeof(float));
+            if (want_pooled)
+                memcpy(out->text_embeds + (size_t)r * P, pooled + (size_t)src_row * P, (size_t)P * sizeof(float));
+        }
+        off += W;
+        free(pooled);
+        pooled = NULL;
+    }
+    // SDXL size conditioning: original (h, w), crop (top, left), target (h, w), in pixels.
+    if (!st && P)
+        for (int r = 0; r < 2 * B; r++) {
+            float ids[6] = {(float)height, (float)width, 0, 0, (float)height, (float)width};
+            memcpy(out->time_ids + (size_t)r * 6, ids, sizeof ids);
+        }
+    free(hidden);
+    free(texts);
+    free(zero);
+    if (st) dato_conditioning_free(out);
+    return st;
+}
+
+// ---- the denoising loop ---------------------------------------------------------------------------
 
 // The model function the sampler calls: batch [x; x] through the UNet with [uncond; cond]
 // conditioning and combine eps = u + g (c - u).
@@ -42,9 +320,9 @@ typedef struct {
     float* x2;                    // (cfg ? 2B : B, C, h, w) model input
     float* y2;                    // (cfg ? 2B : B, C, h, w) model output
     float* t2;                    // (2B) timesteps on the host
-    float* ids;                   // (2B, 6) SDXL time ids
+    const float* ids;             // (2B or B, 6) SDXL time ids on the host
     dato_tensor x, ctx, te, y;    // device views
-    void* dev;                    // device block for x, ctx, te, y (== host memory on the CPU)
+    void* dev;                    // device block for x, ctx, te, y
 } guided_model;
 
 static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, const float* model_in, float* model_out,
@@ -52,18 +330,16 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
     guided_model* g = vctx;
     dato_backend* be = g->p->be;
     int B = g->batch, n2 = g->cfg ? 2 * B : B;
-    size_t bytes = (size_t)B * g->latent_numel * sizeof(float);
-    for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * B * g->latent_numel, model_in, bytes);
+    size_t n = (size_t)B * g->latent_numel;
+    for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * n, model_in, n * sizeof(float));
     for (int i = 0; i < n2; i++) g->t2[i] = call->timestep;
     be->ops->upload(be, g->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
     dato_unet_plan plan = dato_unet_plan_full(&g->p->unet);
     dato_unet_inputs in = {.sample = &g->x, .timesteps = g->t2, .context = &g->ctx,
                            .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids};
-    dato_status st = dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err);
-    if (st) return st;
+    TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
     be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
     if (g->gp->progress) g->gp->progress(g->gp->progress_ctx, call->call + 1, g->n_calls);
-    size_t n = (size_t)B * g->latent_numel;
     if (!g->cfg) {
         memcpy(model_out, g->y2, n * sizeof(float));
         return DATO_OK;
@@ -73,30 +349,27 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
     return DATO_OK;
 }
 
-// Copies rows [uncond; cond] (each of `row` floats) into B copies per half: [u x B; c x B],
-// or only the cond rows when guidance is off.
-static void expand_halves(float* dst, const float* src, size_t row, int B, int cfg) {
-    int k = 0;
-    for (int half = cfg ? 0 : 1; half < 2; half++)
-        for (int i = 0; i < B; i++, k++) memcpy(dst + (size_t)k * row, src + (size_t)half * row, row * sizeof(float));
-}
-
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err) {
     const dato_unet_config* c = &p->unet.cfg;
+    const dato_conditioning* cond = gp->cond;
     dato_backend* be = p->be;
-    if (gp->batch < 1 || gp->steps < 1 || gp->height < 1 || gp->width < 1 || gp->seq < 1 || !gp->context)
-        return dato_fail(err, DATO_ERR_INVALID, "generate: batch, steps, size and context length must be >= 1 and "
-                         "the context given");
-    if (c->add_embed_in && (!gp->text_embeds || !gp->time_ids))
-        return dato_fail(err, DATO_ERR_INVALID, "generate: this model (SDXL-style) needs text_embeds and time_ids");
-    int B = gp->batch, cfg = gp->guidance > 1.0f, n2 = cfg ? 2 * B : B;
-    size_t latent = (size_t)c->in_channels * gp->height * gp->width;
-    size_t ctx_row = (size_t)gp->seq * c->cross_attention_dim;
+    if (!cond || cond->batch < 1 || gp->steps < 1 || gp->height < 1 || gp->width < 1 || !cond->context)
+        return dato_fail(err, DATO_ERR_INVALID, "generate: steps and size must be >= 1 and the conditioning given");
+    if (cond->dim != c->cross_attention_dim)
+        return dato_fail(err, DATO_ERR_INVALID, "generate: context width %d, the UNet expects %d", cond->dim,
+                         c->cross_attention_dim);
     int P = c->add_embed_in ? c->add_embed_in - 6 * c->addition_time_embed_dim : 0;
+    if (P && (cond->pooled_dim != P || !cond->text_embeds || !cond->time_ids))
+        return dato_fail(err, DATO_ERR_INVALID, "generate: this model (SDXL-style) needs text_embeds (%d wide) and "
+                         "time_ids", P);
+    int B = cond->batch, cfg = gp->guidance > 1.0f, n2 = cfg ? 2 * B : B;
+    size_t latent = (size_t)c->in_channels * gp->height * gp->width;
+    size_t ctx_row = (size_t)cond->seq * cond->dim;
+    size_t skip_rows = cfg ? 0 : (size_t)B; // without guidance only the cond half runs
 
     guided_model g = {.p = p, .gp = gp, .batch = B, .cfg = cfg, .latent_numel = latent, .guidance = gp->guidance};
     dato_sampler* s = NULL;
-    float *host = NULL, *ctx_host = NULL, *te_host = NULL;
+    float* host = NULL;
     // Keys the file lacks take the running sampler's defaults, as diffusers' from_config does.
     dato_scheduler_config sched = p->sched;
     dato_status st = DATO_OK;
@@ -105,38 +378,30 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
         return st;
     if ((st = dato_sampler_create(&s, &sched, gp->sampler, gp->steps, (size_t)B * latent, err))) return st;
     g.n_calls = dato_sampler_num_calls(s);
-    st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, gp->seq, 0, err);
-    if (st) goto done;
+    if ((st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, cond->seq, 0, err))) goto done;
 
-    // Host buffers: x2, y2, t2, ids, and the expanded conditioning.
-    size_t host_n = 2 * (size_t)n2 * latent + (size_t)n2 + (size_t)n2 * 6;
-    host = calloc(host_n, sizeof *host);
-    ctx_host = malloc((size_t)n2 * ctx_row * sizeof *ctx_host);
-    te_host = P ? malloc((size_t)n2 * P * sizeof *te_host) : NULL;
+    host = calloc(2 * (size_t)n2 * latent + (size_t)n2, sizeof *host);
     size_t dev_bytes = ((size_t)2 * n2 * latent + (size_t)n2 * ctx_row + (size_t)n2 * P) * sizeof(float);
     g.dev = be->ops->alloc(be, dev_bytes);
-    if (!host || !ctx_host || (P && !te_host) || !g.dev) {
+    if (!host || !g.dev) {
         st = dato_fail(err, DATO_ERR_NOMEM, "generate: cannot allocate the loop's buffers");
         goto done;
     }
     g.x2 = host;
     g.y2 = g.x2 + (size_t)n2 * latent;
     g.t2 = g.y2 + (size_t)n2 * latent;
-    g.ids = c->add_embed_in ? g.t2 + n2 : NULL;
+    g.ids = P ? cond->time_ids + skip_rows * 6 : NULL;
     float* d = g.dev;
     g.x = dato_tensor_make(d, DATO_F32, be->device, 4, (int64_t[]){n2, c->in_channels, gp->height, gp->width});
     g.y = dato_tensor_make(d + (size_t)n2 * latent, DATO_F32, be->device, 4,
                            (int64_t[]){n2, c->out_channels, gp->height, gp->width});
     g.ctx = dato_tensor_make(d + 2 * (size_t)n2 * latent, DATO_F32, be->device, 3,
-                             (int64_t[]){n2, gp->seq, c->cross_attention_dim});
-    expand_halves(ctx_host, gp->context, ctx_row, B, cfg);
-    be->ops->upload(be, g.ctx.data, ctx_host, (size_t)n2 * ctx_row * sizeof(float));
+                             (int64_t[]){n2, cond->seq, cond->dim});
+    be->ops->upload(be, g.ctx.data, cond->context + skip_rows * ctx_row, (size_t)n2 * ctx_row * sizeof(float));
     if (P) {
         g.te = dato_tensor_make(d + 2 * (size_t)n2 * latent + (size_t)n2 * ctx_row, DATO_F32, be->device, 2,
                                 (int64_t[]){n2, P});
-        expand_halves(te_host, gp->text_embeds, (size_t)P, B, cfg);
-        be->ops->upload(be, g.te.data, te_host, (size_t)n2 * P * sizeof(float));
-        expand_halves(g.ids, gp->time_ids, 6, B, cfg);
+        be->ops->upload(be, g.te.data, cond->text_embeds + skip_rows * P, (size_t)n2 * P * sizeof(float));
     }
 
     // Initial latent: per-image noise streams so an image does not depend on its batch.
@@ -159,9 +424,52 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
 done:
     if (g.dev) be->ops->free(be, g.dev);
     free(host);
-    free(ctx_host);
-    free(te_host);
     if (g.ws.block) dato_unet_ws_free(&g.ws, &p->unet);
     dato_sampler_destroy(s);
+    return st;
+}
+
+// ---- decoding -----------------------------------------------------------------------------------------
+
+dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, int h, int w, uint8_t* rgb,
+                                 float* image_f32, int* channels, dato_error* err) {
+    const dato_unet_config* c = &p->unet.cfg;
+    dato_backend* be = p->be;
+    size_t latent = (size_t)c->out_channels * h * w;
+    if (!p->has_vae) { // pixel-space output, or a latent preview for a bare latent UNet
+        int ch = c->out_channels == 4 ? 3 : c->out_channels;
+        if (ch != 1 && ch != 3)
+            return dato_fail(err, DATO_ERR_UNSUPPORTED, "decode: cannot show a %d-channel output", c->out_channels);
+        for (int i = 0; i < B; i++) {
+            dato_tensor x = dato_tensor_f32_3d((float*)latents + i * latent, c->out_channels, h, w);
+            TRY(c->out_channels == 4 ? dato_latent_preview(&x, rgb + (size_t)i * h * w * ch, err)
+                                     : dato_image_from_float(&x, rgb + (size_t)i * h * w * ch, err));
+            if (image_f32 && ch == c->out_channels) memcpy(image_f32 + i * latent, x.data, latent * sizeof(float));
+        }
+        *channels = ch;
+        return DATO_OK;
+    }
+    int f = dato_pipeline_vae_factor(p), H = h * f, W = w * f;
+    size_t img = (size_t)3 * H * W;
+    dato_vae_ws ws;
+    TRY(dato_vae_ws_create(&ws, &p->vae, 1, h, w, err));
+    void* dev = be->ops->alloc(be, (latent + img) * sizeof(float));
+    float* host = malloc(img * sizeof *host);
+    dato_status st = dev && host ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "decode: out of memory");
+    dato_tensor z = dato_tensor_make(dev, DATO_F32, be->device, 4, (int64_t[]){1, c->out_channels, h, w});
+    dato_tensor x = dato_tensor_make((float*)dev + latent, DATO_F32, be->device, 4, (int64_t[]){1, 3, H, W});
+    for (int i = 0; i < B && !st; i++) { // one image at a time: the VAE's activations dominate memory
+        be->ops->upload(be, z.data, latents + i * latent, latent * sizeof(float));
+        st = dato_vae_decode(&p->vae, &ws, &z, &x, err);
+        if (st) break;
+        be->ops->download(be, host, x.data, img * sizeof(float));
+        dato_tensor hx = dato_tensor_f32_3d(host, 3, H, W);
+        st = dato_image_from_float(&hx, rgb + (size_t)i * H * W * 3, err);
+        if (image_f32) memcpy(image_f32 + i * img, host, img * sizeof(float));
+    }
+    *channels = 3;
+    if (dev) be->ops->free(be, dev);
+    free(host);
+    dato_vae_ws_free(&ws, &p->vae);
     return st;
 }

@@ -1,6 +1,12 @@
-// The generation pipeline: a model folder or file -> UNet + scheduler -> the denoising loop
-// with classifier-free guidance -> final latents. Text encoders and the VAE join in the
-// pipeline issue; until then conditioning comes in as tensors.
+// The generation pipeline: a model folder or single file -> tokenizers, text encoders, UNet,
+// scheduler, VAE -> prompts to images, as diffusers' StableDiffusionPipeline and
+// StableDiffusionXLPipeline do.
+//
+//   open -> encode(prompts, negatives) -> generate(conditioning, seed) -> decode(latents)
+//
+// Conditioning rows are laid out [uncond x B; cond x B] (diffusers' CFG batch). A model without
+// text encoders (a bare UNet folder) takes its conditioning as tensors; a model without a VAE
+// is a pixel-space model and its UNet output is the image.
 #ifndef DATO_PIPELINE_H
 #define DATO_PIPELINE_H
 
@@ -8,32 +14,66 @@
 
 #include "backend.h"
 #include "sampler.h"
+#include "text_encoder.h"
+#include "tokenizer.h"
 #include "unet.h"
 #include "unet_load.h"
+#include "vae.h"
+
+typedef struct {
+    const dato_unet_ldm_hints* unet_hints; // what an LDM file's shapes cannot tell (may be NULL)
+    const char* tokenizer_dir;             // single files: CLIP vocab.json + merges.txt (NULL: models/clip_tokenizer)
+} dato_pipeline_options;
 
 typedef struct {
     dato_backend* be;
     dato_unet unet;
-    dato_scheduler_config sched;   // scheduler/scheduler_config.json, or SD1.5's; sched.kind = default sampler
-    char sched_path[4096];         // that file, re-read for another sampler's defaults ("" if none)
+    dato_scheduler_config sched;      // scheduler/scheduler_config.json, or SD1.5's; sched.kind = default sampler
+    char sched_path[4096];            // that file, re-read for another sampler's defaults ("" if none)
+    // Text side: 0 encoders (conditioning as tensors), 1 (SD1.x/2.x) or 2 (SDXL).
+    int n_text;
+    dato_tokenizer* tokenizer[2];
+    dato_text_encoder text[2];
+    int text_skip, text_final_norm;   // SD1/2: last layer + final LN; SDXL: penultimate, no final LN
+    int force_zeros_for_empty_prompt; // SDXL: a missing negative prompt is zeros, not an encoding
+    int has_vae;                      // 0: a pixel-space model
+    dato_vae vae;
 } dato_pipeline;
 
-// Opens a diffusers folder (unet/, scheduler/) or an LDM single file. hints: see unet_load.h.
-dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
+// Opens a diffusers folder (model_index.json, unet/, vae/, text_encoder[_2]/, tokenizer[_2]/,
+// scheduler/), a bare UNet folder, or an LDM single file (.safetensors). opt may be NULL.
+dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err);
 void dato_pipeline_close(dato_pipeline* p);
+// Pixels per latent pixel: the VAE's upsampling factor, or 1 for a pixel-space model.
+int dato_pipeline_vae_factor(const dato_pipeline* p);
+
+// What the UNet is conditioned on, for B images, rows [uncond x B; cond x B], on the host.
+typedef struct {
+    int batch, seq, dim, pooled_dim;
+    float* context;      // (2B, seq, dim)
+    float* text_embeds;  // SDXL: (2B, pooled_dim); else NULL
+    float* time_ids;     // SDXL: (2B, 6); else NULL
+} dato_conditioning;
+
+// Encodes B prompts. negatives: NULL or B entries; a NULL entry means "no negative prompt"
+// (the encoding of "" for SD1/2, zeros for SDXL with force_zeros_for_empty_prompt), "" is
+// encoded like any text. height/width: the image size in pixels (SDXL's size conditioning).
+dato_status dato_pipeline_encode(dato_pipeline* p, const char* const* prompts, const char* const* negatives, int B,
+                                 int height, int width, dato_conditioning* out, dato_error* err);
+// Conditioning from tensors shared by every image: context (2, S, X) [uncond; cond], SDXL
+// text_embeds (2, P) and time_ids (2, 6) (NULL otherwise), repeated for B images.
+dato_status dato_conditioning_repeat(dato_conditioning* out, int B, int seq, int dim, const float* context,
+                                     int pooled_dim, const float* text_embeds, const float* time_ids, dato_error* err);
+void dato_conditioning_free(dato_conditioning* c);
 
 typedef struct {
     int steps;
     dato_sampler_kind sampler;
     float guidance;              // classifier-free guidance scale; <= 1 runs the conditional half only
     uint64_t seed;               // image i draws its noise from stream i of this seed
-    int batch;                   // images
     int height, width;           // latent size
-    int seq;                     // context length S
-    const float* context;        // (2, S, X) [uncond; cond], shared by every image, on the host
-    const float* text_embeds;    // SDXL: (2, P) [uncond; cond]; else NULL
-    const float* time_ids;       // SDXL: (2, 6) [uncond; cond]; else NULL
+    const dato_conditioning* cond; // its batch is the number of images
     const float* init_latent;    // optional (batch, C, h, w) standard-normal noise; NULL draws it from seed
     // Optional: called after every UNet call (done of total), e.g. to print progress with an ETA.
     void (*progress)(void* ctx, int done, int total);
@@ -43,5 +83,11 @@ typedef struct {
 // Runs the whole loop; out (batch, C, h, w) receives the final latents on the host.
 // Every buffer is allocated before the loop; the loop itself allocates nothing.
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err);
+
+// Latents (B, C, h, w) on the host -> 8-bit RGB (or gray) images (B, H, W, channels): the VAE
+// decoder, or the UNet output itself for a pixel-space model. image_f32 (B, 3, H, W) before
+// quantization may be NULL. *channels gets 3 (or the pixel model's 1).
+dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, int h, int w, uint8_t* rgb,
+                                 float* image_f32, int* channels, dato_error* err);
 
 #endif

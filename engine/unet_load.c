@@ -221,6 +221,18 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
     return DATO_OK;
 }
 
+dato_status dato_unet_open_source(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
+                                  const dato_unet_ldm_hints* hints, dato_error* err) {
+    const char* prefix = "model.diffusion_model.";
+    dato_unet_config cfg;
+    memset(u, 0, sizeof *u);
+    dato_status st = dato_unet_config_infer_ldm(&cfg, src, prefix, hints, err);
+    if (!st) st = dato_unet_build(u, &cfg, be, err);
+    if (!st) st = dato_unet_load_weights(u, src, DATO_LAYOUT_LDM, prefix, err);
+    if (st && u->params) dato_unet_free(u);
+    return st;
+}
+
 // ---- a model folder or a single file -------------------------------------------------------------------
 
 dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
@@ -242,10 +254,7 @@ dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, con
     } else { // a single LDM file
         if ((st = dato_weight_files_open(&wf, path, err))) return st;
         dato_tensor_source src = dato_tensor_source_files(&wf);
-        const char* prefix = "model.diffusion_model.";
-        st = dato_unet_config_infer_ldm(&cfg, &src, prefix, hints, err);
-        if (!st) st = dato_unet_build(u, &cfg, be, err);
-        if (!st) st = dato_unet_load_weights(u, &src, DATO_LAYOUT_LDM, prefix, err);
+        st = dato_unet_open_source(u, &src, be, hints, err);
     }
     dato_weight_files_close(&wf);
     if (st && u->params) dato_unet_free(u);

@@ -18,6 +18,9 @@ typedef struct {
 // Builds u on be and loads every weight, converted to f32. hints may be NULL.
 dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
                            dato_error* err);
+// Builds and loads an LDM UNet (model.diffusion_model.*) from a tensor source.
+dato_status dato_unet_open_source(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
+                                  const dato_unet_ldm_hints* hints, dato_error* err);
 // Infers an LDM UNet's config from the tensors under prefix ("model.diffusion_model.").
 dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_source* src, const char* prefix,
                                        const dato_unet_ldm_hints* hints, dato_error* err);

@@ -1,13 +1,11 @@
 // dato-generate: images from a Stable-Diffusion-family model folder or single file.
 //
-//   dato-generate --model tests/fixtures/unet/sd15 --context tests/fixtures/unet/sd15/loop_ddim.safetensors
-//                 --steps 10 --sampler ddim --seed 1 --batch 4 --grid --out results/sample.png
+//   dato-generate --model tests/fixtures/pipeline/sd15 --prompt "a photo of a cat" --steps 10 --batch 4 --grid
 //
-// Conditioning comes from --context (a safetensors file with "context" (2, S, X) laid out
-// [uncond; cond], plus "text_embeds" (2, P) and "time_ids" (2, 6) for SDXL-style models) until
-// the text encoder exists; --prompt is parsed and refused with a clear message until then.
-// Without a VAE, a 4-channel latent is written as a preview (engine/image.h); a pixel-space
-// model's 1- or 3-channel output is written as the image itself.
+// Prompts come from --prompt or --prompts-file (one per line); each prompt gets --batch images,
+// prompt j using seed + j (image i of it: stream i of that seed). A model without text
+// encoders takes its conditioning as tensors (--context). Every PNG records the prompt, the
+// negative prompt, the seed, the sampler, the steps, the guidance and the schedule.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +15,10 @@
 #include "pipeline.h"
 #include "safetensors.h"
 
+#define MAX_PROMPTS 4096
+
 typedef struct {
-    const char *model, *context, *prompt, *out, *latents_out;
+    const char *model, *context, *prompt, *prompts_file, *negative, *out, *latents_out, *tokenizer;
     int steps, batch, size, threads, grid, have_sampler;
     float guidance;
     unsigned long long seed;
@@ -27,28 +27,32 @@ typedef struct {
 
 static void usage(FILE* f) {
     fprintf(f,
-            "usage: dato-generate --model DIR|FILE --context FILE [options]\n"
+            "usage: dato-generate --model DIR|FILE (--prompt TEXT | --prompts-file FILE | --context FILE) [options]\n"
             "\n"
-            "Generates images with a Stable Diffusion 1.x/2.x/SDXL-family UNet on the CPU.\n"
+            "Generates images with a Stable Diffusion 1.x/2.x/SDXL-family model on the CPU.\n"
             "\n"
-            "  --model DIR|FILE     diffusers folder (unet/, scheduler/) or LDM single .safetensors\n"
-            "  --context FILE       safetensors with context (2, S, X) = [uncond; cond]\n"
-            "                       (+ text_embeds (2, P), time_ids (2, 6) for SDXL-style models)\n"
-            "  --prompt TEXT        needs the text encoder (not in this build yet): use --context\n"
-            "  --steps N            sampler steps (default 50)\n"
-            "  --sampler NAME       ddim | pndm (plms) | dpmpp-2m | euler | euler-a\n"
-            "                       (default: the model's scheduler_config.json)\n"
-            "  --guidance G         classifier-free guidance scale (default 7.5; <= 1 turns it off)\n"
-            "  --seed S             seed of the initial noise; image i uses stream i (default 0)\n"
-            "  --batch B            images (default 1)\n"
-            "  --size PX            image size in pixels (default: the UNet's sample_size x 8 for\n"
-            "                       latent models, x 1 for pixel-space models)\n"
-            "  --out PATH.png       output (default results/dato-generate.png); without --grid,\n"
-            "                       image i of a batch goes to PATH-i.png\n"
-            "  --grid               one grid PNG of the whole batch\n"
-            "  --latents-out FILE   also write the final latents (B, C, h, w) as safetensors\n"
-            "  --threads N          CPU threads (default: all)\n"
-            "  --help               this text\n");
+            "  --model DIR|FILE       diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,\n"
+            "                         scheduler/; SDXL adds text_encoder_2/, tokenizer_2/), a bare UNet folder,\n"
+            "                         or an LDM single-file .safetensors\n"
+            "  --prompt TEXT          the prompt\n"
+            "  --prompts-file FILE    one prompt per line (empty lines skipped)\n"
+            "  --negative-prompt TEXT the negative prompt for every prompt (default: none; SDXL then uses zeros)\n"
+            "  --context FILE         conditioning as tensors instead of prompts: safetensors with context\n"
+            "                         (2, S, X) = [uncond; cond] (+ text_embeds (2, P), time_ids (2, 6) for SDXL)\n"
+            "  --steps N              sampler steps (default 50)\n"
+            "  --sampler NAME         ddim | pndm (plms) | dpmpp-2m | euler | euler-a\n"
+            "                         (default: the model's scheduler_config.json)\n"
+            "  --guidance G           classifier-free guidance scale (default 7.5; <= 1 turns it off)\n"
+            "  --seed S               seed; prompt j uses S + j, its image i stream i of that (default 0)\n"
+            "  --batch B              images per prompt (default 1)\n"
+            "  --size PX              image size in pixels (default: the UNet's sample_size x the VAE factor)\n"
+            "  --out PATH.png         output (default results/dato-generate.png); several images go to\n"
+            "                         PATH-<prompt>-<image>.png, or with --grid one grid PATH.png\n"
+            "  --grid                 one grid PNG: a row per prompt, a column per image\n"
+            "  --latents-out FILE     also write the final latents (N, C, h, w) as safetensors\n"
+            "  --tokenizer DIR        single files: the CLIP vocab.json + merges.txt (default models/clip_tokenizer)\n"
+            "  --threads N            CPU threads (default: all)\n"
+            "  --help                 this text\n");
 }
 
 static int parse_args(int argc, char** argv, options* o) {
@@ -72,8 +76,11 @@ static int parse_args(int argc, char** argv, options* o) {
         if (!strcmp(a, "--model")) o->model = v;
         else if (!strcmp(a, "--context")) o->context = v;
         else if (!strcmp(a, "--prompt")) o->prompt = v;
+        else if (!strcmp(a, "--prompts-file")) o->prompts_file = v;
+        else if (!strcmp(a, "--negative-prompt")) o->negative = v;
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--latents-out")) o->latents_out = v;
+        else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
         else if (!strcmp(a, "--steps")) o->steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--batch")) o->batch = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--size")) o->size = (int)strtol(v, &end, 10);
@@ -100,13 +107,8 @@ static int parse_args(int argc, char** argv, options* o) {
         fprintf(stderr, "dato-generate: --model is required (see --help)\n");
         return 0;
     }
-    if (o->prompt && !o->context) {
-        fprintf(stderr, "dato-generate: --prompt needs a text encoder, which this build does not have yet; "
-                        "pass conditioning with --context FILE\n");
-        return 0;
-    }
-    if (!o->context) {
-        fprintf(stderr, "dato-generate: --context FILE is required (see --help)\n");
+    if (!!o->prompt + !!o->prompts_file + !!o->context != 1) {
+        fprintf(stderr, "dato-generate: give exactly one of --prompt, --prompts-file, --context (see --help)\n");
         return 0;
     }
     if (o->steps < 1 || o->steps > 1000 || o->batch < 1 || o->batch > 1024 || o->size < 0) {
@@ -116,9 +118,51 @@ static int parse_args(int argc, char** argv, options* o) {
     return 1;
 }
 
+// Reads non-empty lines (without their newline) of path; *n gets the count.
+static char** read_prompts(const char* path, int* n) {
+    FILE* f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "dato-generate: --prompts-file %s: cannot open\n", path);
+        return NULL;
+    }
+    char** lines = calloc(MAX_PROMPTS, sizeof *lines);
+    char* line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    *n = 0;
+    while (lines && (len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        if (*n == MAX_PROMPTS) {
+            fprintf(stderr, "dato-generate: %s: more than %d prompts\n", path, MAX_PROMPTS);
+            break;
+        }
+        lines[(*n)++] = strdup(line);
+    }
+    free(line);
+    fclose(f);
+    if (*n == 0 && lines) fprintf(stderr, "dato-generate: %s: no prompts\n", path);
+    return lines;
+}
+
 typedef struct {
     double t0;
+    const char* what;
 } progress_state;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_progress(void* ctx, int done, int total) {
+    progress_state* ps = ctx;
+    double el = now_s() - ps->t0, eta = done ? el / done * (total - done) : 0;
+    fprintf(stderr, "\rdato-generate: %s: UNet call %d/%d, %.1f s elapsed, ETA %.1f s   ", ps->what, done, total, el,
+            eta);
+    if (done == total) fprintf(stderr, "\n");
+}
 
 // A malloc'd f32 copy of tensor `name` of st, or NULL with a message.
 static float* tensor_f32(const dato_safetensors* st, const char* name) {
@@ -131,108 +175,65 @@ static float* tensor_f32(const dato_safetensors* st, const char* name) {
     return NULL;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void print_progress(void* ctx, int done, int total) {
-    progress_state* ps = ctx;
-    double el = now_s() - ps->t0, eta = done ? el / done * (total - done) : 0;
-    fprintf(stderr, "\rdato-generate: UNet call %d/%d, %.1f s elapsed, ETA %.1f s   ", done, total, el, eta);
-    if (done == total) fprintf(stderr, "\n");
-}
-
-// Loads the conditioning tensors and checks them against the model.
-static int load_context(const options* o, const dato_unet_config* c, dato_safetensors* st, float** ctx, int* seq,
-                        float** te, float** ids) {
+// Conditioning from a --context file, checked against the model and repeated for B images.
+static int load_context(const char* path, const dato_unet_config* c, int B, dato_conditioning* cond) {
     dato_error err;
-    if (dato_safetensors_open(st, o->context, &err)) {
+    dato_safetensors st;
+    if (dato_safetensors_open(&st, path, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
         return 0;
     }
-    const dato_st_tensor* t = dato_safetensors_find(st, "context");
-    if (!t || t->ndim != 3 || t->shape[0] != 2 || t->shape[2] != c->cross_attention_dim) {
-        fprintf(stderr, "dato-generate: %s: tensor 'context' must be (2, S, %d) = [uncond; cond]\n", o->context,
+    int P = c->add_embed_in ? c->add_embed_in - 6 * c->addition_time_embed_dim : 0, ok = 0;
+    const dato_st_tensor* t = dato_safetensors_find(&st, "context");
+    const dato_st_tensor* a = dato_safetensors_find(&st, "text_embeds");
+    const dato_st_tensor* b = dato_safetensors_find(&st, "time_ids");
+    float *ctx = NULL, *te = NULL, *ids = NULL;
+    if (!t || t->ndim != 3 || t->shape[0] != 2 || t->shape[2] != c->cross_attention_dim)
+        fprintf(stderr, "dato-generate: %s: tensor 'context' must be (2, S, %d) = [uncond; cond]\n", path,
                 c->cross_attention_dim);
-        return 0;
+    else if (P && (!a || a->ndim != 2 || a->shape[0] != 2 || a->shape[1] != P || !b || b->numel != 12))
+        fprintf(stderr, "dato-generate: %s: this SDXL-style model needs 'text_embeds' (2, %d) and 'time_ids' (2, 6)\n",
+                path, P);
+    else if ((ctx = tensor_f32(&st, "context")) && (!P || ((te = tensor_f32(&st, "text_embeds")) &&
+                                                           (ids = tensor_f32(&st, "time_ids"))))) {
+        ok = !dato_conditioning_repeat(cond, B, (int)t->shape[1], (int)t->shape[2], ctx, P, te, ids, &err);
+        if (!ok) fprintf(stderr, "dato-generate: %s\n", err.msg);
     }
-    *seq = (int)t->shape[1];
-    *ctx = tensor_f32(st, "context");
-    if (c->add_embed_in) {
-        const dato_st_tensor* a = dato_safetensors_find(st, "text_embeds");
-        const dato_st_tensor* b = dato_safetensors_find(st, "time_ids");
-        int P = c->add_embed_in - 6 * c->addition_time_embed_dim;
-        if (!a || a->ndim != 2 || a->shape[0] != 2 || a->shape[1] != P || !b || b->numel != 12) {
-            fprintf(stderr, "dato-generate: %s: this SDXL-style model needs 'text_embeds' (2, %d) and 'time_ids' (2, 6)\n",
-                    o->context, P);
-            return 0;
-        }
-        *te = tensor_f32(st, "text_embeds");
-        *ids = tensor_f32(st, "time_ids");
-    }
-    return *ctx != NULL;
+    free(ctx);
+    free(te);
+    free(ids);
+    dato_safetensors_close(&st);
+    return ok;
 }
 
-// Writes the images (one file each, or a grid) with the run's settings as PNG text.
-static int write_images(const options* o, const dato_unet_config* c, const float* lat, int h, int w) {
-    int ch = c->out_channels == 4 ? 3 : c->out_channels;
-    if (ch != 1 && ch != 3) {
-        fprintf(stderr, "dato-generate: cannot show a %d-channel output as an image\n", c->out_channels);
-        return 0;
-    }
-    size_t img = (size_t)h * w * ch, latent = (size_t)c->out_channels * h * w;
-    uint8_t* px = malloc(img * o->batch);
-    dato_error err;
-    for (int i = 0; i < o->batch; i++) {
-        dato_tensor x = dato_tensor_f32_3d((float*)lat + i * latent, c->out_channels, h, w);
-        dato_status st = c->out_channels == 4 ? dato_latent_preview(&x, px + i * img, &err)
-                                              : dato_image_from_float(&x, px + i * img, &err);
-        if (st) {
-            fprintf(stderr, "dato-generate: %s\n", err.msg);
-            free(px);
-            return 0;
-        }
-    }
-    char steps[16], guidance[32], seed[32];
+// Writes the images of one prompt (or all of them into a grid) with the run's settings as PNG text.
+static int write_png(const char* path, const uint8_t* px, int h, int w, int ch, const options* o, const char* prompt,
+                     unsigned long long seed, const char* sampler) {
+    char steps[16], guidance[32], seed_s[32];
     snprintf(steps, sizeof steps, "%d", o->steps);
     snprintf(guidance, sizeof guidance, "%g", o->guidance);
-    snprintf(seed, sizeof seed, "%llu", o->seed);
-    const char* kv[] = {"dato:model", o->model, "dato:steps", steps, "dato:guidance", guidance, "dato:seed", seed,
-                        "dato:preview", c->out_channels == 4 ? "latent preview (no VAE)" : "no", NULL};
-    int ok = 1;
-    if (o->grid || o->batch == 1) {
-        int cols = 1;
-        while (cols * cols < o->batch) cols++;
-        int gh = h, gw = w, pad = o->batch > 1 ? 2 : 0;
-        uint8_t* grid = px;
-        if (o->batch > 1) {
-            ok = !dato_image_grid_size(o->batch, h, w, cols, pad, &gh, &gw, &err);
-            grid = ok ? malloc((size_t)gh * gw * ch) : NULL;
-            ok = ok && grid && !dato_image_grid(grid, px, o->batch, h, w, ch, cols, pad, &err);
-        }
-        ok = ok && !dato_png_write(o->out, grid, gh, gw, ch, kv, &err);
-        if (grid != px) free(grid);
-        if (ok) printf("wrote %s (%dx%d)\n", o->out, gw, gh);
-    } else {
-        for (int i = 0; i < o->batch && ok; i++) {
-            char path[4096];
-            const char* dot = strrchr(o->out, '.');
-            int stem = dot ? (int)(dot - o->out) : (int)strlen(o->out);
-            snprintf(path, sizeof path, "%.*s-%d%s", stem, o->out, i, dot ? dot : ".png");
-            ok = !dato_png_write(path, px + i * img, h, w, ch, kv, &err);
-            if (ok) printf("wrote %s (%dx%d)\n", path, w, h);
-        }
+    snprintf(seed_s, sizeof seed_s, "%llu", seed);
+    const char* kv[] = {"dato:model", o->model, "dato:prompt", prompt ? prompt : "(tensor conditioning)",
+                        "dato:negative_prompt", o->negative ? o->negative : "", "dato:seed", seed_s,
+                        "dato:sampler", sampler, "dato:steps", steps, "dato:guidance", guidance,
+                        "dato:schedule", "baseline", NULL};
+    dato_error err;
+    if (dato_png_write(path, px, h, w, ch, kv, &err)) {
+        fprintf(stderr, "dato-generate: %s\n", err.msg);
+        return 0;
     }
-    if (!ok) fprintf(stderr, "dato-generate: %s\n", err.msg);
-    free(px);
-    return ok;
+    printf("wrote %s (%dx%d)\n", path, w, h);
+    return 1;
 }
 
 int main(int argc, char** argv) {
     options o;
     if (!parse_args(argc, argv, &o)) return 2;
+    int n_prompts = 1;
+    char** prompts = NULL;
+    if (o.prompts_file && !(prompts = read_prompts(o.prompts_file, &n_prompts))) return 2;
+    if (o.prompts_file && n_prompts == 0) return 2;
+
     dato_error err;
     dato_backend be;
     if (dato_backend_cpu_init(&be, o.threads, &err)) {
@@ -240,37 +241,91 @@ int main(int argc, char** argv) {
         return 1;
     }
     dato_pipeline p;
-    if (dato_pipeline_open(&p, o.model, &be, NULL, &err)) {
+    dato_pipeline_options popt = {.tokenizer_dir = o.tokenizer};
+    if (dato_pipeline_open(&p, o.model, &be, &popt, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
         dato_backend_destroy(&be);
         return 1;
     }
     const dato_unet_config* c = &p.unet.cfg;
-    int factor = c->in_channels == 4 ? 8 : 1; // latent models: the SD VAE's factor
+    int factor = dato_pipeline_vae_factor(&p);
     int size = o.size ? o.size : c->sample_size * factor;
-    int div = factor << (c->n_levels - 1);
-    int rc = 1;
-    dato_safetensors cst = {0};
-    float *ctx = NULL, *te = NULL, *ids = NULL, *lat = NULL;
-    int seq = 0;
+    int div = factor << (c->n_levels - 1), rc = 1, B = o.batch;
+    int h = size / factor, w = h, ch = 3;
+    dato_sampler_kind kind = o.have_sampler ? o.sampler : p.sched.kind;
+    const char* kind_name = dato_sampler_kind_name(kind);
+    size_t latent = (size_t)c->out_channels * h * w;
+    float* lat = malloc((size_t)n_prompts * B * latent * sizeof *lat);          // (N, C, h, w)
+    uint8_t* px = malloc((size_t)n_prompts * B * size * size * 3);             // (N, H, W, ch)
+    const char** texts = malloc((size_t)B * sizeof *texts);
+    const char** negs = malloc((size_t)B * sizeof *negs);
     if (size % div) {
         fprintf(stderr, "dato-generate: --size %d must be a multiple of %d for this model\n", size, div);
         goto done;
     }
-    if (!load_context(&o, c, &cst, &ctx, &seq, &te, &ids)) goto done;
-    int h = size / factor, w = h;
-    lat = malloc((size_t)o.batch * c->out_channels * h * w * sizeof *lat);
-    progress_state ps = {.t0 = now_s()};
-    dato_generate_params gp = {.steps = o.steps, .sampler = o.have_sampler ? o.sampler : p.sched.kind,
-                               .guidance = o.guidance, .seed = o.seed, .batch = o.batch, .height = h, .width = w,
-                               .seq = seq, .context = ctx, .text_embeds = te, .time_ids = ids,
-                               .progress = print_progress, .progress_ctx = &ps};
-    if (dato_pipeline_generate(&p, &gp, lat, &err)) {
-        fprintf(stderr, "dato-generate: %s\n", err.msg);
+    if (!lat || !px || !texts || !negs) {
+        fprintf(stderr, "dato-generate: out of memory\n");
         goto done;
     }
+    if (!o.context && p.n_text == 0) {
+        fprintf(stderr, "dato-generate: %s has no text encoder: pass conditioning with --context FILE\n", o.model);
+        goto done;
+    }
+    for (int j = 0; j < n_prompts; j++) {
+        const char* prompt = prompts ? prompts[j] : o.prompt;
+        dato_conditioning cond;
+        if (o.context) {
+            if (!load_context(o.context, c, B, &cond)) goto done;
+        } else {
+            for (int i = 0; i < B; i++) {
+                texts[i] = prompt;
+                negs[i] = o.negative;
+            }
+            if (dato_pipeline_encode(&p, texts, negs, B, size, size, &cond, &err)) {
+                fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
+                goto done;
+            }
+        }
+        char what[64];
+        snprintf(what, sizeof what, "prompt %d/%d", j + 1, n_prompts);
+        progress_state ps = {.t0 = now_s(), .what = what};
+        dato_generate_params gp = {.steps = o.steps, .sampler = kind, .guidance = o.guidance, .seed = o.seed + j,
+                                   .height = h, .width = w, .cond = &cond, .progress = print_progress,
+                                   .progress_ctx = &ps};
+        float* lj = lat + (size_t)j * B * latent;
+        dato_status st = dato_pipeline_generate(&p, &gp, lj, &err);
+        dato_conditioning_free(&cond);
+        if (!st) st = dato_pipeline_decode(&p, lj, B, h, w, px + (size_t)j * B * size * size * 3, NULL, &ch, &err);
+        if (st) {
+            fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
+            goto done;
+        }
+        if (o.grid) continue;
+        for (int i = 0; i < B; i++) {
+            char path[4096];
+            const char* dot = strrchr(o.out, '.');
+            int stem = dot ? (int)(dot - o.out) : (int)strlen(o.out);
+            if (n_prompts * B == 1) snprintf(path, sizeof path, "%s", o.out);
+            else snprintf(path, sizeof path, "%.*s-%d-%d%s", stem, o.out, j, i, dot ? dot : ".png");
+            if (!write_png(path, px + ((size_t)j * B + i) * size * size * ch, size, size, ch, &o, prompt, o.seed + j,
+                           kind_name))
+                goto done;
+        }
+    }
+    if (o.grid) {
+        int gh, gw, pad = n_prompts * B > 1 ? 2 : 0;
+        uint8_t* grid = NULL;
+        int ok = !dato_image_grid_size(n_prompts * B, size, size, B, pad, &gh, &gw, &err) &&
+                 (grid = malloc((size_t)gh * gw * ch)) &&
+                 !dato_image_grid(grid, px, n_prompts * B, size, size, ch, B, pad, &err);
+        if (!ok) fprintf(stderr, "dato-generate: grid: %s\n", grid ? err.msg : "out of memory");
+        ok = ok && write_png(o.out, grid, gh, gw, ch, &o, n_prompts == 1 ? (prompts ? prompts[0] : o.prompt) : "(several)",
+                             o.seed, kind_name);
+        free(grid);
+        if (!ok) goto done;
+    }
     if (o.latents_out) {
-        int64_t shape[4] = {o.batch, c->out_channels, h, w};
+        int64_t shape[4] = {(int64_t)n_prompts * B, c->out_channels, h, w};
         dato_st_write_entry e = {.name = "latents", .dtype = DATO_F32, .ndim = 4, .shape = shape, .data = lat};
         if (dato_safetensors_write(o.latents_out, &e, 1, NULL, &err)) {
             fprintf(stderr, "dato-generate: %s\n", err.msg);
@@ -278,13 +333,15 @@ int main(int argc, char** argv) {
         }
         printf("wrote %s\n", o.latents_out);
     }
-    if (write_images(&o, c, lat, h, w)) rc = 0;
+    rc = 0;
 done:
     free(lat);
-    free(ctx);
-    free(te);
-    free(ids);
-    if (cst.path) dato_safetensors_close(&cst);
+    free(px);
+    free(texts);
+    free(negs);
+    if (prompts)
+        for (int j = 0; j < n_prompts; j++) free(prompts[j]);
+    free(prompts);
     dato_pipeline_close(&p);
     dato_backend_destroy(&be);
     return rc;

@@ -41,10 +41,18 @@ static float* generate(dato_pipeline* p, int batch, unsigned long long seed, con
     const dato_unet_config* c = &p->unet.cfg;
     *n = (size_t)batch * c->out_channels * 16 * 16;
     float* out = malloc(*n * sizeof *out);
-    dato_generate_params gp = {.steps = 4, .sampler = DATO_SAMPLER_DDIM, .guidance = 7.5f, .seed = seed,
-                               .batch = batch, .height = 16, .width = 16, .seq = 8, .context = ctx};
     dato_error err;
-    if (dato_pipeline_generate(p, &gp, out, &err)) {
+    dato_conditioning cond;
+    if (dato_conditioning_repeat(&cond, batch, 8, c->cross_attention_dim, ctx, 0, NULL, NULL, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        free(out);
+        return NULL;
+    }
+    dato_generate_params gp = {.steps = 4, .sampler = DATO_SAMPLER_DDIM, .guidance = 7.5f, .seed = seed,
+                               .height = 16, .width = 16, .cond = &cond};
+    dato_status st = dato_pipeline_generate(p, &gp, out, &err);
+    dato_conditioning_free(&cond);
+    if (st) {
         fprintf(stderr, "%s\n", err.msg);
         free(out);
         return NULL;
@@ -110,8 +118,36 @@ int main(int argc, char** argv) {
     uint8_t* px = NULL;
     int h = 0, w = 0, c = 0;
     CHECK(dato_png_read(png, &px, &h, &w, &c, &err) == DATO_OK, "%s", err.msg);
-    CHECK(h == 2 * 16 + 3 * 2 && w == 2 * 16 + 3 * 2 && c == 3, "grid is %dx%dx%d, expected 38x38x3", h, w, c);
+    CHECK(h == 16 + 2 * 2 && w == 3 * 16 + 4 * 2 && c == 3, "grid is %dx%dx%d, expected 20x56x3", h, w, c);
     free(px);
+
+    // Prompts through the full pipeline (tokenizer, text encoder, UNet, VAE): one PNG per image,
+    // each carrying its prompt and seed in PNG text.
+    char prompts[256];
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", tmpdir);
+    CHECK(write_bytes(prompts, "a photo of a cat\n\nred car\n", 26), "cannot write %s", prompts);
+    snprintf(png, sizeof png, "%s/p.png", tmpdir);
+    snprintf(cmd, sizeof cmd,
+             "%s --model tests/fixtures/pipeline/sd15 --prompts-file %s --negative-prompt blurry --steps 3 "
+             "--batch 2 --seed 5 --out %s",
+             exe, prompts, png);
+    CHECK(run(cmd) == 0, "dato-generate with prompts failed");
+    char p11[256];
+    snprintf(p11, sizeof p11, "%s/p-1-1.png", tmpdir);
+    px = NULL;
+    CHECK(dato_png_read(p11, &px, &h, &w, &c, &err) == DATO_OK && h == 16 && w == 16 && c == 3,
+          "p-1-1.png: %s (%dx%dx%d)", err.msg, h, w, c);
+    free(px);
+    size_t nb = 0;
+    unsigned char* bytes = read_bytes(p11, &nb);
+    static const char want_prompt[] = "dato:prompt\0red car", want_seed[] = "dato:seed\0" "6"; // prompt 1: seed + 1
+    int has_prompt = 0, has_seed = 0;
+    for (size_t i = 0; bytes && i + sizeof want_prompt < nb; i++) {
+        has_prompt |= memcmp(bytes + i, want_prompt, sizeof want_prompt - 1) == 0;
+        has_seed |= memcmp(bytes + i, want_seed, sizeof want_seed - 1) == 0;
+    }
+    CHECK(has_prompt && has_seed, "p-1-1.png lacks its prompt (%d) or seed (%d) text", has_prompt, has_seed);
+    free(bytes);
 
     // Clear errors, non-zero exits.
     snprintf(cmd, sizeof cmd, "%s --context %s", exe, CONTEXT);

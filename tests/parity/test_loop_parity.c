@@ -51,9 +51,14 @@ static void check_loop(dato_backend* be, const char* model, const char* loop, da
         CHECK(grid_ok, "%s/%s: timestep grid differs from diffusers'", model, loop);
         dato_sampler_destroy(smp);
 
-        dato_generate_params gp = {.steps = (int)n_ts, .sampler = kind, .guidance = guidance, .batch = 1,
-                                   .height = (int)it->shape[2], .width = (int)it->shape[3], .seq = (int)ct->shape[1],
-                                   .context = ctx, .text_embeds = te, .time_ids = ids, .init_latent = init};
+        const dato_unet_config* uc = &p.unet.cfg;
+        int P = uc->add_embed_in ? uc->add_embed_in - 6 * uc->addition_time_embed_dim : 0;
+        dato_conditioning cond;
+        s = dato_conditioning_repeat(&cond, 1, (int)ct->shape[1], (int)ct->shape[2], ctx, P, te, ids, &err);
+        CHECK(s == DATO_OK, "%s", err.msg);
+        dato_generate_params gp = {.steps = (int)n_ts, .sampler = kind, .guidance = guidance,
+                                   .height = (int)it->shape[2], .width = (int)it->shape[3], .cond = &cond,
+                                   .init_latent = init};
         float* out = malloc(n_final * sizeof *out);
         s = dato_pipeline_generate(&p, &gp, out, &err);
         CHECK(s == DATO_OK, "%s/%s: %s", model, loop, err.msg);
@@ -62,6 +67,7 @@ static void check_loop(dato_backend* be, const char* model, const char* loop, da
                test_max_abs(ref, n_final));
         CHECK(s == DATO_OK && e <= TOL, "%s/%s: final latent off by %.3e", model, loop, e);
         free(out);
+        dato_conditioning_free(&cond);
     }
     free(init);
     free(ctx);
