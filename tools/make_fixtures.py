@@ -22,6 +22,8 @@ import copy
 import json
 import os
 import struct
+import subprocess
+import sys
 import time
 
 import torch
@@ -351,10 +353,18 @@ def print_sizes(out_dir):
     assert total < 8_000_000, "fixtures over the 8 MB budget"
 
 
+# The other components' generators, each writing its own folder under tests/fixtures (and the
+# tokenizer's vocabulary under models/clip_tokenizer); run from the repository root.
+OTHER_GENERATORS = ["make_sampler_fixtures.py", "make_tokenizer_fixtures.py", "make_text_encoder_fixtures.py",
+                    "make_vae_fixtures.py", "make_ckpt_fixtures.py", "make_pipeline_fixtures.py"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="tests/fixtures")
-    out_dir = ap.parse_args().out
+    ap.add_argument("--unet-only", action="store_true", help="only the UNet fixtures and manifests")
+    args = ap.parse_args()
+    out_dir = args.out
     start = time.time()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -363,6 +373,11 @@ def main():
     for name, spec in TINY.items():
         make_tiny(name, spec, out_dir)
     print_sizes(out_dir)
+    if not args.unet_only:
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        for script in OTHER_GENERATORS:
+            print(f"== {script}")
+            subprocess.run([sys.executable, os.path.join(repo, "tools", script)], cwd=repo, check=True)
     print(f"done in {time.time() - start:.1f} s")
 
 

@@ -242,11 +242,13 @@ int main(int argc, char** argv) {
     }
     dato_pipeline p;
     dato_pipeline_options popt = {.tokenizer_dir = o.tokenizer};
+    double t_load = now_s();
     if (dato_pipeline_open(&p, o.model, &be, &popt, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
         dato_backend_destroy(&be);
         return 1;
     }
+    fprintf(stderr, "dato-generate: loaded %s in %.2f s\n", o.model, now_s() - t_load);
     const dato_unet_config* c = &p.unet.cfg;
     int factor = dato_pipeline_vae_factor(&p);
     int size = o.size ? o.size : c->sample_size * factor;
@@ -295,7 +297,10 @@ int main(int argc, char** argv) {
         float* lj = lat + (size_t)j * B * latent;
         dato_status st = dato_pipeline_generate(&p, &gp, lj, &err);
         dato_conditioning_free(&cond);
+        double t_decode = now_s();
         if (!st) st = dato_pipeline_decode(&p, lj, B, h, w, px + (size_t)j * B * size * size * 3, NULL, &ch, &err);
+        if (!st) fprintf(stderr, "dato-generate: prompt %d/%d: denoised in %.2f s, decoded in %.2f s\n", j + 1, n_prompts,
+                         t_decode - ps.t0, now_s() - t_decode);
         if (st) {
             fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
             goto done;
