@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "file_util.h"
 #include "image.h"
 #include "rng.h"
@@ -131,10 +132,14 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
         }
         return DATO_OK;
     }
-    // A single LDM file: every component from one tensor source.
-    dato_weight_files wf;
-    if ((st = dato_weight_files_open(&wf, path, err))) goto fail;
-    dato_tensor_source src = dato_tensor_source_files(&wf);
+    // A single LDM file (.safetensors, or a PyTorch .ckpt/.pt/.pth zip): every component from
+    // one tensor source.
+    const char* ext = strrchr(path, '.');
+    int is_ckpt = ext && (!strcmp(ext, ".ckpt") || !strcmp(ext, ".pt") || !strcmp(ext, ".pth"));
+    dato_weight_files wf = {0};
+    dato_ckpt* ck = NULL;
+    if ((st = is_ckpt ? dato_ckpt_open(&ck, path, err) : dato_weight_files_open(&wf, path, err))) goto fail;
+    dato_tensor_source src = is_ckpt ? dato_ckpt_source(ck) : dato_tensor_source_files(&wf);
     const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : DATO_SOURCE_DIR "/models/clip_tokenizer";
     st = dato_unet_open_source(&p->unet, &src, be, hints, err);
     if (!st) st = open_single_file_text(p, &src, tok_dir, err);
@@ -143,7 +148,8 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
         st = dato_vae_open_source(&p->vae, &src, "first_stage_model.", scale, be, err);
         p->has_vae = !st;
     }
-    dato_weight_files_close(&wf);
+    if (is_ckpt) dato_ckpt_close(ck);
+    else dato_weight_files_close(&wf);
     if (!st) return DATO_OK;
 fail:
     dato_pipeline_close(p);

@@ -41,7 +41,9 @@ typedef struct {
 } dato_pipeline;
 
 // Opens a diffusers folder (model_index.json, unet/, vae/, text_encoder[_2]/, tokenizer[_2]/,
-// scheduler/), a bare UNet folder, or an LDM single file (.safetensors). opt may be NULL.
+// scheduler/), a bare UNet folder, or an LDM single file (.safetensors, or a PyTorch zip
+// .ckpt/.pt/.pth read by the restricted unpickler). Weights are converted to f32 once, so the
+// file is closed when this returns. opt may be NULL.
 dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err);
 void dato_pipeline_close(dato_pipeline* p);

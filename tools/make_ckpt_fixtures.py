@@ -1,0 +1,176 @@
+"""Writes tests/fixtures/ckpt/: PyTorch zip checkpoints for engine/ckpt.c and the hostile files
+its test expects to be refused. Run from the repo root: python tools/make_ckpt_fixtures.py
+
+Good files (torch.save):
+  ldm_small.ckpt   {"state_dict": OrderedDict (with _metadata) of F32/F16/BF16/I64 tensors, two
+                   views sharing one storage at offsets 2 and 10, a 0-d tensor, an empty tensor;
+                   "global_step": 123, "epoch": 4, "best_score": numpy float64, optimizer state}
+  plain.pt         a module's state_dict (F16), no "state_dict" wrapper
+  parameter.pth    {"layer": {"weight": nn.Parameter}, "bias": nn.Parameter}: nested dicts, _rebuild_parameter
+  ldm_small.data.pkl    ldm_small.ckpt's pickle alone (for in-memory tests and as a fuzz seed)
+  expected.safetensors  every tensor of the three, contiguous, named "<file stem>/<tensor name>"
+  unet_sd15_ldm.ckpt    the tiny SD1.5 UNet of tests/fixtures/unet/sd15 under LDM names
+                   (model.diffusion_model.*), F16, wrapped as {"state_dict": ..., "global_step": 0}
+
+Hostile files (zips written here, pickles by hand): see HOSTILE below; the C test checks each message.
+"""
+import collections
+import io
+import os
+import struct
+import zipfile
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+OUT = "tests/fixtures/ckpt"
+UNET_DIR = "tests/fixtures/unet/sd15"
+
+
+def good_files():
+    expected = {}
+    gen = torch.Generator().manual_seed(7)
+
+    # (a) LDM-style: a real state_dict() (an OrderedDict with _metadata, pickled with BUILD) plus extras.
+    lin = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(3, 4, generator=gen))
+        lin.bias.copy_(torch.randn(3, generator=gen))
+    sd = lin.state_dict()
+    sd["half"] = torch.randn(5, generator=gen).half()
+    sd["bf16"] = torch.randn(2, 3, generator=gen).bfloat16()
+    base = torch.randn(16, generator=gen)  # one storage, two views at offsets 2 and 10
+    sd["view_a"] = base[2:8].view(2, 3)
+    sd["view_b"] = base[10:14]
+    sd["scalar"] = torch.tensor(2.5)
+    sd["empty"] = torch.zeros(0, 3)
+    sd["position_ids"] = torch.arange(6, dtype=torch.int64).view(1, 6)
+    # What else a Lightning checkpoint holds: optimizer state (int keys, tensors that are not
+    # weights and are never read), floats, None, bools, strings, lists.
+    optimizer_states = [{"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(3, 4)}},
+                         "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "amsgrad": False,
+                                           "foreach": None, "params": [0]}]}]
+    torch.save({"state_dict": sd, "global_step": 123, "epoch": 4, "best_score": np.float64(0.5),
+                "optimizer_states": optimizer_states, "lr_schedulers": [],
+                "pytorch-lightning_version": "1.4.2"}, f"{OUT}/ldm_small.ckpt")
+    for k, v in sd.items():
+        expected[f"ldm_small/{k}"] = v.contiguous().clone()
+
+    # (b) a plain state dict
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)).half()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    torch.save(net.state_dict(), f"{OUT}/plain.pt")
+    for k, v in net.state_dict().items():
+        expected[f"plain/{k}"] = v.clone()
+
+    # (c) nn.Parameter values, one in a nested dict
+    w = torch.nn.Parameter(torch.randn(2, 2, generator=gen))
+    b = torch.nn.Parameter(torch.randn(2, generator=gen).bfloat16())
+    torch.save({"layer": {"weight": w}, "bias": b}, f"{OUT}/parameter.pth")
+    expected["parameter/layer.weight"] = w.detach().clone()
+    expected["parameter/bias"] = b.detach().clone()
+
+    save_file(expected, f"{OUT}/expected.safetensors")
+    with zipfile.ZipFile(f"{OUT}/ldm_small.ckpt") as z:  # the raw pickle, for in-memory parser tests
+        open(f"{OUT}/ldm_small.data.pkl", "wb").write(z.read("ldm_small/data.pkl"))
+
+
+def unet_file():
+    weights = load_file(f"{UNET_DIR}/unet/diffusion_pytorch_model.safetensors")
+    sd = collections.OrderedDict()
+    for line in open(f"{UNET_DIR}/ldm_names.tsv"):
+        if line.startswith("#") or not line.strip():
+            continue
+        diffusers_name, ldm_name, shape = line.rstrip("\n").split("\t")
+        t = weights[diffusers_name].reshape([int(s) for s in shape.split(",")])
+        sd["model.diffusion_model." + ldm_name] = t.half()
+    torch.save({"state_dict": sd, "global_step": 0}, f"{OUT}/unet_sd15_ldm.ckpt")
+
+
+# ---- hand-made pickles -----------------------------------------------------------------------
+
+def u(s):  # SHORT_BINUNICODE
+    b = s.encode()
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def i(x):  # BININT or LONG1
+    if -(2**31) <= x < 2**31:
+        return b"J" + struct.pack("<i", x)
+    return b"\x8a\x08" + struct.pack("<q", x)
+
+
+def tup(xs):
+    return b"(" + b"".join(i(x) for x in xs) + b"t"
+
+
+def tensor(cls, key, numel, offset, shape, stride):
+    pid = b"(" + u("storage") + b"ctorch\n" + cls.encode() + b"\n" + u(key) + u("cpu") + i(numel) + b"t"
+    return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"Q" + i(offset) + tup(shape) + tup(stride)
+            + b"\x89ccollections\nOrderedDict\n)Rt" + b"R")
+
+
+def dict_of(pairs):
+    return b"\x80\x02}(" + b"".join(u(k) + v for k, v in pairs) + b"u."
+
+
+def write_zip(path, entries, archive="archive", compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in entries.items():
+            z.writestr(f"{archive}/{name}", data)
+
+
+def f32_bytes(n):
+    return np.arange(n, dtype="<f4").tobytes()
+
+
+def hostile_files():
+    ok_tensor = tensor("FloatStorage", "0", 4, 0, [2, 2], [2, 1])
+    ok_data = {"version": b"3\n", "data/0": f32_bytes(4)}
+
+    def with_pickle(name, pkl, data=ok_data, compression=zipfile.ZIP_STORED):
+        write_zip(f"{OUT}/{name}", {"data.pkl": pkl, **data}, compression=compression)
+
+    # Code execution attempts: refused when the global is named, before any REDUCE.
+    with_pickle("global_os_system.ckpt", b"\x80\x02cos\nsystem\n" + u("touch /tmp/pwned") + b"\x85R.")
+    with_pickle("global_posix_system.ckpt", dict_of([("w", ok_tensor), ("x", b"cposix\nsystem\n" + u("id") + b"\x85R")]))
+    with_pickle("stack_global_eval.ckpt", b"\x80\x04" + u("builtins") + u("eval") + b"\x93" + u("1+1") + b"\x85R.")
+    with_pickle("load_from_bytes.ckpt", b"\x80\x02ctorch.storage\n_load_from_bytes\n" + b"C\x00\x85R.")
+    with_pickle("unknown_class.ckpt", b"\x80\x02c__main__\nEvil\n)\x81.")
+    # Structure
+    good = dict_of([("w", ok_tensor)])
+    with_pickle("truncated_pickle.ckpt", good[: len(good) // 2])
+    with_pickle("missing_storage.ckpt", dict_of([("w", ok_tensor), ("v", tensor("FloatStorage", "1", 4, 0, [4], [1]))]))
+    with_pickle("storage_size_mismatch.ckpt", good, {"data/0": f32_bytes(3)})
+    with_pickle("huge_shape.ckpt", dict_of([("w", tensor("FloatStorage", "0", 4, 0, [2**31, 2**31, 2**31], [2**62, 2**31, 1]))]))
+    with_pickle("huge_storage.ckpt", dict_of([("w", tensor("FloatStorage", "0", 2**40, 0, [4], [1]))]))
+    with_pickle("out_of_range.ckpt", dict_of([("w", tensor("FloatStorage", "0", 4, 2, [3], [1]))]))
+    with_pickle("non_contiguous.ckpt", dict_of([("w", tensor("FloatStorage", "0", 4, 0, [2, 2], [1, 2]))]))
+    # {"a": {"a": {...}}} 100000 deep: no recursion in the interpreter; the walk stops at 16 levels.
+    # Deflated (libzip inflates it), which keeps the file small.
+    depth = 100000
+    with_pickle("deep_nesting.ckpt", b"\x80\x02}" + (u("a") + b"}") * depth + b"s" * depth + b".",
+                compression=zipfile.ZIP_DEFLATED)
+    write_zip(f"{OUT}/no_data_pkl.ckpt", {"version": b"3\n"})
+    with open(f"{OUT}/not_a_zip.ckpt", "wb") as f:  # the legacy format
+        buf = io.BytesIO()
+        torch.save({"w": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)
+        f.write(buf.getvalue())
+    # A valid torch file whose tensor is a transposed view.
+    torch.save({"t": torch.arange(6.0).view(2, 3).t()}, f"{OUT}/transposed.ckpt")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    good_files()
+    unet_file()
+    hostile_files()
+    for name in sorted(os.listdir(OUT)):
+        print(f"{OUT}/{name}: {os.path.getsize(f'{OUT}/{name}')} bytes")
+
+
+if __name__ == "__main__":
+    main()
