@@ -70,7 +70,7 @@ static dato_status open_shipped_tokenizer(dato_tokenizer** t, const char* dir, c
 
 // A single LDM file's text encoders, found by their prefixes (ENGINE.md §8).
 static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_source* src, const char* tok_dir,
-                                         dato_error* err) {
+                                         const dato_te_hints* const* hints, dato_error* err) {
     typedef struct {
         const char* probe;   // a tensor that marks the family
         const char* prefix;
@@ -94,7 +94,7 @@ static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_sou
     if (!spec) return DATO_OK; // a UNet-only file: conditioning comes as tensors
     for (int i = 0; i < n; i++) {
         TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
-        TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, NULL, p->be, err));
+        TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be, err));
         p->n_text = i + 1;
     }
     if (spec == SD2) { // OpenCLIP-H: 24 layers stored, the penultimate + final LN used
@@ -142,10 +142,11 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
     dato_tensor_source src = is_ckpt ? dato_ckpt_source(ck) : dato_tensor_source_files(&wf);
     const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : DATO_SOURCE_DIR "/models/clip_tokenizer";
     st = dato_unet_open_source(&p->unet, &src, be, hints, err);
-    if (!st) st = open_single_file_text(p, &src, tok_dir, err);
+    const dato_te_hints* te_hints[2] = {opt ? opt->text_hints[0] : NULL, opt ? opt->text_hints[1] : NULL};
+    if (!st) st = open_single_file_text(p, &src, tok_dir, te_hints, err);
     if (!st && src.find(src.ctx, "first_stage_model.decoder.conv_in.weight")) {
         float scale = p->n_text == 2 ? 0.13025f : 0.18215f; // SDXL's VAE, else SD1/2's
-        st = dato_vae_open_source(&p->vae, &src, "first_stage_model.", scale, be, err);
+        st = dato_vae_open_source(&p->vae, &src, "first_stage_model.", scale, opt ? opt->vae_norm_groups : 0, be, err);
         p->has_vae = !st;
     }
     if (is_ckpt) dato_ckpt_close(ck);

@@ -20,9 +20,13 @@
 #include "unet_load.h"
 #include "vae.h"
 
+// Single files only: what tensor shapes cannot tell. Released SD checkpoints need none of it
+// (NULL / 0 take the SD-family rules); small models of the same architecture may.
 typedef struct {
-    const dato_unet_ldm_hints* unet_hints; // what an LDM file's shapes cannot tell (may be NULL)
-    const char* tokenizer_dir;             // single files: CLIP vocab.json + merges.txt (NULL: models/clip_tokenizer)
+    const dato_unet_ldm_hints* unet_hints;
+    const dato_te_hints* text_hints[2]; // per text encoder
+    int vae_norm_groups;
+    const char* tokenizer_dir;          // CLIP vocab.json + merges.txt (NULL: models/clip_tokenizer)
 } dato_pipeline_options;
 
 typedef struct {

@@ -346,10 +346,10 @@ dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be,
 }
 
 dato_status dato_vae_open_source(dato_vae* v, const dato_tensor_source* src, const char* prefix, float scaling_factor,
-                                 dato_backend* be, dato_error* err) {
+                                 int norm_groups, dato_backend* be, dato_error* err) {
     dato_vae_config cfg;
     memset(v, 0, sizeof *v);
-    TRY(dato_vae_config_infer_ldm(&cfg, src, prefix, scaling_factor, 32, err));
+    TRY(dato_vae_config_infer_ldm(&cfg, src, prefix, scaling_factor, norm_groups ? norm_groups : 32, err));
     TRY(dato_vae_build(v, &cfg, be, err));
     dato_status st = dato_vae_load_weights(v, src, DATO_LAYOUT_LDM, prefix, err);
     if (st) dato_vae_free(v);

@@ -100,9 +100,9 @@ dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, da
 // folder holding vae/.
 dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be, dato_error* err);
 // An LDM single-file source: tensors under prefix (usually "first_stage_model."), config inferred
-// with 32 groups (dato_vae_config_infer_ldm + dato_vae_build + dato_vae_load_weights for others).
+// with norm_groups GroupNorm groups (0: 32, as in every released LDM VAE).
 dato_status dato_vae_open_source(dato_vae* v, const dato_tensor_source* src, const char* prefix, float scaling_factor,
-                                 dato_backend* be, dato_error* err);
+                                 int norm_groups, dato_backend* be, dato_error* err);
 void dato_vae_free(dato_vae* v);
 const dato_vae_param* dato_vae_find_param(const dato_vae* v, dato_layout layout, const char* name);
 

@@ -153,8 +153,8 @@ static void check_model(const char* name, dato_backend* be) {
                 dato_vae_free(&vl);
             }
         }
-        // dato_vae_open_source assumes 32 groups: refused on these 8-channel levels, naming the problem.
-        st = dato_vae_open_source(&vl, &src, "first_stage_model.", 0.18215f, be, &err);
+        // dato_vae_open_source's default of 32 groups: refused on these 8-channel levels, naming the problem.
+        st = dato_vae_open_source(&vl, &src, "first_stage_model.", 0.18215f, 0, be, &err);
         CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "groups"), "%s: open_source with 32 groups: %d %s", name, st,
               err.msg);
         // A config with one layer fewer per block must reject the file's extra ResBlocks.
