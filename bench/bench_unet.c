@@ -6,24 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "backend.h"
+#include "bench_util.h"
 #include "rng.h"
 #include "unet.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
 
 // ---- --profile: the CPU backend's ops wrapped with timers -----------------------------------------
 
@@ -117,11 +104,6 @@ static void print_profile(const timed_backend* tb, int forwards, double total_ms
         fprintf(stderr, "%-18s %10.1f %7.1f%% %10.1f\n", PROFILE_NAMES[k], ms, 100.0 * ms / total_ms,
                 tb->flops[k] > 0 ? tb->flops[k] / tb->seconds[k] / 1e9 : 0.0);
     }
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
 }
 
 static void usage(void) {

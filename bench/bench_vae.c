@@ -6,10 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include "backend.h"
+#include "bench_util.h"
 #include "rng.h"
 #include "vae.h"
 
@@ -18,23 +17,6 @@ static const char* const SD_VAE_CONFIG =
     "{\"_class_name\": \"AutoencoderKL\", \"block_out_channels\": [128, 256, 512, 512], \"layers_per_block\": 2,"
     " \"latent_channels\": 4, \"norm_num_groups\": 32, \"out_channels\": 3, \"scaling_factor\": 0.18215,"
     " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
-}
-
-static int cmp_double(const void* a, const void* b) {
-    double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
 
 static void usage(void) {
     fprintf(stderr, "usage: bench_vae [--config vae/config.json] [--latent 64] [--batch 1] [--threads 0] [--iters 1]\n"

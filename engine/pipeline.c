@@ -10,21 +10,15 @@
 #include "image.h"
 #include "rng.h"
 
-#define TRY(expr)                          \
-    do {                                   \
-        dato_status st_ = (expr);          \
-        if (st_ != DATO_OK) return st_;    \
-    } while (0)
-
 // ---- opening -------------------------------------------------------------------------------------
 
 // model_index.json's force_zeros_for_empty_prompt (SDXL pipelines default to true).
 static dato_status read_force_zeros(const char* dir, int* out, dato_error* err) {
     char path[4096];
-    TRY(dato_path_join(path, sizeof path, dir, "model_index.json", err));
+    DATO_TRY(dato_path_join(path, sizeof path, dir, "model_index.json", err));
     if (!dato_is_file(path)) return DATO_OK;
     char* text = NULL;
-    TRY(dato_read_text_file(path, &text, 1 << 20, err));
+    DATO_TRY(dato_read_text_file(path, &text, 1 << 20, err));
     cJSON* root = cJSON_Parse(text);
     free(text);
     if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON", path);
@@ -39,20 +33,20 @@ static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_erro
     static const char* const tok_dirs[2] = {"tokenizer", "tokenizer_2"};
     char te[4096], tok[4096];
     for (int i = 0; i < 2; i++) {
-        TRY(dato_path_join(te, sizeof te, dir, te_dirs[i], err));
-        TRY(dato_path_join(tok, sizeof tok, dir, tok_dirs[i], err));
+        DATO_TRY(dato_path_join(te, sizeof te, dir, te_dirs[i], err));
+        DATO_TRY(dato_path_join(tok, sizeof tok, dir, tok_dirs[i], err));
         if (!dato_is_dir(te)) break;
         if (!dato_is_dir(tok))
             return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: has %s/ but no %s/", dir, te_dirs[i], tok_dirs[i]);
-        TRY(dato_tokenizer_open(&p->tokenizer[i], tok, err));
-        TRY(dato_text_encoder_open_folder(&p->text[i], te, p->be, err));
+        DATO_TRY(dato_tokenizer_open(&p->tokenizer[i], tok, err));
+        DATO_TRY(dato_text_encoder_open_folder(&p->text[i], te, p->be, err));
         p->n_text = i + 1;
     }
     if (p->n_text == 2) { // SDXL: penultimate layers, no final LayerNorm
         p->text_skip = 1;
         p->text_final_norm = 0;
         p->force_zeros_for_empty_prompt = 1;
-        TRY(read_force_zeros(dir, &p->force_zeros_for_empty_prompt, err));
+        DATO_TRY(read_force_zeros(dir, &p->force_zeros_for_empty_prompt, err));
     }
     return DATO_OK;
 }
@@ -61,10 +55,10 @@ static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_erro
 // (SD1: <|endoftext|>, the folder's own configs; SD2 and SDXL's second: "!" in sd2/).
 static dato_status open_shipped_tokenizer(dato_tokenizer** t, const char* dir, const char* variant, dato_error* err) {
     char vocab[4096], merges[4096], cfg[4096];
-    TRY(dato_path_join(vocab, sizeof vocab, dir, "vocab.json", err));
-    TRY(dato_path_join(merges, sizeof merges, dir, "merges.txt", err));
+    DATO_TRY(dato_path_join(vocab, sizeof vocab, dir, "vocab.json", err));
+    DATO_TRY(dato_path_join(merges, sizeof merges, dir, "merges.txt", err));
     if (strcmp(variant, "sd2") != 0) return dato_tokenizer_open(t, dir, err);
-    TRY(dato_path_join(cfg, sizeof cfg, dir, variant, err));
+    DATO_TRY(dato_path_join(cfg, sizeof cfg, dir, variant, err));
     return dato_tokenizer_open_files(t, vocab, merges, cfg, err);
 }
 
@@ -93,8 +87,8 @@ static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_sou
     else if (src->find(src->ctx, SD1[0].probe)) spec = SD1, n = 1;
     if (!spec) return DATO_OK; // a UNet-only file: conditioning comes as tensors
     for (int i = 0; i < n; i++) {
-        TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
-        TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be, err));
+        DATO_TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
+        DATO_TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be, err));
         p->n_text = i + 1;
     }
     if (spec == SD2) { // OpenCLIP-H: 24 layers stored, the penultimate + final LN used
@@ -199,7 +193,7 @@ dato_status dato_conditioning_repeat(dato_conditioning* out, int B, int seq, int
                                      int pooled_dim, const float* text_embeds, const float* time_ids, dato_error* err) {
     if (B < 1 || seq < 1 || dim < 1 || !context || (pooled_dim && (!text_embeds || !time_ids)))
         return dato_fail(err, DATO_ERR_INVALID, "conditioning: bad sizes or missing tensors");
-    TRY(conditioning_alloc(out, B, seq, dim, pooled_dim, err));
+    DATO_TRY(conditioning_alloc(out, B, seq, dim, pooled_dim, err));
     size_t row = (size_t)seq * dim;
     for (int half = 0; half < 2; half++)
         for (int i = 0; i < B; i++) {
@@ -344,7 +338,7 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
     dato_unet_plan plan = dato_unet_plan_full(&g->p->unet);
     dato_unet_inputs in = {.sample = &g->x, .timesteps = g->t2, .context = &g->ctx,
                            .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids};
-    TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
+    DATO_TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
     be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
     if (g->gp->progress) g->gp->progress(g->gp->progress_ctx, call->call + 1, g->n_calls);
     if (!g->cfg) {
@@ -449,7 +443,7 @@ dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, 
             return dato_fail(err, DATO_ERR_UNSUPPORTED, "decode: cannot show a %d-channel output", c->out_channels);
         for (int i = 0; i < B; i++) {
             dato_tensor x = dato_tensor_f32_3d((float*)latents + i * latent, c->out_channels, h, w);
-            TRY(c->out_channels == 4 ? dato_latent_preview(&x, rgb + (size_t)i * h * w * ch, err)
+            DATO_TRY(c->out_channels == 4 ? dato_latent_preview(&x, rgb + (size_t)i * h * w * ch, err)
                                      : dato_image_from_float(&x, rgb + (size_t)i * h * w * ch, err));
             if (image_f32 && ch == c->out_channels) memcpy(image_f32 + i * latent, x.data, latent * sizeof(float));
         }
@@ -459,7 +453,7 @@ dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, 
     int f = dato_pipeline_vae_factor(p), H = h * f, W = w * f;
     size_t img = (size_t)3 * H * W;
     dato_vae_ws ws;
-    TRY(dato_vae_ws_create(&ws, &p->vae, 1, h, w, err));
+    DATO_TRY(dato_vae_ws_create(&ws, &p->vae, 1, h, w, err));
     void* dev = be->ops->alloc(be, (latent + img) * sizeof(float));
     float* host = malloc(img * sizeof *host);
     dato_status st = dev && host ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "decode: out of memory");

@@ -27,6 +27,13 @@ typedef struct {
 dato_status dato_fail(dato_error* err, dato_status st, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+// Returns from the calling function when expr fails, passing its status on.
+#define DATO_TRY(expr)                       \
+    do {                                     \
+        dato_status dato_try_ = (expr);      \
+        if (dato_try_ != DATO_OK) return dato_try_; \
+    } while (0)
+
 // A short name for a status ("format error", ...).
 const char* dato_status_name(dato_status st);
 

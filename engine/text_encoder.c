@@ -8,12 +8,6 @@
 #include "file_util.h"
 #include "text_encoder.h"
 
-#define TRY(expr)                       \
-    do {                                \
-        dato_status st_ = (expr);       \
-        if (st_ != DATO_OK) return st_; \
-    } while (0)
-
 void dato_text_encoder_free(dato_text_encoder* te) {
     if (te->weights) te->be->ops->free(te->be, te->weights);
     if (te->ws_block) te->be->ops->free(te->be, te->ws_block);
@@ -62,22 +56,22 @@ static dato_status layer_forward(const dato_text_encoder* te, dato_backend* be, 
     const dato_backend_ops* op = be->ops;
     const dato_te_config* c = &te->cfg;
     int64_t W = c->width;
-    TRY(op->layer_norm(be, h, x, &ly->ln1.w, &ly->ln1.b, c->eps, err));
-    TRY(op->linear(be, q, h, &ly->q.w, &ly->q.b, err));
-    TRY(op->linear(be, k, h, &ly->k.w, &ly->k.b, err));
-    TRY(op->linear(be, v, h, &ly->v.w, &ly->v.b, err));
+    DATO_TRY(op->layer_norm(be, h, x, &ly->ln1.w, &ly->ln1.b, c->eps, err));
+    DATO_TRY(op->linear(be, q, h, &ly->q.w, &ly->q.b, err));
+    DATO_TRY(op->linear(be, k, h, &ly->k.w, &ly->k.b, err));
+    DATO_TRY(op->linear(be, v, h, &ly->v.w, &ly->v.b, err));
     dato_tensor q3 = dato_tensor_make(q->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     dato_tensor k3 = dato_tensor_make(k->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     dato_tensor v3 = dato_tensor_make(v->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     dato_tensor o3 = dato_tensor_make(o->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
-    TRY(op->attention(be, &o3, &q3, &k3, &v3, c->heads, 1.0f / sqrtf((float)(W / c->heads)), 1, err));
-    TRY(op->linear(be, h, o, &ly->out.w, &ly->out.b, err));
-    TRY(op->add(be, x, x, h, err));
-    TRY(op->layer_norm(be, h, x, &ly->ln2.w, &ly->ln2.b, c->eps, err));
-    TRY(op->linear(be, f, h, &ly->fc1.w, &ly->fc1.b, err));
-    TRY(c->act == DATO_TE_ACT_GELU ? op->gelu(be, f, f, err) : op->quick_gelu(be, f, f, err));
-    TRY(op->linear(be, h, f, &ly->fc2.w, &ly->fc2.b, err));
-    TRY(op->add(be, x, x, h, err));
+    DATO_TRY(op->attention(be, &o3, &q3, &k3, &v3, c->heads, 1.0f / sqrtf((float)(W / c->heads)), 1, err));
+    DATO_TRY(op->linear(be, h, o, &ly->out.w, &ly->out.b, err));
+    DATO_TRY(op->add(be, x, x, h, err));
+    DATO_TRY(op->layer_norm(be, h, x, &ly->ln2.w, &ly->ln2.b, c->eps, err));
+    DATO_TRY(op->linear(be, f, h, &ly->fc1.w, &ly->fc1.b, err));
+    DATO_TRY(c->act == DATO_TE_ACT_GELU ? op->gelu(be, f, f, err) : op->quick_gelu(be, f, f, err));
+    DATO_TRY(op->linear(be, h, f, &ly->fc2.w, &ly->fc2.b, err));
+    DATO_TRY(op->add(be, x, x, h, err));
     return DATO_OK;
 }
 
@@ -106,11 +100,11 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < L; i++) {
             dato_tensor dst = row_of(&x, (int64_t)b * L + i), src = row_of(&te->token_embedding, ids[b * L + i]);
-            TRY(op->copy(be, &dst, &src, err));
+            DATO_TRY(op->copy(be, &dst, &src, err));
         }
         dato_tensor xb = row_of(&x, (int64_t)b * L); // (L, W) of image b
         xb.shape[0] = L;
-        TRY(op->add(be, &xb, &xb, &pos, err));
+        DATO_TRY(op->add(be, &xb, &xb, &pos, err));
     }
 
     int capture = c->n_layers - skip;                 // layers run before hidden is taken
@@ -118,21 +112,21 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
     for (int l = 0;; l++) {
         if (hidden && l == capture) {
             dato_tensor out = view2(hidden, M, W); // (B*L, W)
-            if (final_norm) TRY(op->layer_norm(be, &out, &x, &te->final_ln.w, &te->final_ln.b, c->eps, err));
-            else TRY(op->copy(be, &out, &x, err));
+            if (final_norm) DATO_TRY(op->layer_norm(be, &out, &x, &te->final_ln.w, &te->final_ln.b, c->eps, err));
+            else DATO_TRY(op->copy(be, &out, &x, err));
         }
         if (l == n_run) break;
-        TRY(layer_forward(te, be, &te->layers[l], &x, &h, &q, &k, &v, &o, &f, B, L, err));
+        DATO_TRY(layer_forward(te, be, &te->layers[l], &x, &h, &q, &k, &v, &o, &f, B, L, err));
     }
 
     if (pooled) { // final LayerNorm is per row: norm only the eos rows
         for (int b = 0; b < B; b++) {
             dato_tensor dst = row_of(&g, b), src = row_of(&x, (int64_t)b * L + eos_pos[b]);
-            TRY(op->copy(be, &dst, &src, err));
+            DATO_TRY(op->copy(be, &dst, &src, err));
         }
-        TRY(op->layer_norm(be, &g, &g, &te->final_ln.w, &te->final_ln.b, c->eps, err));
-        if (te->projection.data) TRY(op->linear(be, pooled, &g, &te->projection, NULL, err));
-        else TRY(op->copy(be, pooled, &g, err));
+        DATO_TRY(op->layer_norm(be, &g, &g, &te->final_ln.w, &te->final_ln.b, c->eps, err));
+        if (te->projection.data) DATO_TRY(op->linear(be, pooled, &g, &te->projection, NULL, err));
+        else DATO_TRY(op->copy(be, pooled, &g, err));
     }
     dato_arena_release(a, mark);
     return DATO_OK;
@@ -178,7 +172,7 @@ dato_status dato_text_encoder_forward(dato_text_encoder* te, const int32_t* ids,
     char s1[64];
     if (!te->weights) return dato_fail(err, DATO_ERR_INVALID, "text encoder: no weights loaded");
     if (!ids) return dato_fail(err, DATO_ERR_INVALID, "text encoder: no ids");
-    TRY(dato_text_encoder_reserve(te, B, L, err));
+    DATO_TRY(dato_text_encoder_reserve(te, B, L, err));
     if (skip < 0 || skip > c->n_layers)
         return dato_fail(err, DATO_ERR_INVALID, "text encoder: skip %d is not in 0..%d layers", skip, c->n_layers);
     for (int i = 0; i < B * L; i++)
@@ -203,8 +197,8 @@ dato_status dato_text_encoder_open_source(dato_text_encoder* te, const dato_tens
                                           dato_error* err) {
     dato_te_config cfg;
     memset(te, 0, sizeof *te);
-    TRY(dato_te_config_infer(&cfg, src, prefix, layout, hints, err));
-    TRY(dato_text_encoder_build(te, &cfg, be, err));
+    DATO_TRY(dato_te_config_infer(&cfg, src, prefix, layout, hints, err));
+    DATO_TRY(dato_text_encoder_build(te, &cfg, be, err));
     dato_status st = dato_text_encoder_load(te, src, prefix, layout, err);
     if (st) dato_text_encoder_free(te);
     return st;
@@ -215,9 +209,9 @@ dato_status dato_text_encoder_open_folder(dato_text_encoder* te, const char* dir
     dato_te_config cfg;
     dato_weight_files wf;
     memset(te, 0, sizeof *te);
-    TRY(dato_path_join(cfg_path, sizeof cfg_path, dir, "config.json", err));
-    TRY(dato_te_config_from_json(&cfg, cfg_path, err));
-    TRY(dato_weight_files_open(&wf, dir, err));
+    DATO_TRY(dato_path_join(cfg_path, sizeof cfg_path, dir, "config.json", err));
+    DATO_TRY(dato_te_config_from_json(&cfg, cfg_path, err));
+    DATO_TRY(dato_weight_files_open(&wf, dir, err));
     dato_tensor_source src = dato_tensor_source_files(&wf);
     if (!src.find(src.ctx, "text_projection.weight")) cfg.projection_dim = 0; // a CLIPTextModel: its config's projection_dim is unused
     dato_status st = dato_text_encoder_build(te, &cfg, be, err);

@@ -8,22 +8,10 @@
 #include <string.h>
 
 #include "file_util.h"
+#include "json_fields.h"
 #include "text_encoder.h"
 
 // ---- config -----------------------------------------------------------------------------------
-
-static dato_status json_int(const cJSON* obj, const char* key, int* out, int required, const char* label,
-                            dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) {
-        if (required) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s' is missing", label, key);
-        return DATO_OK;
-    }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected an integer", label, key);
-    *out = (int)v->valuedouble;
-    return DATO_OK;
-}
 
 dato_status dato_te_config_validate(const dato_te_config* c, dato_error* err) {
     if (c->vocab_size < 1 || c->width < 1 || c->intermediate < 1 || c->n_layers < 1 || c->max_positions < 1)
@@ -53,14 +41,14 @@ dato_status dato_te_config_from_json_text(dato_te_config* cfg, const char* text,
     dato_status st;
     cfg->eps = 1e-5f;
     cfg->eos_token_id = DATO_TE_LEGACY_EOS;
-    if ((st = json_int(root, "vocab_size", &cfg->vocab_size, 1, label, err)) ||
-        (st = json_int(root, "hidden_size", &cfg->width, 1, label, err)) ||
-        (st = json_int(root, "intermediate_size", &cfg->intermediate, 1, label, err)) ||
-        (st = json_int(root, "num_hidden_layers", &cfg->n_layers, 1, label, err)) ||
-        (st = json_int(root, "num_attention_heads", &cfg->heads, 1, label, err)) ||
-        (st = json_int(root, "max_position_embeddings", &cfg->max_positions, 1, label, err)) ||
-        (st = json_int(root, "projection_dim", &cfg->projection_dim, 0, label, err)) ||
-        (st = json_int(root, "eos_token_id", &cfg->eos_token_id, 0, label, err)))
+    if ((st = dato_json_int(root, "vocab_size", &cfg->vocab_size, 1, label, err)) ||
+        (st = dato_json_int(root, "hidden_size", &cfg->width, 1, label, err)) ||
+        (st = dato_json_int(root, "intermediate_size", &cfg->intermediate, 1, label, err)) ||
+        (st = dato_json_int(root, "num_hidden_layers", &cfg->n_layers, 1, label, err)) ||
+        (st = dato_json_int(root, "num_attention_heads", &cfg->heads, 1, label, err)) ||
+        (st = dato_json_int(root, "max_position_embeddings", &cfg->max_positions, 1, label, err)) ||
+        (st = dato_json_int(root, "projection_dim", &cfg->projection_dim, 0, label, err)) ||
+        (st = dato_json_int(root, "eos_token_id", &cfg->eos_token_id, 0, label, err)))
         goto done;
     const cJSON* eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
     if (eps && !cJSON_IsNull(eps)) {

@@ -8,12 +8,6 @@
 
 #include "unet.h"
 
-#define TRY(expr)                          \
-    do {                                   \
-        dato_status st_ = (expr);          \
-        if (st_ != DATO_OK) return st_;    \
-    } while (0)
-
 typedef struct {
     const dato_unet* u;
     dato_backend* be;
@@ -54,11 +48,11 @@ dato_status dato_unet_attention(dato_backend* be, const dato_attention* at, int 
     dato_tensor v = dato_arena_tensor(arena, DATO_F32, be->device, 3, sk); // (B, Nk, C)
     dato_tensor o = dato_arena_tensor(arena, DATO_F32, be->device, 3, sq); // (B, Nq, C)
     if (arena->overflowed) return dato_fail(err, DATO_ERR_NOMEM, "unet: workspace too small in attention");
-    TRY(op->linear(be, &q, x, &at->to_q.w, NULL, err));
-    TRY(op->linear(be, &k, kv, &at->to_k.w, NULL, err));
-    TRY(op->linear(be, &v, kv, &at->to_v.w, NULL, err));
-    TRY(op->attention(be, &o, &q, &k, &v, heads, 1.0f / sqrtf((float)(C / heads)), 0, err));
-    TRY(op->linear(be, out, &o, &at->to_out.w, &at->to_out.b, err));
+    DATO_TRY(op->linear(be, &q, x, &at->to_q.w, NULL, err));
+    DATO_TRY(op->linear(be, &k, kv, &at->to_k.w, NULL, err));
+    DATO_TRY(op->linear(be, &v, kv, &at->to_v.w, NULL, err));
+    DATO_TRY(op->attention(be, &o, &q, &k, &v, heads, 1.0f / sqrtf((float)(C / heads)), 0, err));
+    DATO_TRY(op->linear(be, out, &o, &at->to_out.w, &at->to_out.b, err));
     dato_arena_release(arena, mark);
     return DATO_OK;
 }
@@ -75,18 +69,18 @@ static dato_status resblock_forward(fwd_ctx* f, const dato_unet_module* m, dato_
     dato_tensor h = tmp(f, 4, B, m->cout, H, W);   // (B, cout, H, W)
     dato_tensor e = tmp(f, 2, B, m->cout, 0, 0);   // (B, cout)
     dato_tensor s = tmp(f, 4, B, m->cout, H, W);   // (B, cout, H, W) shortcut
-    TRY(check_arena(f, "resblock"));
-    TRY(f->op->group_norm(f->be, &hn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    TRY(f->op->conv2d(f->be, &h, &hn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
-    TRY(f->op->linear(f->be, &e, f->temb, &r->time_emb_proj.w, &r->time_emb_proj.b, f->err));
-    TRY(f->op->add_channel_bias(f->be, &h, &e, f->err));
-    TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+    DATO_TRY(check_arena(f, "resblock"));
+    DATO_TRY(f->op->group_norm(f->be, &hn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, &h, &hn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+    DATO_TRY(f->op->linear(f->be, &e, f->temb, &r->time_emb_proj.w, &r->time_emb_proj.b, f->err));
+    DATO_TRY(f->op->add_channel_bias(f->be, &h, &e, f->err));
+    DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
     if (m->cin != m->cout) {
-        TRY(f->op->conv2d(f->be, &s, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
-        TRY(f->op->add(f->be, out, out, &s, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &s, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
+        DATO_TRY(f->op->add(f->be, out, out, &s, f->err));
     } else {
-        TRY(f->op->add(f->be, out, out, x, f->err));
+        DATO_TRY(f->op->add(f->be, out, out, x, f->err));
     }
     dato_arena_release(f->a, mark);
     return DATO_OK;
@@ -102,11 +96,11 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
     dato_tensor g = tmp(f, 4, B, C, H, W);  // (B, C, H, W) normalized input
     dato_tensor tok = tmp(f, 3, B, N, C, 0);   // (B, N, C)
     dato_tensor h = tmp(f, 3, B, N, C, 0);     // (B, N, C) residual stream
-    TRY(check_arena(f, layer->name));
-    TRY(f->op->group_norm(f->be, &g, x, &tf->norm.w, &tf->norm.b, f->u->cfg.norm_groups, 1e-6f, 0, f->err));
-    TRY(f->op->nchw_to_tokens(f->be, &tok, &g, f->err));
+    DATO_TRY(check_arena(f, layer->name));
+    DATO_TRY(f->op->group_norm(f->be, &g, x, &tf->norm.w, &tf->norm.b, f->u->cfg.norm_groups, 1e-6f, 0, f->err));
+    DATO_TRY(f->op->nchw_to_tokens(f->be, &tok, &g, f->err));
     dato_tensor pw = view2(&tf->proj_in.w, C, C);
-    TRY(f->op->linear(f->be, &h, &tok, &pw, &tf->proj_in.b, f->err));
+    DATO_TRY(f->op->linear(f->be, &h, &tok, &pw, &tf->proj_in.b, f->err));
 
     for (int k = 0; k < tf->depth; k++) {
         const dato_transformer_block* tb = &tf->blocks[k];
@@ -115,34 +109,34 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
         dato_tensor o = tmp(f, 3, B, N, C, 0);           // (B, N, C) sub-layer output
         dato_tensor p = tmp(f, 3, B, N, 8 * C, 0);       // (B, N, 8C) GEGLU projection
         dato_tensor gg = tmp(f, 3, B, N, 4 * C, 0);      // (B, N, 4C) gated hidden
-        TRY(check_arena(f, layer->name));
+        DATO_TRY(check_arena(f, layer->name));
 
-        TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm1.w, &tb->norm1.b, 1e-5f, f->err));
+        DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm1.w, &tb->norm1.b, 1e-5f, f->err));
         if (f->plan->self_attn) {
             dato_unet_attn_site site = {.layer = layer->name, .block = k, .level = layer->level, .h = (int)H,
                                         .w = (int)W, .heads = tf->heads, .attn = &tb->attn1};
-            TRY(f->plan->self_attn(f->plan->hook_ctx, &site, &o, &n, f->a, f->err));
+            DATO_TRY(f->plan->self_attn(f->plan->hook_ctx, &site, &o, &n, f->a, f->err));
         } else {
-            TRY(dato_unet_attention(f->be, &tb->attn1, tf->heads, &o, &n, &n, f->a, f->err));
+            DATO_TRY(dato_unet_attention(f->be, &tb->attn1, tf->heads, &o, &n, &n, f->a, f->err));
         }
-        TRY(f->op->add(f->be, &h, &h, &o, f->err));
+        DATO_TRY(f->op->add(f->be, &h, &h, &o, f->err));
 
-        TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm2.w, &tb->norm2.b, 1e-5f, f->err));
-        TRY(dato_unet_attention(f->be, &tb->attn2, tf->heads, &o, &n, ctx, f->a, f->err));
-        TRY(f->op->add(f->be, &h, &h, &o, f->err));
+        DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm2.w, &tb->norm2.b, 1e-5f, f->err));
+        DATO_TRY(dato_unet_attention(f->be, &tb->attn2, tf->heads, &o, &n, ctx, f->a, f->err));
+        DATO_TRY(f->op->add(f->be, &h, &h, &o, f->err));
 
-        TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm3.w, &tb->norm3.b, 1e-5f, f->err));
-        TRY(f->op->linear(f->be, &p, &n, &tb->ff_proj.w, &tb->ff_proj.b, f->err));
-        TRY(f->op->geglu(f->be, &gg, &p, f->err));
-        TRY(f->op->linear(f->be, &o, &gg, &tb->ff_out.w, &tb->ff_out.b, f->err));
-        TRY(f->op->add(f->be, &h, &h, &o, f->err));
+        DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm3.w, &tb->norm3.b, 1e-5f, f->err));
+        DATO_TRY(f->op->linear(f->be, &p, &n, &tb->ff_proj.w, &tb->ff_proj.b, f->err));
+        DATO_TRY(f->op->geglu(f->be, &gg, &p, f->err));
+        DATO_TRY(f->op->linear(f->be, &o, &gg, &tb->ff_out.w, &tb->ff_out.b, f->err));
+        DATO_TRY(f->op->add(f->be, &h, &h, &o, f->err));
         dato_arena_release(f->a, bmark);
     }
 
     pw = view2(&tf->proj_out.w, C, C);
-    TRY(f->op->linear(f->be, &tok, &h, &pw, &tf->proj_out.b, f->err));
-    TRY(f->op->tokens_to_nchw(f->be, out, &tok, f->err));
-    TRY(f->op->add(f->be, out, out, x, f->err));
+    DATO_TRY(f->op->linear(f->be, &tok, &h, &pw, &tf->proj_out.b, f->err));
+    DATO_TRY(f->op->tokens_to_nchw(f->be, out, &tok, f->err));
+    DATO_TRY(f->op->add(f->be, out, out, x, f->err));
     dato_arena_release(f->a, mark);
     return DATO_OK;
 }
@@ -155,9 +149,9 @@ static dato_status module_forward(fwd_ctx* f, const dato_unet_layer* layer, cons
     case DATO_MOD_UPSAMPLE: {
         size_t mark = dato_arena_mark(f->a);
         dato_tensor up = tmp(f, 4, x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]); // (B, C, 2H, 2W)
-        TRY(check_arena(f, layer->name));
-        TRY(f->op->upsample_nearest2x(f->be, &up, x, f->err));
-        TRY(f->op->conv2d(f->be, out, &up, &m->conv.w, &m->conv.b, 1, 1, f->err));
+        DATO_TRY(check_arena(f, layer->name));
+        DATO_TRY(f->op->upsample_nearest2x(f->be, &up, x, f->err));
+        DATO_TRY(f->op->conv2d(f->be, out, &up, &m->conv.w, &m->conv.b, 1, 1, f->err));
         dato_arena_release(f->a, mark);
         return DATO_OK;
     }
@@ -189,8 +183,8 @@ static dato_status layer_forward(fwd_ctx* f, const dato_unet_layer* L, dato_tens
     dato_tensor cat, cur = *x;
     if (skip) {
         cat = tmp(f, 4, B, x->shape[1] + skip->shape[1], H, W); // (B, cin + Cs, H, W): [h, skip]
-        TRY(check_arena(f, L->name));
-        TRY(f->op->concat_channels(f->be, &cat, x, skip, f->err));
+        DATO_TRY(check_arena(f, L->name));
+        DATO_TRY(f->op->concat_channels(f->be, &cat, x, skip, f->err));
         cur = cat;
     }
     for (int i = 0; i < L->n_mods; i++) {
@@ -198,8 +192,8 @@ static dato_status layer_forward(fwd_ctx* f, const dato_unet_layer* L, dato_tens
         int64_t mh = cur.shape[2], mw = cur.shape[3];
         module_out_hw(m, &mh, &mw);
         dato_tensor dst = i == L->n_mods - 1 ? *out : tmp(f, 4, B, m->cout, mh, mw);
-        TRY(check_arena(f, L->name));
-        TRY(module_forward(f, L, m, &dst, &cur));
+        DATO_TRY(check_arena(f, L->name));
+        DATO_TRY(module_forward(f, L, m, &dst, &cur));
         cur = dst;
     }
     dato_arena_release(f->a, mark);
@@ -215,11 +209,11 @@ static dato_status time_embedding_forward(fwd_ctx* f, const dato_unet_inputs* in
     size_t mark = dato_arena_mark(f->a);
     dato_tensor sinus = tmp(f, 2, B, c0, 0, 0); // (B, c0)
     dato_tensor h = tmp(f, 2, B, T, 0, 0);      // (B, T)
-    TRY(check_arena(f, "time_embed"));
-    TRY(f->op->timestep_embedding(f->be, &sinus, in->timesteps, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
-    TRY(f->op->linear(f->be, &h, &sinus, &u->time_1.w, &u->time_1.b, f->err));
-    TRY(f->op->silu(f->be, &h, &h, f->err));
-    TRY(f->op->linear(f->be, temb, &h, &u->time_2.w, &u->time_2.b, f->err));
+    DATO_TRY(check_arena(f, "time_embed"));
+    DATO_TRY(f->op->timestep_embedding(f->be, &sinus, in->timesteps, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
+    DATO_TRY(f->op->linear(f->be, &h, &sinus, &u->time_1.w, &u->time_1.b, f->err));
+    DATO_TRY(f->op->silu(f->be, &h, &h, f->err));
+    DATO_TRY(f->op->linear(f->be, temb, &h, &u->time_2.w, &u->time_2.b, f->err));
 
     if (c->add_embed_in) { // SDXL: MLP([pooled text, sinusoids of the 6 size/crop ids]) added to temb
         if (!in->text_embeds || !in->time_ids)
@@ -231,18 +225,18 @@ static dato_status time_embedding_forward(fwd_ctx* f, const dato_unet_inputs* in
         dato_tensor ids = tmp(f, 2, B * 6, D, 0, 0);          // (B*6, D)
         dato_tensor cat = tmp(f, 4, B, c->add_embed_in, 1, 1); // (B, P + 6D, 1, 1)
         dato_tensor a = tmp(f, 2, B, T, 0, 0);                // (B, T)
-        TRY(check_arena(f, "add_embedding"));
-        TRY(f->op->timestep_embedding(f->be, &ids, in->time_ids, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
+        DATO_TRY(check_arena(f, "add_embedding"));
+        DATO_TRY(f->op->timestep_embedding(f->be, &ids, in->time_ids, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
         dato_tensor te = dato_tensor_make(in->text_embeds->data, DATO_F32, f->be->device, 4, (int64_t[]){B, P, 1, 1});
         dato_tensor ie = dato_tensor_make(ids.data, DATO_F32, f->be->device, 4, (int64_t[]){B, 6 * D, 1, 1});
-        TRY(f->op->concat_channels(f->be, &cat, &te, &ie, f->err));
+        DATO_TRY(f->op->concat_channels(f->be, &cat, &te, &ie, f->err));
         dato_tensor cat2 = view2(&cat, B, c->add_embed_in);
-        TRY(f->op->linear(f->be, &h, &cat2, &u->add_1.w, &u->add_1.b, f->err));
-        TRY(f->op->silu(f->be, &h, &h, f->err));
-        TRY(f->op->linear(f->be, &a, &h, &u->add_2.w, &u->add_2.b, f->err));
-        TRY(f->op->add(f->be, temb, temb, &a, f->err));
+        DATO_TRY(f->op->linear(f->be, &h, &cat2, &u->add_1.w, &u->add_1.b, f->err));
+        DATO_TRY(f->op->silu(f->be, &h, &h, f->err));
+        DATO_TRY(f->op->linear(f->be, &a, &h, &u->add_2.w, &u->add_2.b, f->err));
+        DATO_TRY(f->op->add(f->be, temb, temb, &a, f->err));
     }
-    TRY(f->op->silu(f->be, temb, temb, f->err));
+    DATO_TRY(f->op->silu(f->be, temb, temb, f->err));
     dato_arena_release(f->a, mark);
     return DATO_OK;
 }
@@ -284,36 +278,36 @@ static dato_status forward_impl(const dato_unet* u, dato_backend* be, dato_arena
     a->top = 0;
     a->overflowed = 0;
     dato_tensor temb;
-    TRY(time_embedding_forward(&f, in, B, &temb));
+    DATO_TRY(time_embedding_forward(&f, in, B, &temb));
     f.temb = &temb;
 
     int n_down = full ? nb : plan->depth;
     dato_tensor skips[DATO_UNET_MAX_LAYERS], h = *in->sample;
     for (int k = 0; k < n_down; k++) {
-        TRY(layer_forward(&f, &u->down[k], &skips[k], &h, NULL));
+        DATO_TRY(layer_forward(&f, &u->down[k], &skips[k], &h, NULL));
         h = skips[k];
     }
     int first_up = 0;
     if (full) {
         dato_tensor m;
-        TRY(layer_forward(&f, &u->mid, &m, &h, NULL));
+        DATO_TRY(layer_forward(&f, &u->mid, &m, &h, NULL));
         h = m;
     } else {
         first_up = nb - plan->depth;
         h = cache[first_up]; // the deep feature of the last full step
     }
     for (int j = first_up; j < nb; j++) {
-        if (full && plan->write_cache) TRY(be->ops->copy(be, &cache[j], &h, err));
+        if (full && plan->write_cache) DATO_TRY(be->ops->copy(be, &cache[j], &h, err));
         dato_tensor o;
-        TRY(layer_forward(&f, &u->up[j], &o, &h, &skips[nb - 1 - j]));
+        DATO_TRY(layer_forward(&f, &u->up[j], &o, &h, &skips[nb - 1 - j]));
         h = o;
     }
 
     size_t mark = dato_arena_mark(a);
     dato_tensor hn = tmp(&f, 4, B, h.shape[1], h.shape[2], h.shape[3]); // (B, c0, H, W)
-    TRY(check_arena(&f, "out"));
-    TRY(be->ops->group_norm(be, &hn, &h, &u->norm_out.w, &u->norm_out.b, u->cfg.norm_groups, u->cfg.norm_eps, 1, err));
-    TRY(be->ops->conv2d(be, out, &hn, &u->conv_out.w, &u->conv_out.b, 1, 1, err));
+    DATO_TRY(check_arena(&f, "out"));
+    DATO_TRY(be->ops->group_norm(be, &hn, &h, &u->norm_out.w, &u->norm_out.b, u->cfg.norm_groups, u->cfg.norm_eps, 1, err));
+    DATO_TRY(be->ops->conv2d(be, out, &hn, &u->conv_out.w, &u->conv_out.b, 1, 1, err));
     dato_arena_release(a, mark);
     return DATO_OK;
 }
@@ -322,7 +316,7 @@ dato_unet_plan dato_unet_plan_full(const dato_unet* u) { return (dato_unet_plan)
 
 dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
                               const dato_unet_inputs* in, dato_tensor* out, dato_error* err) {
-    TRY(check_inputs(u, in, out, err));
+    DATO_TRY(check_inputs(u, in, out, err));
     const dato_tensor* x = in->sample;
     if (x->shape[0] != ws->batch || x->shape[2] != ws->h || x->shape[3] != ws->w || in->context->shape[1] != ws->seq)
         return dato_fail(err, DATO_ERR_INVALID,

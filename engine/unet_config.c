@@ -5,72 +5,11 @@
 #include <string.h>
 
 #include "file_util.h"
+#include "json_fields.h"
 #include "unet.h"
 
 int dato_unet_n_branches(const dato_unet_config* cfg) {
     return 1 + cfg->n_levels * (cfg->layers_per_block + 1) - 1;
-}
-
-// Reads an int field (a JSON number that is an exact integer); absent keeps *out.
-static dato_status json_int(const cJSON* obj, const char* key, int* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected an integer", label, key);
-    *out = (int)v->valuedouble;
-    return DATO_OK;
-}
-
-static dato_status json_float(const cJSON* obj, const char* key, float* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsNumber(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a number", label, key);
-    *out = (float)v->valuedouble;
-    return DATO_OK;
-}
-
-static dato_status json_bool(const cJSON* obj, const char* key, int* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsBool(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected true or false", label, key);
-    *out = cJSON_IsTrue(v);
-    return DATO_OK;
-}
-
-// A field that is an int or a list of n ints (per level); absent keeps out[].
-static dato_status json_int_or_list(const cJSON* obj, const char* key, int* out, int n, const char* label,
-                                    dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (cJSON_IsNumber(v)) {
-        int x = 0;
-        dato_status st = json_int(obj, key, &x, label, err);
-        if (st) return st;
-        for (int i = 0; i < n; i++) out[i] = x;
-        return DATO_OK;
-    }
-    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != n)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected an integer or a list of %d integers", label,
-                         key, n);
-    for (int i = 0; i < n; i++) {
-        const cJSON* e = cJSON_GetArrayItem(v, i);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s'[%d]: expected an integer", label, key, i);
-        out[i] = (int)e->valuedouble;
-    }
-    return DATO_OK;
-}
-
-// A string field must be absent, null, or one of the accepted values (NULL-terminated list).
-static dato_status json_expect_string(const cJSON* obj, const char* key, const char* const* accepted,
-                                      const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (cJSON_IsString(v))
-        for (int i = 0; accepted[i]; i++)
-            if (strcmp(v->valuestring, accepted[i]) == 0) return DATO_OK;
-    return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field '%s' = %s is not supported (expected %s)", label, key,
-                     cJSON_IsString(v) ? v->valuestring : "(not a string)", accepted[0]);
 }
 
 static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const char* label, dato_error* err) {
@@ -101,7 +40,7 @@ static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const 
                          "1..%d (got %d, %d, %d)",
                          label, DATO_UNET_MAX_LEVELS, n, cJSON_GetArraySize(down), cJSON_GetArraySize(up));
     cfg->n_levels = n;
-    if ((st = json_int_or_list(root, "block_out_channels", cfg->block_channels, n, label, err))) return st;
+    if ((st = dato_json_int_or_list(root, "block_out_channels", cfg->block_channels, n, label, err))) return st;
     for (int i = 0; i < n; i++) {
         const cJSON* d = cJSON_GetArrayItem(down, i);
         const cJSON* u = cJSON_GetArrayItem(up, n - 1 - i); // up blocks run from the deepest level
@@ -126,11 +65,11 @@ static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const 
     static const char* const act_types[] = {"silu", NULL};
     static const char* const shift_types[] = {"default", NULL};
     static const char* const add_types[] = {"text_time", NULL};
-    if ((st = json_expect_string(root, "mid_block_type", mid_types, label, err))) return st;
-    if ((st = json_expect_string(root, "time_embedding_type", time_types, label, err))) return st;
-    if ((st = json_expect_string(root, "act_fn", act_types, label, err))) return st;
-    if ((st = json_expect_string(root, "resnet_time_scale_shift", shift_types, label, err))) return st;
-    if ((st = json_expect_string(root, "addition_embed_type", add_types, label, err))) return st;
+    if ((st = dato_json_expect_string(root, "mid_block_type", mid_types, label, err))) return st;
+    if ((st = dato_json_expect_string(root, "time_embedding_type", time_types, label, err))) return st;
+    if ((st = dato_json_expect_string(root, "act_fn", act_types, label, err))) return st;
+    if ((st = dato_json_expect_string(root, "resnet_time_scale_shift", shift_types, label, err))) return st;
+    if ((st = dato_json_expect_string(root, "addition_embed_type", add_types, label, err))) return st;
     static const char* const unsupported_if_set[] = {"class_embed_type", "encoder_hid_dim", "time_cond_proj_dim",
                                                      "reverse_transformer_layers_per_block", NULL};
     for (int i = 0; unsupported_if_set[i]; i++) {
@@ -143,36 +82,36 @@ static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const 
                                                 NULL};
     for (int i = 0; must_be_false[i]; i++) {
         int b = 0;
-        if ((st = json_bool(root, must_be_false[i], &b, label, err))) return st;
+        if ((st = dato_json_bool(root, must_be_false[i], &b, label, err))) return st;
         if (b) return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field '%s' = true is not supported", label, must_be_false[i]);
     }
 
-    if ((st = json_int(root, "in_channels", &cfg->in_channels, label, err))) return st;
-    if ((st = json_int(root, "out_channels", &cfg->out_channels, label, err))) return st;
-    if ((st = json_int(root, "layers_per_block", &cfg->layers_per_block, label, err))) return st;
-    if ((st = json_int(root, "cross_attention_dim", &cfg->cross_attention_dim, label, err))) return st;
-    if ((st = json_int(root, "norm_num_groups", &cfg->norm_groups, label, err))) return st;
-    if ((st = json_int(root, "sample_size", &cfg->sample_size, label, err))) return st;
-    if ((st = json_float(root, "norm_eps", &cfg->norm_eps, label, err))) return st;
-    if ((st = json_float(root, "freq_shift", &cfg->freq_shift, label, err))) return st;
-    if ((st = json_bool(root, "flip_sin_to_cos", &cfg->flip_sin_to_cos, label, err))) return st;
-    if ((st = json_bool(root, "use_linear_projection", &cfg->use_linear_projection, label, err))) return st;
-    if ((st = json_bool(root, "upcast_attention", &cfg->upcast_attention, label, err))) return st;
+    if ((st = dato_json_int(root, "in_channels", &cfg->in_channels, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "out_channels", &cfg->out_channels, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "layers_per_block", &cfg->layers_per_block, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "cross_attention_dim", &cfg->cross_attention_dim, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "norm_num_groups", &cfg->norm_groups, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "sample_size", &cfg->sample_size, 0, label, err))) return st;
+    if ((st = dato_json_float(root, "norm_eps", &cfg->norm_eps, label, err))) return st;
+    if ((st = dato_json_float(root, "freq_shift", &cfg->freq_shift, label, err))) return st;
+    if ((st = dato_json_bool(root, "flip_sin_to_cos", &cfg->flip_sin_to_cos, label, err))) return st;
+    if ((st = dato_json_bool(root, "use_linear_projection", &cfg->use_linear_projection, label, err))) return st;
+    if ((st = dato_json_bool(root, "upcast_attention", &cfg->upcast_attention, label, err))) return st;
 
     // diffusers: num_attention_heads defaults to attention_head_dim, which despite its name is
     // the head count (a misnomer its source admits).
     for (int i = 0; i < n; i++) cfg->heads[i] = 8;
-    if ((st = json_int_or_list(root, "attention_head_dim", cfg->heads, n, label, err))) return st;
-    if ((st = json_int_or_list(root, "num_attention_heads", cfg->heads, n, label, err))) return st;
+    if ((st = dato_json_int_or_list(root, "attention_head_dim", cfg->heads, n, label, err))) return st;
+    if ((st = dato_json_int_or_list(root, "num_attention_heads", cfg->heads, n, label, err))) return st;
     for (int i = 0; i < n; i++) cfg->transformer_depth[i] = 1;
-    if ((st = json_int_or_list(root, "transformer_layers_per_block", cfg->transformer_depth, n, label, err))) return st;
+    if ((st = dato_json_int_or_list(root, "transformer_layers_per_block", cfg->transformer_depth, n, label, err))) return st;
     cfg->mid_transformer_depth = cfg->transformer_depth[n - 1];
     cfg->time_embed_dim = 4 * cfg->block_channels[0];
 
     const cJSON* add = cJSON_GetObjectItemCaseSensitive(root, "addition_embed_type");
     if (cJSON_IsString(add)) {
-        if ((st = json_int(root, "addition_time_embed_dim", &cfg->addition_time_embed_dim, label, err))) return st;
-        if ((st = json_int(root, "projection_class_embeddings_input_dim", &cfg->add_embed_in, label, err))) return st;
+        if ((st = dato_json_int(root, "addition_time_embed_dim", &cfg->addition_time_embed_dim, 0, label, err))) return st;
+        if ((st = dato_json_int(root, "projection_class_embeddings_input_dim", &cfg->add_embed_in, 0, label, err))) return st;
         if (cfg->addition_time_embed_dim <= 0 || cfg->add_embed_in <= 6 * cfg->addition_time_embed_dim)
             return dato_fail(err, DATO_ERR_INVALID,
                              "%s: 'text_time' needs addition_time_embed_dim > 0 and "

@@ -13,41 +13,11 @@
 #include <string.h>
 
 #include "file_util.h"
+#include "json_fields.h"
 #include "rng.h"
 #include "vae.h"
 
-#define TRY(expr)                          \
-    do {                                   \
-        dato_status st_ = (expr);          \
-        if (st_ != DATO_OK) return st_;    \
-    } while (0)
-
 // ---- configuration -------------------------------------------------------------------------------
-
-static dato_status json_int(const cJSON* obj, const char* key, int* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected an integer", label, key);
-    *out = (int)v->valuedouble;
-    return DATO_OK;
-}
-
-static dato_status json_float(const cJSON* obj, const char* key, float* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsNumber(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a number", label, key);
-    *out = (float)v->valuedouble;
-    return DATO_OK;
-}
-
-static dato_status json_bool(const cJSON* obj, const char* key, int* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return DATO_OK;
-    if (!cJSON_IsBool(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected true or false", label, key);
-    *out = cJSON_IsTrue(v);
-    return DATO_OK;
-}
 
 // Every entry of the list field `key` (absent is fine) must equal `want`; *n gets its length.
 static dato_status json_all_strings(const cJSON* obj, const char* key, const char* want, int* n, const char* label,
@@ -107,14 +77,14 @@ static dato_status config_from_cjson(dato_vae_config* cfg, const cJSON* root, co
         if (s && !cJSON_IsNull(s))
             return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field '%s' is not supported (must be null)", label, stats[i]);
     }
-    if ((st = json_int(root, "latent_channels", &cfg->latent_channels, label, err))) return st;
-    if ((st = json_int(root, "out_channels", &cfg->out_channels, label, err))) return st;
-    if ((st = json_int(root, "layers_per_block", &cfg->layers_per_block, label, err))) return st;
-    if ((st = json_int(root, "norm_num_groups", &cfg->norm_groups, label, err))) return st;
-    if ((st = json_float(root, "scaling_factor", &cfg->scaling_factor, label, err))) return st;
-    if ((st = json_float(root, "shift_factor", &cfg->shift_factor, label, err))) return st;
-    if ((st = json_bool(root, "mid_block_add_attention", &cfg->mid_attention, label, err))) return st;
-    if ((st = json_bool(root, "use_post_quant_conv", &cfg->post_quant_conv, label, err))) return st;
+    if ((st = dato_json_int(root, "latent_channels", &cfg->latent_channels, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "out_channels", &cfg->out_channels, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "layers_per_block", &cfg->layers_per_block, 0, label, err))) return st;
+    if ((st = dato_json_int(root, "norm_num_groups", &cfg->norm_groups, 0, label, err))) return st;
+    if ((st = dato_json_float(root, "scaling_factor", &cfg->scaling_factor, label, err))) return st;
+    if ((st = dato_json_float(root, "shift_factor", &cfg->shift_factor, label, err))) return st;
+    if ((st = dato_json_bool(root, "mid_block_add_attention", &cfg->mid_attention, label, err))) return st;
+    if ((st = dato_json_bool(root, "use_post_quant_conv", &cfg->post_quant_conv, label, err))) return st;
     st = dato_vae_config_validate(cfg, err);
     if (st) return dato_fail(err, st, "%s: %s", label, err ? err->msg : "invalid config");
     return DATO_OK;
@@ -239,7 +209,7 @@ static size_t max_param_numel(const dato_vae* v) {
 }
 
 dato_status dato_vae_init_random(dato_vae* v, unsigned long long seed, float scale, dato_error* err) {
-    TRY(alloc_weights(v, err));
+    DATO_TRY(alloc_weights(v, err));
     float* host = malloc(max_param_numel(v) * sizeof *host);
     if (!host) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
     dato_rng rng;
@@ -307,8 +277,8 @@ static dato_status check_names(const dato_vae* v, const dato_tensor_source* src,
 
 dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, dato_layout layout, const char* prefix,
                                   dato_error* err) {
-    TRY(check_names(v, src, layout, prefix, err));
-    TRY(alloc_weights(v, err));
+    DATO_TRY(check_names(v, src, layout, prefix, err));
+    DATO_TRY(alloc_weights(v, err));
     int on_host = v->be->device == DATO_DEV_CPU;
     float* host = on_host ? NULL : malloc(max_param_numel(v) * sizeof *host);
     if (!on_host && !host) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
@@ -331,12 +301,12 @@ dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be,
     dato_vae_config cfg;
     memset(v, 0, sizeof *v);
     if (!dato_is_dir(dir)) return dato_fail(err, DATO_ERR_IO, "%s: not a directory", dir);
-    TRY(dato_path_join(vae_dir, sizeof vae_dir, dir, "vae", err));
+    DATO_TRY(dato_path_join(vae_dir, sizeof vae_dir, dir, "vae", err));
     if (!dato_is_dir(vae_dir)) snprintf(vae_dir, sizeof vae_dir, "%s", dir);
-    TRY(dato_path_join(cfg_path, sizeof cfg_path, vae_dir, "config.json", err));
-    TRY(dato_vae_config_from_json(&cfg, cfg_path, err));
+    DATO_TRY(dato_path_join(cfg_path, sizeof cfg_path, vae_dir, "config.json", err));
+    DATO_TRY(dato_vae_config_from_json(&cfg, cfg_path, err));
     dato_weight_files wf;
-    TRY(dato_weight_files_open(&wf, vae_dir, err));
+    DATO_TRY(dato_weight_files_open(&wf, vae_dir, err));
     dato_tensor_source src = dato_tensor_source_files(&wf);
     dato_status st = dato_vae_build(v, &cfg, be, err);
     if (!st) st = dato_vae_load_weights(v, &src, DATO_LAYOUT_DIFFUSERS, "", err);
@@ -349,8 +319,8 @@ dato_status dato_vae_open_source(dato_vae* v, const dato_tensor_source* src, con
                                  int norm_groups, dato_backend* be, dato_error* err) {
     dato_vae_config cfg;
     memset(v, 0, sizeof *v);
-    TRY(dato_vae_config_infer_ldm(&cfg, src, prefix, scaling_factor, norm_groups ? norm_groups : 32, err));
-    TRY(dato_vae_build(v, &cfg, be, err));
+    DATO_TRY(dato_vae_config_infer_ldm(&cfg, src, prefix, scaling_factor, norm_groups ? norm_groups : 32, err));
+    DATO_TRY(dato_vae_build(v, &cfg, be, err));
     dato_status st = dato_vae_load_weights(v, src, DATO_LAYOUT_LDM, prefix, err);
     if (st) dato_vae_free(v);
     return st;
@@ -402,19 +372,19 @@ static dato_status resblock_forward(fwd_ctx* f, const dato_vae_resblock* r, dato
     dato_tensor h = view4(tmp, dev, B, r->cout, H, W); // (B, cout, H, W)
     if (r->cin != r->cout) {
         // shortcut first, so x's buffer is free for the normalized input and the conv2 output
-        TRY(f->op->conv2d(f->be, out, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
-        TRY(f->op->group_norm(f->be, x, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-        TRY(f->op->conv2d(f->be, &h, x, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
-        TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, out, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
+        DATO_TRY(f->op->group_norm(f->be, x, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &h, x, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+        DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
         dato_tensor h2 = view4(x->data, dev, B, r->cout, H, W); // (B, cout, H, W) in x's buffer
-        TRY(f->op->conv2d(f->be, &h2, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &h2, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
         return f->op->add(f->be, out, out, &h2, f->err);
     }
     dato_tensor xn = view4(out->data, dev, B, r->cin, H, W); // (B, cin, H, W) normalized, in out's buffer
-    TRY(f->op->group_norm(f->be, &xn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    TRY(f->op->conv2d(f->be, &h, &xn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
-    TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+    DATO_TRY(f->op->group_norm(f->be, &xn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, &h, &xn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+    DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
     return f->op->add(f->be, out, out, x, f->err);
 }
 
@@ -435,15 +405,15 @@ static dato_status attention_forward(fwd_ctx* f, const dato_vae_attention* at, d
                          f->a->cap);
     dato_tensor g = view4(spare, dev, B, C, H, W);                              // (B, C, H, W) normalized
     dato_tensor tok = dato_tensor_make(tmp, DATO_F32, dev, 3, (int64_t[]){B, N, C}); // (B, N, C)
-    TRY(f->op->group_norm(f->be, &g, x, &at->norm.w, &at->norm.b, f->cfg->norm_groups, f->cfg->norm_eps, 0, f->err));
-    TRY(f->op->nchw_to_tokens(f->be, &tok, &g, f->err));
-    TRY(f->op->linear(f->be, &q, &tok, &at->q.w, &at->q.b, f->err));
-    TRY(f->op->linear(f->be, &k, &tok, &at->k.w, &at->k.b, f->err));
-    TRY(f->op->linear(f->be, &v, &tok, &at->v.w, &at->v.b, f->err));
-    TRY(f->op->attention(f->be, &o, &q, &k, &v, 1, 1.0f / sqrtf((float)C), 0, f->err));
-    TRY(f->op->linear(f->be, &tok, &o, &at->out.w, &at->out.b, f->err));
-    TRY(f->op->tokens_to_nchw(f->be, &g, &tok, f->err));
-    TRY(f->op->add(f->be, x, x, &g, f->err));
+    DATO_TRY(f->op->group_norm(f->be, &g, x, &at->norm.w, &at->norm.b, f->cfg->norm_groups, f->cfg->norm_eps, 0, f->err));
+    DATO_TRY(f->op->nchw_to_tokens(f->be, &tok, &g, f->err));
+    DATO_TRY(f->op->linear(f->be, &q, &tok, &at->q.w, &at->q.b, f->err));
+    DATO_TRY(f->op->linear(f->be, &k, &tok, &at->k.w, &at->k.b, f->err));
+    DATO_TRY(f->op->linear(f->be, &v, &tok, &at->v.w, &at->v.b, f->err));
+    DATO_TRY(f->op->attention(f->be, &o, &q, &k, &v, 1, 1.0f / sqrtf((float)C), 0, f->err));
+    DATO_TRY(f->op->linear(f->be, &tok, &o, &at->out.w, &at->out.b, f->err));
+    DATO_TRY(f->op->tokens_to_nchw(f->be, &g, &tok, f->err));
+    DATO_TRY(f->op->add(f->be, x, x, &g, f->err));
     dato_arena_release(f->a, mark);
     return DATO_OK;
 }
@@ -469,23 +439,23 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
     // z = latents / scaling_factor (+ shift) in tmp; post_quant_conv into buf[1]; conv_in into buf[0].
     int zc = c->latent_channels, top = c->block_channels[c->n_levels - 1];
     dato_tensor z = view4(tmp, dev, B, zc, H, W); // (B, zc, h, w)
-    TRY(f.op->axpby(be, &z, 1.0f / c->scaling_factor, latents, 0.0f, latents, err));
-    if (shift->data) TRY(f.op->add_channel_bias(be, &z, shift, err));
+    DATO_TRY(f.op->axpby(be, &z, 1.0f / c->scaling_factor, latents, 0.0f, latents, err));
+    if (shift->data) DATO_TRY(f.op->add_channel_bias(be, &z, shift, err));
     if (c->post_quant_conv) {
         dato_tensor pq = view4(buf[1], dev, B, zc, H, W); // (B, zc, h, w)
-        TRY(f.op->conv2d(be, &pq, &z, &v->post_quant_conv.w, &v->post_quant_conv.b, 1, 0, err));
+        DATO_TRY(f.op->conv2d(be, &pq, &z, &v->post_quant_conv.w, &v->post_quant_conv.b, 1, 0, err));
         z = pq;
     }
     dato_tensor x = view4(buf[cur], dev, B, top, H, W); // (B, top, h, w)
-    TRY(f.op->conv2d(be, &x, &z, &v->conv_in.w, &v->conv_in.b, 1, 1, err));
+    DATO_TRY(f.op->conv2d(be, &x, &z, &v->conv_in.w, &v->conv_in.b, 1, 1, err));
 
     // mid
     for (int k = 0; k < 2; k++) {
         dato_tensor y = view4(buf[1 - cur], dev, B, top, H, W); // (B, top, h, w)
-        TRY(resblock_forward(&f, &v->mid_res[k], &y, &x, tmp));
+        DATO_TRY(resblock_forward(&f, &v->mid_res[k], &y, &x, tmp));
         cur = 1 - cur;
         x = y;
-        if (k == 0 && c->mid_attention) TRY(attention_forward(&f, &v->mid_attn, &x, buf[1 - cur], tmp));
+        if (k == 0 && c->mid_attention) DATO_TRY(attention_forward(&f, &v->mid_attn, &x, buf[1 - cur], tmp));
     }
 
     // up blocks, deepest first
@@ -494,7 +464,7 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
         for (int j = 0; j < ub->n_res; j++) {
             int co = ub->res[j].cout;
             dato_tensor y = view4(buf[1 - cur], dev, B, co, H, W); // (B, co, H, W)
-            TRY(resblock_forward(&f, &ub->res[j], &y, &x, tmp));
+            DATO_TRY(resblock_forward(&f, &ub->res[j], &y, &x, tmp));
             cur = 1 - cur;
             x = y;
         }
@@ -503,13 +473,13 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
             H *= 2;
             W *= 2;
             dato_tensor up = view4(buf[1 - cur], dev, B, C, H, W); // (B, C, 2H, 2W) nearest
-            TRY(f.op->upsample_nearest2x(be, &up, &x, err));
+            DATO_TRY(f.op->upsample_nearest2x(be, &up, &x, err));
             x = view4(buf[cur], dev, B, C, H, W);
-            TRY(f.op->conv2d(be, &x, &up, &ub->upsample.w, &ub->upsample.b, 1, 1, err));
+            DATO_TRY(f.op->conv2d(be, &x, &up, &ub->upsample.w, &ub->upsample.b, 1, 1, err));
         }
     }
 
-    TRY(f.op->group_norm(be, &x, &x, &v->norm_out.w, &v->norm_out.b, c->norm_groups, c->norm_eps, 1, err));
+    DATO_TRY(f.op->group_norm(be, &x, &x, &v->norm_out.w, &v->norm_out.b, c->norm_groups, c->norm_eps, 1, err));
     return f.op->conv2d(be, image, &x, &v->conv_out.w, &v->conv_out.b, 1, 1, err);
 }
 
@@ -555,7 +525,7 @@ static size_t shift_bytes(const dato_vae_config* c, int batch) {
 
 dato_status dato_vae_ws_bytes(const dato_vae* v, int batch, int h, int w, size_t* bytes, dato_error* err) {
     size_t peak = 0;
-    TRY(measure(v, batch, h, w, &peak, err));
+    DATO_TRY(measure(v, batch, h, w, &peak, err));
     *bytes = peak + shift_bytes(&v->cfg, batch);
     return DATO_OK;
 }
@@ -564,7 +534,7 @@ dato_status dato_vae_ws_create(dato_vae_ws* ws, const dato_vae* v, int batch, in
     memset(ws, 0, sizeof *ws);
     const dato_vae_config* c = &v->cfg;
     size_t peak = 0;
-    TRY(measure(v, batch, h, w, &peak, err));
+    DATO_TRY(measure(v, batch, h, w, &peak, err));
     ws->batch = batch;
     ws->h = h;
     ws->w = w;
@@ -596,7 +566,7 @@ void dato_vae_ws_free(dato_vae_ws* ws, const dato_vae* v) {
 
 dato_status dato_vae_decode(const dato_vae* v, dato_vae_ws* ws, const dato_tensor* latents, dato_tensor* image,
                             dato_error* err) {
-    TRY(check_io(v, latents, image, err));
+    DATO_TRY(check_io(v, latents, image, err));
     if (!ws->block || latents->shape[0] != ws->batch || latents->shape[2] != ws->h || latents->shape[3] != ws->w)
         return dato_fail(err, DATO_ERR_INVALID, "vae: latents (B=%lld, %lldx%lld) do not match the workspace (B=%d, %dx%d)",
                          (long long)latents->shape[0], (long long)latents->shape[2], (long long)latents->shape[3],
