@@ -1,0 +1,299 @@
+#include "dato.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dato_runtime {
+    const dato_unet* u;
+    dato_backend* be;
+    dato_prune_config cfg;
+    int batch, cfg_half, h, w, c; // UNet rows, CFG twins, latent size and channels
+    int step;
+    float ratio;
+    int last_p;                   // patches of the last block that pruned
+    int clamped;
+    dato_rng rng;                 // random base choice and noise, reseeded per step
+    // Dynamics: the two latest raw predictions and the scores of the current step.
+    float* pred[2];               // (batch, c, h, w): [0] the newest
+    int n_recorded;
+    float* score;                 // (batch, h * w)
+    int have_score;
+    // Scratch, sized for the largest prunable block (N tokens, C channels, P patches).
+    int max_n, max_c, max_p;
+    float* pooled;                // (N)
+    int32_t* base;                // (batch, P) flat indices
+    uint8_t* is_base;             // (N)
+    float* sim;                   // (N) similarity to the closest base token
+    int32_t* assign;              // (batch, N) that base token
+    int32_t* pruned;              // (N)
+    dato_scored* order;           // (N) non-base tokens by similarity
+    int32_t* pos;                 // (batch, N) row of a token among the kept ones, -1 if pruned
+    float* xn;                    // (N, C) normalized tokens of one row
+    float* bn;                    // (P, C) their base rows
+    float* s;                     // (N, P) cosine similarities
+    float* x_kept;                // (batch, N', C)
+    float* o_kept;                // (batch, N', C)
+};
+
+dato_prune_config dato_prune_config_default(void) {
+    return (dato_prune_config){.max_level = -1, .patch = 2, .alpha = 0.0f, .seed = 0};
+}
+
+int dato_default_max_level(const dato_unet* u) {
+    for (int l = 0; l < u->cfg.n_levels; l++)
+        if (u->cfg.level_has_attn[l]) return l;
+    return u->cfg.n_levels - 1;
+}
+
+// ---- reference pieces ------------------------------------------------------------------------------
+
+void dato_diffscore(const float* a, const float* b, int B, int C, int HW, float* d) {
+    for (int n = 0; n < B; n++)
+        for (int p = 0; p < HW; p++) {
+            double acc = 0;
+            for (int c = 0; c < C; c++) {
+                size_t i = ((size_t)n * C + c) * HW + p;
+                acc += fabs((double)a[i] - (double)b[i]);
+            }
+            d[(size_t)n * HW + p] = (float)(acc / C);
+        }
+}
+
+void dato_pool_scores(const float* d, int B, int H, int W, int k, float* out) {
+    int Ho = H / k, Wo = W / k;
+    for (int n = 0; n < B; n++)
+        for (int y = 0; y < Ho; y++)
+            for (int x = 0; x < Wo; x++) {
+                double acc = 0;
+                for (int dy = 0; dy < k; dy++)
+                    for (int dx = 0; dx < k; dx++) acc += d[((size_t)n * H + y * k + dy) * W + x * k + dx];
+                out[((size_t)n * Ho + y) * Wo + x] = (float)(acc / (k * k));
+            }
+}
+
+void dato_choose_base(const float* score, int H, int W, int s, int32_t* base) {
+    int p = 0;
+    for (int py = 0; py < H; py += s)
+        for (int px = 0; px < W; px += s) {
+            int best = py * W + px; // scanning rows top down, columns left to right: ascending index
+            for (int y = py; y < py + s && y < H; y++)
+                for (int x = px; x < px + s && x < W; x++)
+                    if (score[y * W + x] > score[best]) best = y * W + x;
+            base[p++] = best;
+        }
+}
+
+static int by_sim_desc(const void* a, const void* b) {
+    const dato_scored *x = a, *y = b;
+    if (x->sim != y->sim) return x->sim > y->sim ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+int dato_select_pruned(const float* sim, const uint8_t* is_base, int N, int P, int n, int32_t* pruned,
+                       dato_scored* scratch) {
+    if (n > N - P) n = N - P;
+    if (n <= 0) return 0;
+    int m = 0;
+    for (int i = 0; i < N; i++)
+        if (!is_base[i]) scratch[m++] = (dato_scored){.sim = sim[i], .index = i};
+    qsort(scratch, (size_t)m, sizeof *scratch, by_sim_desc);
+    for (int k = 0; k < n; k++) pruned[k] = scratch[k].index;
+    return n;
+}
+
+// ---- the runtime -----------------------------------------------------------------------------------
+
+dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batch, int cfg_half, int h, int w,
+                                const dato_prune_config* cfg, dato_error* err) {
+    *out = NULL;
+    if (u->be->device != DATO_DEV_CPU)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "dato runtime: the pruning runtime runs on the CPU backend");
+    dato_prune_config c = cfg ? *cfg : dato_prune_config_default();
+    if (c.max_level < 0) c.max_level = dato_default_max_level(u);
+    if (c.patch < 1 || batch < 1 || h < 1 || w < 1 || (cfg_half && 2 * cfg_half != batch))
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: bad patch %d, batch %d, cfg half %d or size %dx%d",
+                         c.patch, batch, cfg_half, h, w);
+    dato_runtime* rt = calloc(1, sizeof *rt);
+    if (!rt) return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: out of memory");
+    *rt = (dato_runtime){.u = u, .be = u->be, .cfg = c, .batch = batch, .cfg_half = cfg_half, .h = h, .w = w,
+                         .c = u->cfg.out_channels};
+    // The largest prunable block: tokens, channels and patches at the levels <= max_level.
+    for (int l = 0; l <= c.max_level && l < u->cfg.n_levels; l++) {
+        if (!u->cfg.level_has_attn[l]) continue;
+        int H = h >> l, W = w >> l, N = H * W, P = ((H + c.patch - 1) / c.patch) * ((W + c.patch - 1) / c.patch);
+        rt->max_n = N > rt->max_n ? N : rt->max_n;
+        rt->max_p = P > rt->max_p ? P : rt->max_p;
+        rt->max_c = u->cfg.block_channels[l] > rt->max_c ? u->cfg.block_channels[l] : rt->max_c;
+    }
+    size_t N = (size_t)rt->max_n, C = (size_t)rt->max_c, P = (size_t)rt->max_p, B = (size_t)batch;
+    size_t lat = B * rt->c * h * w;
+    rt->pred[0] = malloc(lat * sizeof(float));
+    rt->pred[1] = malloc(lat * sizeof(float));
+    rt->score = malloc(B * h * w * sizeof(float));
+    rt->pooled = malloc((N + 1) * sizeof(float));
+    rt->base = malloc((B * P + 1) * sizeof(int32_t));
+    rt->is_base = malloc(N + 1);
+    rt->sim = malloc((N + 1) * sizeof(float));
+    rt->assign = malloc((B * N + 1) * sizeof(int32_t));
+    rt->pruned = malloc((N + 1) * sizeof(int32_t));
+    rt->order = malloc((N + 1) * sizeof(dato_scored));
+    rt->pos = malloc((B * N + 1) * sizeof(int32_t));
+    rt->xn = malloc((N * C + 1) * sizeof(float));
+    rt->bn = malloc((P * C + 1) * sizeof(float));
+    rt->s = malloc((N * P + 1) * sizeof(float));
+    rt->x_kept = malloc((B * N * C + 1) * sizeof(float));
+    rt->o_kept = malloc((B * N * C + 1) * sizeof(float));
+    if (!rt->pred[0] || !rt->pred[1] || !rt->score || !rt->pooled || !rt->base || !rt->is_base || !rt->sim ||
+        !rt->assign || !rt->pruned || !rt->order || !rt->pos || !rt->xn || !rt->bn || !rt->s || !rt->x_kept || !rt->o_kept) {
+        dato_runtime_destroy(rt);
+        return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: cannot allocate its buffers");
+    }
+    *out = rt;
+    return DATO_OK;
+}
+
+void dato_runtime_destroy(dato_runtime* rt) {
+    if (!rt) return;
+    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base,   rt->is_base, rt->sim, rt->assign,
+                    rt->pruned,  rt->order,   rt->pos,     rt->xn,    rt->bn,     rt->s,      rt->x_kept,  rt->o_kept};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(rt);
+}
+
+void dato_runtime_reset(dato_runtime* rt) {
+    rt->n_recorded = 0;
+    rt->have_score = 0;
+}
+
+int dato_runtime_clamped(const dato_runtime* rt) { return rt->clamped; }
+
+const int32_t* dato_runtime_base(const dato_runtime* rt, int row, int* P) {
+    *P = rt->last_p;
+    return rt->base + (size_t)row * rt->last_p;
+}
+
+void dato_runtime_record(dato_runtime* rt, const float* raw) {
+    float* t = rt->pred[1]; // the older slot becomes the newest
+    rt->pred[1] = rt->pred[0];
+    rt->pred[0] = t;
+    memcpy(rt->pred[0], raw, (size_t)rt->batch * rt->c * rt->h * rt->w * sizeof(float));
+    rt->n_recorded++;
+}
+
+// out (B, N, C) = self-attention of x (B, N, C) over its kept tokens, pruned ones recovered.
+static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
+                                        const dato_tensor* x, dato_arena* arena, dato_error* err) {
+    dato_runtime* rt = ctx;
+    if (site->level > rt->cfg.max_level || rt->ratio <= 0.0f)
+        return dato_unet_attention(rt->be, site->attn, site->heads, out, x, x, arena, err);
+    int B = (int)x->shape[0], N = (int)x->shape[1], C = (int)x->shape[2], H = site->h, W = site->w, s = rt->cfg.patch;
+    int P = ((H + s - 1) / s) * ((W + s - 1) / s), stride = rt->h / H;
+    if (B != rt->batch || N > rt->max_n || C > rt->max_c || P > rt->max_p)
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: %s block %d (%d x %d x %d) outside the planned sizes",
+                         site->layer, site->block, B, N, C);
+    int n = (int)floorf(rt->ratio * (float)N + 1e-4f);
+    if (n > N - P) {
+        if (!rt->clamped++)
+            fprintf(stderr, "dato: ratio %.2f prunes more than the %d non-base tokens of %s; clamped\n",
+                    (double)rt->ratio, N - P, site->layer);
+        n = N - P;
+    }
+    int Nk = N - n;
+    const float* xd = x->data; // (B, N, C)
+    rt->last_p = P;
+
+    // 1. Base tokens per row: argmax of the pooled dynamics, or seeded random before there are two
+    //    predictions; the uncond rows take their cond twin's.
+    for (int b = 0; b < B; b++) {
+        int32_t* base = rt->base + (size_t)b * P;
+        if (rt->cfg_half && b < rt->cfg_half) continue; // aligned below
+        if (rt->have_score) {
+            dato_pool_scores(rt->score + (size_t)b * rt->h * rt->w, 1, rt->h, rt->w, stride, rt->pooled);
+            if (rt->cfg.alpha != 0.0f)
+                for (int i = 0; i < N; i++) rt->pooled[i] += rt->cfg.alpha * (float)dato_rng_normal(&rt->rng);
+            dato_choose_base(rt->pooled, H, W, s, base);
+        } else {
+            int p = 0;
+            for (int py = 0; py < H; py += s)
+                for (int px = 0; px < W; px += s) {
+                    int ph = py + s <= H ? s : H - py, pw = px + s <= W ? s : W - px;
+                    int k = (int)dato_rng_below(&rt->rng, (uint64_t)(ph * pw));
+                    base[p++] = (py + k / pw) * W + px + k % pw;
+                }
+        }
+    }
+    for (int b = 0; rt->cfg_half && b < rt->cfg_half; b++)
+        memcpy(rt->base + (size_t)b * P, rt->base + (size_t)(b + rt->cfg_half) * P, (size_t)P * sizeof(int32_t));
+
+    // 2. Similarity of every token to the base tokens (cosine on the normalized block input),
+    //    the most redundant non-base tokens pruned, the kept ones gathered.
+    for (int b = 0; b < B; b++) {
+        const float* xb = xd + (size_t)b * N * C;
+        const int32_t* base = rt->base + (size_t)b * P;
+        int32_t* assign = rt->assign + (size_t)b * N;
+        int32_t* pos = rt->pos + (size_t)b * N;
+        for (int i = 0; i < N; i++) {
+            double nn = 0;
+            for (int c = 0; c < C; c++) nn += (double)xb[(size_t)i * C + c] * xb[(size_t)i * C + c];
+            float inv = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.0f;
+            for (int c = 0; c < C; c++) rt->xn[(size_t)i * C + c] = xb[(size_t)i * C + c] * inv;
+        }
+        memset(rt->is_base, 0, (size_t)N);
+        for (int j = 0; j < P; j++) {
+            memcpy(rt->bn + (size_t)j * C, rt->xn + (size_t)base[j] * C, (size_t)C * sizeof(float));
+            rt->is_base[base[j]] = 1;
+        }
+        dato_tensor txn = dato_tensor_f32_2d(rt->xn, N, C), tbn = dato_tensor_f32_2d(rt->bn, P, C);
+        dato_tensor ts = dato_tensor_f32_2d(rt->s, N, P); // (N, P) = xn @ bn^T
+        DATO_TRY(rt->be->ops->linear(rt->be, &ts, &txn, &tbn, NULL, err));
+        for (int i = 0; i < N; i++) {
+            const float* si = rt->s + (size_t)i * P;
+            int best = 0;
+            for (int j = 1; j < P; j++)
+                if (si[j] > si[best]) best = j;
+            rt->sim[i] = si[best];
+            assign[i] = rt->is_base[i] ? i : base[best];
+        }
+        int np = dato_select_pruned(rt->sim, rt->is_base, N, P, n, rt->pruned, rt->order);
+        for (int i = 0; i < N; i++) pos[i] = 0;
+        for (int k = 0; k < np; k++) pos[rt->pruned[k]] = -1;
+        float* xk = rt->x_kept + (size_t)b * Nk * C;
+        for (int i = 0, k = 0; i < N; i++) {
+            if (pos[i] < 0) continue;
+            pos[i] = k;
+            memcpy(xk + (size_t)k * C, xb + (size_t)i * C, (size_t)C * sizeof(float));
+            k++;
+        }
+    }
+
+    // 3. Attention over the kept tokens; 4. every pruned token takes its base token's output.
+    dato_tensor xk = dato_tensor_f32_3d(rt->x_kept, B, Nk, C), ok = dato_tensor_f32_3d(rt->o_kept, B, Nk, C);
+    DATO_TRY(dato_unet_attention(rt->be, site->attn, site->heads, &ok, &xk, &xk, arena, err));
+    float* od = out->data;
+    for (int b = 0; b < B; b++) {
+        const int32_t* pos = rt->pos + (size_t)b * N;
+        const int32_t* assign = rt->assign + (size_t)b * N;
+        for (int i = 0; i < N; i++) {
+            int k = pos[i] >= 0 ? pos[i] : pos[assign[i]];
+            memcpy(od + ((size_t)b * N + i) * C, rt->o_kept + ((size_t)b * Nk + k) * C, (size_t)C * sizeof(float));
+        }
+    }
+    return DATO_OK;
+}
+
+dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err) {
+    (void)err;
+    rt->step = step;
+    rt->ratio = ratio;
+    dato_rng_seed_stream(&rt->rng, rt->cfg.seed, (uint64_t)step);
+    rt->have_score = 0;
+    if (ratio > 0.0f && rt->n_recorded >= 2) {
+        dato_diffscore(rt->pred[0], rt->pred[1], rt->batch, rt->c, rt->h * rt->w, rt->score);
+        rt->have_score = 1;
+    }
+    plan->self_attn = ratio > 0.0f ? prune_self_attention : NULL;
+    plan->hook_ctx = ratio > 0.0f ? rt : NULL;
+    return DATO_OK;
+}
