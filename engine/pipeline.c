@@ -315,6 +315,7 @@ typedef struct {
     const dato_generate_params* gp;
     int n_calls;
     dato_unet_ws ws;
+    dato_runtime* rt;             // token pruning, when the schedule prunes; else NULL
     int batch, cfg;               // images; 1 when guidance runs both halves
     size_t latent_numel;          // one image's latent elements
     float guidance;
@@ -332,14 +333,26 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
     dato_backend* be = g->p->be;
     int B = g->batch, n2 = g->cfg ? 2 * B : B;
     size_t n = (size_t)B * g->latent_numel;
-    for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * n, model_in, n * sizeof(float));
-    for (int i = 0; i < n2; i++) g->t2[i] = call->timestep;
-    be->ops->upload(be, g->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
-    dato_unet_plan plan = dato_unet_plan_full(&g->p->unet);
-    dato_unet_inputs in = {.sample = &g->x, .timesteps = g->t2, .context = &g->ctx,
-                           .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids};
-    DATO_TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
-    be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
+    // The step's policy (a sampler step, so PLMS's two calls of step 0 share it). Depth 0
+    // reuses the previous raw prediction y2 (both halves, before guidance) without a UNet call.
+    int full = g->p->unet.n_branches + 1;
+    const dato_gene* gene = g->gp->schedule ? &g->gp->schedule->genes[call->step] : NULL;
+    int depth = gene ? gene->depth : full;
+    if (depth > 0) {
+        for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * n, model_in, n * sizeof(float));
+        for (int i = 0; i < n2; i++) g->t2[i] = call->timestep;
+        be->ops->upload(be, g->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
+        dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && g->ws.cache_block != NULL};
+        if (g->rt) DATO_TRY(dato_runtime_prepare(g->rt, call->step, gene->ratio, &plan, err));
+        dato_unet_inputs in = {.sample = &g->x, .timesteps = g->t2, .context = &g->ctx,
+                               .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids};
+        DATO_TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
+        be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
+        if (g->rt) dato_runtime_record(g->rt, g->y2); // raw, both halves, before guidance
+    }
+    if (g->gp->raw_out)
+        memcpy(g->gp->raw_out + (size_t)call->call * n2 * g->latent_numel, g->y2,
+               (size_t)n2 * g->latent_numel * sizeof(float));
     if (g->gp->progress) g->gp->progress(g->gp->progress_ctx, call->call + 1, g->n_calls);
     if (!g->cfg) {
         memcpy(model_out, g->y2, n * sizeof(float));
@@ -377,9 +390,21 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     if (p->sched_path[0] && gp->sampler != p->sched.kind &&
         (st = dato_scheduler_config_load(p->sched_path, &gp->sampler, &sched, err)))
         return st;
+    if (gp->schedule && (st = dato_schedule_validate(gp->schedule, gp->steps, p->unet.n_branches, err))) return st;
+    int cached = 0, prunes = 0; // any partial step: the workspace holds the deep-feature cache
+    for (int k = 0; gp->schedule && k < gp->steps; k++) {
+        const dato_gene* gk = &gp->schedule->genes[k];
+        cached |= gk->depth >= 1 && gk->depth <= p->unet.n_branches;
+        prunes |= gk->ratio > 0;
+    }
     if ((st = dato_sampler_create(&s, &sched, gp->sampler, gp->steps, (size_t)B * latent, err))) return st;
     g.n_calls = dato_sampler_num_calls(s);
-    if ((st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, cond->seq, 0, err))) goto done;
+    if ((st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, cond->seq, cached, err))) goto done;
+    if (prunes) {
+        dato_prune_config pc = gp->prune ? *gp->prune : dato_prune_config_default();
+        if (!gp->prune) pc.seed = gp->seed;
+        if ((st = dato_runtime_create(&g.rt, &p->unet, n2, cfg ? B : 0, gp->height, gp->width, &pc, err))) goto done;
+    }
 
     host = calloc(2 * (size_t)n2 * latent + (size_t)n2, sizeof *host);
     size_t dev_bytes = ((size_t)2 * n2 * latent + (size_t)n2 * ctx_row + (size_t)n2 * P) * sizeof(float);
@@ -425,6 +450,7 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
 done:
     if (g.dev) be->ops->free(be, g.dev);
     free(host);
+    dato_runtime_destroy(g.rt);
     if (g.ws.block) dato_unet_ws_free(&g.ws, &p->unet);
     dato_sampler_destroy(s);
     return st;

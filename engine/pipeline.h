@@ -13,7 +13,9 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "dato.h"
 #include "sampler.h"
+#include "schedule.h"
 #include "text_encoder.h"
 #include "tokenizer.h"
 #include "unet.h"
@@ -81,6 +83,10 @@ typedef struct {
     int height, width;           // latent size
     const dato_conditioning* cond; // its batch is the number of images
     const float* init_latent;    // optional (batch, C, h, w) standard-normal noise; NULL draws it from seed
+    const dato_schedule* schedule; // optional DaTo schedule (depth, ratio per step); NULL: every step full
+    const dato_prune_config* prune; // token pruning settings; NULL: defaults with the run's seed
+    float* raw_out;              // optional (n_calls, 2B or B, C, h, w): every call's raw UNet output, before
+                                 // guidance (depth-0 steps: the reused one), for tests and analysis
     // Optional: called after every UNet call (done of total), e.g. to print progress with an ETA.
     void (*progress)(void* ctx, int done, int total);
     void* progress_ctx;

@@ -1,0 +1,522 @@
+#include "schedule.h"
+
+#include <cjson/cJSON.h>
+#include <complex.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "file_util.h"
+
+// The allowed prune ratios; loaded and preset schedules store exactly these floats.
+static const float allowed_ratios[] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
+#define N_ALLOWED_RATIOS 6
+#define RATIO_TOLERANCE 1e-6
+#define SCHEDULE_MAX_FILE_BYTES (1 << 20)
+
+// The canonical ratio within RATIO_TOLERANCE of r, or -1 if there is none.
+static float canonical_ratio(double r) {
+    for (int i = 0; i < N_ALLOWED_RATIOS; i++)
+        if (fabs(r - (double)allowed_ratios[i]) <= RATIO_TOLERANCE) return allowed_ratios[i];
+    return -1.0f;
+}
+
+dato_status dato_schedule_validate(const dato_schedule* s, int steps, int n_branches, dato_error* err) {
+    if (s->steps < 1 || s->steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'steps' = %d is out of range 1..%d", s->steps,
+                         DATO_SCHEDULE_MAX_STEPS);
+    if (s->steps != steps)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'steps': the schedule has %d steps, the run asks %d",
+                         s->steps, steps);
+    if (s->n_branches != n_branches)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule: field 'n_branches': the schedule is for a UNet with %d branches, this model has %d",
+                         s->n_branches, n_branches);
+    if (s->n_branches < 1)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'n_branches' = %d must be at least 1", s->n_branches);
+    if (s->height < 0 || s->width < 0)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'height'/'width' = %d/%d must not be negative",
+                         s->height, s->width);
+    int full = s->n_branches + 1;
+    for (int k = 0; k < s->steps; k++) {
+        const dato_gene* g = &s->genes[k];
+        if (g->depth < 0 || g->depth > full)
+            return dato_fail(err, DATO_ERR_INVALID,
+                             "schedule: step %d: field 'depth' = %d is out of range 0..%d for a UNet with %d branches",
+                             k, g->depth, full, s->n_branches);
+        if (canonical_ratio(g->ratio) < 0)
+            return dato_fail(err, DATO_ERR_INVALID,
+                             "schedule: step %d: field 'ratio' = %g is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7", k,
+                             (double)g->ratio);
+    }
+    if (s->genes[0].depth != full)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule: step 0: field 'depth' = %d, but step 0 must be full (depth %d): the cache is empty",
+                         s->genes[0].depth, full);
+    return DATO_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+static const char* const top_keys[] = {"format", "version", "model",      "sampler", "steps",
+                                       "height", "width",   "n_branches", "genes",   NULL};
+static const char* const gene_keys[] = {"depth", "ratio", NULL};
+
+// Unknown and duplicate keys of obj are errors; `where` names the object in messages.
+static dato_status check_keys(const cJSON* obj, const char* const* allowed, const char* label, const char* where,
+                              dato_error* err) {
+    for (const cJSON* a = obj->child; a; a = a->next) {
+        int known = 0;
+        for (int i = 0; allowed[i]; i++) known |= strcmp(a->string, allowed[i]) == 0;
+        if (!known) return dato_fail(err, DATO_ERR_FORMAT, "%s: %sunknown key '%s'", label, where, a->string);
+        for (const cJSON* b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return dato_fail(err, DATO_ERR_FORMAT, "%s: %skey '%s' appears twice", label, where, a->string);
+    }
+    return DATO_OK;
+}
+
+// An integer field in [lo, hi]; absent is an error when required, else leaves *out.
+static dato_status read_int(const cJSON* obj, const char* key, int required, int lo, int hi, int* out,
+                            const char* label, const char* where, dato_error* err) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return required ? dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield '%s' is missing", label, where, key) : 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield '%s': expected an integer", label, where, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield '%s' = %g is out of range %d..%d", label, where, key,
+                         v->valuedouble, lo, hi);
+    *out = (int)v->valuedouble;
+    return DATO_OK;
+}
+
+// An optional string field copied into out[n].
+static dato_status read_string(const cJSON* obj, const char* key, char* out, size_t n, const char* label,
+                               dato_error* err) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) return DATO_OK;
+    if (!cJSON_IsString(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a string", label, key);
+    if (strlen(v->valuestring) >= n)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s' is longer than %zu bytes", label, key, n - 1);
+    strcpy(out, v->valuestring);
+    return DATO_OK;
+}
+
+static dato_status parse_object(dato_schedule* s, const cJSON* root, const char* label, dato_error* err) {
+    if (!cJSON_IsObject(root)) return dato_fail(err, DATO_ERR_FORMAT, "%s: expected a JSON object", label);
+    DATO_TRY(check_keys(root, top_keys, label, "", err));
+    const cJSON* format = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(format) || strcmp(format->valuestring, "dato-schedule") != 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'format' must be the string \"dato-schedule\"", label);
+    int version = 0;
+    DATO_TRY(read_int(root, "version", 1, 0, 1000000, &version, label, "", err));
+    if (version != 1)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field 'version' = %d is not supported (expected 1)", label,
+                         version);
+    DATO_TRY(read_string(root, "model", s->model, sizeof(s->model), label, err));
+    DATO_TRY(read_string(root, "sampler", s->sampler, sizeof(s->sampler), label, err));
+    DATO_TRY(read_int(root, "steps", 1, 1, DATO_SCHEDULE_MAX_STEPS, &s->steps, label, "", err));
+    DATO_TRY(read_int(root, "height", 0, 0, 1 << 20, &s->height, label, "", err));
+    DATO_TRY(read_int(root, "width", 0, 0, 1 << 20, &s->width, label, "", err));
+    DATO_TRY(read_int(root, "n_branches", 1, 1, 1000, &s->n_branches, label, "", err));
+    const cJSON* genes = cJSON_GetObjectItemCaseSensitive(root, "genes");
+    if (!genes) return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'genes' is missing", label);
+    if (!cJSON_IsArray(genes)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'genes': expected an array", label);
+    int n = cJSON_GetArraySize(genes);
+    if (n != s->steps)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'genes' has %d entries, field 'steps' says %d", label, n,
+                         s->steps);
+    int k = 0;
+    for (const cJSON* g = genes->child; g; g = g->next, k++) {
+        char where[48];
+        snprintf(where, sizeof(where), "step %d (genes[%d]): ", k, k);
+        if (!cJSON_IsObject(g))
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: %sexpected an object {\"depth\": d, \"ratio\": r}", label,
+                             where);
+        DATO_TRY(check_keys(g, gene_keys, label, where, err));
+        DATO_TRY(read_int(g, "depth", 1, 0, s->n_branches + 1, &s->genes[k].depth, label, where, err));
+        const cJSON* r = cJSON_GetObjectItemCaseSensitive(g, "ratio");
+        if (!r) return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio' is missing", label, where);
+        if (!cJSON_IsNumber(r)) return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio': expected a number", label, where);
+        float canon = canonical_ratio(r->valuedouble);
+        if (canon < 0)
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio' = %g is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7",
+                             label, where, r->valuedouble);
+        s->genes[k].ratio = canon;
+    }
+    dato_error inner;
+    if (dato_schedule_validate(s, s->steps, s->n_branches, &inner))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: %s", label, inner.msg);
+    return DATO_OK;
+}
+
+dato_status dato_schedule_parse(dato_schedule* out, const char* json, const char* label, dato_error* err) {
+    cJSON* root = cJSON_Parse(json);
+    if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON", label);
+    dato_schedule* s = calloc(1, sizeof(*s)); // built aside so that *out is untouched on error
+    if (!s) {
+        cJSON_Delete(root);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate a schedule", label);
+    }
+    dato_status st = parse_object(s, root, label, err);
+    if (st == DATO_OK) *out = *s;
+    free(s);
+    cJSON_Delete(root);
+    return st;
+}
+
+dato_status dato_schedule_load(dato_schedule* out, const char* path, dato_error* err) {
+    char* text;
+    DATO_TRY(dato_read_text_file(path, &text, SCHEDULE_MAX_FILE_BYTES, err));
+    dato_status st = dato_schedule_parse(out, text, path, err);
+    free(text);
+    return st;
+}
+
+// A growing text buffer for the writer.
+typedef struct {
+    char* data;
+    size_t len, cap;
+    int failed;
+} text_buffer;
+
+static void append(text_buffer* b, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(text_buffer* b, const char* fmt, ...) {
+    if (b->failed) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        char* grown = realloc(b->data, b->cap * 2 + (size_t)n);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        b->data = grown;
+        b->cap = b->cap * 2 + (size_t)n;
+    }
+}
+
+// A JSON string literal: quotes, backslashes and control bytes escaped, other bytes as they are.
+static void append_json_string(text_buffer* b, const char* s) {
+    append(b, "\"");
+    for (const unsigned char* c = (const unsigned char*)s; *c; c++) {
+        if (*c == '"' || *c == '\\') append(b, "\\%c", *c);
+        else if (*c < 0x20) append(b, "\\u%04x", *c);
+        else append(b, "%c", *c);
+    }
+    append(b, "\"");
+}
+
+dato_status dato_schedule_to_json(const dato_schedule* s, char** out, dato_error* err) {
+    *out = NULL;
+    if (s->steps < 1 || s->steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'steps' = %d is out of range 1..%d", s->steps,
+                         DATO_SCHEDULE_MAX_STEPS);
+    text_buffer b = {.data = malloc(4096), .cap = 4096};
+    if (!b.data) return dato_fail(err, DATO_ERR_NOMEM, "schedule: cannot allocate the JSON text");
+    b.data[0] = 0;
+    append(&b, "{\n  \"format\": \"dato-schedule\",\n  \"version\": 1,\n  \"model\": ");
+    append_json_string(&b, s->model);
+    append(&b, ",\n  \"sampler\": ");
+    append_json_string(&b, s->sampler);
+    append(&b, ",\n  \"steps\": %d,\n  \"height\": %d,\n  \"width\": %d,\n  \"n_branches\": %d,\n  \"genes\": [\n",
+           s->steps, s->height, s->width, s->n_branches);
+    for (int k = 0; k < s->steps; k++)
+        append(&b, "    {\"depth\": %d, \"ratio\": %.1f}%s\n", s->genes[k].depth, (double)s->genes[k].ratio,
+               k + 1 < s->steps ? "," : "");
+    append(&b, "  ]\n}\n");
+    if (b.failed) {
+        free(b.data);
+        return dato_fail(err, DATO_ERR_NOMEM, "schedule: cannot allocate the JSON text");
+    }
+    *out = b.data;
+    return DATO_OK;
+}
+
+dato_status dato_schedule_save(const dato_schedule* s, const char* path, dato_error* err) {
+    dato_error inner;
+    if (dato_schedule_validate(s, s->steps, s->n_branches, &inner))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: not saved: %s", path, inner.msg);
+    char* text;
+    DATO_TRY(dato_schedule_to_json(s, &text, err));
+    char tmp[4096];
+    int len = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
+    if (len < 0 || (size_t)len >= sizeof(tmp)) {
+        free(text);
+        return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
+    }
+    FILE* f = fopen(tmp, "wb");
+    if (!f) {
+        free(text);
+        return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    size_t n = strlen(text);
+    int bad = fwrite(text, 1, n, f) != n;
+    bad |= fclose(f) != 0;
+    free(text);
+    if (bad || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return dato_fail(err, DATO_ERR_IO, "%s: cannot write: %s", path, strerror(e));
+    }
+    return DATO_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeepCache's non-uniform schedule. The Python reference (DeepCache's sample_from_quad_center):
+//     while pow > 1:
+//         x_values = np.linspace((-center)**(1/pow), (total_numbers-center)**(1/pow), n_samples+1)
+//         indices = [0] + [x+center for x in np.unique(np.int32(x_values**pow))[1:-1]]
+//         if len(indices) == n_samples: break
+//         pow -= 0.02
+// For center > 0, (-center)**(1/pow) is a Python complex, so linspace and the power run in
+// complex128 and np.int32 truncates the real part. Each operation below is the one numpy and
+// CPython perform, in the same order, so the truncated values agree to the bit. Products and
+// sums sit in separate statements so that no compiler fuses them into an FMA.
+
+// re + im*i, exactly (C11 lays a complex out as double[2]; clang lacks CMPLX).
+static double complex make_complex(double re, double im) {
+    double complex z;
+    ((double*)&z)[0] = re;
+    ((double*)&z)[1] = im;
+    return z;
+}
+
+// a * b as numpy computes it: (ar*br - ai*bi, ar*bi + ai*br), each product rounded.
+static double complex complex_multiply(double complex a, double complex b) {
+    double rr = creal(a) * creal(b), ii = cimag(a) * cimag(b);
+    double ri = creal(a) * cimag(b), ir = cimag(a) * creal(b);
+    return make_complex(rr - ii, ri + ir);
+}
+
+// x**pw as numpy's complex power does it: integer exponents by repeated multiplication,
+// others by the C library's cpow (which numpy calls).
+static double complex numpy_cpow(double complex x, double pw) {
+    if (creal(x) == 0.0 && cimag(x) == 0.0) return 0.0;
+    if (pw == floor(pw) && pw < 100) {
+        long n = (long)pw;
+        double complex result = 1.0, p = x;
+        for (long mask = 1;; mask <<= 1) {
+            if (n & mask) result = complex_multiply(result, p);
+            if (n < (mask << 1)) break;
+            p = complex_multiply(p, p);
+        }
+        return result;
+    }
+    return cpow(x, pw);
+}
+
+static int compare_ints(const void* a, const void* b) {
+    int x = *(const int*)a, y = *(const int*)b;
+    return (x > y) - (x < y);
+}
+
+// np.int32 of the n_samples+1 values of linspace(...)**pw, for one value of pw.
+static void quad_center_values(int* values, int total, int n_samples, int center, double pw) {
+    int num = n_samples + 1, div = num - 1;
+    double exponent = 1.0 / pw;
+    double stop = pow((double)(total - center), exponent);
+    if (center == 0) { // Python's 0**x is the real 0.0: numpy works in float64
+        double step = div > 0 ? stop / div : 0.0;
+        for (int k = 0; k < num; k++) {
+            double y = (double)k * step;
+            if (div > 0 && k == num - 1) y = stop;
+            values[k] = (int)(pw == 2.0 ? y * y : pow(y, pw)); // numpy squares for **2
+        }
+        return;
+    }
+    // CPython's complex power of (-center + 0j) by (exponent + 0j): polar form.
+    double length = pow((double)center, exponent);
+    double phase = atan2(0.0, -(double)center) * exponent;
+    double start_re = length * cos(phase), start_im = length * sin(phase);
+    // numpy: delta = stop - start; step = delta / div, done as Smith's division by (div + 0j),
+    // which multiplies by 1.0 / div.
+    double delta_re = stop - start_re, delta_im = 0.0 - start_im;
+    double inv_div = div > 0 ? 1.0 / div : 0.0;
+    double step_re = delta_re * inv_div, step_im = delta_im * inv_div;
+    for (int k = 0; k < num; k++) {
+        double y_re = (double)k * step_re, y_im = (double)k * step_im;
+        y_re = y_re + start_re;
+        y_im = y_im + start_im;
+        if (div > 0 && k == num - 1) y_re = stop, y_im = 0.0;
+        values[k] = (int)creal(numpy_cpow(make_complex(y_re, y_im), pw));
+    }
+}
+
+int dato_deepcache_quad_center(int* indices, int total, int n_samples, int center, double power) {
+    int values[DATO_SCHEDULE_MAX_STEPS + 2];
+    int count = 0;
+    if (n_samples < 0 || n_samples > DATO_SCHEDULE_MAX_STEPS || center < 0 || center >= total) return 0;
+    for (double pw = power; pw > 1; pw -= 0.02) {
+        quad_center_values(values, total, n_samples, center, pw);
+        int num = n_samples + 1;
+        qsort(values, (size_t)num, sizeof(int), compare_ints);
+        int n_unique = 0;
+        for (int i = 0; i < num; i++)
+            if (n_unique == 0 || values[i] != values[n_unique - 1]) values[n_unique++] = values[i];
+        count = 0;
+        indices[count++] = 0;
+        for (int i = 1; i < n_unique - 1; i++) indices[count++] = values[i] + center;
+        if (count == n_samples) break;
+    }
+    return count;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+// Parses all of text as an integer / a number; 0 on trailing junk or overflow.
+static int parse_int(const char* text, int* out) {
+    char* end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end || errno || v < -1000000000L || v > 1000000000L) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_double(const char* text, double* out) {
+    char* end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end || errno || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+// DeepCache's default SD cache branch (cache_branch_id 1) is depth 2; a one-branch model gets 1.
+static int deepcache_depth(int n_branches) { return n_branches < 2 ? n_branches : 2; }
+
+dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps, int n_branches, dato_error* err) {
+    if (steps < 1 || steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': steps = %d is out of range 1..%d", spec, steps,
+                         DATO_SCHEDULE_MAX_STEPS);
+    if (n_branches < 1 || n_branches > 1000)
+        return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': n_branches = %d is out of range 1..1000", spec,
+                         n_branches);
+    char parts[4][64];
+    int n_parts = 0;
+    size_t spec_len = strlen(spec);
+    if (spec_len >= 200) return dato_fail(err, DATO_ERR_INVALID, "schedule '%.64s...': spec too long", spec);
+    for (const char* p = spec;;) { // split on ':' into at most 4 parts
+        const char* colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        if (n_parts == 4 || len >= sizeof(parts[0]))
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': unknown preset", spec);
+        memcpy(parts[n_parts], p, len);
+        parts[n_parts++][len] = 0;
+        if (!colon) break;
+        p = colon + 1;
+    }
+
+    dato_schedule* s = out;
+    memset(s, 0, sizeof(*s));
+    s->steps = steps;
+    s->n_branches = n_branches;
+    int full = n_branches + 1;
+    const char* name = parts[0];
+    if (strcmp(name, "baseline") == 0 && n_parts == 1) {
+        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, 0.0f};
+    } else if (strcmp(name, "tome") == 0 && n_parts == 2) {
+        double r;
+        float canon = parse_double(parts[1], &r) ? canonical_ratio(r) : -1.0f;
+        if (canon < 0.3f)
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': ratio '%s' is not one of 0.3, 0.4, 0.5, 0.6, 0.7",
+                             spec, parts[1]);
+        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, canon};
+    } else if (strcmp(name, "deepcache") == 0 && (n_parts == 2 || n_parts == 4)) {
+        int interval;
+        if (!parse_int(parts[1], &interval) || interval < 1)
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': interval N = '%s' must be an integer >= 1", spec,
+                             parts[1]);
+        int depth = deepcache_depth(n_branches);
+        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){depth, 0.0f};
+        if (n_parts == 2) {
+            for (int k = 0; k < steps; k += interval) s->genes[k].depth = full;
+        } else {
+            int center;
+            double power;
+            if (!parse_int(parts[2], &center) || center < 0 || center >= steps)
+                return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': center = '%s' must be an integer in [0, %d)",
+                                 spec, parts[2], steps);
+            if (!parse_double(parts[3], &power) || power <= 1.0 || power > 10.0)
+                return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': power = '%s' must be a number in (1, 10]", spec,
+                                 parts[3]);
+            int indices[DATO_SCHEDULE_MAX_STEPS + 1];
+            int n = dato_deepcache_quad_center(indices, steps, steps / interval, center, power);
+            for (int i = 0; i < n; i++)
+                if (indices[i] >= 0 && indices[i] < steps) s->genes[indices[i]].depth = full;
+            s->genes[0].depth = full;
+        }
+    } else if (strcmp(name, "dato-paper") == 0 && n_parts == 1) {
+        // Full at steps 0, 2, 5 (features move fastest early) and every 10th step; partial steps
+        // at depth 2 in the first half and 1 in the second; the prune ratio rises with k from 0.3
+        // to 0.7 in fifths of the run; step 0 does not prune (no dynamics score exists yet).
+        int shallow = deepcache_depth(n_branches);
+        for (int k = 0; k < steps; k++) {
+            int is_full = k == 0 || k == 2 || k == 5 || k % 10 == 0;
+            int depth = is_full ? full : (2 * k < steps ? shallow : 1);
+            int fifth = 5 * k / steps; // 0..4
+            s->genes[k] = (dato_gene){depth, k == 0 ? 0.0f : allowed_ratios[1 + fifth]};
+        }
+    } else {
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule '%s': unknown preset (expected baseline, deepcache:N, "
+                         "deepcache:N:center:power, tome:R, dato-paper, or a .json file)",
+                         spec);
+    }
+    return DATO_OK;
+}
+
+dato_status dato_schedule_resolve(dato_schedule* out, const char* file_or_preset, int steps, int n_branches,
+                                  dato_error* err) {
+    size_t len = strlen(file_or_preset);
+    int is_json_name = len >= 5 && strcmp(file_or_preset + len - 5, ".json") == 0;
+    if (!dato_is_file(file_or_preset) && !is_json_name)
+        return dato_schedule_preset(out, file_or_preset, steps, n_branches, err);
+    dato_schedule* s = malloc(sizeof(*s)); // validated before *out is touched
+    if (!s) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate a schedule", file_or_preset);
+    dato_status st = dato_schedule_load(s, file_or_preset, err);
+    if (st == DATO_OK) {
+        dato_error inner;
+        if (dato_schedule_validate(s, steps, n_branches, &inner))
+            st = dato_fail(err, DATO_ERR_INVALID, "%s: %s", file_or_preset, inner.msg);
+        else
+            *out = *s;
+    }
+    free(s);
+    return st;
+}
+
+dato_schedule_counts dato_schedule_count(const dato_schedule* s) {
+    dato_schedule_counts c = {0};
+    double ratio_sum = 0;
+    for (int k = 0; k < s->steps && k < DATO_SCHEDULE_MAX_STEPS; k++) {
+        int d = s->genes[k].depth;
+        if (d == 0) {
+            c.reuse++;
+            continue;
+        }
+        if (d == s->n_branches + 1) c.full++;
+        else c.partial++;
+        ratio_sum += s->genes[k].ratio;
+    }
+    int computed = c.full + c.partial;
+    c.mean_ratio = computed > 0 ? ratio_sum / computed : 0.0;
+    return c;
+}
