@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cost.h"
 #include "image.h"
 #include "pipeline.h"
 #include "safetensors.h"
@@ -18,8 +19,8 @@
 #define MAX_PROMPTS 4096
 
 typedef struct {
-    const char *model, *context, *prompt, *prompts_file, *negative, *out, *latents_out, *tokenizer;
-    int steps, batch, size, threads, grid, have_sampler;
+    const char *model, *context, *prompt, *prompts_file, *negative, *out, *latents_out, *tokenizer, *schedule;
+    int steps, batch, size, threads, grid, have_sampler, compare_baseline;
     float guidance;
     unsigned long long seed;
     dato_sampler_kind sampler;
@@ -50,6 +51,10 @@ static void usage(FILE* f) {
             "                         PATH-<prompt>-<image>.png, or with --grid one grid PATH.png\n"
             "  --grid                 one grid PNG: a row per prompt, a column per image\n"
             "  --latents-out FILE     also write the final latents (N, C, h, w) as safetensors\n"
+            "  --schedule FILE|PRESET a DaTo schedule (cache depth, prune ratio per step): a JSON file\n"
+            "                         (docs/SCHEDULES.md) or baseline | deepcache:N | deepcache:N:center:power |\n"
+            "                         tome:R | dato-paper; prints each step's MACs and the time\n"
+            "  --compare-baseline     with --schedule: also run the baseline and print the measured speedup\n"
             "  --tokenizer DIR        single files: the CLIP vocab.json + merges.txt (default models/clip_tokenizer)\n"
             "  --threads N            CPU threads (default: all)\n"
             "  --help                 this text\n");
@@ -67,6 +72,10 @@ static int parse_args(int argc, char** argv, options* o) {
             o->grid = 1;
             continue;
         }
+        if (!strcmp(a, "--compare-baseline")) {
+            o->compare_baseline = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
             fprintf(stderr, "dato-generate: %s needs a value (see --help)\n", a);
             return 0;
@@ -81,6 +90,7 @@ static int parse_args(int argc, char** argv, options* o) {
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--latents-out")) o->latents_out = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
+        else if (!strcmp(a, "--schedule")) o->schedule = v;
         else if (!strcmp(a, "--steps")) o->steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--batch")) o->batch = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--size")) o->size = (int)strtol(v, &end, 10);
@@ -164,6 +174,33 @@ static void print_progress(void* ctx, int done, int total) {
     if (done == total) fprintf(stderr, "\n");
 }
 
+// Prints each step's policy and analytic MACs (one guided UNet call), the totals and the
+// analytic speedup over the baseline.
+static int print_schedule_costs(const dato_pipeline* p, const dato_schedule* s, const options* o, int latent) {
+    const dato_unet* u = &p->unet;
+    int rows = o->guidance > 1.0f ? 2 * o->batch : o->batch, seq = 77, B = u->n_branches;
+    dato_error err;
+    dato_macs full, m;
+    if (dato_unet_step_macs(u, rows, latent, latent, seq, B + 1, 0.0f, -1, 2, &full, &err)) {
+        fprintf(stderr, "dato-generate: %s\n", err.msg);
+        return 0;
+    }
+    double total = 0;
+    printf("schedule %s: %d steps, %d branches (depth %d = full)\n", o->schedule, s->steps, B, B + 1);
+    printf("  step  depth  ratio    GMAC\n");
+    for (int k = 0; k < s->steps; k++) {
+        if (dato_unet_step_macs(u, rows, latent, latent, seq, s->genes[k].depth, s->genes[k].ratio, -1, 2, &m, &err)) {
+            fprintf(stderr, "dato-generate: step %d: %s\n", k, err.msg);
+            return 0;
+        }
+        total += m.total;
+        printf("  %4d  %5d  %5.1f  %9.4f\n", k, s->genes[k].depth, (double)s->genes[k].ratio, m.total / 1e9);
+    }
+    printf("total %.2f GMAC vs %.2f GMAC for the baseline: %.2fx fewer MACs (one UNet call per step; context "
+           "length %d assumed)\n", total / 1e9, full.total * s->steps / 1e9, full.total * s->steps / total, seq);
+    return 1;
+}
+
 // A malloc'd f32 copy of tensor `name` of st, or NULL with a message.
 static float* tensor_f32(const dato_safetensors* st, const char* name) {
     const dato_st_tensor* t = dato_safetensors_find(st, name);
@@ -216,7 +253,7 @@ static int write_png(const char* path, const uint8_t* px, int h, int w, int ch, 
     const char* kv[] = {"dato:model", o->model, "dato:prompt", prompt ? prompt : "(tensor conditioning)",
                         "dato:negative_prompt", o->negative ? o->negative : "", "dato:seed", seed_s,
                         "dato:sampler", sampler, "dato:steps", steps, "dato:guidance", guidance,
-                        "dato:schedule", "baseline", NULL};
+                        "dato:schedule", o->schedule ? o->schedule : "baseline", NULL};
     dato_error err;
     if (dato_png_write(path, px, h, w, ch, kv, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
@@ -256,6 +293,7 @@ int main(int argc, char** argv) {
     int h = size / factor, w = h, ch = 3;
     dato_sampler_kind kind = o.have_sampler ? o.sampler : p.sched.kind;
     const char* kind_name = dato_sampler_kind_name(kind);
+    dato_schedule* sched = NULL;
     size_t latent = (size_t)c->out_channels * h * w;
     float* lat = malloc((size_t)n_prompts * B * latent * sizeof *lat);          // (N, C, h, w)
     uint8_t* px = malloc((size_t)n_prompts * B * size * size * 3);             // (N, H, W, ch)
@@ -272,6 +310,16 @@ int main(int argc, char** argv) {
     if (!o.context && p.n_text == 0) {
         fprintf(stderr, "dato-generate: %s has no text encoder: pass conditioning with --context FILE\n", o.model);
         goto done;
+    }
+    if (o.schedule) {
+        sched = malloc(sizeof *sched);
+        if (!sched || dato_schedule_resolve(sched, o.schedule, o.steps, p.unet.n_branches, &err)) {
+            fprintf(stderr, "dato-generate: --schedule: %s\n", sched ? err.msg : "out of memory");
+            goto done;
+        }
+        if (!print_schedule_costs(&p, sched, &o, size / factor)) {
+            goto done;
+        }
     }
     for (int j = 0; j < n_prompts; j++) {
         const char* prompt = prompts ? prompts[j] : o.prompt;
@@ -292,10 +340,25 @@ int main(int argc, char** argv) {
         snprintf(what, sizeof what, "prompt %d/%d", j + 1, n_prompts);
         progress_state ps = {.t0 = now_s(), .what = what};
         dato_generate_params gp = {.steps = o.steps, .sampler = kind, .guidance = o.guidance, .seed = o.seed + j,
-                                   .height = h, .width = w, .cond = &cond, .progress = print_progress,
-                                   .progress_ctx = &ps};
+                                   .height = h, .width = w, .cond = &cond, .schedule = sched,
+                                   .progress = print_progress, .progress_ctx = &ps};
         float* lj = lat + (size_t)j * B * latent;
-        dato_status st = dato_pipeline_generate(&p, &gp, lj, &err);
+        dato_status st = DATO_OK;
+        double t_base = 0;
+        if (sched && o.compare_baseline) { // the same run without the schedule, timed first
+            gp.schedule = NULL;
+            ps.what = "baseline";
+            st = dato_pipeline_generate(&p, &gp, lj, &err);
+            t_base = now_s() - ps.t0;
+            gp.schedule = sched;
+            ps.what = what;
+            ps.t0 = now_s();
+        }
+        if (!st) st = dato_pipeline_generate(&p, &gp, lj, &err);
+        if (!st && sched)
+            printf("prompt %d: denoising %.2f s with the schedule%s", j, now_s() - ps.t0, t_base > 0 ? "" : "\n");
+        if (!st && t_base > 0)
+            printf(", %.2f s baseline: measured speedup %.2fx\n", t_base, t_base / (now_s() - ps.t0));
         dato_conditioning_free(&cond);
         double t_decode = now_s();
         if (!st) st = dato_pipeline_decode(&p, lj, B, h, w, px + (size_t)j * B * size * size * 3, NULL, &ch, &err);
@@ -340,6 +403,7 @@ int main(int argc, char** argv) {
     }
     rc = 0;
 done:
+    free(sched);
     free(lat);
     free(px);
     free(texts);
