@@ -34,9 +34,9 @@ typedef struct {
     return st
 
 static dato_status t_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                            const dato_tensor* b, int stride, int pad, dato_error* err) {
+                            const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
     double f = 2.0 * (double)dato_tensor_numel(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
-    TIMED(w->shape[2] == 1 ? P_CONV1 : P_CONV3, f, conv2d(be, out, x, w, b, stride, pad, err));
+    TIMED(w->shape[2] == 1 ? P_CONV1 : P_CONV3, f, conv2d(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err));
 }
 static dato_status t_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                             const dato_tensor* b, dato_error* err) {

@@ -32,10 +32,11 @@ typedef struct {
     void (*synchronize)(dato_backend* be);
 
     // ---- dense layers ----------------------------------------------------------------------
-    // out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, k, k)) + b (Co) or no bias if b == NULL.
-    // Ho = (H + 2*pad - k) / stride + 1. k in {1, 3}, stride in {1, 2}.
+    // out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, kh, kw)) + b (Co) or no bias if b == NULL.
+    // Ho = (H + 2*pad_h - kh) / stride_h + 1, Wo likewise; 0 <= pad < k per dim. Kernels may be
+    // rectangular (Inception's 1x7, 7x1, 1x3, 3x1).
     dato_status (*conv2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                          const dato_tensor* b, int stride, int pad, dato_error* err);
+                          const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
     // out (..., N) = x (..., K) @ w (N, K)^T + b (N) or no bias if b == NULL; leading dims flattened.
     dato_status (*linear)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                           const dato_tensor* b, dato_error* err);
@@ -57,6 +58,7 @@ typedef struct {
     dato_status (*geglu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
     // out (..., N) = softmax over the last dim. out may alias x.
     dato_status (*softmax)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    dato_status (*relu)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err); // max(x, 0)
 
     // ---- attention ---------------------------------------------------------------------------
     // out (B, Nq, H*D) = softmax(q k^T * scale) v per head, for q (B, Nq, H*D), k and v (B, Nk, H*D):
@@ -69,6 +71,16 @@ typedef struct {
     // ---- layout and elementwise ----------------------------------------------------------------
     // out (B, C, 2H, 2W) = nearest-neighbour x2 upsample of x (B, C, H, W).
     dato_status (*upsample_nearest2x)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+    // out (B, C, Ho, Wo) = max over k x k windows of x (B, C, H, W); padding acts as -inf.
+    // Ho = (H + 2*pad - k) / stride + 1; pad < k so every window holds an input.
+    dato_status (*max_pool2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                              dato_error* err);
+    // out (B, C, Ho, Wo) = mean over k x k windows of x (B, C, H, W), Ho as max_pool2d. The
+    // divisor is k*k when count_include_pad, else the number of inputs inside the window (TF).
+    dato_status (*avg_pool2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                              int count_include_pad, dato_error* err);
+    // out (B, C) = mean of x (B, C, H, W) over H, W.
+    dato_status (*mean_hw)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
     // out (B, Ca+Cb, H, W) = cat([a (B, Ca, H, W), b (B, Cb, H, W)], dim=1).
     dato_status (*concat_channels)(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
                                    dato_error* err);

@@ -10,8 +10,9 @@ static void null_copy_bytes(dato_backend* be, void* dst, const void* src, size_t
 static void null_synchronize(dato_backend* be) { (void)be; }
 
 static dato_status null_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                               const dato_tensor* b, int stride, int pad, dato_error* err) {
-    (void)be; (void)out; (void)x; (void)w; (void)b; (void)stride; (void)pad; (void)err;
+                               const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                               dato_error* err) {
+    (void)be; (void)out; (void)x; (void)w; (void)b; (void)stride_h; (void)stride_w; (void)pad_h; (void)pad_w; (void)err;
     return DATO_OK;
 }
 static dato_status null_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
@@ -29,7 +30,17 @@ static dato_status null_layer_norm(dato_backend* be, dato_tensor* out, const dat
     (void)be; (void)out; (void)x; (void)gamma; (void)beta; (void)eps; (void)err;
     return DATO_OK;
 }
-// silu, gelu, quick_gelu, geglu, softmax, upsample, nchw_to_tokens, tokens_to_nchw, copy
+static dato_status null_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                               dato_error* err) {
+    (void)be; (void)out; (void)x; (void)k; (void)stride; (void)pad; (void)err;
+    return DATO_OK;
+}
+static dato_status null_avg_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride,
+                                   int pad, int count_include_pad, dato_error* err) {
+    (void)be; (void)out; (void)x; (void)k; (void)stride; (void)pad; (void)count_include_pad; (void)err;
+    return DATO_OK;
+}
+// silu, gelu, quick_gelu, geglu, softmax, relu, mean_hw, upsample, nchw_to_tokens, tokens_to_nchw, copy
 static dato_status null_unary(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
     (void)be; (void)out; (void)x; (void)err;
     return DATO_OK;
@@ -75,8 +86,12 @@ static const dato_backend_ops null_ops = {
     .quick_gelu = null_unary,
     .geglu = null_unary,
     .softmax = null_unary,
+    .relu = null_unary,
     .attention = null_attention,
     .upsample_nearest2x = null_unary,
+    .max_pool2d = null_pool2d,
+    .avg_pool2d = null_avg_pool2d,
+    .mean_hw = null_unary,
     .concat_channels = null_binary,
     .nchw_to_tokens = null_unary,
     .tokens_to_nchw = null_unary,

@@ -71,13 +71,13 @@ static dato_status resblock_forward(fwd_ctx* f, const dato_unet_module* m, dato_
     dato_tensor s = tmp(f, 4, B, m->cout, H, W);   // (B, cout, H, W) shortcut
     DATO_TRY(check_arena(f, "resblock"));
     DATO_TRY(f->op->group_norm(f->be, &hn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, &h, &hn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, &h, &hn, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
     DATO_TRY(f->op->linear(f->be, &e, f->temb, &r->time_emb_proj.w, &r->time_emb_proj.b, f->err));
     DATO_TRY(f->op->add_channel_bias(f->be, &h, &e, f->err));
     DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
     if (m->cin != m->cout) {
-        DATO_TRY(f->op->conv2d(f->be, &s, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &s, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 1, 0, 0, f->err));
         DATO_TRY(f->op->add(f->be, out, out, &s, f->err));
     } else {
         DATO_TRY(f->op->add(f->be, out, out, x, f->err));
@@ -144,14 +144,14 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
 static dato_status module_forward(fwd_ctx* f, const dato_unet_layer* layer, const dato_unet_module* m,
                                   dato_tensor* out, const dato_tensor* x) {
     switch (m->kind) {
-    case DATO_MOD_CONV_IN: return f->op->conv2d(f->be, out, x, &m->conv.w, &m->conv.b, 1, 1, f->err);
-    case DATO_MOD_DOWNSAMPLE: return f->op->conv2d(f->be, out, x, &m->conv.w, &m->conv.b, 2, 1, f->err);
+    case DATO_MOD_CONV_IN: return f->op->conv2d(f->be, out, x, &m->conv.w, &m->conv.b, 1, 1, 1, 1, f->err);
+    case DATO_MOD_DOWNSAMPLE: return f->op->conv2d(f->be, out, x, &m->conv.w, &m->conv.b, 2, 2, 1, 1, f->err);
     case DATO_MOD_UPSAMPLE: {
         size_t mark = dato_arena_mark(f->a);
         dato_tensor up = tmp(f, 4, x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3]); // (B, C, 2H, 2W)
         DATO_TRY(check_arena(f, layer->name));
         DATO_TRY(f->op->upsample_nearest2x(f->be, &up, x, f->err));
-        DATO_TRY(f->op->conv2d(f->be, out, &up, &m->conv.w, &m->conv.b, 1, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, out, &up, &m->conv.w, &m->conv.b, 1, 1, 1, 1, f->err));
         dato_arena_release(f->a, mark);
         return DATO_OK;
     }
@@ -307,7 +307,7 @@ static dato_status forward_impl(const dato_unet* u, dato_backend* be, dato_arena
     dato_tensor hn = tmp(&f, 4, B, h.shape[1], h.shape[2], h.shape[3]); // (B, c0, H, W)
     DATO_TRY(check_arena(&f, "out"));
     DATO_TRY(be->ops->group_norm(be, &hn, &h, &u->norm_out.w, &u->norm_out.b, u->cfg.norm_groups, u->cfg.norm_eps, 1, err));
-    DATO_TRY(be->ops->conv2d(be, out, &hn, &u->conv_out.w, &u->conv_out.b, 1, 1, err));
+    DATO_TRY(be->ops->conv2d(be, out, &hn, &u->conv_out.w, &u->conv_out.b, 1, 1, 1, 1, err));
     dato_arena_release(a, mark);
     return DATO_OK;
 }

@@ -372,19 +372,19 @@ static dato_status resblock_forward(fwd_ctx* f, const dato_vae_resblock* r, dato
     dato_tensor h = view4(tmp, dev, B, r->cout, H, W); // (B, cout, H, W)
     if (r->cin != r->cout) {
         // shortcut first, so x's buffer is free for the normalized input and the conv2 output
-        DATO_TRY(f->op->conv2d(f->be, out, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 0, f->err));
+        DATO_TRY(f->op->conv2d(f->be, out, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 1, 0, 0, f->err));
         DATO_TRY(f->op->group_norm(f->be, x, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-        DATO_TRY(f->op->conv2d(f->be, &h, x, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &h, x, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
         DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
         dato_tensor h2 = view4(x->data, dev, B, r->cout, H, W); // (B, cout, H, W) in x's buffer
-        DATO_TRY(f->op->conv2d(f->be, &h2, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+        DATO_TRY(f->op->conv2d(f->be, &h2, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
         return f->op->add(f->be, out, out, &h2, f->err);
     }
     dato_tensor xn = view4(out->data, dev, B, r->cin, H, W); // (B, cin, H, W) normalized, in out's buffer
     DATO_TRY(f->op->group_norm(f->be, &xn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, &h, &xn, &r->conv1.w, &r->conv1.b, 1, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, &h, &xn, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
     DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
     return f->op->add(f->be, out, out, x, f->err);
 }
 
@@ -443,11 +443,11 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
     if (shift->data) DATO_TRY(f.op->add_channel_bias(be, &z, shift, err));
     if (c->post_quant_conv) {
         dato_tensor pq = view4(buf[1], dev, B, zc, H, W); // (B, zc, h, w)
-        DATO_TRY(f.op->conv2d(be, &pq, &z, &v->post_quant_conv.w, &v->post_quant_conv.b, 1, 0, err));
+        DATO_TRY(f.op->conv2d(be, &pq, &z, &v->post_quant_conv.w, &v->post_quant_conv.b, 1, 1, 0, 0, err));
         z = pq;
     }
     dato_tensor x = view4(buf[cur], dev, B, top, H, W); // (B, top, h, w)
-    DATO_TRY(f.op->conv2d(be, &x, &z, &v->conv_in.w, &v->conv_in.b, 1, 1, err));
+    DATO_TRY(f.op->conv2d(be, &x, &z, &v->conv_in.w, &v->conv_in.b, 1, 1, 1, 1, err));
 
     // mid
     for (int k = 0; k < 2; k++) {
@@ -475,12 +475,12 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
             dato_tensor up = view4(buf[1 - cur], dev, B, C, H, W); // (B, C, 2H, 2W) nearest
             DATO_TRY(f.op->upsample_nearest2x(be, &up, &x, err));
             x = view4(buf[cur], dev, B, C, H, W);
-            DATO_TRY(f.op->conv2d(be, &x, &up, &ub->upsample.w, &ub->upsample.b, 1, 1, err));
+            DATO_TRY(f.op->conv2d(be, &x, &up, &ub->upsample.w, &ub->upsample.b, 1, 1, 1, 1, err));
         }
     }
 
     DATO_TRY(f.op->group_norm(be, &x, &x, &v->norm_out.w, &v->norm_out.b, c->norm_groups, c->norm_eps, 1, err));
-    return f.op->conv2d(be, image, &x, &v->conv_out.w, &v->conv_out.b, 1, 1, err);
+    return f.op->conv2d(be, image, &x, &v->conv_out.w, &v->conv_out.b, 1, 1, 1, 1, err);
 }
 
 static dato_status check_io(const dato_vae* v, const dato_tensor* latents, const dato_tensor* image, dato_error* err) {

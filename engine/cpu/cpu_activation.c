@@ -22,6 +22,17 @@ dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
     return DATO_OK;
 }
 
+dato_status cpu_relu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
+    dato_status st = check_unary("relu", out, x, err);
+    if (st) return st;
+    const float* xd = x->data; // (n)
+    float* od = out->data;     // (n)
+    int64_t n = dato_tensor_numel(x);
+    #pragma omp parallel for simd num_threads(cpu_threads(be)) schedule(static) if (n >= CPU_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) od[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
+    return DATO_OK;
+}
+
 dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
     dato_status st = check_unary("gelu", out, x, err);
     if (st) return st;

@@ -1,6 +1,6 @@
 // conv2d on the CPU. A 1x1 stride-1 unpadded conv is one GEMM per image: out (Co, H*W) =
 // w (Co, Ci) @ x (Ci, H*W). Any other conv unrolls a tile of output positions into the im2col
-// scratch, col (Ci*k*k, n), and multiplies w (Co, Ci*k*k) @ col straight into out: the tile's
+// scratch, col (Ci*kh*kw, n), and multiplies w (Co, Ci*kh*kw) @ col straight into out: the tile's
 // output columns are the n positions [p0, p0 + n) of every out channel, so ldc = Ho*Wo.
 // The tile size is set by the fixed scratch, so no op allocates. The whole op is one OpenMP
 // region: the team fills the tile, then multiplies it (cpu_gemm_team), tile after tile.
@@ -8,16 +8,16 @@
 
 #include "cpu_ops.h"
 
-// Fills col (K = Ci*k*k, n) for the output positions [p0, p0 + n) of one image x (Ci, H, W).
-// Row r = (ci*k + ky)*k + kx matches the memory order of w (Co, Ci, k, k). Called by every
+// Fills col (K = Ci*kh*kw, n) for the output positions [p0, p0 + n) of one image x (Ci, H, W).
+// Row r = (ci*kh + ky)*kw + kx matches the memory order of w (Co, Ci, kh, kw). Called by every
 // thread of a parallel region (an orphaned `omp for`, with its barrier).
-static void im2col_tile(float* col, const float* x, int64_t ci_count, int64_t h, int64_t w, int k, int stride,
-                        int pad, int64_t wo, int64_t p0, int64_t n) {
-    int64_t rows = ci_count * k * k;
+static void im2col_tile(float* col, const float* x, int64_t ci_count, int64_t h, int64_t w, int kh, int kw,
+                        int stride_h, int stride_w, int pad_h, int pad_w, int64_t wo, int64_t p0, int64_t n) {
+    int64_t rows = ci_count * kh * kw;
     #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        int64_t ci = r / (k * k);
-        int ky = (int)(r / k % k), kx = (int)(r % k);
+        int64_t ci = r / (kh * kw);
+        int ky = (int)(r / kw % kh), kx = (int)(r % kw);
         const float* xc = x + ci * h * w; // (H, W)
         float* dst = col + r * n;         // (n)
         // walk the tile one output row segment at a time
@@ -25,21 +25,21 @@ static void im2col_tile(float* col, const float* x, int64_t ci_count, int64_t h,
             int64_t oy = p / wo, ox0 = p % wo;
             int64_t ox1 = wo < ox0 + (p0 + n - p) ? wo : ox0 + (p0 + n - p); // segment [ox0, ox1)
             float* d = dst + (p - p0);
-            int64_t iy = oy * stride - pad + ky;
+            int64_t iy = oy * stride_h - pad_h + ky;
             if (iy < 0 || iy >= h) {
                 memset(d, 0, (size_t)(ox1 - ox0) * sizeof(float));
             } else {
                 const float* xr = xc + iy * w; // (W)
-                // valid ox: 0 <= ox*stride - pad + kx < w
-                int64_t lo = pad - kx > 0 ? (pad - kx + stride - 1) / stride : 0;
-                int64_t hi = (w - 1 + pad - kx) >= 0 ? (w - 1 + pad - kx) / stride + 1 : 0;
+                // valid ox: 0 <= ox*stride_w - pad_w + kx < w
+                int64_t lo = pad_w - kx > 0 ? (pad_w - kx + stride_w - 1) / stride_w : 0;
+                int64_t hi = (w - 1 + pad_w - kx) >= 0 ? (w - 1 + pad_w - kx) / stride_w + 1 : 0;
                 lo = lo < ox0 ? ox0 : (lo > ox1 ? ox1 : lo);
                 hi = hi > ox1 ? ox1 : (hi < lo ? lo : hi);
                 for (int64_t ox = ox0; ox < lo; ox++) d[ox - ox0] = 0.0f;
-                if (stride == 1) {
-                    if (hi > lo) memcpy(d + (lo - ox0), xr + (lo - pad + kx), (size_t)(hi - lo) * sizeof(float));
+                if (stride_w == 1) {
+                    if (hi > lo) memcpy(d + (lo - ox0), xr + (lo - pad_w + kx), (size_t)(hi - lo) * sizeof(float));
                 } else {
-                    for (int64_t ox = lo; ox < hi; ox++) d[ox - ox0] = xr[ox * stride - pad + kx];
+                    for (int64_t ox = lo; ox < hi; ox++) d[ox - ox0] = xr[ox * stride_w - pad_w + kx];
                 }
                 for (int64_t ox = hi; ox < ox1; ox++) d[ox - ox0] = 0.0f;
             }
@@ -49,7 +49,7 @@ static void im2col_tile(float* col, const float* x, int64_t ci_count, int64_t h,
 }
 
 dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                       const dato_tensor* b, int stride, int pad, dato_error* err) {
+                       const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
     dato_status st;
     if ((st = cpu_check("conv2d", "out", out, 4, err)) || (st = cpu_check("conv2d", "x", x, 4, err)) ||
         (st = cpu_check("conv2d", "weight", w, 4, err)))
@@ -57,20 +57,20 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     if (b && (st = cpu_check("conv2d", "bias", b, 1, err))) return st;
     char sw[96], sx[96], so[96];
     int64_t batch = x->shape[0], ci = x->shape[1], h = x->shape[2], wd = x->shape[3];
-    int64_t co = w->shape[0], k = w->shape[2];
+    int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3];
     if (w->shape[1] != ci)
         return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s does not match input channels %lld",
                          dato_shape_str(w, sw, sizeof sw), (long long)ci);
-    if (k < 1 || w->shape[3] != k || co < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s is not (Co, Ci, k, k) with a square kernel",
-                         dato_shape_str(w, sw, sizeof sw));
-    if (stride < 1 || pad < 0 || pad >= k)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: stride %d, pad %d for kernel %lld (need stride >= 1, 0 <= pad < k)",
-                         stride, pad, (long long)k);
-    if (ci < 1 || h + 2 * pad < k || wd + 2 * pad < k)
+    if (kh < 1 || kw < 1 || co < 1)
+        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s is not (Co, Ci, kh, kw)", dato_shape_str(w, sw, sizeof sw));
+    if (stride_h < 1 || stride_w < 1 || pad_h < 0 || pad_w < 0 || pad_h >= kh || pad_w >= kw)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "conv2d: stride (%d, %d), pad (%d, %d) for kernel %lldx%lld (need stride >= 1, 0 <= pad < k)",
+                         stride_h, stride_w, pad_h, pad_w, (long long)kh, (long long)kw);
+    if (ci < 1 || h + 2 * pad_h < kh || wd + 2 * pad_w < kw)
         return dato_fail(err, DATO_ERR_INVALID, "conv2d: input %s is empty or smaller than the %lldx%lld kernel",
-                         dato_shape_str(x, sx, sizeof sx), (long long)k, (long long)k);
-    int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1;
+                         dato_shape_str(x, sx, sizeof sx), (long long)kh, (long long)kw);
+    int64_t ho = (h + 2 * pad_h - kh) / stride_h + 1, wo = (wd + 2 * pad_w - kw) / stride_w + 1;
     if (out->shape[0] != batch || out->shape[1] != co || out->shape[2] != ho || out->shape[3] != wo)
         return dato_fail(err, DATO_ERR_INVALID, "conv2d: out %s, expected (%lld, %lld, %lld, %lld) for input %s, weight %s",
                          dato_shape_str(out, so, sizeof so), (long long)batch, (long long)co, (long long)ho,
@@ -79,17 +79,17 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
         return dato_fail(err, DATO_ERR_INVALID, "conv2d: bias (%lld) does not match output channels %lld",
                          (long long)b->shape[0], (long long)co);
     if (batch == 0) return DATO_OK;
-    if (co > INT_MAX || ci * k * k > INT_MAX || ho * wo > INT_MAX)
+    if (co > INT_MAX || ci * kh * kw > INT_MAX || ho * wo > INT_MAX)
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: input %s, weight %s exceed the int sizes of BLAS",
                          dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
     const cpu_backend* cpu = be->impl;
     const float* xd = x->data;            // (B, Ci, H, W)
-    const float* wt = w->data;            // (Co, Ci*k*k)
+    const float* wt = w->data;            // (Co, Ci*kh*kw)
     const float* bd = b ? b->data : NULL; // (Co)
     float* od = out->data;                // (B, Co, Ho*Wo)
-    int64_t kdim = ci * k * k, npos = ho * wo;
-    int direct = k == 1 && stride == 1 && pad == 0;
+    int64_t kdim = ci * kh * kw, npos = ho * wo;
+    int direct = kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
     int64_t tile = (int64_t)(cpu->col_floats / (size_t)kdim); // output positions per im2col tile
     if (!direct && tile < 1)
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: weight %s needs %lld floats per im2col column, over the scratch",
@@ -108,7 +108,7 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
             }
             for (int64_t p0 = 0; p0 < npos; p0 += tile) {
                 int64_t cols = npos - p0 < tile ? npos - p0 : tile;
-                im2col_tile(cpu->col, xn, ci, h, wd, (int)k, stride, pad, wo, p0, cols);
+                im2col_tile(cpu->col, xn, ci, h, wd, (int)kh, (int)kw, stride_h, stride_w, pad_h, pad_w, wo, p0, cols);
                 cpu_gemm_team((int)co, (int)cols, (int)kdim, wt, (int)kdim, cpu->col, (int)cols, 0, on + p0, (int)npos);
             }
         }

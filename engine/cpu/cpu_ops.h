@@ -78,7 +78,7 @@ static inline float cpu_expf(float x) { return cpu_exp2f(x * 1.44269504088896341
 
 // cpu_conv.c
 dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                       const dato_tensor* b, int stride, int pad, dato_error* err);
+                       const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
 // cpu_linear.c
 dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, dato_error* err);
@@ -93,6 +93,13 @@ dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
 dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_relu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+// cpu_pool.c
+dato_status cpu_max_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                           dato_error* err);
+dato_status cpu_avg_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                           int count_include_pad, dato_error* err);
+dato_status cpu_mean_hw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 // cpu_attention.c
 dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                           const dato_tensor* v, int heads, float scale, int causal, dato_error* err);

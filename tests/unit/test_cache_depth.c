@@ -18,10 +18,11 @@ typedef struct {
 } counting_backend;
 
 static dato_status count_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                                const dato_tensor* b, int stride, int pad, dato_error* err) {
+                                const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                                dato_error* err) {
     counting_backend* cb = (counting_backend*)be;
     cb->conv_calls++;
-    return cb->inner->conv2d(be, out, x, w, b, stride, pad, err);
+    return cb->inner->conv2d(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err);
 }
 
 // Convolutions one layer runs: conv_in, down/upsample 1 each; a ResBlock 2, +1 for its shortcut.

@@ -35,40 +35,104 @@ static double rel_err_d(const float* got, const double* ref, size_t n) {
 // ---- conv2d ------------------------------------------------------------------------------------
 
 static void conv_ref(double* out, const float* x, const float* w, const float* b, int B, int ci, int h, int wd, int co,
-                     int k, int stride, int pad, int ho, int wo) {
+                     int kh, int kw, int sh, int sw, int ph, int pw, int ho, int wo) {
     for (int n = 0; n < B; n++)
         for (int o = 0; o < co; o++)
             for (int oy = 0; oy < ho; oy++)
                 for (int ox = 0; ox < wo; ox++) {
                     double acc = b ? b[o] : 0.0;
                     for (int c = 0; c < ci; c++)
-                        for (int ky = 0; ky < k; ky++)
-                            for (int kx = 0; kx < k; kx++) {
-                                int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                int iy = oy * sh - ph + ky, ix = ox * sw - pw + kx;
                                 if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
                                 acc += (double)x[((n * ci + c) * h + iy) * wd + ix] *
-                                       w[((o * ci + c) * k + ky) * k + kx];
+                                       w[((o * ci + c) * kh + ky) * kw + kx];
                             }
                     out[((n * co + o) * ho + oy) * wo + ox] = acc;
                 }
 }
 
-static void test_conv(dato_backend* be, int B, int ci, int h, int wd, int co, int k, int stride, int pad, int bias) {
-    int ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1;
-    size_t nx = (size_t)B * ci * h * wd, nw = (size_t)co * ci * k * k, no = (size_t)B * co * ho * wo;
+// A conv with kernel kh x kw, stride (sh, sw) and padding (ph, pw) against conv_ref.
+static void test_conv_rect(dato_backend* be, int B, int ci, int h, int wd, int co, int kh, int kw, int sh, int sw,
+                           int ph, int pw, int bias) {
+    int ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1;
+    size_t nx = (size_t)B * ci * h * wd, nw = (size_t)co * ci * kh * kw, no = (size_t)B * co * ho * wo;
     float *x = randn(nx, 1.0f), *w = randn(nw, 0.2f), *b = randn(co, 1.0f), *out = zeros(no);
     double* ref = calloc(no, sizeof(double));
-    dato_tensor tx = dato_tensor_f32_4d(x, B, ci, h, wd), tw = dato_tensor_f32_4d(w, co, ci, k, k);
+    dato_tensor tx = dato_tensor_f32_4d(x, B, ci, h, wd), tw = dato_tensor_f32_4d(w, co, ci, kh, kw);
     dato_tensor tb = dato_tensor_f32_1d(b, co), to = dato_tensor_f32_4d(out, B, co, ho, wo);
     dato_error err = {{0}};
-    dato_status st = be->ops->conv2d(be, &to, &tx, &tw, bias ? &tb : NULL, stride, pad, &err);
-    conv_ref(ref, x, w, bias ? b : NULL, B, ci, h, wd, co, k, stride, pad, ho, wo);
+    dato_status st = be->ops->conv2d(be, &to, &tx, &tw, bias ? &tb : NULL, sh, sw, ph, pw, &err);
+    conv_ref(ref, x, w, bias ? b : NULL, B, ci, h, wd, co, kh, kw, sh, sw, ph, pw, ho, wo);
     double e = rel_err_d(out, ref, no);
-    printf("conv2d B%d %dx%dx%d -> %d k%d s%d p%d%s: rel err %.2e\n", B, ci, h, wd, co, k, stride, pad,
-           bias ? " +bias" : "", e);
+    printf("conv2d B%d %dx%dx%d -> %d k%dx%d s(%d,%d) p(%d,%d)%s: rel err %.2e\n", B, ci, h, wd, co, kh, kw, sh, sw,
+           ph, pw, bias ? " +bias" : "", e);
     CHECK(st == DATO_OK, "%s", err.msg);
     CHECK(e < 1e-5, "conv2d rel err %.3e", e);
     free(x), free(w), free(b), free(out), free(ref);
+}
+
+// A square conv (the UNet's and VAE's).
+static void test_conv(dato_backend* be, int B, int ci, int h, int wd, int co, int k, int stride, int pad, int bias) {
+    test_conv_rect(be, B, ci, h, wd, co, k, k, stride, stride, pad, pad, bias);
+}
+
+// ---- pools, spatial mean, relu ----------------------------------------------------------------------
+
+// max (avg = 0) or average pool against a double reference; padding is -inf for max, and is
+// counted in the divisor only when count_include_pad.
+static void test_pool(dato_backend* be, int avg, int B, int c, int h, int w, int k, int stride, int pad,
+                      int count_include_pad) {
+    int ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+    size_t nx = (size_t)B * c * h * w, no = (size_t)B * c * ho * wo;
+    float *x = randn(nx, 1.0f), *out = zeros(no);
+    for (size_t i = 0; i < nx; i++) x[i] -= 3.0f; // all-negative windows: a zero pad would win a max
+    double* ref = calloc(no, sizeof(double));
+    for (int p = 0; p < B * c; p++)
+        for (int oy = 0; oy < ho; oy++)
+            for (int ox = 0; ox < wo; ox++) {
+                double m = -INFINITY, sum = 0;
+                int count = 0;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                        if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                        double v = x[((size_t)p * h + iy) * w + ix];
+                        m = v > m ? v : m;
+                        sum += v;
+                        count++;
+                    }
+                ref[((size_t)p * ho + oy) * wo + ox] = avg ? sum / (count_include_pad ? k * k : count) : m;
+            }
+    dato_tensor tx = dato_tensor_f32_4d(x, B, c, h, w), to = dato_tensor_f32_4d(out, B, c, ho, wo);
+    dato_error err = {{0}};
+    dato_status st = avg ? be->ops->avg_pool2d(be, &to, &tx, k, stride, pad, count_include_pad, &err)
+                         : be->ops->max_pool2d(be, &to, &tx, k, stride, pad, &err);
+    double e = rel_err_d(out, ref, no);
+    printf("%s B%d %dx%dx%d k%d s%d p%d%s: rel err %.2e\n", avg ? "avg_pool2d" : "max_pool2d", B, c, h, w, k, stride,
+           pad, avg ? (count_include_pad ? " incl. pad" : " excl. pad") : "", e);
+    CHECK(st == DATO_OK, "%s", err.msg);
+    CHECK(e < 1e-6, "pool rel err %.3e", e);
+    free(x), free(out), free(ref);
+}
+
+static void test_mean_hw(dato_backend* be, int B, int c, int h, int w) {
+    size_t hw = (size_t)h * w;
+    float *x = randn((size_t)B * c * hw, 1.0f), *out = zeros((size_t)B * c);
+    double* ref = calloc((size_t)B * c, sizeof(double));
+    for (size_t p = 0; p < (size_t)B * c; p++) {
+        for (size_t i = 0; i < hw; i++) ref[p] += x[p * hw + i];
+        ref[p] /= (double)hw;
+    }
+    dato_tensor tx = dato_tensor_f32_4d(x, B, c, h, w), to = dato_tensor_f32_2d(out, B, c);
+    dato_error err = {{0}};
+    dato_status st = be->ops->mean_hw(be, &to, &tx, &err);
+    double e = rel_err_d(out, ref, (size_t)B * c);
+    printf("mean_hw B%d %dx%dx%d: rel err %.2e\n", B, c, h, w, e);
+    CHECK(st == DATO_OK, "%s", err.msg);
+    CHECK(e < 1e-6, "mean_hw rel err %.3e", e);
+    free(x), free(out), free(ref);
 }
 
 // ---- linear ------------------------------------------------------------------------------------
@@ -166,6 +230,7 @@ typedef dato_status (*unary_op)(dato_backend*, dato_tensor*, const dato_tensor*,
 static double silu_d(double x) { return x / (1.0 + exp(-x)); }
 static double gelu_d(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 static double quick_gelu_d(double x) { return x / (1.0 + exp(-1.702 * x)); }
+static double relu_d(double x) { return x > 0 ? x : 0.0; }
 
 // Elementwise: max |got - ref| / max(|ref|, 1) per element, in place when alias.
 static void test_unary(dato_backend* be, const char* name, unary_op op, double (*ref_fn)(double), size_t n,
@@ -406,16 +471,27 @@ static void test_errors(dato_backend* be) {
     dato_error err = {{0}};
     dato_tensor x = dato_tensor_f32_4d(buf, 1, 16, 8, 8), w = dato_tensor_f32_4d(buf, 64, 32, 3, 3);
     dato_tensor out = dato_tensor_f32_4d(buf, 1, 64, 8, 8);
-    expect_error(be->ops->conv2d(be, &out, &x, &w, NULL, 1, 1, &err), DATO_ERR_INVALID, &err,
+    expect_error(be->ops->conv2d(be, &out, &x, &w, NULL, 1, 1, 1, 1, &err), DATO_ERR_INVALID, &err,
                  "conv2d: weight (64, 32, 3, 3) does not match input channels 16");
     dato_tensor w_ok = dato_tensor_f32_4d(buf, 4, 16, 3, 3), out_bad = dato_tensor_f32_4d(buf, 1, 4, 7, 8);
-    expect_error(be->ops->conv2d(be, &out_bad, &x, &w_ok, NULL, 1, 1, &err), DATO_ERR_INVALID, &err,
+    expect_error(be->ops->conv2d(be, &out_bad, &x, &w_ok, NULL, 1, 1, 1, 1, &err), DATO_ERR_INVALID, &err,
                  "expected (1, 4, 8, 8)");
     dato_tensor x16 = x;
     x16.dtype = DATO_F16;
-    expect_error(be->ops->conv2d(be, &out, &x16, &w_ok, NULL, 1, 1, &err), DATO_ERR_UNSUPPORTED, &err, "conv2d: x is F16");
-    expect_error(be->ops->conv2d(be, &out, NULL, &w_ok, NULL, 1, 1, &err), DATO_ERR_INVALID, &err, "conv2d: x is NULL");
-    expect_error(be->ops->conv2d(be, &out, &x, &w_ok, NULL, 0, 1, &err), DATO_ERR_INVALID, &err, "stride 0");
+    expect_error(be->ops->conv2d(be, &out, &x16, &w_ok, NULL, 1, 1, 1, 1, &err), DATO_ERR_UNSUPPORTED, &err, "conv2d: x is F16");
+    expect_error(be->ops->conv2d(be, &out, NULL, &w_ok, NULL, 1, 1, 1, 1, &err), DATO_ERR_INVALID, &err, "conv2d: x is NULL");
+    expect_error(be->ops->conv2d(be, &out, &x, &w_ok, NULL, 0, 1, 1, 1, &err), DATO_ERR_INVALID, &err, "stride (0, 1)");
+    dato_tensor w_17 = dato_tensor_f32_4d(buf, 4, 16, 1, 7);
+    expect_error(be->ops->conv2d(be, &out, &x, &w_17, NULL, 1, 1, 3, 0, &err), DATO_ERR_INVALID, &err,
+                 "pad (3, 0) for kernel 1x7");
+    dato_tensor pool_out = dato_tensor_f32_4d(buf, 1, 16, 4, 4);
+    expect_error(be->ops->max_pool2d(be, &pool_out, &x, 3, 2, 0, &err), DATO_ERR_INVALID, &err,
+                 "max_pool2d: out (1, 16, 4, 4), expected (1, 16, 3, 3)");
+    expect_error(be->ops->avg_pool2d(be, &x, &x, 3, 1, 3, 0, &err), DATO_ERR_INVALID, &err,
+                 "avg_pool2d: kernel 3, stride 1, pad 3");
+    dato_tensor mean_bad = dato_tensor_f32_2d(buf, 1, 15);
+    expect_error(be->ops->mean_hw(be, &mean_bad, &x, &err), DATO_ERR_INVALID, &err,
+                 "mean_hw: out (1, 15) is not (B, C) of x (1, 16, 8, 8)");
 
     dato_tensor lx = dato_tensor_f32_2d(buf, 3, 10), lw = dato_tensor_f32_2d(buf, 5, 11), lo = dato_tensor_f32_2d(buf, 3, 5);
     expect_error(be->ops->linear(be, &lo, &lx, &lw, NULL, &err), DATO_ERR_INVALID, &err,
@@ -467,7 +543,11 @@ static void test_null_and_memory(dato_backend* cpu) {
     // every op succeeds without touching data (NULL pointers here)
     dato_tensor t = dato_tensor_f32_4d(NULL, 2, 320, 64, 64), w = dato_tensor_f32_4d(NULL, 320, 320, 3, 3);
     dato_error err = {{0}};
-    CHECK(be.ops->conv2d(&be, &t, &t, &w, NULL, 1, 1, &err) == DATO_OK, "null conv2d");
+    CHECK(be.ops->conv2d(&be, &t, &t, &w, NULL, 1, 1, 1, 1, &err) == DATO_OK, "null conv2d");
+    CHECK(be.ops->max_pool2d(&be, &t, &t, 3, 2, 0, &err) == DATO_OK, "null max_pool2d");
+    CHECK(be.ops->avg_pool2d(&be, &t, &t, 3, 1, 1, 0, &err) == DATO_OK, "null avg_pool2d");
+    CHECK(be.ops->mean_hw(&be, &t, &t, &err) == DATO_OK, "null mean_hw");
+    CHECK(be.ops->relu(&be, &t, &t, &err) == DATO_OK, "null relu");
     CHECK(be.ops->attention(&be, &t, &t, &t, &t, 8, 1.0f, 1, &err) == DATO_OK, "null attention");
     CHECK(be.ops->group_norm(&be, &t, &t, &t, &t, 32, 1e-5f, 1, &err) == DATO_OK, "null group_norm");
     CHECK(be.ops->timestep_embedding(&be, &t, NULL, 1, 0.0f, 10000.0f, &err) == DATO_OK, "null timestep_embedding");
@@ -504,6 +584,26 @@ int main(void) {
     test_conv(&be, 1, 3, 7, 9, 2, 1, 2, 0, 0);    // 1x1 stride 2: im2col path
     test_conv(&be, 1, 64, 95, 97, 8, 3, 1, 1, 1); // two im2col tiles, split mid-row
     test_conv(&be, 1, 1, 1, 1, 1, 3, 1, 1, 1);    // a single pixel
+    // Inception's rectangular kernels and per-dimension padding
+    test_conv_rect(&be, 2, 6, 9, 11, 5, 1, 7, 1, 1, 0, 3, 1);  // 1x7 pad (0, 3)
+    test_conv_rect(&be, 2, 6, 11, 9, 5, 7, 1, 1, 1, 3, 0, 0);  // 7x1 pad (3, 0)
+    test_conv_rect(&be, 1, 5, 8, 8, 4, 1, 3, 1, 1, 0, 1, 1);   // 1x3 pad (0, 1)
+    test_conv_rect(&be, 1, 5, 8, 8, 4, 3, 1, 1, 1, 1, 0, 1);   // 3x1 pad (1, 0)
+    test_conv_rect(&be, 2, 3, 15, 13, 4, 3, 3, 2, 2, 0, 0, 0); // 3x3 stride 2 valid (Conv2d_1a)
+    test_conv_rect(&be, 1, 7, 9, 10, 6, 5, 5, 1, 1, 2, 2, 1);  // 5x5 pad 2 (branch5x5_2)
+    test_conv_rect(&be, 1, 4, 9, 12, 3, 3, 5, 2, 1, 1, 2, 1);  // unequal strides and pads
+    test_conv_rect(&be, 1, 40, 35, 35, 6, 1, 7, 1, 1, 0, 3, 1); // several im2col tiles with a 1x7 kernel
+
+    test_pool(&be, 0, 2, 3, 9, 11, 3, 2, 0, 0); // Inception maxpool 3 s2
+    test_pool(&be, 0, 1, 4, 8, 8, 3, 1, 1, 0);  // FIDInceptionE_2 max pool: padding is -inf
+    test_pool(&be, 1, 2, 3, 7, 6, 3, 1, 1, 0);  // FIDInception avg pool excluding padding
+    test_pool(&be, 1, 1, 3, 7, 6, 3, 1, 1, 1);  // torchvision avg pool including padding
+    test_pool(&be, 1, 1, 2, 10, 9, 4, 3, 2, 0); // uneven windows, stride 3
+    test_pool(&be, 0, 1, 1, 1, 1, 1, 1, 0, 0);  // a single pixel
+    test_pool(&be, 0, 1, 200, 35, 35, 3, 1, 1, 0); // the threaded path
+    test_mean_hw(&be, 2, 5, 8, 8);
+    test_mean_hw(&be, 3, 700, 8, 8); // the threaded path
+    test_mean_hw(&be, 1, 1, 1, 1);
 
     test_linear(&be, 6, 33, 17, 1, 0);
     test_linear(&be, 77, 64, 40, 0, 0);
@@ -522,6 +622,8 @@ int main(void) {
     test_unary(&be, "silu", be.ops->silu, silu_d, 40000, 1);
     test_unary(&be, "gelu", be.ops->gelu, gelu_d, 40000, 0);
     test_unary(&be, "quick_gelu", be.ops->quick_gelu, quick_gelu_d, 1000, 1);
+    test_unary(&be, "relu", be.ops->relu, relu_d, 1000, 0);
+    test_unary(&be, "relu", be.ops->relu, relu_d, 40000, 1);
     test_geglu(&be, 7, 37);
     test_softmax(&be, 5, 77, 0);
     test_softmax(&be, 3, 1000, 1);
