@@ -1,0 +1,556 @@
+// FID statistics files: HDF5 read/write, .npz/.npy import. See stats_io.h.
+#include "stats_io.h"
+
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zip.h>
+
+// Feature dimensions above this are refused (sigma alone would be 32 GiB); matches fid.c.
+#define STATS_MAX_DIM 65536
+// Largest .npz entry read into memory: a float64 sigma of dim 16384 is 2 GiB.
+#define NPZ_MAX_ENTRY ((uint64_t)4 << 30)
+
+// A non-finite value is DATO_ERR_INVALID in statistics to write, DATO_ERR_FORMAT in a file read.
+static dato_status check_finite(const double* x, size_t n, const char* path, const char* name, dato_status status,
+                                dato_error* err) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return dato_fail(err, status, "%s: '%s'[%zu] is not finite (%g)", path, name, i, x[i]);
+    return DATO_OK;
+}
+
+// ---- HDF5 --------------------------------------------------------------------------------------
+
+// HDF5 prints its error stack to stderr by default; our messages say what failed, so it is
+// silenced for the duration of one call and restored after (the handler is process-wide).
+typedef struct {
+    H5E_auto2_t func;
+    void* data;
+} h5_quiet;
+
+static h5_quiet h5_silence(void) {
+    h5_quiet q;
+    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void h5_restore(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
+
+static dato_status write_dataset(hid_t file, const char* path, const char* name, int ndim, const hsize_t* dims,
+                                 const double* data, dato_error* err) {
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = space < 0 ? -1
+                         : H5Dcreate2(file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0) rc |= H5Dclose(ds);
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot write dataset '%s'", path, name);
+    return DATO_OK;
+}
+
+static dato_status write_string_attr(hid_t root, const char* path, const char* name, const char* value,
+                                     dato_error* err) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    herr_t rc = type < 0 ? -1 : H5Tset_size(type, strlen(value) + 1);
+    if (rc >= 0) rc = H5Tset_strpad(type, H5T_STR_NULLTERM);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = rc < 0 || space < 0 ? -1 : H5Acreate2(root, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    rc = attr < 0 ? -1 : H5Awrite(attr, type, value);
+    if (attr >= 0) rc |= H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (rc < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot write attribute '%s'", path, name);
+    return DATO_OK;
+}
+
+static dato_status write_int_attr(hid_t root, const char* path, const char* name, int64_t value, dato_error* err) {
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = space < 0 ? -1 : H5Acreate2(root, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_INT64, &value);
+    if (attr >= 0) rc |= H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot write attribute '%s'", path, name);
+    return DATO_OK;
+}
+
+static dato_status write_h5_contents(hid_t file, const char* path, const dato_fid_stats* stats,
+                                     const dato_stats_meta* meta, dato_error* err) {
+    hsize_t dims[2] = {(hsize_t)stats->dim, (hsize_t)stats->dim};
+    DATO_TRY(write_dataset(file, path, "mu", 1, dims, stats->mu, err));
+    DATO_TRY(write_dataset(file, path, "sigma", 2, dims, stats->sigma, err));
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open the root group", path);
+    dato_status st = write_string_attr(root, path, "format", DATO_STATS_FORMAT, err);
+    if (st == DATO_OK) st = write_int_attr(root, path, "version", DATO_STATS_VERSION, err);
+    if (st == DATO_OK) st = write_int_attr(root, path, "count", stats->count, err);
+    if (st == DATO_OK) st = write_string_attr(root, path, "extractor", meta->extractor, err);
+    if (st == DATO_OK) st = write_string_attr(root, path, "weights_hash", meta->weights_hash, err);
+    if (st == DATO_OK) st = write_string_attr(root, path, "preprocessing", meta->preprocessing, err);
+    if (st == DATO_OK) st = write_string_attr(root, path, "source", meta->source, err);
+    H5Gclose(root);
+    return st;
+}
+
+// Every field of meta must be NUL-terminated within its array.
+static dato_status check_meta(const dato_stats_meta* meta, const char* path, dato_error* err) {
+    const char* fields[4] = {meta->extractor, meta->weights_hash, meta->preprocessing, meta->source};
+    const size_t caps[4] = {sizeof meta->extractor, sizeof meta->weights_hash, sizeof meta->preprocessing,
+                            sizeof meta->source};
+    const char* names[4] = {"extractor", "weights_hash", "preprocessing", "source"};
+    for (int i = 0; i < 4; i++)
+        if (!memchr(fields[i], 0, caps[i]))
+            return dato_fail(err, DATO_ERR_INVALID, "%s: metadata field '%s' is not NUL-terminated", path, names[i]);
+    return DATO_OK;
+}
+
+dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, const dato_stats_meta* meta,
+                                dato_error* err) {
+    if (stats->dim < 1 || stats->dim > STATS_MAX_DIM || !stats->mu || !stats->sigma)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: statistics of dim %d have no mu/sigma or a bad dim", path,
+                         stats->dim);
+    if (stats->count < 0 || stats->count == 1)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: count %ld: must be 0 (unknown) or at least 2", path,
+                         stats->count);
+    DATO_TRY(check_meta(meta, path, err));
+    size_t dim = (size_t)stats->dim;
+    DATO_TRY(check_finite(stats->mu, dim, path, "mu", DATO_ERR_INVALID, err));
+    DATO_TRY(check_finite(stats->sigma, dim * dim, path, "sigma", DATO_ERR_INVALID, err));
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
+    h5_quiet quiet = h5_silence();
+    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    dato_status st;
+    if (file < 0) {
+        st = dato_fail(err, DATO_ERR_IO, "%s: cannot create the HDF5 file", tmp);
+    } else {
+        st = write_h5_contents(file, path, stats, meta, err);
+        if (H5Fclose(file) < 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: cannot close", tmp);
+    }
+    h5_restore(quiet);
+    if (st == DATO_OK && rename(tmp, path) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: cannot rename from %s", path, tmp);
+    if (st != DATO_OK) remove(tmp);
+    return st;
+}
+
+// Opens attribute name of root, scalar, of the given class; -1 and a message when it is missing
+// or is something else.
+static hid_t open_attr(hid_t root, const char* path, const char* name, H5T_class_t cls, dato_error* err) {
+    if (H5Aexists(root, name) <= 0) {
+        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
+        return -1;
+    }
+    hid_t attr = H5Aopen(root, name, H5P_DEFAULT);
+    hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
+    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
+    int ok = type >= 0 && space >= 0 && H5Tget_class(type) == cls && H5Sget_simple_extent_npoints(space) == 1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (!ok) {
+        if (attr >= 0) H5Aclose(attr);
+        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is not a single %s", path, name,
+                  cls == H5T_STRING ? "string" : "integer");
+        return -1;
+    }
+    return attr;
+}
+
+static dato_status read_string_attr(hid_t root, const char* path, const char* name, char* out, size_t cap,
+                                    dato_error* err) {
+    hid_t attr = open_attr(root, path, name, H5T_STRING, err);
+    if (attr < 0) return DATO_ERR_FORMAT;
+    hid_t type = H5Aget_type(attr);
+    dato_status st = DATO_OK;
+    if (H5Tis_variable_str(type) > 0) { // as h5py writes str attributes
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        char* value = NULL;
+        if (H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Aread(attr, mem, &value) < 0 || !value)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
+        else if (strlen(value) >= cap)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is longer than %zu bytes", path, name, cap - 1);
+        else
+            memcpy(out, value, strlen(value) + 1);
+        if (value) H5free_memory(value);
+        H5Tclose(mem);
+    } else {
+        size_t size = H5Tget_size(type);
+        if (size == 0 || size >= cap) {
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' has %zu bytes, at most %zu allowed", path, name,
+                           size, cap - 1);
+        } else {
+            memset(out, 0, cap);
+            if (H5Aread(attr, type, out) < 0)
+                st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
+            out[size] = 0; // a space- or NUL-padded value of exactly size bytes
+        }
+    }
+    H5Tclose(type);
+    H5Aclose(attr);
+    return st;
+}
+
+static dato_status read_int_attr(hid_t root, const char* path, const char* name, int64_t* out, dato_error* err) {
+    hid_t attr = open_attr(root, path, name, H5T_INTEGER, err);
+    if (attr < 0) return DATO_ERR_FORMAT;
+    herr_t rc = H5Aread(attr, H5T_NATIVE_INT64, out);
+    H5Aclose(attr);
+    if (rc < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
+    return DATO_OK;
+}
+
+// Opens dataset name (float32 or float64) and writes its shape; ndim must match.
+static hid_t open_float_dataset(hid_t file, const char* path, const char* name, int ndim, hsize_t* dims,
+                                dato_error* err) {
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+        dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' is missing", path, name);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t type = ds < 0 ? -1 : H5Dget_type(ds);
+    hid_t space = ds < 0 ? -1 : H5Dget_space(ds);
+    int is_float = type >= 0 && H5Tget_class(type) == H5T_FLOAT && (H5Tget_size(type) == 4 || H5Tget_size(type) == 8);
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (rank == ndim) H5Sget_simple_extent_dims(space, dims, NULL);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (!is_float || rank != ndim) {
+        if (ds >= 0) H5Dclose(ds);
+        dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' must be a %d-D float32/float64 array (%s, %d dims)", path,
+                  name, ndim, is_float ? "float" : "not float32/float64", rank);
+        return -1;
+    }
+    return ds;
+}
+
+static dato_status read_h5_contents(hid_t file, const char* path, dato_fid_stats* stats, dato_stats_meta* meta,
+                                    dato_error* err) {
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot open the root group", path);
+    char format[64];
+    int64_t version = 0, count = 0;
+    dato_status st = read_string_attr(root, path, "format", format, sizeof format, err);
+    if (st == DATO_OK && strcmp(format, DATO_STATS_FORMAT) != 0)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute 'format' is '%s', expected '%s'", path, format,
+                       DATO_STATS_FORMAT);
+    if (st == DATO_OK) st = read_int_attr(root, path, "version", &version, err);
+    if (st == DATO_OK && version != DATO_STATS_VERSION)
+        st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: version %lld, this build reads version %d", path,
+                       (long long)version, DATO_STATS_VERSION);
+    if (st == DATO_OK) st = read_int_attr(root, path, "count", &count, err);
+    if (st == DATO_OK && (count < 0 || count == 1))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute 'count' is %lld: must be 0 (unknown) or at least 2", path,
+                       (long long)count);
+    if (st == DATO_OK) st = read_string_attr(root, path, "extractor", meta->extractor, sizeof meta->extractor, err);
+    if (st == DATO_OK)
+        st = read_string_attr(root, path, "weights_hash", meta->weights_hash, sizeof meta->weights_hash, err);
+    if (st == DATO_OK)
+        st = read_string_attr(root, path, "preprocessing", meta->preprocessing, sizeof meta->preprocessing, err);
+    if (st == DATO_OK) st = read_string_attr(root, path, "source", meta->source, sizeof meta->source, err);
+    H5Gclose(root);
+    if (st != DATO_OK) return st;
+
+    hsize_t mu_dims[1], sigma_dims[2];
+    hid_t mu = open_float_dataset(file, path, "mu", 1, mu_dims, err);
+    if (mu < 0) return DATO_ERR_FORMAT;
+    hid_t sigma = open_float_dataset(file, path, "sigma", 2, sigma_dims, err);
+    if (sigma < 0) {
+        H5Dclose(mu);
+        return DATO_ERR_FORMAT;
+    }
+    if (mu_dims[0] < 1 || mu_dims[0] > STATS_MAX_DIM)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'mu' has %llu values, expected 1..%d", path,
+                       (unsigned long long)mu_dims[0], STATS_MAX_DIM);
+    else if (sigma_dims[0] != mu_dims[0] || sigma_dims[1] != mu_dims[0])
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'sigma' is (%llu, %llu), expected (%llu, %llu) to match 'mu'",
+                       path, (unsigned long long)sigma_dims[0], (unsigned long long)sigma_dims[1],
+                       (unsigned long long)mu_dims[0], (unsigned long long)mu_dims[0]);
+    if (st == DATO_OK) st = dato_fid_stats_alloc(stats, (int)mu_dims[0], err);
+    if (st == DATO_OK && (H5Dread(mu, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, stats->mu) < 0 ||
+                          H5Dread(sigma, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, stats->sigma) < 0))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read datasets 'mu' and 'sigma'", path);
+    H5Dclose(mu);
+    H5Dclose(sigma);
+    if (st != DATO_OK) return st;
+    stats->count = (long)count;
+    size_t dim = (size_t)stats->dim;
+    DATO_TRY(check_finite(stats->mu, dim, path, "mu", DATO_ERR_FORMAT, err));
+    return check_finite(stats->sigma, dim * dim, path, "sigma", DATO_ERR_FORMAT, err);
+}
+
+dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err) {
+    memset(stats, 0, sizeof *stats);
+    memset(meta, 0, sizeof *meta);
+    h5_quiet quiet = h5_silence();
+    dato_status st;
+    FILE* probe = fopen(path, "rb"); // tells a missing file (I/O) from one that is not HDF5 (format)
+    int readable = probe != NULL;
+    if (probe) fclose(probe);
+    if (!readable) {
+        st = dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
+    } else if (H5Fis_hdf5(path) <= 0) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
+    } else {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (file < 0) {
+            st = dato_fail(err, DATO_ERR_IO, "%s: cannot open the HDF5 file", path);
+        } else {
+            st = read_h5_contents(file, path, stats, meta, err);
+            H5Fclose(file);
+        }
+    }
+    h5_restore(quiet);
+    if (st != DATO_OK) dato_fid_stats_free(stats);
+    return st;
+}
+
+// ---- compatibility -----------------------------------------------------------------------------
+
+dato_status dato_stats_check_compatible(const dato_stats_meta* a, const char* label_a, const dato_stats_meta* b,
+                                        const char* label_b, dato_error* err) {
+    const char* names[3] = {"extractor", "weights hash", "preprocessing"};
+    const char* va[3] = {a->extractor, a->weights_hash, a->preprocessing};
+    const char* vb[3] = {b->extractor, b->weights_hash, b->preprocessing};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(va[i], vb[i]) != 0)
+            return dato_fail(err, DATO_ERR_INVALID,
+                             "statistics are not comparable: %s differs: '%s' (%s) vs '%s' (%s)", names[i], va[i],
+                             label_a, vb[i], label_b);
+    return DATO_OK;
+}
+
+dato_status dato_stats_fid(const dato_fid_stats* a, const dato_stats_meta* meta_a, const dato_fid_stats* b,
+                           const dato_stats_meta* meta_b, dato_fid_result* out, dato_error* err) {
+    memset(out, 0, sizeof *out);
+    const char* label_a = meta_a->source[0] ? meta_a->source : "first statistics";
+    const char* label_b = meta_b->source[0] ? meta_b->source : "second statistics";
+    DATO_TRY(dato_stats_check_compatible(meta_a, label_a, meta_b, label_b, err));
+    return dato_fid_from_stats(a, b, out, err);
+}
+
+// ---- .npy / .npz -------------------------------------------------------------------------------
+
+typedef struct {
+    const char* p;
+    const char* end;
+} cursor;
+
+static void skip_space(cursor* c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int accept(cursor* c, char ch) {
+    skip_space(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+// A quoted Python string literal without escapes, into out (cap bytes); 0 on failure.
+static int parse_quoted(cursor* c, char* out, size_t cap) {
+    skip_space(c);
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return 0;
+    char quote = *c->p++;
+    size_t len = 0;
+    while (c->p < c->end && *c->p != quote) {
+        if (*c->p == '\\' || len + 1 >= cap) return 0;
+        out[len++] = *c->p++;
+    }
+    if (c->p >= c->end) return 0;
+    c->p++;
+    out[len] = 0;
+    return 1;
+}
+
+// A shape tuple "(a, b,)": at most 2 non-negative dims below 2^40; *ndim set.
+static int parse_shape(cursor* c, int64_t* shape, int* ndim) {
+    if (!accept(c, '(')) return 0;
+    *ndim = 0;
+    for (;;) {
+        if (accept(c, ')')) return 1;
+        skip_space(c);
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9' || *ndim == 2) return 0;
+        int64_t v = 0;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+            v = v * 10 + (*c->p++ - '0');
+            if (v >= ((int64_t)1 << 40)) return 0;
+        }
+        shape[(*ndim)++] = v;
+        if (accept(c, ')')) return 1;
+        if (!accept(c, ',')) return 0;
+    }
+}
+
+dato_status dato_npy_parse(const unsigned char* bytes, size_t n, const char* label, dato_npy_array* out,
+                           dato_error* err) {
+    memset(out, 0, sizeof *out);
+    if (n < 10 || memcmp(bytes, "\x93NUMPY", 6) != 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: not an .npy array (bad magic or %zu bytes)", label, n);
+    int major = bytes[6], minor = bytes[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: .npy version %d.%d (1.0, 2.0 and 3.0 are read)", label, major,
+                         minor);
+    size_t header_len, start;
+    if (major == 1) {
+        header_len = (size_t)bytes[8] | (size_t)bytes[9] << 8;
+        start = 10;
+    } else {
+        if (n < 12) return dato_fail(err, DATO_ERR_FORMAT, "%s: truncated .npy header", label);
+        header_len = (size_t)bytes[8] | (size_t)bytes[9] << 8 | (size_t)bytes[10] << 16 | (size_t)bytes[11] << 24;
+        start = 12;
+    }
+    if (header_len > n - start)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header of %zu bytes overruns the %zu-byte array", label,
+                         header_len, n);
+    for (size_t i = start; i < start + header_len; i++)
+        if ((bytes[i] < 0x20 || bytes[i] > 0x7e) && bytes[i] != '\n')
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header has a non-ASCII byte 0x%02x at %zu", label,
+                             bytes[i], i);
+
+    cursor c = {(const char*)bytes + start, (const char*)bytes + start + header_len};
+    char descr[16] = "";
+    int fortran = -1, ndim = -1, seen_descr = 0;
+    if (!accept(&c, '{')) return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header is not a dict", label);
+    while (!accept(&c, '}')) {
+        char key[32];
+        if (!parse_quoted(&c, key, sizeof key) || !accept(&c, ':'))
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: expected a quoted key and ':'", label);
+        if (strcmp(key, "descr") == 0 && !seen_descr) {
+            if (!parse_quoted(&c, descr, sizeof descr))
+                return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: 'descr' is not a short string", label);
+            seen_descr = 1;
+        } else if (strcmp(key, "fortran_order") == 0 && fortran < 0) {
+            skip_space(&c);
+            if ((size_t)(c.end - c.p) >= 4 && memcmp(c.p, "True", 4) == 0) fortran = 1, c.p += 4;
+            else if ((size_t)(c.end - c.p) >= 5 && memcmp(c.p, "False", 5) == 0) fortran = 0, c.p += 5;
+            else return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: 'fortran_order' is not True/False", label);
+        } else if (strcmp(key, "shape") == 0 && ndim < 0) {
+            if (!parse_shape(&c, out->shape, &ndim))
+                return dato_fail(err, DATO_ERR_FORMAT,
+                                 "%s: .npy header: 'shape' is not a tuple of at most 2 dims below 2^40", label);
+        } else {
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: unexpected or repeated key '%s'", label, key);
+        }
+        if (!accept(&c, ',') && (skip_space(&c), c.p >= c.end || *c.p != '}'))
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: expected ',' or '}' after '%s'", label, key);
+    }
+    skip_space(&c);
+    if (c.p != c.end) return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header: text after the dict", label);
+    if (!seen_descr || fortran < 0 || ndim < 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: .npy header lacks %s", label,
+                         !seen_descr ? "'descr'" : fortran < 0 ? "'fortran_order'" : "'shape'");
+    if (strcmp(descr, "<f8") == 0) out->itemsize = 8;
+    else if (strcmp(descr, "<f4") == 0) out->itemsize = 4;
+    else return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: dtype '%s' (only '<f4' and '<f8' are read)", label, descr);
+    if (fortran)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: fortran_order True (only C-order arrays are read)", label);
+    out->ndim = ndim;
+    out->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (out->shape[i] && out->numel > INT64_MAX / out->shape[i])
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: shape (%lld, %lld) overflows", label, (long long)out->shape[0],
+                             (long long)out->shape[1]);
+        out->numel *= out->shape[i];
+    }
+    uint64_t data_bytes = (uint64_t)(n - start - header_len);
+    if ((uint64_t)out->numel > data_bytes / (uint64_t)out->itemsize ||
+        (uint64_t)out->numel * (uint64_t)out->itemsize != data_bytes)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: shape needs %lld values of %d bytes but %llu data bytes follow",
+                         label, (long long)out->numel, out->itemsize, (unsigned long long)data_bytes);
+    out->data = bytes + start + header_len;
+    return DATO_OK;
+}
+
+// Reads entry name of the open archive z into a malloc'd buffer.
+static dato_status read_zip_entry(zip_t* z, const char* path, const char* name, unsigned char** out, size_t* n,
+                                  dato_error* err) {
+    *out = NULL;
+    zip_int64_t index = zip_name_locate(z, name, 0);
+    if (index < 0) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: entry '%s' is missing", path, name);
+    zip_stat_t info;
+    if (zip_stat_index(z, (zip_uint64_t)index, 0, &info) != 0 || !(info.valid & ZIP_STAT_SIZE))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: entry '%s': no size", path, name);
+    if (info.size > NPZ_MAX_ENTRY)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: entry '%s' has %llu bytes, more than the %llu read", path,
+                         name, (unsigned long long)info.size, (unsigned long long)NPZ_MAX_ENTRY);
+    unsigned char* buf = malloc(info.size ? (size_t)info.size : 1);
+    if (!buf) return dato_fail(err, DATO_ERR_NOMEM, "%s: entry '%s': cannot allocate %llu bytes", path, name,
+                               (unsigned long long)info.size);
+    zip_file_t* f = zip_fopen_index(z, (zip_uint64_t)index, 0);
+    zip_int64_t got = f ? zip_fread(f, buf, info.size) : -1;
+    if (f) zip_fclose(f);
+    if (got < 0 || (zip_uint64_t)got != info.size) {
+        free(buf);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: entry '%s': read %lld of %llu bytes (corrupt archive)", path, name,
+                         (long long)got, (unsigned long long)info.size);
+    }
+    *out = buf;
+    *n = (size_t)info.size;
+    return DATO_OK;
+}
+
+// Converts an array of float32/float64 to double (the bytes may be unaligned).
+static void npy_to_double(const dato_npy_array* a, double* dst) {
+    for (int64_t i = 0; i < a->numel; i++) {
+        if (a->itemsize == 8) {
+            memcpy(&dst[i], a->data + i * 8, 8);
+        } else {
+            float v;
+            memcpy(&v, a->data + i * 4, 4);
+            dst[i] = v;
+        }
+    }
+}
+
+static dato_status read_npz_contents(zip_t* z, const char* path, dato_fid_stats* stats, dato_error* err) {
+    unsigned char *mu_bytes = NULL, *sigma_bytes = NULL;
+    size_t mu_n = 0, sigma_n = 0;
+    dato_npy_array mu, sigma;
+    char mu_label[4200], sigma_label[4200];
+    snprintf(mu_label, sizeof mu_label, "%s: entry 'mu.npy'", path);
+    snprintf(sigma_label, sizeof sigma_label, "%s: entry 'sigma.npy'", path);
+    dato_status st = read_zip_entry(z, path, "mu.npy", &mu_bytes, &mu_n, err);
+    if (st == DATO_OK) st = read_zip_entry(z, path, "sigma.npy", &sigma_bytes, &sigma_n, err);
+    if (st == DATO_OK) st = dato_npy_parse(mu_bytes, mu_n, mu_label, &mu, err);
+    if (st == DATO_OK) st = dato_npy_parse(sigma_bytes, sigma_n, sigma_label, &sigma, err);
+    if (st == DATO_OK && (mu.ndim != 1 || mu.shape[0] < 1 || mu.shape[0] > STATS_MAX_DIM))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: 'mu' must be 1-D with 1..%d values (%d dims, first %lld)", path,
+                       STATS_MAX_DIM, mu.ndim, (long long)(mu.ndim ? mu.shape[0] : 0));
+    if (st == DATO_OK && (sigma.ndim != 2 || sigma.shape[0] != mu.shape[0] || sigma.shape[1] != mu.shape[0]))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: 'sigma' must be (%lld, %lld) to match 'mu', got %d dims (%lld, %lld)",
+                       path, (long long)mu.shape[0], (long long)mu.shape[0], sigma.ndim,
+                       (long long)(sigma.ndim > 0 ? sigma.shape[0] : 0), (long long)(sigma.ndim > 1 ? sigma.shape[1] : 0));
+    if (st == DATO_OK) st = dato_fid_stats_alloc(stats, (int)mu.shape[0], err);
+    if (st == DATO_OK) {
+        npy_to_double(&mu, stats->mu);
+        npy_to_double(&sigma, stats->sigma);
+        st = check_finite(stats->mu, (size_t)mu.numel, path, "mu", DATO_ERR_FORMAT, err);
+        if (st == DATO_OK) st = check_finite(stats->sigma, (size_t)sigma.numel, path, "sigma", DATO_ERR_FORMAT, err);
+    }
+    free(mu_bytes);
+    free(sigma_bytes);
+    return st;
+}
+
+dato_status dato_stats_read_npz(const char* path, dato_fid_stats* stats, dato_error* err) {
+    memset(stats, 0, sizeof *stats);
+    int code = 0;
+    zip_t* z = zip_open(path, ZIP_RDONLY, &code);
+    if (!z) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, code);
+        dato_status st = dato_fail(err, code == ZIP_ER_NOENT || code == ZIP_ER_OPEN ? DATO_ERR_IO : DATO_ERR_FORMAT,
+                                   "%s: cannot open as .npz (zip): %s", path, zip_error_strerror(&ze));
+        zip_error_fini(&ze);
+        return st;
+    }
+    dato_status st = read_npz_contents(z, path, stats, err);
+    zip_discard(z);
+    if (st != DATO_OK) dato_fid_stats_free(stats);
+    return st;
+}

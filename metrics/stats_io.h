@@ -1,0 +1,69 @@
+// FID reference statistics on disk (docs/FID.md §8): dato's own HDF5 files, which carry what the
+// statistics were taken with, and import of the .npz files of pytorch-fid / TTUR and of ADM's
+// reference batches (openai/guided-diffusion), whose `mu` and `sigma` entries are .npy arrays.
+//
+// HDF5 layout ("dato-fid-stats" version 1): datasets /mu (dim) and /sigma (dim, dim), float64
+// (float32 accepted on read); root attributes format = "dato-fid-stats", version = 1,
+// count (int64), extractor, weights_hash, preprocessing, source (strings).
+#ifndef DATO_STATS_IO_H
+#define DATO_STATS_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fid.h"
+#include "status.h"
+
+#define DATO_STATS_FORMAT "dato-fid-stats"
+#define DATO_STATS_VERSION 1
+
+// What the statistics were taken with. Two statistics are comparable only when extractor,
+// weights_hash and preprocessing all agree (docs/FID.md §2.6, §10.7).
+typedef struct {
+    char extractor[128];    // feature network, e.g. "pytorch-fid-inception-v3-pool3"
+    char weights_hash[128]; // hash of its weights file
+    char preprocessing[64]; // resize/normalisation mode, e.g. "pytorch-fid", "tf1-legacy", "clean"
+    char source[512];       // free text: the data set or run behind the statistics
+} dato_stats_meta;
+
+// Writes stats and meta to path (via path.tmp and a rename: no partial file is left at path).
+// stats->count is the number of images behind the statistics: at least 2, or 0 when unknown
+// (statistics imported from .npz). Non-finite values are refused.
+dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, const dato_stats_meta* meta,
+                                dato_error* err);
+// Reads and validates a file written by dato_stats_write_h5. stats is allocated here (free with
+// dato_fid_stats_free). A missing dataset or attribute, a wrong shape, a non-float dataset, a
+// wrong format name or version, or non-finite values are refused with a message naming them.
+dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err);
+
+// Refuses (DATO_ERR_INVALID) two statistics whose extractor, weights hash or preprocessing
+// differ, naming the field and both values; labels name the two sides in the message.
+// An empty field differs from a filled one: imported statistics need their metadata filled in.
+dato_status dato_stats_check_compatible(const dato_stats_meta* a, const char* label_a, const dato_stats_meta* b,
+                                        const char* label_b, dato_error* err);
+// dato_stats_check_compatible (the sources label the sides), then the Fréchet distance.
+dato_status dato_stats_fid(const dato_fid_stats* a, const dato_stats_meta* meta_a, const dato_fid_stats* b,
+                           const dato_stats_meta* meta_b, dato_fid_result* out, dato_error* err);
+
+// Imports `mu` and `sigma` from an .npz archive (stored or deflated entries; other entries such
+// as ADM's arr_0 images are ignored). count is set to 0: .npz files do not record it. The caller
+// fills the dato_stats_meta: the file does not say what produced it.
+dato_status dato_stats_read_npz(const char* path, dato_fid_stats* stats, dato_error* err);
+
+// One parsed .npy array: float32 or float64, C order, little-endian, at most 2 dims.
+typedef struct {
+    int itemsize;        // 4 ('<f4') or 8 ('<f8')
+    int ndim;            // 0, 1 or 2
+    int64_t shape[2];
+    int64_t numel;
+    const unsigned char* data; // numel * itemsize bytes inside the parsed buffer, maybe unaligned
+} dato_npy_array;
+
+// Parses an .npy file held in bytes (n bytes; v1, v2 or v3 header). label names it in messages.
+// Refuses a bad magic or version, a header that overruns the buffer or is not a dict with exactly
+// 'descr', 'fortran_order' and 'shape', a dtype other than '<f4'/'<f8', fortran_order True,
+// more than 2 dims, negative or overflowing dims, and a data size that does not match the shape.
+dato_status dato_npy_parse(const unsigned char* bytes, size_t n, const char* label, dato_npy_array* out,
+                           dato_error* err);
+
+#endif

@@ -1,0 +1,303 @@
+// FID statistics files (metrics/stats_io.c): HDF5 round trip and validation, the comparability
+// check, .npz files written by numpy (tools/make_fid_fixtures.py) and hostile .npy headers.
+#include <hdf5.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stats_io.h"
+#include "test_util.h"
+
+#define FIX "tests/fixtures/fid/"
+
+// The dim-4 statistics of the fixture script (MU4, SIGMA4).
+static const double MU4[4] = {0.5, -1.25, 3.0, 0.1};
+static const double SIGMA4[16] = {2.0, 0.5, 0.0, -0.25, 0.5, 1.0, 0.125, 0.0, 0.0, 0.125, 0.75, 0.3, -0.25, 0.0, 0.3, 1.5};
+
+static dato_stats_meta make_meta(const char* extractor, const char* hash, const char* mode, const char* source) {
+    dato_stats_meta m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.extractor, sizeof m.extractor, "%s", extractor);
+    snprintf(m.weights_hash, sizeof m.weights_hash, "%s", hash);
+    snprintf(m.preprocessing, sizeof m.preprocessing, "%s", mode);
+    snprintf(m.source, sizeof m.source, "%s", source);
+    return m;
+}
+
+static void test_round_trip(const char* path) {
+    dato_error err;
+    dato_fid_stats s, back;
+    int d = 5;
+    CHECK(dato_fid_stats_alloc(&s, d, &err) == DATO_OK, "%s", err.msg);
+    s.count = 1234;
+    for (int i = 0; i < d; i++) {
+        s.mu[i] = 0.1 * i - 1.0 / 3;
+        for (int j = 0; j < d; j++) s.sigma[i * d + j] = (i == j ? 2.0 : 0.0) + 1.0 / (1 + i + j);
+    }
+    dato_stats_meta meta = make_meta("pytorch-fid-inception-v3-pool3", "6726825d", "pytorch-fid", "coco 5k val");
+    CHECK(dato_stats_write_h5(path, &s, &meta, &err) == DATO_OK, "%s", err.msg);
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(access(tmp, F_OK) != 0, "temporary file %s left behind", tmp);
+    dato_stats_meta got;
+    CHECK(dato_stats_read_h5(path, &back, &got, &err) == DATO_OK, "%s", err.msg);
+    double max_diff = 0;
+    for (int i = 0; i < d && back.mu; i++) {
+        max_diff = fmax(max_diff, fabs(back.mu[i] - s.mu[i]));
+        for (int j = 0; j < d; j++) max_diff = fmax(max_diff, fabs(back.sigma[i * d + j] - s.sigma[i * d + j]));
+    }
+    printf("HDF5 round trip: dim %d count %ld, max diff %g\n", back.dim, back.count, max_diff);
+    CHECK(back.dim == d && back.count == 1234 && max_diff == 0, "round trip differs");
+    CHECK(memcmp(&got, &meta, sizeof meta) == 0, "metadata differ: '%s' '%s' '%s' '%s'", got.extractor,
+          got.weights_hash, got.preprocessing, got.source);
+
+    // Same metadata: FID of a statistic with itself is 0. Any differing key is refused, naming both values.
+    dato_fid_result r;
+    CHECK(dato_stats_fid(&s, &meta, &back, &got, &r, &err) == DATO_OK && fabs(r.fid) < 1e-12, "FID %g: %s", r.fid,
+          err.msg);
+    dato_stats_meta other = make_meta("clip-vit-l14", "6726825d", "pytorch-fid", "samples");
+    CHECK(dato_stats_fid(&s, &meta, &back, &other, &r, &err) == DATO_ERR_INVALID &&
+              strstr(err.msg, "extractor") && strstr(err.msg, "'pytorch-fid-inception-v3-pool3'") &&
+              strstr(err.msg, "'clip-vit-l14'"),
+          "%s", err.msg);
+    other = make_meta("pytorch-fid-inception-v3-pool3", "deadbeef", "pytorch-fid", "samples");
+    CHECK(dato_stats_fid(&s, &meta, &back, &other, &r, &err) == DATO_ERR_INVALID && strstr(err.msg, "weights hash") &&
+              strstr(err.msg, "'6726825d'") && strstr(err.msg, "'deadbeef'"),
+          "%s", err.msg);
+    other = make_meta("pytorch-fid-inception-v3-pool3", "6726825d", "clean", "samples");
+    CHECK(dato_stats_fid(&s, &meta, &back, &other, &r, &err) == DATO_ERR_INVALID && strstr(err.msg, "preprocessing") &&
+              strstr(err.msg, "'pytorch-fid'") && strstr(err.msg, "'clean'"),
+          "%s", err.msg);
+    printf("refused: %s\n", err.msg);
+
+    // Bad statistics are not written.
+    s.count = 1;
+    CHECK(dato_stats_write_h5(path, &s, &meta, &err) == DATO_ERR_INVALID && strstr(err.msg, "count"), "%s", err.msg);
+    s.count = 10;
+    s.sigma[3] = NAN;
+    CHECK(dato_stats_write_h5(path, &s, &meta, &err) == DATO_ERR_INVALID && strstr(err.msg, "'sigma'[3]"), "%s",
+          err.msg);
+    dato_fid_stats_free(&s);
+    dato_fid_stats_free(&back);
+}
+
+// A hand-made HDF5 file for the validation tests: float32 or int datasets, shapes, attributes left out.
+typedef struct {
+    hid_t mu_type, sigma_type;
+    hsize_t sigma_rows, sigma_cols;
+    const char* skip_attr; // attribute not written
+    const char* format;
+    int64_t version;
+} h5_spec;
+
+static void write_attr_string(hid_t root, const char* name, const char* value) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, strlen(value) + 1);
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(root, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, type, value);
+    H5Aclose(a), H5Sclose(space), H5Tclose(type);
+}
+
+static void write_h5_spec(const char* path, const h5_spec* spec) {
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t mu_dims[1] = {4}, sigma_dims[2] = {spec->sigma_rows, spec->sigma_cols};
+    double sigma[64] = {0}; // up to (8, 8)
+    for (hsize_t i = 0; i < 4 && i < spec->sigma_rows && spec->sigma_cols == 4; i++)
+        for (int j = 0; j < 4; j++) sigma[i * 4 + j] = SIGMA4[i * 4 + j];
+    hid_t space = H5Screate_simple(1, mu_dims, NULL);
+    hid_t ds = H5Dcreate2(file, "mu", spec->mu_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, MU4);
+    H5Dclose(ds), H5Sclose(space);
+    if (spec->sigma_rows) {
+        space = H5Screate_simple(2, sigma_dims, NULL);
+        ds = H5Dcreate2(file, "sigma", spec->sigma_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, sigma);
+        H5Dclose(ds), H5Sclose(space);
+    }
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    const char* strings[5][2] = {{"format", spec->format},         {"extractor", "inception"},
+                                 {"weights_hash", "6726825d"},     {"preprocessing", "tf1-legacy"},
+                                 {"source", "hand-made"}};
+    for (int i = 0; i < 5; i++)
+        if (!spec->skip_attr || strcmp(spec->skip_attr, strings[i][0]) != 0)
+            write_attr_string(root, strings[i][0], strings[i][1]);
+    int64_t ints[2] = {spec->version, 50000};
+    const char* int_names[2] = {"version", "count"};
+    for (int i = 0; i < 2; i++) {
+        if (spec->skip_attr && strcmp(spec->skip_attr, int_names[i]) == 0) continue;
+        space = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(root, int_names[i], H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_INT64, &ints[i]);
+        H5Aclose(a), H5Sclose(space);
+    }
+    H5Gclose(root);
+    H5Fclose(file);
+}
+
+static void test_h5_validation(const char* path) {
+    dato_error err;
+    dato_fid_stats s;
+    dato_stats_meta meta;
+    h5_spec good = {H5T_IEEE_F32LE, H5T_IEEE_F32LE, 4, 4, NULL, DATO_STATS_FORMAT, 1};
+    write_h5_spec(path, &good);
+    CHECK(dato_stats_read_h5(path, &s, &meta, &err) == DATO_OK, "%s", err.msg);
+    double max_diff = 0;
+    for (int i = 0; i < 16 && s.sigma; i++) max_diff = fmax(max_diff, fabs(s.sigma[i] - (float)SIGMA4[i]));
+    for (int i = 0; i < 4 && s.mu; i++) max_diff = fmax(max_diff, fabs(s.mu[i] - (float)MU4[i]));
+    printf("float32 HDF5 stats: max diff to the float32 values %g\n", max_diff);
+    CHECK(s.dim == 4 && s.count == 50000 && max_diff == 0 && strcmp(meta.preprocessing, "tf1-legacy") == 0,
+          "float32 file read wrong");
+    dato_fid_stats_free(&s);
+
+    struct {
+        h5_spec spec;
+        const char* expect; // in the message
+    } bad[] = {
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 0, 0, NULL, DATO_STATS_FORMAT, 1}, "dataset 'sigma' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 3, NULL, DATO_STATS_FORMAT, 1}, "'sigma' is (4, 3)"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 8, 8, NULL, DATO_STATS_FORMAT, 1}, "'sigma' is (8, 8)"},
+        {{H5T_STD_I32LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1}, "dataset 'mu' must be"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "weights_hash", DATO_STATS_FORMAT, 1}, "'weights_hash' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "count", DATO_STATS_FORMAT, 1}, "'count' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, "other-stats", 1}, "'other-stats'"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 2}, "version 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_h5_spec(path, &bad[i].spec);
+        dato_status st = dato_stats_read_h5(path, &s, &meta, &err);
+        CHECK(st != DATO_OK && strstr(err.msg, bad[i].expect) && s.mu == NULL, "case %zu: expected '%s', got %s", i,
+              bad[i].expect, err.msg);
+        printf("refused: %s\n", err.msg);
+    }
+    CHECK(dato_stats_read_h5(FIX "stats_dim4.npz", &s, &meta, &err) == DATO_ERR_FORMAT &&
+              strstr(err.msg, "not an HDF5 file"),
+          "%s", err.msg);
+    CHECK(dato_stats_read_h5(FIX "absent.h5", &s, &meta, &err) == DATO_ERR_IO, "%s", err.msg);
+}
+
+static void test_npz(void) {
+    dato_error err;
+    dato_fid_stats s;
+    CHECK(dato_stats_read_npz(FIX "stats_dim4.npz", &s, &err) == DATO_OK, "%s", err.msg);
+    int exact = s.dim == 4 && s.count == 0 && memcmp(s.mu, MU4, sizeof MU4) == 0 &&
+                memcmp(s.sigma, SIGMA4, sizeof SIGMA4) == 0;
+    printf("pytorch-fid .npz (deflated, <f8): exact %d\n", exact);
+    CHECK(exact, "stats_dim4.npz read wrong");
+    dato_fid_stats_free(&s);
+
+    CHECK(dato_stats_read_npz(FIX "stats_dim4_adm.npz", &s, &err) == DATO_OK, "%s", err.msg);
+    exact = s.dim == 4 && memcmp(s.sigma, SIGMA4, sizeof SIGMA4) == 0;
+    for (int i = 0; i < 4 && exact; i++) exact = s.mu[i] == (double)(float)MU4[i];
+    printf("ADM .npz (stored, <f4 mu, arr_0 ignored): exact %d\n", exact);
+    CHECK(exact, "stats_dim4_adm.npz read wrong");
+    dato_fid_stats_free(&s);
+
+    struct {
+        const char* file;
+        dato_status status;
+        const char* expect;
+    } bad[] = {
+        {FIX "fortran_order.npz", DATO_ERR_UNSUPPORTED, "fortran_order True"},
+        {FIX "big_endian.npz", DATO_ERR_UNSUPPORTED, "dtype '>f8'"},
+        {FIX "sigma_shape.npz", DATO_ERR_FORMAT, "'sigma' must be (4, 4)"},
+        {FIX "no_sigma.npz", DATO_ERR_NOT_FOUND, "entry 'sigma.npy' is missing"},
+        {FIX "not_a_zip.npz", DATO_ERR_FORMAT, "cannot open as .npz"},
+        {FIX "absent.npz", DATO_ERR_IO, "cannot open as .npz"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dato_status st = dato_stats_read_npz(bad[i].file, &s, &err);
+        CHECK(st == bad[i].status && strstr(err.msg, bad[i].expect) && s.mu == NULL, "%s: status %d, message %s",
+              bad[i].file, (int)st, err.msg);
+        printf("refused: %s\n", err.msg);
+    }
+}
+
+// An .npy buffer: magic, version, header (padded to 16 like numpy, then '\n'), then data_bytes bytes.
+static size_t make_npy(unsigned char* buf, int major, const char* header, size_t data_bytes) {
+    size_t pre = major == 1 ? 10 : 12, len = strlen(header);
+    size_t padded = (pre + len + 1 + 15) / 16 * 16 - pre;
+    memcpy(buf, "\x93NUMPY", 6);
+    buf[6] = (unsigned char)major, buf[7] = 0;
+    for (size_t i = 0; i < (major == 1 ? 2u : 4u); i++) buf[8 + i] = (unsigned char)(padded >> (8 * i));
+    memcpy(buf + pre, header, len);
+    memset(buf + pre + len, ' ', padded - len - 1);
+    buf[pre + padded - 1] = '\n';
+    for (size_t i = 0; i < data_bytes; i++) buf[pre + padded + i] = (unsigned char)i;
+    return pre + padded + data_bytes;
+}
+
+static void test_npy_headers(void) {
+    unsigned char buf[512];
+    dato_npy_array a;
+    dato_error err;
+    size_t n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 48);
+    CHECK(dato_npy_parse(buf, n, "v1", &a, &err) == DATO_OK && a.ndim == 2 && a.shape[0] == 2 && a.shape[1] == 3 &&
+              a.itemsize == 8 && a.data == buf + n - 48,
+          "%s", err.msg);
+    n = make_npy(buf, 2, "{\"shape\": (5,), \"fortran_order\": False, \"descr\": \"<f4\"}", 20);
+    CHECK(dato_npy_parse(buf, n, "v2", &a, &err) == DATO_OK && a.ndim == 1 && a.numel == 5 && a.itemsize == 4, "%s",
+          err.msg);
+    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
+    CHECK(dato_npy_parse(buf, n, "scalar", &a, &err) == DATO_OK && a.ndim == 0 && a.numel == 1, "%s", err.msg);
+
+    struct {
+        const char* header;
+        size_t data_bytes;
+        const char* expect;
+    } bad[] = {
+        {"{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", 16, "dtype '<i8'"},
+        {"{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", 32, "fortran_order True"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2, 2), }", 64, "'shape' is not a tuple"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }", 8, "'shape' is not a tuple"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999,), }", 8, "'shape' is not a tuple"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627775, 1099511627775), }", 8, "overflows"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627775, 8388608), }", 8, "data bytes"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", 16, "needs 3 values"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", 16, "needs 1 values"},
+        {"{'descr': '<f8', 'shape': (2,), }", 16, "lacks 'fortran_order'"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'extra': 1}", 16, "unexpected or repeated key 'extra'"},
+        {"{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (2,)}", 16, "repeated key 'descr'"},
+        {"{'descr': '<f8, 'fortran_order': False, 'shape': (2,)}", 16, "expected ',' or '}'"},
+        {"{'descr': '<f8' 'fortran_order': False, 'shape': (2,)}", 16, "expected ',' or '}'"},
+        {"{'descr': '<f8', 'fortran_order': Nope, 'shape': (2,)}", 16, "not True/False"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)} junk", 16, "text after the dict"},
+        {"['descr', '<f8']", 16, "not a dict"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)", 16, "expected ',' or '}' after 'shape'"},
+        {"{'descr': '<f\\x38', 'fortran_order': False, 'shape': (2,)}", 16, "not a short string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n = make_npy(buf, 1, bad[i].header, bad[i].data_bytes);
+        dato_status st = dato_npy_parse(buf, n, "hostile", &a, &err);
+        CHECK(st != DATO_OK && strstr(err.msg, bad[i].expect), "case %zu: expected '%s', got '%s'", i, bad[i].expect,
+              st == DATO_OK ? "accepted" : err.msg);
+    }
+    // Framing: bad magic, unknown version, a header length past the end, a control byte, too short.
+    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
+    buf[1] = 'X';
+    CHECK(dato_npy_parse(buf, n, "magic", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "bad magic"), "%s", err.msg);
+    buf[1] = 'N', buf[6] = 4;
+    CHECK(dato_npy_parse(buf, n, "version", &a, &err) == DATO_ERR_UNSUPPORTED && strstr(err.msg, "4.0"), "%s",
+          err.msg);
+    buf[6] = 1, buf[8] = 0xff, buf[9] = 0xff;
+    CHECK(dato_npy_parse(buf, n, "overrun", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "overruns"), "%s",
+          err.msg);
+    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
+    buf[12] = 0x01;
+    CHECK(dato_npy_parse(buf, n, "control", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "non-ASCII"), "%s",
+          err.msg);
+    CHECK(dato_npy_parse(buf, 9, "short", &a, &err) == DATO_ERR_FORMAT, "9 bytes accepted");
+    n = make_npy(buf, 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
+    CHECK(dato_npy_parse(buf, 11, "short v2", &a, &err) == DATO_ERR_FORMAT, "11-byte v2 accepted");
+    printf("hostile .npy headers: %zu refused with their messages\n", sizeof bad / sizeof bad[0] + 6);
+}
+
+int main(void) {
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/dato_test_stats_io_%d.h5", (int)getpid());
+    test_round_trip(path);
+    test_h5_validation(path);
+    remove(path);
+    test_npz();
+    test_npy_headers();
+    return test_summary();
+}
