@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "inception.h"
+#include "safetensors.h"
 
 #define BN_EPS 1e-3 // TF's BatchNorm epsilon, kept by the port
 #define MIN_SIZE 75 // smallest H, W for which every stage has an output pixel
@@ -407,4 +408,59 @@ dato_status dato_inception_forward(dato_inception* net, const dato_tensor* image
     }
     dato_arena a = dato_arena_over(net->workspace, net->workspace_bytes);
     return forward_impl(net, net->be, &a, images, features, err);
+}
+
+// ---- seeded weights (parity fixtures, benchmarks, tests without the real file) ------------------
+
+// v in [-1, 1) for element k of tensor i: the hash tools/make_inception_fixtures.py implements too.
+static double hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
+    uint32_t h = seed ^ (i * 0x9E3779B9u) ^ (k * 0x85EBCA6Bu);
+    h ^= h >> 16;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15;
+    h *= 0x846CA68Bu;
+    h ^= h >> 16;
+    return 2.0 * ((double)(h >> 8) / (double)(1u << 24)) - 1.0;
+}
+
+static const char* const KINDS[5] = {"conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
+
+// Tensor j (0..4, KINDS order) of unit u, index i = 5u + j in the script's order.
+static void seeded_tensor(float* dst, const dato_inception_unit* u, int i, int j, uint32_t seed) {
+    int64_t n = j == 0 ? (int64_t)u->cout * u->cin * u->kh * u->kw : u->cout;
+    double fan_in = (double)u->cin * u->kh * u->kw;
+    for (int64_t k = 0; k < n; k++) {
+        double v = hash_uniform(seed, (uint32_t)i, (uint32_t)k);
+        double x = j == 0 ? v * sqrt(6.0 / fan_in) : j == 1 ? 1.0 + 0.2 * v : j == 4 ? 1.0 + 0.5 * v : 0.1 * v;
+        dst[k] = (float)x; // the script rounds the double to f32 the same way
+    }
+}
+
+// Writes the seeded state dict (all 470 unit tensors, plus an unused fc.bias) to path.
+dato_status dato_inception_write_seeded(const dato_inception* net, const char* path, uint32_t seed, dato_error* err) {
+    enum { N = DATO_INCEPTION_UNITS * 5 + 1 };
+    dato_st_write_entry* e = calloc(N, sizeof *e);
+    char (*names)[96] = calloc(N, sizeof *names);
+    int64_t (*shapes)[4] = calloc(N, sizeof *shapes);
+    float** data = calloc(N, sizeof *data);
+    for (int u = 0; u < DATO_INCEPTION_UNITS; u++) {
+        const dato_inception_unit* un = &net->units[u];
+        for (int j = 0; j < 5; j++) {
+            int i = 5 * u + j;
+            snprintf(names[i], sizeof names[i], "%s.%s", un->name, KINDS[j]);
+            int64_t ws[4] = {un->cout, un->cin, un->kh, un->kw};
+            memcpy(shapes[i], ws, sizeof ws);
+            int64_t n = j == 0 ? ws[0] * ws[1] * ws[2] * ws[3] : un->cout;
+            data[i] = malloc((size_t)n * sizeof(float));
+            seeded_tensor(data[i], un, i, j, seed);
+            e[i] = (dato_st_write_entry){names[i], DATO_F32, j == 0 ? 4 : 1, shapes[i], data[i]};
+        }
+    }
+    shapes[N - 1][0] = 1008;
+    data[N - 1] = calloc(1008, sizeof(float));
+    e[N - 1] = (dato_st_write_entry){"fc.bias", DATO_F32, 1, shapes[N - 1], data[N - 1]};
+    dato_status st = dato_safetensors_write(path, e, N, NULL, err);
+    for (int i = 0; i < N; i++) free(data[i]);
+    free(data), free(shapes), free(names), free(e);
+    return st;
 }

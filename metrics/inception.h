@@ -42,5 +42,9 @@ dato_status dato_inception_load(dato_inception* net, const dato_tensor_source* s
 dato_status dato_inception_forward(dato_inception* net, const dato_tensor* images, dato_tensor* features,
                                    dato_error* err);
 void dato_inception_free(dato_inception* net);
+// Writes a safetensors state dict in the exact shapes, filled by a seeded integer hash (He-scaled
+// convs, BatchNorm near identity) that tools/make_inception_fixtures.py reproduces: the parity
+// fixtures' weights, and weights for benchmarks and tests where the real file is absent.
+dato_status dato_inception_write_seeded(const dato_inception* net, const char* path, uint32_t seed, dato_error* err);
 
 #endif

@@ -20,7 +20,7 @@
 #define FIXTURE "tests/fixtures/inception/features.safetensors"
 #define TRUNCATED_PTH "tests/fixtures/inception/truncated.pth"
 
-// v in [-1, 1) for element k of tensor i: the hash of make_inception_fixtures.py.
+// v in [-1, 1) for element k of tensor i: the hash the weights generator uses (metrics/inception.c).
 static double hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
     uint32_t h = seed ^ (i * 0x9E3779B9u) ^ (k * 0x85EBCA6Bu);
     h ^= h >> 16;
@@ -29,48 +29,6 @@ static double hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
     h *= 0x846CA68Bu;
     h ^= h >> 16;
     return 2.0 * ((double)(h >> 8) / (double)(1u << 24)) - 1.0;
-}
-
-static const char* const KINDS[5] = {"conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"};
-
-// Tensor j (0..4, KINDS order) of unit u, index i = 5u + j in the script's order.
-static void seeded_tensor(float* dst, const dato_inception_unit* u, int i, int j, uint32_t seed) {
-    int64_t n = j == 0 ? (int64_t)u->cout * u->cin * u->kh * u->kw : u->cout;
-    double fan_in = (double)u->cin * u->kh * u->kw;
-    for (int64_t k = 0; k < n; k++) {
-        double v = hash_uniform(seed, (uint32_t)i, (uint32_t)k);
-        double x = j == 0 ? v * sqrt(6.0 / fan_in) : j == 1 ? 1.0 + 0.2 * v : j == 4 ? 1.0 + 0.5 * v : 0.1 * v;
-        dst[k] = (float)x; // the script rounds the double to f32 the same way
-    }
-}
-
-// Writes the seeded state dict (all 470 unit tensors, plus an unused fc.bias) to path.
-static dato_status write_seeded_weights(const dato_inception* net, const char* path, uint32_t seed, dato_error* err) {
-    enum { N = DATO_INCEPTION_UNITS * 5 + 1 };
-    dato_st_write_entry* e = calloc(N, sizeof *e);
-    char (*names)[96] = calloc(N, sizeof *names);
-    int64_t (*shapes)[4] = calloc(N, sizeof *shapes);
-    float** data = calloc(N, sizeof *data);
-    for (int u = 0; u < DATO_INCEPTION_UNITS; u++) {
-        const dato_inception_unit* un = &net->units[u];
-        for (int j = 0; j < 5; j++) {
-            int i = 5 * u + j;
-            snprintf(names[i], sizeof names[i], "%s.%s", un->name, KINDS[j]);
-            int64_t ws[4] = {un->cout, un->cin, un->kh, un->kw};
-            memcpy(shapes[i], ws, sizeof ws);
-            int64_t n = j == 0 ? ws[0] * ws[1] * ws[2] * ws[3] : un->cout;
-            data[i] = malloc((size_t)n * sizeof(float));
-            seeded_tensor(data[i], un, i, j, seed);
-            e[i] = (dato_st_write_entry){names[i], DATO_F32, j == 0 ? 4 : 1, shapes[i], data[i]};
-        }
-    }
-    shapes[N - 1][0] = 1008;
-    data[N - 1] = calloc(1008, sizeof(float));
-    e[N - 1] = (dato_st_write_entry){"fc.bias", DATO_F32, 1, shapes[N - 1], data[N - 1]};
-    dato_status st = dato_safetensors_write(path, e, N, NULL, err);
-    for (int i = 0; i < N; i++) free(data[i]);
-    free(data), free(shapes), free(names), free(e);
-    return st;
 }
 
 static void seeded_images(float* x, int batch, uint32_t seed) { // (B, 3, 299, 299)
@@ -168,7 +126,7 @@ int main(void) {
     test_truncated_pth(&net);
     test_misshaped(&net, dir);
 
-    CHECK(write_seeded_weights(&net, path, (uint32_t)weight_seed, &err) == DATO_OK, "%s", err.msg);
+    CHECK(dato_inception_write_seeded(&net, path, (uint32_t)weight_seed, &err) == DATO_OK, "%s", err.msg);
     dato_weight_files wf;
     dato_status st = dato_weight_files_open(&wf, path, &err);
     CHECK(st == DATO_OK, "%s", err.msg);

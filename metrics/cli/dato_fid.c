@@ -1,0 +1,323 @@
+// dato-fid: FID statistics of an image set, and FID/KID of images against statistics.
+//
+//   dato-fid stats --images DIR|FILE.idx[.gz] --weights pt_inception-2015-12-05-6726825d.pth --out ref.h5
+//   dato-fid score --images DIR --stats ref.h5|ref.npz --weights ... [--kid-ref DIR|FILE.idx]
+//
+// Images: a folder of PNGs (sorted by name) or an IDX file (Fashion-MNIST: grey 28x28, made RGB
+// by repeating the channel). Features: pytorch-fid's Inception-v3 pool3 (2048-d) after the chosen
+// preprocessing (pytorch-fid by default; tf; clean). Statistics record the extractor, a hash of
+// its weights file and the preprocessing; scoring refuses statistics made differently.
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ckpt.h"
+#include "fid.h"
+#include "idx.h"
+#include "image.h"
+#include "inception.h"
+#include "preprocess.h"
+#include "stats_io.h"
+#include "weight_files.h"
+
+typedef struct {
+    const char *cmd, *images, *weights, *out, *stats, *kid_ref, *source;
+    int batch, threads, limit, kid_subsets, kid_subset_size;
+    dato_fid_prep prep;
+} options;
+
+static void usage(FILE* f) {
+    fprintf(f,
+            "usage: dato-fid stats --images DIR|FILE.idx[.gz] --weights FILE --out STATS.h5 [options]\n"
+            "       dato-fid score --images DIR|FILE.idx[.gz] --weights FILE --stats STATS.h5|.npz [options]\n"
+            "\n"
+            "  --images DIR|FILE     a folder of PNG images (sorted by name) or an IDX image file\n"
+            "  --weights FILE        Inception weights: pt_inception-2015-12-05-6726825d.pth or .safetensors\n"
+            "  --out FILE.h5         stats: where to write mu, sigma and what made them\n"
+            "  --stats FILE          score: reference statistics (.h5 from dato-fid, or a pytorch-fid/ADM .npz)\n"
+            "  --kid-ref DIR|FILE    score: also KID against these reference images\n"
+            "  --kid-subsets N       KID subsets (default 100)\n"
+            "  --kid-subset-size N   KID subset size (default 1000, capped at the smaller set)\n"
+            "  --preprocess MODE     pytorch-fid (default) | tf | clean (docs/FID_PREPROCESSING.md)\n"
+            "  --batch N             images per forward (default 16)\n"
+            "  --limit N             use at most N images\n"
+            "  --source TEXT         stats: a description stored with the statistics\n"
+            "  --threads N           CPU threads (default: all)\n"
+            "  --help                this text\n");
+}
+
+// ---- image sets ---------------------------------------------------------------------------------------
+
+typedef struct {
+    char** files; // PNG paths, or NULL for an IDX set
+    dato_idx idx;
+    int n;
+} image_set;
+
+static int has_suffix(const char* s, const char* suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int cmp_str(const void* a, const void* b) { return strcmp(*(char* const*)a, *(char* const*)b); }
+
+static dato_status image_set_open(image_set* s, const char* path, int limit, dato_error* err) {
+    memset(s, 0, sizeof *s);
+    DIR* d = opendir(path);
+    if (!d) {
+        dato_status st = dato_idx_read(&s->idx, path, err);
+        if (st) return st;
+        if (s->idx.ndim != 3)
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: an IDX image file has 3 dimensions (n, rows, cols)", path);
+        s->n = (int)s->idx.shape[0];
+    } else {
+        int cap = 0;
+        struct dirent* e;
+        while ((e = readdir(d))) {
+            if (!has_suffix(e->d_name, ".png")) continue;
+            if (s->n == cap) {
+                cap = cap ? 2 * cap : 256;
+                s->files = realloc(s->files, (size_t)cap * sizeof *s->files);
+            }
+            s->files[s->n] = malloc(strlen(path) + strlen(e->d_name) + 2);
+            sprintf(s->files[s->n++], "%s/%s", path, e->d_name);
+        }
+        closedir(d);
+        if (s->n == 0) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: no .png images", path);
+        qsort(s->files, (size_t)s->n, sizeof *s->files, cmp_str);
+    }
+    if (limit > 0 && s->n > limit) s->n = limit;
+    return DATO_OK;
+}
+
+static void image_set_close(image_set* s) {
+    for (int i = 0; s->files && i < s->n; i++) free(s->files[i]);
+    free(s->files);
+    dato_idx_free(&s->idx);
+}
+
+// Image i as preprocessed (3, 299, 299) floats.
+static dato_status image_set_load(const image_set* s, int i, dato_fid_prep prep, float* out, dato_error* err) {
+    if (!s->files) {
+        int h = (int)s->idx.shape[1], w = (int)s->idx.shape[2];
+        uint8_t* rgb = malloc((size_t)h * w * 3);
+        if (!rgb) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+        dato_fid_grey_to_rgb(s->idx.data + (size_t)i * h * w, (int64_t)h * w, rgb);
+        dato_status st = dato_fid_preprocess(prep, rgb, h, w, out, err);
+        free(rgb);
+        return st;
+    }
+    uint8_t* px = NULL;
+    int h, w, c;
+    DATO_TRY(dato_png_read(s->files[i], &px, &h, &w, &c, err));
+    uint8_t* rgb = px;
+    if (c == 1) {
+        rgb = malloc((size_t)h * w * 3);
+        if (rgb) dato_fid_grey_to_rgb(px, (int64_t)h * w, rgb);
+    }
+    dato_status st = rgb ? dato_fid_preprocess(prep, rgb, h, w, out, err) : dato_fail(err, DATO_ERR_NOMEM, "oom");
+    if (rgb != px) free(rgb);
+    free(px);
+    return st;
+}
+
+// ---- features --------------------------------------------------------------------------------------------
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Runs every image of s through the network: stats accumulate; all (n, 2048) kept if keep != NULL.
+static dato_status extract(dato_inception* net, const image_set* s, const options* o, const char* what,
+                           dato_feature_stats* stats, float** keep, dato_error* err) {
+    int B = o->batch;
+    float* x = malloc((size_t)B * 3 * 299 * 299 * sizeof *x);
+    float* f = malloc((size_t)B * DATO_INCEPTION_FEATURES * sizeof *f);
+    float* all = keep ? malloc((size_t)s->n * DATO_INCEPTION_FEATURES * sizeof *all) : NULL;
+    dato_status st = x && f && (!keep || all) ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    double t0 = now_s();
+    for (int i = 0; i < s->n && !st; i += B) {
+        int b = s->n - i < B ? s->n - i : B;
+        for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, o->prep, x + (size_t)k * 3 * 299 * 299, err);
+        if (st) break;
+        dato_tensor tx = dato_tensor_f32_4d(x, b, 3, 299, 299), tf = dato_tensor_f32_2d(f, b, DATO_INCEPTION_FEATURES);
+        if ((st = dato_inception_forward(net, &tx, &tf, err))) break;
+        if ((st = dato_feature_stats_add(stats, f, b, err))) break;
+        if (all) memcpy(all + (size_t)i * DATO_INCEPTION_FEATURES, f, (size_t)b * DATO_INCEPTION_FEATURES * sizeof *f);
+        double el = now_s() - t0, done = i + b;
+        fprintf(stderr, "\rdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s   ", what, i + b, s->n, done / el,
+                el / done * (s->n - done));
+    }
+    fprintf(stderr, "\n");
+    free(x);
+    free(f);
+    if (keep && !st) *keep = all;
+    else free(all);
+    return st;
+}
+
+// FNV-1a 64 of the weights file: statistics made with other weights are refused.
+static dato_status file_hash(const char* path, char* out, size_t n, dato_error* err) {
+    FILE* fp = fopen(path, "rb");
+    if (!fp) return dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
+    uint64_t h = 1469598103934665603ull;
+    unsigned char buf[1 << 16];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0)
+        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    fclose(fp);
+    snprintf(out, n, "fnv1a64:%016llx", (unsigned long long)h);
+    return DATO_OK;
+}
+
+static dato_status load_weights(dato_inception* net, const char* path, dato_error* err) {
+    if (has_suffix(path, ".pth") || has_suffix(path, ".pt") || has_suffix(path, ".ckpt")) {
+        dato_ckpt* ck = NULL;
+        DATO_TRY(dato_ckpt_open(&ck, path, err));
+        dato_tensor_source src = dato_ckpt_source(ck);
+        dato_status st = dato_inception_load(net, &src, err);
+        dato_ckpt_close(ck);
+        return st;
+    }
+    dato_weight_files wf;
+    DATO_TRY(dato_weight_files_open(&wf, path, err));
+    dato_tensor_source src = dato_tensor_source_files(&wf);
+    dato_status st = dato_inception_load(net, &src, err);
+    dato_weight_files_close(&wf);
+    return st;
+}
+
+static int parse(int argc, char** argv, options* o) {
+    *o = (options){.batch = 16, .kid_subsets = 100, .kid_subset_size = 1000, .prep = DATO_FID_PREP_PYTORCH_FID};
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 0 : -1;
+    }
+    o->cmd = argv[1];
+    if (strcmp(o->cmd, "stats") && strcmp(o->cmd, "score")) {
+        fprintf(stderr, "dato-fid: unknown command '%s' (stats or score; see --help)\n", o->cmd);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char* a = argv[i];
+        if (!strcmp(a, "--help")) {
+            usage(stdout);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "dato-fid: %s needs a value\n", a);
+            return 0;
+        }
+        const char* v = argv[++i];
+        if (!strcmp(a, "--images")) o->images = v;
+        else if (!strcmp(a, "--weights")) o->weights = v;
+        else if (!strcmp(a, "--out")) o->out = v;
+        else if (!strcmp(a, "--stats")) o->stats = v;
+        else if (!strcmp(a, "--kid-ref")) o->kid_ref = v;
+        else if (!strcmp(a, "--source")) o->source = v;
+        else if (!strcmp(a, "--batch")) o->batch = atoi(v);
+        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--limit")) o->limit = atoi(v);
+        else if (!strcmp(a, "--kid-subsets")) o->kid_subsets = atoi(v);
+        else if (!strcmp(a, "--kid-subset-size")) o->kid_subset_size = atoi(v);
+        else if (!strcmp(a, "--preprocess")) {
+            dato_error err;
+            if (dato_fid_prep_parse(v, &o->prep, &err)) {
+                fprintf(stderr, "dato-fid: --preprocess: %s\n", err.msg);
+                return 0;
+            }
+        } else {
+            fprintf(stderr, "dato-fid: unknown option %s (see --help)\n", a);
+            return 0;
+        }
+    }
+    const char* missing = !o->images ? "--images" : !o->weights ? "--weights"
+                          : !strcmp(o->cmd, "stats") && !o->out ? "--out"
+                          : !strcmp(o->cmd, "score") && !o->stats ? "--stats" : NULL;
+    if (missing) {
+        fprintf(stderr, "dato-fid %s: %s is required (see --help)\n", o->cmd, missing);
+        return 0;
+    }
+    if (o->batch < 1 || o->batch > 1024 || o->kid_subsets < 1 || o->kid_subset_size < 2) {
+        fprintf(stderr, "dato-fid: --batch must be in 1..1024, --kid-subsets >= 1, --kid-subset-size >= 2\n");
+        return 0;
+    }
+    return 1;
+}
+
+int main(int argc, char** argv) {
+    options o;
+    int pr = parse(argc, argv, &o);
+    if (pr <= 0) return pr < 0 ? 0 : 2;
+    dato_error err = {{0}};
+    dato_backend be;
+    dato_inception net;
+    image_set set, ref = {0};
+    dato_feature_stats acc = {0}, acc_ref = {0};
+    dato_fid_stats mine = {0}, theirs = {0};
+    float *feat = NULL, *feat_ref = NULL;
+    dato_stats_meta meta = {0}, ref_meta = {0};
+    int rc = 1, singular = 0;
+    if (dato_backend_cpu_init(&be, o.threads, &err)) {
+        fprintf(stderr, "dato-fid: %s\n", err.msg);
+        return 1;
+    }
+    dato_inception_init(&net, &be);
+    memset(&set, 0, sizeof set);
+    dato_status st = load_weights(&net, o.weights, &err);
+    if (!st) st = image_set_open(&set, o.images, o.limit, &err);
+    if (!st) st = dato_feature_stats_init(&acc, DATO_INCEPTION_FEATURES, &err);
+    snprintf(meta.extractor, sizeof meta.extractor, "pytorch-fid-inception-v3-pool3");
+    snprintf(meta.preprocessing, sizeof meta.preprocessing, "%s", dato_fid_prep_name(o.prep));
+    snprintf(meta.source, sizeof meta.source, "%s", o.source ? o.source : o.images);
+    if (!st) st = file_hash(o.weights, meta.weights_hash, sizeof meta.weights_hash, &err);
+    if (!st) st = extract(&net, &set, &o, "images", &acc, o.kid_ref ? &feat : NULL, &err);
+    if (!st) st = dato_feature_stats_finalize(&acc, &mine, &singular, &err);
+    if (!st && singular)
+        fprintf(stderr, "dato-fid: warning: %d images <= 2048 features: the covariance is singular; compare only FIDs "
+                        "taken with the same number of images\n", set.n);
+    if (!st && !strcmp(o.cmd, "stats")) {
+        st = dato_stats_write_h5(o.out, &mine, &meta, &err);
+        if (!st) printf("wrote %s (%d images, %s preprocessing)\n", o.out, set.n, meta.preprocessing);
+    } else if (!st) {
+        if (has_suffix(o.stats, ".npz")) { // pytorch-fid / ADM statistics carry no metadata: assume ours
+            st = dato_stats_read_npz(o.stats, &theirs, &err);
+            ref_meta = meta;
+            snprintf(ref_meta.source, sizeof ref_meta.source, "%s", o.stats);
+            if (!st) fprintf(stderr, "dato-fid: %s carries no metadata: assuming it was made like these images\n", o.stats);
+        } else {
+            st = dato_stats_read_h5(o.stats, &theirs, &ref_meta, &err);
+        }
+        dato_fid_result r;
+        if (!st) st = dato_stats_fid(&mine, &meta, &theirs, &ref_meta, &r, &err);
+        if (!st) printf("FID %.6f (%d images vs %s; %s preprocessing)\n", r.fid, set.n, o.stats, meta.preprocessing);
+        if (!st && o.kid_ref) {
+            st = image_set_open(&ref, o.kid_ref, o.limit, &err);
+            if (!st) st = dato_feature_stats_init(&acc_ref, DATO_INCEPTION_FEATURES, &err);
+            if (!st) st = extract(&net, &ref, &o, "KID reference", &acc_ref, &feat_ref, &err);
+            int m = o.kid_subset_size < set.n ? o.kid_subset_size : set.n;
+            m = m < ref.n ? m : ref.n;
+            dato_kid_config ko = {.n_subsets = o.kid_subsets, .subset_size = m, .seed = 0};
+            dato_kid_result kr;
+            if (!st) st = dato_kid(feat, set.n, feat_ref, ref.n, DATO_INCEPTION_FEATURES, &ko, &kr, &err);
+            if (!st) printf("KID %.6f +- %.6f (%d subsets of %d)\n", kr.mean, kr.std, o.kid_subsets, m);
+        }
+    }
+    if (st) fprintf(stderr, "dato-fid: %s\n", err.msg);
+    else rc = 0;
+    free(feat);
+    free(feat_ref);
+    dato_fid_stats_free(&mine);
+    dato_fid_stats_free(&theirs);
+    dato_feature_stats_free(&acc);
+    dato_feature_stats_free(&acc_ref);
+    image_set_close(&set);
+    image_set_close(&ref);
+    dato_inception_free(&net);
+    dato_backend_destroy(&be);
+    return rc;
+}
