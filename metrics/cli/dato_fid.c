@@ -3,11 +3,12 @@
 //   dato-fid stats --images DIR|FILE.idx[.gz] --weights pt_inception-2015-12-05-6726825d.pth --out ref.h5
 //   dato-fid score --images DIR --stats ref.h5|ref.npz --weights ... [--kid-ref DIR|FILE.idx]
 //
-// Images: a folder of PNGs (sorted by name) or an IDX file (Fashion-MNIST: grey 28x28, made RGB
-// by repeating the channel). Features: pytorch-fid's Inception-v3 pool3 (2048-d) after the chosen
+// Images: a folder of PNGs (sorted by name), an IDX file (Fashion-MNIST: grey 28x28, made RGB
+// by repeating the channel), or an HDF5 file whose dataset "images" is uint8 (N, H, W, C), C 1 or 3. Features: pytorch-fid's Inception-v3 pool3 (2048-d) after the chosen
 // preprocessing (pytorch-fid by default; tf; clean). Statistics record the extractor, a hash of
 // its weights file and the preprocessing; scoring refuses statistics made differently.
 #include <dirent.h>
+#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,10 @@ static void usage(FILE* f) {
             "usage: dato-fid stats --images DIR|FILE.idx[.gz] --weights FILE --out STATS.h5 [options]\n"
             "       dato-fid score --images DIR|FILE.idx[.gz] --weights FILE --stats STATS.h5|.npz [options]\n"
             "\n"
-            "  --images DIR|FILE     a folder of PNG images (sorted by name) or an IDX image file\n"
+            "  --images DIR|FILE     a folder of PNG images (sorted by name), an IDX image file, or an HDF5\n"
+            "                        file with a uint8 dataset 'images' (N, H, W, 1 or 3)\n"
+            "  --extractor NAME      inception (default; pytorch-fid's FID network). The default model's\n"
+            "                        feature network joins with the default-model issue\n"
             "  --weights FILE        Inception weights: pt_inception-2015-12-05-6726825d.pth or .safetensors\n"
             "  --out FILE.h5         stats: where to write mu, sigma and what made them\n"
             "  --stats FILE          score: reference statistics (.h5 from dato-fid, or a pytorch-fid/ADM .npz)\n"
@@ -51,10 +55,45 @@ static void usage(FILE* f) {
 // ---- image sets ---------------------------------------------------------------------------------------
 
 typedef struct {
-    char** files; // PNG paths, or NULL for an IDX set
-    dato_idx idx;
+    char** files;   // PNG paths, or NULL for an in-memory set
+    dato_idx idx;   // an IDX set: (n, rows, cols) grey
+    uint8_t* h5;    // an HDF5 set: (n, h, w, c)
+    int h, w, c;
     int n;
 } image_set;
+
+// Reads dataset "images", uint8 (N, H, W, C) with C 1 or 3, of an HDF5 file.
+static dato_status read_h5_images(image_set* s, const char* path, dato_error* err) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); // errors come back as statuses, not prints
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open as HDF5", path);
+    dato_status st = DATO_OK;
+    hid_t d = H5Dopen2(f, "images", H5P_DEFAULT);
+    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+    hid_t ty = d >= 0 ? H5Dget_type(d) : -1;
+    hsize_t dims[4] = {0};
+    if (d < 0) st = dato_fail(err, DATO_ERR_NOT_FOUND, "%s: no dataset 'images'", path);
+    else if (H5Sget_simple_extent_ndims(sp) != 4 || H5Sget_simple_extent_dims(sp, dims, NULL) != 4 ||
+             (dims[3] != 1 && dims[3] != 3) || !dims[0] || !dims[1] || !dims[2] || dims[1] > 16384 || dims[2] > 16384)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'images' must be (N, H, W, 1 or 3)", path);
+    else if (H5Tget_class(ty) != H5T_INTEGER || H5Tget_size(ty) != 1 || H5Tget_sign(ty) != H5T_SGN_NONE)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'images' must be uint8", path);
+    else if (!(s->h5 = malloc((size_t)(dims[0] * dims[1] * dims[2] * dims[3]))))
+        st = dato_fail(err, DATO_ERR_NOMEM, "%s: cannot hold %llu images", path, (unsigned long long)dims[0]);
+    else if (H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->h5) < 0)
+        st = dato_fail(err, DATO_ERR_IO, "%s: cannot read dataset 'images'", path);
+    if (!st) {
+        s->n = (int)dims[0];
+        s->h = (int)dims[1];
+        s->w = (int)dims[2];
+        s->c = (int)dims[3];
+    }
+    if (ty >= 0) H5Tclose(ty);
+    if (sp >= 0) H5Sclose(sp);
+    if (d >= 0) H5Dclose(d);
+    H5Fclose(f);
+    return st;
+}
 
 static int has_suffix(const char* s, const char* suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -65,6 +104,11 @@ static int cmp_str(const void* a, const void* b) { return strcmp(*(char* const*)
 
 static dato_status image_set_open(image_set* s, const char* path, int limit, dato_error* err) {
     memset(s, 0, sizeof *s);
+    if (has_suffix(path, ".h5") || has_suffix(path, ".hdf5")) {
+        DATO_TRY(read_h5_images(s, path, err));
+        if (limit > 0 && s->n > limit) s->n = limit;
+        return DATO_OK;
+    }
     DIR* d = opendir(path);
     if (!d) {
         dato_status st = dato_idx_read(&s->idx, path, err);
@@ -95,11 +139,23 @@ static dato_status image_set_open(image_set* s, const char* path, int limit, dat
 static void image_set_close(image_set* s) {
     for (int i = 0; s->files && i < s->n; i++) free(s->files[i]);
     free(s->files);
+    free(s->h5);
     dato_idx_free(&s->idx);
 }
 
 // Image i as preprocessed (3, 299, 299) floats.
 static dato_status image_set_load(const image_set* s, int i, dato_fid_prep prep, float* out, dato_error* err) {
+    if (s->h5) {
+        size_t px = (size_t)s->h * s->w;
+        const uint8_t* img = s->h5 + (size_t)i * px * s->c;
+        if (s->c == 3) return dato_fid_preprocess(prep, img, s->h, s->w, out, err);
+        uint8_t* rgb = malloc(px * 3);
+        if (!rgb) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+        dato_fid_grey_to_rgb(img, (int64_t)px, rgb);
+        dato_status st = dato_fid_preprocess(prep, rgb, s->h, s->w, out, err);
+        free(rgb);
+        return st;
+    }
     if (!s->files) {
         int h = (int)s->idx.shape[1], w = (int)s->idx.shape[2];
         uint8_t* rgb = malloc((size_t)h * w * 3);
@@ -219,6 +275,12 @@ static int parse(int argc, char** argv, options* o) {
         else if (!strcmp(a, "--stats")) o->stats = v;
         else if (!strcmp(a, "--kid-ref")) o->kid_ref = v;
         else if (!strcmp(a, "--source")) o->source = v;
+        else if (!strcmp(a, "--extractor")) {
+            if (strcmp(v, "inception") != 0) {
+                fprintf(stderr, "dato-fid: --extractor '%s': this build has only 'inception'\n", v);
+                return 0;
+            }
+        }
         else if (!strcmp(a, "--batch")) o->batch = atoi(v);
         else if (!strcmp(a, "--threads")) o->threads = atoi(v);
         else if (!strcmp(a, "--limit")) o->limit = atoi(v);

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <hdf5.h>
+
 #include "image.h"
 #include "inception.h"
 #include "rng.h"
@@ -109,6 +111,24 @@ int main(int argc, char** argv) {
     } else {
         CHECK(0, "%s missing: scripts/install-deps installs dataset-fashion-mnist", FASHION);
     }
+    // An HDF5 image set: dataset "images", uint8 (N, H, W, 1).
+    char h5path[256];
+    snprintf(h5path, sizeof h5path, "%s/set.h5", dir);
+    static uint8_t grey[3 * 30 * 20];
+    for (size_t k = 0; k < sizeof grey; k++) grey[k] = (uint8_t)(k * 7 % 256);
+    hid_t f = H5Fcreate(h5path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[4] = {3, 30, 20, 1};
+    hid_t sp = H5Screate_simple(4, dims, NULL);
+    hid_t d = H5Dcreate2(f, "images", H5T_NATIVE_UINT8, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, grey);
+    H5Dclose(d);
+    H5Sclose(sp);
+    H5Fclose(f);
+    snprintf(args, sizeof args, "stats --images %s --weights %s --out %s/h.h5", h5path, weights, dir);
+    CHECK(run(args, out, sizeof out) == 0 && strstr(out, "3 images"), "stats of an HDF5 image set failed: %s", out);
+    snprintf(args, sizeof args, "stats --images %s --weights %s --out %s/h.h5 --extractor other", h5path, weights, dir);
+    CHECK(run(args, NULL, 0) == 2 && err_has("other"), "an unknown extractor is not named");
+
     // Bad input: clear errors.
     snprintf(args, sizeof args, "stats --images %s/nowhere --weights %s --out %s/x.h5", dir, weights, dir);
     CHECK(run(args, NULL, 0) == 1 && err_has("nowhere"), "a missing image folder is not named");
