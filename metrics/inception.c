@@ -413,7 +413,7 @@ dato_status dato_inception_forward(dato_inception* net, const dato_tensor* image
 // ---- seeded weights (parity fixtures, benchmarks, tests without the real file) ------------------
 
 // v in [-1, 1) for element k of tensor i: the hash tools/make_inception_fixtures.py implements too.
-static double hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
+double dato_inception_hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
     uint32_t h = seed ^ (i * 0x9E3779B9u) ^ (k * 0x85EBCA6Bu);
     h ^= h >> 16;
     h *= 0x7FEB352Du;
@@ -430,7 +430,7 @@ static void seeded_tensor(float* dst, const dato_inception_unit* u, int i, int j
     int64_t n = j == 0 ? (int64_t)u->cout * u->cin * u->kh * u->kw : u->cout;
     double fan_in = (double)u->cin * u->kh * u->kw;
     for (int64_t k = 0; k < n; k++) {
-        double v = hash_uniform(seed, (uint32_t)i, (uint32_t)k);
+        double v = dato_inception_hash_uniform(seed, (uint32_t)i, (uint32_t)k);
         double x = j == 0 ? v * sqrt(6.0 / fan_in) : j == 1 ? 1.0 + 0.2 * v : j == 4 ? 1.0 + 0.5 * v : 0.1 * v;
         dst[k] = (float)x; // the script rounds the double to f32 the same way
     }

@@ -45,6 +45,8 @@ void dato_inception_free(dato_inception* net);
 // Writes a safetensors state dict in the exact shapes, filled by a seeded integer hash (He-scaled
 // convs, BatchNorm near identity) that tools/make_inception_fixtures.py reproduces: the parity
 // fixtures' weights, and weights for benchmarks and tests where the real file is absent.
+// The generator behind it: v in [-1, 1) for element k of tensor i (an integer hash).
+double dato_inception_hash_uniform(uint32_t seed, uint32_t i, uint32_t k);
 dato_status dato_inception_write_seeded(const dato_inception* net, const char* path, uint32_t seed, dato_error* err);
 
 #endif

@@ -20,21 +20,10 @@
 #define FIXTURE "tests/fixtures/inception/features.safetensors"
 #define TRUNCATED_PTH "tests/fixtures/inception/truncated.pth"
 
-// v in [-1, 1) for element k of tensor i: the hash the weights generator uses (metrics/inception.c).
-static double hash_uniform(uint32_t seed, uint32_t i, uint32_t k) {
-    uint32_t h = seed ^ (i * 0x9E3779B9u) ^ (k * 0x85EBCA6Bu);
-    h ^= h >> 16;
-    h *= 0x7FEB352Du;
-    h ^= h >> 15;
-    h *= 0x846CA68Bu;
-    h ^= h >> 16;
-    return 2.0 * ((double)(h >> 8) / (double)(1u << 24)) - 1.0;
-}
-
 static void seeded_images(float* x, int batch, uint32_t seed) { // (B, 3, 299, 299)
     size_t n = (size_t)3 * 299 * 299;
     for (int b = 0; b < batch; b++)
-        for (size_t k = 0; k < n; k++) x[b * n + k] = (float)hash_uniform(seed, (uint32_t)b, (uint32_t)k);
+        for (size_t k = 0; k < n; k++) x[b * n + k] = (float)dato_inception_hash_uniform(seed, (uint32_t)b, (uint32_t)k);
 }
 
 static int64_t fixture_i64(const dato_safetensors* st, const char* name) {

@@ -15,42 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "table_source.h"
 #include "test_util.h"
 #include "text_encoder.h"
 #include "vae.h"
 
 #define MANIFEST_DIR "tests/fixtures/manifests/"
 
-// ---- a name/shape table as a tensor source ---------------------------------------------------------
-
-typedef struct {
-    dato_st_tensor* t; // (n) sorted by name
-    int n;
-    const char* hidden; // a name to pretend is absent, or NULL
-    const char* label;
-} table_source;
-
-static int cmp_tensor(const void* a, const void* b) {
-    return strcmp(((const dato_st_tensor*)a)->name, ((const dato_st_tensor*)b)->name);
-}
-
-static const dato_st_tensor* table_find(const void* ctx, const char* name) {
-    const table_source* s = ctx;
-    if (s->hidden && strcmp(name, s->hidden) == 0) return NULL;
-    dato_st_tensor key = {.name = (char*)name};
-    return bsearch(&key, s->t, (size_t)s->n, sizeof key, cmp_tensor);
-}
-static int table_count(const void* ctx) { return ((const table_source*)ctx)->n; }
-static const dato_st_tensor* table_at(const void* ctx, int i) { return &((const table_source*)ctx)->t[i]; }
-
-static dato_tensor_source as_source(const table_source* s) {
-    return (dato_tensor_source){.ctx = s, .label = s->label, .find = table_find, .count = table_count, .at = table_at};
-}
-
-static void free_table(table_source* s) {
-    for (int i = 0; i < s->n; i++) free(s->t[i].name);
-    free(s->t);
-}
 
 // ---- manifests -------------------------------------------------------------------------------------
 
@@ -118,14 +89,14 @@ static int read_manifest(const char* path, manifest* m) {
         for (int j = 0; j < m->single.n && !seen; j++) seen = strcmp(m->single.t[j].name, r->single) == 0;
         if (!seen) add_tensor(&m->single, r->single, r->single_ndim, r->single_shape);
     }
-    qsort(m->folder.t, (size_t)m->folder.n, sizeof *m->folder.t, cmp_tensor);
-    qsort(m->single.t, (size_t)m->single.n, sizeof *m->single.t, cmp_tensor);
+    qsort(m->folder.t, (size_t)m->folder.n, sizeof *m->folder.t, table_cmp);
+    qsort(m->single.t, (size_t)m->single.n, sizeof *m->single.t, table_cmp);
     return m->n;
 }
 
 static void free_manifest(manifest* m) {
-    free_table(&m->folder);
-    free_table(&m->single);
+    table_free(&m->folder);
+    table_free(&m->single);
     free(m->rows);
 }
 
@@ -203,7 +174,7 @@ static void check_text_encoder(const char* model, const char* component, const c
         free_manifest(&m);
         return;
     }
-    dato_tensor_source folder = as_source(&m.folder), single = as_source(&m.single);
+    dato_tensor_source folder = table_as_source(&m.folder), single = table_as_source(&m.single);
     // As dato_text_encoder_open_folder: a CLIPTextModel's config carries an unused projection_dim.
     if (!table_find(&m.folder, "text_projection.weight")) cfg.projection_dim = 0;
     dato_backend be;
@@ -322,7 +293,7 @@ static void check_vae(const char* model, float scaling_factor) {
         free_manifest(&m);
         return;
     }
-    dato_tensor_source folder = as_source(&m.folder), single = as_source(&m.single);
+    dato_tensor_source folder = table_as_source(&m.folder), single = table_as_source(&m.single);
     dato_backend be;
     dato_backend_null_init(&be);
     dato_vae v;

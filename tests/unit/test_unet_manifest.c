@@ -6,35 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "table_source.h"
 #include "test_util.h"
 #include "unet.h"
 #include "unet_load.h"
 
 #define LDM_PREFIX "model.diffusion_model."
 
-typedef struct {
-    dato_st_tensor* t; // sorted by name
-    int n;
-    const char* hidden; // a name to pretend is absent, or NULL
-    const char* label;
-} table_source;
-
-static int cmp_tensor(const void* a, const void* b) {
-    return strcmp(((const dato_st_tensor*)a)->name, ((const dato_st_tensor*)b)->name);
-}
-
-static const dato_st_tensor* table_find(const void* ctx, const char* name) {
-    const table_source* s = ctx;
-    if (s->hidden && strcmp(name, s->hidden) == 0) return NULL;
-    dato_st_tensor key = {.name = (char*)name};
-    return bsearch(&key, s->t, (size_t)s->n, sizeof key, cmp_tensor);
-}
-static int table_count(const void* ctx) { return ((const table_source*)ctx)->n; }
-static const dato_st_tensor* table_at(const void* ctx, int i) { return &((const table_source*)ctx)->t[i]; }
-
-static dato_tensor_source as_source(const table_source* s) {
-    return (dato_tensor_source){.ctx = s, .label = s->label, .find = table_find, .count = table_count, .at = table_at};
-}
 
 // Reads a manifest into two name tables: diffusers names and prefixed LDM names.
 static int read_manifest(const char* path, table_source* dif, table_source* ldm, long long* params) {
@@ -66,14 +44,9 @@ static int read_manifest(const char* path, table_source* dif, table_source* ldm,
     }
     fclose(f);
     dif->n = ldm->n = n;
-    qsort(dif->t, (size_t)n, sizeof *dif->t, cmp_tensor);
-    qsort(ldm->t, (size_t)n, sizeof *ldm->t, cmp_tensor);
+    qsort(dif->t, (size_t)n, sizeof *dif->t, table_cmp);
+    qsort(ldm->t, (size_t)n, sizeof *ldm->t, table_cmp);
     return n;
-}
-
-static void free_table(table_source* s) {
-    for (int i = 0; i < s->n; i++) free(s->t[i].name);
-    free(s->t);
 }
 
 static int configs_equal(const dato_unet_config* a, const dato_unet_config* b) {
@@ -123,7 +96,7 @@ static void check_model(const char* model, long long expected_params) {
         if (p) pairs_ok++;
     }
     CHECK(pairs_ok == n, "%s: %d of %d diffusers names found", model, pairs_ok, n);
-    dato_tensor_source sd = as_source(&dif), sl = as_source(&ldm);
+    dato_tensor_source sd = table_as_source(&dif), sl = table_as_source(&ldm);
     st = dato_unet_check_names(&u, &sd, DATO_LAYOUT_DIFFUSERS, "", 1, &err);
     CHECK(st == DATO_OK, "%s diffusers layout: %s", model, err.msg);
     st = dato_unet_check_names(&u, &sl, DATO_LAYOUT_LDM, LDM_PREFIX, 1, &err);
@@ -155,8 +128,8 @@ static void check_model(const char* model, long long expected_params) {
     st = dato_unet_check_names(&u, &sd, DATO_LAYOUT_DIFFUSERS, "", 1, &err);
     CHECK(st == DATO_ERR_FORMAT && strstr(err.msg, "zzz_unexpected.weight"), "%s: extra tensor: %s", model, err.msg);
 
-    free_table(&dif);
-    free_table(&ldm);
+    table_free(&dif);
+    table_free(&ldm);
     dato_unet_free(&u);
     dato_backend_destroy(&be);
 }
