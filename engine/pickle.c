@@ -292,13 +292,17 @@ static dato_status read_line(reader* r, const char** s, size_t* len) {
 
 static const value* val(const reader* r, int32_t v) { return &r->values[v]; }
 
-// BINPERSID: ('storage', storage class, key, location, numel) -> a V_STORAGE.
+// BINPERSID: ('storage', storage class, key, location, numel) in zip files, with a sixth item,
+// view_metadata, in legacy files; it must be None (storage views predate torch 1.0) -> a V_STORAGE.
 static dato_status persistent_load(reader* r) {
     int32_t pid = 0;
     dato_status st = pop(r, &pid);
     if (st) return st;
     const value* t = val(r, pid);
-    if (t->kind != V_TUPLE || t->n != 5) return fail(r, DATO_ERR_FORMAT, "persistent id is not a 5-tuple");
+    if (t->kind != V_TUPLE || (t->n != 5 && t->n != 6))
+        return fail(r, DATO_ERR_FORMAT, "persistent id is not a 5- or 6-tuple");
+    if (t->n == 6 && val(r, t->items[5])->kind != V_NONE)
+        return fail(r, DATO_ERR_UNSUPPORTED, "persistent id with storage view metadata (a pre-1.0 storage view)");
     const value *tag = val(r, t->items[0]), *cls = val(r, t->items[1]), *key = val(r, t->items[2]),
                 *numel = val(r, t->items[4]);
     if (tag->kind != V_STR || strcmp(tag->s, "storage") != 0 || tag->len != 7)
@@ -396,8 +400,10 @@ static dato_status memo_put(reader* r, uint64_t idx) {
     int32_t v = 0;
     dato_status st = top(r, &v);
     if (st) return st;
-    // Writers number memo entries from 0, one per PUT: an index beyond the pickle's size is forged.
-    if (idx > r->size)
+    // Writers number memo entries from 0, one per PUT: an index beyond the bytes read so far is
+    // forged (the bound is the position, not the size: a legacy file's pickle is read from a
+    // window that also holds the storages).
+    if (idx > r->pos)
         return fail(r, DATO_ERR_FORMAT, "memo index %llu beyond the pickle's size", (unsigned long long)idx);
     if ((int)idx >= r->memo_cap) {
         int old = r->memo_cap;
@@ -696,6 +702,34 @@ static int cmp_keyed(const void* a, const void* b) {
     return strcmp(((const keyed_storage*)a)->key, ((const keyed_storage*)b)->key);
 }
 
+// By key, then by order of appearance, so that the first declaration of a key comes first.
+static int cmp_keyed_first(const void* a, const void* b) {
+    int c = cmp_keyed(a, b);
+    return c ? c : ((const keyed_storage*)a)->raw - ((const keyed_storage*)b)->raw;
+}
+
+// out->declared: every storage key a persistent id names, once, with its first declaration
+// (a legacy file stores each key's bytes as that first declaration's type wrote them).
+static dato_status build_declared(reader* r, dato_pickle_tensors* out) {
+    keyed_storage* ks = calloc((size_t)r->n_storages + 1, sizeof *ks);
+    out->declared = calloc((size_t)r->n_storages + 1, sizeof *out->declared);
+    dato_status st = ks && out->declared ? DATO_OK : fail(r, DATO_ERR_NOMEM, "out of memory for the storage list");
+    for (int i = 0; !st && i < r->n_storages; i++)
+        ks[i] = (keyed_storage){.key = val(r, r->storages[i].key)->s, .raw = i};
+    if (!st && r->n_storages) qsort(ks, (size_t)r->n_storages, sizeof *ks, cmp_keyed_first);
+    for (int i = 0; !st && i < r->n_storages; i++) {
+        if (i && strcmp(ks[i - 1].key, ks[i].key) == 0) continue;
+        const raw_storage* s = &r->storages[ks[i].raw];
+        char* key = copy_string(ks[i].key, strlen(ks[i].key));
+        if (!key)
+            st = fail(r, DATO_ERR_NOMEM, "out of memory for storage keys");
+        else
+            out->declared[out->n_declared++] = (dato_pickle_storage){.key = key, .dtype = s->dtype, .numel = s->numel};
+    }
+    free(ks);
+    return st;
+}
+
 // Turns the flattened dict into out: sorted unique names, storages merged by key.
 static dato_status build_result(reader* r, dato_pickle_tensors* out) {
     if (r->n_named) qsort(r->named, (size_t)r->n_named, sizeof *r->named, cmp_named); // named is NULL when empty
@@ -776,9 +810,6 @@ dato_status dato_pickle_load_tensors(dato_pickle_tensors* out, const void* bytes
     memset(out, 0, sizeof *out);
     reader r = {.p = bytes, .size = size, .label = label ? label : "<memory>", .err = err};
     if (size > MAX_PICKLE_BYTES) return fail(&r, DATO_ERR_UNSUPPORTED, "pickle of %zu bytes (at most 1 GiB)", size);
-    // A real tensor entry costs far more than 4 bytes of pickle; more names than that means
-    // one dict reached through many paths, which could otherwise blow up exponentially.
-    r.max_named = (int)(size / 4);
     int32_t result = 0;
     // The stack exists from the start, so that r.stack + i is defined even when nothing was pushed.
     dato_status st = grow((void**)&r.stack, &r.cap_stack, 64, sizeof *r.stack)
@@ -786,6 +817,10 @@ dato_status dato_pickle_load_tensors(dato_pickle_tensors* out, const void* bytes
                          : fail(&r, DATO_ERR_NOMEM, "out of memory for the stack");
     if (!st) st = run(&r, &result);
     r.op_pos = SIZE_MAX; // what follows checks the object, not an opcode
+    out->pickle_size = r.pos;
+    // A real tensor entry costs far more than 4 bytes of pickle; more names than that means
+    // one dict reached through many paths, which could otherwise blow up exponentially.
+    r.max_named = (int)(r.pos / 4);
     if (!st && val(&r, result)->kind != V_DICT)
         st = fail(&r, DATO_ERR_UNSUPPORTED, "the pickled object is a %s, not a dict of tensors",
                   value_kind_names[val(&r, result)->kind]);
@@ -802,6 +837,7 @@ dato_status dato_pickle_load_tensors(dato_pickle_tensors* out, const void* bytes
         st = flatten(&r, root, "", 0);
     }
     if (!st) st = build_result(&r, out);
+    if (!st) st = build_declared(&r, out);
     reader_free(&r);
     if (st) dato_pickle_tensors_free(out);
     return st;
@@ -810,7 +846,50 @@ dato_status dato_pickle_load_tensors(dato_pickle_tensors* out, const void* bytes
 void dato_pickle_tensors_free(dato_pickle_tensors* t) {
     for (int i = 0; i < t->n_tensors; i++) free(t->tensors[i].name);
     for (int i = 0; i < t->n_storages; i++) free(t->storages[i].key);
+    for (int i = 0; i < t->n_declared; i++) free(t->declared[i].key);
     free(t->tensors);
     free(t->storages);
+    free(t->declared);
     memset(t, 0, sizeof *t);
+}
+
+dato_status dato_pickle_load_strings(dato_pickle_strings* out, const void* bytes, size_t size, const char* label,
+                                     dato_error* err) {
+    memset(out, 0, sizeof *out);
+    reader r = {.p = bytes, .size = size, .label = label ? label : "<memory>", .err = err};
+    if (size > MAX_PICKLE_BYTES) return fail(&r, DATO_ERR_UNSUPPORTED, "pickle of %zu bytes (at most 1 GiB)", size);
+    int32_t result = 0;
+    dato_status st = grow((void**)&r.stack, &r.cap_stack, 64, sizeof *r.stack)
+                         ? DATO_OK
+                         : fail(&r, DATO_ERR_NOMEM, "out of memory for the stack");
+    if (!st) st = run(&r, &result);
+    r.op_pos = SIZE_MAX;
+    out->pickle_size = r.pos;
+    const value* list = st ? NULL : val(&r, result);
+    if (list && list->kind != V_LIST && list->kind != V_TUPLE)
+        st = fail(&r, DATO_ERR_FORMAT, "the pickled object is a %s, not a list of strings",
+                  value_kind_names[list->kind]);
+    if (!st) {
+        out->strings = calloc((size_t)list->n + 1, sizeof *out->strings);
+        if (!out->strings) st = fail(&r, DATO_ERR_NOMEM, "out of memory for a list of %d strings", list->n);
+    }
+    for (int i = 0; !st && i < list->n; i++) {
+        const value* s = val(&r, list->items[i]);
+        if (s->kind != V_STR || strlen(s->s) != s->len)
+            st = fail(&r, DATO_ERR_FORMAT, "item %d of the list is a %s, not a string without NUL bytes", i,
+                      value_kind_names[s->kind]);
+        else if (!(out->strings[i] = copy_string(s->s, s->len)))
+            st = fail(&r, DATO_ERR_NOMEM, "out of memory for a list of strings");
+        else
+            out->n = i + 1;
+    }
+    reader_free(&r);
+    if (st) dato_pickle_strings_free(out);
+    return st;
+}
+
+void dato_pickle_strings_free(dato_pickle_strings* s) {
+    for (int i = 0; i < s->n; i++) free(s->strings[i]);
+    free(s->strings);
+    memset(s, 0, sizeof *s);
 }

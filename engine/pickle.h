@@ -7,8 +7,8 @@
 //
 // The result is the flattened tensor dict: the top-level dict, or its "state_dict" entry when
 // that is a dict; nested dicts give dotted names ("a.b.weight"); non-tensor values are skipped.
-// Tensors are views into storages (zip entries data/<key>): validated here for contiguity and
-// range; the storage bytes are read by the caller (engine/ckpt.c).
+// Tensors are views into storages (zip entries data/<key>, or the records after a legacy file's
+// pickles): validated here for contiguity and range; the bytes are read by engine/ckpt.c.
 #ifndef DATO_PICKLE_H
 #define DATO_PICKLE_H
 
@@ -43,12 +43,26 @@ typedef struct {
     dato_pickle_storage* storages; // n_storages referenced by tensors, sorted by key, keys unique
     int n_storages;
     int has_state_dict; // the root was the top-level dict's "state_dict"
+    dato_pickle_storage* declared; // n_declared: every key any persistent id names, sorted, unique
+    int n_declared; // (each with its first declaration's type and numel; tensors may use fewer)
+    size_t pickle_size; // bytes up to and including STOP (a legacy file's next pickle follows)
 } dato_pickle_tensors;
+
+typedef struct {
+    char** strings; // n
+    int n;
+    size_t pickle_size; // bytes up to and including STOP
+} dato_pickle_strings;
 
 // Interprets size bytes of pickle and fills out. label names the source in every message
 // ("model.ckpt: archive/data.pkl"). On failure out is left empty (safe to free).
 dato_status dato_pickle_load_tensors(dato_pickle_tensors* out, const void* bytes, size_t size, const char* label,
                                      dato_error* err);
 void dato_pickle_tensors_free(dato_pickle_tensors* t);
+// Interprets a pickle that must be a list (or tuple) of str: the storage key list of a legacy
+// (non-zip) torch file. Same interpreter, same allow-list. On failure out is left empty.
+dato_status dato_pickle_load_strings(dato_pickle_strings* out, const void* bytes, size_t size, const char* label,
+                                     dato_error* err);
+void dato_pickle_strings_free(dato_pickle_strings* s);
 
 #endif

@@ -13,10 +13,15 @@ Good files (torch.save):
                    (model.diffusion_model.*), F16, wrapped as {"state_dict": ..., "global_step": 0}
 
 Hostile files (zips written here, pickles by hand): see HOSTILE below; the C test checks each message.
+
+Legacy (non-zip) files: see legacy_files(). `python tools/make_ckpt_fixtures.py legacy` writes only
+those (torch's legacy storage keys are pointer values, so rewriting the zip fixtures is not needed).
 """
+import sys
 import collections
 import io
 import os
+import pickle
 import struct
 import zipfile
 
@@ -28,11 +33,10 @@ OUT = "tests/fixtures/ckpt"
 UNET_DIR = "tests/fixtures/unet/sd15"
 
 
-def good_files():
-    expected = {}
-    gen = torch.Generator().manual_seed(7)
-
-    # (a) LDM-style: a real state_dict() (an OrderedDict with _metadata, pickled with BUILD) plus extras.
+def ldm_small_object(gen):
+    """(a) LDM-style: a real state_dict() (an OrderedDict with _metadata, pickled with BUILD) plus
+    extras. Returns (object to save, its state dict). gen must be fresh (seed 7) for the values
+    expected.safetensors holds."""
     lin = torch.nn.Linear(4, 3)
     with torch.no_grad():
         lin.weight.copy_(torch.randn(3, 4, generator=gen))
@@ -51,9 +55,16 @@ def good_files():
     optimizer_states = [{"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(3, 4)}},
                          "param_groups": [{"lr": 1e-4, "betas": (0.9, 0.999), "amsgrad": False,
                                            "foreach": None, "params": [0]}]}]
-    torch.save({"state_dict": sd, "global_step": 123, "epoch": 4, "best_score": np.float64(0.5),
-                "optimizer_states": optimizer_states, "lr_schedulers": [],
-                "pytorch-lightning_version": "1.4.2"}, f"{OUT}/ldm_small.ckpt")
+    return {"state_dict": sd, "global_step": 123, "epoch": 4, "best_score": np.float64(0.5),
+            "optimizer_states": optimizer_states, "lr_schedulers": [],
+            "pytorch-lightning_version": "1.4.2"}, sd
+
+
+def good_files():
+    expected = {}
+    gen = torch.Generator().manual_seed(7)
+    obj, sd = ldm_small_object(gen)
+    torch.save(obj, f"{OUT}/ldm_small.ckpt")
     for k, v in sd.items():
         expected[f"ldm_small/{k}"] = v.contiguous().clone()
 
@@ -155,7 +166,7 @@ def hostile_files():
     with_pickle("deep_nesting.ckpt", b"\x80\x02}" + (u("a") + b"}") * depth + b"s" * depth + b".",
                 compression=zipfile.ZIP_DEFLATED)
     write_zip(f"{OUT}/no_data_pkl.ckpt", {"version": b"3\n"})
-    with open(f"{OUT}/not_a_zip.ckpt", "wb") as f:  # the legacy format
+    with open(f"{OUT}/not_a_zip.ckpt", "wb") as f:  # the legacy format (read since legacy support; the test loads it)
         buf = io.BytesIO()
         torch.save({"w": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)
         f.write(buf.getvalue())
@@ -163,14 +174,62 @@ def hostile_files():
     torch.save({"t": torch.arange(6.0).view(2, 3).t()}, f"{OUT}/transposed.ckpt")
 
 
+# ---- the legacy (non-zip) format ------------------------------------------------------------
+
+def legacy_bytes(obj_pickle, keys, records):
+    """A legacy file as torch's _legacy_save lays it out: magic, protocol version, sys_info, the
+    object's pickle, the key list, then per record an 8-byte element count and the raw bytes."""
+    sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    head = b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, sys_info))
+    body = b"".join(struct.pack("<q", count) + data for count, data in records)
+    return head + obj_pickle + pickle.dumps(keys, protocol=2) + body
+
+
+def legacy_files():
+    """ldm_small_legacy.ckpt: ldm_small.ckpt's object saved by torch in the legacy format (same
+    tensors, so the test compares it with expected.safetensors' ldm_small/*), and hostile legacy
+    files built by hand. Only these files are written (the zip fixtures are left as they are)."""
+    obj, _ = ldm_small_object(torch.Generator().manual_seed(7))
+    torch.save(obj, f"{OUT}/ldm_small_legacy.ckpt", _use_new_zipfile_serialization=False)
+    saved = torch.load(f"{OUT}/ldm_small_legacy.ckpt", weights_only=False)["state_dict"]
+    expected = load_file(f"{OUT}/expected.safetensors")
+    for k, v in saved.items():  # the fixture must hold exactly what the C test compares against
+        assert torch.equal(v, expected[f"ldm_small/{k}"]), k
+
+    def legacy_tensor(cls, key, numel, offset, shape, stride):  # a 6-tuple persistent id
+        pid = b"(" + u("storage") + b"ctorch\n" + cls.encode() + b"\n" + u(key) + u("cpu") + i(numel) + b"Nt"
+        return (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"Q" + i(offset) + tup(shape) + tup(stride)
+                + b"\x89ccollections\nOrderedDict\n)Rt" + b"R")
+
+    w = legacy_tensor("FloatStorage", "140001", 4, 0, [2, 2], [2, 1])
+    good = dict_of([("w", w)])
+    data = f32_bytes(4)
+
+    def write(name, b):
+        open(f"{OUT}/{name}", "wb").write(b)
+
+    # Hand-made but well-formed: the C test loads it (w = 0, 1, 2, 3), which pins the layout above.
+    write("legacy_handmade.ckpt", legacy_bytes(good, ["140001"], [(4, data)]))
+    write("legacy_truncated_storage.ckpt", legacy_bytes(good, ["140001"], [(4, data)])[:-5])
+    write("legacy_bad_magic.ckpt", legacy_bytes(good, ["140001"], [(4, data)]).replace(b"\x6c\xfc\x9c", b"\x6c\xfc\x9d", 1))
+    write("legacy_size_mismatch.ckpt", legacy_bytes(good, ["140001"], [(3, data)]))
+    write("legacy_unknown_key.ckpt", legacy_bytes(good, ["140001", "666"], [(4, data), (4, data)]))
+    write("legacy_view_metadata.ckpt",
+          legacy_bytes(good.replace(b"Nt", b"(" + u("140002") + i(0) + i(4) + b"tt", 1), ["140001"], [(4, data)]))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     good_files()
     unet_file()
     hostile_files()
+    legacy_files()
     for name in sorted(os.listdir(OUT)):
         print(f"{OUT}/{name}: {os.path.getsize(f'{OUT}/{name}')} bytes")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["legacy"]:
+        legacy_files()
+    else:
+        main()

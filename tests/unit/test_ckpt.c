@@ -1,6 +1,6 @@
-// PyTorch zip checkpoints (engine/ckpt.c, engine/pickle.c) against tools/make_ckpt_fixtures.py:
-// 1. torch.save files: every tensor bit-exact against expected.safetensors (tolerance 0), shared
-//    storages as views, the tensor source;
+// PyTorch checkpoints (engine/ckpt.c, engine/pickle.c) against tools/make_ckpt_fixtures.py:
+// 1. torch.save files, zip and legacy: every tensor bit-exact against expected.safetensors
+//    (tolerance 0), shared storages as views, the tensor source;
 // 2. hostile files: each refused with its status and a message naming the file and the culprit;
 // 3. the pickle alone: every truncation, forged memo indices, MARK floods, shared-dict blowups;
 // 4. the tiny SD1.5 UNet loaded from an LDM .ckpt (F16) equals the diffusers-folder UNet with its
@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "fixture.h"
@@ -62,6 +63,59 @@ static void check_good_file(const dato_safetensors* expected, const char* file, 
     dato_ckpt_close(c);
 }
 
+// Legacy files: not_a_zip.ckpt ({"w": ones(2)}, written by torch) and legacy_handmade.ckpt
+// ({"w": arange(4).view(2, 2)}, laid out by hand as the fixture script documents).
+static void check_legacy_small(void) {
+    static const struct {
+        const char* file;
+        int64_t shape[2];
+        int ndim;
+        float values[4];
+    } cases[] = {{DIR "/not_a_zip.ckpt", {2}, 1, {1, 1}}, {DIR "/legacy_handmade.ckpt", {2, 2}, 2, {0, 1, 2, 3}}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dato_ckpt* c;
+        dato_error err = {{0}};
+        dato_status st = dato_ckpt_open(&c, cases[i].file, &err);
+        CHECK(st == DATO_OK, "%s: %s", cases[i].file, err.msg);
+        if (st) continue;
+        const dato_st_tensor* w = dato_ckpt_find(c, "w");
+        int ok = c->legacy && dato_ckpt_count(c) == 1 && w && w->dtype == DATO_ST_F32 && w->ndim == cases[i].ndim &&
+                 memcmp(w->shape, cases[i].shape, (size_t)w->ndim * sizeof *w->shape) == 0 &&
+                 w->nbytes == (size_t)w->numel * 4 && memcmp(w->data, cases[i].values, w->nbytes) == 0;
+        CHECK(ok, "%s: tensor 'w' differs (legacy %d, %d tensors)", cases[i].file, c->legacy, dato_ckpt_count(c));
+        printf("legacy %s: 'w' %s (max|diff| = 0 required)\n", cases[i].file, ok ? "bit-exact" : "WRONG");
+        dato_ckpt_close(c);
+    }
+}
+
+// Every proper prefix of a legacy file is refused (no crash, no partial result): the five
+// pickles and the storage records are each cut somewhere.
+static void check_legacy_truncations(void) {
+    size_t n;
+    unsigned char* bytes = read_bytes(DIR "/legacy_handmade.ckpt", &n);
+    CHECK(bytes != NULL, "cannot read legacy_handmade.ckpt");
+    if (!bytes) return;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dato_test_ckpt_%ld.ckpt", (long)getpid());
+    int refused = 0;
+    for (size_t k = 1; k < n; k++) { // k = 0 is an empty file: the zip path's error
+        FILE* f = fopen(path, "wb");
+        if (!f || fwrite(bytes, 1, k, f) != k) {
+            CHECK(0, "cannot write %s", path);
+            if (f) fclose(f);
+            break;
+        }
+        fclose(f);
+        dato_ckpt* c = (dato_ckpt*)1;
+        dato_error err = {{0}};
+        refused += dato_ckpt_open(&c, path, &err) != DATO_OK && c == NULL;
+    }
+    remove(path);
+    free(bytes);
+    printf("legacy truncations: %d of %zu refused\n", refused, n - 1);
+    CHECK(refused == (int)n - 1, "%d of %zu legacy truncations accepted", (int)n - 1 - refused, n - 1);
+}
+
 static void check_views(void) {
     dato_ckpt* c;
     dato_error err;
@@ -101,8 +155,17 @@ static const hostile_case hostile[] = {
     {"transposed.ckpt", DATO_ERR_UNSUPPORTED, "tensor 't': not contiguous"},
     {"deep_nesting.ckpt", DATO_ERR_FORMAT, "dicts nested deeper than 16 levels"},
     {"no_data_pkl.ckpt", DATO_ERR_FORMAT, "no <archive>/data.pkl entry"},
-    {"not_a_zip.ckpt", DATO_ERR_FORMAT, "not a readable zip archive"},
+    {"expected.safetensors", DATO_ERR_FORMAT, "not a readable zip archive"},
     {"does_not_exist.ckpt", DATO_ERR_IO, "not a readable zip archive"},
+    // The legacy (non-zip) format.
+    {"legacy_bad_magic.ckpt", DATO_ERR_FORMAT, "no pickled magic number 0x1950a86a20f9469cfc6c at byte 0"},
+    {"legacy_truncated_storage.ckpt", DATO_ERR_FORMAT,
+     "storage '140001': 16 bytes of 4 F32 elements at byte 318, but the file ends at 329"},
+    {"legacy_size_mismatch.ckpt", DATO_ERR_FORMAT,
+     "storage '140001': size prefix says 3 elements, the pickle declares 4"},
+    {"legacy_unknown_key.ckpt", DATO_ERR_FORMAT, "the storage key list names '666', which the pickle never declares"},
+    {"legacy_view_metadata.ckpt", DATO_ERR_UNSUPPORTED,
+     "legacy object pickle at byte 137: persistent id with storage view"},
 };
 
 static void check_hostile(void) {
@@ -360,6 +423,9 @@ int main(void) {
     check_good_file(&expected, "ldm_small.ckpt", "ldm_small", 1);
     check_good_file(&expected, "plain.pt", "plain", 0);
     check_good_file(&expected, "parameter.pth", "parameter", 0);
+    check_good_file(&expected, "ldm_small_legacy.ckpt", "ldm_small", 1); // torch's legacy format
+    check_legacy_small();
+    check_legacy_truncations();
     dato_safetensors_close(&expected);
     check_views();
     check_hostile();
