@@ -156,8 +156,8 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
 
 void dato_runtime_destroy(dato_runtime* rt) {
     if (!rt) return;
-    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base,   rt->is_base, rt->sim, rt->assign,
-                    rt->pruned,  rt->order,   rt->pos,     rt->xn,    rt->bn,     rt->s,      rt->x_kept,  rt->o_kept};
+    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base, rt->is_base, rt->sim,   rt->assign,
+                    rt->pruned,  rt->order,   rt->pos,   rt->xn,     rt->bn,   rt->s,       rt->x_kept, rt->o_kept};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(rt);
 }
