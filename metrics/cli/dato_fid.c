@@ -14,14 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "ckpt.h"
 #include "fid.h"
 #include "idx.h"
 #include "image.h"
-#include "inception.h"
-#include "preprocess.h"
+#include "extractor.h"
 #include "stats_io.h"
-#include "weight_files.h"
 
 typedef struct {
     const char *cmd, *images, *weights, *out, *stats, *kid_ref, *source;
@@ -143,38 +140,20 @@ static void image_set_close(image_set* s) {
     dato_idx_free(&s->idx);
 }
 
-// Image i as preprocessed (3, 299, 299) floats.
-static dato_status image_set_load(const image_set* s, int i, dato_fid_prep prep, float* out, dato_error* err) {
+// Image i through the extractor's preprocessing into out (in_c, in_h, in_w).
+static dato_status image_set_load(const image_set* s, int i, dato_feature_extractor* fx, float* out, dato_error* err) {
     if (s->h5) {
-        size_t px = (size_t)s->h * s->w;
-        const uint8_t* img = s->h5 + (size_t)i * px * s->c;
-        if (s->c == 3) return dato_fid_preprocess(prep, img, s->h, s->w, out, err);
-        uint8_t* rgb = malloc(px * 3);
-        if (!rgb) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-        dato_fid_grey_to_rgb(img, (int64_t)px, rgb);
-        dato_status st = dato_fid_preprocess(prep, rgb, s->h, s->w, out, err);
-        free(rgb);
-        return st;
+        size_t px = (size_t)s->h * s->w * s->c;
+        return fx->preprocess(fx, s->h5 + (size_t)i * px, s->h, s->w, s->c, out, err);
     }
     if (!s->files) {
         int h = (int)s->idx.shape[1], w = (int)s->idx.shape[2];
-        uint8_t* rgb = malloc((size_t)h * w * 3);
-        if (!rgb) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-        dato_fid_grey_to_rgb(s->idx.data + (size_t)i * h * w, (int64_t)h * w, rgb);
-        dato_status st = dato_fid_preprocess(prep, rgb, h, w, out, err);
-        free(rgb);
-        return st;
+        return fx->preprocess(fx, s->idx.data + (size_t)i * h * w, h, w, 1, out, err);
     }
     uint8_t* px = NULL;
     int h, w, c;
     DATO_TRY(dato_png_read(s->files[i], &px, &h, &w, &c, err));
-    uint8_t* rgb = px;
-    if (c == 1) {
-        rgb = malloc((size_t)h * w * 3);
-        if (rgb) dato_fid_grey_to_rgb(px, (int64_t)h * w, rgb);
-    }
-    dato_status st = rgb ? dato_fid_preprocess(prep, rgb, h, w, out, err) : dato_fail(err, DATO_ERR_NOMEM, "oom");
-    if (rgb != px) free(rgb);
+    dato_status st = fx->preprocess(fx, px, h, w, c, out, err);
     free(px);
     return st;
 }
@@ -188,22 +167,23 @@ static double now_s(void) {
 }
 
 // Runs every image of s through the network: stats accumulate; all (n, 2048) kept if keep != NULL.
-static dato_status extract(dato_inception* net, const image_set* s, const options* o, const char* what,
+static dato_status extract(dato_feature_extractor* fx, const image_set* s, const options* o, const char* what,
                            dato_feature_stats* stats, float** keep, dato_error* err) {
-    int B = o->batch;
-    float* x = malloc((size_t)B * 3 * 299 * 299 * sizeof *x);
-    float* f = malloc((size_t)B * DATO_INCEPTION_FEATURES * sizeof *f);
-    float* all = keep ? malloc((size_t)s->n * DATO_INCEPTION_FEATURES * sizeof *all) : NULL;
+    int B = o->batch, D = fx->dim;
+    size_t in = (size_t)fx->in_c * fx->in_h * fx->in_w;
+    float* x = malloc((size_t)B * in * sizeof *x);
+    float* f = malloc((size_t)B * D * sizeof *f);
+    float* all = keep ? malloc((size_t)s->n * D * sizeof *all) : NULL;
     dato_status st = x && f && (!keep || all) ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     double t0 = now_s();
     for (int i = 0; i < s->n && !st; i += B) {
         int b = s->n - i < B ? s->n - i : B;
-        for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, o->prep, x + (size_t)k * 3 * 299 * 299, err);
+        for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, fx, x + (size_t)k * in, err);
         if (st) break;
-        dato_tensor tx = dato_tensor_f32_4d(x, b, 3, 299, 299), tf = dato_tensor_f32_2d(f, b, DATO_INCEPTION_FEATURES);
-        if ((st = dato_inception_forward(net, &tx, &tf, err))) break;
+        dato_tensor tx = dato_tensor_f32_4d(x, b, fx->in_c, fx->in_h, fx->in_w), tf = dato_tensor_f32_2d(f, b, D);
+        if ((st = fx->forward(fx, &tx, &tf, err))) break;
         if ((st = dato_feature_stats_add(stats, f, b, err))) break;
-        if (all) memcpy(all + (size_t)i * DATO_INCEPTION_FEATURES, f, (size_t)b * DATO_INCEPTION_FEATURES * sizeof *f);
+        if (all) memcpy(all + (size_t)i * D, f, (size_t)b * D * sizeof *f);
         double el = now_s() - t0, done = i + b;
         fprintf(stderr, "\rdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s   ", what, i + b, s->n, done / el,
                 el / done * (s->n - done));
@@ -213,37 +193,6 @@ static dato_status extract(dato_inception* net, const image_set* s, const option
     free(f);
     if (keep && !st) *keep = all;
     else free(all);
-    return st;
-}
-
-// FNV-1a 64 of the weights file: statistics made with other weights are refused.
-static dato_status file_hash(const char* path, char* out, size_t n, dato_error* err) {
-    FILE* fp = fopen(path, "rb");
-    if (!fp) return dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
-    uint64_t h = 1469598103934665603ull;
-    unsigned char buf[1 << 16];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, fp)) > 0)
-        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
-    fclose(fp);
-    snprintf(out, n, "fnv1a64:%016llx", (unsigned long long)h);
-    return DATO_OK;
-}
-
-static dato_status load_weights(dato_inception* net, const char* path, dato_error* err) {
-    if (has_suffix(path, ".pth") || has_suffix(path, ".pt") || has_suffix(path, ".ckpt")) {
-        dato_ckpt* ck = NULL;
-        DATO_TRY(dato_ckpt_open(&ck, path, err));
-        dato_tensor_source src = dato_ckpt_source(ck);
-        dato_status st = dato_inception_load(net, &src, err);
-        dato_ckpt_close(ck);
-        return st;
-    }
-    dato_weight_files wf;
-    DATO_TRY(dato_weight_files_open(&wf, path, err));
-    dato_tensor_source src = dato_tensor_source_files(&wf);
-    dato_status st = dato_inception_load(net, &src, err);
-    dato_weight_files_close(&wf);
     return st;
 }
 
@@ -317,7 +266,7 @@ int main(int argc, char** argv) {
     if (pr <= 0) return pr < 0 ? 0 : 2;
     dato_error err = {{0}};
     dato_backend be;
-    dato_inception net;
+    dato_feature_extractor fx = {0};
     image_set set, ref = {0};
     dato_feature_stats acc = {0}, acc_ref = {0};
     dato_fid_stats mine = {0}, theirs = {0};
@@ -328,20 +277,19 @@ int main(int argc, char** argv) {
         fprintf(stderr, "dato-fid: %s\n", err.msg);
         return 1;
     }
-    dato_inception_init(&net, &be);
     memset(&set, 0, sizeof set);
-    dato_status st = load_weights(&net, o.weights, &err);
+    dato_status st = dato_extractor_inception_open(&fx, o.weights, o.prep, &be, &err);
     if (!st) st = image_set_open(&set, o.images, o.limit, &err);
-    if (!st) st = dato_feature_stats_init(&acc, DATO_INCEPTION_FEATURES, &err);
-    snprintf(meta.extractor, sizeof meta.extractor, "pytorch-fid-inception-v3-pool3");
-    snprintf(meta.preprocessing, sizeof meta.preprocessing, "%s", dato_fid_prep_name(o.prep));
+    if (!st) st = dato_feature_stats_init(&acc, fx.dim, &err);
+    snprintf(meta.extractor, sizeof meta.extractor, "%s", fx.name);
+    snprintf(meta.weights_hash, sizeof meta.weights_hash, "%s", fx.weights_hash);
+    snprintf(meta.preprocessing, sizeof meta.preprocessing, "%s", fx.preprocessing);
     snprintf(meta.source, sizeof meta.source, "%s", o.source ? o.source : o.images);
-    if (!st) st = file_hash(o.weights, meta.weights_hash, sizeof meta.weights_hash, &err);
-    if (!st) st = extract(&net, &set, &o, "images", &acc, o.kid_ref ? &feat : NULL, &err);
+    if (!st) st = extract(&fx, &set, &o, "images", &acc, o.kid_ref ? &feat : NULL, &err);
     if (!st) st = dato_feature_stats_finalize(&acc, &mine, &singular, &err);
     if (!st && singular)
-        fprintf(stderr, "dato-fid: warning: %d images <= 2048 features: the covariance is singular; compare only FIDs "
-                        "taken with the same number of images\n", set.n);
+        fprintf(stderr, "dato-fid: warning: %d images <= %d features: the covariance is singular; compare only FIDs "
+                        "taken with the same number of images\n", set.n, fx.dim);
     if (!st && !strcmp(o.cmd, "stats")) {
         st = dato_stats_write_h5(o.out, &mine, &meta, &err);
         if (!st) printf("wrote %s (%d images, %s preprocessing)\n", o.out, set.n, meta.preprocessing);
@@ -359,13 +307,13 @@ int main(int argc, char** argv) {
         if (!st) printf("FID %.6f (%d images vs %s; %s preprocessing)\n", r.fid, set.n, o.stats, meta.preprocessing);
         if (!st && o.kid_ref) {
             st = image_set_open(&ref, o.kid_ref, o.limit, &err);
-            if (!st) st = dato_feature_stats_init(&acc_ref, DATO_INCEPTION_FEATURES, &err);
-            if (!st) st = extract(&net, &ref, &o, "KID reference", &acc_ref, &feat_ref, &err);
+            if (!st) st = dato_feature_stats_init(&acc_ref, fx.dim, &err);
+            if (!st) st = extract(&fx, &ref, &o, "KID reference", &acc_ref, &feat_ref, &err);
             int m = o.kid_subset_size < set.n ? o.kid_subset_size : set.n;
             m = m < ref.n ? m : ref.n;
             dato_kid_config ko = {.n_subsets = o.kid_subsets, .subset_size = m, .seed = 0};
             dato_kid_result kr;
-            if (!st) st = dato_kid(feat, set.n, feat_ref, ref.n, DATO_INCEPTION_FEATURES, &ko, &kr, &err);
+            if (!st) st = dato_kid(feat, set.n, feat_ref, ref.n, fx.dim, &ko, &kr, &err);
             if (!st) printf("KID %.6f +- %.6f (%d subsets of %d)\n", kr.mean, kr.std, o.kid_subsets, m);
         }
     }
@@ -379,7 +327,7 @@ int main(int argc, char** argv) {
     dato_feature_stats_free(&acc_ref);
     image_set_close(&set);
     image_set_close(&ref);
-    dato_inception_free(&net);
+    if (fx.destroy) fx.destroy(&fx);
     dato_backend_destroy(&be);
     return rc;
 }
