@@ -28,29 +28,16 @@ typedef struct {
 int main(int argc, char** argv) {
     const char* config = NULL;
     int latent = 64, batch = 2, seq = 77, threads = 0, iters = 1;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        const char* v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "bench_dato_step: %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--config")) config = v;
-        else if (!strcmp(a, "--latent")) latent = atoi(v);
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "--seq")) seq = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--iters")) iters = atoi(v);
-        else {
-            fprintf(stderr, "bench_dato_step: unknown option %s (try --help)\n", a);
-            return 2;
-        }
-        i++;
-    }
+    const bench_opt opts[] = {
+        {"--config", .str_value = &config},
+        {"--latent", .int_value = &latent},
+        {"--batch", .int_value = &batch},
+        {"--seq", .int_value = &seq},
+        {"--threads", .int_value = &threads},
+        {"--iters", .int_value = &iters},
+    };
+    int pr = bench_parse(argc, argv, "bench_dato_step", opts, (int)(sizeof opts / sizeof opts[0]), usage);
+    if (pr) return pr == 1 ? 0 : 2;
     if (!config || latent < 1 || batch < 1 || iters < 1) {
         usage();
         return 2;

@@ -13,26 +13,20 @@
 #include "rng.h"
 #include "tensor_source.h"
 
+static void usage(void) {
+    printf("usage: bench_inception [--batch B] [--iters K] [--threads T]\n"
+           "  Times pytorch-fid's Inception-v3 pool3 features at 299x299 with seeded random weights.\n");
+}
+
 int main(int argc, char** argv) {
     int batch = 16, iters = 3, threads = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: bench_inception [--batch B] [--iters K] [--threads T]\n"
-                   "  Times pytorch-fid's Inception-v3 pool3 features at 299x299 with seeded random weights.\n");
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "bench_inception: %s needs a value\n", argv[i]);
-            return 2;
-        }
-        if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--iters")) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[++i]);
-        else {
-            fprintf(stderr, "bench_inception: unknown option %s\n", argv[i]);
-            return 2;
-        }
-    }
+    const bench_opt opts[] = {
+        {"--batch", .int_value = &batch},
+        {"--iters", .int_value = &iters},
+        {"--threads", .int_value = &threads},
+    };
+    int pr = bench_parse(argc, argv, "bench_inception", opts, (int)(sizeof opts / sizeof opts[0]), usage);
+    if (pr) return pr == 1 ? 0 : 2;
     if (batch < 1 || iters < 1) return 2;
     dato_error err;
     dato_backend be;

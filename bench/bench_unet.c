@@ -117,34 +117,18 @@ static void usage(void) {
 int main(int argc, char** argv) {
     const char* config = NULL;
     int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1, profile = 0;
-    for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        const char* v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage();
-            return 0;
-        }
-        if (!strcmp(a, "--profile")) {
-            profile = 1;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "bench_unet: %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--config")) config = v;
-        else if (!strcmp(a, "--latent")) latent = atoi(v);
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "--seq")) seq = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--iters")) iters = atoi(v);
-        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
-        else {
-            fprintf(stderr, "bench_unet: unknown option %s (try --help)\n", a);
-            return 2;
-        }
-        i++;
-    }
+    const bench_opt opts[] = {
+        {"--config", .str_value = &config},
+        {"--latent", .int_value = &latent},
+        {"--batch", .int_value = &batch},
+        {"--seq", .int_value = &seq},
+        {"--threads", .int_value = &threads},
+        {"--iters", .int_value = &iters},
+        {"--warmup", .int_value = &warmup},
+        {"--profile", .flag = &profile},
+    };
+    int pr = bench_parse(argc, argv, "bench_unet", opts, (int)(sizeof opts / sizeof opts[0]), usage);
+    if (pr) return pr == 1 ? 0 : 2;
     if (!config || latent < 1 || batch < 1 || seq < 1 || iters < 1 || iters > 1000 || warmup < 0) {
         usage();
         return 2;

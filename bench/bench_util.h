@@ -1,8 +1,11 @@
 // Small helpers shared by the bench programs: a monotonic clock, the peak RSS, a comparator
-// for medians.
+// for medians, and the command-line parser they all use.
 #ifndef DATO_BENCH_UTIL_H
 #define DATO_BENCH_UTIL_H
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -22,6 +25,55 @@ static inline double peak_rss_mb(void) {
 static inline int cmp_double(const void* a, const void* b) {
     double x = *(const double*)a, y = *(const double*)b;
     return (x > y) - (x < y);
+}
+
+// One command-line option: "--name VALUE" (an int or a string) or a bare "--name" flag.
+typedef struct {
+    const char* name;
+    int* int_value;          // --name N
+    const char** str_value;  // --name TEXT
+    int* flag;               // --name (set to 1)
+} bench_opt;
+
+// Parses argv against opts. Returns 0 to go on, 1 after --help (usage printed), 2 on an error
+// (message printed with prog's name).
+static inline int bench_parse(int argc, char** argv, const char* prog, const bench_opt* opts, int n_opts,
+                              void (*usage)(void)) {
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 1;
+        }
+        const bench_opt* o = NULL;
+        for (int k = 0; k < n_opts && !o; k++)
+            if (!strcmp(a, opts[k].name)) o = &opts[k];
+        if (!o) {
+            fprintf(stderr, "%s: unknown option %s (try --help)\n", prog, a);
+            return 2;
+        }
+        if (o->flag) {
+            *o->flag = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "%s: %s needs a value\n", prog, a);
+            return 2;
+        }
+        const char* v = argv[++i];
+        if (o->str_value) {
+            *o->str_value = v;
+        } else {
+            char* end = NULL;
+            long x = strtol(v, &end, 10);
+            if (*end || end == v) {
+                fprintf(stderr, "%s: %s: '%s' is not a number\n", prog, a, v);
+                return 2;
+            }
+            *o->int_value = (int)x;
+        }
+    }
+    return 0;
 }
 
 #endif
