@@ -458,43 +458,48 @@ done:
 
 // ---- decoding -----------------------------------------------------------------------------------------
 
+int dato_pipeline_image_channels(const dato_pipeline* p) {
+    if (p->has_vae) return p->vae.cfg.out_channels;
+    return p->unet.cfg.out_channels == 4 ? 3 : p->unet.cfg.out_channels; // 4: a latent preview
+}
+
 dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, int h, int w, uint8_t* rgb,
                                  float* image_f32, int* channels, dato_error* err) {
     const dato_unet_config* c = &p->unet.cfg;
     dato_backend* be = p->be;
     size_t latent = (size_t)c->out_channels * h * w;
+    int ch = dato_pipeline_image_channels(p);
+    if (ch != 1 && ch != 3)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "decode: cannot show a %d-channel %s output", ch,
+                         p->has_vae ? "VAE" : "UNet");
+    *channels = ch;
     if (!p->has_vae) { // pixel-space output, or a latent preview for a bare latent UNet
-        int ch = c->out_channels == 4 ? 3 : c->out_channels;
-        if (ch != 1 && ch != 3)
-            return dato_fail(err, DATO_ERR_UNSUPPORTED, "decode: cannot show a %d-channel output", c->out_channels);
         for (int i = 0; i < B; i++) {
             dato_tensor x = dato_tensor_f32_3d((float*)latents + i * latent, c->out_channels, h, w);
             DATO_TRY(c->out_channels == 4 ? dato_latent_preview(&x, rgb + (size_t)i * h * w * ch, err)
                                      : dato_image_from_float(&x, rgb + (size_t)i * h * w * ch, err));
             if (image_f32 && ch == c->out_channels) memcpy(image_f32 + i * latent, x.data, latent * sizeof(float));
         }
-        *channels = ch;
         return DATO_OK;
     }
     int f = dato_pipeline_vae_factor(p), H = h * f, W = w * f;
-    size_t img = (size_t)3 * H * W;
+    size_t img = (size_t)ch * H * W;
     dato_vae_ws ws;
     DATO_TRY(dato_vae_ws_create(&ws, &p->vae, 1, h, w, err));
     void* dev = be->ops->alloc(be, (latent + img) * sizeof(float));
     float* host = malloc(img * sizeof *host);
     dato_status st = dev && host ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "decode: out of memory");
     dato_tensor z = dato_tensor_make(dev, DATO_F32, be->device, 4, (int64_t[]){1, c->out_channels, h, w});
-    dato_tensor x = dato_tensor_make((float*)dev + latent, DATO_F32, be->device, 4, (int64_t[]){1, 3, H, W});
+    dato_tensor x = dato_tensor_make((float*)dev + latent, DATO_F32, be->device, 4, (int64_t[]){1, ch, H, W});
     for (int i = 0; i < B && !st; i++) { // one image at a time: the VAE's activations dominate memory
         be->ops->upload(be, z.data, latents + i * latent, latent * sizeof(float));
         st = dato_vae_decode(&p->vae, &ws, &z, &x, err);
         if (st) break;
         be->ops->download(be, host, x.data, img * sizeof(float));
-        dato_tensor hx = dato_tensor_f32_3d(host, 3, H, W);
-        st = dato_image_from_float(&hx, rgb + (size_t)i * H * W * 3, err);
+        dato_tensor hx = dato_tensor_f32_3d(host, ch, H, W);
+        st = dato_image_from_float(&hx, rgb + (size_t)i * H * W * ch, err);
         if (image_f32) memcpy(image_f32 + i * img, host, img * sizeof(float));
     }
-    *channels = 3;
     if (dev) be->ops->free(be, dev);
     free(host);
     dato_vae_ws_free(&ws, &p->vae);

@@ -96,9 +96,12 @@ typedef struct {
 // Every buffer is allocated before the loop; the loop itself allocates nothing.
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err);
 
-// Latents (B, C, h, w) on the host -> 8-bit RGB (or gray) images (B, H, W, channels): the VAE
-// decoder, or the UNet output itself for a pixel-space model. image_f32 (B, 3, H, W) before
-// quantization may be NULL. *channels gets 3 (or the pixel model's 1).
+// Channels of the decoded images: the VAE's out_channels (3 for SD, 1 for a gray model), or for a
+// pixel-space model its UNet's (a 4-channel latent UNet without a VAE shows a 3-channel preview).
+int dato_pipeline_image_channels(const dato_pipeline* p);
+// Latents (B, C, h, w) on the host -> 8-bit images (B, H, W, channels), channels =
+// dato_pipeline_image_channels: the VAE decoder, or the UNet output itself for a pixel-space
+// model. image_f32 (B, channels, H, W) before quantization may be NULL.
 dato_status dato_pipeline_decode(dato_pipeline* p, const float* latents, int B, int h, int w, uint8_t* rgb,
                                  float* image_f32, int* channels, dato_error* err);
 

@@ -13,6 +13,7 @@
 
 #include "cost.h"
 #include "image.h"
+#include "model_defaults.h"
 #include "pipeline.h"
 #include "safetensors.h"
 
@@ -21,29 +22,32 @@
 typedef struct {
     const char *model, *context, *prompt, *prompts_file, *negative, *out, *latents_out, *tokenizer, *schedule;
     int steps, batch, size, threads, grid, have_sampler, compare_baseline;
-    float guidance;
+    float guidance;                 // steps / guidance < 0: the model's dato.json, else 50 / 7.5
+    char default_model[4096];
     unsigned long long seed;
     dato_sampler_kind sampler;
 } options;
 
 static void usage(FILE* f) {
     fprintf(f,
-            "usage: dato-generate --model DIR|FILE (--prompt TEXT | --prompts-file FILE | --context FILE) [options]\n"
+            "usage: dato-generate [--model DIR|FILE] (--prompt TEXT | --prompts-file FILE | --context FILE) [options]\n"
             "\n"
             "Generates images with a Stable Diffusion 1.x/2.x/SDXL-family model on the CPU.\n"
             "\n"
             "  --model DIR|FILE       diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,\n"
             "                         scheduler/; SDXL adds text_encoder_2/, tokenizer_2/), a bare UNet folder,\n"
-            "                         or an LDM single-file .safetensors\n"
+            "                         or an LDM single-file .safetensors (default: the embedded models/fashion-sd,\n"
+            "                         or $DATO_DEFAULT_MODEL)\n"
             "  --prompt TEXT          the prompt\n"
             "  --prompts-file FILE    one prompt per line (empty lines skipped)\n"
             "  --negative-prompt TEXT the negative prompt for every prompt (default: none; SDXL then uses zeros)\n"
             "  --context FILE         conditioning as tensors instead of prompts: safetensors with context\n"
             "                         (2, S, X) = [uncond; cond] (+ text_embeds (2, P), time_ids (2, 6) for SDXL)\n"
-            "  --steps N              sampler steps (default 50)\n"
+            "  --steps N              sampler steps (default: the model's dato.json, else 50)\n"
             "  --sampler NAME         ddim | pndm (plms) | dpmpp-2m | euler | euler-a\n"
             "                         (default: the model's scheduler_config.json)\n"
-            "  --guidance G           classifier-free guidance scale (default 7.5; <= 1 turns it off)\n"
+            "  --guidance G           classifier-free guidance scale (default: the model's\n"
+            "                         dato.json, else 7.5; <= 1 turns it off)\n"
             "  --seed S               seed; prompt j uses S + j, its image i stream i of that (default 0)\n"
             "  --batch B              images per prompt (default 1)\n"
             "  --size PX              image size in pixels (default: the UNet's sample_size x the VAE factor)\n"
@@ -61,7 +65,7 @@ static void usage(FILE* f) {
 }
 
 static int parse_args(int argc, char** argv, options* o) {
-    *o = (options){.steps = 50, .batch = 1, .guidance = 7.5f, .out = "results/dato-generate.png"};
+    *o = (options){.steps = -1, .batch = 1, .guidance = -1.0f, .out = "results/dato-generate.png"};
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -114,14 +118,18 @@ static int parse_args(int argc, char** argv, options* o) {
         }
     }
     if (!o->model) {
-        fprintf(stderr, "dato-generate: --model is required (see --help)\n");
-        return 0;
+        dato_error err;
+        if (dato_default_model_dir(o->default_model, sizeof o->default_model, &err)) {
+            fprintf(stderr, "dato-generate: %s\n", err.msg);
+            return 0;
+        }
+        o->model = o->default_model;
     }
     if (!!o->prompt + !!o->prompts_file + !!o->context != 1) {
         fprintf(stderr, "dato-generate: give exactly one of --prompt, --prompts-file, --context (see --help)\n");
         return 0;
     }
-    if (o->steps < 1 || o->steps > 1000 || o->batch < 1 || o->batch > 1024 || o->size < 0) {
+    if ((o->steps != -1 && (o->steps < 1 || o->steps > 1000)) || o->batch < 1 || o->batch > 1024 || o->size < 0) {
         fprintf(stderr, "dato-generate: --steps must be in 1..1000, --batch in 1..1024, --size >= 0\n");
         return 0;
     }
@@ -178,7 +186,8 @@ static void print_progress(void* ctx, int done, int total) {
 // analytic speedup over the baseline.
 static int print_schedule_costs(const dato_pipeline* p, const dato_schedule* s, const options* o, int latent) {
     const dato_unet* u = &p->unet;
-    int rows = o->guidance > 1.0f ? 2 * o->batch : o->batch, seq = 77, B = u->n_branches;
+    int rows = o->guidance > 1.0f ? 2 * o->batch : o->batch, B = u->n_branches;
+    int seq = p->n_text ? dato_tokenizer_max_len(p->tokenizer[0]) : 77;
     dato_error err;
     dato_macs full, m;
     if (dato_unet_step_macs(u, rows, latent, latent, seq, B + 1, 0.0f, -1, 2, &full, &err)) {
@@ -286,17 +295,26 @@ int main(int argc, char** argv) {
         return 1;
     }
     fprintf(stderr, "dato-generate: loaded %s in %.2f s\n", o.model, now_s() - t_load);
+    dato_model_defaults md;
+    if (dato_model_defaults_load(&md, o.model, &err)) {
+        fprintf(stderr, "dato-generate: %s\n", err.msg);
+        dato_pipeline_close(&p);
+        dato_backend_destroy(&be);
+        return 1;
+    }
+    if (o.steps < 0) o.steps = md.steps ? md.steps : 50;
+    if (o.guidance < 0) o.guidance = md.guidance ? md.guidance : 7.5f;
     const dato_unet_config* c = &p.unet.cfg;
     int factor = dato_pipeline_vae_factor(&p);
-    int size = o.size ? o.size : c->sample_size * factor;
+    int size = o.size ? o.size : md.height ? md.height : c->sample_size * factor;
     int div = factor << (c->n_levels - 1), rc = 1, B = o.batch;
-    int h = size / factor, w = h, ch = 3;
+    int h = size / factor, w = h, ch = dato_pipeline_image_channels(&p);
     dato_sampler_kind kind = o.have_sampler ? o.sampler : p.sched.kind;
     const char* kind_name = dato_sampler_kind_name(kind);
     dato_schedule* sched = NULL;
     size_t latent = (size_t)c->out_channels * h * w;
     float* lat = malloc((size_t)n_prompts * B * latent * sizeof *lat);          // (N, C, h, w)
-    uint8_t* px = malloc((size_t)n_prompts * B * size * size * 3);             // (N, H, W, ch)
+    uint8_t* px = malloc((size_t)n_prompts * B * size * size * ch);            // (N, H, W, ch)
     const char** texts = malloc((size_t)B * sizeof *texts);
     const char** negs = malloc((size_t)B * sizeof *negs);
     if (size % div) {
@@ -361,7 +379,7 @@ int main(int argc, char** argv) {
             printf(", %.2f s baseline: measured speedup %.2fx\n", t_base, t_base / (now_s() - ps.t0));
         dato_conditioning_free(&cond);
         double t_decode = now_s();
-        if (!st) st = dato_pipeline_decode(&p, lj, B, h, w, px + (size_t)j * B * size * size * 3, NULL, &ch, &err);
+        if (!st) st = dato_pipeline_decode(&p, lj, B, h, w, px + (size_t)j * B * size * size * ch, NULL, &ch, &err);
         if (!st) fprintf(stderr, "dato-generate: prompt %d/%d: denoised in %.2f s, decoded in %.2f s\n", j + 1, n_prompts,
                          t_decode - ps.t0, now_s() - t_decode);
         if (st) {

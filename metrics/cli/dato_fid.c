@@ -2,6 +2,7 @@
 //
 //   dato-fid stats --images DIR|FILE.idx[.gz] --weights pt_inception-2015-12-05-6726825d.pth --out ref.h5
 //   dato-fid score --images DIR --stats ref.h5|ref.npz --weights ... [--kid-ref DIR|FILE.idx]
+//   dato-fid stats --images FILE.idx --extractor featnet[:DIR] --out ref.h5   (the default model's network)
 //
 // Images: a folder of PNGs (sorted by name), an IDX file (Fashion-MNIST: grey 28x28, made RGB
 // by repeating the channel), or an HDF5 file whose dataset "images" is uint8 (N, H, W, C), C 1 or 3. Features: pytorch-fid's Inception-v3 pool3 (2048-d) after the chosen
@@ -18,10 +19,12 @@
 #include "idx.h"
 #include "image.h"
 #include "extractor.h"
+#include "featnet.h"
 #include "stats_io.h"
 
 typedef struct {
     const char *cmd, *images, *weights, *out, *stats, *kid_ref, *source;
+    const char* featnet_dir; // --extractor featnet[:DIR]; NULL: inception
     int batch, threads, limit, kid_subsets, kid_subset_size;
     dato_fid_prep prep;
 } options;
@@ -33,8 +36,9 @@ static void usage(FILE* f) {
             "\n"
             "  --images DIR|FILE     a folder of PNG images (sorted by name), an IDX image file, or an HDF5\n"
             "                        file with a uint8 dataset 'images' (N, H, W, 1 or 3)\n"
-            "  --extractor NAME      inception (default; pytorch-fid's FID network). The default model's\n"
-            "                        feature network joins with the default-model issue\n"
+            "  --extractor NAME      inception (default; pytorch-fid's FID network), or featnet[:DIR]: the\n"
+            "                        default model's feature network (64-d, grey 28x28 images only, no\n"
+            "                        --weights; DIR default " DATO_SOURCE_DIR "/models/fashion-sd/featnet)\n"
             "  --weights FILE        Inception weights: pt_inception-2015-12-05-6726825d.pth or .safetensors\n"
             "  --out FILE.h5         stats: where to write mu, sigma and what made them\n"
             "  --stats FILE          score: reference statistics (.h5 from dato-fid, or a pytorch-fid/ADM .npz)\n"
@@ -225,8 +229,11 @@ static int parse(int argc, char** argv, options* o) {
         else if (!strcmp(a, "--kid-ref")) o->kid_ref = v;
         else if (!strcmp(a, "--source")) o->source = v;
         else if (!strcmp(a, "--extractor")) {
-            if (strcmp(v, "inception") != 0) {
-                fprintf(stderr, "dato-fid: --extractor '%s': this build has only 'inception'\n", v);
+            if (!strcmp(v, "featnet")) o->featnet_dir = DATO_SOURCE_DIR "/models/fashion-sd/featnet";
+            else if (!strncmp(v, "featnet:", 8) && v[8]) o->featnet_dir = v + 8;
+            else if (!strcmp(v, "inception")) o->featnet_dir = NULL;
+            else {
+                fprintf(stderr, "dato-fid: --extractor '%s': expected inception, featnet or featnet:DIR\n", v);
                 return 0;
             }
         }
@@ -246,7 +253,11 @@ static int parse(int argc, char** argv, options* o) {
             return 0;
         }
     }
-    const char* missing = !o->images ? "--images" : !o->weights ? "--weights"
+    if (o->featnet_dir && o->weights) {
+        fprintf(stderr, "dato-fid: --weights is for inception; featnet reads its folder's model.safetensors\n");
+        return 0;
+    }
+    const char* missing = !o->images ? "--images" : !o->weights && !o->featnet_dir ? "--weights"
                           : !strcmp(o->cmd, "stats") && !o->out ? "--out"
                           : !strcmp(o->cmd, "score") && !o->stats ? "--stats" : NULL;
     if (missing) {
@@ -278,7 +289,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     memset(&set, 0, sizeof set);
-    dato_status st = dato_extractor_inception_open(&fx, o.weights, o.prep, &be, &err);
+    dato_status st = o.featnet_dir ? dato_extractor_featnet_open(&fx, o.featnet_dir, &be, &err)
+                                   : dato_extractor_inception_open(&fx, o.weights, o.prep, &be, &err);
     if (!st) st = image_set_open(&set, o.images, o.limit, &err);
     if (!st) st = dato_feature_stats_init(&acc, fx.dim, &err);
     snprintf(meta.extractor, sizeof meta.extractor, "%s", fx.name);

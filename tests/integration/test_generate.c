@@ -150,8 +150,9 @@ int main(int argc, char** argv) {
     free(bytes);
 
     // Clear errors, non-zero exits.
-    snprintf(cmd, sizeof cmd, "%s --context %s", exe, CONTEXT);
-    CHECK(run(cmd) == 2 && stderr_has("--model"), "missing --model not reported");
+    // Without --model the embedded default is used; $DATO_DEFAULT_MODEL moves it (here: nowhere).
+    snprintf(cmd, sizeof cmd, "DATO_DEFAULT_MODEL=%s/no-default %s --context %s", tmpdir, exe, CONTEXT);
+    CHECK(run(cmd) == 1 && stderr_has("no-default"), "a missing default model is not named");
     snprintf(cmd, sizeof cmd, "%s --model %s/nowhere --context %s", exe, tmpdir, CONTEXT);
     CHECK(run(cmd) == 1 && stderr_has("nowhere"), "a missing model path is not named");
     snprintf(cmd, sizeof cmd, "%s --model %s --context %s/io.safetensors", exe, MODEL, MODEL);
