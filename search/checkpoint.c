@@ -1,0 +1,978 @@
+// Crash-safe HDF5 checkpoints of a dato-search run. See checkpoint.h and docs/CHECKPOINT.md.
+#include "checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// The engine has no version header yet: this matches project(dato VERSION ...) in CMakeLists.txt.
+#ifndef DATO_VERSION
+#define DATO_VERSION "0.1.0"
+#endif
+
+#define RATIO_CODES 6          // genome.h: code 0 = off, 1..5 = 0.3..0.7
+#define MAX_STEPS 100000       // sanity bounds on a file's counts, so a damaged header cannot ask
+#define MAX_POP (1 << 24)      // for absurd allocations
+#define MAX_EVALUATIONS ((int64_t)1 << 32)
+#define PATH_CAP 4200
+// The HDF5 user block: bytes the library skips at the start of the file, where the seal goes.
+#define SEAL_BYTES 512
+#define SEAL_MAGIC "dato-search-checkpoint seal\n"
+
+// ---- the checksum -----------------------------------------------------------------------------
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_bytes(uint64_t h, const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
+    return h;
+}
+
+// Values are hashed as their little-endian bytes, whatever the host, so the file's checksum is portable.
+static uint64_t fnv_le(uint64_t h, uint64_t v, int n_bytes) {
+    for (int i = 0; i < n_bytes; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t fnv_doubles(uint64_t h, const double* x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &x[i], 8);
+        h = fnv_le(h, bits, 8);
+    }
+    return h;
+}
+
+uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes;
+    uint64_t h = FNV_OFFSET;
+    h = fnv_bytes(h, c->pop_genomes, pop * gb);
+    h = fnv_doubles(h, c->pop_objectives, pop * (size_t)c->n_obj);
+    h = fnv_doubles(h, c->pop_violations, pop);
+    for (int i = 0; i < 4; i++) h = fnv_le(h, c->rng_state[i], 8);
+    h = fnv_bytes(h, c->arch_genomes, n * gb);
+    h = fnv_doubles(h, c->arch_objectives, n * (size_t)c->n_obj);
+    h = fnv_doubles(h, c->arch_extras, n * (size_t)c->n_extra);
+    for (size_t i = 0; i < n; i++) h = fnv_le(h, (uint32_t)c->arch_generations[i], 4);
+    return h;
+}
+
+// ---- the config as attributes of /config --------------------------------------------------------
+
+typedef enum { FIELD_TEXT, FIELD_INT, FIELD_FLOAT, FIELD_U64, FIELD_LATENCY_MODE, FIELD_REF_MODE } field_kind;
+
+typedef struct {
+    const char* name;
+    field_kind kind;
+    size_t offset;
+    size_t size; // bytes of a FIELD_TEXT array
+} config_field;
+
+#define TEXT(f) {#f, FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f)}
+#define NUMBER(f, kind) {#f, kind, offsetof(dato_search_config, f), 0}
+
+// Every field of dato_search_config, in the header's order.
+static const config_field config_fields[] = {
+    TEXT(model),         TEXT(model_hash),
+    TEXT(prompts_file),  TEXT(prompts_hash),
+    NUMBER(n_prompts, FIELD_INT),
+    NUMBER(images, FIELD_INT),
+    NUMBER(final_images, FIELD_INT),
+    NUMBER(steps, FIELD_INT),
+    NUMBER(guidance, FIELD_FLOAT),
+    TEXT(sampler),
+    NUMBER(batch, FIELD_INT),
+    NUMBER(ref_mode, FIELD_REF_MODE),
+    TEXT(ref),           TEXT(ref_hash),
+    TEXT(feature_net),
+    NUMBER(latency_mode, FIELD_LATENCY_MODE),
+    TEXT(latency_table_hash),
+    NUMBER(pop, FIELD_INT),
+    NUMBER(gens, FIELD_INT),
+    NUMBER(seed, FIELD_U64),
+    NUMBER(n_branches, FIELD_INT),
+    NUMBER(threads, FIELD_INT),
+};
+#define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
+static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
+
+// ---- HDF5 plumbing ----------------------------------------------------------------------------
+
+// HDF5 prints its error stack to stderr by default; our messages say what failed, so it is
+// silenced for one call and restored after (the handler is process-wide).
+typedef struct {
+    H5E_auto2_t func;
+    void* data;
+} h5_quiet;
+
+static h5_quiet h5_silence(void) {
+    h5_quiet q;
+    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+static void h5_restore(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
+
+// A failed write step: names the file and the step, with the OS's reason when HDF5 left one in
+// errno (callers clear errno before the step).
+static dato_status write_failure(dato_error* err, const char* path, const char* what, const char* name) {
+    int e = errno;
+    return dato_fail(err, DATO_ERR_IO, "%s: %s%s%s%s failed (%s)", path, what, name ? " '" : "", name ? name : "",
+                     name ? "'" : "", e ? strerror(e) : "HDF5 error, errno not set");
+}
+
+// Creates dataset name of file type ftype and shape dims, and writes data (mem type mtype) into it.
+static dato_status write_dataset(hid_t loc, const char* path, const char* name, hid_t ftype, hid_t mtype, int ndim,
+                                 const hsize_t* dims, const void* data, dato_error* err) {
+    errno = 0;
+    hsize_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= dims[i];
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = space < 0 ? -1 : H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = ds < 0 ? -1 : 0;
+    if (rc >= 0 && numel > 0) rc = H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0) return write_failure(err, path, "writing dataset", name);
+    return DATO_OK;
+}
+
+// A scalar attribute of file type ftype from value (mem type mtype).
+static dato_status write_attr(hid_t loc, const char* path, const char* name, hid_t ftype, hid_t mtype,
+                              const void* value, dato_error* err) {
+    errno = 0;
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = space < 0 ? -1 : H5Acreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = attr < 0 ? -1 : H5Awrite(attr, mtype, value);
+    if (attr >= 0 && H5Aclose(attr) < 0) rc = -1;
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0) return write_failure(err, path, "writing attribute", name);
+    return DATO_OK;
+}
+
+// Variable-length UTF-8, which h5py returns as str.
+static dato_status write_text_attr(hid_t loc, const char* path, const char* name, const char* value,
+                                   dato_error* err) {
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+        if (type >= 0) H5Tclose(type);
+        return write_failure(err, path, "making the string type of attribute", name);
+    }
+    dato_status st = write_attr(loc, path, name, type, type, &value, err);
+    H5Tclose(type);
+    return st;
+}
+
+static dato_status write_i64_attr(hid_t loc, const char* path, const char* name, int64_t value, dato_error* err) {
+    return write_attr(loc, path, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value, err);
+}
+
+static dato_status write_f64_attr(hid_t loc, const char* path, const char* name, double value, dato_error* err) {
+    return write_attr(loc, path, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value, err);
+}
+
+static dato_status write_u64_attr(hid_t loc, const char* path, const char* name, uint64_t value, dato_error* err) {
+    return write_attr(loc, path, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &value, err);
+}
+
+// A 1-D float64 attribute (the code -> ratio table).
+static dato_status write_f64_array_attr(hid_t loc, const char* path, const char* name, const double* values, int n,
+                                        dato_error* err) {
+    errno = 0;
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t attr = space < 0 ? -1 : H5Acreate2(loc, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = attr < 0 ? -1 : H5Awrite(attr, H5T_NATIVE_DOUBLE, values);
+    if (attr >= 0 && H5Aclose(attr) < 0) rc = -1;
+    if (space >= 0) H5Sclose(space);
+    if (rc < 0) return write_failure(err, path, "writing attribute", name);
+    return DATO_OK;
+}
+
+static dato_status write_config(hid_t group, const char* path, const dato_search_config* cfg, dato_error* err) {
+    const char* base = (const char*)cfg;
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+        const config_field* f = &config_fields[i];
+        const char* p = base + f->offset;
+        switch (f->kind) {
+        case FIELD_TEXT:
+            DATO_TRY(write_text_attr(group, path, f->name, p, err));
+            break;
+        case FIELD_INT: {
+            int v;
+            memcpy(&v, p, sizeof v);
+            DATO_TRY(write_i64_attr(group, path, f->name, v, err));
+            break;
+        }
+        case FIELD_FLOAT: {
+            float v;
+            memcpy(&v, p, sizeof v);
+            DATO_TRY(write_f64_attr(group, path, f->name, v, err));
+            break;
+        }
+        case FIELD_U64: {
+            uint64_t v;
+            memcpy(&v, p, sizeof v);
+            DATO_TRY(write_u64_attr(group, path, f->name, v, err));
+            break;
+        }
+        case FIELD_LATENCY_MODE: {
+            dato_latency_mode v;
+            memcpy(&v, p, sizeof v);
+            DATO_TRY(write_text_attr(group, path, f->name, latency_mode_names[v], err));
+            break;
+        }
+        case FIELD_REF_MODE: {
+            dato_ref_mode v;
+            memcpy(&v, p, sizeof v);
+            DATO_TRY(write_text_attr(group, path, f->name, ref_mode_names[v], err));
+            break;
+        }
+        }
+    }
+    return DATO_OK;
+}
+
+// Splits interleaved genomes (n, T, 2) into depth (n, T) and ratio code (n, T).
+static void split_genomes(const uint8_t* genomes, size_t n, size_t steps, uint8_t* depth, uint8_t* code) {
+    for (size_t i = 0; i < n * steps; i++) {
+        depth[i] = genomes[2 * i];
+        code[i] = genomes[2 * i + 1];
+    }
+}
+
+// Writes the genomes (n, 2T) of group as cache_depth and prune_ratio_code (n, T).
+static dato_status write_genomes(hid_t group, const char* path, const uint8_t* genomes, size_t n, size_t steps,
+                                 dato_error* err) {
+    size_t numel = n * steps;
+    uint8_t* depth = malloc(numel ? numel : 1);
+    uint8_t* code = malloc(numel ? numel : 1);
+    dato_status st = DATO_OK;
+    if (!depth || !code) {
+        st = dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate %zu bytes to split genomes", path, 2 * numel);
+    } else {
+        split_genomes(genomes, n, steps, depth, code);
+        hsize_t dims[2] = {(hsize_t)n, (hsize_t)steps};
+        st = write_dataset(group, path, "cache_depth", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, dims, depth, err);
+        if (st == DATO_OK)
+            st = write_dataset(group, path, "prune_ratio_code", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, dims, code, err);
+    }
+    free(depth);
+    free(code);
+    return st;
+}
+
+static dato_status write_table_group(hid_t file, const char* path, const char* name, const dato_checkpoint* c,
+                                     const uint8_t* genomes, const double* objectives, size_t n, dato_error* err) {
+    static const double ratios[RATIO_CODES] = {0, 0.3, 0.4, 0.5, 0.6, 0.7};
+    errno = 0;
+    hid_t group = H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (group < 0) return write_failure(err, path, "creating group", name);
+    size_t steps = (size_t)c->steps;
+    hsize_t obj_dims[2] = {(hsize_t)n, (hsize_t)c->n_obj};
+    dato_status st = write_genomes(group, path, genomes, n, steps, err);
+    if (st == DATO_OK) st = write_dataset(group, path, "objectives", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, obj_dims,
+                                          objectives, err);
+    // attributes on the datasets just written say what the numbers mean
+    hid_t code_ds = st == DATO_OK ? H5Dopen2(group, "prune_ratio_code", H5P_DEFAULT) : -1;
+    if (st == DATO_OK && code_ds < 0) st = write_failure(err, path, "opening dataset", "prune_ratio_code");
+    if (st == DATO_OK) st = write_f64_array_attr(code_ds, path, "ratios", ratios, RATIO_CODES, err);
+    if (code_ds >= 0) H5Dclose(code_ds);
+    hid_t obj_ds = st == DATO_OK ? H5Dopen2(group, "objectives", H5P_DEFAULT) : -1;
+    if (st == DATO_OK && obj_ds < 0) st = write_failure(err, path, "opening dataset", "objectives");
+    if (st == DATO_OK) st = write_text_attr(obj_ds, path, "names", "latency_s_per_image,fid", err);
+    if (obj_ds >= 0) H5Dclose(obj_ds);
+    if (H5Gclose(group) < 0 && st == DATO_OK) st = write_failure(err, path, "closing group", name);
+    return st;
+}
+
+static dato_status write_contents(hid_t file, const char* path, const dato_checkpoint* c, dato_error* err) {
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations;
+    // root attributes
+    unsigned major = 0, minor = 0, release = 0;
+    H5get_libversion(&major, &minor, &release);
+    char hdf5_version[32];
+    snprintf(hdf5_version, sizeof hdf5_version, "%u.%u.%u", major, minor, release);
+    errno = 0;
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0) return write_failure(err, path, "opening the root group", NULL);
+    dato_status st = write_text_attr(root, path, "format", DATO_CHECKPOINT_FORMAT, err);
+    if (st == DATO_OK) st = write_i64_attr(root, path, "format_version", DATO_CHECKPOINT_FORMAT_VERSION, err);
+    if (st == DATO_OK) st = write_i64_attr(root, path, "generation", c->generation, err);
+    if (st == DATO_OK) st = write_i64_attr(root, path, "n_evaluations", c->n_evaluations, err);
+    if (st == DATO_OK) st = write_text_attr(root, path, "dato_version", DATO_VERSION, err);
+    if (st == DATO_OK) st = write_text_attr(root, path, "hdf5_version", hdf5_version, err);
+    if (st == DATO_OK) st = write_f64_attr(root, path, "elapsed_s", c->elapsed_s, err);
+    if (st == DATO_OK) st = write_u64_attr(root, path, "checksum", dato_checkpoint_checksum(c), err);
+    H5Gclose(root);
+    if (st != DATO_OK) return st;
+
+    errno = 0;
+    hid_t config = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (config < 0) return write_failure(err, path, "creating group", "config");
+    st = write_config(config, path, &c->cfg, err);
+    H5Gclose(config);
+    if (st != DATO_OK) return st;
+
+    DATO_TRY(write_table_group(file, path, "population", c, c->pop_genomes, c->pop_objectives, pop, err));
+    hsize_t pop_dims[1] = {(hsize_t)pop};
+    DATO_TRY(write_dataset(file, path, "/population/violations", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, pop_dims,
+                           c->pop_violations, err));
+
+    errno = 0;
+    hid_t rng = H5Gcreate2(file, "rng", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (rng < 0) return write_failure(err, path, "creating group", "rng");
+    hsize_t rng_dims[1] = {4};
+    st = write_dataset(rng, path, "state", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, rng_dims, c->rng_state, err);
+    hid_t state = st == DATO_OK ? H5Dopen2(rng, "state", H5P_DEFAULT) : -1;
+    if (st == DATO_OK && state < 0) st = write_failure(err, path, "opening dataset", "/rng/state");
+    if (st == DATO_OK) st = write_text_attr(state, path, "algorithm", "xoshiro256**", err);
+    if (state >= 0) H5Dclose(state);
+    H5Gclose(rng);
+    if (st != DATO_OK) return st;
+
+    DATO_TRY(write_table_group(file, path, "archive", c, c->arch_genomes, c->arch_objectives, n, err));
+    hsize_t extra_dims[2] = {(hsize_t)n, (hsize_t)c->n_extra};
+    DATO_TRY(write_dataset(file, path, "/archive/extras", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, extra_dims,
+                           c->arch_extras, err));
+    hid_t extras = H5Dopen2(file, "/archive/extras", H5P_DEFAULT);
+    if (extras < 0) return write_failure(err, path, "opening dataset", "/archive/extras");
+    st = write_text_attr(extras, path, "names", "kid,measured_latency_s_per_image,table_latency_s_per_image", err);
+    H5Dclose(extras);
+    if (st != DATO_OK) return st;
+    hsize_t gen_dims[1] = {(hsize_t)n};
+    return write_dataset(file, path, "/archive/generation", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, gen_dims,
+                         c->arch_generations, err);
+}
+
+// Every gene of genomes (n, 2T) in range: depth 0..n_branches+1, ratio code 0..5.
+static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, int n_branches, const char* path,
+                               const char* group, dato_status status, dato_error* err) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < steps; k++) {
+            int depth = genomes[(i * steps + k) * 2], code = genomes[(i * steps + k) * 2 + 1];
+            if (depth > n_branches + 1)
+                return dato_fail(err, status, "%s: '/%s/cache_depth'[%zu][%zu] is %d, expected 0..%d", path, group, i,
+                                 k, depth, n_branches + 1);
+            if (code >= RATIO_CODES)
+                return dato_fail(err, status, "%s: '/%s/prune_ratio_code'[%zu][%zu] is %d, expected 0..%d", path,
+                                 group, i, k, code, RATIO_CODES - 1);
+        }
+    return DATO_OK;
+}
+
+// The checks write makes before touching the disk.
+static dato_status check_to_write(const char* path, const dato_checkpoint* c, dato_error* err) {
+    const dato_search_config* cfg = &c->cfg;
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+        const config_field* f = &config_fields[i];
+        const char* p = (const char*)cfg + f->offset;
+        if (f->kind == FIELD_TEXT && !memchr(p, 0, f->size))
+            return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is not NUL-terminated", path, f->name);
+    }
+    if (cfg->latency_mode != DATO_LATENCY_TABLE && cfg->latency_mode != DATO_LATENCY_MEASURED)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'latency_mode' is %d", path, (int)cfg->latency_mode);
+    if (cfg->ref_mode != DATO_REF_FILE && cfg->ref_mode != DATO_REF_BASELINE)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'ref_mode' is %d", path, (int)cfg->ref_mode);
+    if (c->pop < 1 || c->pop > MAX_POP || c->pop != cfg->pop)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: pop %d must be 1..%d and equal config 'pop' %d", path, c->pop,
+                         MAX_POP, cfg->pop);
+    if (c->steps < 1 || c->steps > MAX_STEPS || c->steps != cfg->steps || c->genome_bytes != 2 * c->steps)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "%s: steps %d must be 1..%d, equal config 'steps' %d, and genome_bytes %d be 2 steps", path,
+                         c->steps, MAX_STEPS, cfg->steps, c->genome_bytes);
+    if (c->n_obj != DATO_SEARCH_N_OBJ || c->n_extra != DATO_SEARCH_N_EXTRA)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: n_obj %d and n_extra %d must be %d and %d", path, c->n_obj,
+                         c->n_extra, DATO_SEARCH_N_OBJ, DATO_SEARCH_N_EXTRA);
+    if (cfg->n_branches < 1 || cfg->n_branches > 254)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: config 'n_branches' %d must be 1..254", path, cfg->n_branches);
+    if (c->generation < 0 || c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: generation %lld and n_evaluations %lld must be >= 0 (and <= %lld)",
+                         path, (long long)c->generation, (long long)c->n_evaluations, (long long)MAX_EVALUATIONS);
+    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations ||
+        (c->n_evaluations > 0 && (!c->arch_genomes || !c->arch_objectives || !c->arch_extras || !c->arch_generations)))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: an array of the checkpoint is NULL", path);
+    DATO_TRY(check_genes(c->pop_genomes, (size_t)c->pop, (size_t)c->steps, cfg->n_branches, path, "population",
+                         DATO_ERR_INVALID, err));
+    return check_genes(c->arch_genomes, (size_t)c->n_evaluations, (size_t)c->steps, cfg->n_branches, path, "archive",
+                       DATO_ERR_INVALID, err);
+}
+
+// ---- the seal: a whole-file checksum in the user block --------------------------------------------
+// HDF5 1.10 trusts its metadata: a flipped bit in a heap or an object header can make it read out of
+// bounds or double-free. The seal (size and FNV-1a 64 of every byte after the user block) is checked
+// before HDF5 parses anything, so HDF5 only ever sees files exactly as dato_checkpoint_write left them.
+
+// FNV-1a 64 of bytes [SEAL_BYTES, end) of the open file fd; *size gets the file's size.
+static dato_status hash_after_seal(int fd, const char* path, uint64_t* hash, uint64_t* size, dato_error* err) {
+    uint8_t buf[1 << 14];
+    uint64_t h = FNV_OFFSET, total = SEAL_BYTES;
+    if (lseek(fd, SEAL_BYTES, SEEK_SET) != SEAL_BYTES)
+        return dato_fail(err, DATO_ERR_IO, "%s: cannot seek past the seal (%s)", path, strerror(errno));
+    for (;;) {
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return dato_fail(err, DATO_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
+        if (got == 0) break;
+        h = fnv_bytes(h, buf, (size_t)got);
+        total += (uint64_t)got;
+    }
+    *hash = h;
+    *size = total;
+    return DATO_OK;
+}
+
+// The seal block for a file of size bytes whose bytes after the block hash to hash.
+static void make_seal(char seal[SEAL_BYTES], uint64_t size, uint64_t hash) {
+    memset(seal, 0, SEAL_BYTES);
+    snprintf(seal, SEAL_BYTES, SEAL_MAGIC "file_bytes %llu\nfnv1a64 %016llx\n", (unsigned long long)size,
+             (unsigned long long)hash);
+}
+
+dato_status dato_checkpoint_seal(const char* path, dato_error* err) {
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open to seal (%s)", path, strerror(errno));
+    uint64_t hash = 0, size = 0;
+    dato_status st = hash_after_seal(fd, path, &hash, &size, err);
+    char seal[SEAL_BYTES];
+    make_seal(seal, size, hash);
+    errno = 0;
+    if (st == DATO_OK && pwrite(fd, seal, sizeof seal, 0) != (ssize_t)sizeof seal)
+        st = dato_fail(err, DATO_ERR_IO, "%s: writing the seal failed (%s)", path, errno ? strerror(errno) : "short write");
+    if (st == DATO_OK && fsync(fd) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: fsync failed (%s)", path, strerror(errno));
+    if (close(fd) != 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: close failed (%s)", path, strerror(errno));
+    return st;
+}
+
+// Checks the seal of path: DATO_ERR_IO if it cannot be read, DATO_ERR_FORMAT if damaged.
+static dato_status check_seal(const char* path, dato_error* err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    char seal[SEAL_BYTES + 1];
+    ssize_t got = read(fd, seal, SEAL_BYTES);
+    seal[got > 0 ? got : 0] = 0;
+    unsigned long long want_size = 0, want_hash = 0;
+    int magic = got == SEAL_BYTES && strncmp(seal, SEAL_MAGIC, strlen(SEAL_MAGIC)) == 0;
+    dato_status st = DATO_OK;
+    if (!magic) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not a dato-search checkpoint (no seal block%s)", path,
+                       got >= 8 && memcmp(seal, "\x89HDF\r\n\x1a\n", 8) == 0 ? "; an HDF5 file of another kind"
+                                                                          : "; not an HDF5 file");
+    } else if (sscanf(seal + strlen(SEAL_MAGIC), "file_bytes %llu\nfnv1a64 %16llx", &want_size, &want_hash) != 2) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: damaged seal block", path);
+    } else {
+        uint64_t hash = 0, size = 0;
+        st = hash_after_seal(fd, path, &hash, &size, err);
+        if (st == DATO_OK && size < want_size)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)size,
+                           want_size);
+        else if (st == DATO_OK && size > want_size)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: %llu bytes, the seal says %llu", path, (unsigned long long)size,
+                           want_size);
+        else if (st == DATO_OK && hash != want_hash)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: file checksum mismatch (sealed %016llx, now %016llx): damaged",
+                           path, want_hash, (unsigned long long)hash);
+    }
+    close(fd);
+    return st;
+}
+
+// open, fsync, close of a directory: makes a rename in it durable.
+static dato_status fsync_directory(const char* dir, dato_error* err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open the directory to fsync (%s)", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0) return dato_fail(err, DATO_ERR_IO, "%s: fsync of the directory failed (%s)", dir, strerror(e));
+    return DATO_OK;
+}
+
+// The directory part of path ("." if none) into dir[cap].
+static void directory_of(const char* path, char* dir, size_t cap) {
+    const char* slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, cap, ".");
+    else if (slash == path) snprintf(dir, cap, "/");
+    else snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+// Builds the whole checkpoint file in memory (HDF5's core driver, no backing store) and returns
+// its image, sealed, in *image (malloc'd) of *size bytes. HDF5 never touches the disk: a full disk
+// or an I/O error shows up in our own write() with its errno, and cannot leave HDF5 holding a
+// half-closed file (HDF5 1.10 crashes at exit after an H5Fclose that failed on ENOSPC).
+static dato_status build_image(const char* path, const dato_checkpoint* c, uint8_t** image, size_t* size,
+                               dato_error* err) {
+    *image = NULL;
+    h5_quiet quiet = h5_silence();
+    dato_status st = DATO_OK;
+    errno = 0;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    // EARLIEST: the oldest object formats that hold the data, so HDF5 1.8 readers open the file
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_LATEST) < 0)
+        st = write_failure(err, path, "setting the file access properties", NULL);
+    hid_t fcpl = st == DATO_OK ? H5Pcreate(H5P_FILE_CREATE) : -1;
+    if (st == DATO_OK && (fcpl < 0 || H5Pset_userblock(fcpl, SEAL_BYTES) < 0))
+        st = write_failure(err, path, "setting the user block for the seal", NULL);
+    hid_t file = st == DATO_OK ? H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl) : -1;
+    if (st == DATO_OK && file < 0) st = write_failure(err, path, "creating the HDF5 file in memory", NULL);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (st == DATO_OK) st = write_contents(file, path, c, err);
+    if (st == DATO_OK && H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) st = write_failure(err, path, "H5Fflush", NULL);
+    // the image starts at the superblock: the user block is left out, and prepended here
+    ssize_t n = st == DATO_OK ? H5Fget_file_image(file, NULL, 0) : -1;
+    if (st == DATO_OK && n <= 0) st = write_failure(err, path, "H5Fget_file_image (size)", NULL);
+    if (st == DATO_OK && !(*image = malloc(SEAL_BYTES + (size_t)n)))
+        st = dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the %zd-byte file image", path, n);
+    if (st == DATO_OK && H5Fget_file_image(file, *image + SEAL_BYTES, (size_t)n) != n)
+        st = write_failure(err, path, "H5Fget_file_image", NULL);
+    if (file >= 0 && H5Fclose(file) < 0 && st == DATO_OK) st = write_failure(err, path, "H5Fclose", NULL);
+    h5_restore(quiet);
+    if (st != DATO_OK) {
+        free(*image);
+        *image = NULL;
+        return st;
+    }
+    *size = SEAL_BYTES + (size_t)n;
+    make_seal((char*)*image, *size, fnv_bytes(FNV_OFFSET, *image + SEAL_BYTES, *size - SEAL_BYTES));
+    return DATO_OK;
+}
+
+// Writes size bytes to a new file at tmp and fsyncs it; the message names tmp and the errno.
+static dato_status write_file(const char* tmp, const uint8_t* bytes, size_t size, dato_error* err) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
+    dato_status st = DATO_OK;
+    for (size_t done = 0; done < size && st == DATO_OK;) {
+        ssize_t wrote = write(fd, bytes + done, size - done);
+        if (wrote < 0 && errno == EINTR) continue;
+        if (wrote <= 0)
+            st = dato_fail(err, DATO_ERR_IO, "%s: write failed after %zu of %zu bytes (%s)", tmp, done, size,
+                           wrote < 0 ? strerror(errno) : "no progress");
+        else
+            done += (size_t)wrote;
+    }
+    // the fsync of the recipe: the bytes reach the disk before the rename makes them the checkpoint
+    if (st == DATO_OK && fsync(fd) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: fsync failed (%s)", tmp, strerror(errno));
+    if (close(fd) != 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: close failed (%s)", tmp, strerror(errno));
+    return st;
+}
+
+dato_status dato_checkpoint_write(const char* path, const dato_checkpoint* c, dato_error* err) {
+    DATO_TRY(check_to_write(path, c, err));
+    char tmp[PATH_CAP];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
+    uint8_t* image = NULL;
+    size_t size = 0;
+    DATO_TRY(build_image(path, c, &image, &size, err));
+    dato_status st = write_file(tmp, image, size, err);
+    free(image);
+    if (st == DATO_OK && rename(tmp, path) != 0)
+        st = dato_fail(err, DATO_ERR_IO, "%s: cannot rename %s over it (%s)", path, tmp, strerror(errno));
+    if (st != DATO_OK) {
+        remove(tmp);
+        return st;
+    }
+    // the rename itself is durable only once the directory entry is on disk
+    char dir[PATH_CAP];
+    directory_of(path, dir, sizeof dir);
+    st = fsync_directory(dir, err);
+    if (st != DATO_OK) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+        return dato_fail(err, DATO_ERR_IO, "%s: written, but the rename may not survive a power loss: %s", path, msg);
+    }
+    return DATO_OK;
+}
+
+// ---- reading ------------------------------------------------------------------------------------
+
+// Opens scalar attribute name of loc, of class cls; -1 and a message when missing or different.
+static hid_t open_attr(hid_t loc, const char* path, const char* where, const char* name, H5T_class_t cls,
+                       dato_error* err) {
+    if (H5Aexists(loc, name) <= 0) {
+        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is missing", path, where, name);
+        return -1;
+    }
+    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
+    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
+    int ok = type >= 0 && space >= 0 && H5Tget_class(type) == cls && H5Sget_simple_extent_npoints(space) == 1;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (!ok) {
+        if (attr >= 0) H5Aclose(attr);
+        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is not a single %s", path, where, name,
+                  cls == H5T_STRING ? "string" : cls == H5T_FLOAT ? "float" : "integer");
+        return -1;
+    }
+    return attr;
+}
+
+// A string attribute, variable-length (as written) or fixed-length, into out[cap].
+static dato_status read_text_attr(hid_t loc, const char* path, const char* where, const char* name, char* out,
+                                  size_t cap, dato_error* err) {
+    hid_t attr = open_attr(loc, path, where, name, H5T_STRING, err);
+    if (attr < 0) return DATO_ERR_FORMAT;
+    hid_t type = H5Aget_type(attr);
+    dato_status st = DATO_OK;
+    if (H5Tis_variable_str(type) > 0) {
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        char* value = NULL;
+        // HDF5 converts no character set into another: read in the file's (ASCII or UTF-8)
+        if (mem < 0 || H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Tset_cset(mem, H5Tget_cset(type)) < 0 ||
+            H5Aread(attr, mem, &value) < 0 || !value)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s%s'", path, where, name);
+        else if (strlen(value) >= cap)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is longer than %zu bytes", path, where, name,
+                           cap - 1);
+        else
+            memcpy(out, value, strlen(value) + 1);
+        if (value) H5free_memory(value);
+        if (mem >= 0) H5Tclose(mem);
+    } else {
+        size_t size = H5Tget_size(type);
+        if (size == 0 || size >= cap) {
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' has %zu bytes, at most %zu allowed", path,
+                           where, name, size, cap - 1);
+        } else {
+            memset(out, 0, cap);
+            if (H5Aread(attr, type, out) < 0)
+                st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s%s'", path, where, name);
+            out[size] = 0;
+        }
+    }
+    H5Tclose(type);
+    H5Aclose(attr);
+    return st;
+}
+
+// A numeric attribute of class cls, converted to mem_type into out.
+static dato_status read_number_attr(hid_t loc, const char* path, const char* where, const char* name,
+                                    H5T_class_t cls, hid_t mem_type, void* out, dato_error* err) {
+    hid_t attr = open_attr(loc, path, where, name, cls, err);
+    if (attr < 0) return DATO_ERR_FORMAT;
+    herr_t rc = H5Aread(attr, mem_type, out);
+    H5Aclose(attr);
+    if (rc < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s%s'", path, where, name);
+    return DATO_OK;
+}
+
+static dato_status read_i64_attr(hid_t loc, const char* path, const char* where, const char* name, int64_t* out,
+                                  dato_error* err) {
+    return read_number_attr(loc, path, where, name, H5T_INTEGER, H5T_NATIVE_INT64, out, err);
+}
+
+// An enum stored as one of names[n]; *out gets its index.
+static dato_status read_enum_attr(hid_t loc, const char* path, const char* name, const char* const* names, int n,
+                                  int* out, dato_error* err) {
+    char text[32];
+    DATO_TRY(read_text_attr(loc, path, "/config/", name, text, sizeof text, err));
+    for (int i = 0; i < n; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = i;
+            return DATO_OK;
+        }
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '/config/%s' is '%s', expected '%s' or '%s'", path, name, text,
+                     names[0], names[1]);
+}
+
+static dato_status read_config(hid_t group, const char* path, dato_search_config* cfg, dato_error* err) {
+    char* base = (char*)cfg;
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+        const config_field* f = &config_fields[i];
+        char* p = base + f->offset;
+        switch (f->kind) {
+        case FIELD_TEXT:
+            DATO_TRY(read_text_attr(group, path, "/config/", f->name, p, f->size, err));
+            break;
+        case FIELD_INT: {
+            int64_t v;
+            DATO_TRY(read_i64_attr(group, path, "/config/", f->name, &v, err));
+            if (v < INT_MIN || v > INT_MAX)
+                return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '/config/%s' is %lld, outside int", path,
+                                 f->name, (long long)v);
+            int iv = (int)v;
+            memcpy(p, &iv, sizeof iv);
+            break;
+        }
+        case FIELD_FLOAT: {
+            double v;
+            DATO_TRY(read_number_attr(group, path, "/config/", f->name, H5T_FLOAT, H5T_NATIVE_DOUBLE, &v, err));
+            float fv = (float)v;
+            memcpy(p, &fv, sizeof fv);
+            break;
+        }
+        case FIELD_U64: {
+            uint64_t v;
+            DATO_TRY(read_number_attr(group, path, "/config/", f->name, H5T_INTEGER, H5T_NATIVE_UINT64, &v, err));
+            memcpy(p, &v, sizeof v);
+            break;
+        }
+        case FIELD_LATENCY_MODE: {
+            int index = 0;
+            DATO_TRY(read_enum_attr(group, path, f->name, latency_mode_names, 2, &index, err));
+            dato_latency_mode v = (dato_latency_mode)index;
+            memcpy(p, &v, sizeof v);
+            break;
+        }
+        case FIELD_REF_MODE: {
+            int index = 0;
+            DATO_TRY(read_enum_attr(group, path, f->name, ref_mode_names, 2, &index, err));
+            dato_ref_mode v = (dato_ref_mode)index;
+            memcpy(p, &v, sizeof v);
+            break;
+        }
+        }
+    }
+    return DATO_OK;
+}
+
+// Reads dataset name, which must have class cls, element size elem_size (and, for integers, the
+// signedness is_signed) and exactly the shape dims[ndim], into out (mem type mem_type).
+static dato_status read_dataset(hid_t file, const char* path, const char* name, H5T_class_t cls, size_t elem_size,
+                                int is_signed, int ndim, const hsize_t* dims, hid_t mem_type, void* out,
+                                dato_error* err) {
+    // H5Lexists fails, rather than answering 0, when a parent group is missing
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' is missing", path, name);
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: '%s' is not a readable dataset", path, name);
+    hid_t type = H5Dget_type(ds);
+    hid_t space = H5Dget_space(ds);
+    int type_ok = type >= 0 && H5Tget_class(type) == cls && H5Tget_size(type) == elem_size &&
+                  (cls != H5T_INTEGER || (H5Tget_sign(type) == H5T_SGN_2) == is_signed);
+    hsize_t got[2] = {0, 0};
+    int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (rank == ndim) H5Sget_simple_extent_dims(space, got, NULL);
+    int shape_ok = rank == ndim;
+    hsize_t numel = 1;
+    for (int i = 0; i < ndim && shape_ok; i++) {
+        shape_ok = got[i] == dims[i];
+        numel *= dims[i];
+    }
+    const char* type_name = cls == H5T_FLOAT ? "float" : is_signed ? "int" : "uint";
+    dato_status st = DATO_OK;
+    if (!type_ok)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' is not %s%zu", path, name, type_name, 8 * elem_size);
+    else if (!shape_ok)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' has %d dims (%llu, %llu), expected (%llu, %llu)", path,
+                       name, rank, (unsigned long long)got[0], (unsigned long long)got[1],
+                       (unsigned long long)dims[0], (unsigned long long)(ndim > 1 ? dims[1] : 0));
+    else if (numel > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read dataset '%s' (damaged or truncated)", path, name);
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return st;
+}
+
+// Reads /<group>/cache_depth and prune_ratio_code (n, T) and interleaves them into genomes (n, 2T).
+static dato_status read_genomes(hid_t file, const char* path, const char* group, size_t n, size_t steps,
+                                uint8_t* genomes, dato_error* err) {
+    size_t numel = n * steps;
+    uint8_t* depth = malloc(numel ? numel : 1);
+    uint8_t* code = malloc(numel ? numel : 1);
+    if (!depth || !code) {
+        free(depth);
+        free(code);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate %zu bytes for the '/%s' genomes", path, 2 * numel,
+                         group);
+    }
+    char depth_name[64], code_name[64];
+    snprintf(depth_name, sizeof depth_name, "/%s/cache_depth", group);
+    snprintf(code_name, sizeof code_name, "/%s/prune_ratio_code", group);
+    hsize_t dims[2] = {(hsize_t)n, (hsize_t)steps};
+    dato_status st = read_dataset(file, path, depth_name, H5T_INTEGER, 1, 0, 2, dims, H5T_NATIVE_UINT8, depth, err);
+    if (st == DATO_OK)
+        st = read_dataset(file, path, code_name, H5T_INTEGER, 1, 0, 2, dims, H5T_NATIVE_UINT8, code, err);
+    if (st == DATO_OK)
+        for (size_t i = 0; i < numel; i++) {
+            genomes[2 * i] = depth[i];
+            genomes[2 * i + 1] = code[i];
+        }
+    free(depth);
+    free(code);
+    return st;
+}
+
+static dato_status read_root(hid_t file, const char* path, dato_checkpoint* c, uint64_t* checksum, dato_error* err) {
+    hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
+    if (root < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot open the root group", path);
+    char format[64];
+    int64_t version = 0;
+    dato_status st = read_text_attr(root, path, "", "format", format, sizeof format, err);
+    if (st == DATO_OK && strcmp(format, DATO_CHECKPOINT_FORMAT) != 0)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute 'format' is '%s', expected '%s'", path, format,
+                       DATO_CHECKPOINT_FORMAT);
+    if (st == DATO_OK) st = read_i64_attr(root, path, "", "format_version", &version, err);
+    if (st == DATO_OK && version != DATO_CHECKPOINT_FORMAT_VERSION)
+        st = dato_fail(err, version > DATO_CHECKPOINT_FORMAT_VERSION ? DATO_ERR_UNSUPPORTED : DATO_ERR_FORMAT,
+                       "%s: format_version %lld, this build reads version %d", path, (long long)version,
+                       DATO_CHECKPOINT_FORMAT_VERSION);
+    if (st == DATO_OK) st = read_i64_attr(root, path, "", "generation", &c->generation, err);
+    if (st == DATO_OK) st = read_i64_attr(root, path, "", "n_evaluations", &c->n_evaluations, err);
+    if (st == DATO_OK && (c->generation < 0 || c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: generation %lld or n_evaluations %lld out of range", path,
+                       (long long)c->generation, (long long)c->n_evaluations);
+    if (st == DATO_OK)
+        st = read_text_attr(root, path, "", "dato_version", c->dato_version, sizeof c->dato_version, err);
+    if (st == DATO_OK)
+        st = read_text_attr(root, path, "", "hdf5_version", c->hdf5_version, sizeof c->hdf5_version, err);
+    if (st == DATO_OK)
+        st = read_number_attr(root, path, "", "elapsed_s", H5T_FLOAT, H5T_NATIVE_DOUBLE, &c->elapsed_s, err);
+    if (st == DATO_OK)
+        st = read_number_attr(root, path, "", "checksum", H5T_INTEGER, H5T_NATIVE_UINT64, checksum, err);
+    H5Gclose(root);
+    return st;
+}
+
+// malloc of n elements of size bytes, overflow-checked; at least 1 byte so n = 0 is not NULL.
+static void* alloc_array(size_t n, size_t size) {
+    if (size && n > SIZE_MAX / size) return NULL;
+    return malloc(n * size > 0 ? n * size : 1);
+}
+
+static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* c, dato_error* err) {
+    uint64_t stored_checksum = 0;
+    DATO_TRY(read_root(file, path, c, &stored_checksum, err));
+    if (H5Lexists(file, "/config", H5P_DEFAULT) <= 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: group '/config' is missing", path);
+    hid_t config = H5Gopen2(file, "/config", H5P_DEFAULT);
+    if (config < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot open group '/config'", path);
+    dato_status st = read_config(config, path, &c->cfg, err);
+    H5Gclose(config);
+    if (st != DATO_OK) return st;
+
+    const dato_search_config* cfg = &c->cfg;
+    if (cfg->pop < 1 || cfg->pop > MAX_POP || cfg->steps < 1 || cfg->steps > MAX_STEPS || cfg->n_branches < 1 ||
+        cfg->n_branches > 254)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: config pop %d, steps %d or n_branches %d out of range", path,
+                         cfg->pop, cfg->steps, cfg->n_branches);
+    c->pop = cfg->pop;
+    c->steps = cfg->steps;
+    c->genome_bytes = 2 * cfg->steps;
+    c->n_obj = DATO_SEARCH_N_OBJ;
+    c->n_extra = DATO_SEARCH_N_EXTRA;
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, steps = (size_t)c->steps;
+    size_t gb = (size_t)c->genome_bytes;
+    c->pop_genomes = alloc_array(pop, gb);
+    c->pop_objectives = alloc_array(pop * DATO_SEARCH_N_OBJ, sizeof(double));
+    c->pop_violations = alloc_array(pop, sizeof(double));
+    c->arch_genomes = n > SIZE_MAX / gb ? NULL : alloc_array(n, gb);
+    c->arch_objectives = alloc_array(n, DATO_SEARCH_N_OBJ * sizeof(double));
+    c->arch_extras = alloc_array(n, DATO_SEARCH_N_EXTRA * sizeof(double));
+    c->arch_generations = alloc_array(n, sizeof(int32_t));
+    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations || !c->arch_genomes || !c->arch_objectives ||
+        !c->arch_extras || !c->arch_generations)
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the arrays of %zu evaluations", path, n);
+
+    hsize_t pop_obj[2] = {pop, DATO_SEARCH_N_OBJ}, pop_1d[1] = {pop}, rng_1d[1] = {4};
+    hsize_t arch_obj[2] = {n, DATO_SEARCH_N_OBJ}, arch_extra[2] = {n, DATO_SEARCH_N_EXTRA}, arch_1d[1] = {n};
+    DATO_TRY(read_genomes(file, path, "population", pop, steps, c->pop_genomes, err));
+    DATO_TRY(read_dataset(file, path, "/population/objectives", H5T_FLOAT, 8, 0, 2, pop_obj, H5T_NATIVE_DOUBLE,
+                          c->pop_objectives, err));
+    DATO_TRY(read_dataset(file, path, "/population/violations", H5T_FLOAT, 8, 0, 1, pop_1d, H5T_NATIVE_DOUBLE,
+                          c->pop_violations, err));
+    DATO_TRY(read_dataset(file, path, "/rng/state", H5T_INTEGER, 8, 0, 1, rng_1d, H5T_NATIVE_UINT64, c->rng_state,
+                          err));
+    DATO_TRY(read_genomes(file, path, "archive", n, steps, c->arch_genomes, err));
+    DATO_TRY(read_dataset(file, path, "/archive/objectives", H5T_FLOAT, 8, 0, 2, arch_obj, H5T_NATIVE_DOUBLE,
+                          c->arch_objectives, err));
+    DATO_TRY(read_dataset(file, path, "/archive/extras", H5T_FLOAT, 8, 0, 2, arch_extra, H5T_NATIVE_DOUBLE,
+                          c->arch_extras, err));
+    DATO_TRY(read_dataset(file, path, "/archive/generation", H5T_INTEGER, 4, 1, 1, arch_1d, H5T_NATIVE_INT32,
+                          c->arch_generations, err));
+
+    DATO_TRY(check_genes(c->pop_genomes, pop, steps, cfg->n_branches, path, "population", DATO_ERR_FORMAT, err));
+    DATO_TRY(check_genes(c->arch_genomes, n, steps, cfg->n_branches, path, "archive", DATO_ERR_FORMAT, err));
+    uint64_t checksum = dato_checkpoint_checksum(c);
+    if (checksum != stored_checksum)
+        return dato_fail(err, DATO_ERR_FORMAT,
+                         "%s: checksum mismatch (stored %016llx, payload %016llx): the file is damaged", path,
+                         (unsigned long long)stored_checksum, (unsigned long long)checksum);
+    return DATO_OK;
+}
+
+dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err) {
+    memset(c, 0, sizeof *c);
+    DATO_TRY(check_seal(path, err));
+    h5_quiet quiet = h5_silence();
+    dato_status st;
+    if (H5Fis_hdf5(path) <= 0) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
+    } else {
+        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (file < 0) {
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 cannot open it (truncated or damaged)", path);
+        } else {
+            st = read_contents(file, path, c, err);
+            H5Fclose(file);
+        }
+    }
+    h5_restore(quiet);
+    return st;
+}
+
+void dato_checkpoint_free(dato_checkpoint* c) {
+    free(c->pop_genomes);
+    free(c->pop_objectives);
+    free(c->pop_violations);
+    free(c->arch_genomes);
+    free(c->arch_objectives);
+    free(c->arch_extras);
+    free(c->arch_generations);
+    c->pop_genomes = c->arch_genomes = NULL;
+    c->pop_objectives = c->pop_violations = c->arch_objectives = c->arch_extras = NULL;
+    c->arch_generations = NULL;
+}
+
+// ---- stale temp files ------------------------------------------------------------------------------
+
+// The pid of a "<base>.tmp.<pid>" name, or 0 when name is not one.
+static long temp_pid(const char* name, const char* base) {
+    size_t nb = strlen(base);
+    if (strncmp(name, base, nb) != 0 || strncmp(name + nb, ".tmp.", 5) != 0) return 0;
+    const char* digits = name + nb + 5;
+    size_t nd = strspn(digits, "0123456789");
+    if (nd == 0 || nd > 9 || digits[nd] != 0) return 0;
+    return strtol(digits, NULL, 10);
+}
+
+dato_status dato_checkpoint_remove_stale_temps(const char* path, dato_error* err) {
+    char dir[PATH_CAP];
+    directory_of(path, dir, sizeof dir);
+    const char* slash = strrchr(path, '/');
+    const char* base = slash ? slash + 1 : path;
+    if (!*base) return dato_fail(err, DATO_ERR_INVALID, "%s: names a directory, not a checkpoint file", path);
+    DIR* d = opendir(dir);
+    if (!d) return dato_fail(err, DATO_ERR_IO, "%s: cannot list directory %s (%s)", path, dir, strerror(errno));
+    dato_status st = DATO_OK;
+    struct dirent* e;
+    while ((e = readdir(d)) != NULL) {
+        long pid = temp_pid(e->d_name, base);
+        if (pid <= 0) continue;
+        // a live writer other than this process is mid-write: leave its temp alone
+        if (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue;
+        char full[2 * PATH_CAP];
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        if (unlink(full) != 0 && errno != ENOENT && st == DATO_OK)
+            st = dato_fail(err, DATO_ERR_IO, "%s: cannot remove stale temp %s (%s)", path, full, strerror(errno));
+    }
+    closedir(d);
+    return st;
+}

@@ -1,0 +1,70 @@
+// Crash-safe HDF5 checkpoints of a dato-search run (SEARCH.md §9, docs/CHECKPOINT.md): the run's
+// config, the NSGA-II state (population, objectives, violations, rng, generation) and the archive
+// of every evaluation. Each checkpoint is a new file written beside the target and renamed over
+// it, so a kill or a full disk at any moment leaves either the old or the new checkpoint at path.
+//
+//   dato_checkpoint_remove_stale_temps(path, &err);        // at start-up
+//   dato_checkpoint c;  dato_checkpoint_read(path, &c, &err);   // resume: validated, or refused
+//   ... dato_search_config_check_resume(&c.cfg, &cfg, &err); dato_nsga2_set_state(...) ...
+//   dato_checkpoint_free(&c);
+//   ... after each generation: fill a dato_checkpoint (pointers to the run's arrays) and
+//   dato_checkpoint_write(path, &c, &err);
+#ifndef DATO_CHECKPOINT_H
+#define DATO_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "search_config.h"
+#include "status.h"
+
+#define DATO_CHECKPOINT_FORMAT "dato-search-checkpoint"
+#define DATO_CHECKPOINT_FORMAT_VERSION 1
+
+typedef struct {
+    dato_search_config cfg;
+    int64_t generation;    // generations completed
+    int64_t n_evaluations; // archive rows
+    int pop, genome_bytes, n_obj, n_extra, steps; // steps = T genes per genome (genome_bytes = 2 T)
+    uint8_t* pop_genomes;      // (pop, genome_bytes)
+    double* pop_objectives;    // (pop, n_obj)
+    double* pop_violations;    // (pop)
+    uint64_t rng_state[4];     // the NSGA-II rng (xoshiro256**)
+    uint8_t* arch_genomes;     // (n_evaluations, genome_bytes)
+    double* arch_objectives;   // (n_evaluations, n_obj)
+    double* arch_extras;       // (n_evaluations, n_extra)
+    int32_t* arch_generations; // (n_evaluations)
+    char dato_version[32], hdf5_version[32]; // written by write (the values of this build); read back
+    double elapsed_s;          // search wall time so far (for the ETA / report)
+} dato_checkpoint;
+
+// Writes c to path atomically: the HDF5 file is built in memory, sealed, written to path.tmp.<pid>
+// in the same directory, fsynced, renamed over path, and the directory fsynced. On failure the
+// temp file is removed, a previous checkpoint at path is untouched, and the error names the file
+// and what failed (with errno's reason, e.g. "No space left on device").
+// c must be consistent: pop == cfg.pop, steps == cfg.steps, genome_bytes == 2 steps,
+// n_obj == DATO_SEARCH_N_OBJ, n_extra == DATO_SEARCH_N_EXTRA, genes in range (depth
+// 0..cfg.n_branches+1, ratio code 0..5); dato_version and hdf5_version are ignored.
+dato_status dato_checkpoint_write(const char* path, const dato_checkpoint* c, dato_error* err);
+
+// Reads and validates a checkpoint into c (allocating its arrays; free with dato_checkpoint_free,
+// also after a failure). Checks the format name and version, every dataset's type and shape,
+// the genes' ranges and the checksum, after the seal (a whole-file checksum checked before HDF5
+// parses anything, since HDF5 itself may crash on a damaged file); any damage is DATO_ERR_FORMAT (a missing or unreadable
+// file DATO_ERR_IO, a newer format version DATO_ERR_UNSUPPORTED) naming the file and the problem.
+dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err);
+
+void dato_checkpoint_free(dato_checkpoint* c);
+
+// Writes the seal of the checkpoint file at path (its size and FNV-1a 64 of every byte after the
+// 512-byte HDF5 user block, docs/CHECKPOINT.md) into the user block, and fsyncs it. Write does
+// this; a tool that edits a checkpoint in place must call it after, or read refuses the file.
+dato_status dato_checkpoint_seal(const char* path, dato_error* err);
+
+// Removes path.tmp.<pid> files left by a writer that was killed (its pid no longer running).
+dato_status dato_checkpoint_remove_stale_temps(const char* path, dato_error* err);
+
+// FNV-1a 64 of the payload arrays as stored (docs/CHECKPOINT.md gives the byte order): the value
+// of the root attribute "checksum".
+uint64_t dato_checkpoint_checksum(const dato_checkpoint* c);
+
+#endif

@@ -1,0 +1,167 @@
+// dato-search: NSGA-II over DaTo schedules (cache depth, prune ratio per step) of one model,
+// against latency and FID, with a crash-safe checkpoint after every generation.
+//
+//   dato-search --pop 32 --gens 50                 # the embedded default model
+//   dato-search --resume results/<run>/checkpoint.h5 --gens 80
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_defaults.h"
+#include "sampler.h"
+#include "search_run.h"
+
+static void usage(FILE* f) {
+    fprintf(f,
+            "usage: dato-search [options]\n"
+            "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--threads N]\n"
+            "\n"
+            "Searches per-step DaTo schedules (cache depth, token prune ratio) of a model with NSGA-II,\n"
+            "minimizing latency and FID; writes the Pareto front, its schedules and a report.\n"
+            "\n"
+            "  --model DIR|FILE     the model (default: the embedded models/fashion-sd, or $DATO_DEFAULT_MODEL)\n"
+            "  --pop N              population size (default 32)\n"
+            "  --gens N             generations (default 50)\n"
+            "  --images N           images per evaluation, split evenly over the prompts (default 20)\n"
+            "  --final-images M     images per schedule when the final front is re-scored (default 200)\n"
+            "  --prompts FILE       one prompt per line (default: the model's dato.json eval_prompts)\n"
+            "  --ref FILE|baseline  FID reference: real-data statistics (HDF5, dato-fid stats), or the\n"
+            "                       baseline schedule's own images on the same prompts and seeds\n"
+            "                       (default: the model's reference statistics if it ships them, else baseline)\n"
+            "  --latency table|measured  latency objective: predicted from a per-call cost table calibrated\n"
+            "                       at the start (default; deterministic), or measured per evaluation.\n"
+            "                       The final front is always re-measured.\n"
+            "  --steps N            sampler steps (default: the model's dato.json, else 25)\n"
+            "  --guidance G         guidance scale (default: the model's dato.json, else 7.5)\n"
+            "  --sampler NAME       ddim | pndm | dpmpp-2m | euler | euler-a (default: the model's)\n"
+            "  --batch B            images per generate call (default: --images, at most 64)\n"
+            "  --seed S             seed of every random choice (default 0)\n"
+            "  --out DIR            run folder (default results/<model>-pop<P>-gens<G>-seed<S>)\n"
+            "  --resume FILE        continue a run from its checkpoint (the run folder is FILE's folder)\n"
+            "  --threads N          CPU threads (default: all)\n"
+            "  --quiet              no progress output\n"
+            "  --log-json           one JSON object per generation on stdout\n"
+            "  --help               this text\n"
+            "\n"
+            "Outputs in the run folder: checkpoint.h5 (after every generation), latency_table.json,\n"
+            "front.csv, front.json, front.svg, report.html, schedules/front_<i>.json, grids/*.png.\n"
+            "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n");
+}
+
+static int parse_int(const char* flag, const char* v, int lo, int hi, int* out) {
+    char* end = NULL;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "dato-search: %s: '%s' is not an integer in %d..%d\n", flag, v, lo, hi);
+        return 0;
+    }
+    *out = (int)x;
+    return 1;
+}
+
+int main(int argc, char** argv) {
+    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 20, .final_images = 200, .guidance = -1.0f}};
+    const char *out = NULL, *model = NULL;
+    int seed = 0, have_gens = 0, have_final = 0, batch = 0;
+    char cmd[8192] = "", run_dir[4096], model_dir[4096];
+    for (int i = 0, n = 0; i < argc && n < (int)sizeof cmd - 1; i++)
+        n += snprintf(cmd + n, sizeof cmd - n, i ? " %s" : "%s", argv[i]);
+    o.command = cmd;
+    for (int i = 1; i < argc; i++) {
+        const char* a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--quiet")) {
+            o.quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--log-json")) {
+            o.log_json = 1;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "dato-search: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        const char* v = argv[++i];
+        int ok = 1;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--pop")) ok = parse_int(a, v, 4, 4096, &o.cfg.pop);
+        else if (!strcmp(a, "--gens")) ok = parse_int(a, v, 0, 100000, &o.cfg.gens), have_gens = 1;
+        else if (!strcmp(a, "--images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.images);
+        else if (!strcmp(a, "--final-images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.final_images), have_final = 1;
+        else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 2, 1000, &o.cfg.steps);
+        else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 4096, &batch);
+        else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, 2147483647, &seed);
+        else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &o.cfg.threads);
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--resume")) o.resume = v;
+        else if (!strcmp(a, "--prompts")) snprintf(o.cfg.prompts_file, sizeof o.cfg.prompts_file, "%s", v);
+        else if (!strcmp(a, "--sampler")) snprintf(o.cfg.sampler, sizeof o.cfg.sampler, "%s", v);
+        else if (!strcmp(a, "--guidance")) {
+            char* end = NULL;
+            o.cfg.guidance = strtof(v, &end);
+            ok = *v && !*end && o.cfg.guidance >= 0 && o.cfg.guidance <= 100;
+            if (!ok) fprintf(stderr, "dato-search: --guidance: '%s' is not a number in 0..100\n", v);
+        } else if (!strcmp(a, "--ref")) {
+            if (!strcmp(v, "baseline")) o.cfg.ref_mode = DATO_REF_BASELINE;
+            else snprintf(o.cfg.ref, sizeof o.cfg.ref, "%s", v);
+        } else if (!strcmp(a, "--latency")) {
+            ok = !strcmp(v, "table") || !strcmp(v, "measured");
+            o.cfg.latency_mode = !strcmp(v, "measured") ? DATO_LATENCY_MEASURED : DATO_LATENCY_TABLE;
+            if (!ok) fprintf(stderr, "dato-search: --latency: '%s': expected table or measured\n", v);
+        } else {
+            fprintf(stderr, "dato-search: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+        if (!ok) return 2;
+    }
+    if (o.cfg.sampler[0]) {
+        dato_sampler_kind k;
+        dato_error err;
+        if (dato_sampler_kind_parse(o.cfg.sampler, &k, &err)) {
+            fprintf(stderr, "dato-search: --sampler: %s\n", err.msg);
+            return 2;
+        }
+    }
+    if (o.resume) { // the run folder is the checkpoint's; only gens, final images and threads may change
+        const char* slash = strrchr(o.resume, '/');
+        snprintf(run_dir, sizeof run_dir, "%.*s", slash ? (int)(slash - o.resume) : 1, slash ? o.resume : ".");
+        o.run_dir = run_dir;
+        o.gens_override = have_gens ? o.cfg.gens : 0;
+        o.final_images_override = have_final ? o.cfg.final_images : 0;
+        o.threads_override = o.cfg.threads;
+        if (have_gens && o.cfg.gens < 1) {
+            fprintf(stderr, "dato-search: --gens must be >= 1 on resume\n");
+            return 2;
+        }
+    } else {
+        dato_error err;
+        if (!model) {
+            if (dato_default_model_dir(model_dir, sizeof model_dir, &err)) {
+                fprintf(stderr, "dato-search: %s\n", err.msg);
+                return 1;
+            }
+            model = model_dir;
+        }
+        snprintf(o.cfg.model, sizeof o.cfg.model, "%s", model);
+        o.cfg.seed = (uint64_t)seed;
+        o.cfg.batch = batch ? batch : o.cfg.images < 64 ? o.cfg.images : 64;
+        if (out) {
+            snprintf(run_dir, sizeof run_dir, "%.4000s", out);
+        } else {
+            const char* base = strrchr(model, '/');
+            base = base && base[1] ? base + 1 : model;
+            snprintf(run_dir, sizeof run_dir, "results/%.200s-pop%d-gens%d-seed%d", base, o.cfg.pop, o.cfg.gens, seed);
+        }
+        o.run_dir = run_dir;
+    }
+    dato_error err = {{0}};
+    if (dato_search_run(&o, &err)) {
+        fprintf(stderr, "dato-search: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,54 @@
+// What defines a dato-search run: every setting that changes its answer, and the identities
+// (hashes) of the model, the prompt set and the reference statistics. Stored in the checkpoint;
+// a resume compares the stored config with the command line's and refuses any difference that
+// would change the answer, naming the field.
+#ifndef DATO_SEARCH_CONFIG_H
+#define DATO_SEARCH_CONFIG_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+#define DATO_SEARCH_N_OBJ 2   // objectives, both minimized: [0] latency (s per image), [1] FID
+#define DATO_SEARCH_N_EXTRA 3 // per evaluation: [0] KID (mean), [1] measured latency (s per image, NaN if not
+                              // measured), [2] predicted latency from the cost table (NaN if no table)
+
+typedef enum { DATO_LATENCY_TABLE = 0, DATO_LATENCY_MEASURED } dato_latency_mode;
+typedef enum { DATO_REF_FILE = 0, DATO_REF_BASELINE } dato_ref_mode;
+
+typedef struct {
+    // the model and the images
+    char model[4096];           // path as given
+    char model_hash[32];        // "fnv1a64:..." of the UNet's architecture and weights file(s)
+    char prompts_file[4096];
+    char prompts_hash[32];      // of the prompt list's bytes
+    int n_prompts;
+    int images;                 // images per evaluation (spread over the prompts)
+    int final_images;           // images per final-front re-score
+    int steps;
+    float guidance;
+    char sampler[32];
+    int batch;                  // images per generate call (pruning's seeded fallback is per call)
+    // the objectives
+    dato_ref_mode ref_mode;
+    char ref[4096];             // reference statistics file ("" with DATO_REF_BASELINE)
+    char ref_hash[32];          // of that file ("" with DATO_REF_BASELINE)
+    char feature_net[4096];
+    dato_latency_mode latency_mode;
+    char latency_table_hash[32]; // of the calibrated cost table the latencies came from ("" if measured)
+    // the algorithm
+    int pop;
+    int gens;                   // generations to run in total (a resume may raise it)
+    uint64_t seed;
+    int n_branches;             // B of the UNet: genome depths 0..B+1
+    int threads;                // CPU threads (recorded; does not change the answer with table latency)
+} dato_search_config;
+
+// Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
+// reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens,
+// final_images and threads may differ. DATO_ERR_INVALID names the first field that differs
+// with both values, e.g. "model_hash: checkpoint fnv1a64:ab.. vs now fnv1a64:cd..".
+dato_status dato_search_config_check_resume(const dato_search_config* saved, const dato_search_config* now,
+                                            dato_error* err);
+
+#endif

@@ -1,0 +1,685 @@
+// One dato-search run (search/search_run.h).
+#include "search_run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "archive.h"
+#include "checkpoint.h"
+#include "evaluator.h"
+#include "featnet.h"
+#include "fid.h"
+#include "file_util.h"
+#include "genome.h"
+#include "hypervolume.h"
+#include "image.h"
+#include "latency.h"
+#include "model_defaults.h"
+#include "nsga2.h"
+#include "pipeline.h"
+#include "report.h"
+#include "stats_io.h"
+
+#define MAX_PROMPTS 1024
+#define N_REFS 5
+static const char* const REF_SPECS[N_REFS] = {"baseline", "deepcache:3", "deepcache:5", "tome:0.5", "dato-paper"};
+
+typedef struct {
+    dato_search_config cfg;
+    const dato_search_options* o;
+    dato_backend be;
+    int have_be, have_pipe;
+    dato_pipeline pipe;
+    dato_feature_extractor fx;
+    char* prompt_text;          // the prompts file's bytes
+    const char* prompts[MAX_PROMPTS];
+    dato_evaluator ev;          // the search's image set
+    dato_genome_space space;
+    size_t gbytes;
+    dato_nsga2* ga;
+    dato_archive archive;
+    dato_latency_table table;
+    int have_table;
+    dato_fid_stats ref;         // what FID is taken against during the search
+    dato_stats_meta ref_meta, fx_meta;
+    float* base_features;       // (n_images, dim) the baseline schedule's features: KID's reference
+    float* features;            // (n_images, dim) scratch
+    dato_schedule sched;        // scratch
+    char ckpt_path[4096], table_path[4096];
+    double t_start, elapsed_before;
+    int hits, evals;            // this generation: archive hits, new evaluations
+} search_ctx;
+
+// ---- identities ------------------------------------------------------------------------------------------
+
+static uint64_t fnv1a(uint64_t h, const void* bytes, size_t n) {
+    const uint8_t* p = bytes;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// The model's identity: the hash of its weight files (a single file, or the folder's components).
+static dato_status model_hash(const char* path, char* out, size_t n, dato_error* err) {
+    if (dato_is_file(path)) return dato_file_hash(path, out, n, err);
+    static const char* const parts[] = {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                                        "text_encoder/model.safetensors", "unet/config.json", "scheduler/scheduler_config.json"};
+    uint64_t h = 0xcbf29ce484222325ull;
+    int found = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        char p[4096], fh[64];
+        DATO_TRY(dato_path_join(p, sizeof p, path, parts[i], err));
+        if (!dato_is_file(p)) continue;
+        DATO_TRY(dato_file_hash(p, fh, sizeof fh, err));
+        h = fnv1a(h, fh, strlen(fh));
+        found++;
+    }
+    if (!found) return dato_fail(err, DATO_ERR_INVALID, "%s: no model weights found to identify the model", path);
+    snprintf(out, n, "fnv1a64:%016llx", (unsigned long long)h);
+    return DATO_OK;
+}
+
+static double now_s(void) { return dato_clock_s(); }
+
+// ---- setup -------------------------------------------------------------------------------------------------
+
+static dato_status read_prompts(search_ctx* s, dato_error* err) {
+    DATO_TRY(dato_read_text_file(s->cfg.prompts_file, &s->prompt_text, 1 << 20, err));
+    DATO_TRY(dato_file_hash(s->cfg.prompts_file, s->cfg.prompts_hash, sizeof s->cfg.prompts_hash, err));
+    int n = 0;
+    for (char* line = strtok(s->prompt_text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
+        if (!line[0]) continue;
+        if (n == MAX_PROMPTS)
+            return dato_fail(err, DATO_ERR_INVALID, "%s: more than %d prompts", s->cfg.prompts_file, MAX_PROMPTS);
+        s->prompts[n++] = line;
+    }
+    if (!n) return dato_fail(err, DATO_ERR_INVALID, "%s: no prompts", s->cfg.prompts_file);
+    s->cfg.n_prompts = n;
+    return DATO_OK;
+}
+
+// Fills what a new run left unset from the model's dato.json and checks the rest.
+static dato_status resolve_config(search_ctx* s, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    dato_model_defaults md;
+    DATO_TRY(dato_model_defaults_load(&md, c->model, err));
+    if (!c->steps) c->steps = md.steps ? md.steps : 25;
+    if (c->guidance < 0) c->guidance = md.guidance ? md.guidance : 7.5f;
+    if (!c->prompts_file[0]) {
+        if (!md.eval_prompts[0])
+            return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json eval_prompts: give --prompts FILE", c->model);
+        snprintf(c->prompts_file, sizeof c->prompts_file, "%s", md.eval_prompts);
+    }
+    if (!c->feature_net[0]) {
+        if (!md.feature_net[0])
+            return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json feature_net: this build scores FID with the "
+                             "feature network of the model's domain", c->model);
+        snprintf(c->feature_net, sizeof c->feature_net, "%s", md.feature_net);
+    }
+    // The default reference: the model's own real-data statistics when it ships them, else the
+    // baseline's outputs.
+    if (c->ref_mode == DATO_REF_FILE && !c->ref[0]) {
+        if (md.reference_stats[0] && dato_is_file(md.reference_stats))
+            snprintf(c->ref, sizeof c->ref, "%s", md.reference_stats);
+        else
+            c->ref_mode = DATO_REF_BASELINE;
+    }
+    if (c->steps < 2 || c->steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "steps %d: expected 2..%d", c->steps, DATO_SCHEDULE_MAX_STEPS);
+    return DATO_OK;
+}
+
+static dato_status open_model(search_ctx* s, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    DATO_TRY(dato_backend_cpu_init(&s->be, c->threads, err));
+    s->have_be = 1;
+    DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, NULL, err));
+    s->have_pipe = 1;
+    if (s->pipe.n_text == 0) return dato_fail(err, DATO_ERR_INVALID, "%s: the search needs a text-conditioned model", c->model);
+    DATO_TRY(model_hash(c->model, c->model_hash, sizeof c->model_hash, err));
+    c->n_branches = s->pipe.unet.n_branches;
+    if (!c->sampler[0]) snprintf(c->sampler, sizeof c->sampler, "%s", dato_sampler_kind_name(s->pipe.sched.kind));
+    DATO_TRY(dato_extractor_featnet_open(&s->fx, c->feature_net, &s->be, err));
+    snprintf(s->fx_meta.extractor, sizeof s->fx_meta.extractor, "%s", s->fx.name);
+    snprintf(s->fx_meta.weights_hash, sizeof s->fx_meta.weights_hash, "%s", s->fx.weights_hash);
+    snprintf(s->fx_meta.preprocessing, sizeof s->fx_meta.preprocessing, "%s", s->fx.preprocessing);
+    snprintf(s->fx_meta.source, sizeof s->fx_meta.source, "dato-search %.480s", c->model);
+    if (c->ref_mode == DATO_REF_FILE) {
+        DATO_TRY(dato_file_hash(c->ref, c->ref_hash, sizeof c->ref_hash, err));
+        DATO_TRY(dato_stats_read_h5(c->ref, &s->ref, &s->ref_meta, err));
+        DATO_TRY(dato_stats_check_compatible(&s->fx_meta, "the search's feature network", &s->ref_meta, c->ref, err));
+    } else {
+        c->ref[0] = c->ref_hash[0] = 0;
+    }
+    return read_prompts(s, err);
+}
+
+static dato_sampler_kind sampler_kind(const search_ctx* s) {
+    dato_sampler_kind k = s->pipe.sched.kind;
+    dato_error e;
+    if (s->cfg.sampler[0]) dato_sampler_kind_parse(s->cfg.sampler, &k, &e);
+    return k;
+}
+
+// The per-call cost table: calibrated once per run and kept beside the checkpoint, so a resume
+// predicts exactly the same latencies.
+static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    if (c->latency_mode != DATO_LATENCY_TABLE) return DATO_OK;
+    dato_latency_setup setup = {.model = c->model, .threads = c->threads, .batch = c->batch, .guided = c->guidance > 1,
+                                .height = s->ev.h, .width = s->ev.w,
+                                .seq = dato_tokenizer_max_len(s->pipe.tokenizer[0]), .sampler = sampler_kind(s),
+                                .warmup = 1, .runs = 5};
+    dato_latency_key key;
+    dato_latency_key_make(&key, &s->pipe.unet, &s->be, &setup);
+    if (resuming || dato_is_file(s->table_path)) {
+        DATO_TRY(dato_latency_load(&s->table, s->table_path, &key, err));
+    } else {
+        if (!s->o->quiet) fprintf(stderr, "dato-search: calibrating the latency table (%d depths x 6 ratios)\n",
+                                  c->n_branches + 2);
+        DATO_TRY(dato_latency_calibrate(&s->table, &s->pipe.unet, &s->pipe.sched, &setup, err));
+        DATO_TRY(dato_latency_save(&s->table, s->table_path, err));
+    }
+    s->have_table = 1;
+    char h[32];
+    DATO_TRY(dato_file_hash(s->table_path, h, sizeof h, err));
+    if (resuming && strcmp(h, c->latency_table_hash))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: latency table changed since the checkpoint (%s vs %s)",
+                         s->table_path, h, c->latency_table_hash);
+    snprintf(c->latency_table_hash, sizeof c->latency_table_hash, "%s", h);
+    return DATO_OK;
+}
+
+static dato_status make_evaluator(search_ctx* s, dato_evaluator* ev, int images, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    if (images % c->n_prompts)
+        return dato_fail(err, DATO_ERR_INVALID, "%d images do not split evenly over the %d prompts of %s", images,
+                         c->n_prompts, c->prompts_file);
+    dato_eval_config ec = {.steps = c->steps, .guidance = c->guidance, .sampler = sampler_kind(s), .seed = c->seed,
+                           .per_prompt = images / c->n_prompts, .batch = c->batch};
+    return dato_evaluator_create(ev, &s->pipe, &s->fx, s->prompts, c->n_prompts, &ec, err);
+}
+
+// ---- scoring ---------------------------------------------------------------------------------------------
+
+typedef struct {
+    double latency, fid, kid, measured, predicted;
+} score;
+
+// Scores schedule (NULL: baseline) on ev: FID against ref, KID against kid_ref (n rows), latency.
+static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
+                                  const dato_fid_stats* ref, const float* kid_ref, float* features, score* out,
+                                  dato_error* err) {
+    int n = ev->n_images, dim = s->fx.dim;
+    double denoise = 0;
+    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &denoise, err));
+    dato_feature_stats acc;
+    dato_fid_stats st = {0};
+    dato_fid_result r;
+    DATO_TRY(dato_feature_stats_init(&acc, dim, err));
+    dato_status status = dato_feature_stats_add(&acc, features, n, err);
+    if (!status) status = dato_feature_stats_finalize(&acc, &st, NULL, err);
+    if (!status) status = dato_fid_from_stats(&st, ref, &r, err);
+    dato_feature_stats_free(&acc);
+    dato_fid_stats_free(&st);
+    if (status) return status;
+    out->fid = r.fid;
+    out->kid = NAN;
+    if (kid_ref) {
+        dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
+        dato_kid_result k;
+        DATO_TRY(dato_kid(features, n, kid_ref, n, dim, &kc, &k, err));
+        out->kid = k.mean;
+    }
+    out->measured = denoise / n;
+    out->predicted = NAN;
+    if (s->have_table) {
+        dato_latency_prediction p;
+        DATO_TRY(dato_latency_predict(&s->table, sched, s->cfg.steps, sampler_kind(s), &p, err));
+        out->predicted = p.total_s / s->cfg.batch;
+    }
+    out->latency = s->cfg.latency_mode == DATO_LATENCY_TABLE ? out->predicted : out->measured;
+    return DATO_OK;
+}
+
+// The objectives of a genome: from the archive when it was evaluated before, else evaluated now.
+static dato_status objectives_of(search_ctx* s, const uint8_t* genome, int generation, double* obj,
+                                 dato_error* err) {
+    size_t row;
+    if (dato_archive_find(&s->archive, genome, &row)) {
+        dato_archive_record r = dato_archive_get(&s->archive, row);
+        memcpy(obj, r.objectives, DATO_SEARCH_N_OBJ * sizeof *obj);
+        s->hits++;
+        return DATO_OK;
+    }
+    DATO_TRY(dato_genome_to_schedule(&s->space, genome, &s->sched, err));
+    score sc;
+    DATO_TRY(score_schedule(s, &s->ev, &s->sched, &s->ref, s->base_features, s->features, &sc, err));
+    obj[0] = sc.latency;
+    obj[1] = sc.fid;
+    double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted};
+    s->evals++;
+    return dato_archive_insert(&s->archive, genome, obj, extra, generation, NULL, NULL, err);
+}
+
+// Scores n genomes (n, gbytes) into objectives (n, 2), with a progress bar.
+static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, int generation, double* objectives,
+                                dato_error* err) {
+    double t0 = now_s();
+    s->hits = s->evals = 0;
+    for (int i = 0; i < n; i++) {
+        DATO_TRY(objectives_of(s, genomes + (size_t)i * s->gbytes, generation, objectives + 2 * i, err));
+        if (!s->o->quiet) {
+            double el = now_s() - t0, eta = el / (i + 1) * (n - i - 1);
+            int w = 30, fill = (i + 1) * w / n;
+            fprintf(stderr, "\rdato-search: gen %d/%d [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", generation,
+                    s->cfg.gens, fill, "##############################", w - fill, "", i + 1, n, el, eta);
+        }
+    }
+    if (!s->o->quiet) fprintf(stderr, "\r%*s\r", 100, "");
+    return DATO_OK;
+}
+
+// ---- checkpoints ------------------------------------------------------------------------------------------
+
+static dato_status save_checkpoint(search_ctx* s, dato_error* err) {
+    dato_checkpoint c = {.cfg = s->cfg, .pop = s->cfg.pop, .genome_bytes = (int)s->gbytes, .n_obj = DATO_SEARCH_N_OBJ,
+                         .n_extra = DATO_SEARCH_N_EXTRA, .steps = s->cfg.steps,
+                         .n_evaluations = (int64_t)dato_archive_count(&s->archive),
+                         .elapsed_s = s->elapsed_before + now_s() - s->t_start};
+    size_t n = dato_archive_count(&s->archive), P = (size_t)s->cfg.pop;
+    c.pop_genomes = malloc(P * s->gbytes);
+    c.pop_objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof(double));
+    c.pop_violations = malloc(P * sizeof(double));
+    c.arch_genomes = malloc((n ? n : 1) * s->gbytes);
+    c.arch_objectives = malloc((n ? n : 1) * DATO_SEARCH_N_OBJ * sizeof(double));
+    c.arch_extras = malloc((n ? n : 1) * DATO_SEARCH_N_EXTRA * sizeof(double));
+    c.arch_generations = malloc((n ? n : 1) * sizeof(int32_t));
+    dato_status st = c.pop_genomes && c.pop_objectives && c.pop_violations && c.arch_genomes && c.arch_objectives &&
+                             c.arch_extras && c.arch_generations
+                         ? DATO_OK
+                         : dato_fail(err, DATO_ERR_NOMEM, "checkpoint: out of memory");
+    if (!st) st = dato_nsga2_get_state(s->ga, c.pop_genomes, c.pop_objectives, c.pop_violations, c.rng_state,
+                                       &c.generation, err);
+    if (!st) {
+        dato_archive_export(&s->archive, c.arch_genomes, c.arch_objectives, c.arch_extras, c.arch_generations);
+        st = dato_checkpoint_write(s->ckpt_path, &c, err);
+    }
+    free(c.pop_genomes);
+    free(c.pop_objectives);
+    free(c.pop_violations);
+    free(c.arch_genomes);
+    free(c.arch_objectives);
+    free(c.arch_extras);
+    free(c.arch_generations);
+    return st;
+}
+
+// ---- per-generation summary ---------------------------------------------------------------------------------
+
+// Hypervolume of the first front with both objectives divided by the largest value the initial
+// population reached (generation-0 archive rows), reference point (1.1, 1.1): a number that only
+// grows as the front improves, comparable across the generations of one run.
+static double front_hypervolume(search_ctx* s, int* front, int n_front, double* best_fid, double* fastest) {
+    double norm[2] = {0, 0};
+    for (size_t i = 0; i < dato_archive_count(&s->archive); i++) {
+        dato_archive_record r = dato_archive_get(&s->archive, i);
+        if (r.generation != 0) continue;
+        for (int k = 0; k < 2; k++) norm[k] = fmax(norm[k], r.objectives[k]);
+    }
+    double* pts = malloc((size_t)n_front * 2 * sizeof *pts), hv = 0, ref[2] = {1.1, 1.1};
+    *best_fid = INFINITY;
+    *fastest = INFINITY;
+    for (int i = 0; pts && i < n_front; i++) {
+        const double* o = s->ga->objectives + 2 * front[i];
+        *fastest = fmin(*fastest, o[0]);
+        *best_fid = fmin(*best_fid, o[1]);
+        for (int k = 0; k < 2; k++) pts[2 * i + k] = norm[k] > 0 ? o[k] / norm[k] : o[k];
+    }
+    dato_error e;
+    if (!pts || dato_hypervolume(pts, n_front, 2, ref, &hv, &e)) hv = NAN;
+    free(pts);
+    return hv;
+}
+
+static void print_generation(search_ctx* s, int gen, double gen_seconds) {
+    int* front = malloc((size_t)s->cfg.pop * sizeof *front);
+    if (!front) return;
+    int n_front = dato_nsga2_first_front(s->ga, front);
+    double best_fid, fastest, hv = front_hypervolume(s, front, n_front, &best_fid, &fastest);
+    double el = s->elapsed_before + now_s() - s->t_start;
+    int left = s->cfg.gens - gen;
+    if (s->o->log_json)
+        printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"best_fid\": %.6f, \"fastest_ms\": %.6f, "
+               "\"evaluations\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f}\n",
+               gen, n_front, hv, best_fid, 1e3 * fastest, s->evals, s->hits, dato_archive_count(&s->archive),
+               gen_seconds, el);
+    else if (!s->o->quiet)
+        printf("gen %3d/%d  front %2d  HV %.4f  best FID %8.3f  fastest %7.3f ms/img  new %2d  cache hits %2d  "
+               "%5.1f s  ETA %.0f s\n", gen, s->cfg.gens, n_front, hv, best_fid, 1e3 * fastest, s->evals, s->hits,
+               gen_seconds, gen_seconds * left);
+    fflush(stdout);
+    free(front);
+}
+
+// ---- the final front -----------------------------------------------------------------------------------------
+
+// The first image of every prompt of ev's last run into cells (n_prompts, H, W, ch).
+static void first_images(const dato_evaluator* ev, int n_prompts, uint8_t* cells) {
+    size_t img = (size_t)ev->H * ev->W * ev->ch;
+    for (int j = 0; j < n_prompts; j++)
+        memcpy(cells + (size_t)j * img, ev->pixels + (size_t)j * ev->cfg.per_prompt * img, img);
+}
+
+// A one-row grid PNG of cells (n, H, W, ch) at run_dir/rel.
+static dato_status write_grid(search_ctx* s, const dato_evaluator* ev, const uint8_t* cells, const char* rel,
+                              dato_error* err) {
+    char path[4096];
+    DATO_TRY(dato_path_join(path, sizeof path, s->o->run_dir, rel, err));
+    int n = s->cfg.n_prompts, gh, gw;
+    DATO_TRY(dato_image_grid_size(n, ev->H, ev->W, n, 2, &gh, &gw, err));
+    uint8_t* grid = malloc((size_t)gh * gw * ev->ch);
+    if (!grid) return dato_fail(err, DATO_ERR_NOMEM, "%s: out of memory", path);
+    dato_status st = dato_image_grid(grid, cells, n, ev->H, ev->W, ev->ch, n, 2, err);
+    if (!st) st = dato_png_write(path, grid, gh, gw, ev->ch, NULL, err);
+    free(grid);
+    return st;
+}
+
+static void fill_point(dato_report_point* p, const char* label, const dato_schedule* sched, const score* sc,
+                       double base_latency) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->label, sizeof p->label, "%s", label);
+    p->schedule = *sched;
+    p->latency_s = sc->measured;
+    p->fid = sc->fid;
+    p->kid = sc->kid;
+    p->measured_latency_s = sc->measured;
+    p->speedup = base_latency / sc->measured;
+    dato_schedule_counts k = dato_schedule_count(sched);
+    p->full = k.full;
+    p->partial = k.partial;
+    p->reuse = k.reuse;
+    p->mean_ratio = k.mean_ratio;
+}
+
+// Re-scores the distinct genomes of the first front and the reference schedules on final_images
+// images, re-measuring latency end to end, then writes the grids and the report.
+static dato_status finish(search_ctx* s, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    int P = c->pop, n_front = 0;
+    int* idx = malloc((size_t)P * sizeof *idx);
+    dato_report_point* front = calloc((size_t)P, sizeof *front);    // (n_front) by latency
+    dato_report_point* unsorted = calloc((size_t)P, sizeof *unsorted); // in evaluation order
+    dato_report_point refs[N_REFS];
+    dato_evaluator fin = {0};
+    float *fin_features = NULL, *fin_base = NULL;
+    uint8_t* cells = NULL; // (P + N_REFS, n_prompts, H, W, ch) the grids' images: front members, then refs
+    dato_fid_stats base_stats = {0};
+    dato_status st = idx && front && unsorted ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    if (!st) st = make_evaluator(s, &fin, c->final_images, err);
+    size_t row = (size_t)c->n_prompts * fin.H * fin.W * fin.ch;
+    if (!st && !(cells = malloc((size_t)(P + N_REFS) * row)))
+        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    size_t nf = (size_t)fin.n_images * s->fx.dim;
+    if (!st && (!(fin_features = malloc(nf * sizeof(float))) || !(fin_base = malloc(nf * sizeof(float)))))
+        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    score base = {0};
+    dato_schedule sched;
+    // The baseline first: its features are KID's reference (and FID's with --ref baseline).
+    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", fin.n_images);
+    if (!st) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
+    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, NULL, err);
+    if (!st && c->ref_mode == DATO_REF_BASELINE) {
+        dato_feature_stats acc;
+        st = dato_feature_stats_init(&acc, s->fx.dim, err);
+        if (!st) st = dato_feature_stats_add(&acc, fin_base, fin.n_images, err);
+        if (!st) st = dato_feature_stats_finalize(&acc, &base_stats, NULL, err);
+        dato_feature_stats_free(&acc);
+    }
+    const dato_fid_stats* ref = c->ref_mode == DATO_REF_BASELINE ? &base_stats : &s->ref;
+    for (int r = 0; !st && r < N_REFS; r++) {
+        st = dato_schedule_preset(&sched, REF_SPECS[r], c->steps, c->n_branches, err);
+        score sc;
+        if (!st) st = score_schedule(s, &fin, r ? &sched : NULL, ref, fin_base, fin_features, &sc, err);
+        if (!st && r == 0) base = sc;
+        if (st) break;
+        fill_point(&refs[r], REF_SPECS[r], &sched, &sc, base.measured);
+        snprintf(refs[r].grid_png, sizeof refs[r].grid_png, "grids/%s.png", REF_SPECS[r]);
+        for (char* q = refs[r].grid_png; *q; q++)
+            if (*q == ':') *q = '_';
+        first_images(&fin, c->n_prompts, cells + (size_t)(P + r) * row);
+        st = write_grid(s, &fin, cells + (size_t)(P + r) * row, refs[r].grid_png, err);
+    }
+    int* members = malloc((size_t)P * sizeof *members);
+    int n_idx = st || !members ? 0 : dato_nsga2_first_front(s->ga, members);
+    for (int i = 0; !st && i < n_idx; i++) {
+        const uint8_t* g = s->ga->genomes + (size_t)members[i] * s->gbytes;
+        int dup = 0;
+        for (int j = 0; j < i; j++) dup |= !memcmp(g, s->ga->genomes + (size_t)members[j] * s->gbytes, s->gbytes);
+        if (dup) continue;
+        score sc;
+        st = dato_genome_to_schedule(&s->space, g, &sched, err);
+        if (!st) st = score_schedule(s, &fin, &sched, ref, fin_base, fin_features, &sc, err);
+        if (st) break;
+        fill_point(&unsorted[n_front], "", &sched, &sc, base.measured);
+        first_images(&fin, c->n_prompts, cells + (size_t)n_front * row);
+        n_front++;
+        if (!s->o->quiet) fprintf(stderr, "\rdato-search: final front %d/%d   ", i + 1, n_idx);
+    }
+    if (!s->o->quiet) fprintf(stderr, "\n");
+    free(members);
+    // The front by latency (insertion sort of indices: stable, and the grid cells follow).
+    for (int i = 0; i < n_front; i++) idx[i] = i;
+    for (int i = 1; i < n_front; i++)
+        for (int j = i; j > 0 && unsorted[idx[j]].latency_s < unsorted[idx[j - 1]].latency_s; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+    for (int i = 0; !st && i < n_front; i++) {
+        int cells_row = idx[i];
+        front[i] = unsorted[cells_row];
+        snprintf(front[i].label, sizeof front[i].label, "front %d", i);
+        snprintf(front[i].grid_png, sizeof front[i].grid_png, "grids/front_%d.png", i);
+        st = write_grid(s, &fin, cells + (size_t)cells_row * row, front[i].grid_png, err);
+    }
+    int knee = -1, fastest_ok = -1;
+    double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
+           *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
+    if (!st && lat && fid) {
+        for (int i = 0; i < n_front; i++) {
+            lat[i] = front[i].latency_s;
+            fid[i] = front[i].fid;
+        }
+        fastest_ok = dato_report_fastest_within(lat, fid, n_front, 1.1 * base.fid);
+        st = dato_report_knee(lat, fid, n_front, &knee, err);
+    }
+    if (!st) {
+        double pts[2 * 256], hv = 0, ref_pt[2] = {1.1, 1.1};
+        int m = n_front < 256 ? n_front : 256;
+        for (int i = 0; i < m; i++) {
+            pts[2 * i] = lat[i] / base.measured;
+            pts[2 * i + 1] = base.fid > 0 ? fid[i] / (2 * base.fid) : fid[i];
+        }
+        dato_error e;
+        if (dato_hypervolume(pts, m, 2, ref_pt, &hv, &e)) hv = NAN;
+        char export_cmd[4300];
+        snprintf(export_cmd, sizeof export_cmd, "dato-export %s --pick knee --out knee.json", s->ckpt_path);
+        dato_report rep = {.cfg = c, .run_dir = s->o->run_dir, .command = s->o->command,
+                           .generation = (int)s->ga->generation, .n_evaluations = (int)dato_archive_count(&s->archive),
+                           .elapsed_s = s->elapsed_before + now_s() - s->t_start, .front = front, .n_front = n_front,
+                           .refs = refs, .n_refs = N_REFS, .knee_index = knee, .fastest_ok_index = fastest_ok,
+                           .hypervolume = hv, .export_example = export_cmd};
+        st = dato_report_write(&rep, err);
+    }
+    if (!st && s->o->log_json)
+        printf("{\"final_front\": %d, \"final_images\": %d, \"knee\": %d, \"fastest_within_10pct_fid\": %d, "
+               "\"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front, fin.n_images, knee,
+               fastest_ok, 1e3 * base.measured, base.fid);
+    else if (!st && !s->o->quiet) {
+        printf("final front (%d images per schedule, latency re-measured):\n", fin.n_images);
+        printf("  %-12s %10s %9s %8s\n", "schedule", "ms/img", "FID", "speedup");
+        for (int r = 0; r < N_REFS; r++)
+            printf("  %-12s %10.3f %9.3f %7.2fx\n", refs[r].label, 1e3 * refs[r].latency_s, refs[r].fid, refs[r].speedup);
+        for (int i = 0; i < n_front; i++)
+            printf("  %-12s %10.3f %9.3f %7.2fx%s%s\n", front[i].label, 1e3 * front[i].latency_s, front[i].fid,
+                   front[i].speedup, i == knee ? "  knee" : "", i == fastest_ok ? "  fastest within +10% FID" : "");
+        printf("results in %s (report.html, front.csv, front.json, front.svg, schedules/)\n", s->o->run_dir);
+    }
+    free(lat);
+    free(fid);
+    free(idx);
+    free(front);
+    free(unsorted);
+    free(fin_features);
+    free(fin_base);
+    free(cells);
+    dato_fid_stats_free(&base_stats);
+    dato_evaluator_free(&fin);
+    return st;
+}
+
+// ---- the run --------------------------------------------------------------------------------------------------
+
+static dato_status make_dirs(const char* run_dir, dato_error* err) {
+    char p[4096];
+    const char* subs[] = {"", "grids", "schedules"};
+    for (int i = 0; i < 3; i++) {
+        DATO_TRY(i ? dato_path_join(p, sizeof p, run_dir, subs[i], err)
+                   : (snprintf(p, sizeof p, "%s", run_dir) < (int)sizeof p ? DATO_OK
+                                                                            : dato_fail(err, DATO_ERR_INVALID, "run folder name too long")));
+        for (char* q = p + 1; *q; q++) { // mkdir -p
+            if (*q != '/') continue;
+            *q = 0;
+            if (mkdir(p, 0777) && errno != EEXIST)
+                return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
+            *q = '/';
+        }
+        if (mkdir(p, 0777) && errno != EEXIST) return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
+    }
+    return DATO_OK;
+}
+
+static void ctx_free(search_ctx* s) {
+    dato_evaluator_free(&s->ev);
+    dato_nsga2_free(s->ga);
+    dato_archive_free(&s->archive);
+    dato_fid_stats_free(&s->ref);
+    free(s->base_features);
+    free(s->features);
+    free(s->prompt_text);
+    if (s->fx.destroy) s->fx.destroy(&s->fx);
+    if (s->have_pipe) dato_pipeline_close(&s->pipe);
+    if (s->have_be) dato_backend_destroy(&s->be);
+}
+
+static dato_status run(search_ctx* s, dato_error* err) {
+    const dato_search_options* o = s->o;
+    dato_checkpoint ck = {0};
+    int resuming = o->resume != NULL;
+    if (resuming) {
+        DATO_TRY(dato_checkpoint_read(o->resume, &ck, err));
+        s->cfg = ck.cfg;
+        if (o->gens_override > 0) s->cfg.gens = o->gens_override;
+        if (o->final_images_override > 0) s->cfg.final_images = o->final_images_override;
+        if (o->threads_override > 0) s->cfg.threads = o->threads_override;
+        s->elapsed_before = ck.elapsed_s;
+    } else {
+        s->cfg = o->cfg;
+        DATO_TRY(resolve_config(s, err));
+    }
+    DATO_TRY(make_dirs(o->run_dir, err));
+    DATO_TRY(dato_path_join(s->ckpt_path, sizeof s->ckpt_path, o->run_dir, "checkpoint.h5", err));
+    DATO_TRY(dato_path_join(s->table_path, sizeof s->table_path, o->run_dir, "latency_table.json", err));
+    if (!resuming && dato_is_file(s->ckpt_path))
+        return dato_fail(err, DATO_ERR_INVALID, "%s exists: continue it with --resume %s, or choose another --out",
+                         s->ckpt_path, s->ckpt_path);
+    DATO_TRY(dato_checkpoint_remove_stale_temps(s->ckpt_path, err));
+    // The identities are recomputed from the files as they are now; a resume refuses a change.
+    dato_search_config saved = s->cfg;
+    DATO_TRY(open_model(s, err));
+    DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
+    DATO_TRY(setup_latency_table(s, resuming, err));
+    if (resuming) DATO_TRY(dato_search_config_check_resume(&saved, &s->cfg, err));
+
+    DATO_TRY(dato_genome_space_init(&s->space, s->cfg.steps, s->cfg.n_branches, err));
+    s->gbytes = dato_genome_bytes(&s->space);
+    dato_nsga2_ops ops = dato_genome_ops(&s->space);
+    dato_nsga2_config gc = {.pop_size = s->cfg.pop, .n_obj = DATO_SEARCH_N_OBJ, .genome_bytes = (int)s->gbytes,
+                            .seed = s->cfg.seed};
+    DATO_TRY(dato_nsga2_create(&s->ga, &gc, &ops, err));
+    DATO_TRY(dato_archive_init(&s->archive, s->gbytes, DATO_SEARCH_N_OBJ, DATO_SEARCH_N_EXTRA, err));
+    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
+    s->features = malloc(nfeat * sizeof(float));
+    s->base_features = malloc(nfeat * sizeof(float));
+    if (!s->features || !s->base_features) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    // The baseline's images: KID's reference, and FID's with --ref baseline.
+    DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, NULL, err));
+    if (s->cfg.ref_mode == DATO_REF_BASELINE) {
+        dato_feature_stats acc;
+        DATO_TRY(dato_feature_stats_init(&acc, s->fx.dim, err));
+        dato_status st = dato_feature_stats_add(&acc, s->base_features, s->ev.n_images, err);
+        if (!st) st = dato_feature_stats_finalize(&acc, &s->ref, NULL, err);
+        dato_feature_stats_free(&acc);
+        DATO_TRY(st);
+    }
+    if (!o->quiet)
+        fprintf(stderr, "dato-search: %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d generations, "
+                        "FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt, s->cfg.sampler,
+                s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
+                s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,
+                s->cfg.latency_mode == DATO_LATENCY_TABLE ? "from the calibrated table" : "measured");
+
+    size_t P = (size_t)s->cfg.pop;
+    uint8_t* children = malloc(P * s->gbytes);
+    double* objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof *objectives);
+    dato_status st = children && objectives ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    s->t_start = now_s();
+    if (!st && resuming) {
+        st = dato_archive_import(&s->archive, (size_t)ck.n_evaluations, ck.arch_genomes, ck.arch_objectives,
+                                 ck.arch_extras, ck.arch_generations, err);
+        if (!st) st = dato_nsga2_set_state(s->ga, ck.pop_genomes, ck.pop_objectives, ck.pop_violations, ck.rng_state,
+                                           ck.generation, err);
+        if (!st && !o->quiet)
+            fprintf(stderr, "dato-search: resumed %s at generation %lld (%lld evaluations)\n", o->resume,
+                    (long long)ck.generation, (long long)ck.n_evaluations);
+    } else if (!st) {
+        dato_rng rng;
+        dato_rng_seed_stream(&rng, s->cfg.seed, 1); // the initial population's own stream
+        double t0 = now_s();
+        st = dato_genome_initial_population(&s->space, s->cfg.pop, &rng, children, err);
+        if (!st) st = evaluate_all(s, children, s->cfg.pop, 0, objectives, err);
+        if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, NULL, err);
+        if (!st) st = save_checkpoint(s, err);
+        if (!st) print_generation(s, 0, now_s() - t0);
+    }
+    dato_checkpoint_free(&ck);
+    while (!st && s->ga->generation < s->cfg.gens) {
+        double t0 = now_s();
+        int gen = (int)s->ga->generation + 1;
+        st = dato_nsga2_make_offspring(s->ga, children, err);
+        if (!st) st = evaluate_all(s, children, s->cfg.pop, gen, objectives, err);
+        if (!st) st = dato_nsga2_select(s->ga, children, objectives, NULL, err);
+        if (!st) st = save_checkpoint(s, err);
+        if (!st) print_generation(s, gen, now_s() - t0);
+    }
+    free(children);
+    free(objectives);
+    if (!st) st = finish(s, err);
+    if (!st) st = save_checkpoint(s, err); // the elapsed time including the final re-scoring
+    return st;
+}
+
+dato_status dato_search_run(const dato_search_options* o, dato_error* err) {
+    search_ctx* s = calloc(1, sizeof *s);
+    if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
+    s->o = o;
+    dato_status st = run(s, err);
+    ctx_free(s);
+    free(s);
+    return st;
+}

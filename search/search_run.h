@@ -1,0 +1,34 @@
+// One dato-search run (METHOD.md §5): NSGA-II over DaTo schedules of one model, every candidate
+// scored on the same prompts and initial noises (search/evaluator.h) for latency and FID, every
+// evaluated genome kept in an archive (never evaluated twice), a crash-safe checkpoint after every
+// generation (search/checkpoint.h), and at the end the first front re-scored on a larger image set,
+// its latency re-measured, and the result files written (search/report.h).
+//
+//   setup -> initial population (presets + seeded random) -> evaluate -> [offspring -> evaluate ->
+//   select -> checkpoint] x gens -> final front: re-score, re-measure, grids, report
+//
+// A resumed run continues from the checkpoint's last completed generation with the same RNG state
+// and archive, so it ends with the same front, bit for bit, as an uninterrupted one (table latency).
+#ifndef DATO_SEARCH_RUN_H
+#define DATO_SEARCH_RUN_H
+
+#include "search_config.h"
+#include "status.h"
+
+typedef struct {
+    dato_search_config cfg;  // for a new run; ignored on resume except the fields below
+    const char* run_dir;     // results/<run>/: checkpoint.h5, latency_table.json, front.*, report.html
+    const char* resume;      // a checkpoint to continue, or NULL for a new run
+    int gens_override;       // > 0: on resume, run to this many generations in total
+    int final_images_override; // > 0: on resume, re-score the final front on this many images
+    int threads_override;    // resume: CPU threads (0: the checkpoint's)
+    int quiet;               // no progress bar, no per-generation lines
+    int log_json;            // per-generation lines as JSON objects on stdout
+    const char* command;     // the reproducing command line, for the report
+} dato_search_options;
+
+// Runs (or resumes) a search to completion. Errors name the file, flag or field at fault; the last
+// good checkpoint is never damaged by a failure.
+dato_status dato_search_run(const dato_search_options* o, dato_error* err);
+
+#endif

@@ -1,0 +1,182 @@
+// dato-search on the embedded default model, small (pop 6, 10 images, 10 steps, table latency):
+// - an uninterrupted 3-generation run;
+// - the same run stopped after 1 generation and resumed with --gens 3;
+// - the same run killed with SIGKILL in the middle of generation 2, then resumed;
+// all three end with the same population and archive objectives, bit for bit, and the result files
+// exist. Then: resuming with a changed prompt set is refused naming the prompts; a damaged
+// checkpoint is refused naming the file; dato-export picks and writes a loadable schedule.
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "schedule.h"
+#include "test_util.h"
+
+#define FLAGS "--pop 6 --images 10 --final-images 10 --steps 10 --threads 2 --seed 5 --quiet"
+
+static char search_exe[4096], export_exe[4096], tmpdir[256];
+
+static int run(const char* cmd) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s > %s/out.txt 2> %s/err.txt", cmd, tmpdir, tmpdir);
+    int rc = system(full);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int err_has(const char* what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
+    size_t n = 0;
+    char* text = (char*)read_bytes(path, &n);
+    char* z = text ? realloc(text, n + 1) : NULL;
+    if (!z) return 0;
+    z[n] = 0;
+    int found = strstr(z, what) != NULL;
+    if (!found) fprintf(stderr, "stderr was: %s\n", z);
+    free(z);
+    return found;
+}
+
+static int file_exists(const char* dir, const char* name) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    return stat(p, &st) == 0 && st.st_size > 0;
+}
+
+// Population and archive of two checkpoints identical (objectives bit for bit, genomes, rng, generation).
+static int same_result(const char* a, const char* b) {
+    dato_checkpoint x = {0}, y = {0};
+    dato_error err;
+    if (dato_checkpoint_read(a, &x, &err) || dato_checkpoint_read(b, &y, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        dato_checkpoint_free(&x);
+        return 0;
+    }
+    size_t P = (size_t)x.pop;
+    int ok = x.generation == y.generation && x.pop == y.pop && x.n_evaluations == y.n_evaluations &&
+             !memcmp(x.pop_genomes, y.pop_genomes, P * x.genome_bytes) &&
+             !memcmp(x.pop_objectives, y.pop_objectives, P * x.n_obj * sizeof(double)) &&
+             !memcmp(x.rng_state, y.rng_state, sizeof x.rng_state) &&
+             !memcmp(x.arch_genomes, y.arch_genomes, (size_t)x.n_evaluations * x.genome_bytes) &&
+             !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double));
+    printf("%s vs %s: generation %lld/%lld, %lld/%lld evaluations: %s\n", a, b, (long long)x.generation,
+           (long long)y.generation, (long long)x.n_evaluations, (long long)y.n_evaluations,
+           ok ? "identical" : "DIFFERENT");
+    dato_checkpoint_free(&x);
+    dato_checkpoint_free(&y);
+    return ok;
+}
+
+static int64_t generation_of(const char* path) {
+    dato_checkpoint c = {0};
+    dato_error err;
+    int64_t g = dato_checkpoint_read(path, &c, &err) ? -1 : c.generation;
+    dato_checkpoint_free(&c);
+    return g;
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_search_resume PATH/dato-generate\n");
+        return 1;
+    }
+    const char* slash = strrchr(argv[1], '/');
+    int dir_len = slash ? (int)(slash - argv[1] + 1) : 0;
+    snprintf(search_exe, sizeof search_exe, "%.*sdato-search", dir_len, argv[1]);
+    snprintf(export_exe, sizeof export_exe, "%.*sdato-export", dir_len, argv[1]);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/dato_search_resume_XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    char cmd[8192], a[512], b[512], c[512];
+
+    // A: uninterrupted
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 3 --out %s/a", search_exe, tmpdir);
+    CHECK(run(cmd) == 0, "run A failed");
+    snprintf(a, sizeof a, "%s/a/checkpoint.h5", tmpdir);
+    const char* outputs[] = {"front.csv", "front.json", "front.svg", "report.html", "latency_table.json",
+                             "schedules/front_0.json", "grids/front_0.png", "grids/baseline.png"};
+    for (size_t i = 0; i < sizeof outputs / sizeof *outputs; i++) {
+        char d[512];
+        snprintf(d, sizeof d, "%s/a", tmpdir);
+        CHECK(file_exists(d, outputs[i]), "run A lacks %s", outputs[i]);
+    }
+
+    // B: 1 generation, then resumed to 3
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --out %s/b", search_exe, tmpdir);
+    CHECK(run(cmd) == 0, "run B (1 generation) failed");
+    snprintf(b, sizeof b, "%s/b/checkpoint.h5", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 3 --quiet", search_exe, b);
+    CHECK(run(cmd) == 0, "resuming B failed");
+    CHECK(same_result(a, b), "stop + resume differs from the uninterrupted run");
+
+    // C: killed with SIGKILL during generation 2 (after the generation-1 checkpoint), then resumed
+    snprintf(c, sizeof c, "%s/c/checkpoint.h5", tmpdir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        snprintf(cmd, sizeof cmd, "%s/c", tmpdir);
+        execl(search_exe, search_exe, "--pop", "6", "--images", "10", "--final-images", "10", "--steps", "10",
+              "--threads", "2", "--seed", "5", "--quiet", "--gens", "3", "--out", cmd, (char*)NULL);
+        _exit(127);
+    }
+    int64_t g = -1;
+    for (int i = 0; i < 6000 && g < 1; i++) { // wait (up to 10 min) for generation 1's checkpoint
+        usleep(100000);
+        g = generation_of(c);
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) break;
+    }
+    usleep(300000); // into generation 2
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    printf("killed run C at checkpoint generation %lld\n", (long long)generation_of(c));
+    CHECK(generation_of(c) >= 1, "run C's checkpoint is not readable after SIGKILL");
+    snprintf(cmd, sizeof cmd, "%s --resume %s --quiet", search_exe, c);
+    CHECK(run(cmd) == 0, "resuming the killed run failed");
+    CHECK(same_result(a, c), "kill -9 + resume differs from the uninterrupted run");
+
+    // Refusals: a changed prompt set, a damaged checkpoint, a taken run folder.
+    char prompts[512];
+    snprintf(prompts, sizeof prompts, "%s/prompts.txt", tmpdir);
+    FILE* f = fopen(prompts, "w");
+    if (f) {
+        fputs("a photo of a bag\na photo of a coat\n", f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --prompts %s --out %s/d", search_exe, prompts, tmpdir);
+    CHECK(run(cmd) == 0, "run D failed");
+    snprintf(cmd, sizeof cmd, "printf 'a photo of a dress\\na photo of a coat\\n' > %s && %s --resume %s/d/checkpoint.h5 "
+             "--gens 2 --quiet", prompts, search_exe, tmpdir);
+    CHECK(run(cmd) == 1 && err_has("prompts"), "a changed prompt set was not refused by name");
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --out %s/a", search_exe, tmpdir);
+    CHECK(run(cmd) == 1 && err_has("--resume"), "an existing run folder was overwritten");
+    snprintf(cmd, sizeof cmd, "cp %s %s/bad.h5 && printf 'XXXX' | dd of=%s/bad.h5 bs=1 seek=4000 conv=notrunc 2>/dev/null"
+             " && %s --resume %s/bad.h5 --quiet", a, tmpdir, tmpdir, search_exe, tmpdir);
+    CHECK(run(cmd) == 1 && err_has("bad.h5"), "a damaged checkpoint was not refused naming the file");
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --ref nowhere.h5 --out %s/e", search_exe, tmpdir);
+    CHECK(run(cmd) == 1 && err_has("nowhere.h5"), "a missing reference is not named");
+
+    // dato-export
+    snprintf(cmd, sizeof cmd, "%s %s --list", export_exe, a);
+    CHECK(run(cmd) == 0, "dato-export --list failed");
+    snprintf(cmd, sizeof cmd, "%s %s --pick knee --out %s/knee.json", export_exe, a, tmpdir);
+    int rc = run(cmd);
+    snprintf(cmd, sizeof cmd, "%s %s --index 0 --out %s/first.json", export_exe, a, tmpdir);
+    CHECK(rc == 0 || err_has("no front member"), "dato-export --pick knee failed");
+    CHECK(run(cmd) == 0, "dato-export --index 0 failed");
+    dato_schedule s;
+    dato_error err;
+    char path[512];
+    snprintf(path, sizeof path, "%s/first.json", tmpdir);
+    CHECK(dato_schedule_load(&s, path, &err) == DATO_OK && s.steps == 10, "exported schedule: %s", err.msg);
+    snprintf(cmd, sizeof cmd, "%s %s --pick fastest", export_exe, a);
+    CHECK(run(cmd) == 2 && err_has("--max-fid"), "--pick fastest without --max-fid accepted");
+
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return test_summary();
+}
