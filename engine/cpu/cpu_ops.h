@@ -74,6 +74,30 @@ static inline float cpu_exp2f(float x) {
 // e^x by cpu_exp2f.
 static inline float cpu_expf(float x) { return cpu_exp2f(x * 1.44269504088896341f); }
 
+// erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (outside, erf rounds to +-1 in float): a rational
+// minimax fit (the one XLA and Eigen use for float), branch-free so loops vectorize where libm's
+// erff does not; |x| is clamped on the bits, as in cpu_exp2f (NaN clamps to +-4). Max abs error
+// 4.5e-7 against erf in double (libm's erff: 5.4e-8), measured over [-8, 8] in steps of 1e-6.
+static inline float cpu_erff(float x) {
+    uint32_t u = cpu_f32_bits(x), a = u & 0x7FFFFFFFu;
+    a = a > 0x40800000u ? 0x40800000u : a; // |x| > 4: 4
+    x = cpu_bits_f32(a | (u & 0x80000000u));
+    float z = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * z + 2.77068142495902e-08f;
+    p = p * z - 2.10102402082508e-06f;
+    p = p * z - 5.69250639462346e-05f;
+    p = p * z - 7.34990630326855e-04f;
+    p = p * z - 2.95459980854025e-03f;
+    p = p * z - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * z - 2.13374055278905e-04f;
+    q = q * z - 1.68282697438203e-03f;
+    q = q * z - 7.37332916720468e-03f;
+    q = q * z - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
 // ---- ops (each file implements its group; shapes and aliasing as in backend.h) ---------------
 
 // cpu_conv.c
