@@ -175,7 +175,16 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
                                 .warmup = 1, .runs = 5};
     dato_latency_key key;
     dato_latency_key_make(&key, &s->pipe.unet, &s->be, &setup);
-    if (resuming || dato_is_file(s->table_path)) {
+    if (!resuming && s->o->latency_table) { // reuse a table: check its key, keep a copy with the run
+        char* text = NULL;
+        DATO_TRY(dato_latency_load(&s->table, s->o->latency_table, &key, err));
+        DATO_TRY(dato_read_text_file(s->o->latency_table, &text, 1 << 24, err));
+        FILE* f = fopen(s->table_path, "w");
+        int ok = f && fputs(text, f) >= 0;
+        ok = f && !fclose(f) && ok;
+        free(text);
+        if (!ok) return dato_fail(err, DATO_ERR_IO, "%s: cannot write: %s", s->table_path, strerror(errno));
+    } else if (resuming || dato_is_file(s->table_path)) {
         DATO_TRY(dato_latency_load(&s->table, s->table_path, &key, err));
     } else {
         if (!s->o->quiet) fprintf(stderr, "dato-search: calibrating the latency table (%d depths x 6 ratios)\n",

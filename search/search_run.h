@@ -19,6 +19,8 @@ typedef struct {
     dato_search_config cfg;  // for a new run; ignored on resume except the fields below
     const char* run_dir;     // results/<run>/: checkpoint.h5, latency_table.json, front.*, report.html
     const char* resume;      // a checkpoint to continue, or NULL for a new run
+    const char* latency_table; // new run: a cost table to reuse (copied into run_dir) instead of
+                               // calibrating one; runs sharing a table can give identical fronts
     int gens_override;       // > 0: on resume, run to this many generations in total
     int final_images_override; // > 0: on resume, re-score the final front on this many images
     int threads_override;    // resume: CPU threads (0: the checkpoint's)

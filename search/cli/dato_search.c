@@ -31,6 +31,9 @@ static void usage(FILE* f) {
             "  --latency table|measured  latency objective: predicted from a per-call cost table calibrated\n"
             "                       at the start (default; deterministic), or measured per evaluation.\n"
             "                       The final front is always re-measured.\n"
+            "  --latency-table FILE reuse this calibrated table (e.g. another run's latency_table.json)\n"
+            "                       instead of calibrating: runs that share a table and a seed give the\n"
+            "                       same front bit for bit\n"
             "  --steps N            sampler steps (default: the model's dato.json, else 25)\n"
             "  --guidance G         guidance scale (default: the model's dato.json, else 7.5)\n"
             "  --sampler NAME       ddim | pndm | dpmpp-2m | euler | euler-a (default: the model's)\n"
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &o.cfg.threads);
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--resume")) o.resume = v;
+        else if (!strcmp(a, "--latency-table")) o.latency_table = v;
         else if (!strcmp(a, "--prompts")) snprintf(o.cfg.prompts_file, sizeof o.cfg.prompts_file, "%s", v);
         else if (!strcmp(a, "--sampler")) snprintf(o.cfg.sampler, sizeof o.cfg.sampler, "%s", v);
         else if (!strcmp(a, "--guidance")) {

@@ -2,7 +2,8 @@
 // - an uninterrupted 3-generation run;
 // - the same run stopped after 1 generation and resumed with --gens 3;
 // - the same run killed with SIGKILL in the middle of generation 2, then resumed;
-// all three end with the same population and archive objectives, bit for bit, and the result files
+// B and C reuse A's latency table (as two runs must, to be comparable); all three end with the
+// same population and archive objectives, bit for bit, and the result files
 // exist. Then: resuming with a changed prompt set is refused naming the prompts; a damaged
 // checkpoint is refused naming the file; dato-export picks and writes a loadable schedule.
 #include <signal.h>
@@ -106,8 +107,11 @@ int main(int argc, char** argv) {
         CHECK(file_exists(d, outputs[i]), "run A lacks %s", outputs[i]);
     }
 
-    // B: 1 generation, then resumed to 3
-    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --out %s/b", search_exe, tmpdir);
+    // B: 1 generation, then resumed to 3. Every run reuses A's latency table: a table calibrated
+    // anew would time this machine anew, and the latencies (and so the search) would differ.
+    char table[512];
+    snprintf(table, sizeof table, "%s/a/latency_table.json", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --latency-table %s --out %s/b", search_exe, table, tmpdir);
     CHECK(run(cmd) == 0, "run B (1 generation) failed");
     snprintf(b, sizeof b, "%s/b/checkpoint.h5", tmpdir);
     snprintf(cmd, sizeof cmd, "%s --resume %s --gens 3 --quiet", search_exe, b);
@@ -120,7 +124,8 @@ int main(int argc, char** argv) {
     if (pid == 0) {
         snprintf(cmd, sizeof cmd, "%s/c", tmpdir);
         execl(search_exe, search_exe, "--pop", "6", "--images", "10", "--final-images", "10", "--steps", "10",
-              "--threads", "2", "--seed", "5", "--quiet", "--gens", "3", "--out", cmd, (char*)NULL);
+              "--threads", "2", "--seed", "5", "--quiet", "--gens", "3", "--latency-table", table, "--out", cmd,
+              (char*)NULL);
         _exit(127);
     }
     int64_t g = -1;
