@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "file_util.h"
+#include "text_buffer.h"
 
 // The allowed prune ratios; loaded and preset schedules store exactly these floats.
 static const float allowed_ratios[] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
@@ -178,70 +179,25 @@ dato_status dato_schedule_load(dato_schedule* out, const char* path, dato_error*
     return st;
 }
 
-// A growing text buffer for the writer.
-typedef struct {
-    char* data;
-    size_t len, cap;
-    int failed;
-} text_buffer;
-
-static void append(text_buffer* b, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
-static void append(text_buffer* b, const char* fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        char* grown = realloc(b->data, b->cap * 2 + (size_t)n);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = b->cap * 2 + (size_t)n;
-    }
-}
-
-// A JSON string literal: quotes, backslashes and control bytes escaped, other bytes as they are.
-static void append_json_string(text_buffer* b, const char* s) {
-    append(b, "\"");
-    for (const unsigned char* c = (const unsigned char*)s; *c; c++) {
-        if (*c == '"' || *c == '\\') append(b, "\\%c", *c);
-        else if (*c < 0x20) append(b, "\\u%04x", *c);
-        else append(b, "%c", *c);
-    }
-    append(b, "\"");
-}
-
 dato_status dato_schedule_to_json(const dato_schedule* s, char** out, dato_error* err) {
     *out = NULL;
     if (s->steps < 1 || s->steps > DATO_SCHEDULE_MAX_STEPS)
         return dato_fail(err, DATO_ERR_INVALID, "schedule: field 'steps' = %d is out of range 1..%d", s->steps,
                          DATO_SCHEDULE_MAX_STEPS);
-    text_buffer b = {.data = malloc(4096), .cap = 4096};
-    if (!b.data) return dato_fail(err, DATO_ERR_NOMEM, "schedule: cannot allocate the JSON text");
-    b.data[0] = 0;
-    append(&b, "{\n  \"format\": \"dato-schedule\",\n  \"version\": 1,\n  \"model\": ");
-    append_json_string(&b, s->model);
-    append(&b, ",\n  \"sampler\": ");
-    append_json_string(&b, s->sampler);
-    append(&b, ",\n  \"steps\": %d,\n  \"height\": %d,\n  \"width\": %d,\n  \"n_branches\": %d,\n  \"genes\": [\n",
+    dato_text b;
+    DATO_TRY(dato_text_init(&b, 4096, "schedule JSON", err));
+    dato_text_append(&b, "{\n  \"format\": \"dato-schedule\",\n  \"version\": 1,\n  \"model\": ");
+    dato_text_append_json_string(&b, s->model);
+    dato_text_append(&b, ",\n  \"sampler\": ");
+    dato_text_append_json_string(&b, s->sampler);
+    dato_text_append(&b, ",\n  \"steps\": %d,\n  \"height\": %d,\n  \"width\": %d,\n  \"n_branches\": %d,\n  \"genes\": [\n",
            s->steps, s->height, s->width, s->n_branches);
     for (int k = 0; k < s->steps; k++)
-        append(&b, "    {\"depth\": %d, \"ratio\": %.1f}%s\n", s->genes[k].depth, (double)s->genes[k].ratio,
+        dato_text_append(&b, "    {\"depth\": %d, \"ratio\": %.1f}%s\n", s->genes[k].depth, (double)s->genes[k].ratio,
                k + 1 < s->steps ? "," : "");
-    append(&b, "  ]\n}\n");
+    dato_text_append(&b, "  ]\n}\n");
     if (b.failed) {
-        free(b.data);
+        dato_text_free(&b);
         return dato_fail(err, DATO_ERR_NOMEM, "schedule: cannot allocate the JSON text");
     }
     *out = b.data;

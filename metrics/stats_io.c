@@ -8,6 +8,8 @@
 #include <string.h>
 #include <zip.h>
 
+#include "h5_quiet.h"
+
 // Feature dimensions above this are refused (sigma alone would be 32 GiB); matches fid.c.
 #define STATS_MAX_DIM 65536
 // Largest .npz entry read into memory: a float64 sigma of dim 16384 is 2 GiB.
@@ -23,22 +25,6 @@ static dato_status check_finite(const double* x, size_t n, const char* path, con
 }
 
 // ---- HDF5 --------------------------------------------------------------------------------------
-
-// HDF5 prints its error stack to stderr by default; our messages say what failed, so it is
-// silenced for the duration of one call and restored after (the handler is process-wide).
-typedef struct {
-    H5E_auto2_t func;
-    void* data;
-} h5_quiet;
-
-static h5_quiet h5_silence(void) {
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void h5_restore(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
 
 static dato_status write_dataset(hid_t file, const char* path, const char* name, int ndim, const hsize_t* dims,
                                  const double* data, dato_error* err) {
@@ -122,7 +108,7 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
-    h5_quiet quiet = h5_silence();
+    dato_h5_quiet quiet = dato_h5_silence();
     hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     dato_status st;
     if (file < 0) {
@@ -131,7 +117,7 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
         st = write_h5_contents(file, path, stats, meta, err);
         if (H5Fclose(file) < 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: cannot close", tmp);
     }
-    h5_restore(quiet);
+    dato_h5_restore(quiet);
     if (st == DATO_OK && rename(tmp, path) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: cannot rename from %s", path, tmp);
     if (st != DATO_OK) remove(tmp);
     return st;
@@ -284,7 +270,7 @@ static dato_status read_h5_contents(hid_t file, const char* path, dato_fid_stats
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err) {
     memset(stats, 0, sizeof *stats);
     memset(meta, 0, sizeof *meta);
-    h5_quiet quiet = h5_silence();
+    dato_h5_quiet quiet = dato_h5_silence();
     dato_status st;
     FILE* probe = fopen(path, "rb"); // tells a missing file (I/O) from one that is not HDF5 (format)
     int readable = probe != NULL;
@@ -302,7 +288,7 @@ dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_sta
             H5Fclose(file);
         }
     }
-    h5_restore(quiet);
+    dato_h5_restore(quiet);
     if (st != DATO_OK) dato_fid_stats_free(stats);
     return st;
 }

@@ -13,10 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-// The engine has no version header yet: this matches project(dato VERSION ...) in CMakeLists.txt.
-#ifndef DATO_VERSION
-#define DATO_VERSION "0.1.0"
-#endif
+#include "h5_quiet.h"
+
+// DATO_VERSION comes from the build: project(dato VERSION ...) in CMakeLists.txt.
 
 #define RATIO_CODES 6          // genome.h: code 0 = off, 1..5 = 0.3..0.7
 #define MAX_STEPS 100000       // sanity bounds on a file's counts, so a damaged header cannot ask
@@ -108,22 +107,6 @@ static const char* const latency_mode_names[] = {"table", "measured"}; // indexe
 static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
 
 // ---- HDF5 plumbing ----------------------------------------------------------------------------
-
-// HDF5 prints its error stack to stderr by default; our messages say what failed, so it is
-// silenced for one call and restored after (the handler is process-wide).
-typedef struct {
-    H5E_auto2_t func;
-    void* data;
-} h5_quiet;
-
-static h5_quiet h5_silence(void) {
-    h5_quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void h5_restore(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
 
 // A failed write step: names the file and the step, with the OS's reason when HDF5 left one in
 // errno (callers clear errno before the step).
@@ -515,7 +498,7 @@ static void directory_of(const char* path, char* dir, size_t cap) {
 static dato_status build_image(const char* path, const dato_checkpoint* c, uint8_t** image, size_t* size,
                                dato_error* err) {
     *image = NULL;
-    h5_quiet quiet = h5_silence();
+    dato_h5_quiet quiet = dato_h5_silence();
     dato_status st = DATO_OK;
     errno = 0;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -540,7 +523,7 @@ static dato_status build_image(const char* path, const dato_checkpoint* c, uint8
     if (st == DATO_OK && H5Fget_file_image(file, *image + SEAL_BYTES, (size_t)n) != n)
         st = write_failure(err, path, "H5Fget_file_image", NULL);
     if (file >= 0 && H5Fclose(file) < 0 && st == DATO_OK) st = write_failure(err, path, "H5Fclose", NULL);
-    h5_restore(quiet);
+    dato_h5_restore(quiet);
     if (st != DATO_OK) {
         free(*image);
         *image = NULL;
@@ -911,7 +894,7 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
 dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err) {
     memset(c, 0, sizeof *c);
     DATO_TRY(check_seal(path, err));
-    h5_quiet quiet = h5_silence();
+    dato_h5_quiet quiet = dato_h5_silence();
     dato_status st;
     if (H5Fis_hdf5(path) <= 0) {
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
@@ -924,7 +907,7 @@ dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_erro
             H5Fclose(file);
         }
     }
-    h5_restore(quiet);
+    dato_h5_restore(quiet);
     return st;
 }
 

@@ -19,120 +19,73 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "text_buffer.h"
+
 // ---------------------------------------------------------------------------------------------
-// a growing text buffer; an allocation failure is remembered and reported once at the end
-
-typedef struct {
-    char* data;
-    size_t len, cap;
-    int failed;
-} text_buffer;
-
-__attribute__((format(printf, 2, 3))) static void append(text_buffer* b, const char* fmt, ...) {
-    if (b->failed) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if ((size_t)n < b->cap - b->len) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap * 2 + (size_t)n + 1;
-        char* grown = realloc(b->data, cap);
-        if (!grown) {
-            b->failed = 1;
-            return;
-        }
-        b->data = grown;
-        b->cap = cap;
-    }
-}
-
-static dato_status text_init(text_buffer* b, const char* what, dato_error* err) {
-    *b = (text_buffer){.data = malloc(1 << 16), .cap = 1 << 16};
-    if (!b->data) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the text", what);
-    b->data[0] = 0;
-    return DATO_OK;
-}
+// text escapes (an allocation failure is remembered by the buffer and reported once at the end)
 
 // Text for HTML and SVG (XML): & < > " ' escaped, control bytes other than tab and newline
 // dropped (XML 1.0 does not allow them), other bytes as they are (UTF-8 passes through).
-static void append_xml(text_buffer* b, const char* s) {
+static void append_xml(dato_text* b, const char* s) {
     for (const unsigned char* c = (const unsigned char*)s; *c; c++) {
-        if (*c == '&') append(b, "&amp;");
-        else if (*c == '<') append(b, "&lt;");
-        else if (*c == '>') append(b, "&gt;");
-        else if (*c == '"') append(b, "&quot;");
-        else if (*c == '\'') append(b, "&#39;");
+        if (*c == '&') dato_text_append(b, "&amp;");
+        else if (*c == '<') dato_text_append(b, "&lt;");
+        else if (*c == '>') dato_text_append(b, "&gt;");
+        else if (*c == '"') dato_text_append(b, "&quot;");
+        else if (*c == '\'') dato_text_append(b, "&#39;");
         else if (*c < 0x20 && *c != '\t' && *c != '\n') continue;
-        else append(b, "%c", *c);
+        else dato_text_append(b, "%c", *c);
     }
 }
 
 // A relative path as a URL for src/href: bytes outside the unreserved set and '/' are
 // percent-encoded, so the result needs no further escaping.
-static void append_url(text_buffer* b, const char* s) {
+static void append_url(dato_text* b, const char* s) {
     for (const unsigned char* c = (const unsigned char*)s; *c; c++) {
         int plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
                     strchr("-._~/", *c);
-        if (plain) append(b, "%c", *c);
-        else append(b, "%%%02X", *c);
+        if (plain) dato_text_append(b, "%c", *c);
+        else dato_text_append(b, "%%%02X", *c);
     }
-}
-
-static void append_json_string(text_buffer* b, const char* s) {
-    append(b, "\"");
-    for (const unsigned char* c = (const unsigned char*)s; *c; c++) {
-        if (*c == '"' || *c == '\\') append(b, "\\%c", *c);
-        else if (*c < 0x20) append(b, "\\u%04x", *c);
-        else append(b, "%c", *c);
-    }
-    append(b, "\"");
 }
 
 // A JSON number (%.9g), or null when not finite (JSON has no NaN).
-static void append_json_number(text_buffer* b, double x) {
-    if (isfinite(x)) append(b, "%.9g", x);
-    else append(b, "null");
+static void append_json_number(dato_text* b, double x) {
+    if (isfinite(x)) dato_text_append(b, "%.9g", x);
+    else dato_text_append(b, "null");
 }
 
 // A CSV number: %.9g, "nan" for any NaN (printf may write "-nan"), "inf" / "-inf".
-static void append_csv_number(text_buffer* b, double x) {
-    if (isnan(x)) append(b, "nan");
-    else append(b, "%.9g", x);
+static void append_csv_number(dato_text* b, double x) {
+    if (isnan(x)) dato_text_append(b, "nan");
+    else dato_text_append(b, "%.9g", x);
 }
 
 // A CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180).
-static void append_csv_string(text_buffer* b, const char* s) {
+static void append_csv_string(dato_text* b, const char* s) {
     if (!strpbrk(s, ",\"\r\n")) {
-        append(b, "%s", s);
+        dato_text_append(b, "%s", s);
         return;
     }
-    append(b, "\"");
+    dato_text_append(b, "\"");
     for (const char* c = s; *c; c++) {
-        if (*c == '"') append(b, "\"\"");
-        else append(b, "%c", *c);
+        if (*c == '"') dato_text_append(b, "\"\"");
+        else dato_text_append(b, "%c", *c);
     }
-    append(b, "\"");
+    dato_text_append(b, "\"");
 }
 
 // A number for people: %.*f, or "–" when unknown.
-static void append_html_number(text_buffer* b, double x, int decimals) {
-    if (isfinite(x)) append(b, "%.*f", decimals, x);
-    else append(b, "&ndash;");
+static void append_html_number(dato_text* b, double x, int decimals) {
+    if (isfinite(x)) dato_text_append(b, "%.*f", decimals, x);
+    else dato_text_append(b, "&ndash;");
 }
 
 // ---------------------------------------------------------------------------------------------
 // files
 
 // Writes text to dir/name through dir/name.tmp.<pid> and a rename; frees nothing.
-static dato_status write_file_atomic(const char* dir, const char* name, const text_buffer* text, dato_error* err) {
+static dato_status write_file_atomic(const char* dir, const char* name, const dato_text* text, dato_error* err) {
     char path[4096], tmp[4200];
     int len = snprintf(path, sizeof(path), "%s/%s", dir, name);
     if (len < 0 || (size_t)len >= sizeof(path))
@@ -257,65 +210,65 @@ static dato_status check_report(const dato_report* r, dato_error* err) {
 // ---------------------------------------------------------------------------------------------
 // front.csv and front.json
 
-static void csv_row(text_buffer* b, const dato_report_point* p, int i) {
+static void csv_row(dato_text* b, const dato_report_point* p, int i) {
     char file[64];
     schedule_file_name(file, sizeof(file), 0, i);
-    append(b, "%d,", i);
+    dato_text_append(b, "%d,", i);
     append_csv_string(b, p->label);
     const double numbers[5] = {p->latency_s, p->fid, p->kid, p->measured_latency_s, p->speedup};
     for (int k = 0; k < 5; k++) {
-        append(b, ",");
+        dato_text_append(b, ",");
         append_csv_number(b, numbers[k]);
     }
-    append(b, ",%d,%d,%d,", p->full, p->partial, p->reuse);
+    dato_text_append(b, ",%d,%d,%d,", p->full, p->partial, p->reuse);
     append_csv_number(b, p->mean_ratio);
-    append(b, ",%s\n", file);
+    dato_text_append(b, ",%s\n", file);
 }
 
-static void json_point(text_buffer* b, const dato_report_point* p, int is_ref, int i) {
+static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int i) {
     char file[64];
     schedule_file_name(file, sizeof(file), is_ref, i);
-    append(b, "    {\"index\": %d, \"label\": ", i);
-    append_json_string(b, p->label);
-    append(b, ", \"latency_s\": ");
+    dato_text_append(b, "    {\"index\": %d, \"label\": ", i);
+    dato_text_append_json_string(b, p->label);
+    dato_text_append(b, ", \"latency_s\": ");
     append_json_number(b, p->latency_s);
-    append(b, ", \"fid\": ");
+    dato_text_append(b, ", \"fid\": ");
     append_json_number(b, p->fid);
-    append(b, ", \"kid\": ");
+    dato_text_append(b, ", \"kid\": ");
     append_json_number(b, p->kid);
-    append(b, ", \"measured_latency_s\": ");
+    dato_text_append(b, ", \"measured_latency_s\": ");
     append_json_number(b, p->measured_latency_s);
-    append(b, ", \"speedup\": ");
+    dato_text_append(b, ", \"speedup\": ");
     append_json_number(b, p->speedup);
-    append(b, ", \"full\": %d, \"partial\": %d, \"reuse\": %d, \"mean_ratio\": ", p->full, p->partial, p->reuse);
+    dato_text_append(b, ", \"full\": %d, \"partial\": %d, \"reuse\": %d, \"mean_ratio\": ", p->full, p->partial, p->reuse);
     append_json_number(b, p->mean_ratio);
-    append(b, ", \"schedule_file\": ");
-    append_json_string(b, file);
-    append(b, ", \"grid_png\": ");
-    append_json_string(b, p->grid_png);
-    append(b, "}");
+    dato_text_append(b, ", \"schedule_file\": ");
+    dato_text_append_json_string(b, file);
+    dato_text_append(b, ", \"grid_png\": ");
+    dato_text_append_json_string(b, p->grid_png);
+    dato_text_append(b, "}");
 }
 
-static void json_key_string(text_buffer* b, const char* key, const char* value) {
-    append(b, "    \"%s\": ", key);
-    append_json_string(b, value);
-    append(b, ",\n");
+static void json_key_string(dato_text* b, const char* key, const char* value) {
+    dato_text_append(b, "    \"%s\": ", key);
+    dato_text_append_json_string(b, value);
+    dato_text_append(b, ",\n");
 }
 
-static void json_front(text_buffer* b, const dato_report* r) {
+static void json_front(dato_text* b, const dato_report* r) {
     const dato_search_config* c = r->cfg;
-    append(b, "{\n  \"format\": \"dato-front\",\n  \"version\": 1,\n  \"config\": {\n");
+    dato_text_append(b, "{\n  \"format\": \"dato-front\",\n  \"version\": 1,\n  \"config\": {\n");
     json_key_string(b, "model", c->model);
     json_key_string(b, "model_hash", c->model_hash);
     json_key_string(b, "prompts_file", c->prompts_file);
     json_key_string(b, "prompts_hash", c->prompts_hash);
-    append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"final_images\": %d,\n    \"steps\": %d,\n",
+    dato_text_append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"final_images\": %d,\n    \"steps\": %d,\n",
            c->n_prompts, c->images, c->final_images, c->steps);
-    append(b, "    \"guidance\": ");
+    dato_text_append(b, "    \"guidance\": ");
     append_json_number(b, c->guidance);
-    append(b, ",\n");
+    dato_text_append(b, ",\n");
     json_key_string(b, "sampler", c->sampler);
-    append(b, "    \"batch\": %d,\n", c->batch);
+    dato_text_append(b, "    \"batch\": %d,\n", c->batch);
     json_key_string(b, "ref_mode", c->ref_mode == DATO_REF_BASELINE ? "baseline" : "file");
     json_key_string(b, "ref", c->ref);
     json_key_string(b, "ref_hash", c->ref_hash);
@@ -323,27 +276,27 @@ static void json_front(text_buffer* b, const dato_report* r) {
     json_key_string(b, "latency_mode", c->latency_mode == DATO_LATENCY_MEASURED ? "measured" : "table");
     json_key_string(b, "latency_table_hash", c->latency_table_hash);
     // the seed as a decimal string: a JSON number reader may keep only 53 bits
-    append(b, "    \"pop\": %d,\n    \"gens\": %d,\n    \"seed\": \"%llu\",\n    \"n_branches\": %d,\n"
+    dato_text_append(b, "    \"pop\": %d,\n    \"gens\": %d,\n    \"seed\": \"%llu\",\n    \"n_branches\": %d,\n"
            "    \"threads\": %d\n  },\n", c->pop, c->gens, (unsigned long long)c->seed, c->n_branches, c->threads);
-    append(b, "  \"run\": {\n");
+    dato_text_append(b, "  \"run\": {\n");
     json_key_string(b, "command", r->command ? r->command : "");
-    append(b, "    \"generation\": %d,\n    \"n_evaluations\": %d,\n    \"elapsed_s\": ", r->generation,
+    dato_text_append(b, "    \"generation\": %d,\n    \"n_evaluations\": %d,\n    \"elapsed_s\": ", r->generation,
            r->n_evaluations);
     append_json_number(b, r->elapsed_s);
-    append(b, ",\n    \"hypervolume\": ");
+    dato_text_append(b, ",\n    \"hypervolume\": ");
     append_json_number(b, r->hypervolume);
-    append(b, ",\n    \"knee_index\": %d,\n    \"fastest_ok_index\": %d\n  },\n", r->knee_index, r->fastest_ok_index);
-    append(b, "  \"front\": [\n");
+    dato_text_append(b, ",\n    \"knee_index\": %d,\n    \"fastest_ok_index\": %d\n  },\n", r->knee_index, r->fastest_ok_index);
+    dato_text_append(b, "  \"front\": [\n");
     for (int i = 0; i < r->n_front; i++) {
         json_point(b, &r->front[i], 0, i);
-        append(b, "%s\n", i + 1 < r->n_front ? "," : "");
+        dato_text_append(b, "%s\n", i + 1 < r->n_front ? "," : "");
     }
-    append(b, "  ],\n  \"refs\": [\n");
+    dato_text_append(b, "  ],\n  \"refs\": [\n");
     for (int i = 0; i < r->n_refs; i++) {
         json_point(b, &r->refs[i], 1, i);
-        append(b, "%s\n", i + 1 < r->n_refs ? "," : "");
+        dato_text_append(b, "%s\n", i + 1 < r->n_refs ? "," : "");
     }
-    append(b, "  ]\n}\n");
+    dato_text_append(b, "  ]\n}\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,22 +357,22 @@ static int is_baseline(const dato_report_point* p) { return strcmp(p->label, "ba
 
 // A reference marker: the baseline a square, presets a diamond; never a <circle>, which the
 // front's points alone use.
-static void svg_ref_marker(text_buffer* b, double x, double y, int baseline) {
+static void svg_ref_marker(dato_text* b, double x, double y, int baseline) {
     if (baseline)
-        append(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"10\" height=\"10\" fill=\"#222\"/>\n", x - 5, y - 5);
+        dato_text_append(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"10\" height=\"10\" fill=\"#222\"/>\n", x - 5, y - 5);
     else
-        append(b, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"#8e44ad\"/>\n", x, y - 6, x + 6,
+        dato_text_append(b, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"#8e44ad\"/>\n", x, y - 6, x + 6,
                y, x, y + 6, x - 6, y);
 }
 
 // A dot drawn as a path (two arcs), for the legend, so that <circle> counts the front's points.
-static void svg_legend_dot(text_buffer* b, double x, double y, double radius, const char* fill, const char* stroke) {
-    append(b, "<path d=\"M%.2f,%.2f a%.2f,%.2f 0 1,0 %.2f,0 a%.2f,%.2f 0 1,0 %.2f,0\" fill=\"%s\" stroke=\"%s\" "
+static void svg_legend_dot(dato_text* b, double x, double y, double radius, const char* fill, const char* stroke) {
+    dato_text_append(b, "<path d=\"M%.2f,%.2f a%.2f,%.2f 0 1,0 %.2f,0 a%.2f,%.2f 0 1,0 %.2f,0\" fill=\"%s\" stroke=\"%s\" "
            "stroke-width=\"2\"/>\n", x - radius, y, radius, radius, 2 * radius, radius, radius, -2 * radius, fill,
            stroke);
 }
 
-static void svg_front(text_buffer* b, const dato_report* r) {
+static void svg_front(dato_text* b, const dato_report* r) {
     const dato_report_point* baseline = NULL;
     for (int i = 0; i < r->n_refs; i++)
         if (is_baseline(&r->refs[i]) && isfinite(r->refs[i].fid)) baseline = &r->refs[i];
@@ -441,84 +394,84 @@ static void svg_front(text_buffer* b, const dato_report* r) {
 
     char model[256];
     model_name(model, sizeof(model), r->cfg->model);
-    append(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+    dato_text_append(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
            "font-family=\"sans-serif\" font-size=\"13\">\n", SVG_W, SVG_H, SVG_W, SVG_H);
-    append(b, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
-    append(b, "<text x=\"%d\" y=\"30\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">"
+    dato_text_append(b, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
+    dato_text_append(b, "<text x=\"%d\" y=\"30\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">"
            "DaTo search front: ",
            SVG_W / 2);
     append_xml(b, model);
-    append(b, ", %d images per evaluation</text>\n", r->cfg->images);
+    dato_text_append(b, ", %d images per evaluation</text>\n", r->cfg->images);
 
     // grid, ticks and tick labels
-    append(b, "<g stroke=\"#e4e4e4\" stroke-width=\"1\">\n");
+    dato_text_append(b, "<g stroke=\"#e4e4e4\" stroke-width=\"1\">\n");
     double step_x = tick_step(ax), step_y = tick_step(ay);
     double first_x = ceil(ax.lo / step_x) * step_x, first_y = ceil(ay.lo / step_y) * step_y;
     for (int k = 0; k < MAX_TICKS && first_x + k * step_x <= ax.hi; k++) {
         double px = map_x(ax, first_x + k * step_x);
-        append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", px, PLOT_Y0, px, PLOT_Y1);
+        dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", px, PLOT_Y0, px, PLOT_Y1);
     }
     for (int k = 0; k < MAX_TICKS && first_y + k * step_y <= ay.hi; k++) {
         double py = map_y(ay, first_y + k * step_y);
-        append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", PLOT_X0, py, PLOT_X1, py);
+        dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n", PLOT_X0, py, PLOT_X1, py);
     }
-    append(b, "</g>\n<g fill=\"#333\">\n");
+    dato_text_append(b, "</g>\n<g fill=\"#333\">\n");
     for (int k = 0; k < MAX_TICKS && first_x + k * step_x <= ax.hi; k++) {
         double value = first_x + k * step_x, px = map_x(ax, value);
         if (fabs(value) < step_x * 1e-9) value = 0; // no "-0"
-        append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#333\"/>\n", px, PLOT_Y1, px,
+        dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#333\"/>\n", px, PLOT_Y1, px,
                PLOT_Y1 + 5);
-        append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%.*f</text>\n", px, PLOT_Y1 + 20,
+        dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\">%.*f</text>\n", px, PLOT_Y1 + 20,
                tick_decimals(step_x), value);
     }
     for (int k = 0; k < MAX_TICKS && first_y + k * step_y <= ay.hi; k++) {
         double value = first_y + k * step_y, py = map_y(ay, value);
         if (fabs(value) < step_y * 1e-9) value = 0;
-        append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#333\"/>\n", PLOT_X0 - 5, py,
+        dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#333\"/>\n", PLOT_X0 - 5, py,
                PLOT_X0, py);
-        append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%.*f</text>\n", PLOT_X0 - 8, py + 4,
+        dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\">%.*f</text>\n", PLOT_X0 - 8, py + 4,
                tick_decimals(step_y), value);
     }
-    append(b, "</g>\n");
-    append(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" stroke=\"#333\"/>\n", PLOT_X0,
+    dato_text_append(b, "</g>\n");
+    dato_text_append(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" stroke=\"#333\"/>\n", PLOT_X0,
            PLOT_Y0, PLOT_X1 - PLOT_X0, PLOT_Y1 - PLOT_Y0);
-    append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\">latency per image (ms)</text>\n",
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\">latency per image (ms)</text>\n",
            (PLOT_X0 + PLOT_X1) / 2, PLOT_Y1 + 45);
-    append(b, "<text x=\"24\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 24 %.2f)\">"
+    dato_text_append(b, "<text x=\"24\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 24 %.2f)\">"
            "FID</text>\n", (PLOT_Y0 + PLOT_Y1) / 2, (PLOT_Y0 + PLOT_Y1) / 2);
 
     // the baseline's FID + 10%: what "fastest acceptable" is measured against
     if (baseline && baseline->fid * 1.1 <= ay.hi) {
         double py = map_y(ay, baseline->fid * 1.1);
-        append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#c0392b\" "
+        dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#c0392b\" "
                "stroke-dasharray=\"6 4\"/>\n",
                PLOT_X0, py, PLOT_X1, py);
-        append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" fill=\"#c0392b\" font-size=\"11\">"
+        dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" fill=\"#c0392b\" font-size=\"11\">"
                "baseline FID +10%%</text>\n", PLOT_X1 - 4, py - 4);
     }
 
     // the front: the boundary of the region it dominates (right, then down), then its points
     if (r->n_front > 0) {
-        append(b, "<path fill=\"none\" stroke=\"#2471a3\" stroke-width=\"2\" d=\"M%.2f,%.2f",
+        dato_text_append(b, "<path fill=\"none\" stroke=\"#2471a3\" stroke-width=\"2\" d=\"M%.2f,%.2f",
                map_x(ax, r->front[0].latency_s * 1e3), map_y(ay, r->front[0].fid));
         for (int i = 1; i < r->n_front; i++)
-            append(b, " H%.2f V%.2f", map_x(ax, r->front[i].latency_s * 1e3), map_y(ay, r->front[i].fid));
-        append(b, "\"/>\n");
+            dato_text_append(b, " H%.2f V%.2f", map_x(ax, r->front[i].latency_s * 1e3), map_y(ay, r->front[i].fid));
+        dato_text_append(b, "\"/>\n");
     }
     for (int i = 0; i < r->n_front; i++) {
         const dato_report_point* p = &r->front[i];
         double px = map_x(ax, p->latency_s * 1e3), py = map_y(ay, p->fid);
         const char* fill = i == r->knee_index ? "#e67e22" : i == r->fastest_ok_index ? "#27ae60" : "#2471a3";
         double radius = i == r->knee_index || i == r->fastest_ok_index ? 7 : 4.5;
-        append(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.1f\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1.5\"><title>",
+        dato_text_append(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.1f\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1.5\"><title>",
                px, py, radius, fill);
         append_xml(b, p->label);
-        append(b, ": %.3f ms, FID %.3f</title></circle>\n", p->latency_s * 1e3, p->fid);
+        dato_text_append(b, ": %.3f ms, FID %.3f</title></circle>\n", p->latency_s * 1e3, p->fid);
         if (i == r->knee_index || i == r->fastest_ok_index) {
             const char* what = i == r->knee_index && i == r->fastest_ok_index ? "knee, fastest ok"
                                : i == r->knee_index                          ? "knee"
                                                                              : "fastest ok";
-            append(b, "<text x=\"%.2f\" y=\"%.2f\" fill=\"%s\" font-weight=\"bold\">%s</text>\n", px + 9, py - 9, fill,
+            dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" fill=\"%s\" font-weight=\"bold\">%s</text>\n", px + 9, py - 9, fill,
                    what);
         }
     }
@@ -527,90 +480,90 @@ static void svg_front(text_buffer* b, const dato_report* r) {
         if (!isfinite(p->latency_s) || !isfinite(p->fid)) continue;
         double px = map_x(ax, p->latency_s * 1e3), py = map_y(ay, p->fid);
         svg_ref_marker(b, px, py, is_baseline(p));
-        append(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" fill=\"#444\">", px + 8, py + 14);
+        dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" fill=\"#444\">", px + 8, py + 14);
         append_xml(b, p->label);
-        append(b, "</text>\n");
+        dato_text_append(b, "</text>\n");
     }
 
     // legend, right of the plot
     double lx = PLOT_X1 + 25, ly = PLOT_Y0 + 10;
-    append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#2471a3\" stroke-width=\"2\"/>\n", lx - 8,
+    dato_text_append(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#2471a3\" stroke-width=\"2\"/>\n", lx - 8,
            ly, lx + 8, ly);
     svg_legend_dot(b, lx, ly, 4.5, "#2471a3", "#fff");
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">front (%d)</text>\n", lx + 16, ly + 4, r->n_front);
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">front (%d)</text>\n", lx + 16, ly + 4, r->n_front);
     svg_legend_dot(b, lx, ly + 24, 6, "#e67e22", "#fff");
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">knee</text>\n", lx + 16, ly + 28);
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">knee</text>\n", lx + 16, ly + 28);
     svg_legend_dot(b, lx, ly + 48, 6, "#27ae60", "#fff");
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">fastest within</text>\n", lx + 16, ly + 52);
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">+10%% baseline FID</text>\n", lx + 16, ly + 67);
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">fastest within</text>\n", lx + 16, ly + 52);
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">+10%% baseline FID</text>\n", lx + 16, ly + 67);
     svg_ref_marker(b, lx, ly + 90, 1);
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">baseline</text>\n", lx + 16, ly + 94);
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">baseline</text>\n", lx + 16, ly + 94);
     svg_ref_marker(b, lx, ly + 114, 0);
-    append(b, "<text x=\"%.2f\" y=\"%.2f\">presets</text>\n", lx + 16, ly + 118);
-    append(b, "</svg>\n");
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">presets</text>\n", lx + 16, ly + 118);
+    dato_text_append(b, "</svg>\n");
 }
 
 // ---------------------------------------------------------------------------------------------
 // report.html
 
-static void html_summary_row(text_buffer* b, const char* name, const char* value) {
-    append(b, "<tr><th>%s</th><td>", name);
+static void html_summary_row(dato_text* b, const char* name, const char* value) {
+    dato_text_append(b, "<tr><th>%s</th><td>", name);
     append_xml(b, value);
-    append(b, "</td></tr>\n");
+    dato_text_append(b, "</td></tr>\n");
 }
 
-static void html_table_head(text_buffer* b) {
-    append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
+static void html_table_head(dato_text* b) {
+    dato_text_append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
            "<th>FID</th><th>KID</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
            "<th>mean ratio</th><th>schedule</th><th>samples</th></tr>\n");
 }
 
-static void html_point_row(text_buffer* b, const dato_report* r, const dato_report_point* p, int is_ref, int i) {
+static void html_point_row(dato_text* b, const dato_report* r, const dato_report_point* p, int is_ref, int i) {
     char file[64];
     schedule_file_name(file, sizeof(file), is_ref, i);
     int knee = !is_ref && i == r->knee_index, fastest = !is_ref && i == r->fastest_ok_index;
-    append(b, "<tr%s><td>%d</td><td>", knee ? " class=\"knee\"" : fastest ? " class=\"fastest\"" : "", i);
+    dato_text_append(b, "<tr%s><td>%d</td><td>", knee ? " class=\"knee\"" : fastest ? " class=\"fastest\"" : "", i);
     append_xml(b, p->label);
-    if (knee) append(b, " <span class=\"badge knee\">knee</span>");
-    if (fastest) append(b, " <span class=\"badge fastest\">fastest ok</span>");
-    append(b, "</td><td>");
+    if (knee) dato_text_append(b, " <span class=\"badge knee\">knee</span>");
+    if (fastest) dato_text_append(b, " <span class=\"badge fastest\">fastest ok</span>");
+    dato_text_append(b, "</td><td>");
     append_html_number(b, p->latency_s * 1e3, 3);
-    append(b, "</td><td>");
+    dato_text_append(b, "</td><td>");
     append_html_number(b, p->speedup, 2);
-    append(b, "%s</td><td>", isfinite(p->speedup) ? "&times;" : "");
+    dato_text_append(b, "%s</td><td>", isfinite(p->speedup) ? "&times;" : "");
     append_html_number(b, p->fid, 3);
-    append(b, "</td><td>");
+    dato_text_append(b, "</td><td>");
     append_html_number(b, p->kid, 5);
-    append(b, "</td><td>");
+    dato_text_append(b, "</td><td>");
     append_html_number(b, p->measured_latency_s * 1e3, 3);
-    append(b, "</td><td>%d / %d / %d</td><td>", p->full, p->partial, p->reuse);
+    dato_text_append(b, "</td><td>%d / %d / %d</td><td>", p->full, p->partial, p->reuse);
     append_html_number(b, p->mean_ratio, 2);
-    append(b, "</td><td><a href=\"");
+    dato_text_append(b, "</td><td><a href=\"");
     append_url(b, file);
-    append(b, "\">");
+    dato_text_append(b, "\">");
     append_xml(b, file);
-    append(b, "</a></td><td>");
+    dato_text_append(b, "</a></td><td>");
     if (p->grid_png[0]) {
-        append(b, "<a href=\"");
+        dato_text_append(b, "<a href=\"");
         append_url(b, p->grid_png);
-        append(b, "\"><img src=\"");
+        dato_text_append(b, "\"><img src=\"");
         append_url(b, p->grid_png);
-        append(b, "\" alt=\"samples of ");
+        dato_text_append(b, "\" alt=\"samples of ");
         append_xml(b, p->label);
-        append(b, "\" loading=\"lazy\"></a>");
+        dato_text_append(b, "\" loading=\"lazy\"></a>");
     } else {
-        append(b, "&ndash;");
+        dato_text_append(b, "&ndash;");
     }
-    append(b, "</td></tr>\n");
+    dato_text_append(b, "</td></tr>\n");
 }
 
-static void html_report(text_buffer* b, const dato_report* r, const text_buffer* svg) {
+static void html_report(dato_text* b, const dato_report* r, const dato_text* svg) {
     const dato_search_config* c = r->cfg;
     char model[256], value[4200];
     model_name(model, sizeof(model), c->model);
-    append(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>DaTo search: ");
+    dato_text_append(b, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>DaTo search: ");
     append_xml(b, model);
-    append(b, "</title>\n<style>\n"
+    dato_text_append(b, "</title>\n<style>\n"
               "body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }\n"
               "h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; }\n"
               "table { border-collapse: collapse; margin: 0.5em 0; }\n"
@@ -624,7 +577,7 @@ static void html_report(text_buffer* b, const dato_report* r, const text_buffer*
               "pre { background: #f4f4f4; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }\n"
               "</style>\n</head>\n<body>\n<h1>DaTo search: ");
     append_xml(b, model);
-    append(b, "</h1>\n<h2>Run</h2>\n<table class=\"summary\">\n");
+    dato_text_append(b, "</h1>\n<h2>Run</h2>\n<table class=\"summary\">\n");
     html_summary_row(b, "model", c->model);
     html_summary_row(b, "model hash", c->model_hash);
     snprintf(value, sizeof(value), "%s (%d prompts%s%s)", c->prompts_file, c->n_prompts, c->prompts_hash[0] ? ", " : "",
@@ -661,29 +614,29 @@ static void html_report(text_buffer* b, const dato_report* r, const text_buffer*
     html_summary_row(b, "elapsed", value);
     snprintf(value, sizeof(value), "%.6g (normalized front)", r->hypervolume);
     html_summary_row(b, "hypervolume", isfinite(r->hypervolume) ? value : "unknown");
-    append(b, "</table>\n<h2>Front</h2>\n");
-    append(b, "%s", svg->data);
-    append(b, "<h2>Front members</h2>\n<p>Sorted by latency. Latency is per image; speedup is the baseline's "
+    dato_text_append(b, "</table>\n<h2>Front</h2>\n");
+    dato_text_append(b, "%s", svg->data);
+    dato_text_append(b, "<h2>Front members</h2>\n<p>Sorted by latency. Latency is per image; speedup is the baseline's "
               "latency over the member's.</p>\n");
     html_table_head(b);
     for (int i = 0; i < r->n_front; i++) html_point_row(b, r, &r->front[i], 0, i);
-    append(b, "</table>\n<h2>References</h2>\n");
+    dato_text_append(b, "</table>\n<h2>References</h2>\n");
     html_table_head(b);
     for (int i = 0; i < r->n_refs; i++) html_point_row(b, r, &r->refs[i], 1, i);
-    append(b, "</table>\n<h2>Reproduce</h2>\n<pre>");
+    dato_text_append(b, "</table>\n<h2>Reproduce</h2>\n<pre>");
     append_xml(b, r->command ? r->command : "");
-    append(b, "</pre>\n<h2>Use a schedule</h2>\n<p>Each <code>schedules/front_&lt;i&gt;.json</code> is a DaTo "
+    dato_text_append(b, "</pre>\n<h2>Use a schedule</h2>\n<p>Each <code>schedules/front_&lt;i&gt;.json</code> is a DaTo "
               "schedule file that <code>dato-generate --schedule FILE</code> accepts as it is. "
               "<code>dato-export</code> writes a front member's schedule from the run's checkpoint, stamped with "
               "the model, sampler and image size it was searched for");
     if (r->export_example && r->export_example[0]) {
-        append(b, ", for example:</p>\n<pre>");
+        dato_text_append(b, ", for example:</p>\n<pre>");
         append_xml(b, r->export_example);
-        append(b, "</pre>\n");
+        dato_text_append(b, "</pre>\n");
     } else {
-        append(b, " (see <code>dato-export --help</code>).</p>\n");
+        dato_text_append(b, " (see <code>dato-export --help</code>).</p>\n");
     }
-    append(b, "</body>\n</html>\n");
+    dato_text_append(b, "</body>\n</html>\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,29 +663,29 @@ static dato_status write_schedules(const dato_report* r, dato_error* err) {
 dato_status dato_report_write(const dato_report* r, dato_error* err) {
     DATO_TRY(check_report(r, err));
     DATO_TRY(write_schedules(r, err));
-    text_buffer csv, json, svg, html;
-    DATO_TRY(text_init(&csv, "front.csv", err));
-    append(&csv, "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
+    dato_text csv, json, svg, html;
+    DATO_TRY(dato_text_init(&csv, 1 << 16, "front.csv", err));
+    dato_text_append(&csv, "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
                  "schedule_file\n");
     for (int i = 0; i < r->n_front; i++) csv_row(&csv, &r->front[i], i);
     dato_status st = write_file_atomic(r->run_dir, "front.csv", &csv, err);
     free(csv.data);
     if (st) return st;
 
-    DATO_TRY(text_init(&json, "front.json", err));
+    DATO_TRY(dato_text_init(&json, 1 << 16, "front.json", err));
     json_front(&json, r);
     st = write_file_atomic(r->run_dir, "front.json", &json, err);
     free(json.data);
     if (st) return st;
 
-    DATO_TRY(text_init(&svg, "front.svg", err));
+    DATO_TRY(dato_text_init(&svg, 1 << 16, "front.svg", err));
     svg_front(&svg, r);
     st = write_file_atomic(r->run_dir, "front.svg", &svg, err);
     if (st) {
         free(svg.data);
         return st;
     }
-    st = text_init(&html, "report.html", err);
+    st = dato_text_init(&html, 1 << 16, "report.html", err);
     if (!st) {
         html_report(&html, r, &svg);
         st = write_file_atomic(r->run_dir, "report.html", &html, err);
