@@ -8,7 +8,7 @@
 #include <string.h>
 #include <zip.h>
 
-#include "h5_quiet.h"
+#include "h5_util.h"
 
 // Feature dimensions above this are refused (sigma alone would be 32 GiB); matches fid.c.
 #define STATS_MAX_DIM 65536
@@ -123,31 +123,9 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
     return st;
 }
 
-// Opens attribute name of root, scalar, of the given class; -1 and a message when it is missing
-// or is something else.
-static hid_t open_attr(hid_t root, const char* path, const char* name, H5T_class_t cls, dato_error* err) {
-    if (H5Aexists(root, name) <= 0) {
-        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is missing", path, name);
-        return -1;
-    }
-    hid_t attr = H5Aopen(root, name, H5P_DEFAULT);
-    hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
-    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
-    int ok = type >= 0 && space >= 0 && H5Tget_class(type) == cls && H5Sget_simple_extent_npoints(space) == 1;
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
-    if (!ok) {
-        if (attr >= 0) H5Aclose(attr);
-        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is not a single %s", path, name,
-                  cls == H5T_STRING ? "string" : "integer");
-        return -1;
-    }
-    return attr;
-}
-
 static dato_status read_string_attr(hid_t root, const char* path, const char* name, char* out, size_t cap,
                                     dato_error* err) {
-    hid_t attr = open_attr(root, path, name, H5T_STRING, err);
+    hid_t attr = dato_h5_open_attr(root, path, "", name, H5T_STRING, err);
     if (attr < 0) return DATO_ERR_FORMAT;
     hid_t type = H5Aget_type(attr);
     dato_status st = DATO_OK;
@@ -180,7 +158,7 @@ static dato_status read_string_attr(hid_t root, const char* path, const char* na
 }
 
 static dato_status read_int_attr(hid_t root, const char* path, const char* name, int64_t* out, dato_error* err) {
-    hid_t attr = open_attr(root, path, name, H5T_INTEGER, err);
+    hid_t attr = dato_h5_open_attr(root, path, "", name, H5T_INTEGER, err);
     if (attr < 0) return DATO_ERR_FORMAT;
     herr_t rc = H5Aread(attr, H5T_NATIVE_INT64, out);
     H5Aclose(attr);

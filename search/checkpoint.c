@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "h5_quiet.h"
+#include "h5_util.h"
 
 // DATO_VERSION comes from the build: project(dato VERSION ...) in CMakeLists.txt.
 
@@ -67,41 +67,7 @@ uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
 
 // ---- the config as attributes of /config --------------------------------------------------------
 
-typedef enum { FIELD_TEXT, FIELD_INT, FIELD_FLOAT, FIELD_U64, FIELD_LATENCY_MODE, FIELD_REF_MODE } field_kind;
-
-typedef struct {
-    const char* name;
-    field_kind kind;
-    size_t offset;
-    size_t size; // bytes of a FIELD_TEXT array
-} config_field;
-
-#define TEXT(f) {#f, FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f)}
-#define NUMBER(f, kind) {#f, kind, offsetof(dato_search_config, f), 0}
-
-// Every field of dato_search_config, in the header's order.
-static const config_field config_fields[] = {
-    TEXT(model),         TEXT(model_hash),
-    TEXT(prompts_file),  TEXT(prompts_hash),
-    NUMBER(n_prompts, FIELD_INT),
-    NUMBER(images, FIELD_INT),
-    NUMBER(final_images, FIELD_INT),
-    NUMBER(steps, FIELD_INT),
-    NUMBER(guidance, FIELD_FLOAT),
-    TEXT(sampler),
-    NUMBER(batch, FIELD_INT),
-    NUMBER(ref_mode, FIELD_REF_MODE),
-    TEXT(ref),           TEXT(ref_hash),
-    TEXT(feature_net),
-    NUMBER(latency_mode, FIELD_LATENCY_MODE),
-    TEXT(latency_table_hash),
-    NUMBER(pop, FIELD_INT),
-    NUMBER(gens, FIELD_INT),
-    NUMBER(seed, FIELD_U64),
-    NUMBER(n_branches, FIELD_INT),
-    NUMBER(threads, FIELD_INT),
-};
-#define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+// The config's fields as data: dato_search_config_fields (search/search_config.c).
 
 static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
 static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
@@ -186,38 +152,38 @@ static dato_status write_f64_array_attr(hid_t loc, const char* path, const char*
 
 static dato_status write_config(hid_t group, const char* path, const dato_search_config* cfg, dato_error* err) {
     const char* base = (const char*)cfg;
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
-        const config_field* f = &config_fields[i];
+    for (int i = 0; i < dato_search_config_n_fields; i++) {
+        const dato_config_field* f = &dato_search_config_fields[i];
         const char* p = base + f->offset;
         switch (f->kind) {
-        case FIELD_TEXT:
+        case DATO_FIELD_TEXT:
             DATO_TRY(write_text_attr(group, path, f->name, p, err));
             break;
-        case FIELD_INT: {
+        case DATO_FIELD_INT: {
             int v;
             memcpy(&v, p, sizeof v);
             DATO_TRY(write_i64_attr(group, path, f->name, v, err));
             break;
         }
-        case FIELD_FLOAT: {
+        case DATO_FIELD_FLOAT: {
             float v;
             memcpy(&v, p, sizeof v);
             DATO_TRY(write_f64_attr(group, path, f->name, v, err));
             break;
         }
-        case FIELD_U64: {
+        case DATO_FIELD_U64: {
             uint64_t v;
             memcpy(&v, p, sizeof v);
             DATO_TRY(write_u64_attr(group, path, f->name, v, err));
             break;
         }
-        case FIELD_LATENCY_MODE: {
+        case DATO_FIELD_LATENCY_MODE: {
             dato_latency_mode v;
             memcpy(&v, p, sizeof v);
             DATO_TRY(write_text_attr(group, path, f->name, latency_mode_names[v], err));
             break;
         }
-        case FIELD_REF_MODE: {
+        case DATO_FIELD_REF_MODE: {
             dato_ref_mode v;
             memcpy(&v, p, sizeof v);
             DATO_TRY(write_text_attr(group, path, f->name, ref_mode_names[v], err));
@@ -359,10 +325,10 @@ static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, i
 // The checks write makes before touching the disk.
 static dato_status check_to_write(const char* path, const dato_checkpoint* c, dato_error* err) {
     const dato_search_config* cfg = &c->cfg;
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
-        const config_field* f = &config_fields[i];
+    for (int i = 0; i < dato_search_config_n_fields; i++) {
+        const dato_config_field* f = &dato_search_config_fields[i];
         const char* p = (const char*)cfg + f->offset;
-        if (f->kind == FIELD_TEXT && !memchr(p, 0, f->size))
+        if (f->kind == DATO_FIELD_TEXT && !memchr(p, 0, f->size))
             return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is not NUL-terminated", path, f->name);
     }
     if (cfg->latency_mode != DATO_LATENCY_TABLE && cfg->latency_mode != DATO_LATENCY_MEASURED)
@@ -584,32 +550,10 @@ dato_status dato_checkpoint_write(const char* path, const dato_checkpoint* c, da
 
 // ---- reading ------------------------------------------------------------------------------------
 
-// Opens scalar attribute name of loc, of class cls; -1 and a message when missing or different.
-static hid_t open_attr(hid_t loc, const char* path, const char* where, const char* name, H5T_class_t cls,
-                       dato_error* err) {
-    if (H5Aexists(loc, name) <= 0) {
-        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is missing", path, where, name);
-        return -1;
-    }
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t type = attr < 0 ? -1 : H5Aget_type(attr);
-    hid_t space = attr < 0 ? -1 : H5Aget_space(attr);
-    int ok = type >= 0 && space >= 0 && H5Tget_class(type) == cls && H5Sget_simple_extent_npoints(space) == 1;
-    if (type >= 0) H5Tclose(type);
-    if (space >= 0) H5Sclose(space);
-    if (!ok) {
-        if (attr >= 0) H5Aclose(attr);
-        dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is not a single %s", path, where, name,
-                  cls == H5T_STRING ? "string" : cls == H5T_FLOAT ? "float" : "integer");
-        return -1;
-    }
-    return attr;
-}
-
 // A string attribute, variable-length (as written) or fixed-length, into out[cap].
 static dato_status read_text_attr(hid_t loc, const char* path, const char* where, const char* name, char* out,
                                   size_t cap, dato_error* err) {
-    hid_t attr = open_attr(loc, path, where, name, H5T_STRING, err);
+    hid_t attr = dato_h5_open_attr(loc, path, where, name, H5T_STRING, err);
     if (attr < 0) return DATO_ERR_FORMAT;
     hid_t type = H5Aget_type(attr);
     dato_status st = DATO_OK;
@@ -647,7 +591,7 @@ static dato_status read_text_attr(hid_t loc, const char* path, const char* where
 // A numeric attribute of class cls, converted to mem_type into out.
 static dato_status read_number_attr(hid_t loc, const char* path, const char* where, const char* name,
                                     H5T_class_t cls, hid_t mem_type, void* out, dato_error* err) {
-    hid_t attr = open_attr(loc, path, where, name, cls, err);
+    hid_t attr = dato_h5_open_attr(loc, path, where, name, cls, err);
     if (attr < 0) return DATO_ERR_FORMAT;
     herr_t rc = H5Aread(attr, mem_type, out);
     H5Aclose(attr);
@@ -676,14 +620,14 @@ static dato_status read_enum_attr(hid_t loc, const char* path, const char* name,
 
 static dato_status read_config(hid_t group, const char* path, dato_search_config* cfg, dato_error* err) {
     char* base = (char*)cfg;
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
-        const config_field* f = &config_fields[i];
+    for (int i = 0; i < dato_search_config_n_fields; i++) {
+        const dato_config_field* f = &dato_search_config_fields[i];
         char* p = base + f->offset;
         switch (f->kind) {
-        case FIELD_TEXT:
+        case DATO_FIELD_TEXT:
             DATO_TRY(read_text_attr(group, path, "/config/", f->name, p, f->size, err));
             break;
-        case FIELD_INT: {
+        case DATO_FIELD_INT: {
             int64_t v;
             DATO_TRY(read_i64_attr(group, path, "/config/", f->name, &v, err));
             if (v < INT_MIN || v > INT_MAX)
@@ -693,27 +637,27 @@ static dato_status read_config(hid_t group, const char* path, dato_search_config
             memcpy(p, &iv, sizeof iv);
             break;
         }
-        case FIELD_FLOAT: {
+        case DATO_FIELD_FLOAT: {
             double v;
             DATO_TRY(read_number_attr(group, path, "/config/", f->name, H5T_FLOAT, H5T_NATIVE_DOUBLE, &v, err));
             float fv = (float)v;
             memcpy(p, &fv, sizeof fv);
             break;
         }
-        case FIELD_U64: {
+        case DATO_FIELD_U64: {
             uint64_t v;
             DATO_TRY(read_number_attr(group, path, "/config/", f->name, H5T_INTEGER, H5T_NATIVE_UINT64, &v, err));
             memcpy(p, &v, sizeof v);
             break;
         }
-        case FIELD_LATENCY_MODE: {
+        case DATO_FIELD_LATENCY_MODE: {
             int index = 0;
             DATO_TRY(read_enum_attr(group, path, f->name, latency_mode_names, 2, &index, err));
             dato_latency_mode v = (dato_latency_mode)index;
             memcpy(p, &v, sizeof v);
             break;
         }
-        case FIELD_REF_MODE: {
+        case DATO_FIELD_REF_MODE: {
             int index = 0;
             DATO_TRY(read_enum_attr(group, path, f->name, ref_mode_names, 2, &index, err));
             dato_ref_mode v = (dato_ref_mode)index;

@@ -5,42 +5,36 @@
 #include <stddef.h>
 #include <string.h>
 
-// Every field that changes the run's answer, walked by one table so a new field is one line.
-// gens, final_images and threads are absent on purpose: a resume may run longer, re-score the
-// final front with more images, or use another number of threads without changing the search.
-typedef enum { FIELD_TEXT, FIELD_INT, FIELD_FLOAT, FIELD_U64, FIELD_LATENCY_MODE, FIELD_REF_MODE } field_kind;
+// Every field, in the header's order. gens, final_images and threads do not change the answer: a
+// resume may run longer, re-score the final front with more images, or use other threads.
+#define TEXT(f, answer) {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer}
+#define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer}
 
-typedef struct {
-    const char* name;
-    field_kind kind;
-    size_t offset;
-    size_t size; // bytes of a FIELD_TEXT array
-} config_field;
-
-#define TEXT(f) {#f, FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f)}
-#define NUMBER(f, kind) {#f, kind, offsetof(dato_search_config, f), 0}
-
-static const config_field answer_fields[] = {
-    TEXT(model),
-    TEXT(model_hash),
-    TEXT(prompts_file),
-    TEXT(prompts_hash),
-    NUMBER(n_prompts, FIELD_INT),
-    NUMBER(images, FIELD_INT),
-    NUMBER(steps, FIELD_INT),
-    NUMBER(guidance, FIELD_FLOAT),
-    TEXT(sampler),
-    NUMBER(batch, FIELD_INT),
-    NUMBER(ref_mode, FIELD_REF_MODE),
-    TEXT(ref),
-    TEXT(ref_hash),
-    TEXT(feature_net),
-    NUMBER(latency_mode, FIELD_LATENCY_MODE),
-    TEXT(latency_table_hash),
-    NUMBER(pop, FIELD_INT),
-    NUMBER(seed, FIELD_U64),
-    NUMBER(n_branches, FIELD_INT),
+const dato_config_field dato_search_config_fields[] = {
+    TEXT(model, 1),
+    TEXT(model_hash, 1),
+    TEXT(prompts_file, 1),
+    TEXT(prompts_hash, 1),
+    NUMBER(n_prompts, DATO_FIELD_INT, 1),
+    NUMBER(images, DATO_FIELD_INT, 1),
+    NUMBER(final_images, DATO_FIELD_INT, 0),
+    NUMBER(steps, DATO_FIELD_INT, 1),
+    NUMBER(guidance, DATO_FIELD_FLOAT, 1),
+    TEXT(sampler, 1),
+    NUMBER(batch, DATO_FIELD_INT, 1),
+    NUMBER(ref_mode, DATO_FIELD_REF_MODE, 1),
+    TEXT(ref, 1),
+    TEXT(ref_hash, 1),
+    TEXT(feature_net, 1),
+    NUMBER(latency_mode, DATO_FIELD_LATENCY_MODE, 1),
+    TEXT(latency_table_hash, 1),
+    NUMBER(pop, DATO_FIELD_INT, 1),
+    NUMBER(gens, DATO_FIELD_INT, 0),
+    NUMBER(seed, DATO_FIELD_U64, 1),
+    NUMBER(n_branches, DATO_FIELD_INT, 1),
+    NUMBER(threads, DATO_FIELD_INT, 0),
 };
+const int dato_search_config_n_fields = sizeof dato_search_config_fields / sizeof dato_search_config_fields[0];
 
 static const char* latency_mode_name(dato_latency_mode m) {
     return m == DATO_LATENCY_TABLE ? "table" : m == DATO_LATENCY_MEASURED ? "measured" : "(unknown)";
@@ -60,26 +54,27 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
                                             dato_error* err) {
     const char* a = (const char*)saved;
     const char* b = (const char*)now;
-    for (size_t i = 0; i < sizeof answer_fields / sizeof answer_fields[0]; i++) {
-        const config_field* f = &answer_fields[i];
+    for (int i = 0; i < dato_search_config_n_fields; i++) {
+        const dato_config_field* f = &dato_search_config_fields[i];
+        if (!f->answer) continue;
         const char* pa = a + f->offset;
         const char* pb = b + f->offset;
         switch (f->kind) {
-        case FIELD_TEXT: {
+        case DATO_FIELD_TEXT: {
             int na = text_length(pa, f->size), nb = text_length(pb, f->size);
             if (na != nb || memcmp(pa, pb, (size_t)na) != 0)
                 return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint '%.*s' vs now '%.*s'", f->name, na, pa, nb,
                                  pb);
             break;
         }
-        case FIELD_INT: {
+        case DATO_FIELD_INT: {
             int va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);
             if (va != vb) return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint %d vs now %d", f->name, va, vb);
             break;
         }
-        case FIELD_FLOAT: {
+        case DATO_FIELD_FLOAT: {
             float va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);
@@ -87,7 +82,7 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
                 return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint %.9g vs now %.9g", f->name, va, vb);
             break;
         }
-        case FIELD_U64: {
+        case DATO_FIELD_U64: {
             uint64_t va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);
@@ -96,7 +91,7 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
                                  (unsigned long long)va, (unsigned long long)vb);
             break;
         }
-        case FIELD_LATENCY_MODE: {
+        case DATO_FIELD_LATENCY_MODE: {
             dato_latency_mode va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);
@@ -105,7 +100,7 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
                                  latency_mode_name(vb));
             break;
         }
-        case FIELD_REF_MODE: {
+        case DATO_FIELD_REF_MODE: {
             dato_ref_mode va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);

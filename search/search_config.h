@@ -5,6 +5,7 @@
 #ifndef DATO_SEARCH_CONFIG_H
 #define DATO_SEARCH_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -43,6 +44,23 @@ typedef struct {
     int n_branches;             // B of the UNet: genome depths 0..B+1
     int threads;                // CPU threads (recorded; does not change the answer with table latency)
 } dato_search_config;
+
+// Every field as data, for the checkpoint (all fields) and the resume check (those with answer = 1),
+// so a new field is one line in search_config.c.
+typedef enum {
+    DATO_FIELD_TEXT, DATO_FIELD_INT, DATO_FIELD_FLOAT, DATO_FIELD_U64, DATO_FIELD_LATENCY_MODE, DATO_FIELD_REF_MODE
+} dato_config_field_kind;
+
+typedef struct {
+    const char* name;            // as the struct member and the checkpoint attribute
+    dato_config_field_kind kind;
+    size_t offset;               // in dato_search_config
+    size_t size;                 // bytes of a DATO_FIELD_TEXT array
+    int answer;                  // 1: changes the search's answer, so a resume must keep it
+} dato_config_field;
+
+extern const dato_config_field dato_search_config_fields[];
+extern const int dato_search_config_n_fields;
 
 // Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
 // reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens,
