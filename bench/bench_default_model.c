@@ -56,6 +56,14 @@ static char** read_lines(const char* path, int* n) {
     return lines;
 }
 
+// Images done of total, with the rate and an ETA, on stderr.
+static void print_progress(void* ctx, int done, int total) {
+    double el = now_s() - *(const double*)ctx;
+    fprintf(stderr, "\rbench_default_model: %d/%d images, %.1f img/s, ETA %.0f s   ", done, total, done / el,
+            el / done * (total - done));
+    if (done == total) fprintf(stderr, "\n");
+}
+
 // FID of stats a against reference b, both from files; -1 on error (printed).
 static double fid_of_files(const char* a, const char* b) {
     dato_fid_stats sa = {0}, sb = {0};
@@ -151,8 +159,10 @@ int main(int argc, char** argv) {
             goto done;
         }
     }
+    double t_progress = now_s();
     dato_eval_config ec = {.steps = steps, .guidance = guidance, .sampler = p.sched.kind, .seed = (uint64_t)seed,
-                           .per_prompt = per_class, .batch = batch};
+                           .per_prompt = per_class, .batch = batch, .progress = print_progress,
+                           .progress_ctx = &t_progress};
     if (dato_evaluator_create(&ev, &p, &fx, (const char* const*)prompts, n_prompts, &ec, &err)) {
         fprintf(stderr, "bench_default_model: %s\n", err.msg);
         goto done;
@@ -164,7 +174,7 @@ int main(int argc, char** argv) {
            n_prompts, per_class, dato_sampler_kind_name(ec.sampler), steps, (double)guidance,
            schedule_spec ? schedule_spec : "baseline", ev.cfg.batch, threads);
     fflush(stdout);
-    double t0 = now_s(), denoise = 0;
+    double t0 = t_progress = now_s(), denoise = 0;
     if (dato_evaluator_run(&ev, sched, features, predicted, &denoise, &err)) {
         fprintf(stderr, "bench_default_model: %s\n", err.msg);
         goto done;

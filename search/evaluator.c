@@ -103,6 +103,7 @@ dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule
             dato_tensor y = dato_tensor_f32_2d(f, nb, fx->dim);
             DATO_TRY(fx->forward(fx, &x, &y, err));
         }
+        if (ev->cfg.progress) ev->cfg.progress(ev->cfg.progress_ctx, first + nb, ev->n_images);
     }
     if (denoise_seconds) *denoise_seconds = denoise;
     return DATO_OK;

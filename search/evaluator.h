@@ -21,6 +21,9 @@ typedef struct {
     uint64_t seed;
     int per_prompt;  // images per prompt
     int batch;       // images per generate call (the last call may be smaller)
+    // Optional: called after every generate call with the images done so far (progress, ETA).
+    void (*progress)(void* ctx, int done, int total);
+    void* progress_ctx;
 } dato_eval_config;
 
 typedef struct {
