@@ -105,6 +105,8 @@ static dato_status read_prompts(search_ctx* s, dato_error* err) {
 static dato_status resolve_config(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
     dato_model_defaults md;
+    if (!dato_is_dir(c->model) && !dato_is_file(c->model))
+        return dato_fail(err, DATO_ERR_NOT_FOUND, "--model %s: no such model folder or file", c->model);
     DATO_TRY(dato_model_defaults_load(&md, c->model, err));
     if (!c->steps) c->steps = md.steps ? md.steps : 25;
     if (c->guidance < 0) c->guidance = md.guidance ? md.guidance : 7.5f;
