@@ -69,8 +69,6 @@ uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
 
 // The config's fields as data: dato_search_config_fields (search/search_config.c).
 
-static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
-static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
 
 // ---- HDF5 plumbing ----------------------------------------------------------------------------
 
@@ -177,16 +175,13 @@ static dato_status write_config(hid_t group, const char* path, const dato_search
             DATO_TRY(write_u64_attr(group, path, f->name, v, err));
             break;
         }
-        case DATO_FIELD_LATENCY_MODE: {
-            dato_latency_mode v;
+        case DATO_FIELD_ENUM: {
+            int v;
             memcpy(&v, p, sizeof v);
-            DATO_TRY(write_text_attr(group, path, f->name, latency_mode_names[v], err));
-            break;
-        }
-        case DATO_FIELD_REF_MODE: {
-            dato_ref_mode v;
-            memcpy(&v, p, sizeof v);
-            DATO_TRY(write_text_attr(group, path, f->name, ref_mode_names[v], err));
+            if (v < 0 || v >= f->n_names)
+                return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' = %d is not a known value", path,
+                                 f->name, v);
+            DATO_TRY(write_text_attr(group, path, f->name, f->names[v], err));
             break;
         }
         }
@@ -650,18 +645,10 @@ static dato_status read_config(hid_t group, const char* path, dato_search_config
             memcpy(p, &v, sizeof v);
             break;
         }
-        case DATO_FIELD_LATENCY_MODE: {
+        case DATO_FIELD_ENUM: {
             int index = 0;
-            DATO_TRY(read_enum_attr(group, path, f->name, latency_mode_names, 2, &index, err));
-            dato_latency_mode v = (dato_latency_mode)index;
-            memcpy(p, &v, sizeof v);
-            break;
-        }
-        case DATO_FIELD_REF_MODE: {
-            int index = 0;
-            DATO_TRY(read_enum_attr(group, path, f->name, ref_mode_names, 2, &index, err));
-            dato_ref_mode v = (dato_ref_mode)index;
-            memcpy(p, &v, sizeof v);
+            DATO_TRY(read_enum_attr(group, path, f->name, f->names, f->n_names, &index, err));
+            memcpy(p, &index, sizeof index);
             break;
         }
         }

@@ -7,8 +7,16 @@
 
 // Every field, in the header's order. gens, final_images and threads do not change the answer: a
 // resume may run longer, re-score the final front with more images, or use other threads.
-#define TEXT(f, answer) {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer}
-#define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer}
+// Enums are stored as ints: the checkpoint and the check read them that way.
+_Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int), "enum size");
+static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
+static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
+
+#define TEXT(f, answer) \
+    {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer, NULL, 0}
+#define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer, NULL, 0}
+#define ENUM(f, names, answer) \
+    {#f, DATO_FIELD_ENUM, offsetof(dato_search_config, f), 0, answer, names, sizeof names / sizeof names[0]}
 
 const dato_config_field dato_search_config_fields[] = {
     TEXT(model, 1),
@@ -22,11 +30,11 @@ const dato_config_field dato_search_config_fields[] = {
     NUMBER(guidance, DATO_FIELD_FLOAT, 1),
     TEXT(sampler, 1),
     NUMBER(batch, DATO_FIELD_INT, 1),
-    NUMBER(ref_mode, DATO_FIELD_REF_MODE, 1),
+    ENUM(ref_mode, ref_mode_names, 1),
     TEXT(ref, 1),
     TEXT(ref_hash, 1),
     TEXT(feature_net, 1),
-    NUMBER(latency_mode, DATO_FIELD_LATENCY_MODE, 1),
+    ENUM(latency_mode, latency_mode_names, 1),
     TEXT(latency_table_hash, 1),
     NUMBER(pop, DATO_FIELD_INT, 1),
     NUMBER(gens, DATO_FIELD_INT, 0),
@@ -36,12 +44,9 @@ const dato_config_field dato_search_config_fields[] = {
 };
 const int dato_search_config_n_fields = sizeof dato_search_config_fields / sizeof dato_search_config_fields[0];
 
-static const char* latency_mode_name(dato_latency_mode m) {
-    return m == DATO_LATENCY_TABLE ? "table" : m == DATO_LATENCY_MEASURED ? "measured" : "(unknown)";
-}
-
-static const char* ref_mode_name(dato_ref_mode m) {
-    return m == DATO_REF_FILE ? "file" : m == DATO_REF_BASELINE ? "baseline" : "(unknown)";
+// The name of value v of an enum field ("(unknown)" out of range, as in a damaged config).
+static const char* enum_name(const dato_config_field* f, int v) {
+    return v >= 0 && v < f->n_names ? f->names[v] : "(unknown)";
 }
 
 // The length of a text field, which may lack its terminating 0 in a damaged config.
@@ -91,22 +96,13 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
                                  (unsigned long long)va, (unsigned long long)vb);
             break;
         }
-        case DATO_FIELD_LATENCY_MODE: {
-            dato_latency_mode va, vb;
+        case DATO_FIELD_ENUM: {
+            int va, vb;
             memcpy(&va, pa, sizeof va);
             memcpy(&vb, pb, sizeof vb);
             if (va != vb)
-                return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint %s vs now %s", f->name, latency_mode_name(va),
-                                 latency_mode_name(vb));
-            break;
-        }
-        case DATO_FIELD_REF_MODE: {
-            dato_ref_mode va, vb;
-            memcpy(&va, pa, sizeof va);
-            memcpy(&vb, pb, sizeof vb);
-            if (va != vb)
-                return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint %s vs now %s", f->name, ref_mode_name(va),
-                                 ref_mode_name(vb));
+                return dato_fail(err, DATO_ERR_INVALID, "%s: checkpoint %s vs now %s", f->name, enum_name(f, va),
+                                 enum_name(f, vb));
             break;
         }
         }

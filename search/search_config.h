@@ -47,9 +47,7 @@ typedef struct {
 
 // Every field as data, for the checkpoint (all fields) and the resume check (those with answer = 1),
 // so a new field is one line in search_config.c.
-typedef enum {
-    DATO_FIELD_TEXT, DATO_FIELD_INT, DATO_FIELD_FLOAT, DATO_FIELD_U64, DATO_FIELD_LATENCY_MODE, DATO_FIELD_REF_MODE
-} dato_config_field_kind;
+typedef enum { DATO_FIELD_TEXT, DATO_FIELD_INT, DATO_FIELD_FLOAT, DATO_FIELD_U64, DATO_FIELD_ENUM } dato_config_field_kind;
 
 typedef struct {
     const char* name;            // as the struct member and the checkpoint attribute
@@ -57,6 +55,8 @@ typedef struct {
     size_t offset;               // in dato_search_config
     size_t size;                 // bytes of a DATO_FIELD_TEXT array
     int answer;                  // 1: changes the search's answer, so a resume must keep it
+    const char* const* names;    // DATO_FIELD_ENUM: the name of each value (stored as text in checkpoints)
+    int n_names;
 } dato_config_field;
 
 extern const dato_config_field dato_search_config_fields[];

@@ -220,21 +220,26 @@ typedef struct {
     double latency, fid, kid, measured, predicted;
 } score;
 
-// Scores schedule (NULL: baseline) on ev: FID against ref, KID against kid_ref (n rows), latency.
-static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
-                                  const dato_fid_stats* ref, const float* kid_ref, float* features, score* out,
-                                  dato_error* err) {
-    int n = ev->n_images, dim = s->fx.dim;
-    double denoise = 0;
-    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &denoise, err));
+// Gaussian statistics of features (n, dim).
+static dato_status stats_of(const float* features, int n, int dim, dato_fid_stats* out, dato_error* err) {
     dato_feature_stats acc;
+    DATO_TRY(dato_feature_stats_init(&acc, dim, err));
+    dato_status st = dato_feature_stats_add(&acc, features, n, err);
+    if (!st) st = dato_feature_stats_finalize(&acc, out, NULL, err);
+    dato_feature_stats_free(&acc);
+    return st;
+}
+
+// Scores features (ev->n_images, dim) that schedule (NULL: baseline) generated on ev in measured_s
+// seconds per image: FID against ref, KID against kid_ref (NULL: none), latency.
+static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const dato_schedule* sched,
+                                  const float* features, double measured_s, const dato_fid_stats* ref,
+                                  const float* kid_ref, score* out, dato_error* err) {
+    int n = ev->n_images, dim = s->fx.dim;
     dato_fid_stats st = {0};
     dato_fid_result r;
-    DATO_TRY(dato_feature_stats_init(&acc, dim, err));
-    dato_status status = dato_feature_stats_add(&acc, features, n, err);
-    if (!status) status = dato_feature_stats_finalize(&acc, &st, NULL, err);
+    dato_status status = stats_of(features, n, dim, &st, err);
     if (!status) status = dato_fid_from_stats(&st, ref, &r, err);
-    dato_feature_stats_free(&acc);
     dato_fid_stats_free(&st);
     if (status) return status;
     out->fid = r.fid;
@@ -245,7 +250,7 @@ static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_
         DATO_TRY(dato_kid(features, n, kid_ref, n, dim, &kc, &k, err));
         out->kid = k.mean;
     }
-    out->measured = denoise / n;
+    out->measured = measured_s;
     out->predicted = NAN;
     if (s->have_table) {
         dato_latency_prediction p;
@@ -254,6 +259,15 @@ static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_
     }
     out->latency = s->cfg.latency_mode == DATO_LATENCY_TABLE ? out->predicted : out->measured;
     return DATO_OK;
+}
+
+// Generates schedule's images on ev into features, then scores them (score_features).
+static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
+                                  const dato_fid_stats* ref, const float* kid_ref, float* features, score* out,
+                                  dato_error* err) {
+    double denoise = 0;
+    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &denoise, err));
+    return score_features(s, ev, sched, features, denoise / ev->n_images, ref, kid_ref, out, err);
 }
 
 // The objectives of a genome: from the archive when it was evaluated before, else evaluated now.
@@ -443,20 +457,15 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     // The baseline first: its features are KID's reference (and FID's with --ref baseline).
     if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", fin.n_images);
     if (!st) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
-    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, NULL, err);
-    if (!st && c->ref_mode == DATO_REF_BASELINE) {
-        dato_feature_stats acc;
-        st = dato_feature_stats_init(&acc, s->fx.dim, err);
-        if (!st) st = dato_feature_stats_add(&acc, fin_base, fin.n_images, err);
-        if (!st) st = dato_feature_stats_finalize(&acc, &base_stats, NULL, err);
-        dato_feature_stats_free(&acc);
-    }
+    double base_denoise = 0;
+    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, &base_denoise, err);
+    if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(fin_base, fin.n_images, s->fx.dim, &base_stats, err);
     const dato_fid_stats* ref = c->ref_mode == DATO_REF_BASELINE ? &base_stats : &s->ref;
-    for (int r = 0; !st && r < N_REFS; r++) {
+    if (!st) st = score_features(s, &fin, NULL, fin_base, base_denoise / fin.n_images, ref, fin_base, &base, err);
+    for (int r = 0; !st && r < N_REFS; r++) { // r = 0, the baseline, was generated just above
         st = dato_schedule_preset(&sched, REF_SPECS[r], c->steps, c->n_branches, err);
-        score sc;
-        if (!st) st = score_schedule(s, &fin, r ? &sched : NULL, ref, fin_base, fin_features, &sc, err);
-        if (!st && r == 0) base = sc;
+        score sc = base;
+        if (!st && r) st = score_schedule(s, &fin, &sched, ref, fin_base, fin_features, &sc, err);
         if (st) break;
         fill_point(&refs[r], REF_SPECS[r], &sched, &sc, base.measured);
         snprintf(refs[r].grid_png, sizeof refs[r].grid_png, "grids/%s.png", REF_SPECS[r]);
@@ -630,14 +639,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
     if (!s->features || !s->base_features) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     // The baseline's images: KID's reference, and FID's with --ref baseline.
     DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, NULL, err));
-    if (s->cfg.ref_mode == DATO_REF_BASELINE) {
-        dato_feature_stats acc;
-        DATO_TRY(dato_feature_stats_init(&acc, s->fx.dim, err));
-        dato_status st = dato_feature_stats_add(&acc, s->base_features, s->ev.n_images, err);
-        if (!st) st = dato_feature_stats_finalize(&acc, &s->ref, NULL, err);
-        dato_feature_stats_free(&acc);
-        DATO_TRY(st);
-    }
+    if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
     if (!o->quiet)
         fprintf(stderr, "dato-search: %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d generations, "
                         "FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt, s->cfg.sampler,
