@@ -62,6 +62,11 @@ uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
     h = fnv_doubles(h, c->arch_objectives, n * (size_t)c->n_obj);
     h = fnv_doubles(h, c->arch_extras, n * (size_t)c->n_extra);
     for (size_t i = 0; i < n; i++) h = fnv_le(h, (uint32_t)c->arch_generations[i], 4);
+    if (c->n_final > 0) {
+        h = fnv_bytes(h, c->final_genomes, (size_t)c->n_final * gb);
+        h = fnv_doubles(h, c->final_scores, (size_t)c->n_final * DATO_SEARCH_N_FINAL);
+        h = fnv_doubles(h, c->final_baseline, DATO_SEARCH_N_FINAL);
+    }
     return h;
 }
 
@@ -236,9 +241,39 @@ static dato_status write_table_group(hid_t file, const char* path, const char* n
     if (code_ds >= 0) H5Dclose(code_ds);
     hid_t obj_ds = st == DATO_OK ? H5Dopen2(group, "objectives", H5P_DEFAULT) : -1;
     if (st == DATO_OK && obj_ds < 0) st = write_failure(err, path, "opening dataset", "objectives");
-    if (st == DATO_OK) st = write_text_attr(obj_ds, path, "names", "latency_s_per_image,fid", err);
+    char names[64];
+    snprintf(names, sizeof names, "latency_s_per_image,%s", dato_quality_objective_name(c->cfg.objective));
+    if (st == DATO_OK) st = write_text_attr(obj_ds, path, "names", names, err);
     if (obj_ds >= 0) H5Dclose(obj_ds);
     if (H5Gclose(group) < 0 && st == DATO_OK) st = write_failure(err, path, "closing group", name);
+    return st;
+}
+
+#define FINAL_SCORE_NAMES "measured_latency_s_per_image,fid,kid,teacher"
+
+// /final: the re-scored final front (genomes as in /population, scores, the baseline's scores).
+static dato_status write_final_group(hid_t file, const char* path, const dato_checkpoint* c, dato_error* err) {
+    errno = 0;
+    hid_t group = H5Gcreate2(file, "final", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (group < 0) return write_failure(err, path, "creating group", "final");
+    hsize_t score_dims[2] = {(hsize_t)c->n_final, DATO_SEARCH_N_FINAL}, base_dims[1] = {DATO_SEARCH_N_FINAL};
+    dato_status st = write_genomes(group, path, c->final_genomes, (size_t)c->n_final, (size_t)c->steps, err);
+    if (st == DATO_OK) st = write_dataset(group, path, "scores", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, score_dims,
+                                          c->final_scores, err);
+    if (st == DATO_OK) st = write_dataset(group, path, "baseline", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, base_dims,
+                                          c->final_baseline, err);
+    const char* named[] = {"scores", "baseline"};
+    for (int i = 0; i < 2 && st == DATO_OK; i++) {
+        hid_t ds = H5Dopen2(group, named[i], H5P_DEFAULT);
+        if (ds < 0) {
+            st = write_failure(err, path, "opening dataset", named[i]);
+            break;
+        }
+        st = write_text_attr(ds, path, "names", FINAL_SCORE_NAMES, err);
+        H5Dclose(ds);
+    }
+    if (st == DATO_OK) st = write_i64_attr(group, path, "images", c->cfg.final_images, err);
+    if (H5Gclose(group) < 0 && st == DATO_OK) st = write_failure(err, path, "closing group", "final");
     return st;
 }
 
@@ -293,12 +328,14 @@ static dato_status write_contents(hid_t file, const char* path, const dato_check
                            c->arch_extras, err));
     hid_t extras = H5Dopen2(file, "/archive/extras", H5P_DEFAULT);
     if (extras < 0) return write_failure(err, path, "opening dataset", "/archive/extras");
-    st = write_text_attr(extras, path, "names", "kid,measured_latency_s_per_image,table_latency_s_per_image", err);
+    st = write_text_attr(extras, path, "names",
+                         "kid,measured_latency_s_per_image,table_latency_s_per_image,fid,teacher", err);
     H5Dclose(extras);
     if (st != DATO_OK) return st;
     hsize_t gen_dims[1] = {(hsize_t)n};
-    return write_dataset(file, path, "/archive/generation", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, gen_dims,
-                         c->arch_generations, err);
+    DATO_TRY(write_dataset(file, path, "/archive/generation", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, gen_dims,
+                           c->arch_generations, err));
+    return c->n_final > 0 ? write_final_group(file, path, c, err) : DATO_OK;
 }
 
 // Every gene of genomes (n, 2T) in range: depth 0..n_branches+1, ratio code 0..5.
@@ -330,6 +367,11 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
         return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'latency_mode' is %d", path, (int)cfg->latency_mode);
     if (cfg->ref_mode != DATO_REF_FILE && cfg->ref_mode != DATO_REF_BASELINE)
         return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'ref_mode' is %d", path, (int)cfg->ref_mode);
+    if (cfg->objective != DATO_OBJECTIVE_TEACHER && cfg->objective != DATO_OBJECTIVE_FID)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'objective' is %d", path, (int)cfg->objective);
+    if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
+                         DATO_CHECKPOINT_MAX_FINAL);
     if (c->pop < 1 || c->pop > MAX_POP || c->pop != cfg->pop)
         return dato_fail(err, DATO_ERR_INVALID, "%s: pop %d must be 1..%d and equal config 'pop' %d", path, c->pop,
                          MAX_POP, cfg->pop);
@@ -350,6 +392,9 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
         return dato_fail(err, DATO_ERR_INVALID, "%s: an array of the checkpoint is NULL", path);
     DATO_TRY(check_genes(c->pop_genomes, (size_t)c->pop, (size_t)c->steps, cfg->n_branches, path, "population",
                          DATO_ERR_INVALID, err));
+    if (c->n_final > 0)
+        DATO_TRY(check_genes(c->final_genomes, (size_t)c->n_final, (size_t)c->steps, cfg->n_branches, path, "final",
+                             DATO_ERR_INVALID, err));
     return check_genes(c->arch_genomes, (size_t)c->n_evaluations, (size_t)c->steps, cfg->n_branches, path, "archive",
                        DATO_ERR_INVALID, err);
 }
@@ -761,6 +806,33 @@ static void* alloc_array(size_t n, size_t size) {
     return malloc(n * size > 0 ? n * size : 1);
 }
 
+// /final, present once the run has finished: its rows count from the scores' first dim.
+static dato_status read_final_group(hid_t file, const char* path, dato_checkpoint* c, dato_error* err) {
+    hid_t ds = H5Dopen2(file, "/final/scores", H5P_DEFAULT);
+    if (ds < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '/final/scores' is missing", path);
+    hid_t space = H5Dget_space(ds);
+    hsize_t dims[2] = {0, 0};
+    int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, NULL) : -1;
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    if (nd != 2 || dims[0] < 1 || dims[0] > DATO_CHECKPOINT_MAX_FINAL || dims[1] != DATO_SEARCH_N_FINAL)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: '/final/scores' must be (1..%d, %d)", path,
+                         DATO_CHECKPOINT_MAX_FINAL, DATO_SEARCH_N_FINAL);
+    c->n_final = (int)dims[0];
+    size_t nf = (size_t)c->n_final;
+    c->final_genomes = alloc_array(nf, (size_t)c->genome_bytes);
+    c->final_scores = alloc_array(nf, DATO_SEARCH_N_FINAL * sizeof(double));
+    if (!c->final_genomes || !c->final_scores)
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the final front", path);
+    hsize_t base_dims[1] = {DATO_SEARCH_N_FINAL};
+    DATO_TRY(read_genomes(file, path, "final", nf, (size_t)c->steps, c->final_genomes, err));
+    DATO_TRY(read_dataset(file, path, "/final/scores", H5T_FLOAT, 8, 0, 2, dims, H5T_NATIVE_DOUBLE, c->final_scores,
+                          err));
+    DATO_TRY(read_dataset(file, path, "/final/baseline", H5T_FLOAT, 8, 0, 1, base_dims, H5T_NATIVE_DOUBLE,
+                          c->final_baseline, err));
+    return check_genes(c->final_genomes, nf, (size_t)c->steps, c->cfg.n_branches, path, "final", DATO_ERR_FORMAT, err);
+}
+
 static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* c, dato_error* err) {
     uint64_t stored_checksum = 0;
     DATO_TRY(read_root(file, path, c, &stored_checksum, err));
@@ -814,6 +886,7 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
 
     DATO_TRY(check_genes(c->pop_genomes, pop, steps, cfg->n_branches, path, "population", DATO_ERR_FORMAT, err));
     DATO_TRY(check_genes(c->arch_genomes, n, steps, cfg->n_branches, path, "archive", DATO_ERR_FORMAT, err));
+    if (H5Lexists(file, "/final", H5P_DEFAULT) > 0) DATO_TRY(read_final_group(file, path, c, err));
     uint64_t checksum = dato_checkpoint_checksum(c);
     if (checksum != stored_checksum)
         return dato_fail(err, DATO_ERR_FORMAT,
@@ -850,6 +923,11 @@ void dato_checkpoint_free(dato_checkpoint* c) {
     free(c->arch_objectives);
     free(c->arch_extras);
     free(c->arch_generations);
+    free(c->final_genomes);
+    free(c->final_scores);
+    c->final_genomes = NULL;
+    c->final_scores = NULL;
+    c->n_final = 0;
     c->pop_genomes = c->arch_genomes = NULL;
     c->pop_objectives = c->pop_violations = c->arch_objectives = c->arch_extras = NULL;
     c->arch_generations = NULL;

@@ -18,7 +18,9 @@
 #include "status.h"
 
 #define DATO_CHECKPOINT_FORMAT "dato-search-checkpoint"
-#define DATO_CHECKPOINT_FORMAT_VERSION 1
+#define DATO_CHECKPOINT_FORMAT_VERSION 2
+#define DATO_CHECKPOINT_MAX_FINAL 256 // final-front rows
+#define DATO_SEARCH_N_FINAL 4         // per final row: measured latency (s per image), FID, KID, teacher distance
 
 typedef struct {
     dato_search_config cfg;
@@ -35,6 +37,12 @@ typedef struct {
     int32_t* arch_generations; // (n_evaluations)
     char dato_version[32], hdf5_version[32]; // written by write (the values of this build); read back
     double elapsed_s;          // search wall time so far (for the ETA / report)
+    // The final front, re-scored on cfg.final_images images once the run has finished (n_final 0
+    // before): what dato-export picks from, because it is the front's FID, not its search proxy.
+    int n_final;
+    uint8_t* final_genomes;    // (n_final, genome_bytes) by measured latency
+    double* final_scores;      // (n_final, DATO_SEARCH_N_FINAL)
+    double final_baseline[DATO_SEARCH_N_FINAL]; // the baseline schedule, scored the same way
 } dato_checkpoint;
 
 // Writes c to path atomically: the HDF5 file is built in memory, sealed, written to path.tmp.<pid>

@@ -1,6 +1,7 @@
 // Common-random-number evaluation of a schedule (search/evaluator.h).
 #include "evaluator.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -73,14 +74,14 @@ dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_fea
 }
 
 dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule, float* features, int* predicted,
-                               double* denoise_seconds, dato_error* err) {
+                               dato_eval_timing* timing, dato_error* err) {
     dato_feature_extractor* fx = ev->fx;
     if (predicted && !dato_featnet_config_of(fx))
         return dato_fail(err, DATO_ERR_INVALID, "evaluator: classes need the feature network, not %s", fx->name);
     int B = ev->cfg.batch;
     size_t latent = (size_t)ev->C * ev->h * ev->w, image = (size_t)ev->H * ev->W * ev->ch;
     size_t fx_image = (size_t)fx->in_c * fx->in_h * fx->in_w;
-    double denoise = 0;
+    double denoise = 0, best = INFINITY;
     for (int b = 0; b < ev->n_batches; b++) {
         int first = b * B, nb = ev->conds[b].batch;
         dato_generate_params gp = {.steps = ev->cfg.steps, .sampler = ev->cfg.sampler, .guidance = ev->cfg.guidance,
@@ -89,7 +90,9 @@ dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule
                                    .schedule = schedule};
         double t0 = now_s();
         DATO_TRY(dato_pipeline_generate(ev->pipe, &gp, ev->latents, err));
-        denoise += now_s() - t0;
+        double dt = now_s() - t0;
+        denoise += dt;
+        best = fmin(best, dt / nb);
         int ch = 0;
         uint8_t* px = ev->pixels + (size_t)first * image;
         DATO_TRY(dato_pipeline_decode(ev->pipe, ev->latents, nb, ev->h, ev->w, px, NULL, &ch, err));
@@ -105,6 +108,6 @@ dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule
         }
         if (ev->cfg.progress) ev->cfg.progress(ev->cfg.progress_ctx, first + nb, ev->n_images);
     }
-    if (denoise_seconds) *denoise_seconds = denoise;
+    if (timing) *timing = (dato_eval_timing){denoise, best};
     return DATO_OK;
 }

@@ -44,13 +44,19 @@ typedef struct {
 dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_feature_extractor* fx,
                                   const char* const* prompts, int n_prompts, const dato_eval_config* cfg,
                                   dato_error* err);
+// The wall time of a run's denoising loops alone: the latency a schedule changes.
+typedef struct {
+    double total_s;            // all generate calls
+    double best_s_per_image;   // the fastest call's time per image: every call does the same work per
+                               // image, so the least is the one least disturbed by other load
+} dato_eval_timing;
+
 // Generates every image under schedule (NULL: the baseline, every step full), decodes them into
 // ev->pixels and writes their features (n_images, fx->dim). predicted (n_images) may be NULL; else
 // the extractor must be the feature network (metrics/featnet.h) and it gets each image's class.
-// *denoise_seconds (may be NULL) gets the wall time of the denoising loops alone: the latency the
-// schedule changes.
+// timing (may be NULL) gets the denoising wall time.
 dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule, float* features, int* predicted,
-                               double* denoise_seconds, dato_error* err);
+                               dato_eval_timing* timing, dato_error* err);
 void dato_evaluator_free(dato_evaluator* ev);
 
 #endif

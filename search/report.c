@@ -222,7 +222,9 @@ static void csv_row(dato_text* b, const dato_report_point* p, int i) {
     }
     dato_text_append(b, ",%d,%d,%d,", p->full, p->partial, p->reuse);
     append_csv_number(b, p->mean_ratio);
-    dato_text_append(b, ",%s\n", file);
+    dato_text_append(b, ",%s,", file);
+    append_csv_number(b, p->teacher);
+    dato_text_append(b, "\n");
 }
 
 static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int i) {
@@ -236,6 +238,8 @@ static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int
     append_json_number(b, p->fid);
     dato_text_append(b, ", \"kid\": ");
     append_json_number(b, p->kid);
+    dato_text_append(b, ", \"teacher\": ");
+    append_json_number(b, p->teacher);
     dato_text_append(b, ", \"measured_latency_s\": ");
     append_json_number(b, p->measured_latency_s);
     dato_text_append(b, ", \"speedup\": ");
@@ -514,7 +518,7 @@ static void html_summary_row(dato_text* b, const char* name, const char* value) 
 
 static void html_table_head(dato_text* b) {
     dato_text_append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
-           "<th>FID</th><th>KID</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
+           "<th>FID</th><th>KID</th><th>teacher distance</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
            "<th>mean ratio</th><th>schedule</th><th>samples</th></tr>\n");
 }
 
@@ -534,6 +538,8 @@ static void html_point_row(dato_text* b, const dato_report* r, const dato_report
     append_html_number(b, p->fid, 3);
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->kid, 5);
+    dato_text_append(b, "</td><td>");
+    append_html_number(b, p->teacher, 3);
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->measured_latency_s * 1e3, 3);
     dato_text_append(b, "</td><td>%d / %d / %d</td><td>", p->full, p->partial, p->reuse);
@@ -595,6 +601,9 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
         snprintf(value, sizeof(value), "%s%s%s%s", c->ref, c->ref_hash[0] ? " (" : "", c->ref_hash,
                  c->ref_hash[0] ? ")" : "");
     html_summary_row(b, "FID reference", value);
+    html_summary_row(b, "search objective", c->objective == DATO_OBJECTIVE_TEACHER
+                                                ? "teacher distance (the front below is re-scored with FID)"
+                                                : "FID");
     html_summary_row(b, "feature network", c->feature_net);
     if (c->latency_mode == DATO_LATENCY_MEASURED)
         snprintf(value, sizeof(value), "measured");
@@ -666,7 +675,7 @@ dato_status dato_report_write(const dato_report* r, dato_error* err) {
     dato_text csv, json, svg, html;
     DATO_TRY(dato_text_init(&csv, 1 << 16, "front.csv", err));
     dato_text_append(&csv, "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
-                 "schedule_file\n");
+                 "schedule_file,teacher\n");
     for (int i = 0; i < r->n_front; i++) csv_row(&csv, &r->front[i], i);
     dato_status st = write_file_atomic(r->run_dir, "front.csv", &csv, err);
     free(csv.data);

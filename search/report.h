@@ -8,7 +8,7 @@
 // leaves a partial file. Nothing depends on the clock: the same report gives the same bytes.
 //
 // front.csv columns (stable; new columns only ever go at the end):
-//   index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file
+//   index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file,teacher
 // labels are quoted (RFC 4180) when they hold a comma, a quote or a line break.
 #ifndef DATO_REPORT_H
 #define DATO_REPORT_H
@@ -23,6 +23,7 @@ typedef struct {
     double latency_s;          // objective 0 (seconds per image)
     double fid;                // objective 1
     double kid;                // NaN if not computed
+    double teacher;            // mean squared feature distance to the baseline's images (NaN if not computed)
     double measured_latency_s; // NaN if not measured
     double speedup;            // baseline latency / latency (NaN if unknown)
     int full, partial, reuse;  // dato_schedule_count of schedule

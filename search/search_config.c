@@ -8,7 +8,9 @@
 // Every field, in the header's order. gens, final_images and threads do not change the answer: a
 // resume may run longer, re-score the final front with more images, or use other threads.
 // Enums are stored as ints: the checkpoint and the check read them that way.
-_Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
+                   sizeof(dato_quality_objective) == sizeof(int), "enum size");
+static const char* const objective_names[] = {"teacher", "fid"};      // indexed by dato_quality_objective
 static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
 static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
 
@@ -30,6 +32,7 @@ const dato_config_field dato_search_config_fields[] = {
     NUMBER(guidance, DATO_FIELD_FLOAT, 1),
     TEXT(sampler, 1),
     NUMBER(batch, DATO_FIELD_INT, 1),
+    ENUM(objective, objective_names, 1),
     ENUM(ref_mode, ref_mode_names, 1),
     TEXT(ref, 1),
     TEXT(ref_hash, 1),
@@ -108,4 +111,8 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
         }
     }
     return DATO_OK;
+}
+
+const char* dato_quality_objective_name(dato_quality_objective o) {
+    return o >= 0 && o < (int)(sizeof objective_names / sizeof objective_names[0]) ? objective_names[o] : "(unknown)";
 }

@@ -10,12 +10,19 @@
 
 #include "status.h"
 
-#define DATO_SEARCH_N_OBJ 2   // objectives, both minimized: [0] latency (s per image), [1] FID
-#define DATO_SEARCH_N_EXTRA 3 // per evaluation: [0] KID (mean), [1] measured latency (s per image, NaN if not
-                              // measured), [2] predicted latency from the cost table (NaN if no table)
+#define DATO_SEARCH_N_OBJ 2   // objectives, both minimized: [0] latency (s per image), [1] quality (the
+                              // config's objective: FID, or the teacher distance)
+#define DATO_SEARCH_N_EXTRA 5 // per evaluation: [0] KID (mean), [1] measured latency (s per image, NaN if not
+                              // measured), [2] predicted latency from the cost table (NaN if no table),
+                              // [3] FID, [4] teacher distance (both at `images` images, whatever the objective)
 
 typedef enum { DATO_LATENCY_TABLE = 0, DATO_LATENCY_MEASURED } dato_latency_mode;
 typedef enum { DATO_REF_FILE = 0, DATO_REF_BASELINE } dato_ref_mode;
+// The quality objective of the search. FID: against the reference (ref_mode). Teacher: the mean
+// over images of the squared feature distance between a schedule's image and the baseline's image
+// from the same prompt and noise (SEARCH.md §7 lesson 2). The final front is re-scored with FID
+// either way; docs/SEARCH.md has the measurements behind the default (teacher).
+typedef enum { DATO_OBJECTIVE_TEACHER = 0, DATO_OBJECTIVE_FID } dato_quality_objective;
 
 typedef struct {
     // the model and the images
@@ -31,6 +38,7 @@ typedef struct {
     char sampler[32];
     int batch;                  // images per generate call (pruning's seeded fallback is per call)
     // the objectives
+    dato_quality_objective objective;
     dato_ref_mode ref_mode;
     char ref[4096];             // reference statistics file ("" with DATO_REF_BASELINE)
     char ref_hash[32];          // of that file ("" with DATO_REF_BASELINE)
@@ -61,6 +69,9 @@ typedef struct {
 
 extern const dato_config_field dato_search_config_fields[];
 extern const int dato_search_config_n_fields;
+
+// "teacher" or "fid": the objective's name in flags, checkpoints and reports.
+const char* dato_quality_objective_name(dato_quality_objective o);
 
 // Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
 // reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens,

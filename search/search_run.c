@@ -49,6 +49,10 @@ typedef struct {
     float* base_features;       // (n_images, dim) the baseline schedule's features: KID's reference
     float* features;            // (n_images, dim) scratch
     dato_schedule sched;        // scratch
+    int n_final;                // the re-scored final front, once finish ran (checkpoint /final)
+    uint8_t* final_genomes;     // (pop, gbytes) by measured latency
+    double* final_scores;       // (pop, DATO_SEARCH_N_FINAL)
+    double final_baseline[DATO_SEARCH_N_FINAL];
     char ckpt_path[4096], table_path[4096];
     double t_start, elapsed_before;
     int hits, evals;            // this generation: archive hits, new evaluations
@@ -217,8 +221,19 @@ static dato_status make_evaluator(search_ctx* s, dato_evaluator* ev, int images,
 // ---- scoring ---------------------------------------------------------------------------------------------
 
 typedef struct {
-    double latency, fid, kid, measured, predicted;
+    double latency, fid, kid, teacher, measured, predicted;
 } score;
+
+// The teacher distance: the mean over images of |f - f_base|^2, f and f_base (n, dim) the features
+// of the same prompt and noise under a schedule and under the baseline.
+static double teacher_distance(const float* features, const float* base, int n, int dim) {
+    double sum = 0;
+    for (size_t i = 0; i < (size_t)n * dim; i++) {
+        double d = (double)features[i] - base[i];
+        sum += d * d;
+    }
+    return sum / n;
+}
 
 // Gaussian statistics of features (n, dim).
 static dato_status stats_of(const float* features, int n, int dim, dato_fid_stats* out, dato_error* err) {
@@ -231,10 +246,11 @@ static dato_status stats_of(const float* features, int n, int dim, dato_fid_stat
 }
 
 // Scores features (ev->n_images, dim) that schedule (NULL: baseline) generated on ev in measured_s
-// seconds per image: FID against ref, KID against kid_ref (NULL: none), latency.
+// seconds per image: FID against ref; KID and the teacher distance against the baseline's features
+// base (the same images' starting points); latency.
 static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const dato_schedule* sched,
                                   const float* features, double measured_s, const dato_fid_stats* ref,
-                                  const float* kid_ref, score* out, dato_error* err) {
+                                  const float* base, score* out, dato_error* err) {
     int n = ev->n_images, dim = s->fx.dim;
     dato_fid_stats st = {0};
     dato_fid_result r;
@@ -243,13 +259,11 @@ static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const
     dato_fid_stats_free(&st);
     if (status) return status;
     out->fid = r.fid;
-    out->kid = NAN;
-    if (kid_ref) {
-        dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
-        dato_kid_result k;
-        DATO_TRY(dato_kid(features, n, kid_ref, n, dim, &kc, &k, err));
-        out->kid = k.mean;
-    }
+    dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
+    dato_kid_result k;
+    DATO_TRY(dato_kid(features, n, base, n, dim, &kc, &k, err));
+    out->kid = k.mean;
+    out->teacher = teacher_distance(features, base, n, dim);
     out->measured = measured_s;
     out->predicted = NAN;
     if (s->have_table) {
@@ -263,11 +277,11 @@ static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const
 
 // Generates schedule's images on ev into features, then scores them (score_features).
 static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
-                                  const dato_fid_stats* ref, const float* kid_ref, float* features, score* out,
+                                  const dato_fid_stats* ref, const float* base, float* features, score* out,
                                   dato_error* err) {
-    double denoise = 0;
-    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &denoise, err));
-    return score_features(s, ev, sched, features, denoise / ev->n_images, ref, kid_ref, out, err);
+    dato_eval_timing t;
+    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &t, err));
+    return score_features(s, ev, sched, features, t.best_s_per_image, ref, base, out, err);
 }
 
 // The objectives of a genome: from the archive when it was evaluated before, else evaluated now.
@@ -284,8 +298,8 @@ static dato_status objectives_of(search_ctx* s, const uint8_t* genome, int gener
     score sc;
     DATO_TRY(score_schedule(s, &s->ev, &s->sched, &s->ref, s->base_features, s->features, &sc, err));
     obj[0] = sc.latency;
-    obj[1] = sc.fid;
-    double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted};
+    obj[1] = s->cfg.objective == DATO_OBJECTIVE_TEACHER ? sc.teacher : sc.fid;
+    double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
     s->evals++;
     return dato_archive_insert(&s->archive, genome, obj, extra, generation, NULL, NULL, err);
 }
@@ -314,7 +328,9 @@ static dato_status save_checkpoint(search_ctx* s, dato_error* err) {
     dato_checkpoint c = {.cfg = s->cfg, .pop = s->cfg.pop, .genome_bytes = (int)s->gbytes, .n_obj = DATO_SEARCH_N_OBJ,
                          .n_extra = DATO_SEARCH_N_EXTRA, .steps = s->cfg.steps,
                          .n_evaluations = (int64_t)dato_archive_count(&s->archive),
-                         .elapsed_s = s->elapsed_before + now_s() - s->t_start};
+                         .elapsed_s = s->elapsed_before + now_s() - s->t_start, .n_final = s->n_final,
+                         .final_genomes = s->final_genomes, .final_scores = s->final_scores};
+    memcpy(c.final_baseline, s->final_baseline, sizeof c.final_baseline);
     size_t n = dato_archive_count(&s->archive), P = (size_t)s->cfg.pop;
     c.pop_genomes = malloc(P * s->gbytes);
     c.pop_objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof(double));
@@ -348,7 +364,7 @@ static dato_status save_checkpoint(search_ctx* s, dato_error* err) {
 // Hypervolume of the first front with both objectives divided by the largest value the initial
 // population reached (generation-0 archive rows), reference point (1.1, 1.1): a number that only
 // grows as the front improves, comparable across the generations of one run.
-static double front_hypervolume(search_ctx* s, int* front, int n_front, double* best_fid, double* fastest) {
+static double front_hypervolume(search_ctx* s, int* front, int n_front, double* best_quality, double* fastest) {
     double norm[2] = {0, 0};
     for (size_t i = 0; i < dato_archive_count(&s->archive); i++) {
         dato_archive_record r = dato_archive_get(&s->archive, i);
@@ -356,12 +372,12 @@ static double front_hypervolume(search_ctx* s, int* front, int n_front, double* 
         for (int k = 0; k < 2; k++) norm[k] = fmax(norm[k], r.objectives[k]);
     }
     double* pts = malloc((size_t)n_front * 2 * sizeof *pts), hv = 0, ref[2] = {1.1, 1.1};
-    *best_fid = INFINITY;
+    *best_quality = INFINITY;
     *fastest = INFINITY;
     for (int i = 0; pts && i < n_front; i++) {
         const double* o = s->ga->objectives + 2 * front[i];
         *fastest = fmin(*fastest, o[0]);
-        *best_fid = fmin(*best_fid, o[1]);
+        *best_quality = fmin(*best_quality, o[1]);
         for (int k = 0; k < 2; k++) pts[2 * i + k] = norm[k] > 0 ? o[k] / norm[k] : o[k];
     }
     dato_error e;
@@ -374,17 +390,19 @@ static void print_generation(search_ctx* s, int gen, double gen_seconds) {
     int* front = malloc((size_t)s->cfg.pop * sizeof *front);
     if (!front) return;
     int n_front = dato_nsga2_first_front(s->ga, front);
-    double best_fid, fastest, hv = front_hypervolume(s, front, n_front, &best_fid, &fastest);
+    double best, fastest, hv = front_hypervolume(s, front, n_front, &best, &fastest);
+    const char* objective = dato_quality_objective_name(s->cfg.objective);
     double el = s->elapsed_before + now_s() - s->t_start;
     int left = s->cfg.gens - gen;
     if (s->o->log_json)
-        printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"best_fid\": %.6f, \"fastest_ms\": %.6f, "
+        printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"objective\": \"%s\", "
+               "\"best_quality\": %.6f, \"fastest_ms\": %.6f, "
                "\"evaluations\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f}\n",
-               gen, n_front, hv, best_fid, 1e3 * fastest, s->evals, s->hits, dato_archive_count(&s->archive),
+               gen, n_front, hv, objective, best, 1e3 * fastest, s->evals, s->hits, dato_archive_count(&s->archive),
                gen_seconds, el);
     else if (!s->o->quiet)
-        printf("gen %3d/%d  front %2d  HV %.4f  best FID %8.3f  fastest %7.3f ms/img  new %2d  cache hits %2d  "
-               "%5.1f s  ETA %.0f s\n", gen, s->cfg.gens, n_front, hv, best_fid, 1e3 * fastest, s->evals, s->hits,
+        printf("gen %3d/%d  front %2d  HV %.4f  best %s %8.3f  fastest %7.3f ms/img  new %2d  cache hits %2d  "
+               "%5.1f s  ETA %.0f s\n", gen, s->cfg.gens, n_front, hv, s->cfg.objective == DATO_OBJECTIVE_FID ? "FID" : objective, best, 1e3 * fastest, s->evals, s->hits,
                gen_seconds, gen_seconds * left);
     fflush(stdout);
     free(front);
@@ -422,6 +440,7 @@ static void fill_point(dato_report_point* p, const char* label, const dato_sched
     p->latency_s = sc->measured;
     p->fid = sc->fid;
     p->kid = sc->kid;
+    p->teacher = sc->teacher;
     p->measured_latency_s = sc->measured;
     p->speedup = base_latency / sc->measured;
     dato_schedule_counts k = dato_schedule_count(sched);
@@ -431,11 +450,45 @@ static void fill_point(dato_report_point* p, const char* label, const dato_sched
     p->mean_ratio = k.mean_ratio;
 }
 
-// Re-scores the distinct genomes of the first front and the reference schedules on final_images
-// images, re-measuring latency end to end, then writes the grids and the report.
+typedef struct {
+    double latency, quality;
+    size_t row;
+} archive_point;
+
+static int cmp_archive_points(const void* a, const void* b) {
+    const archive_point *x = a, *y = b;
+    if (x->latency != y->latency) return x->latency < y->latency ? -1 : 1;
+    if (x->quality != y->quality) return x->quality < y->quality ? -1 : 1;
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+// The final front's candidates: the non-dominated rows of the whole archive (every genome the run
+// evaluated; denser than the population's front, which holds at most pop members), by latency.
+// A front longer than cap is thinned to cap rows evenly spaced along it, both ends kept.
+// Returns the count written to rows (cap), or -1 when out of memory.
+static int archive_front(const dato_archive* a, size_t* rows, int cap) {
+    size_t n = dato_archive_count(a);
+    archive_point* pts = malloc((n ? n : 1) * sizeof *pts);
+    if (!pts) return -1;
+    for (size_t i = 0; i < n; i++) {
+        dato_archive_record r = dato_archive_get(a, i);
+        pts[i] = (archive_point){r.objectives[0], r.objectives[1], i};
+    }
+    qsort(pts, n, sizeof *pts, cmp_archive_points);
+    size_t m = 0; // the front, compacted to the start of pts: each strictly better in quality than the last
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || pts[i].quality < pts[m - 1].quality) pts[m++] = pts[i];
+    int k = m < (size_t)cap ? (int)m : cap;
+    for (int i = 0; i < k; i++) rows[i] = pts[k == 1 ? 0 : (size_t)((double)i * (double)(m - 1) / (k - 1) + 0.5)].row;
+    free(pts);
+    return k;
+}
+
+// Re-scores the final front's candidates (archive_front) and the reference schedules on
+// final_images images, re-measuring latency end to end, then writes the grids and the report.
 static dato_status finish(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
-    int P = c->pop, n_front = 0;
+    int P = 2 * c->pop < DATO_CHECKPOINT_MAX_FINAL ? 2 * c->pop : DATO_CHECKPOINT_MAX_FINAL, n_front = 0;
     int* idx = malloc((size_t)P * sizeof *idx);
     dato_report_point* front = calloc((size_t)P, sizeof *front);    // (n_front) by latency
     dato_report_point* unsorted = calloc((size_t)P, sizeof *unsorted); // in evaluation order
@@ -443,8 +496,10 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_evaluator fin = {0};
     float *fin_features = NULL, *fin_base = NULL;
     uint8_t* cells = NULL; // (P + N_REFS, n_prompts, H, W, ch) the grids' images: front members, then refs
+    size_t* members = malloc((size_t)P * sizeof *members); // (n_idx) archive rows
     dato_fid_stats base_stats = {0};
-    dato_status st = idx && front && unsorted ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    dato_status st = idx && front && unsorted && members ? DATO_OK
+                                                         : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     if (!st) st = make_evaluator(s, &fin, c->final_images, err);
     size_t row = (size_t)c->n_prompts * fin.H * fin.W * fin.ch;
     if (!st && !(cells = malloc((size_t)(P + N_REFS) * row)))
@@ -457,11 +512,11 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     // The baseline first: its features are KID's reference (and FID's with --ref baseline).
     if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", fin.n_images);
     if (!st) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
-    double base_denoise = 0;
-    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, &base_denoise, err);
+    dato_eval_timing base_timing = {0};
+    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, &base_timing, err);
     if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(fin_base, fin.n_images, s->fx.dim, &base_stats, err);
     const dato_fid_stats* ref = c->ref_mode == DATO_REF_BASELINE ? &base_stats : &s->ref;
-    if (!st) st = score_features(s, &fin, NULL, fin_base, base_denoise / fin.n_images, ref, fin_base, &base, err);
+    if (!st) st = score_features(s, &fin, NULL, fin_base, base_timing.best_s_per_image, ref, fin_base, &base, err);
     for (int r = 0; !st && r < N_REFS; r++) { // r = 0, the baseline, was generated just above
         st = dato_schedule_preset(&sched, REF_SPECS[r], c->steps, c->n_branches, err);
         score sc = base;
@@ -474,18 +529,18 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         first_images(&fin, c->n_prompts, cells + (size_t)(P + r) * row);
         st = write_grid(s, &fin, cells + (size_t)(P + r) * row, refs[r].grid_png, err);
     }
-    int* members = malloc((size_t)P * sizeof *members);
-    int n_idx = st || !members ? 0 : dato_nsga2_first_front(s->ga, members);
+    const uint8_t** genome_of = malloc((size_t)P * sizeof *genome_of); // (n_front) of the unsorted rows
+    if (!st && !genome_of) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    int n_idx = st ? 0 : archive_front(&s->archive, members, P);
+    if (n_idx < 0) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     for (int i = 0; !st && i < n_idx; i++) {
-        const uint8_t* g = s->ga->genomes + (size_t)members[i] * s->gbytes;
-        int dup = 0;
-        for (int j = 0; j < i; j++) dup |= !memcmp(g, s->ga->genomes + (size_t)members[j] * s->gbytes, s->gbytes);
-        if (dup) continue;
+        const uint8_t* g = dato_archive_get(&s->archive, members[i]).genome;
         score sc;
         st = dato_genome_to_schedule(&s->space, g, &sched, err);
         if (!st) st = score_schedule(s, &fin, &sched, ref, fin_base, fin_features, &sc, err);
         if (st) break;
         fill_point(&unsorted[n_front], "", &sched, &sc, base.measured);
+        genome_of[n_front] = g;
         first_images(&fin, c->n_prompts, cells + (size_t)n_front * row);
         n_front++;
         if (!s->o->quiet) fprintf(stderr, "\rdato-search: final front %d/%d   ", i + 1, n_idx);
@@ -500,6 +555,21 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             idx[j] = idx[j - 1];
             idx[j - 1] = t;
         }
+    // The checkpoint keeps the re-scored front: dato-export picks by its FID.
+    s->n_final = st ? 0 : n_front;
+    if (!st && n_front && !(s->final_genomes = malloc((size_t)n_front * s->gbytes)))
+        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    if (!st && n_front && !(s->final_scores = malloc((size_t)n_front * DATO_SEARCH_N_FINAL * sizeof(double))))
+        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    for (int i = 0; !st && i < n_front; i++) {
+        const dato_report_point* u = &unsorted[idx[i]];
+        memcpy(s->final_genomes + (size_t)i * s->gbytes, genome_of[idx[i]], s->gbytes);
+        double row_scores[DATO_SEARCH_N_FINAL] = {u->measured_latency_s, u->fid, u->kid, u->teacher};
+        memcpy(s->final_scores + (size_t)i * DATO_SEARCH_N_FINAL, row_scores, sizeof row_scores);
+    }
+    double base_scores[DATO_SEARCH_N_FINAL] = {base.measured, base.fid, base.kid, base.teacher};
+    memcpy(s->final_baseline, base_scores, sizeof base_scores);
+    if (st) s->n_final = 0;
     for (int i = 0; !st && i < n_front; i++) {
         int cells_row = idx[i];
         front[i] = unsorted[cells_row];
@@ -550,6 +620,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                    front[i].speedup, i == knee ? "  knee" : "", i == fastest_ok ? "  fastest within +10% FID" : "");
         printf("results in %s (report.html, front.csv, front.json, front.svg, schedules/)\n", s->o->run_dir);
     }
+    free(genome_of);
     free(lat);
     free(fid);
     free(idx);
@@ -591,6 +662,8 @@ static void ctx_free(search_ctx* s) {
     dato_fid_stats_free(&s->ref);
     free(s->base_features);
     free(s->features);
+    free(s->final_genomes);
+    free(s->final_scores);
     free(s->prompt_text);
     if (s->fx.destroy) s->fx.destroy(&s->fx);
     if (s->have_pipe) dato_pipeline_close(&s->pipe);
@@ -642,8 +715,9 @@ static dato_status run(search_ctx* s, dato_error* err) {
     if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
     if (!o->quiet)
         fprintf(stderr, "dato-search: %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d generations, "
-                        "FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt, s->cfg.sampler,
-                s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
+                        "objective %s, FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt,
+                s->cfg.sampler, s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
+                dato_quality_objective_name(s->cfg.objective),
                 s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,
                 s->cfg.latency_mode == DATO_LATENCY_TABLE ? "from the calibrated table" : "measured");
 

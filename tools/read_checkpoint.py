@@ -51,8 +51,8 @@ def main():
     problems = []
     with h5py.File(args.path, "r") as f:
         root = f.attrs
-        if root["format"] != "dato-search-checkpoint" or root["format_version"] != 1:
-            sys.exit(f"{args.path}: not a version 1 dato-search checkpoint")
+        if root["format"] != "dato-search-checkpoint" or root["format_version"] != 2:
+            sys.exit(f"{args.path}: not a version 2 dato-search checkpoint")
         generation, n = int(root["generation"]), int(root["n_evaluations"])
         print(f"{args.path}: generation {generation}, {n} evaluations, {root['elapsed_s']:.1f} s elapsed, "
               f"dato {root['dato_version']}, HDF5 {root['hdf5_version']}")
@@ -71,9 +71,17 @@ def main():
             "archive/cache_depth": ((n, steps), np.uint8),
             "archive/prune_ratio_code": ((n, steps), np.uint8),
             "archive/objectives": ((n, 2), np.float64),
-            "archive/extras": ((n, 3), np.float64),
+            "archive/extras": ((n, 5), np.float64),
             "archive/generation": ((n,), np.int32),
         }
+        if "final" in f:  # a finished run's re-scored final front
+            m = f["final/scores"].shape[0]
+            expected.update({
+                "final/cache_depth": ((m, steps), np.uint8),
+                "final/prune_ratio_code": ((m, steps), np.uint8),
+                "final/scores": ((m, 4), np.float64),
+                "final/baseline": ((4,), np.float64),
+            })
         data = {}
         for name, (shape, dtype) in expected.items():
             if name not in f:
@@ -96,6 +104,14 @@ def main():
             genes = " ".join(f"{d}/{ratios[c]:.1f}" for d, c in zip(depth[i], code[i]))
             print(f"  {i:>3}  {objectives[i, 0]:>22.6g}  {objectives[i, 1]:>10.4f}  {violations[i]:>9.3g}  {genes}")
 
+        if "final" in f:
+            names = f["final/scores"].attrs["names"].split(",")
+            base = data["final/baseline"]
+            print(f"final front ({f['final'].attrs['images']} images per schedule; {', '.join(names)}):")
+            print("  baseline  " + "  ".join(f"{x:.6g}" for x in base))
+            for i, row in enumerate(data["final/scores"]):
+                print(f"  {i:>8}  " + "  ".join(f"{x:.6g}" for x in row))
+
         if not args.no_checksum:
             h = FNV_OFFSET
             h = fnv1a64(h, interleave(depth, code).tobytes())
@@ -106,6 +122,10 @@ def main():
             h = fnv1a64(h, data["archive/objectives"].astype("<f8").tobytes())
             h = fnv1a64(h, data["archive/extras"].astype("<f8").tobytes())
             h = fnv1a64(h, data["archive/generation"].astype("<i4").tobytes())
+            if "final" in f:
+                h = fnv1a64(h, interleave(data["final/cache_depth"], data["final/prune_ratio_code"]).tobytes())
+                h = fnv1a64(h, data["final/scores"].astype("<f8").tobytes())
+                h = fnv1a64(h, data["final/baseline"].astype("<f8").tobytes())
             stored = int(root["checksum"])
             if h != stored:
                 sys.exit(f"{args.path}: checksum mismatch (stored {stored:016x}, payload {h:016x})")

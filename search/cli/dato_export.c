@@ -20,8 +20,10 @@ static void usage(FILE* f) {
             "usage: dato-export CHECKPOINT.h5 (--list | --pick knee | --pick fastest --max-fid X |\n"
             "                                  --pick best-fid --max-latency S | --index I) [--out FILE]\n"
             "\n"
-            "Picks a schedule from the first front of a dato-search checkpoint (its search-time objectives:\n"
-            "latency per image and FID on the search's image set) and writes it as schedule JSON.\n"
+            "Picks a schedule from the front of a dato-search checkpoint and writes it as schedule JSON.\n"
+            "A finished run's front is the final one: re-measured latency and FID on the final image set.\n"
+            "A run still going has its search-time front: latency and the search objective (FID, or the\n"
+            "teacher distance, which --max-fid cannot compare with).\n"
             "\n"
             "  --list             print the front, fastest first, and exit\n"
             "  --pick knee        the knee: the member farthest from the line between the two extremes\n"
@@ -33,8 +35,8 @@ static void usage(FILE* f) {
 }
 
 typedef struct {
-    int member;          // population row
-    double latency, fid;
+    const uint8_t* genome; // (genome_bytes) in the checkpoint
+    double latency, fid;   // fid: the final FID, or the search objective on a search-time front
 } front_row;
 
 static int cmp_rows(const void* a, const void* b) {
@@ -110,9 +112,10 @@ int main(int argc, char** argv) {
         return 1;
     }
     int rc = 1, n = 0, chosen = -1;
+    size_t max_rows = (size_t)(ck.n_final > ck.pop ? ck.n_final : ck.pop); // the final front may outnumber pop
     int* ranks = malloc((size_t)ck.pop * sizeof *ranks);
-    front_row* rows = malloc((size_t)ck.pop * sizeof *rows);
-    double *lat = malloc((size_t)ck.pop * sizeof *lat), *fid = malloc((size_t)ck.pop * sizeof *fid);
+    front_row* rows = malloc(max_rows * sizeof *rows);
+    double *lat = malloc(max_rows * sizeof *lat), *fid = malloc(max_rows * sizeof *fid);
     dato_genome_space space;
     dato_schedule* sched = malloc(sizeof *sched);
     if (!ranks || !rows || !lat || !fid || !sched) {
@@ -124,23 +127,33 @@ int main(int argc, char** argv) {
         fprintf(stderr, "dato-export: %s: %s\n", path, err.msg);
         goto done;
     }
-    for (int i = 0; i < ck.pop; i++) { // the first front, one row per distinct genome
+    // The final front when the run finished; else the population's first front, one row per
+    // distinct genome.
+    int final = ck.n_final > 0, fid_known = final || ck.cfg.objective == DATO_OBJECTIVE_FID;
+    for (int i = 0; final && i < ck.n_final; i++)
+        rows[n++] = (front_row){ck.final_genomes + (size_t)i * ck.genome_bytes, ck.final_scores[i * DATO_SEARCH_N_FINAL],
+                                ck.final_scores[i * DATO_SEARCH_N_FINAL + 1]};
+    for (int i = 0; !final && i < ck.pop; i++) {
+        const uint8_t* g = ck.pop_genomes + (size_t)i * ck.genome_bytes;
         if (ranks[i]) continue;
         int dup = 0;
-        for (int j = 0; j < n; j++)
-            dup |= !memcmp(ck.pop_genomes + (size_t)i * ck.genome_bytes,
-                           ck.pop_genomes + (size_t)rows[j].member * ck.genome_bytes, (size_t)ck.genome_bytes);
-        if (!dup) rows[n++] = (front_row){i, ck.pop_objectives[2 * i], ck.pop_objectives[2 * i + 1]};
+        for (int j = 0; j < n; j++) dup |= !memcmp(g, rows[j].genome, (size_t)ck.genome_bytes);
+        if (!dup) rows[n++] = (front_row){g, ck.pop_objectives[2 * i], ck.pop_objectives[2 * i + 1]};
     }
     qsort(rows, (size_t)n, sizeof *rows, cmp_rows);
+    const char* quality = fid_known ? "FID" : "teacher";
     if (list) {
-        printf("%s: generation %lld, %lld evaluations, %d images per evaluation, FID vs %s\n", path,
-               (long long)ck.generation, (long long)ck.n_evaluations, ck.cfg.images,
-               ck.cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : ck.cfg.ref);
-        printf("%5s %12s %10s %5s %8s %6s %10s\n", "index", "ms/image", "FID", "full", "partial", "reuse", "mean ratio");
+        if (final)
+            printf("%s: the final front, %d images per schedule; baseline %.4f ms/image, FID %.4f\n", path,
+                   ck.cfg.final_images, 1e3 * ck.final_baseline[0], ck.final_baseline[1]);
+        else
+            printf("%s: generation %lld of a run still going, %lld evaluations, %d images per evaluation, "
+                   "objective %s\n", path, (long long)ck.generation, (long long)ck.n_evaluations, ck.cfg.images,
+                   dato_quality_objective_name(ck.cfg.objective));
+        printf("%5s %12s %10s %5s %8s %6s %10s\n", "index", "ms/image", quality, "full", "partial", "reuse",
+               "mean ratio");
         for (int i = 0; i < n; i++) {
-            if (dato_genome_to_schedule(&space, ck.pop_genomes + (size_t)rows[i].member * ck.genome_bytes, sched, &err))
-                break;
+            if (dato_genome_to_schedule(&space, rows[i].genome, sched, &err)) break;
             dato_schedule_counts k = dato_schedule_count(sched);
             printf("%5d %12.4f %10.4f %5d %8d %6d %10.3f\n", i, 1e3 * rows[i].latency, rows[i].fid, k.full, k.partial,
                    k.reuse, k.mean_ratio);
@@ -165,6 +178,11 @@ int main(int argc, char** argv) {
         }
     } else {
         int fastest = !strcmp(pick, "fastest");
+        if (fastest && !fid_known) {
+            fprintf(stderr, "dato-export: %s has no final front yet (the run has not finished) and searches the "
+                            "teacher distance: there is no FID for --max-fid; use --pick knee or --index\n", path);
+            goto done;
+        }
         for (int i = 0; i < n; i++) {
             int ok = fastest ? rows[i].fid <= max_fid : rows[i].latency <= max_latency;
             if (!ok) continue;
@@ -177,7 +195,7 @@ int main(int argc, char** argv) {
                 !strcmp(pick, "fastest") ? "--max-fid" : !strcmp(pick, "best-fid") ? "--max-latency" : "the pick");
         goto done;
     }
-    if (dato_genome_to_schedule(&space, ck.pop_genomes + (size_t)rows[chosen].member * ck.genome_bytes, sched, &err)) {
+    if (dato_genome_to_schedule(&space, rows[chosen].genome, sched, &err)) {
         fprintf(stderr, "dato-export: %s: %s\n", path, err.msg);
         goto done;
     }
@@ -190,8 +208,9 @@ int main(int argc, char** argv) {
     }
     if (json) fputs(json, stdout);
     free(json);
-    fprintf(stderr, "dato-export: front member %d: %.4f ms/image, FID %.4f (search-time)%s%s\n", chosen,
-            1e3 * rows[chosen].latency, rows[chosen].fid, out ? ", wrote " : "", out ? out : "");
+    fprintf(stderr, "dato-export: front member %d: %.4f ms/image, %s %.4f (%s)%s%s\n", chosen,
+            1e3 * rows[chosen].latency, quality, rows[chosen].fid, final ? "final front" : "search-time",
+            out ? ", wrote " : "", out ? out : "");
     rc = 0;
 done:
     free(ranks);

@@ -17,14 +17,19 @@ static void usage(FILE* f) {
             "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--threads N]\n"
             "\n"
             "Searches per-step DaTo schedules (cache depth, token prune ratio) of a model with NSGA-II,\n"
-            "minimizing latency and FID; writes the Pareto front, its schedules and a report.\n"
+            "minimizing latency and a quality objective; re-scores the front with FID and writes it, its\n"
+            "schedules and a report.\n"
             "\n"
             "  --model DIR|FILE     the model (default: the embedded models/fashion-sd, or $DATO_DEFAULT_MODEL)\n"
             "  --pop N              population size (default 32)\n"
             "  --gens N             generations (default 50)\n"
-            "  --images N           images per evaluation, split evenly over the prompts (default 20)\n"
+            "  --images N           images per evaluation, split evenly over the prompts (default 10)\n"
             "  --final-images M     images per schedule when the final front is re-scored (default 200)\n"
             "  --prompts FILE       one prompt per line (default: the model's dato.json eval_prompts)\n"
+            "  --objective teacher|fid  quality objective of the search: the mean squared feature distance\n"
+            "                       of each image to the baseline's image from the same prompt and noise\n"
+            "                       (default: low variance at small --images, see docs/SEARCH.md), or FID\n"
+            "                       against --ref. The final front is re-scored with FID either way.\n"
             "  --ref FILE|baseline  FID reference: real-data statistics (HDF5, dato-fid stats), or the\n"
             "                       baseline schedule's own images on the same prompts and seeds\n"
             "                       (default: the model's reference statistics if it ships them, else baseline)\n"
@@ -63,7 +68,7 @@ static int parse_int(const char* flag, const char* v, int lo, int hi, int* out) 
 }
 
 int main(int argc, char** argv) {
-    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 20, .final_images = 200, .guidance = -1.0f}};
+    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f}};
     const char *out = NULL, *model = NULL;
     int seed = 0, have_gens = 0, have_final = 0, batch = 0;
     char cmd[8192] = "", run_dir[4096], model_dir[4096];
@@ -109,6 +114,10 @@ int main(int argc, char** argv) {
             o.cfg.guidance = strtof(v, &end);
             ok = *v && !*end && o.cfg.guidance >= 0 && o.cfg.guidance <= 100;
             if (!ok) fprintf(stderr, "dato-search: --guidance: '%s' is not a number in 0..100\n", v);
+        } else if (!strcmp(a, "--objective")) {
+            ok = !strcmp(v, "teacher") || !strcmp(v, "fid");
+            if (ok) o.cfg.objective = !strcmp(v, "fid") ? DATO_OBJECTIVE_FID : DATO_OBJECTIVE_TEACHER;
+            else fprintf(stderr, "dato-search: --objective: '%s': expected teacher or fid\n", v);
         } else if (!strcmp(a, "--ref")) {
             if (!strcmp(v, "baseline")) o.cfg.ref_mode = DATO_REF_BASELINE;
             else snprintf(o.cfg.ref, sizeof o.cfg.ref, "%s", v);

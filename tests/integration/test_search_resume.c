@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "genome.h"
 #include "schedule.h"
 #include "test_util.h"
 
@@ -65,7 +66,8 @@ static int same_result(const char* a, const char* b) {
              !memcmp(x.pop_objectives, y.pop_objectives, P * x.n_obj * sizeof(double)) &&
              !memcmp(x.rng_state, y.rng_state, sizeof x.rng_state) &&
              !memcmp(x.arch_genomes, y.arch_genomes, (size_t)x.n_evaluations * x.genome_bytes) &&
-             !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double));
+             !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double)) &&
+             x.n_final > 0 && x.n_final == y.n_final; // final rows follow measured latency: their order may differ
     printf("%s vs %s: generation %lld/%lld, %lld/%lld evaluations: %s\n", a, b, (long long)x.generation,
            (long long)y.generation, (long long)x.n_evaluations, (long long)y.n_evaluations,
            ok ? "identical" : "DIFFERENT");
@@ -140,6 +142,16 @@ int main(int argc, char** argv) {
     waitpid(pid, NULL, 0);
     printf("killed run C at checkpoint generation %lld\n", (long long)generation_of(c));
     CHECK(generation_of(c) >= 1, "run C's checkpoint is not readable after SIGKILL");
+    // A run still going has no final front, and the teacher objective is no FID: --max-fid refuses.
+    dato_checkpoint going = {0};
+    dato_error gerr;
+    if (dato_checkpoint_read(c, &going, &gerr) == DATO_OK && going.n_final == 0) {
+        snprintf(cmd, sizeof cmd, "%s %s --pick fastest --max-fid 1e9", export_exe, c);
+        CHECK(run(cmd) == 1 && err_has("no final front"), "--max-fid on a teacher run still going was not refused");
+    } else {
+        printf("run C had finished before the kill: the mid-run export check is skipped\n");
+    }
+    dato_checkpoint_free(&going);
     snprintf(cmd, sizeof cmd, "%s --resume %s --quiet", search_exe, c);
     CHECK(run(cmd) == 0, "resuming the killed run failed");
     CHECK(same_result(a, c), "kill -9 + resume differs from the uninterrupted run");
@@ -152,8 +164,23 @@ int main(int argc, char** argv) {
         fputs("a photo of a bag\na photo of a coat\n", f);
         fclose(f);
     }
-    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --prompts %s --out %s/d", search_exe, prompts, tmpdir);
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --objective fid --prompts %s --out %s/d", search_exe, prompts,
+             tmpdir);
     CHECK(run(cmd) == 0, "run D failed");
+    // --objective fid: objective 1 is the FID the archive also records; the teacher distance is beside it.
+    char d[512];
+    snprintf(d, sizeof d, "%s/d/checkpoint.h5", tmpdir);
+    dato_checkpoint dk = {0};
+    dato_error derr;
+    int fid_rows = 0;
+    if (dato_checkpoint_read(d, &dk, &derr) == DATO_OK && dk.cfg.objective == DATO_OBJECTIVE_FID)
+        for (int64_t r = 0; r < dk.n_evaluations; r++) {
+            const double* e = dk.arch_extras + r * DATO_SEARCH_N_EXTRA;
+            fid_rows += dk.arch_objectives[2 * r + 1] == e[3] && e[4] >= 0;
+        }
+    CHECK(dk.n_evaluations > 0 && fid_rows == dk.n_evaluations, "--objective fid: %d of %lld rows optimize the FID",
+          fid_rows, (long long)dk.n_evaluations);
+    dato_checkpoint_free(&dk);
     snprintf(cmd, sizeof cmd, "printf 'a photo of a dress\\na photo of a coat\\n' > %s && %s --resume %s/d/checkpoint.h5 "
              "--gens 2 --quiet", prompts, search_exe, tmpdir);
     CHECK(run(cmd) == 1 && err_has("prompts"), "a changed prompt set was not refused by name");
@@ -180,6 +207,35 @@ int main(int argc, char** argv) {
     CHECK(dato_schedule_load(&s, path, &err) == DATO_OK && s.steps == 10, "exported schedule: %s", err.msg);
     snprintf(cmd, sizeof cmd, "%s %s --pick fastest", export_exe, a);
     CHECK(run(cmd) == 2 && err_has("--max-fid"), "--pick fastest without --max-fid accepted");
+    // A finished run picks from its final front: the fastest member by re-measured latency.
+    dato_checkpoint ck = {0};
+    if (dato_checkpoint_read(a, &ck, &err) == DATO_OK && ck.n_final > 0) {
+        // The default objective is the teacher distance; the baseline (the first genome evaluated)
+        // scores exactly 0 against its own images.
+        int teacher_rows = 0;
+        for (int64_t r = 0; r < ck.n_evaluations; r++)
+            teacher_rows += ck.arch_objectives[2 * r + 1] == ck.arch_extras[r * DATO_SEARCH_N_EXTRA + 4];
+        CHECK(ck.cfg.objective == DATO_OBJECTIVE_TEACHER && teacher_rows == ck.n_evaluations,
+              "teacher objective: %d of %lld rows", teacher_rows, (long long)ck.n_evaluations);
+        CHECK(ck.arch_objectives[1] == 0.0 && ck.final_baseline[3] == 0.0, "baseline teacher distance %g / %g",
+              ck.arch_objectives[1], ck.final_baseline[3]);
+        int fastest = 0;
+        for (int i = 1; i < ck.n_final; i++)
+            if (ck.final_scores[i * DATO_SEARCH_N_FINAL] < ck.final_scores[fastest * DATO_SEARCH_N_FINAL]) fastest = i;
+        snprintf(cmd, sizeof cmd, "%s %s --pick fastest --max-fid 1e9 --out %s/fast.json", export_exe, a, tmpdir);
+        CHECK(run(cmd) == 0 && err_has("(final front)"), "dato-export --pick fastest on the final front failed");
+        dato_genome_space space;
+        dato_schedule want;
+        snprintf(path, sizeof path, "%s/fast.json", tmpdir);
+        CHECK(dato_genome_space_init(&space, ck.steps, ck.cfg.n_branches, &err) == DATO_OK &&
+                  dato_genome_to_schedule(&space, ck.final_genomes + (size_t)fastest * ck.genome_bytes, &want, &err) ==
+                      DATO_OK && dato_schedule_load(&s, path, &err) == DATO_OK &&
+                  !memcmp(s.genes, want.genes, sizeof s.genes[0] * (size_t)s.steps),
+              "--pick fastest did not export final row %d", fastest);
+    } else {
+        CHECK(0, "run A's checkpoint has no final front: %s", err.msg);
+    }
+    dato_checkpoint_free(&ck);
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -76,9 +76,12 @@ static void fill_checkpoint(dato_checkpoint* c, int64_t generation) {
         }
         c->arch_objectives[2 * r] = 1e-3 * (double)r + (double)generation;
         c->arch_objectives[2 * r + 1] = -1.0 / (double)(r + 1);
-        c->arch_extras[3 * r] = 0.5 * (double)r;
-        c->arch_extras[3 * r + 1] = r % 2 ? NAN : 0.25 * (double)r;
-        c->arch_extras[3 * r + 2] = r % 5 ? -0.0 : INFINITY;
+        double* e = c->arch_extras + (size_t)r * DATO_SEARCH_N_EXTRA;
+        e[0] = 0.5 * (double)r;
+        e[1] = r % 2 ? NAN : 0.25 * (double)r;
+        e[2] = r % 5 ? -0.0 : INFINITY;
+        e[3] = 300.0 - (double)r;
+        e[4] = 1e-2 * (double)(r + generation);
         c->arch_generations[r] = (int32_t)(r % 1000 + generation);
     }
 }
@@ -98,7 +101,7 @@ static void alloc_checkpoint(dato_checkpoint* c, int pop, int steps, int64_t n_e
     c->pop_violations = malloc((size_t)pop * sizeof(double));
     c->arch_genomes = malloc(n * 2 * (size_t)steps + 1);
     c->arch_objectives = malloc(n * 2 * sizeof(double) + 1);
-    c->arch_extras = malloc(n * 3 * sizeof(double) + 1);
+    c->arch_extras = malloc(n * DATO_SEARCH_N_EXTRA * sizeof(double) + 1);
     c->arch_generations = malloc(n * sizeof(int32_t) + 1);
 }
 
@@ -116,15 +119,19 @@ static int same_checkpoint(const dato_checkpoint* a, const dato_checkpoint* b) {
            memcmp(a->pop_violations, b->pop_violations, pop * 8) == 0 &&
            memcmp(a->arch_genomes, b->arch_genomes, n * gb) == 0 &&
            memcmp(a->arch_objectives, b->arch_objectives, n * 2 * 8) == 0 &&
-           memcmp(a->arch_extras, b->arch_extras, n * 3 * 8) == 0 &&
-           memcmp(a->arch_generations, b->arch_generations, n * 4) == 0;
+           memcmp(a->arch_extras, b->arch_extras, n * DATO_SEARCH_N_EXTRA * 8) == 0 &&
+           memcmp(a->arch_generations, b->arch_generations, n * 4) == 0 && a->n_final == b->n_final &&
+           (a->n_final == 0 ||
+            (memcmp(a->final_genomes, b->final_genomes, (size_t)a->n_final * gb) == 0 &&
+             memcmp(a->final_scores, b->final_scores, (size_t)a->n_final * DATO_SEARCH_N_FINAL * 8) == 0 &&
+             memcmp(a->final_baseline, b->final_baseline, sizeof a->final_baseline) == 0));
 }
 
 // max |a - b| over the archive objectives and extras (NaN where both are NaN counts as 0).
 static double max_payload_error(const dato_checkpoint* a, const dato_checkpoint* b) {
     double m = 0;
     size_t n = (size_t)a->n_evaluations;
-    for (size_t i = 0; i < n * 3; i++) {
+    for (size_t i = 0; i < n * DATO_SEARCH_N_EXTRA; i++) {
         double x = a->arch_extras[i], y = b->arch_extras[i];
         double d = (isnan(x) && isnan(y)) || x == y ? 0 : fabs(x - y);
         if (d > m || d != d) m = d;
@@ -176,9 +183,31 @@ static void test_round_trip(const char* dir) {
               back.cfg.guidance, (unsigned long long)back.cfg.seed);
         CHECK(strcmp(back.dato_version, "0.1.0") == 0, "dato_version '%s'", back.dato_version);
         CHECK(strncmp(back.hdf5_version, "1.", 2) == 0, "hdf5_version '%s'", back.hdf5_version);
-        CHECK(isnan(back.arch_extras[4]) && isinf(back.arch_extras[2]), "NaN / inf extras lost");
+        CHECK(isnan(back.arch_extras[DATO_SEARCH_N_EXTRA + 1]) && isinf(back.arch_extras[2]), "NaN / inf extras lost");
+        CHECK(back.n_final == 0 && !back.final_genomes, "a run still going has no final front");
     }
     dato_checkpoint_free(&back);
+
+    // a finished run: the re-scored final front round-trips too
+    uint8_t final_genomes[3 * 40];
+    double final_scores[3 * DATO_SEARCH_N_FINAL];
+    for (size_t i = 0; i < sizeof final_genomes; i++) final_genomes[i] = (uint8_t)(i % 2 ? i % 6 : i % (N_BRANCHES + 2));
+    for (int i = 0; i < 3 * DATO_SEARCH_N_FINAL; i++) final_scores[i] = i % 4 == 2 ? NAN : 0.125 * i;
+    c.n_final = 3;
+    c.final_genomes = final_genomes;
+    c.final_scores = final_scores;
+    for (int k = 0; k < DATO_SEARCH_N_FINAL; k++) c.final_baseline[k] = 87.5 + k;
+    CHECK(dato_checkpoint_write(path, &c, &err) == DATO_OK, "%s", err.msg);
+    st = dato_checkpoint_read(path, &back, &err);
+    CHECK(st == DATO_OK, "%s", err.msg);
+    if (st == DATO_OK) CHECK(same_checkpoint(&c, &back) && back.n_final == 3, "final front round trip");
+    dato_checkpoint_free(&back);
+    c.final_genomes[1] = 6; // a ratio code out of range is refused before the disk is touched
+    CHECK(dato_checkpoint_write(path, &c, &err) == DATO_ERR_INVALID && strstr(err.msg, "/final/"), "bad final gene: %s",
+          err.msg);
+    c.n_final = 0;
+    c.final_genomes = NULL;
+    c.final_scores = NULL;
     CHECK(count_files(dir, "round.h5.tmp.") == 0, "a temp file was left");
     const char* keep = getenv("DATO_CHECKPOINT_KEEP"); // a file for tools/read_checkpoint.py
     if (keep) CHECK(dato_checkpoint_write(keep, &c, &err) == DATO_OK, "%s", err.msg);
@@ -255,12 +284,12 @@ static void test_refusals(const char* dir) {
     snprintf(bad, sizeof bad, "%s/version.h5", dir);
     file = open_copy(good, bad);
     hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
-    int64_t version = 2;
+    int64_t version = DATO_CHECKPOINT_FORMAT_VERSION + 1; // a newer writer's file
     CHECK(H5Awrite(attr, H5T_NATIVE_INT64, &version) >= 0, "H5Awrite");
     H5Aclose(attr);
     H5Fclose(file);
     CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
-    expect_refused(bad, DATO_ERR_UNSUPPORTED, "format_version 2");
+    expect_refused(bad, DATO_ERR_UNSUPPORTED, "format_version 3");
 
     snprintf(bad, sizeof bad, "%s/missing_dataset.h5", dir);
     file = open_copy(good, bad);

@@ -39,6 +39,7 @@ static void fill_point(dato_report_point* p, int i) {
     p->latency_s = 0.0123456789123 * (1 + i) + 1e-7 * i * i;
     p->fid = 12.3456789 + 40.0 / (1.0 + i) + 1e-9 / 3.0;
     p->kid = i == 2 ? NAN : 0.001 * (i + 1) / 3.0;
+    p->teacher = i == 1 ? NAN : 17.0 / 3.0 * (i + 1);
     p->measured_latency_s = i % 3 == 0 ? NAN : p->latency_s * 1.01;
     p->speedup = 0.1 / p->latency_s;
     dato_schedule_counts c = dato_schedule_count(&p->schedule);
@@ -56,6 +57,7 @@ static void fill_ref(dato_report_point* p, const char* spec, double latency, dou
     p->latency_s = latency;
     p->fid = fid;
     p->kid = NAN;
+    p->teacher = 0;
     p->measured_latency_s = NAN;
     p->speedup = 0.1 / latency;
     dato_schedule_counts c = dato_schedule_count(&p->schedule);
@@ -131,7 +133,7 @@ static int split_csv(const char* line, char fields[][128], int max) {
 
 static void check_csv(const char* csv) {
     const char* header = "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
-                         "schedule_file\n";
+                         "schedule_file,teacher\n";
     CHECK(strncmp(csv, header, strlen(header)) == 0, "CSV header: %.120s", csv);
     CHECK(count_of(csv, "\n") == N_FRONT + 1, "CSV has %d lines, want %d", count_of(csv, "\n"), N_FRONT + 1);
     const char* line = strchr(csv, '\n');
@@ -139,8 +141,8 @@ static void check_csv(const char* csv) {
         line++;
         char fields[16][128];
         int n = split_csv(line, fields, 16);
-        CHECK(n == 12, "row %d has %d fields", i, n);
-        if (n != 12) break;
+        CHECK(n == 13, "row %d has %d fields", i, n);
+        if (n != 13) break;
         const dato_report_point* p = &front[i];
         CHECK(atoi(fields[0]) == i, "row %d: index %s", i, fields[0]);
         CHECK(strcmp(fields[1], p->label) == 0, "row %d: label '%s' vs '%s'", i, fields[1], p->label);
@@ -153,6 +155,7 @@ static void check_csv(const char* csv) {
         char file[64];
         snprintf(file, sizeof(file), "schedules/front_%d.json", i);
         CHECK(strcmp(fields[11], file) == 0, "row %d: schedule_file '%s'", i, fields[11]);
+        check_number(strtod(fields[12], NULL), p->teacher, &max_csv_rel_err, "teacher", i);
         line = strchr(line, '\n');
     }
 }
@@ -171,6 +174,7 @@ static void check_json_points(const cJSON* array, const dato_report_point* point
         check_number(json_number_or_nan(item, "latency_s"), points[i].latency_s, &max_json_rel_err, "latency_s", i);
         check_number(json_number_or_nan(item, "fid"), points[i].fid, &max_json_rel_err, "fid", i);
         check_number(json_number_or_nan(item, "kid"), points[i].kid, &max_json_rel_err, "kid", i);
+        check_number(json_number_or_nan(item, "teacher"), points[i].teacher, &max_json_rel_err, "teacher", i);
         check_number(json_number_or_nan(item, "measured_latency_s"), points[i].measured_latency_s, &max_json_rel_err,
                      "measured_latency_s", i);
         check_number(json_number_or_nan(item, "speedup"), points[i].speedup, &max_json_rel_err, "speedup", i);
