@@ -1,18 +1,26 @@
-// UNet forward on the CPU backend with seeded random weights in a real config's exact shapes
-// (no weight file needed). Prints one JSON line, the same fields as bench/unet_torch.py, so
-// bench/unet_cpu.sh can put both side by side.
+// UNet forward on the CPU or the CUDA backend with seeded random weights in a real config's
+// exact shapes (no weight file needed), Linear/Conv weights in f32 or (CUDA) f16/bf16. Prints
+// one JSON line, the same fields as bench/unet_torch.py, so bench/unet_cpu.sh and bench/gpu.sh
+// can put both side by side.
 //
 //   bench_unet --config tests/fixtures/manifests/sd15_config.json --latent 64 --batch 2 --iters 1
+//   bench_unet --config tests/fixtures/manifests/sd15_config.json --latent 64 --batch 8 --backend cuda
+//   bench_unet --config tests/fixtures/manifests/sd15_config.json --latent 64 --batch 8 --backend cuda --dtype f16
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "bench_backend.h"
 #include "bench_util.h"
 #include "rng.h"
 #include "unet.h"
+#include "weight_dtype.h"
 
-// ---- --profile: the CPU backend's ops wrapped with timers -----------------------------------------
+// ---- --profile: the backend's ops wrapped with timers ------------------------------------------------
+// Each timed op is bracketed by synchronize, so a device backend's asynchronous ops are timed too
+// (at the cost of the overlap a plain run has).
 
 enum { P_CONV3, P_CONV1, P_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
 static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "linear", "attention",
@@ -20,15 +28,17 @@ static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "line
 
 typedef struct {
     dato_backend be;               // first member: the ops receive &timed->be
-    const dato_backend_ops* inner; // the CPU backend's ops
+    const dato_backend_ops* inner; // the wrapped backend's ops
     dato_backend_ops ops;
     double seconds[P_N], flops[P_N];
 } timed_backend;
 
 #define TIMED(kind, flop, call)                          \
     timed_backend* tb = (timed_backend*)be;             \
+    tb->inner->synchronize(be);                          \
     double t0 = now_s();                                 \
     dato_status st = tb->inner->call;                    \
+    tb->inner->synchronize(be);                          \
     tb->seconds[kind] += now_s() - t0;                   \
     tb->flops[kind] += (flop);                           \
     return st
@@ -77,12 +87,12 @@ static dato_status t_upsample(dato_backend* be, dato_tensor* out, const dato_ten
     TIMED(P_OTHER, 0, upsample_nearest2x(be, out, x, err));
 }
 
-// A backend whose heavy ops time themselves and then run the CPU backend's.
-static void timed_backend_wrap(timed_backend* tb, const dato_backend* cpu) {
+// A backend whose heavy ops time themselves around the wrapped backend's.
+static void timed_backend_wrap(timed_backend* tb, const dato_backend* inner) {
     memset(tb, 0, sizeof *tb);
-    tb->be = *cpu;
-    tb->inner = cpu->ops;
-    tb->ops = *cpu->ops;
+    tb->be = *inner;
+    tb->inner = inner->ops;
+    tb->ops = *inner->ops;
     tb->ops.conv2d = t_conv2d;
     tb->ops.linear = t_linear;
     tb->ops.attention = t_attention;
@@ -108,15 +118,17 @@ static void print_profile(const timed_backend* tb, int forwards, double total_ms
 
 static void usage(void) {
     printf("usage: bench_unet --config PATH [--latent N] [--batch B] [--seq S] [--threads T] [--iters K] "
-           "[--warmup W] [--profile]\n"
-           "  Times dato_unet_forward on the CPU backend with seeded random weights in the config's shapes.\n"
-           "  Prints one JSON line: impl, config, latent, batch, threads, ms_per_forward_median, ms_min,\n"
-           "  weights_mb, workspace_mb, peak_rss_mb. --profile also prints time per op kind to stderr.\n");
+           "[--warmup W] [--backend cpu|cuda] [--device N] [--dtype f32|f16|bf16] [--profile]\n"
+           "  Times dato_unet_forward on the CPU (default) or CUDA backend with seeded random weights in the\n"
+           "  config's shapes; --dtype stores the Linear/Conv weights as f32 (default) or, on CUDA, f16/bf16.\n"
+           "  Prints one JSON line: impl, backend, dtype, config, latent, batch, threads,\n"
+           "  ms_per_forward_median, ms_min, weights_mb, workspace_mb, peak_rss_mb.\n"
+           "  --profile also prints time per op kind to stderr.\n");
 }
 
 int main(int argc, char** argv) {
-    const char* config = NULL;
-    int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1, profile = 0;
+    const char *config = NULL, *backend = "cpu", *dtype_name = "f32";
+    int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1, profile = 0, device = 0;
     const bench_opt opts[] = {
         {"--config", .str_value = &config},
         {"--latent", .int_value = &latent},
@@ -126,6 +138,9 @@ int main(int argc, char** argv) {
         {"--iters", .int_value = &iters},
         {"--warmup", .int_value = &warmup},
         {"--profile", .flag = &profile},
+        {"--backend", .str_value = &backend},
+        {"--device", .int_value = &device},
+        {"--dtype", .str_value = &dtype_name},
     };
     int pr = bench_parse(argc, argv, "bench_unet", opts, (int)(sizeof opts / sizeof opts[0]), usage);
     if (pr) return pr == 1 ? 0 : 2;
@@ -135,41 +150,52 @@ int main(int argc, char** argv) {
     }
 
     dato_error err;
-    dato_backend cpu;
+    dato_dtype dtype;
+    if (dato_weight_dtype_parse(dtype_name, &dtype, &err)) {
+        fprintf(stderr, "bench_unet: --dtype: %s\n", err.msg);
+        return 2;
+    }
+    dato_backend base;
     timed_backend tb;
     dato_unet_config cfg;
     dato_unet u;
     dato_unet_ws ws;
-    if (dato_backend_cpu_init(&cpu, threads, &err)) {
-        fprintf(stderr, "bench_unet: %s\n", err.msg);
-        return 1;
-    }
-    timed_backend_wrap(&tb, &cpu);
-    dato_backend* be = profile ? &tb.be : &cpu;
-    if (dato_unet_config_from_json(&cfg, config, &err) || dato_unet_build(&u, &cfg, be, &err) || dato_unet_init_random(&u, 1234, 0.02f, &err) ||
+    if (!bench_backend_init(&base, backend, device, threads, "bench_unet")) return 1;
+    timed_backend_wrap(&tb, &base);
+    dato_backend* be = profile ? &tb.be : &base;
+    if (dato_unet_config_from_json(&cfg, config, &err) || dato_unet_build(&u, &cfg, be, &err) ||
+        dato_unet_set_weight_dtype(&u, dtype, &err) || dato_unet_init_random(&u, 1234, 0.02f, &err) ||
         dato_unet_ws_create(&ws, &u, batch, latent, latent, seq, 0, &err)) {
         fprintf(stderr, "bench_unet: %s\n", err.msg);
         return 1;
     }
     size_t nx = (size_t)batch * cfg.in_channels * latent * latent, nc = (size_t)batch * seq * cfg.cross_attention_dim;
     int P = cfg.add_embed_in ? cfg.add_embed_in - 6 * cfg.addition_time_embed_dim : 0;
+    size_t ny = (size_t)batch * cfg.out_channels * latent * latent, nte = (size_t)batch * (P ? P : 1);
     float* x = malloc(nx * sizeof *x);     // (B, C, H, W)
-    float* y = malloc(nx * sizeof *y);     // (B, C, H, W)
+    float* y = malloc(ny * sizeof *y);     // (B, Co, H, W)
     float* ctx = malloc(nc * sizeof *ctx); // (B, S, X)
-    float* te = malloc(((size_t)batch * P + 1) * sizeof *te);
+    float* te = malloc(nte * sizeof *te);  // (B, P)
     float* ids = malloc((size_t)batch * 6 * sizeof *ids);
     float* t = malloc((size_t)batch * sizeof *t);
     dato_rng rng;
     dato_rng_seed(&rng, 7);
     dato_rng_fill_normal(&rng, x, nx);
     dato_rng_fill_normal(&rng, ctx, nc);
-    dato_rng_fill_normal(&rng, te, (size_t)batch * P + 1);
+    dato_rng_fill_normal(&rng, te, nte);
     for (int i = 0; i < batch; i++) t[i] = 500.0f;
     for (int i = 0; i < batch * 6; i++) ids[i] = i % 6 < 4 ? 1024.0f : 0.0f;
-    dato_tensor tx = dato_tensor_f32_4d(x, batch, cfg.in_channels, latent, latent);
-    dato_tensor ty = dato_tensor_f32_4d(y, batch, cfg.out_channels, latent, latent);
-    dato_tensor tc = dato_tensor_f32_3d(ctx, batch, seq, cfg.cross_attention_dim);
-    dato_tensor tt = dato_tensor_f32_2d(te, batch, P);
+    // The inputs and the output on the backend's device (copies there; plain buffers on the CPU).
+    dato_tensor hx = dato_tensor_f32_4d(x, batch, cfg.in_channels, latent, latent);
+    dato_tensor hy = dato_tensor_f32_4d(y, batch, cfg.out_channels, latent, latent);
+    dato_tensor hc = dato_tensor_f32_3d(ctx, batch, seq, cfg.cross_attention_dim);
+    dato_tensor ht = dato_tensor_f32_2d(te, batch, P ? P : 1); // (B, 1) unused placeholder without P
+    dato_tensor tx = bench_to_device(be, &hx), ty = bench_to_device(be, &hy), tc = bench_to_device(be, &hc);
+    dato_tensor tt = bench_to_device(be, &ht);
+    if (!tx.data || !ty.data || !tc.data || !tt.data) {
+        fprintf(stderr, "bench_unet: cannot allocate the inputs on the %s backend\n", be->name);
+        return 1;
+    }
     dato_unet_inputs in = {.sample = &tx, .timesteps = t, .context = &tc, .text_embeds = P ? &tt : NULL,
                            .time_ids = P ? ids : NULL};
     dato_unet_plan plan = dato_unet_plan_full(&u);
@@ -185,6 +211,7 @@ int main(int argc, char** argv) {
             fprintf(stderr, "bench_unet: %s\n", err.msg);
             return 1;
         }
+        be->ops->synchronize(be);
         double dt = (now_s() - t0) * 1e3;
         if (i >= warmup) ms[i - warmup] = dt;
         fprintf(stderr, "bench_unet: forward %d/%d: %.1f ms\n", i + 1, warmup + iters, dt);
@@ -194,11 +221,22 @@ int main(int argc, char** argv) {
         for (int i = 0; i < iters; i++) total += ms[i];
         print_profile(&tb, iters, total / iters);
     }
+    be->ops->download(be, y, ty.data, dato_tensor_nbytes(&hy));
+    for (size_t i = 0; i < ny; i++) { // a NaN or Inf output means a broken forward was timed
+        if (!isfinite(y[i])) {
+            fprintf(stderr, "bench_unet: output element %zu is not finite\n", i);
+            return 1;
+        }
+    }
     qsort(ms, (size_t)iters, sizeof *ms, cmp_double);
-    printf("{\"impl\":\"dato\",\"config\":\"%s\",\"latent\":%d,\"batch\":%d,\"seq\":%d,\"threads\":%d,"
+    size_t weight_bytes = 0; // as stored: half GEMM weights take 2 bytes
+    for (int i = 0; i < u.n_params; i++) weight_bytes += dato_tensor_nbytes(u.params[i].slot);
+    printf("{\"impl\":\"dato\",\"backend\":\"%s\",\"dtype\":\"%s\",\"config\":\"%s\",\"latent\":%d,\"batch\":%d,"
+           "\"seq\":%d,\"threads\":%d,"
            "\"ms_per_forward_median\":%.2f,\"ms_min\":%.2f,\"weights_mb\":%.1f,\"workspace_mb\":%.1f,"
            "\"peak_rss_mb\":%.1f}\n",
-           config, latent, batch, seq, threads, ms[iters / 2], ms[0], (double)u.n_weights * 4 / 1048576.0,
+           be->name, dato_weight_dtype_flag(dtype), config, latent, batch, seq, threads, ms[iters / 2], ms[0],
+           (double)weight_bytes / 1048576.0,
            (double)ws.arena.cap / 1048576.0, peak_rss_mb());
     free(ms);
     free(x);
@@ -207,8 +245,12 @@ int main(int argc, char** argv) {
     free(te);
     free(ids);
     free(t);
+    be->ops->free(be, tx.data);
+    be->ops->free(be, ty.data);
+    be->ops->free(be, tc.data);
+    be->ops->free(be, tt.data);
     dato_unet_ws_free(&ws, &u);
     dato_unet_free(&u);
-    dato_backend_destroy(&cpu);
+    dato_backend_destroy(&base);
     return 0;
 }

@@ -3,8 +3,8 @@
 // reference for every op and the CUDA backend (kernels/) fills the same table.
 //
 // Conventions for every op:
-// - Tensors are contiguous, on the backend's device, dtype F32 unless the backend documents
-//   otherwise. `out` never aliases an input unless the op says it may.
+// - Tensors are contiguous, on the backend's device, dtype F32 unless the op or the backend
+//   documents otherwise. `out` never aliases an input unless the op says it may.
 // - Image tensors are NCHW (B, C, H, W); token tensors are (B, N, C) or flattened (M, C).
 // - Shapes are taken from the tensors; an op returns DATO_ERR_INVALID on a shape mismatch
 //   and writes which argument was wrong into err.
@@ -104,6 +104,34 @@ typedef struct {
     // [sin(t f), cos(t f)], swapped to [cos, sin] when flip_sin_to_cos. dim even.
     dato_status (*timestep_embedding)(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
                                       float freq_shift, float max_period, dato_error* err);
+
+    // ---- DaTo token pruning (METHOD.md §3-4; the spec: engine/dato.h's reference pieces) --------
+    // The per-token steps of a pruned self-attention, chained by engine/dato.c: similarity ->
+    // select_keep -> gather_kept -> attention on the kept tokens -> scatter_recover. Index tensors
+    // are I32 (token indices within a row, -1: none) and U8 (0/1 masks); the rest F32.
+    //
+    // For x (B, N, C) and base (B, P) I32 (P distinct token indices in [0, N) per row, 1 <= P <= N):
+    // is_base (B, N) U8 = 1 at the row's base tokens, else 0; sim (B, N) = max over j of
+    // xn_i . xn_base[j], xn = the tokens scaled to unit L2 norm (squared norm summed in double, a
+    // zero token stays zero); assign (B, N) I32 = i for a base token, else base[j*] for the lowest
+    // argmax j*. work (F32, any shape, >= B*N*C + P*(N + C) elements): scratch. sim may differ between
+    // backends by f32 rounding (the CPU takes the products from its GEMM); the indices follow from it.
+    dato_status (*dato_similarity)(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
+                                   const dato_tensor* x, const dato_tensor* base, dato_tensor* work, dato_error* err);
+    // keep (B, N) U8 = 0 for the n non-base tokens of each row with the highest sim (B, N), ties to
+    // the lowest index, 1 for every other token; is_base (B, N) U8 marks P base tokens per row;
+    // 0 <= n <= N - P (the caller clamps the ratio). The set dato_select_pruned picks, as a mask.
+    dato_status (*dato_select_keep)(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
+                                    const dato_tensor* is_base, int P, int n, dato_error* err);
+    // From keep (B, N) U8 with Nk kept tokens in every row: pos (B, N) I32 = a token's row among
+    // the kept tokens of its row (in token order), -1 if pruned; x_kept (B, Nk, C) = those tokens
+    // of x (B, N, C), in order.
+    dato_status (*dato_gather_kept)(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
+                                    const dato_tensor* keep, dato_error* err);
+    // out (B, N, C): token i gets row pos[i] of o_kept (B, Nk, C) when kept, else row pos[assign[i]]
+    // (the output of its base token); pos and assign (B, N) I32 as the ops above make them.
+    dato_status (*dato_scatter_recover)(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
+                                        const dato_tensor* pos, const dato_tensor* assign, dato_error* err);
 } dato_backend_ops;
 
 struct dato_backend {

@@ -70,6 +70,27 @@ static dato_status null_timestep_embedding(dato_backend* be, dato_tensor* out, c
     (void)be; (void)out; (void)t_host; (void)flip_sin_to_cos; (void)freq_shift; (void)max_period; (void)err;
     return DATO_OK;
 }
+static dato_status null_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
+                                        const dato_tensor* x, const dato_tensor* base, dato_tensor* work,
+                                        dato_error* err) {
+    (void)be; (void)sim; (void)assign; (void)is_base; (void)x; (void)base; (void)work; (void)err;
+    return DATO_OK;
+}
+static dato_status null_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
+                                         const dato_tensor* is_base, int P, int n, dato_error* err) {
+    (void)be; (void)keep; (void)sim; (void)is_base; (void)P; (void)n; (void)err;
+    return DATO_OK;
+}
+static dato_status null_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
+                                         const dato_tensor* keep, dato_error* err) {
+    (void)be; (void)pos; (void)x_kept; (void)x; (void)keep; (void)err;
+    return DATO_OK;
+}
+static dato_status null_dato_scatter_recover(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
+                                             const dato_tensor* pos, const dato_tensor* assign, dato_error* err) {
+    (void)be; (void)out; (void)o_kept; (void)pos; (void)assign; (void)err;
+    return DATO_OK;
+}
 
 static const dato_backend_ops null_ops = {
     .alloc = null_alloc,
@@ -100,6 +121,10 @@ static const dato_backend_ops null_ops = {
     .axpby = null_axpby,
     .copy = null_unary,
     .timestep_embedding = null_timestep_embedding,
+    .dato_similarity = null_dato_similarity,
+    .dato_select_keep = null_dato_select_keep,
+    .dato_gather_kept = null_dato_gather_kept,
+    .dato_scatter_recover = null_dato_scatter_recover,
 };
 
 void dato_backend_null_init(dato_backend* be) {

@@ -20,19 +20,20 @@ struct dato_runtime {
     int n_recorded;
     float* score;                 // (batch, h * w)
     int have_score;
-    // Scratch, sized for the largest prunable block (N tokens, C channels, P patches).
+    // Sized for the largest prunable block (N tokens, C channels, P patches).
     int max_n, max_c, max_p;
-    float* pooled;                // (N)
-    int32_t* base;                // (batch, P) flat indices
-    uint8_t* is_base;             // (N)
-    float* sim;                   // (N) similarity to the closest base token
+    float* pooled;                // (N) host: one row's scores at the block's resolution
+    int32_t* base;                // (batch, P) host: flat indices, the copy dato_runtime_base returns
+    // Backend memory (be->ops->alloc), one block carved by carve_device.
+    void* dev;
+    int32_t* base_dev;            // (batch, P) the base indices, uploaded per call
+    uint8_t* is_base;             // (batch, N)
+    float* sim;                   // (batch, N) similarity to the closest base token
     int32_t* assign;              // (batch, N) that base token
-    int32_t* pruned;              // (N)
-    dato_scored* order;           // (N) non-base tokens by similarity
+    uint8_t* keep;                // (batch, N) 0: pruned
     int32_t* pos;                 // (batch, N) row of a token among the kept ones, -1 if pruned
-    float* xn;                    // (N, C) normalized tokens of one row
-    float* bn;                    // (P, C) their base rows
-    float* s;                     // (N, P) cosine similarities
+    float* work;                  // (work_floats) dato_similarity's scratch
+    size_t work_floats;           // batch N C + P (N + C)
     float* x_kept;                // (batch, N', C)
     float* o_kept;                // (batch, N', C)
 };
@@ -105,11 +106,26 @@ int dato_select_pruned(const float* sim, const uint8_t* is_base, int N, int P, i
 
 // ---- the runtime -----------------------------------------------------------------------------------
 
+// Carves the backend buffers from a, sized for the largest prunable block (a measuring arena only counts them).
+static void carve_device(dato_runtime* rt, dato_arena* a) {
+    size_t N = (size_t)rt->max_n, C = (size_t)rt->max_c, P = (size_t)rt->max_p, B = (size_t)rt->batch;
+    rt->base_dev = dato_arena_alloc(a, dato_arena_bytes(DATO_I32, B * P));
+    rt->is_base = dato_arena_alloc(a, dato_arena_bytes(DATO_U8, B * N));
+    rt->sim = dato_arena_alloc(a, dato_arena_bytes(DATO_F32, B * N));
+    rt->assign = dato_arena_alloc(a, dato_arena_bytes(DATO_I32, B * N));
+    rt->keep = dato_arena_alloc(a, dato_arena_bytes(DATO_U8, B * N));
+    rt->pos = dato_arena_alloc(a, dato_arena_bytes(DATO_I32, B * N));
+    rt->work = dato_arena_alloc(a, dato_arena_bytes(DATO_F32, rt->work_floats));
+    rt->x_kept = dato_arena_alloc(a, dato_arena_bytes(DATO_F32, B * N * C));
+    rt->o_kept = dato_arena_alloc(a, dato_arena_bytes(DATO_F32, B * N * C));
+}
+
 dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batch, int cfg_half, int h, int w,
                                 const dato_prune_config* cfg, dato_error* err) {
     *out = NULL;
-    if (u->be->device != DATO_DEV_CPU)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "dato runtime: the pruning runtime runs on the CPU backend");
+    const dato_backend_ops* op = u->be->ops;
+    if (!op->dato_similarity || !op->dato_select_keep || !op->dato_gather_kept || !op->dato_scatter_recover)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "dato runtime: the %s backend has no DaTo pruning ops", u->be->name);
     dato_prune_config c = cfg ? *cfg : dato_prune_config_default();
     if (c.max_level < 0) c.max_level = dato_default_max_level(u);
     if (c.patch < 1 || batch < 1 || h < 1 || w < 1 || (cfg_half && 2 * cfg_half != batch))
@@ -134,21 +150,18 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
     rt->score = malloc(B * h * w * sizeof(float));
     rt->pooled = malloc((N + 1) * sizeof(float));
     rt->base = malloc((B * P + 1) * sizeof(int32_t));
-    rt->is_base = malloc(N + 1);
-    rt->sim = malloc((N + 1) * sizeof(float));
-    rt->assign = malloc((B * N + 1) * sizeof(int32_t));
-    rt->pruned = malloc((N + 1) * sizeof(int32_t));
-    rt->order = malloc((N + 1) * sizeof(dato_scored));
-    rt->pos = malloc((B * N + 1) * sizeof(int32_t));
-    rt->xn = malloc((N * C + 1) * sizeof(float));
-    rt->bn = malloc((P * C + 1) * sizeof(float));
-    rt->s = malloc((N * P + 1) * sizeof(float));
-    rt->x_kept = malloc((B * N * C + 1) * sizeof(float));
-    rt->o_kept = malloc((B * N * C + 1) * sizeof(float));
-    if (!rt->pred[0] || !rt->pred[1] || !rt->score || !rt->pooled || !rt->base || !rt->is_base || !rt->sim ||
-        !rt->assign || !rt->pruned || !rt->order || !rt->pos || !rt->xn || !rt->bn || !rt->s || !rt->x_kept || !rt->o_kept) {
+    rt->work_floats = B * N * C + P * (N + C);
+    dato_arena measure = dato_arena_measure();
+    carve_device(rt, &measure);
+    rt->dev = rt->be->ops->alloc(rt->be, measure.peak);
+    if (rt->dev) {
+        dato_arena a = dato_arena_over(rt->dev, measure.peak);
+        carve_device(rt, &a);
+    }
+    if (!rt->pred[0] || !rt->pred[1] || !rt->score || !rt->pooled || !rt->base || !rt->dev) {
         dato_runtime_destroy(rt);
-        return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: cannot allocate its buffers");
+        return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: cannot allocate its buffers (%zu bytes on the %s backend)",
+                         measure.peak, u->be->name);
     }
     *out = rt;
     return DATO_OK;
@@ -156,9 +169,9 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
 
 void dato_runtime_destroy(dato_runtime* rt) {
     if (!rt) return;
-    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base, rt->is_base, rt->sim,   rt->assign,
-                    rt->pruned,  rt->order,   rt->pos,   rt->xn,     rt->bn,   rt->s,       rt->x_kept, rt->o_kept};
+    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    if (rt->dev) rt->be->ops->free(rt->be, rt->dev);
     free(rt);
 }
 
@@ -201,7 +214,6 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
         n = N - P;
     }
     int Nk = N - n;
-    const float* xd = x->data; // (B, N, C)
     rt->last_p = P;
 
     // 1. Base tokens per row: argmax of the pooled dynamics, or seeded random before there are two
@@ -227,60 +239,29 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
     for (int b = 0; rt->cfg_half && b < rt->cfg_half; b++)
         memcpy(rt->base + (size_t)b * P, rt->base + (size_t)(b + rt->cfg_half) * P, (size_t)P * sizeof(int32_t));
 
-    // 2. Similarity of every token to the base tokens (cosine on the normalized block input),
-    //    the most redundant non-base tokens pruned, the kept ones gathered.
-    for (int b = 0; b < B; b++) {
-        const float* xb = xd + (size_t)b * N * C;
-        const int32_t* base = rt->base + (size_t)b * P;
-        int32_t* assign = rt->assign + (size_t)b * N;
-        int32_t* pos = rt->pos + (size_t)b * N;
-        for (int i = 0; i < N; i++) {
-            double nn = 0;
-            for (int c = 0; c < C; c++) nn += (double)xb[(size_t)i * C + c] * xb[(size_t)i * C + c];
-            float inv = nn > 0 ? (float)(1.0 / sqrt(nn)) : 0.0f;
-            for (int c = 0; c < C; c++) rt->xn[(size_t)i * C + c] = xb[(size_t)i * C + c] * inv;
-        }
-        memset(rt->is_base, 0, (size_t)N);
-        for (int j = 0; j < P; j++) {
-            memcpy(rt->bn + (size_t)j * C, rt->xn + (size_t)base[j] * C, (size_t)C * sizeof(float));
-            rt->is_base[base[j]] = 1;
-        }
-        dato_tensor txn = dato_tensor_f32_2d(rt->xn, N, C), tbn = dato_tensor_f32_2d(rt->bn, P, C);
-        dato_tensor ts = dato_tensor_f32_2d(rt->s, N, P); // (N, P) = xn @ bn^T
-        DATO_TRY(rt->be->ops->linear(rt->be, &ts, &txn, &tbn, NULL, err));
-        for (int i = 0; i < N; i++) {
-            const float* si = rt->s + (size_t)i * P;
-            int best = 0;
-            for (int j = 1; j < P; j++)
-                if (si[j] > si[best]) best = j;
-            rt->sim[i] = si[best];
-            assign[i] = rt->is_base[i] ? i : base[best];
-        }
-        int np = dato_select_pruned(rt->sim, rt->is_base, N, P, n, rt->pruned, rt->order);
-        for (int i = 0; i < N; i++) pos[i] = 0;
-        for (int k = 0; k < np; k++) pos[rt->pruned[k]] = -1;
-        float* xk = rt->x_kept + (size_t)b * Nk * C;
-        for (int i = 0, k = 0; i < N; i++) {
-            if (pos[i] < 0) continue;
-            pos[i] = k;
-            memcpy(xk + (size_t)k * C, xb + (size_t)i * C, (size_t)C * sizeof(float));
-            k++;
-        }
-    }
-
-    // 3. Attention over the kept tokens; 4. every pruned token takes its base token's output.
-    dato_tensor xk = dato_tensor_f32_3d(rt->x_kept, B, Nk, C), ok = dato_tensor_f32_3d(rt->o_kept, B, Nk, C);
-    DATO_TRY(dato_unet_attention(rt->be, site->attn, site->heads, &ok, &xk, &xk, arena, err));
-    float* od = out->data;
-    for (int b = 0; b < B; b++) {
-        const int32_t* pos = rt->pos + (size_t)b * N;
-        const int32_t* assign = rt->assign + (size_t)b * N;
-        for (int i = 0; i < N; i++) {
-            int k = pos[i] >= 0 ? pos[i] : pos[assign[i]];
-            memcpy(od + ((size_t)b * N + i) * C, rt->o_kept + ((size_t)b * Nk + k) * C, (size_t)C * sizeof(float));
-        }
-    }
-    return DATO_OK;
+    // 2. On the backend: similarity of every token to its row's base tokens (cosine on the
+    //    normalized block input), the most redundant non-base tokens pruned, the kept ones
+    //    gathered; 3. attention over the kept tokens; 4. every pruned token takes its base token's output.
+    dato_backend* be = rt->be;
+    const dato_backend_ops* op = be->ops;
+    dato_device dev = be->device;
+    int64_t rows[2] = {B, N};
+    op->upload(be, rt->base_dev, rt->base, (size_t)B * P * sizeof(int32_t));
+    dato_tensor base = dato_tensor_make(rt->base_dev, DATO_I32, dev, 2, (int64_t[]){B, P}); // (B, P)
+    dato_tensor is_base = dato_tensor_make(rt->is_base, DATO_U8, dev, 2, rows);            // (B, N)
+    dato_tensor sim = dato_tensor_make(rt->sim, DATO_F32, dev, 2, rows);                   // (B, N)
+    dato_tensor assign = dato_tensor_make(rt->assign, DATO_I32, dev, 2, rows);             // (B, N)
+    dato_tensor keep = dato_tensor_make(rt->keep, DATO_U8, dev, 2, rows);                  // (B, N)
+    dato_tensor pos = dato_tensor_make(rt->pos, DATO_I32, dev, 2, rows);                   // (B, N)
+    dato_tensor work = dato_tensor_make(rt->work, DATO_F32, dev, 1, (int64_t[]){(int64_t)rt->work_floats});
+    int64_t sk[3] = {B, Nk, C};
+    dato_tensor xk = dato_tensor_make(rt->x_kept, DATO_F32, dev, 3, sk); // (B, Nk, C)
+    dato_tensor ok = dato_tensor_make(rt->o_kept, DATO_F32, dev, 3, sk); // (B, Nk, C)
+    DATO_TRY(op->dato_similarity(be, &sim, &assign, &is_base, x, &base, &work, err));
+    DATO_TRY(op->dato_select_keep(be, &keep, &sim, &is_base, P, n, err));
+    DATO_TRY(op->dato_gather_kept(be, &pos, &xk, x, &keep, err));
+    DATO_TRY(dato_unet_attention(be, site->attn, site->heads, &ok, &xk, &xk, arena, err));
+    return op->dato_scatter_recover(be, out, &ok, &pos, &assign, err);
 }
 
 dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err) {

@@ -7,9 +7,10 @@
 // self-attention hook when the step prunes), runs the UNet, and hands the raw prediction to
 // dato_runtime_record. Everything is allocated at create; a step allocates nothing.
 //
-// This file is the CPU reference of the DaTo kernels: the index work runs on host memory and
-// the heavy products (similarity, attention) through the backend's ops. It needs a backend
-// whose tensors live in host memory (the CPU backend).
+// Any backend: the scores and the base choice run on the host (from the recorded host
+// predictions); the per-token steps (similarity, selection, gather, attention, scatter) run
+// through the backend's DaTo ops (backend.h) on buffers allocated at create. The pieces below
+// are the reference those ops follow.
 #ifndef DATO_DATO_H
 #define DATO_DATO_H
 

@@ -28,7 +28,7 @@ static dato_status read_force_zeros(const char* dir, int* out, dato_error* err) 
     return DATO_OK;
 }
 
-static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_error* err) {
+static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_dtype dtype, dato_error* err) {
     static const char* const te_dirs[2] = {"text_encoder", "text_encoder_2"};
     static const char* const tok_dirs[2] = {"tokenizer", "tokenizer_2"};
     char te[4096], tok[4096];
@@ -39,7 +39,7 @@ static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_erro
         if (!dato_is_dir(tok))
             return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: has %s/ but no %s/", dir, te_dirs[i], tok_dirs[i]);
         DATO_TRY(dato_tokenizer_open(&p->tokenizer[i], tok, err));
-        DATO_TRY(dato_text_encoder_open_folder(&p->text[i], te, p->be, err));
+        DATO_TRY(dato_text_encoder_open_folder_as(&p->text[i], te, p->be, dtype, err));
         p->n_text = i + 1;
     }
     if (p->n_text == 2) { // SDXL: penultimate layers, no final LayerNorm
@@ -64,7 +64,7 @@ static dato_status open_shipped_tokenizer(dato_tokenizer** t, const char* dir, c
 
 // A single LDM file's text encoders, found by their prefixes (ENGINE.md §8).
 static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_source* src, const char* tok_dir,
-                                         const dato_te_hints* const* hints, dato_error* err) {
+                                         const dato_te_hints* const* hints, dato_dtype dtype, dato_error* err) {
     typedef struct {
         const char* probe;   // a tensor that marks the family
         const char* prefix;
@@ -88,7 +88,8 @@ static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_sou
     if (!spec) return DATO_OK; // a UNet-only file: conditioning comes as tensors
     for (int i = 0; i < n; i++) {
         DATO_TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
-        DATO_TRY(dato_text_encoder_open_source(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be, err));
+        DATO_TRY(dato_text_encoder_open_source_as(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be,
+                                                  dtype, err));
         p->n_text = i + 1;
     }
     if (spec == SD2) { // OpenCLIP-H: 24 layers stored, the penultimate + final LN used
@@ -109,6 +110,7 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
     p->text_final_norm = 1;
     dato_scheduler_config_default(&p->sched);
     const dato_unet_ldm_hints* hints = opt ? opt->unet_hints : NULL;
+    dato_dtype dtype = opt ? opt->dtype : DATO_F32;
     dato_status st;
     if (dato_is_dir(path)) {
         char sub[4096];
@@ -117,11 +119,11 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
             if ((st = dato_scheduler_config_load(sub, NULL, &p->sched, err))) goto fail;
             memcpy(p->sched_path, sub, sizeof sub);
         }
-        if ((st = dato_unet_open(&p->unet, path, be, hints, err))) goto fail;
-        if ((st = open_folder_text(p, path, err))) goto fail;
+        if ((st = dato_unet_open_as(&p->unet, path, be, hints, dtype, err))) goto fail;
+        if ((st = open_folder_text(p, path, dtype, err))) goto fail;
         if ((st = dato_path_join(sub, sizeof sub, path, "vae", err))) goto fail;
         if (dato_is_dir(sub)) {
-            if ((st = dato_vae_open_folder(&p->vae, sub, be, err))) goto fail;
+            if ((st = dato_vae_open_folder_as(&p->vae, sub, be, dtype, err))) goto fail;
             p->has_vae = 1;
         }
         return DATO_OK;
@@ -135,12 +137,13 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
     if ((st = is_ckpt ? dato_ckpt_open(&ck, path, err) : dato_weight_files_open(&wf, path, err))) goto fail;
     dato_tensor_source src = is_ckpt ? dato_ckpt_source(ck) : dato_tensor_source_files(&wf);
     const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : DATO_SOURCE_DIR "/models/clip_tokenizer";
-    st = dato_unet_open_source(&p->unet, &src, be, hints, err);
+    st = dato_unet_open_source_as(&p->unet, &src, be, hints, dtype, err);
     const dato_te_hints* te_hints[2] = {opt ? opt->text_hints[0] : NULL, opt ? opt->text_hints[1] : NULL};
-    if (!st) st = open_single_file_text(p, &src, tok_dir, te_hints, err);
+    if (!st) st = open_single_file_text(p, &src, tok_dir, te_hints, dtype, err);
     if (!st && src.find(src.ctx, "first_stage_model.decoder.conv_in.weight")) {
         float scale = p->n_text == 2 ? 0.13025f : 0.18215f; // SDXL's VAE, else SD1/2's
-        st = dato_vae_open_source(&p->vae, &src, "first_stage_model.", scale, opt ? opt->vae_norm_groups : 0, be, err);
+        st = dato_vae_open_source_as(&p->vae, &src, "first_stage_model.", scale, opt ? opt->vae_norm_groups : 0, be,
+                                     dtype, err);
         p->has_vae = !st;
     }
     if (is_ckpt) dato_ckpt_close(ck);

@@ -22,13 +22,16 @@
 #include "unet_load.h"
 #include "vae.h"
 
-// Single files only: what tensor shapes cannot tell. Released SD checkpoints need none of it
+// Single files: what tensor shapes cannot tell. Released SD checkpoints need none of it
 // (NULL / 0 take the SD-family rules); small models of the same architecture may.
+// Any model: dtype, how the Linear/Conv2d weights of the UNet, VAE and text encoders are stored
+// (DATO_F32, the zero value; F16/BF16 need a backend that multiplies them: engine/weight_dtype.h).
 typedef struct {
     const dato_unet_ldm_hints* unet_hints;
     const dato_te_hints* text_hints[2]; // per text encoder
     int vae_norm_groups;
     const char* tokenizer_dir;          // CLIP vocab.json + merges.txt (NULL: models/clip_tokenizer)
+    dato_dtype dtype;                   // GEMM weights: F32 (default), F16 or BF16, converted at load
 } dato_pipeline_options;
 
 typedef struct {
@@ -48,8 +51,8 @@ typedef struct {
 
 // Opens a diffusers folder (model_index.json, unet/, vae/, text_encoder[_2]/, tokenizer[_2]/,
 // scheduler/), a bare UNet folder, or an LDM single file (.safetensors, or a PyTorch zip
-// .ckpt/.pt/.pth read by the restricted unpickler). Weights are converted to f32 once, so the
-// file is closed when this returns. opt may be NULL.
+// .ckpt/.pt/.pth read by the restricted unpickler). Weights are converted to f32 (GEMM weights to
+// opt->dtype) once, so the file is closed when this returns. opt may be NULL.
 dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err);
 void dato_pipeline_close(dato_pipeline* p);

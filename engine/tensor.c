@@ -3,13 +3,24 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t dato_dtype_size(dato_dtype dt) { return dt == DATO_F32 ? 4 : 2; }
+size_t dato_dtype_size(dato_dtype dt) {
+    switch (dt) {
+    case DATO_F32:
+    case DATO_I32: return 4;
+    case DATO_F16:
+    case DATO_BF16: return 2;
+    case DATO_U8: return 1;
+    }
+    return 0;
+}
 
 const char* dato_dtype_name(dato_dtype dt) {
     switch (dt) {
     case DATO_F32: return "F32";
     case DATO_F16: return "F16";
     case DATO_BF16: return "BF16";
+    case DATO_I32: return "I32";
+    case DATO_U8: return "U8";
     }
     return "?";
 }
@@ -114,6 +125,14 @@ void dato_convert_to_f32(float* dst, const void* src, dato_dtype src_dt, size_t 
         break;
     case DATO_BF16:
         for (size_t i = 0; i < n; i++) dst[i] = dato_bf16_to_f32((uint16_t)(s[2 * i] | (s[2 * i + 1] << 8)));
+        break;
+    case DATO_I32:
+        for (size_t i = 0; i < n; i++)
+            dst[i] = (float)(int32_t)((uint32_t)s[4 * i] | (uint32_t)s[4 * i + 1] << 8 | (uint32_t)s[4 * i + 2] << 16 |
+                                      (uint32_t)s[4 * i + 3] << 24);
+        break;
+    case DATO_U8:
+        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
         break;
     }
 }

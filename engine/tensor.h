@@ -10,7 +10,8 @@
 extern "C" { // the CUDA backend includes these headers from .cu files
 #endif
 
-typedef enum { DATO_F32 = 0, DATO_F16, DATO_BF16 } dato_dtype;
+// I32 and U8 hold indices and masks (the DaTo ops of backend.h); every other op takes F32 (or half weights).
+typedef enum { DATO_F32 = 0, DATO_F16, DATO_BF16, DATO_I32, DATO_U8 } dato_dtype;
 typedef enum { DATO_DEV_CPU = 0, DATO_DEV_CUDA } dato_device;
 
 #define DATO_MAX_DIMS 4
@@ -25,7 +26,7 @@ typedef struct {
 
 // Bytes per element of a dtype.
 size_t dato_dtype_size(dato_dtype dt);
-// "F32", "F16", "BF16".
+// "F32", "F16", "BF16", "I32", "U8".
 const char* dato_dtype_name(dato_dtype dt);
 
 // A tensor header over data (not copied). ndim in 1..DATO_MAX_DIMS.

@@ -195,16 +195,28 @@ dato_status dato_text_encoder_forward(dato_text_encoder* te, const int32_t* ids,
 dato_status dato_text_encoder_open_source(dato_text_encoder* te, const dato_tensor_source* src, const char* prefix,
                                           dato_te_layout layout, const dato_te_hints* hints, dato_backend* be,
                                           dato_error* err) {
+    return dato_text_encoder_open_source_as(te, src, prefix, layout, hints, be, DATO_F32, err);
+}
+
+dato_status dato_text_encoder_open_source_as(dato_text_encoder* te, const dato_tensor_source* src, const char* prefix,
+                                             dato_te_layout layout, const dato_te_hints* hints, dato_backend* be,
+                                             dato_dtype dtype, dato_error* err) {
     dato_te_config cfg;
     memset(te, 0, sizeof *te);
     DATO_TRY(dato_te_config_infer(&cfg, src, prefix, layout, hints, err));
     DATO_TRY(dato_text_encoder_build(te, &cfg, be, err));
-    dato_status st = dato_text_encoder_load(te, src, prefix, layout, err);
+    dato_status st = dato_text_encoder_set_weight_dtype(te, dtype, err);
+    if (!st) st = dato_text_encoder_load(te, src, prefix, layout, err);
     if (st) dato_text_encoder_free(te);
     return st;
 }
 
 dato_status dato_text_encoder_open_folder(dato_text_encoder* te, const char* dir, dato_backend* be, dato_error* err) {
+    return dato_text_encoder_open_folder_as(te, dir, be, DATO_F32, err);
+}
+
+dato_status dato_text_encoder_open_folder_as(dato_text_encoder* te, const char* dir, dato_backend* be, dato_dtype dtype,
+                                             dato_error* err) {
     char cfg_path[4096];
     dato_te_config cfg;
     dato_weight_files wf;
@@ -215,6 +227,7 @@ dato_status dato_text_encoder_open_folder(dato_text_encoder* te, const char* dir
     dato_tensor_source src = dato_tensor_source_files(&wf);
     if (!src.find(src.ctx, "text_projection.weight")) cfg.projection_dim = 0; // a CLIPTextModel: its config's projection_dim is unused
     dato_status st = dato_text_encoder_build(te, &cfg, be, err);
+    if (!st) st = dato_text_encoder_set_weight_dtype(te, dtype, err);
     if (!st) st = dato_text_encoder_load(te, &src, "", DATO_TE_LAYOUT_HF, err);
     dato_weight_files_close(&wf);
     if (st) dato_text_encoder_free(te);

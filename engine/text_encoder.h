@@ -85,6 +85,7 @@ typedef struct {
     int64_t shape[2];
     int oc_slice;
     int oc_transposed;
+    int gemm;          // a Linear weight: stored in the encoder's weight_dtype
     dato_tensor* slot; // a view into the weight block once loaded
 } dato_te_param;
 
@@ -98,7 +99,8 @@ typedef struct {
     dato_tensor projection;         // (P, W) as a Linear weight; data NULL without projection
     dato_te_param* params;          // (n_params)
     int n_params;
-    void* weights;                  // one block on be (f32)
+    dato_dtype weight_dtype;        // of the Linear weights (param.gemm); everything else is f32
+    void* weights;                  // one block on be
     // workspace, planned for (ws_batch, ws_len) by a measuring pass on the null backend
     int ws_batch, ws_len;
     void* ws_block;
@@ -116,8 +118,13 @@ const dato_te_param* dato_text_encoder_find_param(const dato_text_encoder* te, d
 // (may be NULL).
 dato_status dato_te_config_infer(dato_te_config* cfg, const dato_tensor_source* src, const char* prefix,
                                  dato_te_layout layout, const dato_te_hints* hints, dato_error* err);
-// Loads every parameter from src under prefix, converted to f32, checking names and shapes
-// (tensors the model does not use, as position_ids or logit_scale, are ignored). With the HF
+// After build, before load: stores every Linear weight (q, k, v, out, fc1, fc2, projection) as dt
+// (F32, or F16/BF16 on a backend that multiplies them: engine/weight_dtype.h), refusing one
+// that cannot. Embeddings and norms stay f32.
+dato_status dato_text_encoder_set_weight_dtype(dato_text_encoder* te, dato_dtype dt, dato_error* err);
+// Loads every parameter from src under prefix, converted to f32 (Linear weights then to
+// weight_dtype), checking names and shapes (tensors the model does not use, as position_ids or
+// logit_scale, are ignored). With the HF
 // layout, names may go with or without their "text_model." (transformers 5 saves
 // CLIPTextModel without it; the hub's folders have it).
 dato_status dato_text_encoder_load(dato_text_encoder* te, const dato_tensor_source* src, const char* prefix,
@@ -125,12 +132,18 @@ dato_status dato_text_encoder_load(dato_text_encoder* te, const dato_tensor_sour
 
 // A diffusers text_encoder/ (or text_encoder_2/) folder: config.json + model.safetensors.
 dato_status dato_text_encoder_open_folder(dato_text_encoder* te, const char* dir, dato_backend* be, dato_error* err);
+// dato_text_encoder_open_folder with every Linear weight stored as dtype.
+dato_status dato_text_encoder_open_folder_as(dato_text_encoder* te, const char* dir, dato_backend* be, dato_dtype dtype,
+                                             dato_error* err);
 // A single-file checkpoint's encoder under prefix: SD1 "cond_stage_model.transformer." and
 // SDXL "conditioner.embedders.0.transformer." (HF layout); SD2 "cond_stage_model.model." and
 // SDXL "conditioner.embedders.1.model." (OpenCLIP layout). Config inferred (hints may be NULL).
 dato_status dato_text_encoder_open_source(dato_text_encoder* te, const dato_tensor_source* src, const char* prefix,
                                           dato_te_layout layout, const dato_te_hints* hints, dato_backend* be,
                                           dato_error* err);
+dato_status dato_text_encoder_open_source_as(dato_text_encoder* te, const dato_tensor_source* src, const char* prefix,
+                                             dato_te_layout layout, const dato_te_hints* hints, dato_backend* be,
+                                             dato_dtype dtype, dato_error* err);
 void dato_text_encoder_free(dato_text_encoder* te);
 
 // Plans the workspace for batch B and length L (forward does it on a change; calling it up

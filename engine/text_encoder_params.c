@@ -10,6 +10,7 @@
 #include "file_util.h"
 #include "json_fields.h"
 #include "text_encoder.h"
+#include "weight_dtype.h"
 
 // ---- config -----------------------------------------------------------------------------------
 
@@ -86,6 +87,7 @@ dato_status dato_te_config_from_json(dato_te_config* cfg, const char* path, dato
 // ---- the parameter table ---------------------------------------------------------------------------
 
 enum { D_END = 0, D_W, D_I, D_V, D_POS, D_P };
+enum { KEEP_F32 = 0, GEMM = 1 }; // a tensor stays f32, or feeds linear (stored in the load dtype)
 
 typedef struct {
     const char* hf; // transformers name (after "text_model.encoder.layers.N." for layers)
@@ -94,38 +96,40 @@ typedef struct {
     int oc_transposed;
     size_t field;   // offset of the dato_tensor in dato_te_layer or dato_text_encoder
     int shape[2];
+    int gemm;       // GEMM: a Linear weight; KEEP_F32: norms, biases, embeddings
 } param_spec;
 
 #define LY(f) offsetof(dato_te_layer, f)
 static const param_spec LAYER_SPEC[] = {
-    {"layer_norm1.weight", "ln_1.weight", -1, 0, LY(ln1.w), {D_W}},
-    {"layer_norm1.bias", "ln_1.bias", -1, 0, LY(ln1.b), {D_W}},
-    {"self_attn.q_proj.weight", "attn.in_proj_weight", 0, 0, LY(q.w), {D_W, D_W}},
-    {"self_attn.q_proj.bias", "attn.in_proj_bias", 0, 0, LY(q.b), {D_W}},
-    {"self_attn.k_proj.weight", "attn.in_proj_weight", 1, 0, LY(k.w), {D_W, D_W}},
-    {"self_attn.k_proj.bias", "attn.in_proj_bias", 1, 0, LY(k.b), {D_W}},
-    {"self_attn.v_proj.weight", "attn.in_proj_weight", 2, 0, LY(v.w), {D_W, D_W}},
-    {"self_attn.v_proj.bias", "attn.in_proj_bias", 2, 0, LY(v.b), {D_W}},
-    {"self_attn.out_proj.weight", "attn.out_proj.weight", -1, 0, LY(out.w), {D_W, D_W}},
-    {"self_attn.out_proj.bias", "attn.out_proj.bias", -1, 0, LY(out.b), {D_W}},
-    {"layer_norm2.weight", "ln_2.weight", -1, 0, LY(ln2.w), {D_W}},
-    {"layer_norm2.bias", "ln_2.bias", -1, 0, LY(ln2.b), {D_W}},
-    {"mlp.fc1.weight", "mlp.c_fc.weight", -1, 0, LY(fc1.w), {D_I, D_W}},
-    {"mlp.fc1.bias", "mlp.c_fc.bias", -1, 0, LY(fc1.b), {D_I}},
-    {"mlp.fc2.weight", "mlp.c_proj.weight", -1, 0, LY(fc2.w), {D_W, D_I}},
-    {"mlp.fc2.bias", "mlp.c_proj.bias", -1, 0, LY(fc2.b), {D_W}},
+    {"layer_norm1.weight", "ln_1.weight", -1, 0, LY(ln1.w), {D_W}, KEEP_F32},
+    {"layer_norm1.bias", "ln_1.bias", -1, 0, LY(ln1.b), {D_W}, KEEP_F32},
+    {"self_attn.q_proj.weight", "attn.in_proj_weight", 0, 0, LY(q.w), {D_W, D_W}, GEMM},
+    {"self_attn.q_proj.bias", "attn.in_proj_bias", 0, 0, LY(q.b), {D_W}, KEEP_F32},
+    {"self_attn.k_proj.weight", "attn.in_proj_weight", 1, 0, LY(k.w), {D_W, D_W}, GEMM},
+    {"self_attn.k_proj.bias", "attn.in_proj_bias", 1, 0, LY(k.b), {D_W}, KEEP_F32},
+    {"self_attn.v_proj.weight", "attn.in_proj_weight", 2, 0, LY(v.w), {D_W, D_W}, GEMM},
+    {"self_attn.v_proj.bias", "attn.in_proj_bias", 2, 0, LY(v.b), {D_W}, KEEP_F32},
+    {"self_attn.out_proj.weight", "attn.out_proj.weight", -1, 0, LY(out.w), {D_W, D_W}, GEMM},
+    {"self_attn.out_proj.bias", "attn.out_proj.bias", -1, 0, LY(out.b), {D_W}, KEEP_F32},
+    {"layer_norm2.weight", "ln_2.weight", -1, 0, LY(ln2.w), {D_W}, KEEP_F32},
+    {"layer_norm2.bias", "ln_2.bias", -1, 0, LY(ln2.b), {D_W}, KEEP_F32},
+    {"mlp.fc1.weight", "mlp.c_fc.weight", -1, 0, LY(fc1.w), {D_I, D_W}, GEMM},
+    {"mlp.fc1.bias", "mlp.c_fc.bias", -1, 0, LY(fc1.b), {D_I}, KEEP_F32},
+    {"mlp.fc2.weight", "mlp.c_proj.weight", -1, 0, LY(fc2.w), {D_W, D_I}, GEMM},
+    {"mlp.fc2.bias", "mlp.c_proj.bias", -1, 0, LY(fc2.b), {D_W}, KEEP_F32},
 };
 
 #define TE(f) offsetof(dato_text_encoder, f)
 static const param_spec MODEL_SPEC[] = {
-    {"text_model.embeddings.token_embedding.weight", "token_embedding.weight", -1, 0, TE(token_embedding), {D_V, D_W}},
+    {"text_model.embeddings.token_embedding.weight", "token_embedding.weight", -1, 0, TE(token_embedding), {D_V, D_W},
+     KEEP_F32},
     {"text_model.embeddings.position_embedding.weight", "positional_embedding", -1, 0, TE(position_embedding),
-     {D_POS, D_W}},
-    {"text_model.final_layer_norm.weight", "ln_final.weight", -1, 0, TE(final_ln.w), {D_W}},
-    {"text_model.final_layer_norm.bias", "ln_final.bias", -1, 0, TE(final_ln.b), {D_W}},
+     {D_POS, D_W}, KEEP_F32},
+    {"text_model.final_layer_norm.weight", "ln_final.weight", -1, 0, TE(final_ln.w), {D_W}, KEEP_F32},
+    {"text_model.final_layer_norm.bias", "ln_final.bias", -1, 0, TE(final_ln.b), {D_W}, KEEP_F32},
 };
 static const param_spec PROJECTION_SPEC = {"text_projection.weight", "text_projection", -1, 1, TE(projection),
-                                           {D_P, D_W}};
+                                           {D_P, D_W}, GEMM};
 
 #define LAYER_HF "text_model.encoder.layers.%d."
 #define LAYER_OC "transformer.resblocks.%d."
@@ -151,6 +155,7 @@ static void add_param(dato_text_encoder* te, const param_spec* s, void* base, in
     }
     p->oc_slice = s->oc_slice;
     p->oc_transposed = s->oc_transposed;
+    p->gemm = s->gemm;
     p->slot = (dato_tensor*)((char*)base + s->field);
     *p->slot = dato_tensor_make(NULL, DATO_F32, te->be->device, p->ndim, p->shape);
 }
@@ -186,6 +191,17 @@ const dato_te_param* dato_text_encoder_find_param(const dato_text_encoder* te, d
 }
 
 // ---- loading -----------------------------------------------------------------------------------
+
+dato_status dato_text_encoder_set_weight_dtype(dato_text_encoder* te, dato_dtype dt, dato_error* err) {
+    DATO_TRY(dato_weight_dtype_check(te->be, dt, "text encoder", err));
+    if (te->weights)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "text encoder: the weight dtype must be set before the weights are loaded");
+    te->weight_dtype = dt;
+    for (int i = 0; i < te->n_params; i++)
+        if (te->params[i].gemm) te->params[i].slot->dtype = dt;
+    return DATO_OK;
+}
 
 static const char* shape_text(int ndim, const int64_t* shape, char* buf, size_t n) {
     dato_tensor t = dato_tensor_make(NULL, DATO_F32, DATO_DEV_CPU, ndim, shape);
@@ -234,14 +250,16 @@ dato_status dato_text_encoder_load(dato_text_encoder* te, const dato_tensor_sour
         if (!same)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config expects %s", src->label,
                              name, shape_text(t->ndim, t->shape, s1, sizeof s1), shape_text(p->ndim, want, s2, sizeof s2));
-        total += dato_arena_bytes(DATO_F32, (size_t)dato_tensor_numel(p->slot));
+        total += dato_arena_bytes(p->slot->dtype, (size_t)dato_tensor_numel(p->slot)); // GEMM weights in weight_dtype
         max_file = (size_t)t->numel > max_file ? (size_t)t->numel : max_file;
     }
     dato_backend* be = te->be;
     te->weights = be->ops->alloc(be, total);
     float* stage = malloc(2 * max_file * sizeof *stage); // the file's tensor, then the engine's slice of it
-    if (!te->weights || !stage) {
+    uint16_t* half = te->weight_dtype != DATO_F32 ? malloc(max_file * sizeof *half) : NULL; // (slice) in half
+    if (!te->weights || !stage || (te->weight_dtype != DATO_F32 && !half)) {
         free(stage);
+        free(half);
         return dato_fail(err, DATO_ERR_NOMEM, "text encoder: cannot allocate %zu bytes of weights", total);
     }
     dato_arena a = dato_arena_over(te->weights, total);
@@ -264,9 +282,10 @@ dato_status dato_text_encoder_load(dato_text_encoder* te, const dato_tensor_sour
         } else {
             mine = file;
         }
-        be->ops->upload(be, p->slot->data, mine, n * sizeof *mine);
+        dato_weight_upload(be, p->slot->data, mine, n, p->slot->dtype, half);
     }
     free(stage);
+    free(half);
     return st;
 }
 

@@ -109,6 +109,7 @@ typedef struct {
     char name[2][128];        // [DATO_LAYOUT_DIFFUSERS], [DATO_LAYOUT_LDM]
     int ndim;
     int64_t shape[4];
+    int gemm;                 // a Linear/Conv2d weight: stored in the model's weight_dtype
     dato_tensor* slot;        // filled with a view into the weight block at load
 } dato_unet_param;
 
@@ -125,7 +126,8 @@ typedef struct {
     dato_unet_param* params;               // (n_params)
     int n_params;
     size_t n_weights;                      // total elements
-    void* weights;                         // one block on be (f32)
+    dato_dtype weight_dtype;               // of the GEMM weights (param.gemm); everything else is f32
+    void* weights;                         // one block on be
     dato_transformer_block* tblocks;       // storage for every transformer's blocks
 } dato_unet;
 
@@ -134,6 +136,10 @@ dato_status dato_unet_build(dato_unet* u, const dato_unet_config* cfg, dato_back
 // Allocates the weight block and fills it with seeded normals * scale (norm gammas 1 + noise):
 // benchmarks and tests on exact real shapes without a file.
 dato_status dato_unet_init_random(dato_unet* u, unsigned long long seed, float scale, dato_error* err);
+// After build, before the weights are allocated (load or init_random): stores every Linear and
+// Conv2d weight as dt (F32, or F16/BF16 converted at load on a backend that multiplies them:
+// engine/weight_dtype.h). Refuses a backend that cannot, naming it.
+dato_status dato_unet_set_weight_dtype(dato_unet* u, dato_dtype dt, dato_error* err);
 void dato_unet_free(dato_unet* u);
 // Finds a parameter by name in the given layout; NULL if absent.
 const dato_unet_param* dato_unet_find_param(const dato_unet* u, dato_layout layout, const char* name);

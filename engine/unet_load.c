@@ -8,17 +8,51 @@
 #include "rng.h"
 #include "unet.h"
 #include "unet_load.h"
+#include "weight_dtype.h"
 
+// The block holds every slot at its dtype: GEMM weights in weight_dtype, the rest f32.
 static dato_status alloc_weights(dato_unet* u, dato_error* err) {
     if (u->weights) return DATO_OK;
     size_t bytes = 0;
-    for (int i = 0; i < u->n_params; i++) bytes += dato_arena_bytes(DATO_F32, (size_t)dato_tensor_numel(u->params[i].slot));
+    for (int i = 0; i < u->n_params; i++) {
+        const dato_tensor* t = u->params[i].slot;
+        bytes += dato_arena_bytes(t->dtype, (size_t)dato_tensor_numel(t));
+    }
     u->weights = u->be->ops->alloc(u->be, bytes);
     if (!u->weights) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate %zu bytes of weights", bytes);
     dato_arena a = dato_arena_over(u->weights, bytes);
     for (int i = 0; i < u->n_params; i++) {
         dato_tensor* t = u->params[i].slot;
         t->data = dato_arena_alloc(&a, dato_tensor_nbytes(t));
+    }
+    return DATO_OK;
+}
+
+dato_status dato_unet_set_weight_dtype(dato_unet* u, dato_dtype dt, dato_error* err) {
+    DATO_TRY(dato_weight_dtype_check(u->be, dt, "unet", err));
+    if (u->weights)
+        return dato_fail(err, DATO_ERR_INVALID, "unet: the weight dtype must be set before the weights are loaded");
+    u->weight_dtype = dt;
+    for (int i = 0; i < u->n_params; i++)
+        if (u->params[i].gemm) u->params[i].slot->dtype = dt;
+    return DATO_OK;
+}
+
+// Host staging for the largest parameter: its f32 values (with_f32: not needed on the CPU
+// backend, whose slots are filled in place) and their half copy when GEMM weights are half.
+static dato_status alloc_staging(const dato_unet* u, int with_f32, float** f32, uint16_t** half, dato_error* err) {
+    size_t max_n = 0;
+    for (int i = 0; i < u->n_params; i++) {
+        size_t n = (size_t)dato_tensor_numel(u->params[i].slot);
+        max_n = n > max_n ? n : max_n;
+    }
+    int with_half = u->weight_dtype != DATO_F32;
+    *f32 = with_f32 ? malloc(max_n * sizeof **f32) : NULL;
+    *half = with_half ? malloc(max_n * sizeof **half) : NULL;
+    if ((with_f32 && !*f32) || (with_half && !*half)) {
+        free(*f32);
+        free(*half);
+        return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a staging buffer");
     }
     return DATO_OK;
 }
@@ -41,22 +75,19 @@ dato_status dato_unet_init_random(dato_unet* u, unsigned long long seed, float s
     dato_status st = alloc_weights(u, err);
     if (st) return st;
     dato_rng rng;
-    size_t max_n = 0;
-    for (int i = 0; i < u->n_params; i++) {
-        size_t n = (size_t)dato_tensor_numel(u->params[i].slot);
-        max_n = n > max_n ? n : max_n;
-    }
-    float* host = malloc(max_n * sizeof *host);
-    if (!host) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a staging buffer");
+    float* host;    // (max numel) f32 values
+    uint16_t* half; // (max numel) their half copy, or NULL
+    if ((st = alloc_staging(u, 1, &host, &half, err))) return st;
     for (int i = 0; i < u->n_params; i++) {
         const dato_unet_param* p = &u->params[i];
         size_t n = (size_t)dato_tensor_numel(p->slot);
         dato_rng_seed_stream(&rng, seed, (uint64_t)i); // each tensor its own stream: order-independent
         int gamma = is_norm_gamma(p);
         for (size_t k = 0; k < n; k++) host[k] = (gamma ? 1.0f : 0.0f) + scale * (float)dato_rng_normal(&rng);
-        u->be->ops->upload(u->be, p->slot->data, host, n * sizeof *host);
+        dato_weight_upload(u->be, p->slot->data, host, n, p->slot->dtype, half);
     }
     free(host);
+    free(half);
     return DATO_OK;
 }
 
@@ -98,13 +129,9 @@ dato_status dato_unet_load_weights(dato_unet* u, const dato_tensor_source* src, 
     dato_status st = dato_unet_check_names(u, src, layout, prefix, 1, err);
     if (st) return st;
     if ((st = alloc_weights(u, err))) return st;
-    size_t max_n = 0;
-    for (int i = 0; i < u->n_params; i++) {
-        size_t n = (size_t)dato_tensor_numel(u->params[i].slot);
-        max_n = n > max_n ? n : max_n;
-    }
-    float* host = u->be->device == DATO_DEV_CPU ? NULL : malloc(max_n * sizeof *host);
-    if (u->be->device != DATO_DEV_CPU && !host) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a staging buffer");
+    float* host;    // (max numel) f32 staging, NULL on the CPU backend
+    uint16_t* half; // (max numel) half staging, NULL for f32 weights
+    if ((st = alloc_staging(u, u->be->device != DATO_DEV_CPU, &host, &half, err))) return st;
     char name[256];
     for (int i = 0; i < u->n_params && !st; i++) {
         const dato_unet_param* p = &u->params[i];
@@ -113,9 +140,10 @@ dato_status dato_unet_load_weights(dato_unet* u, const dato_tensor_source* src, 
         size_t n = (size_t)dato_tensor_numel(p->slot);
         float* dst = host ? host : p->slot->data;
         st = dato_st_tensor_to_f32(t, dst, n, err);
-        if (!st && host) u->be->ops->upload(u->be, p->slot->data, host, n * sizeof *host);
+        if (!st && host) dato_weight_upload(u->be, p->slot->data, host, n, p->slot->dtype, half);
     }
     free(host);
+    free(half);
     return st;
 }
 
@@ -223,11 +251,17 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
 
 dato_status dato_unet_open_source(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
                                   const dato_unet_ldm_hints* hints, dato_error* err) {
+    return dato_unet_open_source_as(u, src, be, hints, DATO_F32, err);
+}
+
+dato_status dato_unet_open_source_as(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
+                                     const dato_unet_ldm_hints* hints, dato_dtype dtype, dato_error* err) {
     const char* prefix = "model.diffusion_model.";
     dato_unet_config cfg;
     memset(u, 0, sizeof *u);
     dato_status st = dato_unet_config_infer_ldm(&cfg, src, prefix, hints, err);
     if (!st) st = dato_unet_build(u, &cfg, be, err);
+    if (!st) st = dato_unet_set_weight_dtype(u, dtype, err);
     if (!st) st = dato_unet_load_weights(u, src, DATO_LAYOUT_LDM, prefix, err);
     if (st && u->params) dato_unet_free(u);
     return st;
@@ -237,6 +271,11 @@ dato_status dato_unet_open_source(dato_unet* u, const dato_tensor_source* src, d
 
 dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
                            dato_error* err) {
+    return dato_unet_open_as(u, path, be, hints, DATO_F32, err);
+}
+
+dato_status dato_unet_open_as(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
+                              dato_dtype dtype, dato_error* err) {
     char cfg_path[4096], unet_dir[4096];
     dato_unet_config cfg;
     dato_weight_files wf;
@@ -250,11 +289,12 @@ dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, con
         if ((st = dato_weight_files_open(&wf, unet_dir, err))) return st;
         dato_tensor_source src = dato_tensor_source_files(&wf);
         st = dato_unet_build(u, &cfg, be, err);
+        if (!st) st = dato_unet_set_weight_dtype(u, dtype, err);
         if (!st) st = dato_unet_load_weights(u, &src, DATO_LAYOUT_DIFFUSERS, "", err);
     } else { // a single LDM file
         if ((st = dato_weight_files_open(&wf, path, err))) return st;
         dato_tensor_source src = dato_tensor_source_files(&wf);
-        st = dato_unet_open_source(u, &src, be, hints, err);
+        st = dato_unet_open_source_as(u, &src, be, hints, dtype, err);
     }
     dato_weight_files_close(&wf);
     if (st && u->params) dato_unet_free(u);

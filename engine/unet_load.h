@@ -18,9 +18,15 @@ typedef struct {
 // Builds u on be and loads every weight, converted to f32. hints may be NULL.
 dato_status dato_unet_open(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
                            dato_error* err);
+// dato_unet_open with every Linear/Conv2d weight stored as dtype: F32 (as dato_unet_open), or
+// F16/BF16 converted on the host, for a backend that multiplies them (engine/weight_dtype.h).
+dato_status dato_unet_open_as(dato_unet* u, const char* path, dato_backend* be, const dato_unet_ldm_hints* hints,
+                              dato_dtype dtype, dato_error* err);
 // Builds and loads an LDM UNet (model.diffusion_model.*) from a tensor source.
 dato_status dato_unet_open_source(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
                                   const dato_unet_ldm_hints* hints, dato_error* err);
+dato_status dato_unet_open_source_as(dato_unet* u, const dato_tensor_source* src, dato_backend* be,
+                                     const dato_unet_ldm_hints* hints, dato_dtype dtype, dato_error* err);
 // Infers an LDM UNet's config from the tensors under prefix ("model.diffusion_model.").
 dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_source* src, const char* prefix,
                                        const dato_unet_ldm_hints* hints, dato_error* err);
@@ -28,7 +34,8 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
 // shape; strict also rejects tensors under prefix that u does not use. Names the tensor at fault.
 dato_status dato_unet_check_names(const dato_unet* u, const dato_tensor_source* src, dato_layout layout,
                                   const char* prefix, int strict, dato_error* err);
-// Loads every parameter (after dato_unet_check_names) into u's weight block.
+// Loads every parameter (after dato_unet_check_names) into u's weight block, GEMM weights
+// converted to u->weight_dtype.
 dato_status dato_unet_load_weights(dato_unet* u, const dato_tensor_source* src, dato_layout layout, const char* prefix,
                                    dato_error* err);
 

@@ -17,10 +17,13 @@ typedef struct {
     int linear_proj; // D_PROJ1 dims vanish for Linear projections
 } dims_t;
 
+enum { NORM = 0, GEMM = 1 };
+
 typedef struct {
     const char* diffusers; // suffix after the module prefix ("" = the prefix itself)
     const char* ldm;
     size_t field;          // offset of the dato_affine within the module's struct
+    int gemm;              // GEMM: the weight feeds linear/conv2d (stored in the load dtype); NORM: a gamma
     int w[4];              // weight shape symbols
     int b[1];              // bias shape symbol, D_END when there is no bias
     int only_if_cin_ne_cout;
@@ -28,45 +31,45 @@ typedef struct {
 
 #define RES(f) offsetof(dato_resblock, f)
 static const affine_spec RESBLOCK_SPEC[] = {
-    {"norm1", "in_layers.0", RES(norm1), {D_CIN}, {D_CIN}, 0},
-    {"conv1", "in_layers.2", RES(conv1), {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0},
-    {"time_emb_proj", "emb_layers.1", RES(time_emb_proj), {D_COUT, D_TEMB}, {D_COUT}, 0},
-    {"norm2", "out_layers.0", RES(norm2), {D_COUT}, {D_COUT}, 0},
-    {"conv2", "out_layers.3", RES(conv2), {D_COUT, D_COUT, D_K3, D_K3}, {D_COUT}, 0},
-    {"conv_shortcut", "skip_connection", RES(conv_shortcut), {D_COUT, D_CIN, D_K1, D_K1}, {D_COUT}, 1},
+    {"norm1", "in_layers.0", RES(norm1), NORM, {D_CIN}, {D_CIN}, 0},
+    {"conv1", "in_layers.2", RES(conv1), GEMM, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0},
+    {"time_emb_proj", "emb_layers.1", RES(time_emb_proj), GEMM, {D_COUT, D_TEMB}, {D_COUT}, 0},
+    {"norm2", "out_layers.0", RES(norm2), NORM, {D_COUT}, {D_COUT}, 0},
+    {"conv2", "out_layers.3", RES(conv2), GEMM, {D_COUT, D_COUT, D_K3, D_K3}, {D_COUT}, 0},
+    {"conv_shortcut", "skip_connection", RES(conv_shortcut), GEMM, {D_COUT, D_CIN, D_K1, D_K1}, {D_COUT}, 1},
 };
 
 #define TF(f) offsetof(dato_transformer, f)
 static const affine_spec TRANSFORMER_SPEC[] = {
-    {"norm", "norm", TF(norm), {D_COUT}, {D_COUT}, 0},
-    {"proj_in", "proj_in", TF(proj_in), {D_COUT, D_CIN, D_PROJ1, D_PROJ1}, {D_COUT}, 0},
-    {"proj_out", "proj_out", TF(proj_out), {D_COUT, D_CIN, D_PROJ1, D_PROJ1}, {D_COUT}, 0},
+    {"norm", "norm", TF(norm), NORM, {D_COUT}, {D_COUT}, 0},
+    {"proj_in", "proj_in", TF(proj_in), GEMM, {D_COUT, D_CIN, D_PROJ1, D_PROJ1}, {D_COUT}, 0},
+    {"proj_out", "proj_out", TF(proj_out), GEMM, {D_COUT, D_CIN, D_PROJ1, D_PROJ1}, {D_COUT}, 0},
 };
 
 #define TB(f) offsetof(dato_transformer_block, f)
 static const affine_spec TBLOCK_SPEC[] = {
-    {"norm1", "norm1", TB(norm1), {D_COUT}, {D_COUT}, 0},
-    {"attn1.to_q", "attn1.to_q", TB(attn1.to_q), {D_COUT, D_CIN}, {D_END}, 0},
-    {"attn1.to_k", "attn1.to_k", TB(attn1.to_k), {D_COUT, D_CIN}, {D_END}, 0},
-    {"attn1.to_v", "attn1.to_v", TB(attn1.to_v), {D_COUT, D_CIN}, {D_END}, 0},
-    {"attn1.to_out.0", "attn1.to_out.0", TB(attn1.to_out), {D_COUT, D_CIN}, {D_COUT}, 0},
-    {"norm2", "norm2", TB(norm2), {D_COUT}, {D_COUT}, 0},
-    {"attn2.to_q", "attn2.to_q", TB(attn2.to_q), {D_COUT, D_CIN}, {D_END}, 0},
-    {"attn2.to_k", "attn2.to_k", TB(attn2.to_k), {D_COUT, D_CTX}, {D_END}, 0},
-    {"attn2.to_v", "attn2.to_v", TB(attn2.to_v), {D_COUT, D_CTX}, {D_END}, 0},
-    {"attn2.to_out.0", "attn2.to_out.0", TB(attn2.to_out), {D_COUT, D_CIN}, {D_COUT}, 0},
-    {"norm3", "norm3", TB(norm3), {D_COUT}, {D_COUT}, 0},
-    {"ff.net.0.proj", "ff.net.0.proj", TB(ff_proj), {D_FF8, D_CIN}, {D_FF8}, 0},
-    {"ff.net.2", "ff.net.2", TB(ff_out), {D_COUT, D_FF4}, {D_COUT}, 0},
+    {"norm1", "norm1", TB(norm1), NORM, {D_COUT}, {D_COUT}, 0},
+    {"attn1.to_q", "attn1.to_q", TB(attn1.to_q), GEMM, {D_COUT, D_CIN}, {D_END}, 0},
+    {"attn1.to_k", "attn1.to_k", TB(attn1.to_k), GEMM, {D_COUT, D_CIN}, {D_END}, 0},
+    {"attn1.to_v", "attn1.to_v", TB(attn1.to_v), GEMM, {D_COUT, D_CIN}, {D_END}, 0},
+    {"attn1.to_out.0", "attn1.to_out.0", TB(attn1.to_out), GEMM, {D_COUT, D_CIN}, {D_COUT}, 0},
+    {"norm2", "norm2", TB(norm2), NORM, {D_COUT}, {D_COUT}, 0},
+    {"attn2.to_q", "attn2.to_q", TB(attn2.to_q), GEMM, {D_COUT, D_CIN}, {D_END}, 0},
+    {"attn2.to_k", "attn2.to_k", TB(attn2.to_k), GEMM, {D_COUT, D_CTX}, {D_END}, 0},
+    {"attn2.to_v", "attn2.to_v", TB(attn2.to_v), GEMM, {D_COUT, D_CTX}, {D_END}, 0},
+    {"attn2.to_out.0", "attn2.to_out.0", TB(attn2.to_out), GEMM, {D_COUT, D_CIN}, {D_COUT}, 0},
+    {"norm3", "norm3", TB(norm3), NORM, {D_COUT}, {D_COUT}, 0},
+    {"ff.net.0.proj", "ff.net.0.proj", TB(ff_proj), GEMM, {D_FF8, D_CIN}, {D_FF8}, 0},
+    {"ff.net.2", "ff.net.2", TB(ff_out), GEMM, {D_COUT, D_FF4}, {D_COUT}, 0},
 };
 
 // A bare conv or linear whose prefix is the whole name (conv_in, time_embed.0, ...).
-static const affine_spec CONV3_SPEC[] = {{"", "", 0, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
-static const affine_spec LINEAR_SPEC[] = {{"", "", 0, {D_COUT, D_CIN}, {D_COUT}, 0}};
-static const affine_spec NORM_SPEC[] = {{"", "", 0, {D_COUT}, {D_COUT}, 0}};
+static const affine_spec CONV3_SPEC[] = {{"", "", 0, GEMM, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
+static const affine_spec LINEAR_SPEC[] = {{"", "", 0, GEMM, {D_COUT, D_CIN}, {D_COUT}, 0}};
+static const affine_spec NORM_SPEC[] = {{"", "", 0, NORM, {D_COUT}, {D_COUT}, 0}};
 // Down/upsample convs: diffusers ".conv", LDM ".op" (down) or ".conv" (up).
-static const affine_spec DOWNSAMPLE_SPEC[] = {{"conv", "op", 0, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
-static const affine_spec UPSAMPLE_SPEC[] = {{"conv", "conv", 0, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
+static const affine_spec DOWNSAMPLE_SPEC[] = {{"conv", "op", 0, GEMM, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
+static const affine_spec UPSAMPLE_SPEC[] = {{"conv", "conv", 0, GEMM, {D_COUT, D_CIN, D_K3, D_K3}, {D_COUT}, 0}};
 
 #define N_SPEC(s) ((int)(sizeof(s) / sizeof((s)[0])))
 
@@ -101,7 +104,7 @@ static int resolve_dims(const int* sym, int max, const dims_t* d, int64_t* shape
 }
 
 static dato_status push_param(builder* bld, const char* dname, const char* lname, int ndim, const int64_t* shape,
-                              dato_tensor* slot) {
+                              int gemm, dato_tensor* slot) {
     dato_unet* u = bld->u;
     if (u->n_params == bld->cap) {
         int cap = bld->cap ? 2 * bld->cap : 512;
@@ -118,6 +121,7 @@ static dato_status push_param(builder* bld, const char* dname, const char* lname
         return dato_fail(bld->err, DATO_ERR_INVALID, "unet: parameter name too long: %s", dname);
     p->ndim = ndim;
     memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
+    p->gemm = gemm;
     p->slot = slot;
     *slot = dato_tensor_make(NULL, DATO_F32, u->be->device, ndim, shape);
     u->n_weights += (size_t)dato_tensor_numel(slot);
@@ -140,13 +144,13 @@ static dato_status add_spec(builder* bld, const affine_spec* spec, int n_spec, v
         int nd = resolve_dims(s->w, 4, d, shape);
         join_name(dn, sizeof dn, dprefix, s->diffusers, ".weight");
         join_name(ln, sizeof ln, lprefix, s->ldm, ".weight");
-        dato_status st = push_param(bld, dn, ln, nd, shape, &a->w);
+        dato_status st = push_param(bld, dn, ln, nd, shape, s->gemm, &a->w);
         if (st) return st;
         if (s->b[0] != D_END) {
             nd = resolve_dims(s->b, 1, d, shape);
             join_name(dn, sizeof dn, dprefix, s->diffusers, ".bias");
             join_name(ln, sizeof ln, lprefix, s->ldm, ".bias");
-            if ((st = push_param(bld, dn, ln, nd, shape, &a->b))) return st;
+            if ((st = push_param(bld, dn, ln, nd, shape, 0, &a->b))) return st;
         }
     }
     return DATO_OK;

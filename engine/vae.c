@@ -16,6 +16,7 @@
 #include "json_fields.h"
 #include "rng.h"
 #include "vae.h"
+#include "weight_dtype.h"
 
 // ---- configuration -------------------------------------------------------------------------------
 
@@ -179,10 +180,14 @@ dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_so
 
 // ---- weights ---------------------------------------------------------------------------------------
 
+// The block holds every slot at its dtype: GEMM weights in weight_dtype, the rest f32.
 static dato_status alloc_weights(dato_vae* v, dato_error* err) {
     if (v->weights) return DATO_OK;
     size_t bytes = 0;
-    for (int i = 0; i < v->n_params; i++) bytes += dato_arena_bytes(DATO_F32, (size_t)dato_tensor_numel(v->params[i].slot));
+    for (int i = 0; i < v->n_params; i++) {
+        const dato_tensor* t = v->params[i].slot;
+        bytes += dato_arena_bytes(t->dtype, (size_t)dato_tensor_numel(t));
+    }
     v->weights = v->be->ops->alloc(v->be, bytes);
     if (!v->weights) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate %zu bytes of weights", bytes);
     dato_arena a = dato_arena_over(v->weights, bytes);
@@ -190,6 +195,16 @@ static dato_status alloc_weights(dato_vae* v, dato_error* err) {
         dato_tensor* t = v->params[i].slot;
         t->data = dato_arena_alloc(&a, dato_tensor_nbytes(t));
     }
+    return DATO_OK;
+}
+
+dato_status dato_vae_set_weight_dtype(dato_vae* v, dato_dtype dt, dato_error* err) {
+    DATO_TRY(dato_weight_dtype_check(v->be, dt, "vae", err));
+    if (v->weights)
+        return dato_fail(err, DATO_ERR_INVALID, "vae: the weight dtype must be set before the weights are loaded");
+    v->weight_dtype = dt;
+    for (int i = 0; i < v->n_params; i++)
+        if (v->params[i].gemm) v->params[i].slot->dtype = dt;
     return DATO_OK;
 }
 
@@ -210,8 +225,13 @@ static size_t max_param_numel(const dato_vae* v) {
 
 dato_status dato_vae_init_random(dato_vae* v, unsigned long long seed, float scale, dato_error* err) {
     DATO_TRY(alloc_weights(v, err));
-    float* host = malloc(max_param_numel(v) * sizeof *host);
-    if (!host) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
+    float* host = malloc(max_param_numel(v) * sizeof *host); // (max numel) f32 values
+    uint16_t* half = v->weight_dtype != DATO_F32 ? malloc(max_param_numel(v) * sizeof *half) : NULL; // their half copy
+    if (!host || (v->weight_dtype != DATO_F32 && !half)) {
+        free(host);
+        free(half);
+        return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
+    }
     dato_rng rng;
     for (int i = 0; i < v->n_params; i++) {
         const dato_vae_param* p = &v->params[i];
@@ -220,9 +240,10 @@ dato_status dato_vae_init_random(dato_vae* v, unsigned long long seed, float sca
         int gamma = p->ndim == 1 && len > 7 && strcmp(n + len - 7, ".weight") == 0 && strstr(n, "norm") != NULL;
         dato_rng_seed_stream(&rng, seed, (uint64_t)i); // each tensor its own stream
         for (size_t k = 0; k < count; k++) host[k] = (gamma ? 1.0f : 0.0f) + scale * (float)dato_rng_normal(&rng);
-        v->be->ops->upload(v->be, p->slot->data, host, count * sizeof *host);
+        dato_weight_upload(v->be, p->slot->data, host, count, p->slot->dtype, half);
     }
     free(host);
+    free(half);
     return DATO_OK;
 }
 
@@ -279,9 +300,14 @@ dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, da
                                   dato_error* err) {
     DATO_TRY(check_names(v, src, layout, prefix, err));
     DATO_TRY(alloc_weights(v, err));
-    int on_host = v->be->device == DATO_DEV_CPU;
-    float* host = on_host ? NULL : malloc(max_param_numel(v) * sizeof *host);
-    if (!on_host && !host) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
+    int on_host = v->be->device == DATO_DEV_CPU, with_half = v->weight_dtype != DATO_F32;
+    float* host = on_host ? NULL : malloc(max_param_numel(v) * sizeof *host);             // (max numel) f32
+    uint16_t* half = with_half ? malloc(max_param_numel(v) * sizeof *half) : NULL;       // (max numel) half
+    if ((!on_host && !host) || (with_half && !half)) {
+        free(host);
+        free(half);
+        return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
+    }
     char name[256];
     dato_status st = DATO_OK;
     for (int i = 0; i < v->n_params && !st; i++) {
@@ -290,13 +316,18 @@ dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, da
         size_t n = (size_t)dato_tensor_numel(p->slot);
         float* dst = host ? host : p->slot->data;
         st = dato_st_tensor_to_f32(t, dst, n, err);
-        if (!st && host) v->be->ops->upload(v->be, p->slot->data, host, n * sizeof *host);
+        if (!st && host) dato_weight_upload(v->be, p->slot->data, host, n, p->slot->dtype, half);
     }
     free(host);
+    free(half);
     return st;
 }
 
 dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be, dato_error* err) {
+    return dato_vae_open_folder_as(v, dir, be, DATO_F32, err);
+}
+
+dato_status dato_vae_open_folder_as(dato_vae* v, const char* dir, dato_backend* be, dato_dtype dtype, dato_error* err) {
     char vae_dir[4096], cfg_path[4096];
     dato_vae_config cfg;
     memset(v, 0, sizeof *v);
@@ -309,6 +340,7 @@ dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be,
     DATO_TRY(dato_weight_files_open(&wf, vae_dir, err));
     dato_tensor_source src = dato_tensor_source_files(&wf);
     dato_status st = dato_vae_build(v, &cfg, be, err);
+    if (!st) st = dato_vae_set_weight_dtype(v, dtype, err);
     if (!st) st = dato_vae_load_weights(v, &src, DATO_LAYOUT_DIFFUSERS, "", err);
     dato_weight_files_close(&wf);
     if (st && v->params) dato_vae_free(v);
@@ -317,11 +349,18 @@ dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be,
 
 dato_status dato_vae_open_source(dato_vae* v, const dato_tensor_source* src, const char* prefix, float scaling_factor,
                                  int norm_groups, dato_backend* be, dato_error* err) {
+    return dato_vae_open_source_as(v, src, prefix, scaling_factor, norm_groups, be, DATO_F32, err);
+}
+
+dato_status dato_vae_open_source_as(dato_vae* v, const dato_tensor_source* src, const char* prefix,
+                                    float scaling_factor, int norm_groups, dato_backend* be, dato_dtype dtype,
+                                    dato_error* err) {
     dato_vae_config cfg;
     memset(v, 0, sizeof *v);
     DATO_TRY(dato_vae_config_infer_ldm(&cfg, src, prefix, scaling_factor, norm_groups ? norm_groups : 32, err));
     DATO_TRY(dato_vae_build(v, &cfg, be, err));
-    dato_status st = dato_vae_load_weights(v, src, DATO_LAYOUT_LDM, prefix, err);
+    dato_status st = dato_vae_set_weight_dtype(v, dtype, err);
+    if (!st) st = dato_vae_load_weights(v, src, DATO_LAYOUT_LDM, prefix, err);
     if (st) dato_vae_free(v);
     return st;
 }

@@ -70,6 +70,7 @@ typedef struct {
     int ndim;
     int64_t shape[4];
     int matrix;          // a (C, C) Linear that a file may store as a (C, C, 1, 1) conv
+    int gemm;            // a Linear/Conv2d weight: stored in the model's weight_dtype
     dato_tensor* slot;   // a view into the weight block after load
 } dato_vae_param;
 
@@ -84,13 +85,17 @@ typedef struct {
     dato_vae_param* params; // (n_params)
     int n_params;
     size_t n_weights;       // total elements
-    void* weights;          // one block on be (f32)
+    dato_dtype weight_dtype; // of the GEMM weights (param.gemm); everything else is f32
+    void* weights;          // one block on be
 } dato_vae;
 
 // Builds the parameter table for cfg (no weights yet).
 dato_status dato_vae_build(dato_vae* v, const dato_vae_config* cfg, dato_backend* be, dato_error* err);
 // Allocates the weight block and fills it with seeded normals * scale (norm gammas 1 + noise).
 dato_status dato_vae_init_random(dato_vae* v, unsigned long long seed, float scale, dato_error* err);
+// After build, before the weights are allocated: stores every Linear/Conv2d weight as dt (F32,
+// or F16/BF16 on a backend that multiplies them: engine/weight_dtype.h), refusing one that cannot.
+dato_status dato_vae_set_weight_dtype(dato_vae* v, dato_dtype dt, dato_error* err);
 // Checks that every decoder parameter exists under prefix in the layout with the expected shape
 // (matrices as (C, C) or (C, C, 1, 1)), and that no other tensor exists under prefix + "decoder."
 // (an extra one means a config mismatch); the encoder and quant_conv are ignored. Then loads them.
@@ -99,10 +104,15 @@ dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, da
 // A diffusers vae/ folder (config.json + diffusion_pytorch_model[.fp16].safetensors), or a model
 // folder holding vae/.
 dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be, dato_error* err);
+// dato_vae_open_folder with every Linear/Conv2d weight stored as dtype.
+dato_status dato_vae_open_folder_as(dato_vae* v, const char* dir, dato_backend* be, dato_dtype dtype, dato_error* err);
 // An LDM single-file source: tensors under prefix (usually "first_stage_model."), config inferred
 // with norm_groups GroupNorm groups (0: 32, as in every released LDM VAE).
 dato_status dato_vae_open_source(dato_vae* v, const dato_tensor_source* src, const char* prefix, float scaling_factor,
                                  int norm_groups, dato_backend* be, dato_error* err);
+dato_status dato_vae_open_source_as(dato_vae* v, const dato_tensor_source* src, const char* prefix,
+                                    float scaling_factor, int norm_groups, dato_backend* be, dato_dtype dtype,
+                                    dato_error* err);
 void dato_vae_free(dato_vae* v);
 const dato_vae_param* dato_vae_find_param(const dato_vae* v, dato_layout layout, const char* name);
 

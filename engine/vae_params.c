@@ -13,7 +13,7 @@ typedef struct {
 } builder;
 
 static dato_status push_param(builder* bld, const char* dname, const char* lname, const char* legacy, int ndim,
-                              const int64_t* shape, int matrix, dato_tensor* slot) {
+                              const int64_t* shape, int matrix, int gemm, dato_tensor* slot) {
     dato_vae* v = bld->v;
     if (v->n_params == bld->cap) {
         int cap = bld->cap ? 2 * bld->cap : 128;
@@ -33,6 +33,7 @@ static dato_status push_param(builder* bld, const char* dname, const char* lname
     p->ndim = ndim;
     memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
     p->matrix = matrix;
+    p->gemm = gemm;
     p->slot = slot;
     *slot = dato_tensor_make(NULL, DATO_F32, v->be->device, ndim, shape);
     v->n_weights += (size_t)dato_tensor_numel(slot);
@@ -55,8 +56,8 @@ static dato_status add_affine(builder* bld, dato_affine* a, affine_kind kind, in
         snprintf(dn, sizeof dn, "%s%s%s.%s", dprefix, dsep, dsuffix, tails[t]);
         snprintf(ln, sizeof ln, "%s%s%s.%s", lprefix, lsep, lsuffix, tails[t]);
         if (legacy) snprintf(on, sizeof on, "%s%s%s.%s", dprefix, dsep, legacy, tails[t]);
-        dato_status st = t == 0 ? push_param(bld, dn, ln, on, ndim, w, kind == K_MATRIX, &a->w)
-                                : push_param(bld, dn, ln, on, 1, b, 0, &a->b);
+        dato_status st = t == 0 ? push_param(bld, dn, ln, on, ndim, w, kind == K_MATRIX, kind != K_NORM, &a->w)
+                                : push_param(bld, dn, ln, on, 1, b, 0, 0, &a->b);
         if (st) return st;
     }
     return DATO_OK;

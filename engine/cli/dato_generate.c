@@ -16,12 +16,19 @@
 #include "model_defaults.h"
 #include "pipeline.h"
 #include "safetensors.h"
+#include "weight_dtype.h"
+#ifdef DATO_HAVE_CUDA
+#include "backend_cuda.h"
+#include "cuda_device.h"
+#endif
 
 #define MAX_PROMPTS 4096
 
 typedef struct {
     const char *model, *context, *prompt, *prompts_file, *negative, *out, *latents_out, *tokenizer, *schedule;
-    int steps, batch, size, threads, grid, have_sampler, compare_baseline;
+    const char* backend;            // "cpu" or "cuda"
+    dato_dtype dtype;               // Linear/Conv weights: F32, or F16/BF16 (CUDA)
+    int steps, batch, size, threads, device, grid, have_sampler, compare_baseline;
     float guidance;                 // steps / guidance < 0: the model's dato.json, else 50 / 7.5
     char default_model[4096];
     unsigned long long seed;
@@ -32,7 +39,7 @@ static void usage(FILE* f) {
     fprintf(f,
             "usage: dato-generate [--model DIR|FILE] (--prompt TEXT | --prompts-file FILE | --context FILE) [options]\n"
             "\n"
-            "Generates images with a Stable Diffusion 1.x/2.x/SDXL-family model on the CPU.\n"
+            "Generates images with a Stable Diffusion 1.x/2.x/SDXL-family model on the CPU or a CUDA GPU.\n"
             "\n"
             "  --model DIR|FILE       diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/,\n"
             "                         scheduler/; SDXL adds text_encoder_2/, tokenizer_2/), a bare UNet folder,\n"
@@ -60,12 +67,18 @@ static void usage(FILE* f) {
             "                         tome:R | dato-paper; prints each step's MACs and the time\n"
             "  --compare-baseline     with --schedule: also run the baseline and print the measured speedup\n"
             "  --tokenizer DIR        single files: the CLIP vocab.json + merges.txt (default models/clip_tokenizer)\n"
+            "  --backend cpu|cuda     where the networks run (default cpu); cuda needs a build with\n"
+            "                         -DDATO_CUDA=ON\n"
+            "  --device N             the CUDA device for --backend cuda (default 0)\n"
+            "  --dtype f32|f16|bf16   how Linear/Conv weights are stored (default f32): f16/bf16 convert them\n"
+            "                         at load (round to nearest even; half the weight memory) and multiply on\n"
+            "                         tensor cores with f32 accumulation; needs --backend cuda\n"
             "  --threads N            CPU threads (default: all)\n"
             "  --help                 this text\n");
 }
 
 static int parse_args(int argc, char** argv, options* o) {
-    *o = (options){.steps = -1, .batch = 1, .guidance = -1.0f, .out = "results/dato-generate.png"};
+    *o = (options){.steps = -1, .batch = 1, .guidance = -1.0f, .out = "results/dato-generate.png", .backend = "cpu"};
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -95,6 +108,15 @@ static int parse_args(int argc, char** argv, options* o) {
         else if (!strcmp(a, "--latents-out")) o->latents_out = v;
         else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
         else if (!strcmp(a, "--schedule")) o->schedule = v;
+        else if (!strcmp(a, "--backend")) o->backend = v;
+        else if (!strcmp(a, "--device")) o->device = (int)strtol(v, &end, 10);
+        else if (!strcmp(a, "--dtype")) {
+            dato_error err;
+            if (dato_weight_dtype_parse(v, &o->dtype, &err)) {
+                fprintf(stderr, "dato-generate: --dtype: %s\n", err.msg);
+                return 0;
+            }
+        }
         else if (!strcmp(a, "--steps")) o->steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--batch")) o->batch = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--size")) o->size = (int)strtol(v, &end, 10);
@@ -133,7 +155,40 @@ static int parse_args(int argc, char** argv, options* o) {
         fprintf(stderr, "dato-generate: --steps must be in 1..1000, --batch in 1..1024, --size >= 0\n");
         return 0;
     }
+    if (strcmp(o->backend, "cpu") && strcmp(o->backend, "cuda")) {
+        fprintf(stderr, "dato-generate: --backend '%s': expected cpu or cuda\n", o->backend);
+        return 0;
+    }
+    if (o->device < 0) {
+        fprintf(stderr, "dato-generate: --device must be >= 0\n");
+        return 0;
+    }
     return 1;
+}
+
+// Starts the backend --backend names; 0 with a message when it cannot run here.
+static int backend_init(dato_backend* be, const options* o) {
+    dato_error err;
+    if (!strcmp(o->backend, "cpu")) {
+        if (!dato_backend_cpu_init(be, o->threads, &err)) return 1;
+        fprintf(stderr, "dato-generate: %s\n", err.msg);
+        return 0;
+    }
+#ifdef DATO_HAVE_CUDA
+    if (dato_backend_cuda_init(be, o->device, &err)) {
+        fprintf(stderr, "dato-generate: --backend cuda --device %d: %s\n", o->device, err.msg);
+        return 0;
+    }
+    char desc[256];
+    if (!dato_cuda_describe(o->device, desc, sizeof desc, &err))
+        fprintf(stderr, "dato-generate: CUDA device %d: %s\n", o->device, desc);
+    return 1;
+#else
+    (void)be;
+    fprintf(stderr, "dato-generate: --backend cuda: this build has no CUDA backend (rebuild with -DDATO_CUDA=ON on a "
+                    "machine with nvcc)\n");
+    return 0;
+#endif
 }
 
 // Reads non-empty lines (without their newline) of path; *n gets the count.
@@ -282,12 +337,9 @@ int main(int argc, char** argv) {
 
     dato_error err;
     dato_backend be;
-    if (dato_backend_cpu_init(&be, o.threads, &err)) {
-        fprintf(stderr, "dato-generate: %s\n", err.msg);
-        return 1;
-    }
+    if (!backend_init(&be, &o)) return 1;
     dato_pipeline p;
-    dato_pipeline_options popt = {.tokenizer_dir = o.tokenizer};
+    dato_pipeline_options popt = {.tokenizer_dir = o.tokenizer, .dtype = o.dtype};
     double t_load = now_s();
     if (dato_pipeline_open(&p, o.model, &be, &popt, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);

@@ -1,7 +1,7 @@
 // The CPU backend: the reference implementation of every op in backend.h, in C + OpenMP with
 // GEMMs through OpenBLAS. This file holds the memory ops, the shared argument checks, the ops
 // table, init and destroy; the ops live in cpu_conv.c, cpu_linear.c, cpu_norm.c,
-// cpu_activation.c, cpu_attention.c and cpu_layout.c.
+// cpu_activation.c, cpu_attention.c, cpu_layout.c, cpu_pool.c and cpu_dato.c.
 //
 // Threads: one pool, OpenMP's. OpenBLAS is set to one thread and every GEMM is cut into
 // blocks that the OpenMP threads multiply side by side (cpu_gemm_team in cpu_linear.c).
@@ -102,6 +102,10 @@ static const dato_backend_ops cpu_ops = {
     .axpby = cpu_axpby,
     .copy = cpu_copy,
     .timestep_embedding = cpu_timestep_embedding,
+    .dato_similarity = cpu_dato_similarity,
+    .dato_select_keep = cpu_dato_select_keep,
+    .dato_gather_kept = cpu_dato_gather_kept,
+    .dato_scatter_recover = cpu_dato_scatter_recover,
 };
 
 // ---- init and destroy -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ typedef struct {
     void (*destroy)(dato_backend* be);
     int threads;       // OpenMP threads of every parallel region
     int avx512;        // the CPU has AVX-512F: attention runs its 16-float kernels
-    float* col;        // (col_floats) im2col tile of conv2d, shared by the team
+    float* col;        // (col_floats) im2col tile of conv2d, shared by the team; dato_select_keep's sort
     size_t col_floats;
     float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
 } cpu_backend;
@@ -140,5 +140,14 @@ dato_status cpu_axpby(dato_backend* be, dato_tensor* out, float alpha, const dat
 dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
                                    float freq_shift, float max_period, dato_error* err);
+// cpu_dato.c
+dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
+                                const dato_tensor* x, const dato_tensor* base, dato_tensor* work, dato_error* err);
+dato_status cpu_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
+                                 const dato_tensor* is_base, int P, int n, dato_error* err);
+dato_status cpu_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
+                                 const dato_tensor* keep, dato_error* err);
+dato_status cpu_dato_scatter_recover(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
+                                     const dato_tensor* pos, const dato_tensor* assign, dato_error* err);
 
 #endif

@@ -1,0 +1,316 @@
+// The CUDA backend: init and destroy, the memory ops, the argument checks every op shares, the
+// DaTo ops' checks and the ops table. The ops live in cuda_gemm.cu (linear, conv2d),
+// cuda_attention.cu, cuda_norm.cu, cuda_elementwise.cu and cuda_layout.cu; the DaTo kernels
+// in cuda_dato.cu.
+//
+// Everything runs on one non-blocking stream; only upload, download and synchronize wait for
+// it. Those three are void in the table: a copy that fails is kept in cuda_backend.sticky and
+// left in the runtime's last-error slot, where the next op's cuda_check_launch reports it.
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "backend_cuda.h"
+#include "cuda_dato.h"
+#include "cuda_ops.h"
+
+// ---- shared argument checks -------------------------------------------------------------------
+
+extern "C" dato_status cuda_check(const char* op, const char* arg, const dato_tensor* t, int ndim, int allow_half,
+                                  dato_error* err) {
+    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
+    if (t->ndim < 1 || t->ndim > DATO_MAX_DIMS)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s has %d dims (1..%d allowed)", op, arg, t->ndim, DATO_MAX_DIMS);
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] < 0)
+            return dato_fail(err, DATO_ERR_INVALID, "%s: %s has a negative dim %lld", op, arg, (long long)t->shape[i]);
+    if (ndim > 0 && t->ndim != ndim) {
+        char s[96];
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s has %d dims, expected %d", op, arg,
+                         dato_shape_str(t, s, sizeof s), t->ndim, ndim);
+    }
+    int half = t->dtype == DATO_F16 || t->dtype == DATO_BF16;
+    if (t->dtype != DATO_F32 && !(allow_half && half))
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s; the CUDA backend takes %s here", op, arg,
+                         dato_dtype_name(t->dtype), allow_half ? "F32, F16 or BF16" : "F32 only");
+    if (t->device != DATO_DEV_CUDA)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CUDA device", op, arg);
+    if (!t->data && dato_tensor_numel(t) > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
+    return DATO_OK;
+}
+
+extern "C" dato_status cuda_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
+                                             const char* x_name, const dato_tensor* x, dato_error* err) {
+    if (dato_tensor_same_shape(out, x)) return DATO_OK;
+    char so[96], sx[96];
+    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not match %s %s", op, out_name,
+                     dato_shape_str(out, so, sizeof so), x_name, dato_shape_str(x, sx, sizeof sx));
+}
+
+extern "C" dato_status cuda_check_launch(const char* op, dato_error* err) {
+    cudaError_t e = cudaGetLastError(); // also clears a non-sticky error so the next op starts clean
+    if (e == cudaSuccess) return DATO_OK;
+    return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: CUDA error %s: %s", op, cudaGetErrorName(e),
+                     cudaGetErrorString(e));
+}
+
+extern "C" dato_status cuda_check_cublas(const char* op, cublasStatus_t st, dato_error* err) {
+    if (st == CUBLAS_STATUS_SUCCESS) return DATO_OK;
+    return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: cuBLAS error %s", op, cublasGetStatusString(st));
+}
+
+// ---- memory: device memory, cudaMalloc's 256-byte alignment ----------------------------------
+
+// Keeps the first failure of a void memory op (see the top of this file).
+static void note_failure(dato_backend* be, cudaError_t e) {
+    cuda_backend* cuda = cuda_impl(be);
+    if (e != cudaSuccess && cuda->sticky == cudaSuccess) cuda->sticky = e;
+}
+
+static void* cuda_alloc(dato_backend* be, size_t bytes) {
+    (void)be;
+    void* p = NULL;
+    // cudaMalloc(0) gives NULL; a zero-byte request still gets a distinct pointer, as on the CPU
+    if (cudaMalloc(&p, bytes ? bytes : 256) != cudaSuccess) {
+        cudaGetLastError(); // reported as NULL; keep it from blaming the next op
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_free(dato_backend* be, void* p) {
+    (void)be;
+    if (p) cudaFree(p);
+}
+
+// dst = src over bytes in direction kind, waiting for the stream (src_host may be freed after).
+static void cuda_memcpy_sync(dato_backend* be, void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    if (!bytes) return;
+    cuda_backend* cuda = cuda_impl(be);
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind, cuda->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cuda->stream);
+    note_failure(be, e);
+}
+
+static void cuda_upload(dato_backend* be, void* dst, const void* src_host, size_t bytes) {
+    cuda_memcpy_sync(be, dst, src_host, bytes, cudaMemcpyHostToDevice);
+}
+
+static void cuda_download(dato_backend* be, void* dst_host, const void* src, size_t bytes) {
+    cuda_memcpy_sync(be, dst_host, src, bytes, cudaMemcpyDeviceToHost);
+}
+
+static void cuda_synchronize(dato_backend* be) { note_failure(be, cudaStreamSynchronize(cuda_impl(be)->stream)); }
+
+// ---- the DaTo pruning ops: backend.h's checks around the kernels of cuda_dato.h ------------------
+
+// DATO_OK if t is a CUDA tensor of dtype dt with data and shape (d0, d1); else an error naming op and arg.
+static dato_status check_rows(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
+                              int64_t d1, dato_error* err) {
+    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
+    if (t->dtype != dt)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s, expected %s", op, arg, dato_dtype_name(t->dtype),
+                         dato_dtype_name(dt));
+    if (t->device != DATO_DEV_CUDA) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CUDA device", op, arg);
+    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1) {
+        char s[96];
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is %s, expected (%lld, %lld)", op, arg,
+                         dato_shape_str(t, s, sizeof s), (long long)d0, (long long)d1);
+    }
+    if (!t->data && d0 * d1 > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
+    return DATO_OK;
+}
+
+// DATO_OK if t (B, Nk, C) matches x (B, N, C) but for Nk in [1, N]; else an error naming op and arg.
+static dato_status check_kept(const char* op, const char* arg, const dato_tensor* t, const dato_tensor* x,
+                              dato_error* err) {
+    DATO_TRY(cuda_check(op, arg, t, 3, 0, err));
+    if (t->shape[0] == x->shape[0] && t->shape[2] == x->shape[2] && t->shape[1] >= 1 && t->shape[1] <= x->shape[1])
+        return DATO_OK;
+    char st[96], sx[96];
+    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not fit %s", op, arg, dato_shape_str(t, st, sizeof st),
+                     dato_shape_str(x, sx, sizeof sx));
+}
+
+// Rows and sizes the kernels take as int.
+static dato_status check_int_sizes(const char* op, int64_t B, int64_t N, int64_t C, dato_error* err) {
+    if (B < 1 || N < 1 || C < 1 || B > 65535 || N > INT32_MAX || C > INT32_MAX)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: B %lld, N %lld, C %lld outside [1, 65535] x [1, 2^31)", op,
+                         (long long)B, (long long)N, (long long)C);
+    return DATO_OK;
+}
+
+static dato_status cuda_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
+                                        const dato_tensor* x, const dato_tensor* base, dato_tensor* work,
+                                        dato_error* err) {
+    const char* op = "dato_similarity";
+    DATO_TRY(cuda_check(op, "x", x, 3, 0, err));
+    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
+    DATO_TRY(check_int_sizes(op, B, N, C, err));
+    if (!base || base->ndim != 2) return dato_fail(err, DATO_ERR_INVALID, "%s: base must be (B, P)", op);
+    int64_t P = base->shape[1];
+    if (P < 1 || P > N)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: P %lld outside [1, N = %lld]", op, (long long)P, (long long)N);
+    DATO_TRY(check_rows(op, "base", base, DATO_I32, B, P, err));
+    DATO_TRY(check_rows(op, "sim", sim, DATO_F32, B, N, err));
+    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
+    DATO_TRY(cuda_check(op, "work", work, 0, 0, err));
+    if (dato_tensor_numel(work) < B * N * C + P * (N + C))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: work holds %lld floats, needs B*N*C + P*(N + C) = %lld", op,
+                         (long long)dato_tensor_numel(work), (long long)(B * N * C + P * (N + C)));
+    // work's first B*N*C floats take the normalized tokens
+    return dato_cuda_similarity((const float*)x->data, (const int32_t*)base->data, (int)B, (int)N, (int)C, (int)P,
+                                (float*)work->data, (uint8_t*)is_base->data, (float*)sim->data,
+                                (int32_t*)assign->data, cuda_impl(be)->stream, err);
+}
+
+static dato_status cuda_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
+                                         const dato_tensor* is_base, int P, int n, dato_error* err) {
+    const char* op = "dato_select_keep";
+    DATO_TRY(cuda_check(op, "sim", sim, 2, 0, err));
+    int64_t B = sim->shape[0], N = sim->shape[1];
+    DATO_TRY(check_int_sizes(op, B, N, 1, err));
+    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
+    if (P < 1 || P > N || n < 0 || n > N - P)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: P %d, n %d: need 1 <= P <= N = %lld and 0 <= n <= N - P", op, P,
+                         n, (long long)N);
+    return dato_cuda_select_pruned((const float*)sim->data, (const uint8_t*)is_base->data, (int)B, (int)N, P, n,
+                                   (uint8_t*)keep->data, cuda_impl(be)->stream, err);
+}
+
+static dato_status cuda_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
+                                         const dato_tensor* keep, dato_error* err) {
+    const char* op = "dato_gather_kept";
+    DATO_TRY(cuda_check(op, "x", x, 3, 0, err));
+    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
+    DATO_TRY(check_int_sizes(op, B, N, C, err));
+    DATO_TRY(check_kept(op, "x_kept", x_kept, x, err));
+    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
+    // Unlike the CPU, a keep mask with another count per row is not detected (no read-back): rows past Nk are dropped.
+    return dato_cuda_gather_kept((const float*)x->data, (const uint8_t*)keep->data, (int)B, (int)N, (int)C,
+                                 (int)x_kept->shape[1], (int32_t*)pos->data, (float*)x_kept->data,
+                                 cuda_impl(be)->stream, err);
+}
+
+static dato_status cuda_dato_scatter_recover(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
+                                             const dato_tensor* pos, const dato_tensor* assign, dato_error* err) {
+    const char* op = "dato_scatter_recover";
+    DATO_TRY(cuda_check(op, "out", out, 3, 0, err));
+    int64_t B = out->shape[0], N = out->shape[1], C = out->shape[2];
+    DATO_TRY(check_int_sizes(op, B, N, C, err));
+    DATO_TRY(check_kept(op, "o_kept", o_kept, out, err));
+    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
+    // A bad pos or assign (the ops above never make one) gives NaN rows; the CPU reports it instead.
+    return dato_cuda_scatter_recover((const float*)o_kept->data, (const int32_t*)pos->data,
+                                     (const int32_t*)assign->data, (int)B, (int)N, (int)C, (int)o_kept->shape[1],
+                                     (float*)out->data, cuda_impl(be)->stream, err);
+}
+
+static const dato_backend_ops cuda_ops = {
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .synchronize = cuda_synchronize,
+    .conv2d = cuda_conv2d,
+    .linear = cuda_linear,
+    .group_norm = cuda_group_norm,
+    .layer_norm = cuda_layer_norm,
+    .silu = cuda_silu,
+    .gelu = cuda_gelu,
+    .quick_gelu = cuda_quick_gelu,
+    .geglu = cuda_geglu,
+    .softmax = cuda_softmax,
+    .relu = cuda_relu,
+    .attention = cuda_attention,
+    .upsample_nearest2x = cuda_upsample_nearest2x,
+    .max_pool2d = cuda_max_pool2d,
+    .avg_pool2d = cuda_avg_pool2d,
+    .mean_hw = cuda_mean_hw,
+    .concat_channels = cuda_concat_channels,
+    .nchw_to_tokens = cuda_nchw_to_tokens,
+    .tokens_to_nchw = cuda_tokens_to_nchw,
+    .add = cuda_add,
+    .add_channel_bias = cuda_add_channel_bias,
+    .axpby = cuda_axpby,
+    .copy = cuda_copy,
+    .timestep_embedding = cuda_timestep_embedding,
+    .dato_similarity = cuda_dato_similarity,
+    .dato_select_keep = cuda_dato_select_keep,
+    .dato_gather_kept = cuda_dato_gather_kept,
+    .dato_scatter_recover = cuda_dato_scatter_recover,
+};
+
+// ---- init and destroy -----------------------------------------------------------------------------
+
+// Frees whatever of cuda's resources exist (a partial init too), then cuda itself.
+static void cuda_release(cuda_backend* cuda) {
+    if (cuda->stream) cudaStreamSynchronize(cuda->stream);
+    if (cuda->col) cudaFree(cuda->col);
+    if (cuda->half) cudaFree(cuda->half);
+    if (cuda->cublas) cublasDestroy(cuda->cublas);
+    if (cuda->stream) cudaStreamDestroy(cuda->stream);
+    cudaGetLastError(); // nothing to report from a teardown
+    free(cuda);
+}
+
+static void cuda_destroy(dato_backend* be) {
+    cuda_backend* cuda = cuda_impl(be);
+    cudaSetDevice(cuda->device);
+    cuda_release(cuda);
+}
+
+extern "C" dato_status dato_backend_cuda_init(dato_backend* be, int device, dato_error* err) {
+    if (!be) return dato_fail(err, DATO_ERR_INVALID, "cuda backend: be is NULL");
+    *be = dato_backend{};
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: no usable CUDA driver or device (%s)",
+                         cudaGetErrorString(e));
+    }
+    if (device < 0 || device >= count)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: no CUDA device %d (%d found)", device, count);
+    cudaDeviceProp prop;
+    if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) {
+        cudaGetLastError();
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: device %d: %s", device, cudaGetErrorString(e));
+    }
+    cuda_backend* cuda = (cuda_backend*)calloc(1, sizeof *cuda);
+    if (!cuda) return dato_fail(err, DATO_ERR_NOMEM, "cuda backend: out of memory for its state");
+    cuda->destroy = cuda_destroy;
+    cuda->device = device;
+    cuda->sm = prop.major * 10 + prop.minor;
+    cuda->sticky = cudaSuccess;
+    // a non-blocking stream does not wait for work other libraries put on the legacy default stream
+    if ((e = cudaStreamCreateWithFlags(&cuda->stream, cudaStreamNonBlocking)) != cudaSuccess) {
+        cuda->stream = NULL;
+        cuda_release(cuda);
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: creating a stream on device %d: %s", device,
+                         cudaGetErrorString(e));
+    }
+    cublasStatus_t cs = cublasCreate(&cuda->cublas);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cublasSetStream(cuda->cublas, cuda->stream);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+        cuda_release(cuda);
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: cuBLAS on device %d: %s", device,
+                         cublasGetStatusString(cs));
+    }
+    if (cudaMalloc(&cuda->col, CUDA_COL_BYTES) != cudaSuccess) cuda->col = NULL;
+    if (cuda->col && cudaMalloc(&cuda->half, CUDA_HALF_BYTES) != cudaSuccess) cuda->half = NULL;
+    if (!cuda->col || !cuda->half) {
+        cudaGetLastError();
+        cuda_release(cuda);
+        return dato_fail(err, DATO_ERR_NOMEM, "cuda backend: %zu MiB of scratch do not fit on device %d",
+                         (CUDA_COL_BYTES + CUDA_HALF_BYTES) >> 20, device);
+    }
+    be->name = "cuda";
+    be->device = DATO_DEV_CUDA;
+    be->ops = &cuda_ops;
+    be->impl = cuda;
+    return DATO_OK;
+}

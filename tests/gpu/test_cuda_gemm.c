@@ -1,0 +1,309 @@
+// Parity of the CUDA backend's GEMM-backed ops (linear, conv2d; kernels/cuda_gemm.cu) and its
+// fused attention (kernels/cuda_attention.cu) with the CPU backend, on seeded random inputs.
+// Every GPU output starts poisoned with NaN, so an element the op misses fails the test.
+//
+// Tolerances, all max|got - ref| / max|ref| (an abs tolerance scaled by the output's largest
+// magnitude: single elements near zero after cancellation have no useful relative error):
+//   f32 weights and attention: 1e-5 (both sides compute in f32, only the summation order and,
+//   for attention, the CPU's polynomial exp2 differ);
+//   F16/BF16 weights: 1e-3, against the CPU run on the dequantized weights and on the
+//   activations rounded to the same half dtype (the GPU rounds them before its GEMM).
+// Exits 77 (skipped) without CUDA in the build or a GPU in the machine.
+#include <stdio.h>
+
+#ifdef DATO_HAVE_CUDA
+
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+#include "backend_cuda.h"
+#include "cuda_device.h"
+#include "tensor.h"
+#include "test_util.h"
+
+#define TOL_F32 1e-5
+#define TOL_HALF 1e-3
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+// Uniform in [-1, 1) (xorshift64*).
+static float frand(void) {
+    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+    return (float)((rng * 0x2545F4914F6CDD1Dull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+// n random floats in [-scale, scale), malloc'd.
+static float* rand_buf(size_t n, float scale) {
+    float* p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
+    return p;
+}
+
+static size_t numel(int ndim, const int64_t* shape) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    return n;
+}
+
+// x (n) rounded through dtype dt (a copy, malloc'd): what the GPU computes with.
+static float* rounded(const float* x, size_t n, dato_dtype dt) {
+    float* r = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        r[i] = dt == DATO_F16 ? dato_f16_to_f32(dato_f32_to_f16(x[i]))
+             : dt == DATO_BF16 ? dato_bf16_to_f32(dato_f32_to_bf16(x[i])) : x[i];
+    return r;
+}
+
+// A device tensor holding host (shape) converted to dtype dt on the host.
+static dato_tensor dev_tensor(dato_backend* gpu, const float* host, dato_dtype dt, int ndim, const int64_t* shape) {
+    size_t n = numel(ndim, shape), bytes = n * dato_dtype_size(dt);
+    void* d = gpu->ops->alloc(gpu, bytes);
+    if (dt == DATO_F32) {
+        gpu->ops->upload(gpu, d, host, bytes);
+    } else {
+        uint16_t* h = malloc(bytes);
+        for (size_t i = 0; i < n; i++) h[i] = dt == DATO_F16 ? dato_f32_to_f16(host[i]) : dato_f32_to_bf16(host[i]);
+        gpu->ops->upload(gpu, d, h, bytes);
+        free(h);
+    }
+    return dato_tensor_make(d, dt, DATO_DEV_CUDA, ndim, shape);
+}
+
+// An F32 device tensor filled with NaN.
+static dato_tensor dev_poisoned(dato_backend* gpu, int ndim, const int64_t* shape) {
+    size_t n = numel(ndim, shape);
+    float* nan = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) nan[i] = NAN;
+    dato_tensor t = dev_tensor(gpu, nan, DATO_F32, ndim, shape);
+    free(nan);
+    return t;
+}
+
+// The device tensor t (F32) on the host, malloc'd.
+static float* to_host(dato_backend* gpu, const dato_tensor* t) {
+    size_t bytes = dato_tensor_nbytes(t);
+    float* h = malloc(bytes);
+    gpu->ops->download(gpu, h, t->data, bytes);
+    return h;
+}
+
+// Prints and checks max|got - ref| / max|ref| <= tol.
+static void compare(const char* what, const float* got, const float* ref, size_t n, double tol) {
+    double rel = test_rel_err(got, ref, n);
+    printf("%-58s max rel err %.3g (tol %.0e, max |ref| %.3g)\n", what, rel, tol, test_max_abs(ref, n));
+    CHECK(rel <= tol, "%s: rel err %.3g over %.0e", what, rel, tol);
+}
+
+// ---- linear ------------------------------------------------------------------------------------
+
+// out (x_shape[:-1], N) = x (x_shape) @ w (N, K)^T (+ b) with w stored as dt; w_4d stores it (N, K, 1, 1).
+static void test_linear(dato_backend* cpu, dato_backend* gpu, int xdim, const int64_t* x_shape, int64_t n,
+                        dato_dtype dt, int bias, int w_4d) {
+    int64_t k = x_shape[xdim - 1];
+    size_t nx = numel(xdim, x_shape), m = nx / (size_t)k;
+    int64_t w_shape[4] = {n, k, 1, 1}, o_shape[4];
+    memcpy(o_shape, x_shape, sizeof(int64_t) * (size_t)xdim);
+    o_shape[xdim - 1] = n;
+    float* x = rand_buf(nx, 1.0f);
+    float* w = rand_buf((size_t)(n * k), 0.1f);
+    float* b = bias ? rand_buf((size_t)n, 1.0f) : NULL;
+    float* xr = rounded(x, nx, dt); // the activations the GPU multiplies
+    float* wr = rounded(w, (size_t)(n * k), dt);
+    float* ref = malloc(m * (size_t)n * sizeof(float));
+    dato_error err = {{0}};
+
+    dato_tensor cx = dato_tensor_make(xr, DATO_F32, DATO_DEV_CPU, xdim, x_shape);
+    dato_tensor cw = dato_tensor_make(wr, DATO_F32, DATO_DEV_CPU, w_4d ? 4 : 2, w_shape);
+    dato_tensor cb = dato_tensor_f32_1d(b, n);
+    dato_tensor co = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, xdim, o_shape);
+    dato_status st = cpu->ops->linear(cpu, &co, &cx, &cw, bias ? &cb : NULL, &err);
+    CHECK(st == DATO_OK, "cpu linear: %s", err.msg);
+
+    dato_tensor gx = dev_tensor(gpu, x, DATO_F32, xdim, x_shape);
+    dato_tensor gw = dev_tensor(gpu, w, dt, w_4d ? 4 : 2, w_shape);
+    dato_tensor gb = bias ? dev_tensor(gpu, b, DATO_F32, 1, &n) : cb;
+    dato_tensor go = dev_poisoned(gpu, xdim, o_shape);
+    st = gpu->ops->linear(gpu, &go, &gx, &gw, bias ? &gb : NULL, &err);
+    CHECK(st == DATO_OK, "cuda linear: %s", err.msg);
+    float* got = to_host(gpu, &go);
+
+    char what[160], sx[96];
+    snprintf(what, sizeof what, "linear %s x %s, N %lld, %s%s", dato_dtype_name(dt), dato_shape_str(&cx, sx, sizeof sx),
+             (long long)n, bias ? "bias" : "no bias", w_4d ? ", (N, K, 1, 1)" : "");
+    compare(what, got, ref, m * (size_t)n, dt == DATO_F32 ? TOL_F32 : TOL_HALF);
+
+    gpu->ops->free(gpu, gx.data), gpu->ops->free(gpu, gw.data), gpu->ops->free(gpu, go.data);
+    if (bias) gpu->ops->free(gpu, gb.data);
+    free(x), free(w), free(b), free(xr), free(wr), free(ref), free(got);
+}
+
+// ---- conv2d ------------------------------------------------------------------------------------
+
+// out = conv2d(x (B, Ci, H, W), w (Co, Ci, kh, kw) stored as dt) (+ b).
+static void test_conv(dato_backend* cpu, dato_backend* gpu, int64_t batch, int64_t ci, int64_t h, int64_t wd,
+                      int64_t co, int64_t kh, int64_t kw, int sh, int sw, int ph, int pw, dato_dtype dt, int bias) {
+    int64_t ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1;
+    int64_t x_shape[4] = {batch, ci, h, wd}, w_shape[4] = {co, ci, kh, kw}, o_shape[4] = {batch, co, ho, wo};
+    size_t nx = numel(4, x_shape), nw = numel(4, w_shape), no = numel(4, o_shape);
+    float* x = rand_buf(nx, 1.0f);
+    float* w = rand_buf(nw, 0.1f);
+    float* b = bias ? rand_buf((size_t)co, 1.0f) : NULL;
+    float* xr = rounded(x, nx, dt);
+    float* wr = rounded(w, nw, dt);
+    float* ref = malloc(no * sizeof(float));
+    dato_error err = {{0}};
+
+    dato_tensor cx = dato_tensor_make(xr, DATO_F32, DATO_DEV_CPU, 4, x_shape);
+    dato_tensor cw = dato_tensor_make(wr, DATO_F32, DATO_DEV_CPU, 4, w_shape);
+    dato_tensor cb = dato_tensor_f32_1d(b, co);
+    dato_tensor cout = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, 4, o_shape);
+    dato_status st = cpu->ops->conv2d(cpu, &cout, &cx, &cw, bias ? &cb : NULL, sh, sw, ph, pw, &err);
+    CHECK(st == DATO_OK, "cpu conv2d: %s", err.msg);
+
+    dato_tensor gx = dev_tensor(gpu, x, DATO_F32, 4, x_shape);
+    dato_tensor gw = dev_tensor(gpu, w, dt, 4, w_shape);
+    dato_tensor gb = bias ? dev_tensor(gpu, b, DATO_F32, 1, &co) : cb;
+    dato_tensor go = dev_poisoned(gpu, 4, o_shape);
+    st = gpu->ops->conv2d(gpu, &go, &gx, &gw, bias ? &gb : NULL, sh, sw, ph, pw, &err);
+    CHECK(st == DATO_OK, "cuda conv2d: %s", err.msg);
+    float* got = to_host(gpu, &go);
+
+    char what[160], sx[96], sws[96];
+    snprintf(what, sizeof what, "conv2d %s x %s w %s s(%d,%d) p(%d,%d)%s", dato_dtype_name(dt),
+             dato_shape_str(&cx, sx, sizeof sx), dato_shape_str(&cw, sws, sizeof sws), sh, sw, ph, pw,
+             bias ? " bias" : "");
+    compare(what, got, ref, no, dt == DATO_F32 ? TOL_F32 : TOL_HALF);
+
+    gpu->ops->free(gpu, gx.data), gpu->ops->free(gpu, gw.data), gpu->ops->free(gpu, go.data);
+    if (bias) gpu->ops->free(gpu, gb.data);
+    free(x), free(w), free(b), free(xr), free(wr), free(ref), free(got);
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+// out (B, Nq, H*D) = attention(q (B, Nq, H*D), k, v (B, Nk, H*D)), scale 1/sqrt(D).
+static void test_attention(dato_backend* cpu, dato_backend* gpu, int64_t batch, int64_t nq, int64_t nk, int heads,
+                           int64_t d, int causal) {
+    int64_t q_shape[3] = {batch, nq, heads * d}, k_shape[3] = {batch, nk, heads * d};
+    size_t n_q = numel(3, q_shape), n_k = numel(3, k_shape);
+    float* q = rand_buf(n_q, 2.0f);
+    float* k = rand_buf(n_k, 2.0f);
+    float* v = rand_buf(n_k, 1.0f);
+    float* ref = malloc(n_q * sizeof(float));
+    float scale = 1.0f / sqrtf((float)d);
+    dato_error err = {{0}};
+
+    dato_tensor cq = dato_tensor_make(q, DATO_F32, DATO_DEV_CPU, 3, q_shape);
+    dato_tensor ck = dato_tensor_make(k, DATO_F32, DATO_DEV_CPU, 3, k_shape);
+    dato_tensor cv = dato_tensor_make(v, DATO_F32, DATO_DEV_CPU, 3, k_shape);
+    dato_tensor cout = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, 3, q_shape);
+    dato_status st = cpu->ops->attention(cpu, &cout, &cq, &ck, &cv, heads, scale, causal, &err);
+    CHECK(st == DATO_OK, "cpu attention: %s", err.msg);
+
+    dato_tensor gq = dev_tensor(gpu, q, DATO_F32, 3, q_shape);
+    dato_tensor gk = dev_tensor(gpu, k, DATO_F32, 3, k_shape);
+    dato_tensor gv = dev_tensor(gpu, v, DATO_F32, 3, k_shape);
+    dato_tensor go = dev_poisoned(gpu, 3, q_shape);
+    st = gpu->ops->attention(gpu, &go, &gq, &gk, &gv, heads, scale, causal, &err);
+    CHECK(st == DATO_OK, "cuda attention: %s", err.msg);
+    float* got = to_host(gpu, &go);
+
+    char what[160];
+    snprintf(what, sizeof what, "attention B %lld Nq %lld Nk %lld H %d D %lld%s", (long long)batch, (long long)nq,
+             (long long)nk, heads, (long long)d, causal ? " causal" : "");
+    compare(what, got, ref, n_q, TOL_F32);
+
+    gpu->ops->free(gpu, gq.data), gpu->ops->free(gpu, gk.data), gpu->ops->free(gpu, gv.data);
+    gpu->ops->free(gpu, go.data);
+    free(q), free(k), free(v), free(ref), free(got);
+}
+
+// Arguments the ops must refuse, with the status and a message naming the problem.
+static void test_errors(dato_backend* gpu) {
+    dato_error err = {{0}};
+    int64_t s_big[3] = {1, 4, 2 * 168}, s_q[3] = {1, 4, 16}, s_k[3] = {1, 5, 16};
+    float host[2 * 168 * 5] = {0};
+    dato_tensor q = dev_tensor(gpu, host, DATO_F32, 3, s_big), o = dev_tensor(gpu, host, DATO_F32, 3, s_big);
+    dato_status st = gpu->ops->attention(gpu, &o, &q, &q, &q, 2, 1.0f, 0, &err);
+    CHECK(st == DATO_ERR_UNSUPPORTED && strstr(err.msg, "head dim 168"), "head dim 168: %s", err.msg);
+    gpu->ops->free(gpu, q.data), gpu->ops->free(gpu, o.data);
+
+    q = dev_tensor(gpu, host, DATO_F32, 3, s_q), o = dev_tensor(gpu, host, DATO_F32, 3, s_q);
+    dato_tensor k = dev_tensor(gpu, host, DATO_F32, 3, s_k);
+    st = gpu->ops->attention(gpu, &o, &q, &k, &k, 2, 1.0f, 1, &err);
+    CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "causal"), "causal with Nq != Nk: %s", err.msg);
+
+    int64_t s_w[2] = {8, 15}; // K 15 against x's 16 features
+    dato_tensor w = dev_tensor(gpu, host, DATO_F16, 2, s_w);
+    st = gpu->ops->linear(gpu, &o, &q, &w, NULL, &err);
+    CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "weight"), "linear K mismatch: %s", err.msg);
+    gpu->ops->free(gpu, q.data), gpu->ops->free(gpu, o.data), gpu->ops->free(gpu, k.data), gpu->ops->free(gpu, w.data);
+}
+
+int main(void) {
+    if (dato_cuda_device_count() == 0) {
+        printf("no CUDA device: skipped\n");
+        return 77;
+    }
+    dato_error err = {{0}};
+    dato_backend cpu, gpu;
+    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK) {
+        fprintf(stderr, "backend init: %s\n", err.msg);
+        return 1;
+    }
+
+    const dato_dtype dts[3] = {DATO_F32, DATO_F16, DATO_BF16};
+    for (int i = 0; i < 3; i++) {
+        int64_t x_tokens[3] = {2, 77, 320}, x_odd[2] = {5, 33}, x_1x1[2] = {3, 24};
+        test_linear(&cpu, &gpu, 3, x_tokens, 640, dts[i], 1, 0);
+        test_linear(&cpu, &gpu, 2, x_odd, 17, dts[i], 0, 0);
+        test_linear(&cpu, &gpu, 2, x_1x1, 8, dts[i], 1, 1);
+    }
+    int64_t x_rows[2] = {33000, 2048}; // two tiles of rows through the 128 MiB half scratch
+    test_linear(&cpu, &gpu, 2, x_rows, 32, DATO_F16, 1, 0);
+
+    for (int i = 0; i < 2; i++) {
+        dato_dtype dt = dts[i];
+        test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 3, 3, 1, 1, 1, 1, dt, 1);
+        test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 3, 3, 1, 1, 1, 1, dt, 0);
+        test_conv(&cpu, &gpu, 2, 16, 13, 11, 24, 3, 3, 2, 2, 1, 1, dt, 1);
+        test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 1, 1, 1, 1, 0, 0, dt, 1); // direct GEMM on NCHW
+        test_conv(&cpu, &gpu, 3, 16, 12, 10, 24, 1, 1, 1, 1, 0, 0, dt, 0);
+        test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 1, 1, 2, 2, 0, 0, dt, 1); // 1x1 stride 2: im2col
+        test_conv(&cpu, &gpu, 2, 8, 17, 15, 12, 1, 7, 1, 1, 0, 3, dt, 1);
+        test_conv(&cpu, &gpu, 2, 8, 17, 15, 12, 7, 1, 1, 1, 3, 0, dt, 0);
+        test_conv(&cpu, &gpu, 2, 4, 9, 9, 6, 3, 3, 1, 1, 0, 0, dt, 1);
+        // one image over the col scratch: tiles of positions (576 x 262144 elements)
+        test_conv(&cpu, &gpu, 1, 64, 512, 512, 8, 3, 3, 1, 1, 1, 1, dt, 1);
+    }
+    test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 3, 3, 1, 1, 1, 1, DATO_BF16, 1);
+    test_conv(&cpu, &gpu, 2, 16, 12, 10, 24, 1, 1, 1, 1, 0, 0, DATO_BF16, 1);
+
+    test_attention(&cpu, &gpu, 2, 100, 100, 8, 40, 0);  // SD 1.x self-attention head, Nq % 32 != 0
+    test_attention(&cpu, &gpu, 2, 100, 77, 8, 40, 0);   // cross-attention on 77 text tokens
+    test_attention(&cpu, &gpu, 2, 64, 64, 5, 64, 0);
+    test_attention(&cpu, &gpu, 1, 130, 77, 4, 80, 0);
+    test_attention(&cpu, &gpu, 2, 70, 77, 2, 160, 0);   // over 48 KiB of shared memory
+    test_attention(&cpu, &gpu, 2, 33, 33, 4, 8, 0);
+    test_attention(&cpu, &gpu, 1, 45, 20, 3, 16, 0);
+    test_attention(&cpu, &gpu, 1, 31, 31, 2, 2, 0);
+    test_attention(&cpu, &gpu, 2, 77, 77, 12, 64, 1);   // CLIP text encoder
+    test_attention(&cpu, &gpu, 1, 77, 77, 2, 160, 1);
+    test_attention(&cpu, &gpu, 1, 40, 40, 3, 8, 1);
+    test_attention(&cpu, &gpu, 1, 1024, 1024, 2, 40, 0); // many key tiles
+    test_errors(&gpu);
+
+    dato_backend_destroy(&gpu);
+    dato_backend_destroy(&cpu);
+    return test_summary();
+}
+
+#else
+
+int main(void) {
+    printf("no CUDA in this build: skipped\n");
+    return 77;
+}
+
+#endif
