@@ -12,6 +12,7 @@
 #include "backend_cuda.h"
 #include "cuda_dato.h"
 #include "cuda_ops.h"
+#include "op_check.h"
 
 // ---- shared argument checks -------------------------------------------------------------------
 
@@ -103,21 +104,10 @@ static void cuda_synchronize(dato_backend* be) { note_failure(be, cudaStreamSync
 
 // ---- the DaTo pruning ops: backend.h's checks around the kernels of cuda_dato.h ------------------
 
-// DATO_OK if t is a CUDA tensor of dtype dt with data and shape (d0, d1); else an error naming op and arg.
+// A CUDA tensor of dtype dt and shape (d0, d1) (op_check.h).
 static dato_status check_rows(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
                               int64_t d1, dato_error* err) {
-    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
-    if (t->dtype != dt)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s, expected %s", op, arg, dato_dtype_name(t->dtype),
-                         dato_dtype_name(dt));
-    if (t->device != DATO_DEV_CUDA) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CUDA device", op, arg);
-    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is %s, expected (%lld, %lld)", op, arg,
-                         dato_shape_str(t, s, sizeof s), (long long)d0, (long long)d1);
-    }
-    if (!t->data && d0 * d1 > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
-    return DATO_OK;
+    return dato_op_check_rows(op, arg, t, dt, DATO_DEV_CUDA, d0, d1, err);
 }
 
 // DATO_OK if t (B, Nk, C) matches x (B, N, C) but for Nk in [1, N]; else an error naming op and arg.

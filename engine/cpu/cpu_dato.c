@@ -6,35 +6,12 @@
 
 #include "cpu_ops.h"
 #include "dato.h" // the reference pieces: dato_select_pruned, dato_scored
+#include "op_check.h"
 
-// DATO_OK if t is a CPU tensor of dtype dt (I32 or U8) with data and shape (d0, d1); otherwise
-// an error naming op and arg. F32 tensors go through cpu_check.
-static dato_status check_index(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
-                               int64_t d1, dato_error* err) {
-    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
-    if (t->dtype != dt)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s, expected %s", op, arg, dato_dtype_name(t->dtype),
-                         dato_dtype_name(dt));
-    if (t->device != DATO_DEV_CPU) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CPU", op, arg);
-    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is %s, expected (%lld, %lld)", op, arg,
-                         dato_shape_str(t, s, sizeof s), (long long)d0, (long long)d1);
-    }
-    if (!t->data && d0 * d1 > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
-    return DATO_OK;
-}
-
-// DATO_OK if t is a CPU F32 tensor of shape (d0, d1); otherwise an error naming op and arg.
-static dato_status check_rows_f32(const char* op, const char* arg, const dato_tensor* t, int64_t d0, int64_t d1,
-                                  dato_error* err) {
-    DATO_TRY(cpu_check(op, arg, t, 2, err));
-    if (t->shape[0] != d0 || t->shape[1] != d1) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is %s, expected (%lld, %lld)", op, arg,
-                         dato_shape_str(t, s, sizeof s), (long long)d0, (long long)d1);
-    }
-    return DATO_OK;
+// A CPU tensor of dtype dt and shape (d0, d1) (op_check.h).
+static dato_status check_rows(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
+                              int64_t d1, dato_error* err) {
+    return dato_op_check_rows(op, arg, t, dt, DATO_DEV_CPU, d0, d1, err);
 }
 
 dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
@@ -46,10 +23,10 @@ dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor*
     int64_t P = base->shape[1];
     if (P < 1 || P > N) return dato_fail(err, DATO_ERR_INVALID, "%s: P %lld outside [1, N = %lld]", op, (long long)P,
                                          (long long)N);
-    DATO_TRY(check_index(op, "base", base, DATO_I32, B, P, err));
-    DATO_TRY(check_rows_f32(op, "sim", sim, B, N, err));
-    DATO_TRY(check_index(op, "assign", assign, DATO_I32, B, N, err));
-    DATO_TRY(check_index(op, "is_base", is_base, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "base", base, DATO_I32, B, P, err));
+    DATO_TRY(check_rows(op, "sim", sim, DATO_F32, B, N, err));
+    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
     DATO_TRY(cpu_check(op, "work", work, 0, err));
     if (dato_tensor_numel(work) < B * N * C + P * (N + C))
         return dato_fail(err, DATO_ERR_INVALID, "%s: work holds %lld floats, needs B*N*C + P*(N + C) = %lld", op,
@@ -99,8 +76,8 @@ dato_status cpu_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato
     const char* op = "dato_select_keep";
     DATO_TRY(cpu_check(op, "sim", sim, 2, err));
     int64_t B = sim->shape[0], N = sim->shape[1];
-    DATO_TRY(check_index(op, "is_base", is_base, DATO_U8, B, N, err));
-    DATO_TRY(check_index(op, "keep", keep, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
     if (P < 1 || P > N || n < 0 || n > N - P)
         return dato_fail(err, DATO_ERR_INVALID, "%s: P %d, n %d: need 1 <= P <= N = %lld and 0 <= n <= N - P", op, P,
                          n, (long long)N);
@@ -134,8 +111,8 @@ dato_status cpu_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor
         return dato_fail(err, DATO_ERR_INVALID, "%s: x_kept %s does not fit x (%lld, %lld, %lld)", op,
                          dato_shape_str(x_kept, s, sizeof s), (long long)B, (long long)N, (long long)C);
     }
-    DATO_TRY(check_index(op, "keep", keep, DATO_U8, B, N, err));
-    DATO_TRY(check_index(op, "pos", pos, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
+    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
     for (int64_t b = 0; b < B; b++) {
         const float* xb = (const float*)x->data + b * N * C;    // (N, C)
         const uint8_t* kb = (const uint8_t*)keep->data + b * N; // (N)
@@ -170,8 +147,8 @@ dato_status cpu_dato_scatter_recover(dato_backend* be, dato_tensor* out, const d
         return dato_fail(err, DATO_ERR_INVALID, "%s: o_kept %s does not fit out (%lld, %lld, %lld)", op,
                          dato_shape_str(o_kept, s, sizeof s), (long long)B, (long long)N, (long long)C);
     }
-    DATO_TRY(check_index(op, "pos", pos, DATO_I32, B, N, err));
-    DATO_TRY(check_index(op, "assign", assign, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
+    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
     for (int64_t b = 0; b < B; b++) {
         const int32_t* pb = (const int32_t*)pos->data + b * N;     // (N)
         const int32_t* ab = (const int32_t*)assign->data + b * N;  // (N)
