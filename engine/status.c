@@ -22,6 +22,7 @@ const char* dato_status_name(dato_status st) {
     case DATO_ERR_NOMEM: return "out of memory";
     case DATO_ERR_UNSUPPORTED: return "unsupported";
     case DATO_ERR_NOT_FOUND: return "not found";
+    case DATO_ERR_PEER: return "peer failure";
     }
     return "unknown status";
 }

@@ -16,6 +16,7 @@ typedef enum {
     DATO_ERR_NOMEM,       // an allocation failed or a planned workspace overflowed
     DATO_ERR_UNSUPPORTED, // a valid input we do not handle (dtype, layer type, backend)
     DATO_ERR_NOT_FOUND,   // a named tensor, file or key is missing
+    DATO_ERR_PEER,        // another process of the run (an MPI rank) failed or stopped answering
 } dato_status;
 
 typedef struct {

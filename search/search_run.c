@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "archive.h"
 #include "checkpoint.h"
+#include "eval_pool.h"
 #include "evaluator.h"
 #include "featnet.h"
 #include "fid.h"
@@ -56,7 +58,20 @@ typedef struct {
     char ckpt_path[4096], table_path[4096];
     double t_start, elapsed_before;
     int hits, evals;            // this generation: archive hits, new evaluations
+    // evaluation across ranks (search/eval_pool.h)
+    dato_eval_pool* pool;
+    double* rank_speed;         // (pool size) rank 0's baseline time / the rank's: measured latencies in rank 0's time
+    int* task_of;               // (pop) each candidate's task this generation, -1 when already scored
+    uint8_t* tasks;             // (pop, gbytes) the new genomes
+    double* results;            // (pop, N_RESULT) their scores
+    dato_eval_trace* trace;     // (pop) where and how long each ran
+    double eval_wall_s;         // this generation's time inside dato_eval_pool_map
+    double t_gen;               // when this generation's evaluation began
+    int gen;                    // the generation being evaluated
 } search_ctx;
+
+// What a rank sends back for one genome (evaluate_genome): the latency objective is rank 0's work.
+enum { RESULT_FID, RESULT_KID, RESULT_TEACHER, RESULT_MEASURED, N_RESULT };
 
 // ---- identities ------------------------------------------------------------------------------------------
 
@@ -138,9 +153,17 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
     return DATO_OK;
 }
 
+// CPU threads of this rank: --threads, else all the host's cores split among the ranks on it.
+static int rank_threads(const search_ctx* s) {
+    if (s->cfg.threads > 0) return s->cfg.threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN), local = s->pool->local_size;
+    if (local <= 1) return 0; // all
+    return cores / local > 1 ? (int)(cores / local) : 1;
+}
+
 static dato_status open_model(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
-    DATO_TRY(dato_backend_cpu_init(&s->be, c->threads, err));
+    DATO_TRY(dato_backend_cpu_init(&s->be, rank_threads(s), err));
     s->have_be = 1;
     DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, NULL, err));
     s->have_pipe = 1;
@@ -197,6 +220,9 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
                                   c->n_branches + 2);
         DATO_TRY(dato_latency_calibrate(&s->table, &s->pipe.unet, &s->pipe.sched, &setup, err));
         DATO_TRY(dato_latency_save(&s->table, s->table_path, err));
+        // Predict from the numbers as stored, as a resume and any run reusing the table will:
+        // the in-memory table can differ from its JSON in the last bit.
+        DATO_TRY(dato_latency_load(&s->table, s->table_path, &key, err));
     }
     s->have_table = 1;
     char h[32];
@@ -245,12 +271,11 @@ static dato_status stats_of(const float* features, int n, int dim, dato_fid_stat
     return st;
 }
 
-// Scores features (ev->n_images, dim) that schedule (NULL: baseline) generated on ev in measured_s
-// seconds per image: FID against ref; KID and the teacher distance against the baseline's features
-// base (the same images' starting points); latency.
-static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const dato_schedule* sched,
-                                  const float* features, double measured_s, const dato_fid_stats* ref,
-                                  const float* base, score* out, dato_error* err) {
+// The quality of features (ev->n_images, dim) generated on ev in measured_s seconds per image: FID
+// against ref; KID and the teacher distance against the baseline's features base (the same
+// images' starting points). Latency is left to score_latency.
+static dato_status score_quality(search_ctx* s, const dato_evaluator* ev, const float* features, double measured_s,
+                                 const dato_fid_stats* ref, const float* base, score* out, dato_error* err) {
     int n = ev->n_images, dim = s->fx.dim;
     dato_fid_stats st = {0};
     dato_fid_result r;
@@ -265,6 +290,12 @@ static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const
     out->kid = k.mean;
     out->teacher = teacher_distance(features, base, n, dim);
     out->measured = measured_s;
+    return DATO_OK;
+}
+
+// The latency of sched (NULL: baseline): predicted from the cost table, when there is one, and the
+// objective's choice between that and the measured time.
+static dato_status score_latency(search_ctx* s, const dato_schedule* sched, score* out, dato_error* err) {
     out->predicted = NAN;
     if (s->have_table) {
         dato_latency_prediction p;
@@ -275,50 +306,86 @@ static dato_status score_features(search_ctx* s, const dato_evaluator* ev, const
     return DATO_OK;
 }
 
-// Generates schedule's images on ev into features, then scores them (score_features).
+// Generates schedule's images on ev into features, then scores them.
 static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
                                   const dato_fid_stats* ref, const float* base, float* features, score* out,
                                   dato_error* err) {
     dato_eval_timing t;
     DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &t, err));
-    return score_features(s, ev, sched, features, t.best_s_per_image, ref, base, out, err);
+    DATO_TRY(score_quality(s, ev, features, t.best_s_per_image, ref, base, out, err));
+    return score_latency(s, sched, out, err);
 }
 
-// The objectives of a genome: from the archive when it was evaluated before, else evaluated now.
-static dato_status objectives_of(search_ctx* s, const uint8_t* genome, int generation, double* obj,
-                                 dato_error* err) {
-    size_t row;
-    if (dato_archive_find(&s->archive, genome, &row)) {
-        dato_archive_record r = dato_archive_get(&s->archive, row);
-        memcpy(obj, r.objectives, DATO_SEARCH_N_OBJ * sizeof *obj);
-        s->hits++;
-        return DATO_OK;
-    }
-    DATO_TRY(dato_genome_to_schedule(&s->space, genome, &s->sched, err));
+// One genome on this rank's evaluator (the pool's evaluate, on any rank): result (N_RESULT).
+static dato_status evaluate_genome(void* ctx, const uint8_t* genome, double* result, dato_error* err) {
+    search_ctx* s = ctx;
+    dato_eval_timing t;
     score sc;
-    DATO_TRY(score_schedule(s, &s->ev, &s->sched, &s->ref, s->base_features, s->features, &sc, err));
-    obj[0] = sc.latency;
-    obj[1] = s->cfg.objective == DATO_OBJECTIVE_TEACHER ? sc.teacher : sc.fid;
-    double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
-    s->evals++;
-    return dato_archive_insert(&s->archive, genome, obj, extra, generation, NULL, NULL, err);
+    DATO_TRY(dato_genome_to_schedule(&s->space, genome, &s->sched, err));
+    DATO_TRY(dato_evaluator_run(&s->ev, &s->sched, s->features, NULL, &t, err));
+    DATO_TRY(score_quality(s, &s->ev, s->features, t.best_s_per_image, &s->ref, s->base_features, &sc, err));
+    result[RESULT_FID] = sc.fid;
+    result[RESULT_KID] = sc.kid;
+    result[RESULT_TEACHER] = sc.teacher;
+    result[RESULT_MEASURED] = sc.measured;
+    return DATO_OK;
 }
 
-// Scores n genomes (n, gbytes) into objectives (n, 2), with a progress bar.
+static void print_progress(void* ctx, int done, int total) {
+    search_ctx* s = ctx;
+    double el = now_s() - s->t_gen, eta = el / done * (total - done);
+    int w = 30, fill = done * w / total;
+    fprintf(stderr, "\rdato-search: gen %d/%d [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", s->gen, s->cfg.gens, fill,
+            "##############################", w - fill, "", done, total, el, eta);
+}
+
+// Scores n genomes (n, gbytes) into objectives (n, 2): the ones the archive holds from there, the new
+// ones (each once) on every rank, their results applied in genome order whatever rank ran them, so
+// the archive grows in the same order with any number of ranks.
 static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, int generation, double* objectives,
                                 dato_error* err) {
-    double t0 = now_s();
     s->hits = s->evals = 0;
+    s->t_gen = now_s();
+    s->gen = generation;
+    int n_tasks = 0;
     for (int i = 0; i < n; i++) {
-        DATO_TRY(objectives_of(s, genomes + (size_t)i * s->gbytes, generation, objectives + 2 * i, err));
-        if (!s->o->quiet) {
-            double el = now_s() - t0, eta = el / (i + 1) * (n - i - 1);
-            int w = 30, fill = (i + 1) * w / n;
-            fprintf(stderr, "\rdato-search: gen %d/%d [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", generation,
-                    s->cfg.gens, fill, "##############################", w - fill, "", i + 1, n, el, eta);
-        }
+        const uint8_t* g = genomes + (size_t)i * s->gbytes;
+        size_t row;
+        int seen = dato_archive_find(&s->archive, g, &row);
+        for (int j = 0; j < n_tasks && !seen; j++) seen = !memcmp(s->tasks + (size_t)j * s->gbytes, g, s->gbytes);
+        s->task_of[i] = seen ? -1 : n_tasks;
+        if (!seen) memcpy(s->tasks + (size_t)n_tasks++ * s->gbytes, g, s->gbytes);
     }
+    dato_eval_handlers local = {.evaluate = evaluate_genome, .ctx = s};
+    double t0 = now_s();
+    DATO_TRY(dato_eval_pool_map(s->pool, &local, s->tasks, n_tasks, s->gbytes, s->results, N_RESULT, s->trace,
+                                s->o->quiet ? NULL : print_progress, s, err));
+    s->eval_wall_s = now_s() - t0;
     if (!s->o->quiet) fprintf(stderr, "\r%*s\r", 100, "");
+    for (int i = 0; i < n; i++) {
+        const uint8_t* g = genomes + (size_t)i * s->gbytes;
+        double* obj = objectives + (size_t)i * DATO_SEARCH_N_OBJ;
+        int t = s->task_of[i];
+        if (t < 0) { // scored before, maybe earlier in this generation
+            size_t row;
+            if (!dato_archive_find(&s->archive, g, &row))
+                return dato_fail(err, DATO_ERR_INVALID, "generation %d: candidate %d is neither new nor archived", generation, i);
+            memcpy(obj, dato_archive_get(&s->archive, row).objectives, DATO_SEARCH_N_OBJ * sizeof *obj);
+            s->hits++;
+            continue;
+        }
+        const double* r = s->results + (size_t)t * N_RESULT;
+        score sc = {.fid = r[RESULT_FID], .kid = r[RESULT_KID], .teacher = r[RESULT_TEACHER],
+                    .measured = r[RESULT_MEASURED] * s->rank_speed[s->trace[t].rank]};
+        dato_schedule sched;
+        DATO_TRY(dato_genome_to_schedule(&s->space, g, &sched, err));
+        DATO_TRY(score_latency(s, &sched, &sc, err));
+        obj[0] = sc.latency;
+        obj[1] = s->cfg.objective == DATO_OBJECTIVE_TEACHER ? sc.teacher : sc.fid;
+        double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
+        DATO_TRY(dato_archive_insert(&s->archive, g, obj, extra, generation, NULL, NULL, err));
+        s->evals++;
+    }
     return DATO_OK;
 }
 
@@ -516,7 +583,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, &base_timing, err);
     if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(fin_base, fin.n_images, s->fx.dim, &base_stats, err);
     const dato_fid_stats* ref = c->ref_mode == DATO_REF_BASELINE ? &base_stats : &s->ref;
-    if (!st) st = score_features(s, &fin, NULL, fin_base, base_timing.best_s_per_image, ref, fin_base, &base, err);
+    if (!st) st = score_quality(s, &fin, fin_base, base_timing.best_s_per_image, ref, fin_base, &base, err);
+    if (!st) st = score_latency(s, NULL, &base, err);
     for (int r = 0; !st && r < N_REFS; r++) { // r = 0, the baseline, was generated just above
         st = dato_schedule_preset(&sched, REF_SPECS[r], c->steps, c->n_branches, err);
         score sc = base;
@@ -634,6 +702,164 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     return st;
 }
 
+// ---- the ranks (search/eval_pool.h) ---------------------------------------------------------------------------
+
+enum { REQUEST_SETUP = 1, REQUEST_BASELINE };
+
+typedef struct {
+    int32_t kind, pad;
+} request_header;
+
+// REQUEST_SETUP: rank 0's resolved config; the worker opens the model on it and times the baseline.
+typedef struct {
+    request_header h;
+    dato_search_config cfg;
+} setup_request;
+
+typedef struct {
+    double baseline_s;          // its baseline's fastest call, s per image
+    uint64_t features_hash;     // of its baseline features: rank 0's, bit for bit, on like hosts
+    int32_t threads, n_features;
+} setup_reply;
+
+static uint64_t features_hash(const float* f, size_t n) { return fnv1a(0xcbf29ce484222325ull, f, n * sizeof *f); }
+
+// What every evaluating rank holds besides the model: the genome space and the feature buffers.
+static dato_status alloc_evaluation(search_ctx* s, dato_error* err) {
+    DATO_TRY(dato_genome_space_init(&s->space, s->cfg.steps, s->cfg.n_branches, err));
+    s->gbytes = dato_genome_bytes(&s->space);
+    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
+    s->features = malloc(nfeat * sizeof(float));
+    s->base_features = malloc(nfeat * sizeof(float));
+    if (!s->features || !s->base_features) return dato_fail(err, DATO_ERR_NOMEM, "out of memory for %zu features", nfeat);
+    return DATO_OK;
+}
+
+// A worker's files must be rank 0's: a different model or prompt set would score another search.
+static dato_status same_files(const dato_search_config* rank0, const dato_search_config* mine, dato_error* err) {
+    const struct {
+        const char *what, *path, *theirs, *ours;
+    } f[] = {{"--model", mine->model, rank0->model_hash, mine->model_hash},
+             {"the prompts", mine->prompts_file, rank0->prompts_hash, mine->prompts_hash},
+             {"--ref", mine->ref, rank0->ref_hash, mine->ref_hash}};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++)
+        if (strcmp(f[i].theirs, f[i].ours))
+            return dato_fail(err, DATO_ERR_INVALID, "%s %s differs here from rank 0's (%s vs %s): every rank must "
+                             "read the same files", f[i].what, f[i].path, f[i].ours, f[i].theirs);
+    return DATO_OK;
+}
+
+// A worker's answer to rank 0's setup requests (the pool's request handler).
+static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void* reply, size_t reply_bytes,
+                                  dato_error* err) {
+    search_ctx* s = ctx;
+    request_header h = {0};
+    if (bytes >= sizeof h) memcpy(&h, msg, sizeof h);
+    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
+    if (h.kind == REQUEST_SETUP && bytes == sizeof(setup_request) && reply_bytes == sizeof(setup_reply) &&
+        !s->have_pipe) {
+        setup_request rq;
+        memcpy(&rq, msg, sizeof rq);
+        s->cfg = rq.cfg;
+        DATO_TRY(open_model(s, err));
+        DATO_TRY(same_files(&rq.cfg, &s->cfg, err));
+        DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
+        DATO_TRY(alloc_evaluation(s, err));
+        dato_eval_timing t;
+        nfeat = (size_t)s->ev.n_images * s->fx.dim;
+        DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &t, err));
+        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, nfeat), rank_threads(s), (int32_t)nfeat};
+        memcpy(reply, &r, sizeof r);
+        return DATO_OK;
+    }
+    if (h.kind == REQUEST_BASELINE && s->base_features && bytes == sizeof h + nfeat * sizeof(float)) {
+        memcpy(s->base_features, (const uint8_t*)msg + sizeof h, nfeat * sizeof(float));
+        if (s->cfg.ref_mode == DATO_REF_BASELINE) {
+            dato_fid_stats_free(&s->ref);
+            DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
+        }
+        return DATO_OK;
+    }
+    return dato_fail(err, DATO_ERR_PEER, "a setup request out of place (kind %d, %zu bytes): do all ranks run the "
+                     "same dato-search?", h.kind, bytes);
+}
+
+// Rank 0: every worker opens the model on this run's config and times the baseline (its speed
+// relative to rank 0's, base_s per image, scales its measured latencies), then takes rank 0's
+// baseline features as its reference (KID, the teacher distance, and FID with --ref baseline).
+static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) {
+    dato_eval_pool* p = s->pool;
+    s->rank_speed = malloc((size_t)p->size * sizeof *s->rank_speed);
+    if (!s->rank_speed) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    for (int r = 0; r < p->size; r++) s->rank_speed[r] = 1;
+    if (p->size == 1) return DATO_OK;
+    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
+    setup_request rq = {.h = {REQUEST_SETUP, 0}, .cfg = s->cfg};
+    setup_reply* replies = malloc((size_t)(p->size - 1) * sizeof *replies);
+    uint8_t* msg = malloc(sizeof(request_header) + nfeat * sizeof(float));
+    dato_status st = replies && msg ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: setting up %d worker ranks\n", p->size - 1);
+    if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
+    uint64_t ours = features_hash(s->base_features, nfeat);
+    if (!st && !s->o->quiet)
+        fprintf(stderr, "dato-search: %d ranks evaluate; %s: %d threads, baseline %.2f ms/img\n", p->size,
+                p->where[0], rank_threads(s), 1e3 * base_s);
+    for (int r = 1; !st && r < p->size; r++) {
+        const setup_reply* y = &replies[r - 1];
+        if ((size_t)y->n_features != nfeat)
+            st = dato_fail(err, DATO_ERR_PEER, "%s made %d baseline features, rank 0 %zu", p->where[r], y->n_features, nfeat);
+        else if (y->baseline_s > 0)
+            s->rank_speed[r] = base_s / y->baseline_s;
+        if (!st && !s->o->quiet)
+            fprintf(stderr, "dato-search: %s: %d threads, baseline %.2f ms/img (%.2fx rank 0's time)\n", p->where[r],
+                    y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
+        if (!st && y->features_hash != ours)
+            fprintf(stderr, "dato-search: warning: %s made other baseline images than rank 0 (another CPU or library "
+                    "build?): it scores against rank 0's baseline, but the front can differ from a one-process run\n",
+                    p->where[r]);
+    }
+    if (!st) {
+        request_header h = {REQUEST_BASELINE, 0};
+        memcpy(msg, &h, sizeof h);
+        memcpy(msg + sizeof h, s->base_features, nfeat * sizeof(float));
+        st = dato_eval_pool_request(p, msg, sizeof h + nfeat * sizeof(float), NULL, 0, err);
+    }
+    free(replies);
+    free(msg);
+    return st;
+}
+
+// Appends this generation's evaluations to run_dir/evaluations.csv and its totals to generations.csv
+// (docs/DISTRIBUTED.md): what the scaling projection (bench/mpi_scaling_sim.py) replays.
+static dato_status write_trace(search_ctx* s, int gen, double gen_s, dato_error* err) {
+    static const char* const names[2] = {"evaluations.csv", "generations.csv"};
+    static const char* const headers[2] = {"generation,candidate,rank,eval_s,round_trip_s\n",
+                                           "generation,ranks,candidates,evaluated,cache_hits,eval_wall_s,master_s,"
+                                           "generation_s\n"};
+    for (int k = 0; k < 2; k++) {
+        char path[4096];
+        DATO_TRY(dato_path_join(path, sizeof path, s->o->run_dir, names[k], err));
+        FILE* f = fopen(path, "a");
+        if (!f) return dato_fail(err, DATO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        int ok = 1;
+        if (ftell(f) == 0) ok = fputs(headers[k], f) >= 0;
+        if (k == 0) {
+            for (int i = 0; ok && i < s->cfg.pop; i++) {
+                int t = s->task_of[i];
+                if (t >= 0)
+                    ok = fprintf(f, "%d,%d,%d,%.6f,%.6f\n", gen, i, s->trace[t].rank, s->trace[t].eval_s,
+                                 s->trace[t].round_trip_s) > 0;
+            }
+        } else {
+            ok = fprintf(f, "%d,%d,%d,%d,%d,%.6f,%.6f,%.6f\n", gen, s->pool->size, s->cfg.pop, s->evals, s->hits,
+                         s->eval_wall_s, gen_s - s->eval_wall_s, gen_s) > 0;
+        }
+        ok = !fclose(f) && ok;
+        if (!ok) return dato_fail(err, DATO_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    return DATO_OK;
+}
+
 // ---- the run --------------------------------------------------------------------------------------------------
 
 static dato_status make_dirs(const char* run_dir, dato_error* err) {
@@ -664,6 +890,11 @@ static void ctx_free(search_ctx* s) {
     free(s->features);
     free(s->final_genomes);
     free(s->final_scores);
+    free(s->rank_speed);
+    free(s->task_of);
+    free(s->tasks);
+    free(s->results);
+    free(s->trace);
     free(s->prompt_text);
     if (s->fx.destroy) s->fx.destroy(&s->fx);
     if (s->have_pipe) dato_pipeline_close(&s->pipe);
@@ -699,20 +930,23 @@ static dato_status run(search_ctx* s, dato_error* err) {
     DATO_TRY(setup_latency_table(s, resuming, err));
     if (resuming) DATO_TRY(dato_search_config_check_resume(&saved, &s->cfg, err));
 
-    DATO_TRY(dato_genome_space_init(&s->space, s->cfg.steps, s->cfg.n_branches, err));
-    s->gbytes = dato_genome_bytes(&s->space);
+    DATO_TRY(alloc_evaluation(s, err));
     dato_nsga2_ops ops = dato_genome_ops(&s->space);
     dato_nsga2_config gc = {.pop_size = s->cfg.pop, .n_obj = DATO_SEARCH_N_OBJ, .genome_bytes = (int)s->gbytes,
                             .seed = s->cfg.seed};
     DATO_TRY(dato_nsga2_create(&s->ga, &gc, &ops, err));
     DATO_TRY(dato_archive_init(&s->archive, s->gbytes, DATO_SEARCH_N_OBJ, DATO_SEARCH_N_EXTRA, err));
-    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
-    s->features = malloc(nfeat * sizeof(float));
-    s->base_features = malloc(nfeat * sizeof(float));
-    if (!s->features || !s->base_features) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    // The baseline's images: KID's reference, and FID's with --ref baseline.
-    DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, NULL, err));
+    size_t P = (size_t)s->cfg.pop;
+    s->task_of = malloc(P * sizeof *s->task_of);
+    s->tasks = malloc(P * s->gbytes);
+    s->results = malloc(P * N_RESULT * sizeof *s->results);
+    s->trace = malloc(P * sizeof *s->trace);
+    if (!s->task_of || !s->tasks || !s->results || !s->trace) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    // The baseline's images: KID's reference, and FID's with --ref baseline; its time, the ranks' yardstick.
+    dato_eval_timing base_t;
+    DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &base_t, err));
     if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
+    DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
     if (!o->quiet)
         fprintf(stderr, "dato-search: %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d generations, "
                         "objective %s, FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt,
@@ -721,7 +955,6 @@ static dato_status run(search_ctx* s, dato_error* err) {
                 s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,
                 s->cfg.latency_mode == DATO_LATENCY_TABLE ? "from the calibrated table" : "measured");
 
-    size_t P = (size_t)s->cfg.pop;
     uint8_t* children = malloc(P * s->gbytes);
     double* objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof *objectives);
     dato_status st = children && objectives ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
@@ -742,6 +975,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (!st) st = evaluate_all(s, children, s->cfg.pop, 0, objectives, err);
         if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, NULL, err);
         if (!st) st = save_checkpoint(s, err);
+        if (!st) st = write_trace(s, 0, now_s() - t0, err);
         if (!st) print_generation(s, 0, now_s() - t0);
     }
     dato_checkpoint_free(&ck);
@@ -752,6 +986,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (!st) st = evaluate_all(s, children, s->cfg.pop, gen, objectives, err);
         if (!st) st = dato_nsga2_select(s->ga, children, objectives, NULL, err);
         if (!st) st = save_checkpoint(s, err);
+        if (!st) st = write_trace(s, gen, now_s() - t0, err);
         if (!st) print_generation(s, gen, now_s() - t0);
     }
     free(children);
@@ -765,7 +1000,21 @@ dato_status dato_search_run(const dato_search_options* o, dato_error* err) {
     search_ctx* s = calloc(1, sizeof *s);
     if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
     s->o = o;
-    dato_status st = run(s, err);
+    s->pool = o->pool;
+    dato_status st = o->pool->rank == 0 ? run(s, err) : dato_fail(err, DATO_ERR_INVALID, "dato_search_run: rank %d "
+                                                                   "is a worker (dato_search_serve)", o->pool->rank);
+    ctx_free(s);
+    free(s);
+    return st;
+}
+
+dato_status dato_search_serve(const dato_search_options* o, dato_error* err) {
+    search_ctx* s = calloc(1, sizeof *s);
+    if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
+    s->o = o;
+    s->pool = o->pool;
+    dato_eval_handlers h = {.request = worker_request, .evaluate = evaluate_genome, .ctx = s};
+    dato_status st = dato_eval_pool_serve(o->pool, &h, err);
     ctx_free(s);
     free(s);
     return st;

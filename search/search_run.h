@@ -7,11 +7,16 @@
 //   setup -> initial population (presets + seeded random) -> evaluate -> [offspring -> evaluate ->
 //   select -> checkpoint] x gens -> final front: re-score, re-measure, grids, report
 //
+// With MPI (docs/DISTRIBUTED.md) rank 0 runs all of the above but the evaluations, which every rank
+// takes from one queue; results are applied in genome order, so with table latency the front is the
+// one-process front, bit for bit, whatever the number of ranks.
+//
 // A resumed run continues from the checkpoint's last completed generation with the same RNG state
 // and archive, so it ends with the same front, bit for bit, as an uninterrupted one (table latency).
 #ifndef DATO_SEARCH_RUN_H
 #define DATO_SEARCH_RUN_H
 
+#include "eval_pool.h"
 #include "search_config.h"
 #include "status.h"
 
@@ -27,10 +32,16 @@ typedef struct {
     int quiet;               // no progress bar, no per-generation lines
     int log_json;            // per-generation lines as JSON objects on stdout
     const char* command;     // the reproducing command line, for the report
+    dato_eval_pool* pool;    // the ranks that evaluate (a pool of one without MPI); required
 } dato_search_options;
 
 // Runs (or resumes) a search to completion. Errors name the file, flag or field at fault; the last
 // good checkpoint is never damaged by a failure.
+// Rank 0 only: the workers of o->pool run dato_search_serve meanwhile.
 dato_status dato_search_run(const dato_search_options* o, dato_error* err);
+
+// Ranks > 0: opens the model on rank 0's config and evaluates the genomes rank 0 hands out, until
+// rank 0 closes the pool. A failure here is also reported to rank 0, which stops the run.
+dato_status dato_search_serve(const dato_search_options* o, dato_error* err);
 
 #endif

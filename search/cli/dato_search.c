@@ -3,9 +3,12 @@
 //
 //   dato-search --pop 32 --gens 50                 # the embedded default model
 //   dato-search --resume results/<run>/checkpoint.h5 --gens 80
+//   mpirun -np 8 dato-search --pop 32 --gens 50     # evaluations spread over 8 ranks
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model_defaults.h"
 #include "sampler.h"
@@ -46,39 +49,61 @@ static void usage(FILE* f) {
             "  --seed S             seed of every random choice (default 0)\n"
             "  --out DIR            run folder (default results/<model>-pop<P>-gens<G>-seed<S>)\n"
             "  --resume FILE        continue a run from its checkpoint (the run folder is FILE's folder)\n"
-            "  --threads N          CPU threads (default: all)\n"
+            "  --threads N          CPU threads per rank (default: all the cores, split among the ranks on a host)\n"
+            "  --rank-timeout S     under MPI: a rank silent this long on one task stops the run (default 600)\n"
             "  --quiet              no progress output\n"
             "  --log-json           one JSON object per generation on stdout\n"
             "  --help               this text\n"
             "\n"
             "Outputs in the run folder: checkpoint.h5 (after every generation), latency_table.json,\n"
             "front.csv, front.json, front.svg, report.html, schedules/front_<i>.json, grids/*.png.\n"
-            "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n");
+            "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n"
+            "\n"
+            "Under MPI (mpirun -np K dato-search ...) rank 0 runs the search and every rank evaluates;\n"
+            "with table latency the front is the one-process front, bit for bit. Every rank must see the\n"
+            "model, prompts and reference at the same paths; see docs/DISTRIBUTED.md.%s\n",
+            dato_eval_pool_have_mpi() ? "" : "\nThis build has no MPI (rebuild with libopenmpi-dev installed).");
+}
+
+// Messages come from rank 0 alone: every rank parses the same command line.
+static FILE* msg_out;
+
+// Where a run stopped by a signal (Ctrl-C; mpirun ending the job when a rank died) goes on from.
+// Checkpoints are replaced atomically, so the last one is whole.
+static char stop_note[4500];
+static size_t stop_note_len;
+
+static void on_stop_signal(int sig) {
+    ssize_t n = write(STDERR_FILENO, stop_note, stop_note_len);
+    (void)n;
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static int parse_int(const char* flag, const char* v, int lo, int hi, int* out) {
     char* end = NULL;
     long x = strtol(v, &end, 10);
     if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "dato-search: %s: '%s' is not an integer in %d..%d\n", flag, v, lo, hi);
+        fprintf(msg_out, "dato-search: %s: '%s' is not an integer in %d..%d\n", flag, v, lo, hi);
         return 0;
     }
     *out = (int)x;
     return 1;
 }
 
-int main(int argc, char** argv) {
+// Fills o from the command line: -1 when the run should go on, else the exit code.
+static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_pool* pool, char* cmd, size_t cmd_size,
+                      char* run_dir, char* model_dir) {
     dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f}};
     const char *out = NULL, *model = NULL;
     int seed = 0, have_gens = 0, have_final = 0, batch = 0;
-    char cmd[8192] = "", run_dir[4096], model_dir[4096];
-    for (int i = 0, n = 0; i < argc && n < (int)sizeof cmd - 1; i++)
-        n += snprintf(cmd + n, sizeof cmd - n, i ? " %s" : "%s", argv[i]);
+    for (int i = 0, n = 0; i < argc && n < (int)cmd_size - 1; i++)
+        n += snprintf(cmd + n, cmd_size - n, i ? " %s" : "%s", argv[i]);
     o.command = cmd;
     for (int i = 1; i < argc; i++) {
         const char* a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
+            if (pool->rank == 0) usage(stdout);
             return 0;
         }
         if (!strcmp(a, "--quiet")) {
@@ -90,7 +115,7 @@ int main(int argc, char** argv) {
             continue;
         }
         if (i + 1 >= argc) {
-            fprintf(stderr, "dato-search: %s needs a value (see --help)\n", a);
+            fprintf(msg_out, "dato-search: %s needs a value (see --help)\n", a);
             return 2;
         }
         const char* v = argv[++i];
@@ -105,6 +130,12 @@ int main(int argc, char** argv) {
         else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, 2147483647, &seed);
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &o.cfg.threads);
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--rank-timeout")) {
+            char* end = NULL;
+            pool->timeout_s = strtod(v, &end);
+            ok = *v && !*end && pool->timeout_s >= 1;
+            if (!ok) fprintf(msg_out, "dato-search: --rank-timeout: '%s' is not a number of seconds >= 1\n", v);
+        }
         else if (!strcmp(a, "--resume")) o.resume = v;
         else if (!strcmp(a, "--latency-table")) o.latency_table = v;
         else if (!strcmp(a, "--prompts")) snprintf(o.cfg.prompts_file, sizeof o.cfg.prompts_file, "%s", v);
@@ -113,20 +144,20 @@ int main(int argc, char** argv) {
             char* end = NULL;
             o.cfg.guidance = strtof(v, &end);
             ok = *v && !*end && o.cfg.guidance >= 0 && o.cfg.guidance <= 100;
-            if (!ok) fprintf(stderr, "dato-search: --guidance: '%s' is not a number in 0..100\n", v);
+            if (!ok) fprintf(msg_out, "dato-search: --guidance: '%s' is not a number in 0..100\n", v);
         } else if (!strcmp(a, "--objective")) {
             ok = !strcmp(v, "teacher") || !strcmp(v, "fid");
             if (ok) o.cfg.objective = !strcmp(v, "fid") ? DATO_OBJECTIVE_FID : DATO_OBJECTIVE_TEACHER;
-            else fprintf(stderr, "dato-search: --objective: '%s': expected teacher or fid\n", v);
+            else fprintf(msg_out, "dato-search: --objective: '%s': expected teacher or fid\n", v);
         } else if (!strcmp(a, "--ref")) {
             if (!strcmp(v, "baseline")) o.cfg.ref_mode = DATO_REF_BASELINE;
             else snprintf(o.cfg.ref, sizeof o.cfg.ref, "%s", v);
         } else if (!strcmp(a, "--latency")) {
             ok = !strcmp(v, "table") || !strcmp(v, "measured");
             o.cfg.latency_mode = !strcmp(v, "measured") ? DATO_LATENCY_MEASURED : DATO_LATENCY_TABLE;
-            if (!ok) fprintf(stderr, "dato-search: --latency: '%s': expected table or measured\n", v);
+            if (!ok) fprintf(msg_out, "dato-search: --latency: '%s': expected table or measured\n", v);
         } else {
-            fprintf(stderr, "dato-search: unknown option %s (see --help)\n", a);
+            fprintf(msg_out, "dato-search: unknown option %s (see --help)\n", a);
             return 2;
         }
         if (!ok) return 2;
@@ -135,26 +166,26 @@ int main(int argc, char** argv) {
         dato_sampler_kind k;
         dato_error err;
         if (dato_sampler_kind_parse(o.cfg.sampler, &k, &err)) {
-            fprintf(stderr, "dato-search: --sampler: %s\n", err.msg);
+            fprintf(msg_out, "dato-search: --sampler: %s\n", err.msg);
             return 2;
         }
     }
     if (o.resume) { // the run folder is the checkpoint's; only gens, final images and threads may change
         const char* slash = strrchr(o.resume, '/');
-        snprintf(run_dir, sizeof run_dir, "%.*s", slash ? (int)(slash - o.resume) : 1, slash ? o.resume : ".");
+        snprintf(run_dir, 4096, "%.*s", slash ? (int)(slash - o.resume) : 1, slash ? o.resume : ".");
         o.run_dir = run_dir;
         o.gens_override = have_gens ? o.cfg.gens : 0;
         o.final_images_override = have_final ? o.cfg.final_images : 0;
         o.threads_override = o.cfg.threads;
         if (have_gens && o.cfg.gens < 1) {
-            fprintf(stderr, "dato-search: --gens must be >= 1 on resume\n");
+            fprintf(msg_out, "dato-search: --gens must be >= 1 on resume\n");
             return 2;
         }
     } else {
         dato_error err;
         if (!model) {
-            if (dato_default_model_dir(model_dir, sizeof model_dir, &err)) {
-                fprintf(stderr, "dato-search: %s\n", err.msg);
+            if (dato_default_model_dir(model_dir, 4096, &err)) {
+                fprintf(msg_out, "dato-search: %s\n", err.msg);
                 return 1;
             }
             model = model_dir;
@@ -163,18 +194,54 @@ int main(int argc, char** argv) {
         o.cfg.seed = (uint64_t)seed;
         o.cfg.batch = batch ? batch : o.cfg.images < 64 ? o.cfg.images : 64;
         if (out) {
-            snprintf(run_dir, sizeof run_dir, "%.4000s", out);
+            snprintf(run_dir, 4096, "%.4000s", out);
         } else {
             const char* base = strrchr(model, '/');
             base = base && base[1] ? base + 1 : model;
-            snprintf(run_dir, sizeof run_dir, "results/%.200s-pop%d-gens%d-seed%d", base, o.cfg.pop, o.cfg.gens, seed);
+            snprintf(run_dir, 4096, "results/%.200s-pop%d-gens%d-seed%d", base, o.cfg.pop, o.cfg.gens, seed);
         }
         o.run_dir = run_dir;
     }
+    *o_ = o;
+    return -1;
+}
+
+int main(int argc, char** argv) {
+    static char cmd[8192], run_dir[4096], model_dir[4096];
+    dato_eval_pool pool;
     dato_error err = {{0}};
-    if (dato_search_run(&o, &err)) {
+    msg_out = stderr;
+    if (dato_eval_pool_init(&pool, &argc, &argv, &err)) {
         fprintf(stderr, "dato-search: %s\n", err.msg);
         return 1;
     }
-    return 0;
+    if (pool.rank != 0) msg_out = fopen("/dev/null", "w");
+    if (!msg_out) msg_out = stderr;
+    dato_search_options o;
+    int rc = parse_args(argc, argv, &o, &pool, cmd, sizeof cmd, run_dir, model_dir);
+    if (rc < 0) {
+        o.command = cmd;
+        o.pool = &pool;
+        if (pool.rank == 0) {
+            snprintf(stop_note, sizeof stop_note, "\ndato-search: stopped by a signal; continue from the last finished "
+                     "generation with: dato-search --resume %s/checkpoint.h5\n", run_dir);
+            stop_note_len = strlen(stop_note);
+            struct sigaction sa = {.sa_handler = on_stop_signal};
+            sigaction(SIGTERM, &sa, NULL);
+            sigaction(SIGINT, &sa, NULL);
+        }
+        rc = (pool.rank == 0 ? dato_search_run : dato_search_serve)(&o, &err) ? 1 : 0;
+        if (rc) fprintf(stderr, "dato-search: %s\n", err.msg);
+    }
+    if (dato_eval_pool_close(&pool, &err)) {
+        fprintf(stderr, "dato-search: %s\n", err.msg);
+        if (pool.hung) {
+            fprintf(stderr, "dato-search: ending every rank; continue from the last finished generation with: "
+                    "dato-search --resume %s/checkpoint.h5\n", run_dir);
+            dato_eval_pool_abort(&pool, 1);
+        }
+        rc = 1;
+    }
+    if (msg_out != stderr) fclose(msg_out);
+    return rc;
 }

@@ -17,71 +17,23 @@
 #include "checkpoint.h"
 #include "genome.h"
 #include "schedule.h"
+#include "search_runs.h"
 #include "test_util.h"
 
 #define FLAGS "--pop 6 --images 10 --final-images 10 --steps 10 --threads 2 --seed 5 --quiet"
 
 static char search_exe[4096], export_exe[4096], tmpdir[256];
 
-static int run(const char* cmd) {
-    char full[8192];
-    snprintf(full, sizeof full, "%s > %s/out.txt 2> %s/err.txt", cmd, tmpdir, tmpdir);
-    int rc = system(full);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-static int err_has(const char* what) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/err.txt", tmpdir);
-    size_t n = 0;
-    char* text = (char*)read_bytes(path, &n);
-    char* z = text ? realloc(text, n + 1) : NULL;
-    if (!z) return 0;
-    z[n] = 0;
-    int found = strstr(z, what) != NULL;
-    if (!found) fprintf(stderr, "stderr was: %s\n", z);
-    free(z);
-    return found;
-}
+static int run(const char* cmd) { return search_test_run(tmpdir, cmd); }
+static int err_has(const char* what) { return search_test_err_has(tmpdir, what); }
+static int same_result(const char* a, const char* b) { return search_test_same_result(a, b); }
+static int64_t generation_of(const char* path) { return search_test_generation(path); }
 
 static int file_exists(const char* dir, const char* name) {
     char p[4096];
     snprintf(p, sizeof p, "%s/%s", dir, name);
     struct stat st;
     return stat(p, &st) == 0 && st.st_size > 0;
-}
-
-// Population and archive of two checkpoints identical (objectives bit for bit, genomes, rng, generation).
-static int same_result(const char* a, const char* b) {
-    dato_checkpoint x = {0}, y = {0};
-    dato_error err;
-    if (dato_checkpoint_read(a, &x, &err) || dato_checkpoint_read(b, &y, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        dato_checkpoint_free(&x);
-        return 0;
-    }
-    size_t P = (size_t)x.pop;
-    int ok = x.generation == y.generation && x.pop == y.pop && x.n_evaluations == y.n_evaluations &&
-             !memcmp(x.pop_genomes, y.pop_genomes, P * x.genome_bytes) &&
-             !memcmp(x.pop_objectives, y.pop_objectives, P * x.n_obj * sizeof(double)) &&
-             !memcmp(x.rng_state, y.rng_state, sizeof x.rng_state) &&
-             !memcmp(x.arch_genomes, y.arch_genomes, (size_t)x.n_evaluations * x.genome_bytes) &&
-             !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double)) &&
-             x.n_final > 0 && x.n_final == y.n_final; // final rows follow measured latency: their order may differ
-    printf("%s vs %s: generation %lld/%lld, %lld/%lld evaluations: %s\n", a, b, (long long)x.generation,
-           (long long)y.generation, (long long)x.n_evaluations, (long long)y.n_evaluations,
-           ok ? "identical" : "DIFFERENT");
-    dato_checkpoint_free(&x);
-    dato_checkpoint_free(&y);
-    return ok;
-}
-
-static int64_t generation_of(const char* path) {
-    dato_checkpoint c = {0};
-    dato_error err;
-    int64_t g = dato_checkpoint_read(path, &c, &err) ? -1 : c.generation;
-    dato_checkpoint_free(&c);
-    return g;
 }
 
 int main(int argc, char** argv) {

@@ -1,0 +1,91 @@
+// Evaluation spread over processes (docs/DISTRIBUTED.md): rank 0 hands tasks to every rank from one
+// dynamic queue over MPI, each rank takes the next task as soon as it is free, and the results come
+// back by task index, so the caller applies them in task order whatever order they arrived in.
+// Built without MPI (-DDATO_MPI=OFF), or run without a launcher, the same calls evaluate
+// everything in this process.
+//
+//   every rank:  dato_eval_pool_init(&pool, &argc, &argv, &err);
+//   rank 0:      dato_eval_pool_request(&pool, msg, ...)   // setup: every worker answers
+//                dato_eval_pool_map(&pool, &local, tasks, n, ...)   // per generation
+//   other ranks: dato_eval_pool_serve(&pool, &handlers, &err)   // until rank 0 closes
+//   every rank:  dato_eval_pool_close(&pool, &err)   // on failure: dato_eval_pool_abort
+//
+// Rank 0 evaluates too: a second thread of it takes tasks from the same queue while the first one
+// serves the messages (MPI_THREAD_FUNNELED: only that first thread calls MPI). Messages are raw
+// bytes between ranks of one binary on hosts of one byte order. A worker silent past timeout_s on
+// a task or a request is declared hung: the call fails naming the rank, and the job can then only
+// end by dato_eval_pool_abort.
+#ifndef DATO_EVAL_POOL_H
+#define DATO_EVAL_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+// What a rank does with the messages of rank 0. On rank 0 only evaluate is used (by its second thread).
+typedef struct {
+    // A setup request: msg (bytes) in, reply (reply_bytes) out.
+    dato_status (*request)(void* ctx, const void* msg, size_t bytes, void* reply, size_t reply_bytes,
+                           dato_error* err);
+    // One task: task (task_bytes) in, result (result_len doubles) out.
+    dato_status (*evaluate)(void* ctx, const uint8_t* task, double* result, dato_error* err);
+    void* ctx;
+} dato_eval_handlers;
+
+// Where and how long one task ran.
+typedef struct {
+    int rank;            // the rank that evaluated it
+    double eval_s;       // evaluate's wall time on that rank
+    double round_trip_s; // from rank 0 handing it out to rank 0 holding its result
+} dato_eval_trace;
+
+typedef struct {
+    int rank, size;             // in the job (MPI_COMM_WORLD); 0 and 1 without MPI
+    int local_rank, local_size; // among the ranks on this host: device choice, thread split
+    double timeout_s;           // a worker silent this long is declared hung (default 600)
+    int mpi;                    // 1 when MPI was initialized (a launcher started this process)
+    int hung;                   // a worker stopped answering: only dato_eval_pool_abort ends the job
+    char (*where)[96];          // (size) "rank R (host, pid P)", for messages
+    int* busy_task;             // (size) rank 0: the task each worker holds, -1 when idle
+    double* busy_since;         // (size) rank 0: when it was handed out
+    uint64_t map_seq;           // rank 0: the map call the busy tasks belong to
+    uint8_t* buf;               // message buffer
+    size_t buf_bytes;
+} dato_eval_pool;
+
+// Joins the job when a launcher (mpirun, srun) started this process and the build has MPI; else a
+// pool of one. Fails when launched as several processes by a build without MPI (each would run the
+// whole search alone).
+dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, dato_error* err);
+
+// 1 when this build can run over MPI.
+int dato_eval_pool_have_mpi(void);
+
+// Rank 0: sends msg (bytes) to every worker and gathers their replies into replies (size - 1,
+// reply_bytes), rank r's at r - 1. Fails naming the rank on a worker's error or silence.
+dato_status dato_eval_pool_request(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies,
+                                   size_t reply_bytes, dato_error* err);
+
+// Rank 0: evaluates tasks (n, task_bytes) into results (n, result_len) on every rank, rank 0's own
+// share through local (NULL: rank 0 only dispatches; needs a worker). trace (n) may be NULL.
+// progress (may be NULL) is called on this thread after each task with the count done.
+// On failure the results are incomplete and the workers still hold their tasks (close drains them).
+dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, const uint8_t* tasks, int n,
+                               size_t task_bytes, double* results, int result_len, dato_eval_trace* trace,
+                               void (*progress)(void* ctx, int done, int total), void* progress_ctx,
+                               dato_error* err);
+
+// Workers: answers rank 0's requests and tasks with handlers until rank 0 closes the pool. A
+// handler's error goes back to rank 0 (which stops the run) and serving goes on.
+dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers* handlers, dato_error* err);
+
+// Ends the pool on this rank. Rank 0 first waits (up to the timeout) for the tasks workers still
+// hold, then releases them from serve. Fails, with pool->hung set, when a worker does not answer.
+dato_status dato_eval_pool_close(dato_eval_pool* pool, dato_error* err);
+
+// Ends the whole job now with exit code (MPI_Abort): the only way past a hung rank. For a program's
+// main, after close failed; without MPI it frees the pool and returns.
+void dato_eval_pool_abort(dato_eval_pool* pool, int code);
+
+#endif

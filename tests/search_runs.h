@@ -1,0 +1,75 @@
+// Integration tests of dato-search: run a command with its output kept, look into what it said,
+// and compare two runs' checkpoints bit for bit.
+#ifndef DATO_SEARCH_RUNS_H
+#define DATO_SEARCH_RUNS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "checkpoint.h"
+#include "test_util.h"
+
+// Runs cmd through the shell with stdout and stderr in dir/out.txt and dir/err.txt: its exit code.
+static inline int search_test_run(const char* dir, const char* cmd) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s > %s/out.txt 2> %s/err.txt", cmd, dir, dir);
+    int rc = system(full);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// 1 when the last run's stderr holds what; else prints that stderr.
+static inline int search_test_err_has(const char* dir, const char* what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    size_t n = 0;
+    char* text = (char*)read_bytes(path, &n);
+    char* z = text ? realloc(text, n + 1) : NULL;
+    if (!z) {
+        free(text);
+        return 0;
+    }
+    z[n] = 0;
+    int found = strstr(z, what) != NULL;
+    if (!found) fprintf(stderr, "stderr was: %s\n", z);
+    free(z);
+    return found;
+}
+
+// Population and archive of two finished runs identical: genomes, objectives bit for bit, RNG,
+// generation. The final rows follow re-measured latency, so only their count must agree.
+static inline int search_test_same_result(const char* a, const char* b) {
+    dato_checkpoint x = {0}, y = {0};
+    dato_error err;
+    if (dato_checkpoint_read(a, &x, &err) || dato_checkpoint_read(b, &y, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        dato_checkpoint_free(&x);
+        return 0;
+    }
+    size_t P = (size_t)x.pop;
+    int ok = x.generation == y.generation && x.pop == y.pop && x.n_evaluations == y.n_evaluations &&
+             !memcmp(x.pop_genomes, y.pop_genomes, P * x.genome_bytes) &&
+             !memcmp(x.pop_objectives, y.pop_objectives, P * x.n_obj * sizeof(double)) &&
+             !memcmp(x.rng_state, y.rng_state, sizeof x.rng_state) &&
+             !memcmp(x.arch_genomes, y.arch_genomes, (size_t)x.n_evaluations * x.genome_bytes) &&
+             !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double)) &&
+             x.n_final > 0 && x.n_final == y.n_final;
+    printf("%s vs %s: generation %lld/%lld, %lld/%lld evaluations: %s\n", a, b, (long long)x.generation,
+           (long long)y.generation, (long long)x.n_evaluations, (long long)y.n_evaluations,
+           ok ? "identical" : "DIFFERENT");
+    dato_checkpoint_free(&x);
+    dato_checkpoint_free(&y);
+    return ok;
+}
+
+// The generation a checkpoint holds, -1 when it cannot be read.
+static inline int64_t search_test_generation(const char* path) {
+    dato_checkpoint c = {0};
+    dato_error err;
+    int64_t g = dato_checkpoint_read(path, &c, &err) ? -1 : c.generation;
+    dato_checkpoint_free(&c);
+    return g;
+}
+
+#endif
