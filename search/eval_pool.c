@@ -3,12 +3,13 @@
 // Messages, rank 0 <-> worker, each one MPI_BYTE buffer whose tag says what it is:
 //   REQUEST  0 -> w   u64 reply_bytes, then the request
 //   REPLY    w -> 0   the reply (reply_bytes)
-//   TASK     0 -> w   u64 seq, i64 index, i64 result_len, then the task (task_bytes)
-//   RESULT   w -> 0   u64 seq, i64 index, f64 eval_s, then the result (result_len doubles)
+//   TASK     0 -> w   u64 seq, i64 index, i32 kind, i32 0, u64 result_bytes, then the task
+//   RESULT   w -> 0   u64 seq, i64 index, f64 eval_s, then the result (result_bytes)
 //   FAILED   w -> 0   i64 index (-1: a request), then the error message
 //   STOP     0 -> w   empty: return from serve
-// Every wait polls (MPI_Iprobe, then a 1 ms sleep): blocking MPI calls spin a core, and an idle
-// worker must leave its core to the ranks beside it; polling also gives the hang timeout a clock.
+// Every wait polls (MPI_Iprobe, then a sleep of 10 us to 1 ms, see idle): blocking MPI calls spin a
+// core, and an idle worker must leave its core to the ranks beside it; polling also gives the hang
+// timeout a clock.
 #include "eval_pool.h"
 
 #include <pthread.h>
@@ -29,7 +30,9 @@ enum { IDLE = -1, HOLDS_REQUEST = -2 }; // busy_task values besides a task index
 
 typedef struct {
     uint64_t seq;
-    int64_t index, result_len;
+    int64_t index;
+    int32_t kind, pad;
+    uint64_t result_bytes;
 } task_header;
 
 typedef struct {
@@ -46,8 +49,11 @@ int dato_eval_pool_have_mpi(void) {
 #endif
 }
 
-static void sleep_ms(double ms) {
-    struct timespec t = {0, (long)(ms * 1e6)};
+// Sleeps between polls for a message: 10 us after one came, doubling to 1 ms while none comes, so
+// a busy exchange answers in microseconds and an idle rank costs its core nothing.
+static void idle(dato_eval_pool* pool) {
+    pool->poll_wait_ms = pool->poll_wait_ms < 0.01 ? 0.01 : pool->poll_wait_ms * 2 > 1 ? 1 : pool->poll_wait_ms * 2;
+    struct timespec t = {0, (long)(pool->poll_wait_ms * 1e6)};
     nanosleep(&t, NULL);
 }
 
@@ -129,14 +135,14 @@ dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, d
 
 // ---- the single-process path -------------------------------------------------------------------------------
 
-static dato_status map_here(const dato_eval_handlers* local, const uint8_t* tasks, int n, size_t task_bytes,
-                            double* results, int result_len, dato_eval_trace* trace,
+static dato_status map_here(const dato_eval_handlers* local, int kind, const uint8_t* tasks, int n, size_t task_bytes,
+                            uint8_t* results, size_t result_bytes, dato_eval_trace* trace,
                             void (*progress)(void*, int, int), void* progress_ctx, const char* where,
                             dato_error* err) {
     for (int i = 0; i < n; i++) {
         double t0 = dato_clock_s();
         dato_error e;
-        if (local->evaluate(local->ctx, tasks + (size_t)i * task_bytes, results + (size_t)i * result_len, &e))
+        if (local->evaluate(local->ctx, kind, tasks + (size_t)i * task_bytes, results + (size_t)i * result_bytes, &e))
             return dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", where, i, e.msg);
         double dt = dato_clock_s() - t0;
         if (trace) trace[i] = (dato_eval_trace){0, dt, dt};
@@ -164,6 +170,7 @@ static int poll_message(dato_eval_pool* pool, int src, int* from, int* tag, size
     if (grow_buffer(pool, (size_t)count + 1, err)) return -1;
     MPI_Recv(pool->buf, count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     pool->buf[count] = 0; // a FAILED message's text ends here
+    pool->poll_wait_ms = 0;
     *from = st.MPI_SOURCE;
     *tag = st.MPI_TAG;
     *bytes = (size_t)count;
@@ -195,8 +202,26 @@ static dato_status worker_failed(dato_eval_pool* pool, int from, size_t bytes, d
     return dato_fail(err, DATO_ERR_PEER, "%s, task %lld: %s", pool->where[from], (long long)index, text);
 }
 
+// Waits for the answers workers still owe from a call that failed (a worker takes a new message
+// only after answering the last one), and drops them.
+static dato_status drain(dato_eval_pool* pool, dato_error* err) {
+    for (;;) {
+        int holding = 0;
+        for (int r = 1; r < pool->size; r++) holding |= pool->busy_task[r] != IDLE;
+        if (!holding) return DATO_OK;
+        int from, tag;
+        size_t bytes;
+        int m = poll_message(pool, MPI_ANY_SOURCE, &from, &tag, &bytes, err);
+        if (m < 0) return DATO_ERR_NOMEM;
+        if (m) pool->busy_task[from] = IDLE;
+        else DATO_TRY(check_hung(pool, err));
+        if (!m) idle(pool);
+    }
+}
+
 static dato_status request_over_ranks(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies,
                                       size_t reply_bytes, dato_error* err) {
+    DATO_TRY(drain(pool, err));
     DATO_TRY(grow_buffer(pool, sizeof(uint64_t) + bytes, err));
     uint64_t rb = reply_bytes;
     memcpy(pool->buf, &rb, sizeof rb);
@@ -213,7 +238,7 @@ static dato_status request_over_ranks(dato_eval_pool* pool, const void* msg, siz
         if (m < 0) return DATO_ERR_NOMEM;
         if (!m) {
             DATO_TRY(check_hung(pool, err));
-            sleep_ms(1);
+            idle(pool);
             continue;
         }
         if (tag == TAG_FAILED) return worker_failed(pool, from, got, err);
@@ -234,10 +259,11 @@ static dato_status request_over_ranks(dato_eval_pool* pool, const void* msg, siz
 typedef struct {
     pthread_mutex_t mu;
     const dato_eval_handlers* local;
+    int kind;
     const uint8_t* tasks;
     size_t task_bytes;
-    double* results;
-    int result_len;
+    uint8_t* results;
+    size_t result_bytes;
     dato_eval_trace* trace;
     int n, next, done;
     int stop;                 // take no more tasks
@@ -258,8 +284,8 @@ static void* evaluate_locally(void* arg) {
     for (int i; (i = take_task(q)) >= 0;) {
         double t0 = dato_clock_s();
         dato_error e;
-        dato_status st = q->local->evaluate(q->local->ctx, q->tasks + (size_t)i * q->task_bytes,
-                                            q->results + (size_t)i * q->result_len, &e);
+        dato_status st = q->local->evaluate(q->local->ctx, q->kind, q->tasks + (size_t)i * q->task_bytes,
+                                            q->results + (size_t)i * q->result_bytes, &e);
         double dt = dato_clock_s() - t0;
         pthread_mutex_lock(&q->mu);
         if (st) {
@@ -281,7 +307,7 @@ static void* evaluate_locally(void* arg) {
 static void dispatch(dato_eval_pool* pool, map_queue* q, int r) {
     int i = take_task(q);
     if (i < 0) return;
-    task_header h = {pool->map_seq, i, q->result_len};
+    task_header h = {pool->map_seq, i, q->kind, 0, q->result_bytes};
     memcpy(pool->buf, &h, sizeof h);
     memcpy(pool->buf + sizeof h, q->tasks + (size_t)i * q->task_bytes, q->task_bytes);
     send_bytes(pool->buf, sizeof h + q->task_bytes, r, TAG_TASK);
@@ -292,13 +318,13 @@ static void dispatch(dato_eval_pool* pool, map_queue* q, int r) {
 // A RESULT message in pool->buf (bytes) from worker r, into the queue.
 static dato_status take_result(dato_eval_pool* pool, map_queue* q, int r, size_t bytes, dato_error* err) {
     result_header h;
-    size_t want = sizeof h + (size_t)q->result_len * sizeof(double);
+    size_t want = sizeof h + q->result_bytes;
     if (bytes == want) memcpy(&h, pool->buf, sizeof h);
     if (bytes != want || h.seq != pool->map_seq || h.index != pool->busy_task[r])
         return dato_fail(err, DATO_ERR_PEER, "%s: a result that answers no task it holds (%zu bytes)",
                          pool->where[r], bytes);
     int i = (int)h.index;
-    memcpy(q->results + (size_t)i * q->result_len, pool->buf + sizeof h, (size_t)q->result_len * sizeof(double));
+    memcpy(q->results + (size_t)i * q->result_bytes, pool->buf + sizeof h, q->result_bytes);
     if (q->trace) q->trace[i] = (dato_eval_trace){r, h.eval_s, dato_clock_s() - pool->busy_since[r]};
     pool->busy_task[r] = IDLE;
     pthread_mutex_lock(&q->mu);
@@ -309,10 +335,12 @@ static dato_status take_result(dato_eval_pool* pool, map_queue* q, int r, size_t
 
 static dato_status map_over_ranks(dato_eval_pool* pool, map_queue* q, void (*progress)(void*, int, int),
                                   void* progress_ctx, dato_error* err) {
+    DATO_TRY(drain(pool, err));
+    DATO_TRY(grow_buffer(pool, sizeof(task_header) + q->task_bytes, err));
     pthread_t thread;
     int have_thread = q->local && !pthread_create(&thread, NULL, evaluate_locally, q);
     if (q->local && !have_thread) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: cannot start rank 0's thread");
-    dato_status st = grow_buffer(pool, sizeof(task_header) + q->task_bytes, err);
+    dato_status st = DATO_OK;
     pool->map_seq++;
     for (int r = 1; !st && r < pool->size; r++) dispatch(pool, q, r);
     for (int reported = 0; !st;) {
@@ -340,7 +368,7 @@ static dato_status map_over_ranks(dato_eval_pool* pool, map_queue* q, void (*pro
             st = dato_fail(err, DATO_ERR_PEER, "%s: unexpected message (tag %d) during evaluation", pool->where[from], tag);
         } else {
             st = check_hung(pool, err);
-            sleep_ms(1);
+            idle(pool);
         }
     }
     pthread_mutex_lock(&q->mu);
@@ -363,28 +391,29 @@ dato_status dato_eval_pool_request(dato_eval_pool* pool, const void* msg, size_t
     return DATO_OK;
 }
 
-dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, const uint8_t* tasks, int n,
-                               size_t task_bytes, double* results, int result_len, dato_eval_trace* trace,
+dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, int kind, const uint8_t* tasks,
+                               int n, size_t task_bytes, void* results, size_t result_bytes, dato_eval_trace* trace,
                                void (*progress)(void* ctx, int done, int total), void* progress_ctx,
                                dato_error* err) {
     if (pool->rank != 0) return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: only rank 0 hands out tasks");
-    if (n < 0 || result_len < 1 || (n && (!tasks || !results)))
-        return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: %d tasks, %d results each", n, result_len);
+    if (n < 0 || result_bytes < 1 || (n && (!tasks || !results)))
+        return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: %d tasks, %zu result bytes each", n, result_bytes);
     if (!local && pool->size == 1)
         return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: no rank to evaluate on (rank 0 only dispatches, "
                          "and there are no workers)");
     if (n == 0) return DATO_OK;
 #ifdef DATO_HAVE_MPI
     if (pool->mpi && pool->size > 1) {
-        map_queue q = {.local = local, .tasks = tasks, .task_bytes = task_bytes, .results = results,
-                       .result_len = result_len, .trace = trace, .n = n};
+        map_queue q = {.local = local, .kind = kind, .tasks = tasks, .task_bytes = task_bytes, .results = results,
+                       .result_bytes = result_bytes, .trace = trace, .n = n};
         pthread_mutex_init(&q.mu, NULL);
         dato_status st = map_over_ranks(pool, &q, progress, progress_ctx, err);
         pthread_mutex_destroy(&q.mu);
         return st;
     }
 #endif
-    return map_here(local, tasks, n, task_bytes, results, result_len, trace, progress, progress_ctx, pool->where[0], err);
+    return map_here(local, kind, tasks, n, task_bytes, results, result_bytes, trace, progress, progress_ctx,
+                    pool->where[0], err);
 }
 
 // ---- workers ------------------------------------------------------------------------------------------------
@@ -405,7 +434,7 @@ dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers*
             break;
         }
         if (!m) {
-            sleep_ms(1);
+            idle(pool);
             continue;
         }
         if (tag == TAG_STOP) break;
@@ -425,11 +454,11 @@ dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers*
             task_header h;
             memcpy(&h, pool->buf, sizeof h);
             index = h.index;
-            need = sizeof(result_header) + (size_t)h.result_len * sizeof(double);
+            need = sizeof(result_header) + h.result_bytes;
             if (need > answer_bytes) free(answer), answer = malloc(answer_bytes = need);
             double t0 = dato_clock_s();
-            hs = answer ? handlers->evaluate(handlers->ctx, pool->buf + sizeof h, (double*)(answer + sizeof(result_header)), &e)
-                        : dato_fail(&e, DATO_ERR_NOMEM, "out of memory for a result");
+            hs = answer ? handlers->evaluate(handlers->ctx, h.kind, pool->buf + sizeof h, answer + sizeof(result_header), &e)
+                        : dato_fail(&e, DATO_ERR_NOMEM, "out of memory for a %zu-byte result", need);
             result_header r = {h.seq, h.index, dato_clock_s() - t0};
             if (!hs) {
                 memcpy(answer, &r, sizeof r);
@@ -473,21 +502,7 @@ dato_status dato_eval_pool_close(dato_eval_pool* pool, dato_error* err) {
     if (pool->hung) return dato_fail(err, DATO_ERR_PEER, "a rank does not answer: only aborting the job ends it");
 #ifdef DATO_HAVE_MPI
     if (pool->mpi && pool->rank == 0 && !pool->hung) {
-        for (;;) { // drain what workers still hold: a worker stops only between messages
-            int holding = 0;
-            for (int r = 1; r < pool->size; r++) holding |= pool->busy_task[r] != IDLE;
-            if (!holding) break;
-            int from, tag;
-            size_t bytes;
-            int m = poll_message(pool, MPI_ANY_SOURCE, &from, &tag, &bytes, err);
-            if (m < 0) {
-                st = DATO_ERR_NOMEM;
-                break;
-            }
-            if (m) pool->busy_task[from] = IDLE;
-            else if ((st = check_hung(pool, err))) break;
-            else sleep_ms(1);
-        }
+        st = drain(pool, err);
         if (!pool->hung)
             for (int r = 1; r < pool->size; r++) send_bytes(NULL, 0, r, TAG_STOP);
     }

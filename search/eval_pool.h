@@ -28,8 +28,8 @@ typedef struct {
     // A setup request: msg (bytes) in, reply (reply_bytes) out.
     dato_status (*request)(void* ctx, const void* msg, size_t bytes, void* reply, size_t reply_bytes,
                            dato_error* err);
-    // One task: task (task_bytes) in, result (result_len doubles) out.
-    dato_status (*evaluate)(void* ctx, const uint8_t* task, double* result, dato_error* err);
+    // One task of the caller's kind (what its bytes mean): task (task_bytes) in, result (result_bytes) out.
+    dato_status (*evaluate)(void* ctx, int kind, const uint8_t* task, void* result, dato_error* err);
     void* ctx;
 } dato_eval_handlers;
 
@@ -52,6 +52,7 @@ typedef struct {
     uint64_t map_seq;           // rank 0: the map call the busy tasks belong to
     uint8_t* buf;               // message buffer
     size_t buf_bytes;
+    double poll_wait_ms;        // the sleep before the next poll for a message (backs off while idle)
 } dato_eval_pool;
 
 // Joins the job when a launcher (mpirun, srun) started this process and the build has MPI; else a
@@ -67,12 +68,12 @@ int dato_eval_pool_have_mpi(void);
 dato_status dato_eval_pool_request(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies,
                                    size_t reply_bytes, dato_error* err);
 
-// Rank 0: evaluates tasks (n, task_bytes) into results (n, result_len) on every rank, rank 0's own
-// share through local (NULL: rank 0 only dispatches; needs a worker). trace (n) may be NULL.
+// Rank 0: evaluates tasks (n, task_bytes) of one kind into results (n, result_bytes) on every rank,
+// rank 0's own share through local (NULL: rank 0 only dispatches; needs a worker). trace (n) may be NULL.
 // progress (may be NULL) is called on this thread after each task with the count done.
 // On failure the results are incomplete and the workers still hold their tasks (close drains them).
-dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, const uint8_t* tasks, int n,
-                               size_t task_bytes, double* results, int result_len, dato_eval_trace* trace,
+dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, int kind, const uint8_t* tasks,
+                               int n, size_t task_bytes, void* results, size_t result_bytes, dato_eval_trace* trace,
                                void (*progress)(void* ctx, int done, int total), void* progress_ctx,
                                dato_error* err);
 

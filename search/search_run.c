@@ -30,6 +30,24 @@
 #define N_REFS 5
 static const char* const REF_SPECS[N_REFS] = {"baseline", "deepcache:3", "deepcache:5", "tome:0.5", "dato-paper"};
 
+// What a rank sends back for one schedule (evaluate_task): its quality, and its measured time per
+// image in its own time (rank 0 rescales it by rank_speed). The latency objective is rank 0's work.
+// A TASK_FINAL result is followed by the first image of each prompt (n_prompts, H, W, ch): the grids.
+typedef struct {
+    double fid, kid, teacher, measured;
+} rank_result;
+
+// The tasks: a genome of the search (gbytes), or a final-front schedule (a dato_schedule).
+enum { TASK_GENOME = 1, TASK_FINAL };
+
+// rank 0's setup requests: the config (the worker opens the model and times the baseline), the
+// search's baseline features, the final image set with its baseline features.
+enum { REQUEST_SETUP = 1, REQUEST_BASELINE, REQUEST_FINAL };
+
+typedef struct {
+    int32_t kind, arg; // arg: the final images (REQUEST_FINAL)
+} request_header;
+
 typedef struct {
     dato_search_config cfg;
     const dato_search_options* o;
@@ -63,15 +81,18 @@ typedef struct {
     double* rank_speed;         // (pool size) rank 0's baseline time / the rank's: measured latencies in rank 0's time
     int* task_of;               // (pop) each candidate's task this generation, -1 when already scored
     uint8_t* tasks;             // (pop, gbytes) the new genomes
-    double* results;            // (pop, N_RESULT) their scores
+    rank_result* results;       // (pop) their scores
     dato_eval_trace* trace;     // (pop) where and how long each ran
     double eval_wall_s;         // this generation's time inside dato_eval_pool_map
     double t_gen;               // when this generation's evaluation began
+    // the final front's image set (finish; on workers from REQUEST_FINAL)
+    dato_evaluator fin;
+    float* fin_base;            // (final images, dim) the baseline's features: the reference
+    float* fin_features;        // (final images, dim) scratch
+    dato_fid_stats fin_ref;     // FID's reference with --ref baseline: fin_base's statistics
     int gen;                    // the generation being evaluated
 } search_ctx;
 
-// What a rank sends back for one genome (evaluate_genome): the latency objective is rank 0's work.
-enum { RESULT_FID, RESULT_KID, RESULT_TEACHER, RESULT_MEASURED, N_RESULT };
 
 // ---- identities ------------------------------------------------------------------------------------------
 
@@ -306,28 +327,38 @@ static dato_status score_latency(search_ctx* s, const dato_schedule* sched, scor
     return DATO_OK;
 }
 
-// Generates schedule's images on ev into features, then scores them.
-static dato_status score_schedule(search_ctx* s, dato_evaluator* ev, const dato_schedule* sched,
-                                  const dato_fid_stats* ref, const float* base, float* features, score* out,
-                                  dato_error* err) {
-    dato_eval_timing t;
-    DATO_TRY(dato_evaluator_run(ev, sched, features, NULL, &t, err));
-    DATO_TRY(score_quality(s, ev, features, t.best_s_per_image, ref, base, out, err));
-    return score_latency(s, sched, out, err);
+// The first image of every prompt of ev's last run into cells (n_prompts, H, W, ch).
+static void first_images(const dato_evaluator* ev, int n_prompts, uint8_t* cells) {
+    size_t img = (size_t)ev->H * ev->W * ev->ch;
+    for (int j = 0; j < n_prompts; j++)
+        memcpy(cells + (size_t)j * img, ev->pixels + (size_t)j * ev->cfg.per_prompt * img, img);
 }
 
-// One genome on this rank's evaluator (the pool's evaluate, on any rank): result (N_RESULT).
-static dato_status evaluate_genome(void* ctx, const uint8_t* genome, double* result, dato_error* err) {
+// FID's reference on the final image set.
+static const dato_fid_stats* final_ref(const search_ctx* s) {
+    return s->cfg.ref_mode == DATO_REF_BASELINE ? &s->fin_ref : &s->ref;
+}
+
+// One task on this rank (the pool's evaluate, on any rank): a genome on the search's image set, or
+// a schedule on the final one.
+static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void* out, dato_error* err) {
     search_ctx* s = ctx;
+    int final = kind == TASK_FINAL;
+    if (final && !s->fin_base) return dato_fail(err, DATO_ERR_INVALID, "a final-front task before the final setup");
+    if (final) memcpy(&s->sched, task, sizeof s->sched);
+    else if (kind == TASK_GENOME) DATO_TRY(dato_genome_to_schedule(&s->space, task, &s->sched, err));
+    else return dato_fail(err, DATO_ERR_INVALID, "task kind %d: expected a genome or a final-front schedule", kind);
+    DATO_TRY(dato_schedule_validate(&s->sched, s->cfg.steps, s->cfg.n_branches, err));
+    dato_evaluator* ev = final ? &s->fin : &s->ev;
+    float* features = final ? s->fin_features : s->features;
     dato_eval_timing t;
     score sc;
-    DATO_TRY(dato_genome_to_schedule(&s->space, genome, &s->sched, err));
-    DATO_TRY(dato_evaluator_run(&s->ev, &s->sched, s->features, NULL, &t, err));
-    DATO_TRY(score_quality(s, &s->ev, s->features, t.best_s_per_image, &s->ref, s->base_features, &sc, err));
-    result[RESULT_FID] = sc.fid;
-    result[RESULT_KID] = sc.kid;
-    result[RESULT_TEACHER] = sc.teacher;
-    result[RESULT_MEASURED] = sc.measured;
+    DATO_TRY(dato_evaluator_run(ev, &s->sched, features, NULL, &t, err));
+    DATO_TRY(score_quality(s, ev, features, t.best_s_per_image, final ? final_ref(s) : &s->ref,
+                           final ? s->fin_base : s->base_features, &sc, err));
+    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured};
+    memcpy(out, &r, sizeof r);
+    if (final) first_images(ev, s->cfg.n_prompts, (uint8_t*)out + sizeof r);
     return DATO_OK;
 }
 
@@ -356,10 +387,10 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
         s->task_of[i] = seen ? -1 : n_tasks;
         if (!seen) memcpy(s->tasks + (size_t)n_tasks++ * s->gbytes, g, s->gbytes);
     }
-    dato_eval_handlers local = {.evaluate = evaluate_genome, .ctx = s};
+    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
     double t0 = now_s();
-    DATO_TRY(dato_eval_pool_map(s->pool, &local, s->tasks, n_tasks, s->gbytes, s->results, N_RESULT, s->trace,
-                                s->o->quiet ? NULL : print_progress, s, err));
+    DATO_TRY(dato_eval_pool_map(s->pool, &local, TASK_GENOME, s->tasks, n_tasks, s->gbytes, s->results,
+                                sizeof *s->results, s->trace, s->o->quiet ? NULL : print_progress, s, err));
     s->eval_wall_s = now_s() - t0;
     if (!s->o->quiet) fprintf(stderr, "\r%*s\r", 100, "");
     for (int i = 0; i < n; i++) {
@@ -374,9 +405,9 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
             s->hits++;
             continue;
         }
-        const double* r = s->results + (size_t)t * N_RESULT;
-        score sc = {.fid = r[RESULT_FID], .kid = r[RESULT_KID], .teacher = r[RESULT_TEACHER],
-                    .measured = r[RESULT_MEASURED] * s->rank_speed[s->trace[t].rank]};
+        const rank_result* r = &s->results[t];
+        score sc = {.fid = r->fid, .kid = r->kid, .teacher = r->teacher,
+                    .measured = r->measured * s->rank_speed[s->trace[t].rank]};
         dato_schedule sched;
         DATO_TRY(dato_genome_to_schedule(&s->space, g, &sched, err));
         DATO_TRY(score_latency(s, &sched, &sc, err));
@@ -477,13 +508,6 @@ static void print_generation(search_ctx* s, int gen, double gen_seconds) {
 
 // ---- the final front -----------------------------------------------------------------------------------------
 
-// The first image of every prompt of ev's last run into cells (n_prompts, H, W, ch).
-static void first_images(const dato_evaluator* ev, int n_prompts, uint8_t* cells) {
-    size_t img = (size_t)ev->H * ev->W * ev->ch;
-    for (int j = 0; j < n_prompts; j++)
-        memcpy(cells + (size_t)j * img, ev->pixels + (size_t)j * ev->cfg.per_prompt * img, img);
-}
-
 // A one-row grid PNG of cells (n, H, W, ch) at run_dir/rel.
 static dato_status write_grid(search_ctx* s, const dato_evaluator* ev, const uint8_t* cells, const char* rel,
                               dato_error* err) {
@@ -553,6 +577,29 @@ static int archive_front(const dato_archive* a, size_t* rows, int cap) {
 
 // Re-scores the final front's candidates (archive_front) and the reference schedules on
 // final_images images, re-measuring latency end to end, then writes the grids and the report.
+static void print_final_progress(void* ctx, int done, int total) {
+    (void)ctx;
+    fprintf(stderr, "\rdato-search: final front and references %d/%d   ", done, total);
+}
+
+// Rank 0: every worker makes the final image set's evaluator and takes the baseline's features on
+// it (s->fin_base) as its reference.
+static dato_status setup_final_workers(search_ctx* s, dato_error* err) {
+    if (s->pool->size == 1) return DATO_OK;
+    size_t nf = (size_t)s->fin.n_images * s->fx.dim, bytes = sizeof(request_header) + nf * sizeof(float);
+    uint8_t* msg = malloc(bytes);
+    if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    request_header h = {REQUEST_FINAL, s->cfg.final_images};
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, s->fin_base, nf * sizeof(float));
+    dato_status st = dato_eval_pool_request(s->pool, msg, bytes, NULL, 0, err);
+    free(msg);
+    return st;
+}
+
+// Re-scores the final front's candidates (archive_front) and the reference schedules on
+// final_images images, on every rank, re-measuring latency end to end, then writes the grids and
+// the report. The baseline goes first, on rank 0: its features are every rank's reference.
 static dato_status finish(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
     int P = 2 * c->pop < DATO_CHECKPOINT_MAX_FINAL ? 2 * c->pop : DATO_CHECKPOINT_MAX_FINAL, n_front = 0;
@@ -560,61 +607,66 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_report_point* front = calloc((size_t)P, sizeof *front);    // (n_front) by latency
     dato_report_point* unsorted = calloc((size_t)P, sizeof *unsorted); // in evaluation order
     dato_report_point refs[N_REFS];
-    dato_evaluator fin = {0};
-    float *fin_features = NULL, *fin_base = NULL;
     uint8_t* cells = NULL; // (P + N_REFS, n_prompts, H, W, ch) the grids' images: front members, then refs
     size_t* members = malloc((size_t)P * sizeof *members); // (n_idx) archive rows
-    dato_fid_stats base_stats = {0};
-    dato_status st = idx && front && unsorted && members ? DATO_OK
-                                                         : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    if (!st) st = make_evaluator(s, &fin, c->final_images, err);
-    size_t row = (size_t)c->n_prompts * fin.H * fin.W * fin.ch;
-    if (!st && !(cells = malloc((size_t)(P + N_REFS) * row)))
-        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    size_t nf = (size_t)fin.n_images * s->fx.dim;
-    if (!st && (!(fin_features = malloc(nf * sizeof(float))) || !(fin_base = malloc(nf * sizeof(float)))))
+    dato_schedule* tasks = malloc((size_t)(P + N_REFS) * sizeof *tasks); // references but the baseline, then members
+    dato_eval_trace* trace = malloc((size_t)(P + N_REFS) * sizeof *trace);
+    uint8_t* results = NULL; // (n_tasks, result_bytes): rank_result, then the first image of each prompt
+    const uint8_t** genome_of = malloc((size_t)P * sizeof *genome_of); // (n_front) of the unsorted rows
+    dato_status st = idx && front && unsorted && members && tasks && trace && genome_of
+                         ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    if (!st) st = make_evaluator(s, &s->fin, c->final_images, err);
+    size_t row = (size_t)c->n_prompts * s->fin.H * s->fin.W * s->fin.ch, result_bytes = sizeof(rank_result) + row;
+    size_t nf = (size_t)s->fin.n_images * s->fx.dim;
+    if (!st && (!(cells = malloc((size_t)(P + N_REFS) * row)) || !(results = malloc((size_t)(P + N_REFS) * result_bytes)) ||
+                !(s->fin_features = malloc(nf * sizeof(float))) || !(s->fin_base = malloc(nf * sizeof(float)))))
         st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     score base = {0};
     dato_schedule sched;
-    // The baseline first: its features are KID's reference (and FID's with --ref baseline).
-    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", fin.n_images);
-    if (!st) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
+    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", s->fin.n_images);
     dato_eval_timing base_timing = {0};
-    if (!st) st = dato_evaluator_run(&fin, NULL, fin_base, NULL, &base_timing, err);
-    if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(fin_base, fin.n_images, s->fx.dim, &base_stats, err);
-    const dato_fid_stats* ref = c->ref_mode == DATO_REF_BASELINE ? &base_stats : &s->ref;
-    if (!st) st = score_quality(s, &fin, fin_base, base_timing.best_s_per_image, ref, fin_base, &base, err);
+    if (!st) st = dato_evaluator_run(&s->fin, NULL, s->fin_base, NULL, &base_timing, err);
+    if (!st) first_images(&s->fin, c->n_prompts, cells + (size_t)P * row);
+    if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(s->fin_base, s->fin.n_images, s->fx.dim, &s->fin_ref, err);
+    if (!st) st = score_quality(s, &s->fin, s->fin_base, base_timing.best_s_per_image, final_ref(s), s->fin_base, &base, err);
     if (!st) st = score_latency(s, NULL, &base, err);
-    for (int r = 0; !st && r < N_REFS; r++) { // r = 0, the baseline, was generated just above
-        st = dato_schedule_preset(&sched, REF_SPECS[r], c->steps, c->n_branches, err);
+    if (!st) st = setup_final_workers(s, err);
+    // The tasks: the references but the baseline, then the members of the archive's front.
+    int n_idx = st ? 0 : archive_front(&s->archive, members, P);
+    if (n_idx < 0) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    for (int r = 1; !st && r < N_REFS; r++) st = dato_schedule_preset(&tasks[r - 1], REF_SPECS[r], c->steps, c->n_branches, err);
+    for (int i = 0; !st && i < n_idx; i++)
+        st = dato_genome_to_schedule(&s->space, dato_archive_get(&s->archive, members[i]).genome, &tasks[N_REFS - 1 + i], err);
+    int n_tasks = N_REFS - 1 + n_idx;
+    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
+    if (!st) st = dato_eval_pool_map(s->pool, &local, TASK_FINAL, (const uint8_t*)tasks, n_tasks, sizeof *tasks, results,
+                                     result_bytes, trace, s->o->quiet ? NULL : print_final_progress, s, err);
+    if (!s->o->quiet) fprintf(stderr, "\n");
+    for (int t = -1; !st && t < n_tasks; t++) { // t = -1: the baseline, scored above
+        int r = t + 1 < N_REFS ? t + 1 : -1;    // the reference, or -1 for a front member
         score sc = base;
-        if (!st && r) st = score_schedule(s, &fin, &sched, ref, fin_base, fin_features, &sc, err);
+        const dato_schedule* sch = t < 0 ? &sched : &tasks[t];
+        if (t < 0) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
+        if (!st && t >= 0) {
+            rank_result q;
+            memcpy(&q, results + (size_t)t * result_bytes, sizeof q);
+            sc = (score){.fid = q.fid, .kid = q.kid, .teacher = q.teacher, .measured = q.measured * s->rank_speed[trace[t].rank]};
+            st = score_latency(s, sch, &sc, err);
+        }
         if (st) break;
-        fill_point(&refs[r], REF_SPECS[r], &sched, &sc, base.measured);
+        uint8_t* cell = cells + (size_t)(r >= 0 ? P + r : n_front) * row;
+        if (t >= 0) memcpy(cell, results + (size_t)t * result_bytes + sizeof(rank_result), row);
+        if (r < 0) {
+            fill_point(&unsorted[n_front], "", sch, &sc, base.measured);
+            genome_of[n_front++] = dato_archive_get(&s->archive, members[t - (N_REFS - 1)]).genome;
+            continue;
+        }
+        fill_point(&refs[r], REF_SPECS[r], sch, &sc, base.measured);
         snprintf(refs[r].grid_png, sizeof refs[r].grid_png, "grids/%s.png", REF_SPECS[r]);
         for (char* q = refs[r].grid_png; *q; q++)
             if (*q == ':') *q = '_';
-        first_images(&fin, c->n_prompts, cells + (size_t)(P + r) * row);
-        st = write_grid(s, &fin, cells + (size_t)(P + r) * row, refs[r].grid_png, err);
+        st = write_grid(s, &s->fin, cell, refs[r].grid_png, err);
     }
-    const uint8_t** genome_of = malloc((size_t)P * sizeof *genome_of); // (n_front) of the unsorted rows
-    if (!st && !genome_of) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    int n_idx = st ? 0 : archive_front(&s->archive, members, P);
-    if (n_idx < 0) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    for (int i = 0; !st && i < n_idx; i++) {
-        const uint8_t* g = dato_archive_get(&s->archive, members[i]).genome;
-        score sc;
-        st = dato_genome_to_schedule(&s->space, g, &sched, err);
-        if (!st) st = score_schedule(s, &fin, &sched, ref, fin_base, fin_features, &sc, err);
-        if (st) break;
-        fill_point(&unsorted[n_front], "", &sched, &sc, base.measured);
-        genome_of[n_front] = g;
-        first_images(&fin, c->n_prompts, cells + (size_t)n_front * row);
-        n_front++;
-        if (!s->o->quiet) fprintf(stderr, "\rdato-search: final front %d/%d   ", i + 1, n_idx);
-    }
-    if (!s->o->quiet) fprintf(stderr, "\n");
-    free(members);
     // The front by latency (insertion sort of indices: stable, and the grid cells follow).
     for (int i = 0; i < n_front; i++) idx[i] = i;
     for (int i = 1; i < n_front; i++)
@@ -643,7 +695,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         front[i] = unsorted[cells_row];
         snprintf(front[i].label, sizeof front[i].label, "front %d", i);
         snprintf(front[i].grid_png, sizeof front[i].grid_png, "grids/front_%d.png", i);
-        st = write_grid(s, &fin, cells + (size_t)cells_row * row, front[i].grid_png, err);
+        st = write_grid(s, &s->fin, cells + (size_t)cells_row * row, front[i].grid_png, err);
     }
     int knee = -1, fastest_ok = -1;
     double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
@@ -676,10 +728,10 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     }
     if (!st && s->o->log_json)
         printf("{\"final_front\": %d, \"final_images\": %d, \"knee\": %d, \"fastest_within_10pct_fid\": %d, "
-               "\"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front, fin.n_images, knee,
+               "\"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front, s->fin.n_images, knee,
                fastest_ok, 1e3 * base.measured, base.fid);
     else if (!st && !s->o->quiet) {
-        printf("final front (%d images per schedule, latency re-measured):\n", fin.n_images);
+        printf("final front (%d images per schedule, latency re-measured):\n", s->fin.n_images);
         printf("  %-12s %10s %9s %8s\n", "schedule", "ms/img", "FID", "speedup");
         for (int r = 0; r < N_REFS; r++)
             printf("  %-12s %10.3f %9.3f %7.2fx\n", refs[r].label, 1e3 * refs[r].latency_s, refs[r].fid, refs[r].speedup);
@@ -694,21 +746,15 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     free(idx);
     free(front);
     free(unsorted);
-    free(fin_features);
-    free(fin_base);
     free(cells);
-    dato_fid_stats_free(&base_stats);
-    dato_evaluator_free(&fin);
+    free(members);
+    free(tasks);
+    free(trace);
+    free(results);
     return st;
 }
 
 // ---- the ranks (search/eval_pool.h) ---------------------------------------------------------------------------
-
-enum { REQUEST_SETUP = 1, REQUEST_BASELINE };
-
-typedef struct {
-    int32_t kind, pad;
-} request_header;
 
 // REQUEST_SETUP: rank 0's resolved config; the worker opens the model on it and times the baseline.
 typedef struct {
@@ -770,6 +816,18 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
         DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &t, err));
         setup_reply r = {t.best_s_per_image, features_hash(s->base_features, nfeat), rank_threads(s), (int32_t)nfeat};
         memcpy(reply, &r, sizeof r);
+        return DATO_OK;
+    }
+    if (h.kind == REQUEST_FINAL && s->have_pipe && !s->fin_base && h.arg > 0) {
+        DATO_TRY(make_evaluator(s, &s->fin, h.arg, err));
+        size_t nf = (size_t)s->fin.n_images * s->fx.dim;
+        if (bytes != sizeof h + nf * sizeof(float))
+            return dato_fail(err, DATO_ERR_PEER, "final setup: %zu bytes for %zu features", bytes, nf);
+        s->fin_features = malloc(nf * sizeof(float));
+        s->fin_base = malloc(nf * sizeof(float));
+        if (!s->fin_features || !s->fin_base) return dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+        memcpy(s->fin_base, (const uint8_t*)msg + sizeof h, nf * sizeof(float));
+        if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->fin_base, s->fin.n_images, s->fx.dim, &s->fin_ref, err));
         return DATO_OK;
     }
     if (h.kind == REQUEST_BASELINE && s->base_features && bytes == sizeof h + nfeat * sizeof(float)) {
@@ -883,6 +941,10 @@ static dato_status make_dirs(const char* run_dir, dato_error* err) {
 
 static void ctx_free(search_ctx* s) {
     dato_evaluator_free(&s->ev);
+    dato_evaluator_free(&s->fin);
+    free(s->fin_base);
+    free(s->fin_features);
+    dato_fid_stats_free(&s->fin_ref);
     dato_nsga2_free(s->ga);
     dato_archive_free(&s->archive);
     dato_fid_stats_free(&s->ref);
@@ -939,7 +1001,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
     size_t P = (size_t)s->cfg.pop;
     s->task_of = malloc(P * sizeof *s->task_of);
     s->tasks = malloc(P * s->gbytes);
-    s->results = malloc(P * N_RESULT * sizeof *s->results);
+    s->results = malloc(P * sizeof *s->results);
     s->trace = malloc(P * sizeof *s->trace);
     if (!s->task_of || !s->tasks || !s->results || !s->trace) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     // The baseline's images: KID's reference, and FID's with --ref baseline; its time, the ranks' yardstick.
@@ -1013,7 +1075,7 @@ dato_status dato_search_serve(const dato_search_options* o, dato_error* err) {
     if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
     s->o = o;
     s->pool = o->pool;
-    dato_eval_handlers h = {.request = worker_request, .evaluate = evaluate_genome, .ctx = s};
+    dato_eval_handlers h = {.request = worker_request, .evaluate = evaluate_task, .ctx = s};
     dato_status st = dato_eval_pool_serve(o->pool, &h, err);
     ctx_free(s);
     free(s);
