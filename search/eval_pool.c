@@ -49,8 +49,8 @@ int dato_eval_pool_have_mpi(void) {
 #endif
 }
 
-// Sleeps between polls for a message: 10 us after one came, doubling to 1 ms while none comes, so
-// a busy exchange answers in microseconds and an idle rank costs its core nothing.
+// Sleeps between polls for a message: 10 us after one came or went, doubling to 1 ms while none
+// comes, so a busy exchange answers in microseconds and an idle rank costs its core nothing.
 static void idle(dato_eval_pool* pool) {
     pool->poll_wait_ms = pool->poll_wait_ms < 0.01 ? 0.01 : pool->poll_wait_ms * 2 > 1 ? 1 : pool->poll_wait_ms * 2;
     struct timespec t = {0, (long)(pool->poll_wait_ms * 1e6)};
@@ -155,8 +155,10 @@ static dato_status map_here(const dato_eval_handlers* local, int kind, const uin
 
 // ---- rank 0: messages ---------------------------------------------------------------------------------------
 
-static void send_bytes(const void* data, size_t bytes, int to, int tag) {
+// Sends a message; its answer is expected soon, so polling starts over at its shortest sleep.
+static void send_bytes(dato_eval_pool* pool, const void* data, size_t bytes, int to, int tag) {
     MPI_Send(data, (int)bytes, MPI_BYTE, to, tag, MPI_COMM_WORLD);
+    pool->poll_wait_ms = 0;
 }
 
 // Takes the next message from src (MPI_ANY_SOURCE: anyone) into pool->buf if one has arrived:
@@ -227,7 +229,7 @@ static dato_status request_over_ranks(dato_eval_pool* pool, const void* msg, siz
     memcpy(pool->buf, &rb, sizeof rb);
     memcpy(pool->buf + sizeof rb, msg, bytes);
     for (int r = 1; r < pool->size; r++) {
-        send_bytes(pool->buf, sizeof rb + bytes, r, TAG_REQUEST);
+        send_bytes(pool, pool->buf, sizeof rb + bytes, r, TAG_REQUEST);
         pool->busy_task[r] = HOLDS_REQUEST;
         pool->busy_since[r] = dato_clock_s();
     }
@@ -310,7 +312,7 @@ static void dispatch(dato_eval_pool* pool, map_queue* q, int r) {
     task_header h = {pool->map_seq, i, q->kind, 0, q->result_bytes};
     memcpy(pool->buf, &h, sizeof h);
     memcpy(pool->buf + sizeof h, q->tasks + (size_t)i * q->task_bytes, q->task_bytes);
-    send_bytes(pool->buf, sizeof h + q->task_bytes, r, TAG_TASK);
+    send_bytes(pool, pool->buf, sizeof h + q->task_bytes, r, TAG_TASK);
     pool->busy_task[r] = i;
     pool->busy_since[r] = dato_clock_s();
 }
@@ -449,7 +451,7 @@ dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers*
             if (need > answer_bytes) free(answer), answer = malloc(answer_bytes = need);
             hs = answer ? handlers->request(handlers->ctx, pool->buf + sizeof rb, bytes - sizeof rb, answer, rb, &e)
                         : dato_fail(&e, DATO_ERR_NOMEM, "out of memory for a %zu-byte reply", need);
-            if (!hs) send_bytes(answer, rb, 0, TAG_REPLY);
+            if (!hs) send_bytes(pool, answer, rb, 0, TAG_REPLY);
         } else if (tag == TAG_TASK && bytes >= sizeof(task_header)) {
             task_header h;
             memcpy(&h, pool->buf, sizeof h);
@@ -462,7 +464,7 @@ dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers*
             result_header r = {h.seq, h.index, dato_clock_s() - t0};
             if (!hs) {
                 memcpy(answer, &r, sizeof r);
-                send_bytes(answer, need, 0, TAG_RESULT);
+                send_bytes(pool, answer, need, 0, TAG_RESULT);
             }
         } else {
             hs = dato_fail(&e, DATO_ERR_PEER, "unexpected message (tag %d, %zu bytes) from rank 0", tag, bytes);
@@ -472,7 +474,7 @@ dato_status dato_eval_pool_serve(dato_eval_pool* pool, const dato_eval_handlers*
             memcpy(msg, &index, sizeof index);
             size_t len = strlen(e.msg) + 1;
             memcpy(msg + sizeof index, e.msg, len);
-            send_bytes(msg, sizeof index + len, 0, TAG_FAILED);
+            send_bytes(pool, msg, sizeof index + len, 0, TAG_FAILED);
         }
     }
     free(answer);
@@ -504,7 +506,7 @@ dato_status dato_eval_pool_close(dato_eval_pool* pool, dato_error* err) {
     if (pool->mpi && pool->rank == 0 && !pool->hung) {
         st = drain(pool, err);
         if (!pool->hung)
-            for (int r = 1; r < pool->size; r++) send_bytes(NULL, 0, r, TAG_STOP);
+            for (int r = 1; r < pool->size; r++) send_bytes(pool, NULL, 0, r, TAG_STOP);
     }
     if (pool->mpi && !pool->hung) MPI_Finalize();
 #else

@@ -50,7 +50,8 @@ typedef struct {
     int gens;                   // generations to run in total (a resume may raise it)
     uint64_t seed;
     int n_branches;             // B of the UNet: genome depths 0..B+1
-    int threads;                // CPU threads (recorded; does not change the answer with table latency)
+    int threads;                // CPU threads per rank, 0: all (split among a host's ranks). The CPU GEMM splits
+                                // its blocks by thread count, so it changes the images' last bits, and the answer
 } dato_search_config;
 
 // Every field as data, for the checkpoint (all fields) and the resume check (those with answer = 1),

@@ -860,7 +860,7 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
     if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
     uint64_t ours = features_hash(s->base_features, nfeat);
     if (!st && !s->o->quiet)
-        fprintf(stderr, "dato-search: %d ranks evaluate; %s: %d threads, baseline %.2f ms/img\n", p->size,
+        fprintf(stderr, "dato-search: %d ranks evaluate; %s: threads %d, baseline %.2f ms/img\n", p->size,
                 p->where[0], rank_threads(s), 1e3 * base_s);
     for (int r = 1; !st && r < p->size; r++) {
         const setup_reply* y = &replies[r - 1];
@@ -869,7 +869,7 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
         else if (y->baseline_s > 0)
             s->rank_speed[r] = base_s / y->baseline_s;
         if (!st && !s->o->quiet)
-            fprintf(stderr, "dato-search: %s: %d threads, baseline %.2f ms/img (%.2fx rank 0's time)\n", p->where[r],
+            fprintf(stderr, "dato-search: %s: threads %d, baseline %.2f ms/img (%.2fx rank 0's time)\n", p->where[r],
                     y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
         if (!st && y->features_hash != ours)
             fprintf(stderr, "dato-search: warning: %s made other baseline images than rank 0 (another CPU or library "
@@ -1058,26 +1058,28 @@ static dato_status run(search_ctx* s, dato_error* err) {
     return st;
 }
 
-dato_status dato_search_run(const dato_search_options* o, dato_error* err) {
+static dato_status serve(search_ctx* s, dato_error* err) {
+    dato_eval_handlers h = {.request = worker_request, .evaluate = evaluate_task, .ctx = s};
+    return dato_eval_pool_serve(s->pool, &h, err);
+}
+
+// Runs body (run or serve) on a fresh context for o, then frees it.
+static dato_status with_ctx(const dato_search_options* o, dato_status (*body)(search_ctx*, dato_error*),
+                            dato_error* err) {
     search_ctx* s = calloc(1, sizeof *s);
     if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
     s->o = o;
     s->pool = o->pool;
-    dato_status st = o->pool->rank == 0 ? run(s, err) : dato_fail(err, DATO_ERR_INVALID, "dato_search_run: rank %d "
-                                                                   "is a worker (dato_search_serve)", o->pool->rank);
+    dato_status st = body(s, err);
     ctx_free(s);
     free(s);
     return st;
 }
 
-dato_status dato_search_serve(const dato_search_options* o, dato_error* err) {
-    search_ctx* s = calloc(1, sizeof *s);
-    if (!s) return dato_fail(err, DATO_ERR_NOMEM, "dato-search: out of memory");
-    s->o = o;
-    s->pool = o->pool;
-    dato_eval_handlers h = {.request = worker_request, .evaluate = evaluate_task, .ctx = s};
-    dato_status st = dato_eval_pool_serve(o->pool, &h, err);
-    ctx_free(s);
-    free(s);
-    return st;
+dato_status dato_search_run(const dato_search_options* o, dato_error* err) {
+    if (o->pool->rank != 0)
+        return dato_fail(err, DATO_ERR_INVALID, "dato_search_run: rank %d is a worker (dato_search_serve)", o->pool->rank);
+    return with_ctx(o, run, err);
 }
+
+dato_status dato_search_serve(const dato_search_options* o, dato_error* err) { return with_ctx(o, serve, err); }

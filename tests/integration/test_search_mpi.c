@@ -105,6 +105,25 @@ static int run_and_signal(const char* run_dir, const char* extra, int rank, int 
     return -1;
 }
 
+// run_dir/generations.csv: one row per generation 0..gens, each naming ranks ranks and counting
+// every candidate as evaluated or an archive hit, with rank 0's own time less than the generation's.
+static int generations_traced(const char* run_dir, int gens, int ranks) {
+    char path[4200], line[512];
+    snprintf(path, sizeof path, "%s/generations.csv", run_dir);
+    FILE* f = fopen(path, "r");
+    int rows = 0, good = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        int g, r, cand, ev, hits;
+        double eval_s, master_s, gen_s;
+        if (sscanf(line, "%d,%d,%d,%d,%d,%lf,%lf,%lf", &g, &r, &cand, &ev, &hits, &eval_s, &master_s, &gen_s) != 8) continue;
+        good += g == rows && r == ranks && ev + hits == cand && master_s >= 0 && master_s < gen_s && eval_s <= gen_s;
+        rows++;
+    }
+    if (f) fclose(f);
+    printf("%s: %d rows, %d consistent\n", path, rows, good);
+    return rows == gens + 1 && good == rows;
+}
+
 // Ranks 0, 1 and 2 all appear in run_dir/evaluations.csv.
 static int every_rank_evaluated(const char* run_dir) {
     char path[4200];
@@ -151,6 +170,7 @@ int main(int argc, char** argv) {
     CHECK(search_test_same_result(a, ck), "mpirun -np 3 differs from the one-process run");
     snprintf(dir, sizeof dir, "%s/b", tmpdir);
     CHECK(every_rank_evaluated(dir), "not every rank evaluated");
+    CHECK(generations_traced(dir, 3, 3), "generations.csv does not trace the run");
 
     // C: rank 1 killed mid-run, resumed on two ranks.
     snprintf(dir, sizeof dir, "%s/c", tmpdir);
