@@ -49,7 +49,8 @@ static void usage(FILE* f) {
             "  --seed S             seed of every random choice (default 0)\n"
             "  --out DIR            run folder (default results/<model>-pop<P>-gens<G>-seed<S>)\n"
             "  --resume FILE        continue a run from its checkpoint (the run folder is FILE's folder)\n"
-            "  --threads N          CPU threads per rank (default: all the cores, split among the ranks on a host)\n"
+            "  --threads N          CPU threads per rank (default: all the cores, split among the ranks on a\n"
+            "                       host); the images' last bits, and so the front, depend on it\n"
             "  --rank-timeout S     under MPI: a rank silent this long on one task stops the run (default 600)\n"
             "  --quiet              no progress output\n"
             "  --log-json           one JSON object per generation on stdout\n"
@@ -61,8 +62,9 @@ static void usage(FILE* f) {
             "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n"
             "\n"
             "Under MPI (mpirun -np K dato-search ...) rank 0 runs the search and every rank evaluates;\n"
-            "with table latency the front is the one-process front, bit for bit. Every rank must see the\n"
-            "model, prompts and reference at the same paths; see docs/DISTRIBUTED.md.%s\n",
+            "with table latency and the same --threads the front is the one-process front, bit for bit.\n"
+            "Every rank must see the model, prompts and reference at the same paths; see\n"
+            "docs/DISTRIBUTED.md.%s\n",
             dato_eval_pool_have_mpi() ? "" : "\nThis build has no MPI (rebuild with libopenmpi-dev installed).");
 }
 
