@@ -49,28 +49,11 @@ int dato_eval_pool_have_mpi(void) {
 #endif
 }
 
-// Sleeps between polls for a message: 10 us after one came or went, doubling to 1 ms while none
-// comes, so a busy exchange answers in microseconds and an idle rank costs its core nothing.
-static void idle(dato_eval_pool* pool) {
-    pool->poll_wait_ms = pool->poll_wait_ms < 0.01 ? 0.01 : pool->poll_wait_ms * 2 > 1 ? 1 : pool->poll_wait_ms * 2;
-    struct timespec t = {0, (long)(pool->poll_wait_ms * 1e6)};
-    nanosleep(&t, NULL);
-}
-
-static dato_status grow_buffer(dato_eval_pool* pool, size_t bytes, dato_error* err) {
-    if (bytes <= pool->buf_bytes) return DATO_OK;
-    uint8_t* b = realloc(pool->buf, bytes);
-    if (!b) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for a %zu-byte message", bytes);
-    pool->buf = b;
-    pool->buf_bytes = bytes;
-    return DATO_OK;
-}
-
 // ---- init -----------------------------------------------------------------------------------------------
 
 // The job's size as the launcher announces it in the environment, 0 when no launcher started us.
 static int launcher_size(void) {
-    const char* vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"};
+    const char* vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}; // Open MPI's mpirun; PMI (MPICH, srun)
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char* v = getenv(vars[i]);
         if (v && atoi(v) > 0) return atoi(v);
@@ -154,6 +137,24 @@ static dato_status map_here(const dato_eval_handlers* local, int kind, const uin
 #ifdef DATO_HAVE_MPI
 
 // ---- rank 0: messages ---------------------------------------------------------------------------------------
+
+// Sleeps between polls for a message: 10 us after one came or went, doubling to 1 ms while none
+// comes, so a busy exchange answers in microseconds and an idle rank costs its core nothing.
+static void idle(dato_eval_pool* pool) {
+    pool->poll_wait_ms = pool->poll_wait_ms < 0.01 ? 0.01 : pool->poll_wait_ms * 2 > 1 ? 1 : pool->poll_wait_ms * 2;
+    struct timespec t = {0, (long)(pool->poll_wait_ms * 1e6)};
+    nanosleep(&t, NULL);
+}
+
+static dato_status grow_buffer(dato_eval_pool* pool, size_t bytes, dato_error* err) {
+    if (bytes <= pool->buf_bytes) return DATO_OK;
+    uint8_t* b = realloc(pool->buf, bytes);
+    if (!b) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for a %zu-byte message", bytes);
+    pool->buf = b;
+    pool->buf_bytes = bytes;
+    return DATO_OK;
+}
+
 
 // Sends a message; its answer is expected soon, so polling starts over at its shortest sleep.
 static void send_bytes(dato_eval_pool* pool, const void* data, size_t bytes, int to, int tag) {
