@@ -369,6 +369,8 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
         return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'ref_mode' is %d", path, (int)cfg->ref_mode);
     if (cfg->objective != DATO_OBJECTIVE_TEACHER && cfg->objective != DATO_OBJECTIVE_FID)
         return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'objective' is %d", path, (int)cfg->objective);
+    if (cfg->backend != DATO_SEARCH_BACKEND_CPU && cfg->backend != DATO_SEARCH_BACKEND_CUDA)
+        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'backend' is %d", path, (int)cfg->backend);
     if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
         return dato_fail(err, DATO_ERR_INVALID, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
                          DATO_CHECKPOINT_MAX_FINAL);
@@ -663,6 +665,10 @@ static dato_status read_config(hid_t group, const char* path, dato_search_config
     for (int i = 0; i < dato_search_config_n_fields; i++) {
         const dato_config_field* f = &dato_search_config_fields[i];
         char* p = base + f->offset;
+        if (f->optional && H5Aexists(group, f->name) == 0) { // written before the field existed
+            memset(p, 0, f->kind == DATO_FIELD_TEXT ? f->size : f->kind == DATO_FIELD_U64 ? 8 : 4);
+            continue;
+        }
         switch (f->kind) {
         case DATO_FIELD_TEXT:
             DATO_TRY(read_text_attr(group, path, "/config/", f->name, p, f->size, err));

@@ -9,16 +9,18 @@
 // resume may run longer, re-score the final front with more images, or use other threads.
 // Enums are stored as ints: the checkpoint and the check read them that way.
 _Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
-                   sizeof(dato_quality_objective) == sizeof(int), "enum size");
+                   sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int),
+               "enum size");
 static const char* const objective_names[] = {"teacher", "fid"};      // indexed by dato_quality_objective
 static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
 static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
+static const char* const backend_names[] = {"cpu", "cuda"};            // indexed by dato_search_backend
 
 #define TEXT(f, answer) \
-    {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer, NULL, 0}
-#define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer, NULL, 0}
-#define ENUM(f, names, answer) \
-    {#f, DATO_FIELD_ENUM, offsetof(dato_search_config, f), 0, answer, names, sizeof names / sizeof names[0]}
+    {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer, NULL, 0, 0}
+#define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer, NULL, 0, 0}
+#define ENUM(f, names, answer, optional) \
+    {#f, DATO_FIELD_ENUM, offsetof(dato_search_config, f), 0, answer, names, sizeof names / sizeof names[0], optional}
 
 const dato_config_field dato_search_config_fields[] = {
     TEXT(model, 1),
@@ -32,12 +34,13 @@ const dato_config_field dato_search_config_fields[] = {
     NUMBER(guidance, DATO_FIELD_FLOAT, 1),
     TEXT(sampler, 1),
     NUMBER(batch, DATO_FIELD_INT, 1),
-    ENUM(objective, objective_names, 1),
-    ENUM(ref_mode, ref_mode_names, 1),
+    ENUM(backend, backend_names, 1, 1), // optional: checkpoints written before it ran on the CPU
+    ENUM(objective, objective_names, 1, 0),
+    ENUM(ref_mode, ref_mode_names, 1, 0),
     TEXT(ref, 1),
     TEXT(ref_hash, 1),
     TEXT(feature_net, 1),
-    ENUM(latency_mode, latency_mode_names, 1),
+    ENUM(latency_mode, latency_mode_names, 1, 0),
     TEXT(latency_table_hash, 1),
     NUMBER(pop, DATO_FIELD_INT, 1),
     NUMBER(gens, DATO_FIELD_INT, 0),
@@ -111,6 +114,10 @@ dato_status dato_search_config_check_resume(const dato_search_config* saved, con
         }
     }
     return DATO_OK;
+}
+
+const char* dato_search_backend_name(dato_search_backend b) {
+    return b >= 0 && b < (int)(sizeof backend_names / sizeof backend_names[0]) ? backend_names[b] : "(unknown)";
 }
 
 const char* dato_quality_objective_name(dato_quality_objective o) {

@@ -23,6 +23,9 @@ typedef enum { DATO_REF_FILE = 0, DATO_REF_BASELINE } dato_ref_mode;
 // from the same prompt and noise (SEARCH.md §7 lesson 2). The final front is re-scored with FID
 // either way; docs/SEARCH.md has the measurements behind the default (teacher).
 typedef enum { DATO_OBJECTIVE_TEACHER = 0, DATO_OBJECTIVE_FID } dato_quality_objective;
+// Where the networks run. The CUDA backend's images differ from the CPU's in their last bits, so
+// the backend is part of the answer; a checkpoint from before the field existed means the CPU.
+typedef enum { DATO_SEARCH_BACKEND_CPU = 0, DATO_SEARCH_BACKEND_CUDA } dato_search_backend;
 
 typedef struct {
     // the model and the images
@@ -37,6 +40,7 @@ typedef struct {
     float guidance;
     char sampler[32];
     int batch;                  // images per generate call (pruning's seeded fallback is per call)
+    dato_search_backend backend;
     // the objectives
     dato_quality_objective objective;
     dato_ref_mode ref_mode;
@@ -66,6 +70,7 @@ typedef struct {
     int answer;                  // 1: changes the search's answer, so a resume must keep it
     const char* const* names;    // DATO_FIELD_ENUM: the name of each value (stored as text in checkpoints)
     int n_names;
+    int optional;                // 1: absent from older checkpoints, where it reads as 0 (an enum's first name)
 } dato_config_field;
 
 extern const dato_config_field dato_search_config_fields[];
@@ -73,6 +78,8 @@ extern const int dato_search_config_n_fields;
 
 // "teacher" or "fid": the objective's name in flags, checkpoints and reports.
 const char* dato_quality_objective_name(dato_quality_objective o);
+// "cpu" or "cuda".
+const char* dato_search_backend_name(dato_search_backend b);
 
 // Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
 // reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens,

@@ -182,9 +182,25 @@ static int rank_threads(const search_ctx* s) {
     return cores / local > 1 ? (int)(cores / local) : 1;
 }
 
+// This rank's backend: the CPU, or the CUDA device of its local rank (or --device).
+static dato_status open_backend(search_ctx* s, dato_error* err) {
+    if (s->cfg.backend == DATO_SEARCH_BACKEND_CPU) return dato_backend_cpu_init(&s->be, rank_threads(s), err);
+    if (!s->o->open_cuda)
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "backend cuda: this program has no CUDA backend (rebuild with "
+                         "-DDATO_CUDA=ON on a machine with nvcc)");
+    int device = s->o->device >= 0 ? s->o->device : s->pool->local_rank;
+    dato_status st = s->o->open_cuda(device, &s->be, err);
+    if (st && s->pool->size > 1) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return dato_fail(err, st, "%s: %s", s->pool->where[s->pool->rank], why);
+    }
+    return st;
+}
+
 static dato_status open_model(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
-    DATO_TRY(dato_backend_cpu_init(&s->be, rank_threads(s), err));
+    DATO_TRY(open_backend(s, err));
     s->have_be = 1;
     DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, NULL, err));
     s->have_pipe = 1;
@@ -766,6 +782,7 @@ typedef struct {
     double baseline_s;          // its baseline's fastest call, s per image
     uint64_t features_hash;     // of its baseline features: rank 0's, bit for bit, on like hosts
     int32_t threads, n_features;
+    char backend[64];           // its backend's name (the CUDA device)
 } setup_reply;
 
 static uint64_t features_hash(const float* f, size_t n) { return fnv1a(0xcbf29ce484222325ull, f, n * sizeof *f); }
@@ -814,7 +831,8 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
         dato_eval_timing t;
         nfeat = (size_t)s->ev.n_images * s->fx.dim;
         DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &t, err));
-        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, nfeat), rank_threads(s), (int32_t)nfeat};
+        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, nfeat), rank_threads(s), (int32_t)nfeat, ""};
+        snprintf(r.backend, sizeof r.backend, "%s", s->be.name ? s->be.name : "?");
         memcpy(reply, &r, sizeof r);
         return DATO_OK;
     }
@@ -860,8 +878,8 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
     if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
     uint64_t ours = features_hash(s->base_features, nfeat);
     if (!st && !s->o->quiet)
-        fprintf(stderr, "dato-search: %d ranks evaluate; %s: threads %d, baseline %.2f ms/img\n", p->size,
-                p->where[0], rank_threads(s), 1e3 * base_s);
+        fprintf(stderr, "dato-search: %d ranks evaluate; %s: %s, threads %d, baseline %.2f ms/img\n", p->size,
+                p->where[0], s->be.name ? s->be.name : "?", rank_threads(s), 1e3 * base_s);
     for (int r = 1; !st && r < p->size; r++) {
         const setup_reply* y = &replies[r - 1];
         if ((size_t)y->n_features != nfeat)
@@ -869,8 +887,8 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
         else if (y->baseline_s > 0)
             s->rank_speed[r] = base_s / y->baseline_s;
         if (!st && !s->o->quiet)
-            fprintf(stderr, "dato-search: %s: threads %d, baseline %.2f ms/img (%.2fx rank 0's time)\n", p->where[r],
-                    y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
+            fprintf(stderr, "dato-search: %s: %.63s, threads %d, baseline %.2f ms/img (%.2fx rank 0's time)\n",
+                    p->where[r], y->backend, y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
         if (!st && y->features_hash != ours)
             fprintf(stderr, "dato-search: warning: %s made other baseline images than rank 0 (another CPU or library "
                     "build?): it scores against rank 0's baseline, but the front can differ from a one-process run\n",
@@ -1010,8 +1028,9 @@ static dato_status run(search_ctx* s, dato_error* err) {
     if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
     DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
     if (!o->quiet)
-        fprintf(stderr, "dato-search: %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d generations, "
-                        "objective %s, FID vs %s, latency %s\n", s->cfg.model, s->cfg.n_prompts, s->ev.cfg.per_prompt,
+        fprintf(stderr, "dato-search: %s on %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d "
+                        "generations, objective %s, FID vs %s, latency %s\n", s->cfg.model,
+                s->be.name ? s->be.name : "?", s->cfg.n_prompts, s->ev.cfg.per_prompt,
                 s->cfg.sampler, s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
                 dato_quality_objective_name(s->cfg.objective),
                 s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,

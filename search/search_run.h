@@ -17,6 +17,7 @@
 #ifndef DATO_SEARCH_RUN_H
 #define DATO_SEARCH_RUN_H
 
+#include "backend.h"
 #include "eval_pool.h"
 #include "search_config.h"
 #include "status.h"
@@ -34,6 +35,11 @@ typedef struct {
     int log_json;            // per-generation lines as JSON objects on stdout
     const char* command;     // the reproducing command line, for the report
     dato_eval_pool* pool;    // the ranks that evaluate (a pool of one without MPI); required
+    // Opens the CUDA backend on device (any number >= 0: taken modulo the devices), or fails saying
+    // why; NULL when the program has no CUDA backend. The program supplies it: this library is
+    // built without CUDA.
+    dato_status (*open_cuda)(int device, dato_backend* be, dato_error* err);
+    int device;              // this rank's CUDA device; -1: its local rank (one GPU per rank on a host)
 } dato_search_options;
 
 // Runs (or resumes) a search to completion. Errors name the file, flag or field at fault; the last

@@ -13,11 +13,15 @@
 #include "model_defaults.h"
 #include "sampler.h"
 #include "search_run.h"
+#ifdef DATO_HAVE_CUDA
+#include "backend_cuda.h"
+#include "cuda_device.h"
+#endif
 
 static void usage(FILE* f) {
     fprintf(f,
             "usage: dato-search [options]\n"
-            "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--threads N]\n"
+            "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--threads N] [--device N]\n"
             "\n"
             "Searches per-step DaTo schedules (cache depth, token prune ratio) of a model with NSGA-II,\n"
             "minimizing latency and a quality objective; re-scores the front with FID and writes it, its\n"
@@ -49,6 +53,9 @@ static void usage(FILE* f) {
             "  --seed S             seed of every random choice (default 0)\n"
             "  --out DIR            run folder (default results/<model>-pop<P>-gens<G>-seed<S>)\n"
             "  --resume FILE        continue a run from its checkpoint (the run folder is FILE's folder)\n"
+            "  --backend cpu|cuda   where the networks run (default cpu). Under MPI each rank takes the\n"
+            "                       GPU of its local rank: one rank per GPU on each host\n"
+            "  --device N           the CUDA device of every rank instead (taken modulo the devices)\n"
             "  --threads N          CPU threads per rank (default: all the cores, split among the ranks on a\n"
             "                       host); the images' last bits, and so the front, depend on it\n"
             "  --rank-timeout S     under MPI: a rank silent this long on one task stops the run (default 600)\n"
@@ -67,6 +74,15 @@ static void usage(FILE* f) {
             "docs/DISTRIBUTED.md.%s\n",
             dato_eval_pool_have_mpi() ? "" : "\nThis build has no MPI (rebuild with libopenmpi-dev installed).");
 }
+
+#ifdef DATO_HAVE_CUDA
+// The search's CUDA backend on device (modulo the devices present).
+static dato_status open_cuda(int device, dato_backend* be, dato_error* err) {
+    int n = dato_cuda_device_count();
+    if (n < 1) return dato_fail(err, DATO_ERR_UNSUPPORTED, "backend cuda: no CUDA device (or driver) on this host");
+    return dato_backend_cuda_init(be, device % n, err);
+}
+#endif
 
 // Messages come from rank 0 alone: every rank parses the same command line.
 static FILE* msg_out;
@@ -97,7 +113,8 @@ static int parse_int(const char* flag, const char* v, int lo, int hi, int* out) 
 // Fills o from the command line: -1 when the run should go on, else the exit code.
 static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_pool* pool, char* cmd, size_t cmd_size,
                       char* run_dir, char* model_dir) {
-    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f}};
+    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f},
+                             .device = -1};
     const char *out = NULL, *model = NULL;
     int seed = 0, have_gens = 0, have_final = 0, batch = 0;
     for (int i = 0, n = 0; i < argc && n < (int)cmd_size - 1; i++)
@@ -133,6 +150,12 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, 2147483647, &seed);
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &o.cfg.threads);
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--device")) ok = parse_int(a, v, 0, 1023, &o.device);
+        else if (!strcmp(a, "--backend")) {
+            ok = !strcmp(v, "cpu") || !strcmp(v, "cuda");
+            o.cfg.backend = !strcmp(v, "cuda") ? DATO_SEARCH_BACKEND_CUDA : DATO_SEARCH_BACKEND_CPU;
+            if (!ok) fprintf(msg_out, "dato-search: --backend: '%s': expected cpu or cuda\n", v);
+        }
         else if (!strcmp(a, "--rank-timeout")) {
             char* end = NULL;
             pool->timeout_s = strtod(v, &end);
@@ -225,6 +248,9 @@ int main(int argc, char** argv) {
     if (rc < 0) {
         o.command = cmd;
         o.pool = &pool;
+#ifdef DATO_HAVE_CUDA
+        o.open_cuda = open_cuda;
+#endif
         if (pool.rank == 0) {
             snprintf(stop_note, sizeof stop_note, "\ndato-search: stopped by a signal; continue from the last finished "
                      "generation with: dato-search --resume %s/checkpoint.h5\n", run_dir);

@@ -143,6 +143,14 @@ int main(int argc, char** argv) {
     CHECK(run(cmd) == 1 && err_has("bad.h5"), "a damaged checkpoint was not refused naming the file");
     snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --ref nowhere.h5 --out %s/e", search_exe, tmpdir);
     CHECK(run(cmd) == 1 && err_has("nowhere.h5"), "a missing reference is not named");
+    // --backend cuda: runs where a GPU is (tests/gpu/test_cuda_search.c checks it); elsewhere it
+    // says why not and writes no checkpoint.
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --backend cuda --out %s/f", search_exe, tmpdir);
+    int cuda_rc = run(cmd);
+    char cuda_ckpt[512];
+    snprintf(cuda_ckpt, sizeof cuda_ckpt, "%s/f/checkpoint.h5", tmpdir);
+    CHECK(cuda_rc == 0 || (cuda_rc == 1 && err_has("backend cuda") && access(cuda_ckpt, F_OK) != 0),
+          "--backend cuda without a GPU: exit %d", cuda_rc);
 
     // dato-export
     snprintf(cmd, sizeof cmd, "%s %s --list", export_exe, a);

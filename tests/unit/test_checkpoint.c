@@ -50,6 +50,7 @@ static dato_search_config make_config(int pop, int steps) {
     cfg.seed = 0xfedcba9876543210ULL; // above 2^63: needs the uint64 attribute
     cfg.n_branches = N_BRANCHES;
     cfg.threads = 2;
+    cfg.backend = DATO_SEARCH_BACKEND_CUDA; // not the zero value: the round trip must carry it
     return cfg;
 }
 
@@ -290,6 +291,19 @@ static void test_refusals(const char* dir) {
     H5Fclose(file);
     CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
     expect_refused(bad, DATO_ERR_UNSUPPORTED, "format_version 3");
+
+    // A checkpoint from before the backend field: it ran on the CPU.
+    snprintf(bad, sizeof bad, "%s/no_backend.h5", dir);
+    file = open_copy(good, bad);
+    hid_t config = H5Gopen2(file, "/config", H5P_DEFAULT);
+    CHECK(config >= 0 && H5Adelete(config, "backend") >= 0, "H5Adelete /config/backend");
+    if (config >= 0) H5Gclose(config);
+    H5Fclose(file);
+    CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
+    dato_checkpoint old = {0};
+    CHECK(dato_checkpoint_read(bad, &old, &err) == DATO_OK && old.cfg.backend == DATO_SEARCH_BACKEND_CPU,
+          "no /config/backend: %s, backend %d", err.msg, (int)old.cfg.backend);
+    dato_checkpoint_free(&old);
 
     snprintf(bad, sizeof bad, "%s/missing_dataset.h5", dir);
     file = open_copy(good, bad);
@@ -546,6 +560,7 @@ static void test_check_resume(void) {
     EXPECT_REFUSED("guidance", b.guidance = 7.5f);
     EXPECT_REFUSED("sampler", snprintf(b.sampler, sizeof b.sampler, "euler"));
     EXPECT_REFUSED("batch", b.batch = 4);
+    EXPECT_REFUSED("backend", b.backend = DATO_SEARCH_BACKEND_CPU);
     EXPECT_REFUSED("ref_mode", b.ref_mode = DATO_REF_BASELINE);
     EXPECT_REFUSED("ref", b.ref[0] = 'X');
     EXPECT_REFUSED("ref_hash", b.ref_hash[9] = '9');
@@ -584,7 +599,7 @@ int main(void) {
     test_check_resume();
     // clean up the files this test made
     const char* names[] = {"round.h5",  "good.h5",       "truncated.h5", "flipped.h5", "version.h5",
-                           "missing_dataset.h5", "bad_genome.h5", "text.h5",      "empty.h5",   "keep.h5", "other.h5",
+                           "missing_dataset.h5", "no_backend.h5", "bad_genome.h5", "text.h5", "empty.h5", "keep.h5", "other.h5",
                            "kill.h5"};
     char path[512];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
