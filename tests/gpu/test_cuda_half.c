@@ -12,11 +12,8 @@
 // weights, so it matches that full step at f32 level (1e-5), as in test_cuda_pipeline.
 // The half output must also differ from the f32 one: equal outputs would mean the weights were
 // not converted. Exits 77 (skipped) without CUDA or a GPU.
-#include <stdio.h>
-
-#ifdef DATO_HAVE_CUDA
-
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,12 +166,3 @@ int main(void) {
     dato_backend_destroy(&gpu);
     return test_summary();
 }
-
-#else
-
-int main(void) {
-    printf("no CUDA in this build: skipped\n");
-    return 77;
-}
-
-#endif

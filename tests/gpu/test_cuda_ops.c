@@ -10,11 +10,8 @@
 // no test uses it. Arithmetic ops must be within TOL (f32: the two sides use different
 // exp/erf/sin implementations and the GPU fuses multiply-adds); pure data movement, relu, add,
 // max pooling and the channel-bias add must match exactly.
-#include <stdio.h>
-
-#ifdef DATO_HAVE_CUDA
-
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -448,12 +445,3 @@ int main(void) {
     dato_backend_destroy(&c.cpu);
     return test_summary();
 }
-
-#else
-
-int main(void) {
-    printf("no CUDA in this build: skipped\n");
-    return 77;
-}
-
-#endif

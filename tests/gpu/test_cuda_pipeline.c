@@ -5,12 +5,9 @@
 // DeepCache loops (tests/fixtures/dato, every UNet call's raw output). Each output is compared
 // with the committed reference at the CPU parity tests' tolerances, and with the CPU backend's
 // own output at max|diff| / max|cpu| <= 1e-4. Exits 77 (skipped) without CUDA or a GPU.
-#include <stdio.h>
-
-#ifdef DATO_HAVE_CUDA
-
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "backend_cuda.h"
@@ -364,12 +361,3 @@ int main(void) {
     dato_backend_destroy(&cpu);
     return test_summary();
 }
-
-#else
-
-int main(void) {
-    printf("no CUDA in this build: skipped\n");
-    return 77;
-}
-
-#endif

@@ -5,11 +5,8 @@
 // with MPI, two ranks each take a device (one GPU each, or both the same one) and end with the
 // one-process CUDA run's front, bit for bit (GPUs of one model). Exits 77 (skipped) without CUDA
 // or a GPU.
-#include <stdio.h>
-
-#ifdef DATO_HAVE_CUDA
-
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -87,12 +84,3 @@ int main(int argc, char** argv) {
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", tmpdir);
     return test_summary();
 }
-
-#else
-
-int main(void) {
-    printf("no CUDA in this build: skipped\n");
-    return 77;
-}
-
-#endif

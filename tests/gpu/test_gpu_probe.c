@@ -1,9 +1,6 @@
 // The CUDA backend's device probe: counts the devices and describes each. Exits 77 (skipped)
-// when the build has no CUDA (DATO_HAVE_CUDA undefined) or the machine has no GPU.
+// when the build has no CUDA (tests/gpu_skipped.c stands in) or the machine has no GPU.
 #include <stdio.h>
-
-#ifdef DATO_HAVE_CUDA
-
 #include <string.h>
 
 #include "cuda_device.h"
@@ -39,12 +36,3 @@ int main(void) {
     CHECK(dato_cuda_describe(0, NULL, 0, &err) == DATO_ERR_INVALID, "NULL buffer accepted");
     return test_summary();
 }
-
-#else
-
-int main(void) {
-    printf("no CUDA in this build: skipped\n");
-    return 77;
-}
-
-#endif
