@@ -54,8 +54,8 @@ typedef struct {
     int gens;                   // generations to run in total (a resume may raise it)
     uint64_t seed;
     int n_branches;             // B of the UNet: genome depths 0..B+1
-    int threads;                // CPU threads per rank, 0: all (split among a host's ranks). The CPU GEMM splits
-                                // its blocks by thread count, so it changes the images' last bits, and the answer
+    int threads;                // CPU threads per rank, 0: all (split among a host's ranks). 1 to 4 give the same
+                                // bits; above 4 the CPU GEMM splits by thread count, which changes the last bits
 } dato_search_config;
 
 // Every field as data, for the checkpoint (all fields) and the resume check (those with answer = 1),

@@ -9,14 +9,17 @@
 
 void cpu_gemm_team(int m, int n, int k, const float* a, int lda, const float* b, int ldb, int b_transposed, float* c,
                    int ldc) {
-    // Split C into m_parts x n_parts = threads blocks, choosing the factor pair whose blocks
-    // are the most square: each thread packs its rows of A and its columns of B, so square
-    // blocks pack the least for the multiply-adds they feed.
-    int threads = omp_get_num_threads(), m_parts = 1, n_parts = threads;
+    // Split C into m_parts x n_parts = blocks, choosing the factor pair whose blocks are the most
+    // square: each thread packs its rows of A and its columns of B, so square blocks pack the
+    // least for the multiply-adds they feed. At least 4 blocks, whatever the thread count: OpenBLAS's
+    // result for an element depends on its block's shape, so a split by thread count would make
+    // the last bits depend on it; with 4 blocks, 1 to 4 threads give the same bits (measured: no
+    // slower at 2 threads than 2 blocks).
+    int threads = omp_get_num_threads(), blocks = threads > 4 ? threads : 4, m_parts = 1, n_parts = blocks;
     double best = INFINITY;
-    for (int mp = 1; mp <= threads; mp++) {
-        if (threads % mp != 0) continue;
-        int np = threads / mp;
+    for (int mp = 1; mp <= blocks; mp++) {
+        if (blocks % mp != 0) continue;
+        int np = blocks / mp;
         double bm = ceil((double)m / mp), bn = ceil((double)n / np);
         double skew = fabs(log(bm / bn)) + (mp > m || np > n ? 100.0 : 0.0); // no empty blocks if avoidable
         if (skew < best) best = skew, m_parts = mp, n_parts = np;

@@ -57,7 +57,7 @@ static void usage(FILE* f) {
             "                       GPU of its local rank: one rank per GPU on each host\n"
             "  --device N           the CUDA device of every rank instead (taken modulo the devices)\n"
             "  --threads N          CPU threads per rank (default: all the cores, split among the ranks on a\n"
-            "                       host); the images' last bits, and so the front, depend on it\n"
+            "                       host); above 4, the images' last bits, and so the front, depend on it\n"
             "  --rank-timeout S     under MPI: a rank silent this long on one task stops the run (default 600)\n"
             "  --quiet              no progress output\n"
             "  --log-json           one JSON object per generation on stdout\n"
@@ -69,7 +69,8 @@ static void usage(FILE* f) {
             "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n"
             "\n"
             "Under MPI (mpirun -np K dato-search ...) rank 0 runs the search and every rank evaluates;\n"
-            "with table latency and the same --threads the front is the one-process front, bit for bit.\n"
+            "with table latency and at most 4 threads per rank (or the same number) the front is the\n"
+            "one-process front, bit for bit.\n"
             "Every rank must see the model, prompts and reference at the same paths; see\n"
             "docs/DISTRIBUTED.md.%s\n",
             dato_eval_pool_have_mpi() ? "" : "\nThis build has no MPI (rebuild with libopenmpi-dev installed).");
