@@ -996,17 +996,17 @@ static dato_status run(search_ctx* s, dato_error* err) {
         s->cfg = o->cfg;
         DATO_TRY(resolve_config(s, err));
     }
-    DATO_TRY(make_dirs(o->run_dir, err));
     DATO_TRY(dato_path_join(s->ckpt_path, sizeof s->ckpt_path, o->run_dir, "checkpoint.h5", err));
     DATO_TRY(dato_path_join(s->table_path, sizeof s->table_path, o->run_dir, "latency_table.json", err));
     if (!resuming && dato_is_file(s->ckpt_path))
         return dato_fail(err, DATO_ERR_INVALID, "%s exists: continue it with --resume %s, or choose another --out",
                          s->ckpt_path, s->ckpt_path);
-    DATO_TRY(dato_checkpoint_remove_stale_temps(s->ckpt_path, err));
+    if (dato_is_dir(o->run_dir)) DATO_TRY(dato_checkpoint_remove_stale_temps(s->ckpt_path, err));
     // The identities are recomputed from the files as they are now; a resume refuses a change.
     dato_search_config saved = s->cfg;
     DATO_TRY(open_model(s, err));
     DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
+    DATO_TRY(make_dirs(o->run_dir, err)); // only now: a run that cannot start leaves no folder behind
     DATO_TRY(setup_latency_table(s, resuming, err));
     if (resuming) DATO_TRY(dato_search_config_check_resume(&saved, &s->cfg, err));
 

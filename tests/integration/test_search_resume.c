@@ -144,12 +144,12 @@ int main(int argc, char** argv) {
     snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --ref nowhere.h5 --out %s/e", search_exe, tmpdir);
     CHECK(run(cmd) == 1 && err_has("nowhere.h5"), "a missing reference is not named");
     // --backend cuda: runs where a GPU is (tests/gpu/test_cuda_search.c checks it); elsewhere it
-    // says why not and writes no checkpoint.
+    // says why not and leaves no run folder.
     snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --backend cuda --out %s/f", search_exe, tmpdir);
     int cuda_rc = run(cmd);
-    char cuda_ckpt[512];
-    snprintf(cuda_ckpt, sizeof cuda_ckpt, "%s/f/checkpoint.h5", tmpdir);
-    CHECK(cuda_rc == 0 || (cuda_rc == 1 && err_has("backend cuda") && access(cuda_ckpt, F_OK) != 0),
+    char cuda_dir[512];
+    snprintf(cuda_dir, sizeof cuda_dir, "%s/f", tmpdir);
+    CHECK(cuda_rc == 0 || (cuda_rc == 1 && err_has("backend cuda") && access(cuda_dir, F_OK) != 0),
           "--backend cuda without a GPU: exit %d", cuda_rc);
 
     // dato-export
