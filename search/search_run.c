@@ -85,14 +85,13 @@ typedef struct {
     dato_eval_trace* trace;     // (pop) where and how long each ran
     double eval_wall_s;         // this generation's time inside dato_eval_pool_map
     double t_gen;               // when this generation's evaluation began
+    int gen;                    // the generation being evaluated
     // the final front's image set (finish; on workers from REQUEST_FINAL)
     dato_evaluator fin;
     float* fin_base;            // (final images, dim) the baseline's features: the reference
     float* fin_features;        // (final images, dim) scratch
     dato_fid_stats fin_ref;     // FID's reference with --ref baseline: fin_base's statistics
-    int gen;                    // the generation being evaluated
 } search_ctx;
-
 
 // ---- identities ------------------------------------------------------------------------------------------
 
@@ -355,6 +354,13 @@ static const dato_fid_stats* final_ref(const search_ctx* s) {
     return s->cfg.ref_mode == DATO_REF_BASELINE ? &s->fin_ref : &s->ref;
 }
 
+// A rank's result as rank 0's score: the measured time rescaled to rank 0's speed, then the latency.
+static dato_status score_of_result(search_ctx* s, const rank_result* r, int rank, const dato_schedule* sched,
+                                   score* out, dato_error* err) {
+    *out = (score){.fid = r->fid, .kid = r->kid, .teacher = r->teacher, .measured = r->measured * s->rank_speed[rank]};
+    return score_latency(s, sched, out, err);
+}
+
 // One task on this rank (the pool's evaluate, on any rank): a genome on the search's image set, or
 // a schedule on the final one.
 static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void* out, dato_error* err) {
@@ -421,12 +427,10 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
             s->hits++;
             continue;
         }
-        const rank_result* r = &s->results[t];
-        score sc = {.fid = r->fid, .kid = r->kid, .teacher = r->teacher,
-                    .measured = r->measured * s->rank_speed[s->trace[t].rank]};
+        score sc;
         dato_schedule sched;
         DATO_TRY(dato_genome_to_schedule(&s->space, g, &sched, err));
-        DATO_TRY(score_latency(s, &sched, &sc, err));
+        DATO_TRY(score_of_result(s, &s->results[t], s->trace[t].rank, &sched, &sc, err));
         obj[0] = sc.latency;
         obj[1] = s->cfg.objective == DATO_OBJECTIVE_TEACHER ? sc.teacher : sc.fid;
         double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
@@ -591,8 +595,6 @@ static int archive_front(const dato_archive* a, size_t* rows, int cap) {
     return k;
 }
 
-// Re-scores the final front's candidates (archive_front) and the reference schedules on
-// final_images images, re-measuring latency end to end, then writes the grids and the report.
 static void print_final_progress(void* ctx, int done, int total) {
     (void)ctx;
     fprintf(stderr, "\rdato-search: final front and references %d/%d   ", done, total);
@@ -666,8 +668,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         if (!st && t >= 0) {
             rank_result q;
             memcpy(&q, results + (size_t)t * result_bytes, sizeof q);
-            sc = (score){.fid = q.fid, .kid = q.kid, .teacher = q.teacher, .measured = q.measured * s->rank_speed[trace[t].rank]};
-            st = score_latency(s, sch, &sc, err);
+            st = score_of_result(s, &q, trace[t].rank, sch, &sc, err);
         }
         if (st) break;
         uint8_t* cell = cells + (size_t)(r >= 0 ? P + r : n_front) * row;
@@ -829,9 +830,9 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
         DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
         DATO_TRY(alloc_evaluation(s, err));
         dato_eval_timing t;
-        nfeat = (size_t)s->ev.n_images * s->fx.dim;
+        size_t n = (size_t)s->ev.n_images * s->fx.dim; // the evaluator exists only now
         DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &t, err));
-        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, nfeat), rank_threads(s), (int32_t)nfeat, ""};
+        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, n), rank_threads(s), (int32_t)n, ""};
         snprintf(r.backend, sizeof r.backend, "%s", s->be.name ? s->be.name : "?");
         memcpy(reply, &r, sizeof r);
         return DATO_OK;
