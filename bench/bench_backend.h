@@ -41,6 +41,37 @@ static inline int bench_backend_init(dato_backend* be, const char* name, int dev
 #endif
 }
 
+// The CUDA options of backend be (started as backend `name`), as dato-generate sets them: attention
+// in the weights' dtype (F16/BF16 weights: tensor-core attention), conv2d by --conv auto|im2col|cudnn
+// (NULL: auto). 1 on the CPU unless --conv was given; 0 with a message naming prog on a bad value.
+static inline int bench_backend_configure(dato_backend* be, const char* name, dato_dtype weights, const char* conv,
+                                          const char* prog) {
+    if (strcmp(name, "cuda")) {
+        if (!conv) return 1;
+        fprintf(stderr, "%s: --conv %s needs --backend cuda\n", prog, conv);
+        return 0;
+    }
+    if (!conv) conv = "auto";
+#ifdef DATO_HAVE_CUDA
+    dato_cuda_options opt = {.attention = weights, .conv = DATO_CUDA_CONV_AUTO};
+    if (!strcmp(conv, "im2col")) opt.conv = DATO_CUDA_CONV_IM2COL;
+    else if (!strcmp(conv, "cudnn")) opt.conv = DATO_CUDA_CONV_CUDNN;
+    else if (strcmp(conv, "auto")) {
+        fprintf(stderr, "%s: --conv '%s': expected auto, im2col or cudnn\n", prog, conv);
+        return 0;
+    }
+    dato_error err;
+    if (dato_backend_cuda_configure(be, &opt, &err)) {
+        fprintf(stderr, "%s: --conv %s: %s\n", prog, conv, err.msg);
+        return 0;
+    }
+    return 1;
+#else
+    (void)be, (void)weights;
+    return 0; // not reached: bench_backend_init refuses cuda in a build without it
+#endif
+}
+
 // A tensor shaped like the host tensor t in memory allocated on be, holding a copy of t's data.
 // data == NULL when the allocation fails.
 static inline dato_tensor bench_to_device(dato_backend* be, const dato_tensor* t) {

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
     dato_tensor tx = dato_tensor_f32_4d(x, batch, cfg.in_channels, latent, latent);
     dato_tensor ty = dato_tensor_f32_4d(y, batch, cfg.out_channels, latent, latent);
     dato_tensor tc = dato_tensor_f32_3d(ctx, batch, seq, cfg.cross_attention_dim);
-    dato_unet_inputs in = {.sample = &tx, .timesteps = t, .context = &tc};
+    dato_tensor tt = dato_tensor_f32_1d(t, batch);
+    dato_unet_inputs in = {.sample = &tx, .timesteps = &tt, .context = &tc};
 
     int B = u.n_branches;
     policy pol[] = {{"full (baseline)", B + 1, 0},   {"partial, depth 1", 1, 0}, {"partial, depth 2", 2, 0},

@@ -118,16 +118,18 @@ static void print_profile(const timed_backend* tb, int forwards, double total_ms
 
 static void usage(void) {
     printf("usage: bench_unet --config PATH [--latent N] [--batch B] [--seq S] [--threads T] [--iters K] "
-           "[--warmup W] [--backend cpu|cuda] [--device N] [--dtype f32|f16|bf16] [--profile]\n"
+           "[--warmup W] [--backend cpu|cuda] [--device N] [--dtype f32|f16|bf16] [--conv auto|im2col|cudnn]\n"
+           "  [--profile]\n"
            "  Times dato_unet_forward on the CPU (default) or CUDA backend with seeded random weights in the\n"
-           "  config's shapes; --dtype stores the Linear/Conv weights as f32 (default) or, on CUDA, f16/bf16.\n"
+           "  config's shapes; --dtype stores the Linear/Conv weights as f32 (default) or, on CUDA, f16/bf16;\n"
+           "  --conv: how CUDA runs conv2d (auto: cuDNN where it can, else im2col + cuBLAS).\n"
            "  Prints one JSON line: impl, backend, dtype, config, latent, batch, threads,\n"
            "  ms_per_forward_median, ms_min, weights_mb, workspace_mb, peak_rss_mb.\n"
            "  --profile also prints time per op kind to stderr.\n");
 }
 
 int main(int argc, char** argv) {
-    const char *config = NULL, *backend = "cpu", *dtype_name = "f32";
+    const char *config = NULL, *backend = "cpu", *dtype_name = "f32", *conv = NULL;
     int latent = 32, batch = 2, seq = 77, threads = 0, iters = 3, warmup = 1, profile = 0, device = 0;
     const bench_opt opts[] = {
         {"--config", .str_value = &config},
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
         {"--backend", .str_value = &backend},
         {"--device", .int_value = &device},
         {"--dtype", .str_value = &dtype_name},
+        {"--conv", .str_value = &conv},
     };
     int pr = bench_parse(argc, argv, "bench_unet", opts, (int)(sizeof opts / sizeof opts[0]), usage);
     if (pr) return pr == 1 ? 0 : 2;
@@ -161,6 +164,7 @@ int main(int argc, char** argv) {
     dato_unet u;
     dato_unet_ws ws;
     if (!bench_backend_init(&base, backend, device, threads, "bench_unet")) return 1;
+    if (!bench_backend_configure(&base, backend, dtype, conv, "bench_unet")) return 1;
     timed_backend_wrap(&tb, &base);
     dato_backend* be = profile ? &tb.be : &base;
     if (dato_unet_config_from_json(&cfg, config, &err) || dato_unet_build(&u, &cfg, be, &err) ||
@@ -190,14 +194,15 @@ int main(int argc, char** argv) {
     dato_tensor hy = dato_tensor_f32_4d(y, batch, cfg.out_channels, latent, latent);
     dato_tensor hc = dato_tensor_f32_3d(ctx, batch, seq, cfg.cross_attention_dim);
     dato_tensor ht = dato_tensor_f32_2d(te, batch, P ? P : 1); // (B, 1) unused placeholder without P
+    dato_tensor hts = dato_tensor_f32_1d(t, batch), hids = dato_tensor_f32_2d(ids, batch, 6);
     dato_tensor tx = bench_to_device(be, &hx), ty = bench_to_device(be, &hy), tc = bench_to_device(be, &hc);
-    dato_tensor tt = bench_to_device(be, &ht);
-    if (!tx.data || !ty.data || !tc.data || !tt.data) {
+    dato_tensor tt = bench_to_device(be, &ht), tts = bench_to_device(be, &hts), tids = bench_to_device(be, &hids);
+    if (!tx.data || !ty.data || !tc.data || !tt.data || !tts.data || !tids.data) {
         fprintf(stderr, "bench_unet: cannot allocate the inputs on the %s backend\n", be->name);
         return 1;
     }
-    dato_unet_inputs in = {.sample = &tx, .timesteps = t, .context = &tc, .text_embeds = P ? &tt : NULL,
-                           .time_ids = P ? ids : NULL};
+    dato_unet_inputs in = {.sample = &tx, .timesteps = &tts, .context = &tc, .text_embeds = P ? &tt : NULL,
+                           .time_ids = P ? &tids : NULL};
     dato_unet_plan plan = dato_unet_plan_full(&u);
 
     double* ms = malloc((size_t)iters * sizeof *ms);
@@ -249,6 +254,8 @@ int main(int argc, char** argv) {
     be->ops->free(be, ty.data);
     be->ops->free(be, tc.data);
     be->ops->free(be, tt.data);
+    be->ops->free(be, tts.data);
+    be->ops->free(be, tids.data);
     dato_unet_ws_free(&ws, &u);
     dato_unet_free(&u);
     dato_backend_destroy(&base);

@@ -26,12 +26,14 @@ static const char* const SD_VAE_CONFIG =
 static void usage(void) {
     fprintf(stderr, "usage: bench_vae [--config vae/config.json] [--latent 64] [--batch 1] [--threads 0] [--iters 1]\n"
                     "                 [--backend cpu|cuda] [--device 0] [--dtype f32|f16|bf16]\n"
+                    "                 [--conv auto|im2col|cudnn]\n"
                     "  default config: the SD1/2 (= SDXL) decoder shapes; weights are seeded random, their\n"
-                    "  Linear/Conv ones stored as --dtype (default f32; f16/bf16 need --backend cuda)\n");
+                    "  Linear/Conv ones stored as --dtype (default f32; f16/bf16 need --backend cuda);\n"
+                    "  --conv: how CUDA runs conv2d (auto: cuDNN where it can, else im2col + cuBLAS)\n");
 }
 
 int main(int argc, char** argv) {
-    const char *config = NULL, *backend = "cpu", *dtype_name = "f32";
+    const char *config = NULL, *backend = "cpu", *dtype_name = "f32", *conv = NULL;
     int latent = 64, batch = 1, threads = 0, iters = 1, device = 0;
     const bench_opt opts[] = {
         {"--config", .str_value = &config},
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
         {"--backend", .str_value = &backend},
         {"--device", .int_value = &device},
         {"--dtype", .str_value = &dtype_name},
+        {"--conv", .str_value = &conv},
     };
     int pr = bench_parse(argc, argv, "bench_vae", opts, (int)(sizeof opts / sizeof opts[0]), usage);
     if (pr) return pr == 1 ? 0 : 2;
@@ -61,6 +64,7 @@ int main(int argc, char** argv) {
     dato_vae v;
     dato_vae_ws ws;
     if (!bench_backend_init(&be, backend, device, threads, "bench_vae")) return 1;
+    if (!bench_backend_configure(&be, backend, dtype, conv, "bench_vae")) return 1;
     dato_status st = config ? dato_vae_config_from_json(&cfg, config, &err)
                             : dato_vae_config_from_json_text(&cfg, SD_VAE_CONFIG, "sd-vae", &err);
     if (st || dato_vae_build(&v, &cfg, &be, &err) || dato_vae_set_weight_dtype(&v, dtype, &err) ||

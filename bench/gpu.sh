@@ -3,7 +3,8 @@
 #   bash bench/gpu.sh [build-dir] [results.md]        (defaults build-gpu, results/bench/gpu.md)
 # Rows: the SD1.5 UNet step at 64x64 latents, batch 2, 8, 32 (dato f32 and --dtype f16; PyTorch fp16
 # and fp32, SDPA);
-# the SD VAE decode 64x64 -> 512x512; Inception-v3 pool3 features per second at 299x299; a full
+# the SD VAE decode 64x64 -> 512x512; Inception-v3 pool3 features per second at 299x299; single
+# ops at SD shapes (attention f32/f16/bf16 against SDPA, conv2d im2col/cuDNN against F.conv2d); a full
 # 512x512 generation (50 PNDM steps, guidance 7.5, one image) with dato-generate for the
 # schedules baseline, deepcache:5, tome:0.5, dato-paper (and baseline with --dtype f16), next to
 # diffusers' StableDiffusionPipeline,
@@ -47,7 +48,7 @@ section "building $build with -DDATO_CUDA=ON"
 command -v nvcc >/dev/null || { echo "gpu.sh: nvcc not found: the CUDA backend cannot be built" >&2; exit 1; }
 gpu=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 if ! { cmake -S . -B "$build" -DDATO_CUDA=ON -DCMAKE_BUILD_TYPE=Release &&
-       cmake --build "$build" -j "$(nproc)" --target dato-generate bench_unet bench_vae bench_inception; } \
+       cmake --build "$build" -j "$(nproc)" --target dato-generate bench_unet bench_vae bench_inception bench_gpu_ops; } \
        > "$raw/build.log" 2>&1; then
   tail -30 "$raw/build.log" >&2
   echo "gpu.sh: the build failed (log: $raw/build.log)" >&2
@@ -113,6 +114,13 @@ if torch_ok pytorch_fid; then
   run inception-torch-fp16 python3 bench/inception_torch.py --device cuda --dtype fp16 --batch 64 --iters 5
 fi
 
+# ---- GPU ops ------------------------------------------------------------------------------------
+section "GPU ops: attention and conv2d at SD1.5 UNet / VAE shapes"
+run ops-dato "$build/bench_gpu_ops" --batch 2 --iters 20 --warmup 3
+if torch_ok torch; then
+  run ops-torch-all python3 bench/gpu_ops_torch.py --device cuda --batch 2 --iters 20 --warmup 3
+fi
+
 # ---- 512x512 generation -------------------------------------------------------------------------
 section "512x512 generation, $steps steps, on $folder"
 if [ ! -f "$folder/model_index.json" ]; then
@@ -123,21 +131,21 @@ if [ ! -f "$folder/model_index.json" ]; then
     note "no $folder and no torch + diffusers + transformers to make it: generation rows skipped"
   fi
 fi
-if [ -f "$folder/model_index.json" ]; then
-  for sched in baseline deepcache:5 tome:0.5 dato-paper; do
-    tag=${sched//[:.]/-}
-    t0=$(date +%s.%N)
-    run "gen-$tag" "$build/dato-generate" --backend cuda --model "$folder" --prompt "$prompt" --steps "$steps" \
-      --size 512 --seed 1 --schedule "$sched" --out "$raw/gen-$tag.png"
-    python3 -c "import json,sys; print(json.dumps({'wall_s': round(float(sys.argv[2]) - float(sys.argv[1]), 2)}))" \
-      "$t0" "$(date +%s.%N)" > "$raw/gen-$tag.wall"
-  done
-  # the baseline again with f16 Linear/Conv weights (f32 accumulation)
-  t0=$(date +%s.%N)
-  run gen-baseline-f16 "$build/dato-generate" --backend cuda --dtype f16 --model "$folder" --prompt "$prompt" \
-    --steps "$steps" --size 512 --seed 1 --schedule baseline --out "$raw/gen-baseline-f16.png"
+# gen TAG SCHEDULE [dato-generate options...]: one timed 512x512 generation, its wall time in gen-TAG.wall
+gen() {
+  local tag=$1 sched=$2; shift 2
+  local t0; t0=$(date +%s.%N)
+  run "gen-$tag" "$build/dato-generate" --backend cuda --model "$folder" --prompt "$prompt" --steps "$steps" \
+    --size 512 --seed 1 --schedule "$sched" --out "$raw/gen-$tag.png" "$@"
   python3 -c "import json,sys; print(json.dumps({'wall_s': round(float(sys.argv[2]) - float(sys.argv[1]), 2)}))" \
-    "$t0" "$(date +%s.%N)" > "$raw/gen-baseline-f16.wall"
+    "$t0" "$(date +%s.%N)" > "$raw/gen-$tag.wall"
+}
+if [ -f "$folder/model_index.json" ]; then
+  for sched in baseline deepcache:5 tome:0.5 dato-paper; do gen "${sched//[:.]/-}" "$sched"; done
+  gen baseline-f16 baseline --dtype f16          # f16 Linear/Conv weights and attention (f32 accumulation)
+  gen dato-paper-f16 dato-paper --dtype f16
+  gen baseline-host baseline --loop host         # the sampler on the host, the UNet launched op by op
+  gen baseline-im2col baseline --conv im2col     # convolutions without cuDNN
   # argv: dtype folder steps prompt. diffusers' StableDiffusionPipeline on the folder with SDPA:
   # a call to latents (text + denoise), then a full call (+ decode).
   read -r -d '' pipe_torch <<'PY'
@@ -228,11 +236,38 @@ for name, label in (("inception-dato", "dato f32"), ("inception-torch-fp32", "py
     r = (lines(name) or [None])[0]
     md.append(f"| {label} | {r['images_per_s'] if r else err(name)} | {r['ms_per_batch'] if r else '-'} |")
 
+md += ["", "## Single ops (SD1.5 shapes; bench/bench_gpu_ops.c, bench/gpu_ops_torch.py)", "",
+       "| op | case | dtype | dato mode | dato ms | dato TFLOP/s | PyTorch ms | PyTorch TFLOP/s | dato / PyTorch |",
+       "|---|---|---|---|---|---|---|---|---|"]
+ops_d, ops_t = lines("ops-dato"), lines("ops-torch-all")
+ops_torch = {(r["op"], r["case"], r["dtype"]): r for r in ops_t}
+ops_keys = [(r["op"], r["case"], r["dtype"], r["mode"]) for r in ops_d]
+ops_keys += [(r["op"], r["case"], r["dtype"], "-") for r in ops_t
+             if (r["op"], r["case"], r["dtype"]) not in {k[:3] for k in ops_keys}]
+ops_dato = {(r["op"], r["case"], r["dtype"], r["mode"]): r for r in ops_d}
+ms_cell = lambda r, name: f"{r['ms']:.3f}" if r else err(name)
+for k in ops_keys:
+    d, t = ops_dato.get(k), ops_torch.get(k[:3])
+    ratio = f"{d['ms'] / t['ms']:.2f}x" if d and t else "-"
+    md.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {ms_cell(d, 'ops-dato')} | {d['tflops'] if d else '-'} | "
+              f"{ms_cell(t, 'ops-torch-all')} | {t['tflops'] if t else '-'} | {ratio} |")
+if not ops_keys:
+    md.append(f"| all | | | | {err('ops-dato')} | | {err('ops-torch-all')} | | |")
+md += ["", "Median of 20 calls after 3, each between two synchronizes; attention at batch 2, 8 heads; conv2d "
+       "with bias, UNet rows at batch 2, VAE rows at batch 1. PyTorch: SDPA on (B, H, N, D) tensors in the "
+       "dtype, and F.conv2d on cuDNN (benchmark mode, no TF32), set against both of dato's conv modes. dato's "
+       "attention rounds f32 q, k, v to the dtype inside the kernel; its f16 conv2d rounds the f32 activations "
+       "to f16 for f16 weights, accumulates in f32 and returns f32 (cudnn through an f16 output); PyTorch's "
+       "f16 rows are f16 throughout. A missing dato cudnn row: cuDNN refused "
+       "the shape or the build has no cuDNN (the reason is in ops-dato.log)."]
+
 md += ["", f"## 512x512 generation ({steps} PNDM steps, guidance 7.5, one image, SD1.5-shaped random fp16 folder)", "",
        "| run | load s | denoise s | decode s | wall s | speedup vs dato baseline (denoise) |", "|---|---|---|---|---|---|"]
 base = None
 for sched, tag in (("baseline", "baseline"), ("deepcache:5", "deepcache-5"), ("tome:0.5", "tome-0-5"),
-                   ("dato-paper", "dato-paper"), ("baseline --dtype f16", "baseline-f16")):
+                   ("dato-paper", "dato-paper"), ("baseline --dtype f16", "baseline-f16"),
+                   ("dato-paper --dtype f16", "dato-paper-f16"), ("baseline --loop host", "baseline-host"),
+                   ("baseline --conv im2col", "baseline-im2col")):
     log = os.path.join(raw, f"gen-{tag}.log")
     text = open(log).read().replace("\r", "\n") if os.path.exists(log) else ""
     load = re.search(r"loaded .* in ([0-9.]+) s", text)

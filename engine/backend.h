@@ -30,6 +30,13 @@ typedef struct {
     void (*upload)(dato_backend* be, void* dst, const void* src_host, size_t bytes);
     void (*download)(dato_backend* be, void* dst_host, const void* src, size_t bytes);
     void (*synchronize)(dato_backend* be);
+    // Host memory the device copies from without staging (CUDA: pinned), for upload_async.
+    void* (*alloc_host)(dato_backend* be, size_t bytes);               // NULL on failure
+    void (*free_host)(dato_backend* be, void* p);
+    // Copies bytes from src_host (alloc_host memory) to dst in stream order, without waiting: the
+    // copy happens after the ops before it and before the ops after it. src_host must keep its
+    // contents until then: until the next synchronize or download. CPU: a plain copy.
+    void (*upload_async)(dato_backend* be, void* dst, const void* src_host, size_t bytes);
 
     // ---- dense layers ----------------------------------------------------------------------
     // out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, kh, kw)) + b (Co) or no bias if b == NULL.
@@ -99,10 +106,11 @@ typedef struct {
     dato_status (*copy)(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
 
     // ---- embeddings ----------------------------------------------------------------------------
-    // out (B, dim) = sinusoidal embedding of timesteps t (B values on the host), as diffusers'
-    // get_timestep_embedding: f_i = exp(-ln(max_period) * i / (dim/2 - freq_shift)),
-    // [sin(t f), cos(t f)], swapped to [cos, sin] when flip_sin_to_cos. dim even.
-    dato_status (*timestep_embedding)(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+    // out (B, dim) = sinusoidal embedding of the timesteps t (B values, any shape, on the device), as
+    // diffusers' get_timestep_embedding: f_i = exp(-ln(max_period) * i / (dim/2 - freq_shift)),
+    // [sin(t f), cos(t f)], swapped to [cos, sin] when flip_sin_to_cos. dim even. t is read when
+    // the op runs, not when it is issued, so a captured graph embeds each step's timesteps.
+    dato_status (*timestep_embedding)(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
                                       float freq_shift, float max_period, dato_error* err);
 
     // ---- DaTo token pruning (METHOD.md §3-4; the spec: engine/dato.h's reference pieces) --------
@@ -132,6 +140,16 @@ typedef struct {
     // (the output of its base token); pos and assign (B, N) I32 as the ops above make them.
     dato_status (*dato_scatter_recover)(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
                                         const dato_tensor* pos, const dato_tensor* assign, dato_error* err);
+
+    // ---- graphs (NULL where the backend has none: the CPU) ---------------------------------------
+    // Between capture_begin and capture_end the ops are recorded, not run (their argument checks
+    // still run and report). Nothing that waits for the device (upload, download, synchronize) may
+    // be called in between; upload_async may. *graph: the recorded ops, replayed by graph_launch
+    // in stream order with the tensors' contents at launch time.
+    dato_status (*capture_begin)(dato_backend* be, dato_error* err);
+    dato_status (*capture_end)(dato_backend* be, void** graph, dato_error* err);
+    dato_status (*graph_launch)(dato_backend* be, void* graph, dato_error* err);
+    void (*graph_free)(dato_backend* be, void* graph);
 } dato_backend_ops;
 
 struct dato_backend {

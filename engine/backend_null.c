@@ -65,9 +65,9 @@ static dato_status null_axpby(dato_backend* be, dato_tensor* out, float alpha, c
     (void)be; (void)out; (void)alpha; (void)a; (void)beta; (void)b; (void)err;
     return DATO_OK;
 }
-static dato_status null_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host,
+static dato_status null_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t,
                                            int flip_sin_to_cos, float freq_shift, float max_period, dato_error* err) {
-    (void)be; (void)out; (void)t_host; (void)flip_sin_to_cos; (void)freq_shift; (void)max_period; (void)err;
+    (void)be; (void)out; (void)t; (void)flip_sin_to_cos; (void)freq_shift; (void)max_period; (void)err;
     return DATO_OK;
 }
 static dato_status null_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
@@ -98,6 +98,9 @@ static const dato_backend_ops null_ops = {
     .upload = null_copy_bytes,
     .download = null_copy_bytes,
     .synchronize = null_synchronize,
+    .alloc_host = null_alloc,
+    .free_host = null_free,
+    .upload_async = null_copy_bytes,
     .conv2d = null_conv2d,
     .linear = null_linear,
     .group_norm = null_group_norm,

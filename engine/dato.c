@@ -23,10 +23,23 @@ struct dato_runtime {
     // Sized for the largest prunable block (N tokens, C channels, P patches).
     int max_n, max_c, max_p;
     float* pooled;                // (N) host: one row's scores at the block's resolution
-    int32_t* base;                // (batch, P) host: flat indices, the copy dato_runtime_base returns
+    // Base indices of every pruned block of a step, each in its own slot so that the stream-ordered
+    // upload of one block still finds its source while the host fills the next (no wait in a step).
+    int max_sites, site;          // slots; the next free one (reset by prepare)
+    int32_t* base_host;           // (max_sites, batch, max_p) alloc_host memory
+    // The pruned blocks of a step at each depth, in forward order, recorded by the first pruning
+    // step of that depth. Later steps choose every block's base tokens in prepare, before the
+    // forward, the same draws in the same order: the forward then does no host work a replayed
+    // graph would skip (plan.replayable).
+    int depth;                    // this step's plan depth
+    int precomputed;              // prepare filled this step's slots
+    int8_t* site_state;           // (DATO_UNET_MAX_LAYERS + 2) by depth: 0 unseen, 1 recording, 2 known
+    int* n_sites;                 // (DATO_UNET_MAX_LAYERS + 2) pruned blocks recorded per depth
+    int* site_hw;                 // (DATO_UNET_MAX_LAYERS + 2, max_sites, 2) their H, W
+    int32_t* base;                // (batch, P) the last pruned block's slot: what dato_runtime_base returns
     // Backend memory (be->ops->alloc), one block carved by carve_device.
     void* dev;
-    int32_t* base_dev;            // (batch, P) the base indices, uploaded per call
+    int32_t* base_dev;            // (batch, P) the base indices, uploaded per pruned block
     uint8_t* is_base;             // (batch, N)
     float* sim;                   // (batch, N) similarity to the closest base token
     int32_t* assign;              // (batch, N) that base token
@@ -149,7 +162,16 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
     rt->pred[1] = malloc(lat * sizeof(float));
     rt->score = malloc(B * h * w * sizeof(float));
     rt->pooled = malloc((N + 1) * sizeof(float));
-    rt->base = malloc((B * P + 1) * sizeof(int32_t));
+    // Sites a step can prune: every transformer block at the pruned levels (the mid block's at the deepest).
+    for (int l = 0; l <= c.max_level && l < u->cfg.n_levels; l++)
+        if (u->cfg.level_has_attn[l]) rt->max_sites += u->cfg.transformer_depth[l] * (2 * u->cfg.layers_per_block + 1);
+    if (c.max_level >= u->cfg.n_levels - 1) rt->max_sites += u->cfg.mid_transformer_depth;
+    rt->max_sites = rt->max_sites > 0 ? rt->max_sites : 1;
+    rt->base_host = rt->be->ops->alloc_host(rt->be, (size_t)rt->max_sites * B * P * sizeof(int32_t) + 64);
+    rt->base = rt->base_host;
+    rt->site_state = calloc(DATO_UNET_MAX_LAYERS + 2, 1);
+    rt->n_sites = calloc(DATO_UNET_MAX_LAYERS + 2, sizeof(int));
+    rt->site_hw = calloc((size_t)(DATO_UNET_MAX_LAYERS + 2) * rt->max_sites * 2, sizeof(int));
     rt->work_floats = B * N * C + P * (N + C);
     dato_arena measure = dato_arena_measure();
     carve_device(rt, &measure);
@@ -158,7 +180,8 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
         dato_arena a = dato_arena_over(rt->dev, measure.peak);
         carve_device(rt, &a);
     }
-    if (!rt->pred[0] || !rt->pred[1] || !rt->score || !rt->pooled || !rt->base || !rt->dev) {
+    if (!rt->pred[0] || !rt->pred[1] || !rt->score || !rt->pooled || !rt->base_host || !rt->dev ||
+        !rt->site_state || !rt->n_sites || !rt->site_hw) {
         dato_runtime_destroy(rt);
         return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: cannot allocate its buffers (%zu bytes on the %s backend)",
                          measure.peak, u->be->name);
@@ -169,8 +192,9 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
 
 void dato_runtime_destroy(dato_runtime* rt) {
     if (!rt) return;
-    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->base};
+    void* bufs[] = {rt->pred[0], rt->pred[1], rt->score, rt->pooled, rt->site_state, rt->n_sites, rt->site_hw};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    if (rt->base_host) rt->be->ops->free_host(rt->be, rt->base_host);
     if (rt->dev) rt->be->ops->free(rt->be, rt->dev);
     free(rt);
 }
@@ -195,31 +219,14 @@ void dato_runtime_record(dato_runtime* rt, const float* raw) {
     rt->n_recorded++;
 }
 
-// out (B, N, C) = self-attention of x (B, N, C) over its kept tokens, pruned ones recovered.
-static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
-                                        const dato_tensor* x, dato_arena* arena, dato_error* err) {
-    dato_runtime* rt = ctx;
-    if (site->level > rt->cfg.max_level || rt->ratio <= 0.0f)
-        return dato_unet_attention(rt->be, site->attn, site->heads, out, x, x, arena, err);
-    int B = (int)x->shape[0], N = (int)x->shape[1], C = (int)x->shape[2], H = site->h, W = site->w, s = rt->cfg.patch;
-    int P = ((H + s - 1) / s) * ((W + s - 1) / s), stride = rt->h / H;
-    if (B != rt->batch || N > rt->max_n || C > rt->max_c || P > rt->max_p)
-        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: %s block %d (%d x %d x %d) outside the planned sizes",
-                         site->layer, site->block, B, N, C);
-    int n = (int)floorf(rt->ratio * (float)N + 1e-4f);
-    if (n > N - P) {
-        if (!rt->clamped++)
-            fprintf(stderr, "dato: ratio %.2f prunes more than the %d non-base tokens of %s; clamped\n",
-                    (double)rt->ratio, N - P, site->layer);
-        n = N - P;
-    }
-    int Nk = N - n;
-    rt->last_p = P;
-
-    // 1. Base tokens per row: argmax of the pooled dynamics, or seeded random before there are two
-    //    predictions; the uncond rows take their cond twin's.
+// base (B, P) = the base tokens of every row for a pruned block of H x W tokens, one per s x s
+// patch: the argmax of the pooled dynamics, or seeded random before there are two predictions;
+// the uncond rows take their cond twin's. Draws from rt->rng (alpha noise, random choice).
+static void choose_bases(dato_runtime* rt, int H, int W, int32_t* base_all) {
+    int B = rt->batch, N = H * W, s = rt->cfg.patch, stride = rt->h / H;
+    int P = ((H + s - 1) / s) * ((W + s - 1) / s);
     for (int b = 0; b < B; b++) {
-        int32_t* base = rt->base + (size_t)b * P;
+        int32_t* base = base_all + (size_t)b * P;
         if (rt->cfg_half && b < rt->cfg_half) continue; // aligned below
         if (rt->have_score) {
             dato_pool_scores(rt->score + (size_t)b * rt->h * rt->w, 1, rt->h, rt->w, stride, rt->pooled);
@@ -237,7 +244,47 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
         }
     }
     for (int b = 0; rt->cfg_half && b < rt->cfg_half; b++)
-        memcpy(rt->base + (size_t)b * P, rt->base + (size_t)(b + rt->cfg_half) * P, (size_t)P * sizeof(int32_t));
+        memcpy(base_all + (size_t)b * P, base_all + (size_t)(b + rt->cfg_half) * P, (size_t)P * sizeof(int32_t));
+}
+
+// out (B, N, C) = self-attention of x (B, N, C) over its kept tokens, pruned ones recovered.
+static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
+                                        const dato_tensor* x, dato_arena* arena, dato_error* err) {
+    dato_runtime* rt = ctx;
+    if (site->level > rt->cfg.max_level || rt->ratio <= 0.0f)
+        return dato_unet_attention(rt->be, site->attn, site->heads, out, x, x, arena, err);
+    int B = (int)x->shape[0], N = (int)x->shape[1], C = (int)x->shape[2], H = site->h, W = site->w, s = rt->cfg.patch;
+    int P = ((H + s - 1) / s) * ((W + s - 1) / s);
+    if (B != rt->batch || N > rt->max_n || C > rt->max_c || P > rt->max_p)
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: %s block %d (%d x %d x %d) outside the planned sizes",
+                         site->layer, site->block, B, N, C);
+    int n = (int)floorf(rt->ratio * (float)N + 1e-4f);
+    if (n > N - P) {
+        if (!rt->clamped++)
+            fprintf(stderr, "dato: ratio %.2f prunes more than the %d non-base tokens of %s; clamped\n",
+                    (double)rt->ratio, N - P, site->layer);
+        n = N - P;
+    }
+    int Nk = N - n;
+    if (rt->site >= rt->max_sites)
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: %s block %d is pruned block %d of this step; %d planned",
+                         site->layer, site->block, rt->site + 1, rt->max_sites);
+    rt->last_p = P;
+
+    // 1. Base tokens per row (chosen by prepare when this depth's blocks are known).
+    int32_t* slot = rt->base_host + (size_t)rt->site * rt->batch * rt->max_p; // (B, P)
+    int* hw = rt->site_hw + ((size_t)rt->depth * rt->max_sites + rt->site) * 2;
+    if (rt->precomputed) {
+        if (rt->site >= rt->n_sites[rt->depth] || hw[0] != H || hw[1] != W)
+            return dato_fail(err, DATO_ERR_INVALID, "dato runtime: %s block %d (%d x %d) is not the pruned block %d "
+                             "recorded at depth %d", site->layer, site->block, H, W, rt->site + 1, rt->depth);
+    } else {
+        choose_bases(rt, H, W, slot);
+        hw[0] = H, hw[1] = W;
+        rt->n_sites[rt->depth] = rt->site + 1;
+    }
+    rt->base = slot;
+    rt->site++;
 
     // 2. On the backend: similarity of every token to its row's base tokens (cosine on the
     //    normalized block input), the most redundant non-base tokens pruned, the kept ones
@@ -246,7 +293,7 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
     const dato_backend_ops* op = be->ops;
     dato_device dev = be->device;
     int64_t rows[2] = {B, N};
-    op->upload(be, rt->base_dev, rt->base, (size_t)B * P * sizeof(int32_t));
+    op->upload_async(be, rt->base_dev, rt->base, (size_t)B * P * sizeof(int32_t));
     dato_tensor base = dato_tensor_make(rt->base_dev, DATO_I32, dev, 2, (int64_t[]){B, P}); // (B, P)
     dato_tensor is_base = dato_tensor_make(rt->is_base, DATO_U8, dev, 2, rows);            // (B, N)
     dato_tensor sim = dato_tensor_make(rt->sim, DATO_F32, dev, 2, rows);                   // (B, N)
@@ -265,9 +312,9 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
 }
 
 dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err) {
-    (void)err;
     rt->step = step;
     rt->ratio = ratio;
+    rt->site = 0; // the previous step's uploads are done: the caller waited for its prediction
     dato_rng_seed_stream(&rt->rng, rt->cfg.seed, (uint64_t)step);
     rt->have_score = 0;
     if (ratio > 0.0f && rt->n_recorded >= 2) {
@@ -276,5 +323,24 @@ dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_u
     }
     plan->self_attn = ratio > 0.0f ? prune_self_attention : NULL;
     plan->hook_ctx = ratio > 0.0f ? rt : NULL;
+    rt->precomputed = 0;
+    if (ratio <= 0.0f) return DATO_OK;
+    int d = plan->depth;
+    if (d < 0 || d > DATO_UNET_MAX_LAYERS + 1)
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: plan depth %d outside [0, %d]", d,
+                         DATO_UNET_MAX_LAYERS + 1);
+    rt->depth = d;
+    // A depth's first pruning step records its blocks; from its second on they are known.
+    if (rt->site_state[d] < 2) {
+        rt->site_state[d]++;
+        if (rt->site_state[d] == 1) return DATO_OK;
+    }
+    for (int k = 0; k < rt->n_sites[d]; k++) {
+        const int* hw = rt->site_hw + ((size_t)d * rt->max_sites + k) * 2;
+        choose_bases(rt, hw[0], hw[1], rt->base_host + (size_t)k * rt->batch * rt->max_p);
+    }
+    rt->precomputed = 1;
+    plan->replayable = 1;
+    plan->variant = (int)lroundf(ratio * 10.0f); // the genome's ratios are tenths
     return DATO_OK;
 }

@@ -9,6 +9,7 @@
 #include "file_util.h"
 #include "image.h"
 #include "rng.h"
+#include "sampler_program.h"
 
 // ---- opening -------------------------------------------------------------------------------------
 
@@ -325,10 +326,19 @@ typedef struct {
     float* x2;                    // (cfg ? 2B : B, C, h, w) model input
     float* y2;                    // (cfg ? 2B : B, C, h, w) model output
     float* t2;                    // (2B) timesteps on the host
-    const float* ids;             // (2B or B, 6) SDXL time ids on the host
-    dato_tensor x, ctx, te, y;    // device views
-    void* dev;                    // device block for x, ctx, te, y
+    dato_tensor x, ctx, te, y;    // device views: x (n2, C, h, w) model input, y (n2, C, h, w) raw output
+    dato_tensor t, ids;           // device views: t (n2) timesteps, ids (n2, 6) SDXL time ids
+    void* dev;                    // device block for x, y, ctx, te, t, ids
+    dato_unet_graphs graphs;      // device loop: the UNet calls, captured
 } guided_model;
+
+// One UNet call of plan on g's buffers, replayed from g->graphs where the backend can (use_graphs).
+static dato_status unet_call(guided_model* g, const dato_unet_plan* plan, int use_graphs, dato_error* err) {
+    dato_unet_inputs in = {.sample = &g->x, .timesteps = &g->t, .context = &g->ctx,
+                           .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids.data ? &g->ids : NULL};
+    if (!use_graphs) return dato_unet_forward(&g->p->unet, &g->ws, plan, &in, &g->y, err);
+    return dato_unet_forward_graphed(&g->p->unet, &g->ws, plan, &in, &g->y, &g->graphs, err);
+}
 
 static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, const float* model_in, float* model_out,
                                      dato_error* err) {
@@ -345,11 +355,10 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
         for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * n, model_in, n * sizeof(float));
         for (int i = 0; i < n2; i++) g->t2[i] = call->timestep;
         be->ops->upload(be, g->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
+        be->ops->upload(be, g->t.data, g->t2, (size_t)n2 * sizeof(float));
         dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && g->ws.cache_block != NULL};
         if (g->rt) DATO_TRY(dato_runtime_prepare(g->rt, call->step, gene->ratio, &plan, err));
-        dato_unet_inputs in = {.sample = &g->x, .timesteps = g->t2, .context = &g->ctx,
-                               .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids};
-        DATO_TRY(dato_unet_forward(&g->p->unet, &g->ws, &plan, &in, &g->y, err));
+        DATO_TRY(unet_call(g, &plan, 0, err));
         be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
         if (g->rt) dato_runtime_record(g->rt, g->y2); // raw, both halves, before guidance
     }
@@ -364,6 +373,91 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
     const float *u = g->y2, *c = g->y2 + n; // [uncond; cond]
     for (size_t i = 0; i < n; i++) model_out[i] = u[i] + g->guidance * (c[i] - u[i]);
     return DATO_OK;
+}
+
+// The device loop (DATO_LOOP_DEVICE): the latent x (B, C, h, w) stays on the backend from the first
+// call to the last. Per call: x * input_scale into both halves of the model input, the call's
+// timesteps copied from a table uploaded once, the UNet (replayed as a graph where it can be), the
+// guidance and the sampler program as axpby ops. The host waits between calls only to hand the
+// pruning runtime a prediction, to fill raw_out, to report progress, or before it overwrites the
+// pinned noise buffer; never inside a call. latents: (B, C, h, w), in: the initial latent, out: the final.
+static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* latents, dato_rng* noise_rng,
+                                     dato_error* err) {
+    dato_backend* be = g->p->be;
+    const dato_backend_ops* op = be->ops;
+    const dato_unet_config* c = &g->p->unet.cfg;
+    int B = g->batch, n2 = g->cfg ? 2 * B : B, calls = g->n_calls, full = g->p->unet.n_branches + 1;
+    int h = (int)g->x.shape[2], w = (int)g->x.shape[3];
+    size_t n = (size_t)B * g->latent_numel, slots = DATO_SLOT_H0 + (size_t)dato_sampler_program_slots(s);
+    float* dev = op->alloc(be, (slots * n + (size_t)calls * n2) * sizeof(float)); // the slots, then t_all
+    float* pinned = op->alloc_host(be, ((size_t)calls * n2 + n) * sizeof(float)); // t_all staging, a noise draw
+    dato_status st = dev && pinned ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "generate: cannot allocate the "
+                                                         "device loop's buffers");
+    dato_tensor slot[DATO_SLOT_COUNT]; // (B, C, h, w) each
+    for (size_t k = 0; k < DATO_SLOT_COUNT && !st; k++)
+        slot[k] = dato_tensor_make(k < slots ? dev + k * n : NULL, DATO_F32, be->device, 4,
+                                   (int64_t[]){B, c->in_channels, h, w});
+    int64_t half_shape[4] = {B, c->out_channels, h, w};
+    dato_tensor y_u = dato_tensor_make(g->y.data, DATO_F32, be->device, 4, half_shape);       // (B, C, h, w)
+    dato_tensor y_c = dato_tensor_make((float*)g->y.data + (g->cfg ? n : 0), DATO_F32, be->device, 4, half_shape);
+    if (!st && !g->cfg) slot[DATO_SLOT_OUT] = y_c; // no guidance: the raw output is the model output
+    float* t_all = dev + slots * n;   // (calls, n2) every call's timesteps
+    float* noise_host = pinned + (size_t)calls * n2; // (B, C, h, w)
+    for (int k = 0; k < calls && !st; k++)
+        for (int i = 0; i < n2; i++) pinned[(size_t)k * n2 + i] = dato_sampler_call_info(s, k).timestep;
+    if (!st) {
+        op->upload(be, t_all, pinned, (size_t)calls * n2 * sizeof(float));
+        op->upload(be, slot[DATO_SLOT_X].data, latents, n * sizeof(float));
+    }
+    for (int k = 0; k < calls && !st; k++) {
+        dato_sampler_call call = dato_sampler_call_info(s, k);
+        const dato_gene* gene = g->gp->schedule ? &g->gp->schedule->genes[call.step] : NULL;
+        int depth = gene ? gene->depth : full;
+        if (depth > 0) {
+            dato_tensor t_k = dato_tensor_make(t_all + (size_t)k * n2, DATO_F32, be->device, 1, (int64_t[]){n2});
+            if ((st = op->copy(be, &g->t, &t_k, err))) break;
+            for (int half = 0; half < n2 / B && !st; half++) {
+                dato_tensor in_half = dato_tensor_make((float*)g->x.data + half * n, DATO_F32, be->device, 4,
+                                                       slot[DATO_SLOT_X].shape);
+                st = op->axpby(be, &in_half, call.input_scale, &slot[DATO_SLOT_X], 0.0f, &slot[DATO_SLOT_X], err);
+            }
+            dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && g->ws.cache_block != NULL};
+            if (!st && g->rt) st = dato_runtime_prepare(g->rt, call.step, gene->ratio, &plan, err);
+            if (!st) st = unet_call(g, &plan, 1, err);
+            if (!st && (g->rt || g->gp->raw_out)) {
+                op->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
+                if (g->rt) dato_runtime_record(g->rt, g->y2);
+            }
+        }
+        if (st) break;
+        if (g->gp->raw_out) // depth 0: y2 still holds the previous call's prediction, as on the host
+            memcpy(g->gp->raw_out + (size_t)k * n2 * g->latent_numel, g->y2,
+                   (size_t)n2 * g->latent_numel * sizeof(float));
+        if (g->cfg && (st = op->axpby(be, &slot[DATO_SLOT_OUT], 1.0f - g->guidance, &y_u, g->guidance, &y_c, err)))
+            break;
+        if (dato_sampler_needs_noise(s, k)) {
+            op->synchronize(be); // the previous draw's copy has left noise_host
+            dato_rng_fill_normal(noise_rng, noise_host, n);
+            op->upload_async(be, slot[DATO_SLOT_NOISE].data, noise_host, n * sizeof(float));
+        }
+        dato_sampler_instr prog[DATO_SAMPLER_MAX_INSTR];
+        int n_instr = 0;
+        if ((st = dato_sampler_program(s, k, prog, &n_instr, err))) break;
+        for (int i = 0; i < n_instr && !st; i++) {
+            const dato_sampler_instr* in = &prog[i];
+            st = op->axpby(be, &slot[in->dst], in->alpha, &slot[in->a], in->beta, &slot[in->b], err);
+        }
+        if (!st && g->gp->progress) {
+            op->synchronize(be);
+            g->gp->progress(g->gp->progress_ctx, k + 1, calls);
+        }
+    }
+    if (!st) op->download(be, latents, slot[DATO_SLOT_X].data, n * sizeof(float));
+    else op->synchronize(be); // nothing in flight reads pinned or dev once they are freed
+    dato_unet_graphs_free(&g->graphs, be);
+    if (pinned) op->free_host(be, pinned);
+    if (dev) op->free(be, dev);
+    return st;
 }
 
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err) {
@@ -410,7 +504,7 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     }
 
     host = calloc(2 * (size_t)n2 * latent + (size_t)n2, sizeof *host);
-    size_t dev_bytes = ((size_t)2 * n2 * latent + (size_t)n2 * ctx_row + (size_t)n2 * P) * sizeof(float);
+    size_t dev_bytes = ((size_t)2 * n2 * latent + (size_t)n2 * ctx_row + (size_t)n2 * (P + 7)) * sizeof(float);
     g.dev = be->ops->alloc(be, dev_bytes);
     if (!host || !g.dev) {
         st = dato_fail(err, DATO_ERR_NOMEM, "generate: cannot allocate the loop's buffers");
@@ -419,7 +513,6 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     g.x2 = host;
     g.y2 = g.x2 + (size_t)n2 * latent;
     g.t2 = g.y2 + (size_t)n2 * latent;
-    g.ids = P ? cond->time_ids + skip_rows * 6 : NULL;
     float* d = g.dev;
     g.x = dato_tensor_make(d, DATO_F32, be->device, 4, (int64_t[]){n2, c->in_channels, gp->height, gp->width});
     g.y = dato_tensor_make(d + (size_t)n2 * latent, DATO_F32, be->device, 4,
@@ -431,6 +524,12 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
         g.te = dato_tensor_make(d + 2 * (size_t)n2 * latent + (size_t)n2 * ctx_row, DATO_F32, be->device, 2,
                                 (int64_t[]){n2, P});
         be->ops->upload(be, g.te.data, cond->text_embeds + skip_rows * P, (size_t)n2 * P * sizeof(float));
+    }
+    float* d_t = d + 2 * (size_t)n2 * latent + (size_t)n2 * (ctx_row + P); // (n2), then ids (n2, 6)
+    g.t = dato_tensor_make(d_t, DATO_F32, be->device, 1, (int64_t[]){n2});
+    if (P) {
+        g.ids = dato_tensor_make(d_t + n2, DATO_F32, be->device, 2, (int64_t[]){n2, 6});
+        be->ops->upload(be, g.ids.data, cond->time_ids + skip_rows * 6, (size_t)n2 * 6 * sizeof(float));
     }
 
     // Initial latent: per-image noise streams so an image does not depend on its batch.
@@ -448,7 +547,15 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     }
     dato_rng noise_rng;
     dato_rng_seed_stream(&noise_rng, gp->seed, 0x5a4d504c4552ull); // the sampler's own stream ("SAMPLER")
-    st = dato_sampler_run(s, out, guided_model_call, &g, &noise_rng, err);
+    int on_device = gp->loop == DATO_LOOP_DEVICE || (gp->loop == DATO_LOOP_AUTO && be->device != DATO_DEV_CPU);
+    if (on_device && gp->loop == DATO_LOOP_AUTO) { // a sampler without programs (a nonlinear update) steps on the host
+        dato_sampler_instr prog[DATO_SAMPLER_MAX_INSTR];
+        int n_instr;
+        dato_error ignored;
+        on_device = dato_sampler_program(s, 0, prog, &n_instr, &ignored) == DATO_OK;
+    }
+    st = on_device ? denoise_on_device(&g, s, out, &noise_rng, err)
+                   : dato_sampler_run(s, out, guided_model_call, &g, &noise_rng, err);
 
 done:
     if (g.dev) be->ops->free(be, g.dev);

@@ -78,6 +78,16 @@ dato_status dato_conditioning_repeat(dato_conditioning* out, int B, int seq, int
                                      int pooled_dim, const float* text_embeds, const float* time_ids, dato_error* err);
 void dato_conditioning_free(dato_conditioning* c);
 
+// Where the denoising loop runs its guidance and sampler updates.
+typedef enum {
+    DATO_LOOP_AUTO,   // the host loop on the CPU backend, the device loop on any other (but the host loop
+                      // for a sampler whose update is not linear: DDIM with clip_sample)
+    DATO_LOOP_HOST,   // the latents on the host: dato_sampler_step, diffusers' own arithmetic (the reference)
+    DATO_LOOP_DEVICE, // the latents on the backend: guidance and sampler updates as axpby programs
+                      // (sampler_program.h; ~1e-6 from the host loop), UNet steps replayed as graphs where
+                      // the backend has them; the host waits only where pruning or raw_out needs a prediction
+} dato_loop_kind;
+
 typedef struct {
     int steps;
     dato_sampler_kind sampler;
@@ -91,8 +101,10 @@ typedef struct {
     float* raw_out;              // optional (n_calls, 2B or B, C, h, w): every call's raw UNet output, before
                                  // guidance (depth-0 steps: the reused one), for tests and analysis
     // Optional: called after every UNet call (done of total), e.g. to print progress with an ETA.
+    // The device loop then waits for each call to finish (between calls, never inside one).
     void (*progress)(void* ctx, int done, int total);
     void* progress_ctx;
+    dato_loop_kind loop;
 } dato_generate_params;
 
 // Runs the whole loop; out (batch, C, h, w) receives the final latents on the host.

@@ -4,37 +4,11 @@
 // operation and in torch's order; where it computes in float64 (numpy timestep grids, np.interp of
 // sigmas) it computes in double. Results then match diffusers to a few float32 ulps.
 #include "sampler.h"
+#include "sampler_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct dato_sampler {
-    dato_scheduler_config cfg; // cfg.kind is this sampler's kind
-    int steps;
-    int num_calls;
-    size_t numel;
-    float init_noise_sigma;
-    float final_alpha_cumprod; // DDIM/PNDM: abar "before t = 0"
-    float* alphas_cumprod;     // (num_train_timesteps)
-    float* timesteps;          // (num_calls) the UNet timestep of each call
-    float* sigmas;             // (steps + 1) DPM-Solver and Euler: sigma of each step, then 0
-
-    // History, forgotten by reset.
-    int next_call;
-    int num_eps;       // PLMS: model outputs held in eps (at most 4)
-    int newest;        // PLMS: index in eps of the newest
-    float* eps[4];     // PLMS: (numel) each, a ring of past model outputs (not the one of call 1)
-    float* plms_start; // PLMS: (numel) x at call 0, from which call 1 redoes step 0
-    float* x0_prev;    // DPM-Solver: (numel) the previous step's x0 prediction
-    float* x0_cur;     // DPM-Solver: (numel) this step's x0 prediction (swapped with x0_prev)
-
-    // dato_sampler_run's buffers.
-    float* model_in;  // (numel)
-    float* model_out; // (numel)
-    float* noise;     // (numel)
-    float* block;     // the one allocation every float buffer above lives in
-};
 
 // ---- timestep grids (numpy, float64) --------------------------------------------------------------
 
@@ -281,15 +255,9 @@ bool dato_sampler_needs_noise(const dato_sampler* s, int call) {
 // x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - std^2) eps + std z.
 static void step_ddim(dato_sampler* s, int call, const float* model_out, float* x, const float* noise) {
     const dato_scheduler_config* cfg = &s->cfg;
-    int t = (int)s->timesteps[call];
-    int prev = t - cfg->num_train_timesteps / s->steps;
-    float a = s->alphas_cumprod[t];
-    float a_prev = prev >= 0 ? s->alphas_cumprod[prev] : s->final_alpha_cumprod;
-    float b = 1.0f - a;
-    float sqrt_a = sqrtf(a), sqrt_b = sqrtf(b), sqrt_a_prev = sqrtf(a_prev);
-    float variance = ((1.0f - a_prev) / b) * (1.0f - a / a_prev);
-    float std_dev = (float)cfg->eta * sqrtf(variance);
-    float direction = sqrtf(1.0f - a_prev - std_dev * std_dev);
+    ddim_step d = ddim_step_at(s, call);
+    float sqrt_a = d.sqrt_a, sqrt_b = d.sqrt_b, sqrt_a_prev = d.sqrt_a_prev, std_dev = d.std_dev;
+    float direction = d.direction;
     float clip = (float)cfg->clip_sample_range;
     bool v_pred = cfg->prediction_type == DATO_PREDICT_V, add_noise = cfg->eta > 0;
     for (size_t i = 0; i < s->numel; i++) {
@@ -358,39 +326,14 @@ static void step_plms(dato_sampler* s, int call, const float* model_out, float* 
     }
 }
 
-// alpha_t = 1/sqrt(sigma^2 + 1), sigma_t = sigma alpha_t, lambda = log alpha_t - log sigma_t
-// (DPMSolverMultistepScheduler._sigma_to_alpha_sigma_t); sigma 0 gives lambda = +inf.
-typedef struct {
-    float alpha, sigma, lambda;
-} dpm_point;
-
-static dpm_point dpm_point_at(float sigma) {
-    dpm_point p;
-    p.alpha = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    p.sigma = sigma * p.alpha;
-    p.lambda = logf(p.alpha) - logf(p.sigma);
-    return p;
-}
-
 // DPM-Solver++(2M), midpoint (scheduling_dpmsolver_multistep.py): x0 from the model output, then the
 // first-order update on the first step and on the last (lower_order_final; final sigma 0 makes it
 // return x0), the second-order one on the others.
 static void step_dpmpp_2m(dato_sampler* s, int call, const float* model_out, float* x) {
-    int i_step = call;
-    dpm_point to = dpm_point_at(s->sigmas[i_step + 1]);
-    dpm_point from = dpm_point_at(s->sigmas[i_step]);
-    float h = to.lambda - from.lambda;
-    float c_x = to.sigma / from.sigma;
-    float c_d0 = to.alpha * (expf(-h) - 1.0f);
-    bool first_order = i_step == 0 || i_step == s->steps - 1;
-    float inv_r0 = 0.0f, c_d1 = 0.0f;
-    if (!first_order) {
-        dpm_point before = dpm_point_at(s->sigmas[i_step - 1]);
-        float h0 = from.lambda - before.lambda;
-        float r0 = h0 / h;
-        inv_r0 = 1.0f / r0;
-        c_d1 = 0.5f * c_d0;
-    }
+    dpm_step d = dpm_step_at(s, call);
+    dpm_point from = d.from;
+    float c_x = d.c_x, c_d0 = d.c_d0, c_d1 = d.c_d1, inv_r0 = d.inv_r0;
+    bool first_order = d.first_order;
     bool v_pred = s->cfg.prediction_type == DATO_PREDICT_V;
     float* m1 = s->x0_prev; // (numel)
     float* m0 = s->x0_cur;  // (numel)
@@ -413,15 +356,9 @@ static void step_dpmpp_2m(dato_sampler* s, int call, const float* model_out, flo
 // in sigma space: x0 from the model output, d = (x - x0)/sigma, x += d (sigma_next - sigma); the
 // ancestral step goes to sigma_down and adds sigma_up z.
 static void step_euler(dato_sampler* s, int call, const float* model_out, float* x, const float* noise) {
-    float sigma = s->sigmas[call], sigma_next = s->sigmas[call + 1];
+    euler_step e = euler_step_at(s, call);
+    float sigma = e.sigma, dt = e.dt, sigma_up = e.sigma_up;
     bool ancestral = s->cfg.kind == DATO_SAMPLER_EULER_A;
-    float sigma_up = 0.0f, target = sigma_next;
-    if (ancestral) {
-        float from2 = sigma * sigma, to2 = sigma_next * sigma_next;
-        sigma_up = sqrtf(to2 * (from2 - to2) / from2);
-        target = sqrtf(to2 - sigma_up * sigma_up); // sigma_down
-    }
-    float dt = target - sigma;
     float v_scale = -sigma / sqrtf(sigma * sigma + 1.0f), v_div = sigma * sigma + 1.0f;
     bool v_pred = s->cfg.prediction_type == DATO_PREDICT_V;
     for (size_t i = 0; i < s->numel; i++) {

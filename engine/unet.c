@@ -226,7 +226,10 @@ static dato_status time_embedding_forward(fwd_ctx* f, const dato_unet_inputs* in
         dato_tensor cat = tmp(f, 4, B, c->add_embed_in, 1, 1); // (B, P + 6D, 1, 1)
         dato_tensor a = tmp(f, 2, B, T, 0, 0);                // (B, T)
         DATO_TRY(check_arena(f, "add_embedding"));
-        DATO_TRY(f->op->timestep_embedding(f->be, &ids, in->time_ids, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
+        if (dato_tensor_numel(in->time_ids) != B * 6)
+            return dato_fail(f->err, DATO_ERR_INVALID, "unet: time_ids must be (%lld, 6)", (long long)B);
+        dato_tensor flat = dato_tensor_make(in->time_ids->data, DATO_F32, f->be->device, 1, (int64_t[]){B * 6});
+        DATO_TRY(f->op->timestep_embedding(f->be, &ids, &flat, c->flip_sin_to_cos, c->freq_shift, 10000.0f, f->err));
         dato_tensor te = dato_tensor_make(in->text_embeds->data, DATO_F32, f->be->device, 4, (int64_t[]){B, P, 1, 1});
         dato_tensor ie = dato_tensor_make(ids.data, DATO_F32, f->be->device, 4, (int64_t[]){B, 6 * D, 1, 1});
         DATO_TRY(f->op->concat_channels(f->be, &cat, &te, &ie, f->err));
@@ -254,7 +257,8 @@ static dato_status check_inputs(const dato_unet* u, const dato_unet_inputs* in, 
     if (!ctx || ctx->ndim != 3 || ctx->shape[0] != x->shape[0] || ctx->shape[2] != c->cross_attention_dim)
         return dato_fail(err, DATO_ERR_INVALID, "unet: context must be (%lld, S, %d)", (long long)x->shape[0],
                          c->cross_attention_dim);
-    if (!in->timesteps) return dato_fail(err, DATO_ERR_INVALID, "unet: timesteps missing");
+    if (!in->timesteps || dato_tensor_numel(in->timesteps) != x->shape[0])
+        return dato_fail(err, DATO_ERR_INVALID, "unet: timesteps must hold %lld values", (long long)x->shape[0]);
     if (!out || out->ndim != 4 || out->shape[0] != x->shape[0] || out->shape[1] != c->out_channels ||
         out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
         return dato_fail(err, DATO_ERR_INVALID, "unet: out must be (B, %d, H, W) like the sample", c->out_channels);
@@ -332,6 +336,44 @@ dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_u
     return st;
 }
 
+dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
+                                      const dato_unet_inputs* in, dato_tensor* out, dato_unet_graphs* g,
+                                      dato_error* err) {
+    dato_backend* be = u->be;
+    int d = plan->depth, v = plan->variant;
+    if (!be->ops->capture_begin || (plan->self_attn && !plan->replayable) || d < 0 || d > DATO_UNET_MAX_LAYERS + 1 ||
+        v < 0 || v >= DATO_UNET_PLAN_VARIANTS)
+        return dato_unet_forward(u, ws, plan, in, out, err);
+    void** graph = &g->graph[d][v];
+    const void* bound[6] = {ws->block, in->sample->data, in->timesteps ? in->timesteps->data : NULL,
+                            in->context->data, in->text_embeds ? in->text_embeds->data : NULL, out->data};
+    if (*graph && memcmp(bound, g->bound[d][v], sizeof bound)) { // other buffers: capture anew
+        be->ops->graph_free(be, *graph);
+        *graph = NULL;
+    }
+    if (!*graph) {
+        if (g->runs[d][v]++ == 0) return dato_unet_forward(u, ws, plan, in, out, err);
+        DATO_TRY(be->ops->capture_begin(be, err));
+        dato_status st = dato_unet_forward(u, ws, plan, in, out, err);
+        dato_error end_err;
+        dato_status end = be->ops->capture_end(be, graph, st ? &end_err : err); // always ends the capture
+        if (st || end) {
+            if (*graph) be->ops->graph_free(be, *graph);
+            *graph = NULL;
+            return st ? st : end;
+        }
+        memcpy(g->bound[d][v], bound, sizeof bound);
+    }
+    return be->ops->graph_launch(be, *graph, err);
+}
+
+void dato_unet_graphs_free(dato_unet_graphs* g, dato_backend* be) {
+    for (int d = 0; d < DATO_UNET_MAX_LAYERS + 2; d++)
+        for (int v = 0; v < DATO_UNET_PLAN_VARIANTS; v++)
+            if (g->graph[d][v]) be->ops->graph_free(be, g->graph[d][v]);
+    memset(g, 0, sizeof *g);
+}
+
 dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
                                 int with_cache, dato_error* err) {
     memset(ws, 0, sizeof *ws);
@@ -367,9 +409,10 @@ dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch,
     dato_tensor ctx = dato_tensor_make(NULL, DATO_F32, dev, 3, (int64_t[]){batch, seq, c->cross_attention_dim});
     dato_tensor te = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){batch, c->add_embed_in - 6 * c->addition_time_embed_dim});
     dato_tensor out = dato_tensor_make(NULL, DATO_F32, dev, 4, (int64_t[]){batch, c->out_channels, h, w});
-    float zeros[1] = {0};
-    dato_unet_inputs in = {.sample = &x, .timesteps = zeros, .context = &ctx,
-                           .text_embeds = c->add_embed_in ? &te : NULL, .time_ids = c->add_embed_in ? zeros : NULL};
+    dato_tensor t = dato_tensor_make(NULL, DATO_F32, dev, 1, (int64_t[]){batch});
+    dato_tensor ids = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){batch, 6});
+    dato_unet_inputs in = {.sample = &x, .timesteps = &t, .context = &ctx,
+                           .text_embeds = c->add_embed_in ? &te : NULL, .time_ids = c->add_embed_in ? &ids : NULL};
     dato_unet_plan plan = {.depth = u->n_branches + 1, .write_cache = 1};
     dato_status st = check_inputs(u, &in, &out, err);
     if (!st) st = forward_impl(u, &null_be, &meas, fake_cache, &plan, &in, &out, err);

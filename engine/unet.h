@@ -159,11 +159,18 @@ typedef struct {
 typedef dato_status (*dato_unet_self_attn_hook)(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
                                                 const dato_tensor* x, dato_arena* arena, dato_error* err);
 
+#define DATO_UNET_PLAN_VARIANTS 11 // plan.variant: 0..10
+
 typedef struct {
     int depth;                          // 1..n_branches: partial step; n_branches + 1: full step
     int write_cache;                    // full step: store every up layer's main-path input
     dato_unet_self_attn_hook self_attn; // NULL: plain self-attention everywhere
     void* hook_ctx;
+    // For dato_unet_forward_graphed: a hook whose host work is done before the forward (the hook's
+    // device inputs are read at launch) can be replayed; plans of one depth and variant (the DaTo
+    // runtime: the prune ratio in tenths) replay one graph.
+    int replayable;
+    int variant;
 } dato_unet_plan;
 
 // A full step that does not touch the cache.
@@ -171,10 +178,10 @@ dato_unet_plan dato_unet_plan_full(const dato_unet* u);
 
 typedef struct {
     const dato_tensor* sample;          // (B, in_channels, H, W)
-    const float* timesteps;             // (B) on the host
+    const dato_tensor* timesteps;       // (B)
     const dato_tensor* context;         // (B, S, cross_attention_dim)
     const dato_tensor* text_embeds;     // SDXL: (B, P) pooled text embedding; else NULL
-    const float* time_ids;              // SDXL: (B, 6) on the host; else NULL
+    const dato_tensor* time_ids;        // SDXL: (B, 6) original size, crop, target size; else NULL
 } dato_unet_inputs;
 
 // Workspace for one (model, batch, H, W, context length): planned once by a measuring pass on
@@ -195,6 +202,25 @@ void dato_unet_ws_free(dato_unet_ws* ws, const dato_unet* u);
 // out (B, out_channels, H, W) = UNet(inputs) over plan. No allocation: everything comes from ws.
 dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
                               const dato_unet_inputs* in, dato_tensor* out, dato_error* err);
+
+// UNet calls captured as backend graphs (backend.h), one per depth, replayed by
+// dato_unet_forward_graphed. Zero-initialize; free with dato_unet_graphs_free.
+typedef struct {
+    void* graph[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS];          // by depth and variant
+    const void* bound[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS][6]; // the buffers each reads and writes
+    int runs[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS];             // direct calls so far
+} dato_unet_graphs;
+
+// dato_unet_forward, replayed from a graph where it can be: on a backend with graphs, a plan
+// without a self-attention hook, or with a replayable one, is captured at the second call of its
+// (depth, variant), after one direct call has let every op make its one-time choices (algorithms,
+// kernel attributes), and replayed from then on. A graph reads its inputs' contents at launch but is bound
+// to their buffers: a call with other buffers (or workspace) captures anew. The backend's other ops
+// may run between calls; nothing may wait for the device during the capture. Elsewhere: a plain call.
+dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
+                                      const dato_unet_inputs* in, dato_tensor* out, dato_unet_graphs* g,
+                                      dato_error* err);
+void dato_unet_graphs_free(dato_unet_graphs* g, dato_backend* be);
 
 // Plain multi-head attention of one block: out (B, Nq, C) = to_out(attn(to_q x, to_k kv, to_v kv)),
 // kv = x for self-attention. Exposed so a self-attention hook can run it on a subset of tokens.

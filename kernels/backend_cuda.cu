@@ -8,6 +8,7 @@
 // left in the runtime's last-error slot, where the next op's cuda_check_launch reports it.
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_cuda.h"
 #include "cuda_dato.h"
@@ -101,6 +102,62 @@ static void cuda_download(dato_backend* be, void* dst_host, const void* src, siz
 }
 
 static void cuda_synchronize(dato_backend* be) { note_failure(be, cudaStreamSynchronize(cuda_impl(be)->stream)); }
+
+static void* cuda_alloc_host(dato_backend* be, size_t bytes) {
+    (void)be;
+    void* p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 64) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_free_host(dato_backend* be, void* p) {
+    (void)be;
+    if (p) cudaFreeHost(p);
+}
+
+// From pinned memory the copy is a DMA in stream order: the host does not wait for it.
+static void cuda_upload_async(dato_backend* be, void* dst, const void* src_host, size_t bytes) {
+    if (bytes) note_failure(be, cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_impl(be)->stream));
+}
+
+// ---- graphs: stream capture of the ops between capture_begin and capture_end ---------------------
+
+static dato_status cuda_error(const char* what, cudaError_t e, dato_error* err) {
+    if (e == cudaSuccess) return DATO_OK;
+    cudaGetLastError();
+    return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: CUDA error %s: %s", what, cudaGetErrorName(e),
+                     cudaGetErrorString(e));
+}
+
+static dato_status cuda_capture_begin(dato_backend* be, dato_error* err) {
+    // Thread-local mode: another thread's unrelated CUDA calls do not invalidate the capture.
+    return cuda_error("capture_begin", cudaStreamBeginCapture(cuda_impl(be)->stream, cudaStreamCaptureModeThreadLocal),
+                      err);
+}
+
+static dato_status cuda_capture_end(dato_backend* be, void** graph, dato_error* err) {
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    *graph = NULL;
+    DATO_TRY(cuda_error("capture_end", cudaStreamEndCapture(cuda_impl(be)->stream, &g), err));
+    cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    DATO_TRY(cuda_error("capture_end: instantiating the graph", e, err));
+    *graph = exec;
+    return DATO_OK;
+}
+
+static dato_status cuda_graph_launch(dato_backend* be, void* graph, dato_error* err) {
+    return cuda_error("graph_launch", cudaGraphLaunch((cudaGraphExec_t)graph, cuda_impl(be)->stream), err);
+}
+
+static void cuda_graph_free(dato_backend* be, void* graph) {
+    (void)be;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
 
 // ---- the DaTo pruning ops: backend.h's checks around the kernels of cuda_dato.h ------------------
 
@@ -205,6 +262,9 @@ static const dato_backend_ops cuda_ops = {
     .upload = cuda_upload,
     .download = cuda_download,
     .synchronize = cuda_synchronize,
+    .alloc_host = cuda_alloc_host,
+    .free_host = cuda_free_host,
+    .upload_async = cuda_upload_async,
     .conv2d = cuda_conv2d,
     .linear = cuda_linear,
     .group_norm = cuda_group_norm,
@@ -232,6 +292,10 @@ static const dato_backend_ops cuda_ops = {
     .dato_select_keep = cuda_dato_select_keep,
     .dato_gather_kept = cuda_dato_gather_kept,
     .dato_scatter_recover = cuda_dato_scatter_recover,
+    .capture_begin = cuda_capture_begin,
+    .capture_end = cuda_capture_end,
+    .graph_launch = cuda_graph_launch,
+    .graph_free = cuda_graph_free,
 };
 
 // ---- init and destroy -----------------------------------------------------------------------------
@@ -239,8 +303,10 @@ static const dato_backend_ops cuda_ops = {
 // Frees whatever of cuda's resources exist (a partial init too), then cuda itself.
 static void cuda_release(cuda_backend* cuda) {
     if (cuda->stream) cudaStreamSynchronize(cuda->stream);
+    cuda_cudnn_destroy(cuda);
     if (cuda->col) cudaFree(cuda->col);
     if (cuda->half) cudaFree(cuda->half);
+    if (cuda->cublas_ws) cudaFree(cuda->cublas_ws);
     if (cuda->cublas) cublasDestroy(cuda->cublas);
     if (cuda->stream) cudaStreamDestroy(cuda->stream);
     cudaGetLastError(); // nothing to report from a teardown
@@ -292,15 +358,42 @@ extern "C" dato_status dato_backend_cuda_init(dato_backend* be, int device, dato
     }
     if (cudaMalloc(&cuda->col, CUDA_COL_BYTES) != cudaSuccess) cuda->col = NULL;
     if (cuda->col && cudaMalloc(&cuda->half, CUDA_HALF_BYTES) != cudaSuccess) cuda->half = NULL;
-    if (!cuda->col || !cuda->half) {
+    if (cuda->half && cudaMalloc(&cuda->cublas_ws, CUDA_CUBLAS_WS_BYTES) != cudaSuccess) cuda->cublas_ws = NULL;
+    // cuBLAS's own workspace, so that no GEMM allocates, even inside a graph capture
+    if (cuda->cublas_ws &&
+        cublasSetWorkspace(cuda->cublas, cuda->cublas_ws, CUDA_CUBLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS) {
+        cudaFree(cuda->cublas_ws);
+        cuda->cublas_ws = NULL;
+    }
+    if (!cuda->col || !cuda->half || !cuda->cublas_ws) {
         cudaGetLastError();
         cuda_release(cuda);
         return dato_fail(err, DATO_ERR_NOMEM, "cuda backend: %zu MiB of scratch do not fit on device %d",
-                         (CUDA_COL_BYTES + CUDA_HALF_BYTES) >> 20, device);
+                         (CUDA_COL_BYTES + CUDA_HALF_BYTES + CUDA_CUBLAS_WS_BYTES) >> 20, device);
+    }
+    dato_status st = cuda_cudnn_create(cuda, err);
+    if (st) {
+        cuda_release(cuda);
+        return st;
     }
     be->name = "cuda";
     be->device = DATO_DEV_CUDA;
     be->ops = &cuda_ops;
     be->impl = cuda;
+    return DATO_OK;
+}
+
+extern "C" dato_status dato_backend_cuda_configure(dato_backend* be, const dato_cuda_options* opt, dato_error* err) {
+    if (!be || !opt || !be->name || strcmp(be->name, "cuda") != 0)
+        return dato_fail(err, DATO_ERR_INVALID, "cuda backend: configure needs a CUDA backend and options");
+    if (opt->attention != DATO_F32 && opt->attention != DATO_F16 && opt->attention != DATO_BF16)
+        return dato_fail(err, DATO_ERR_INVALID, "cuda backend: attention in %s; F32, F16 or BF16 expected",
+                         dato_dtype_name(opt->attention));
+    if (opt->conv != DATO_CUDA_CONV_AUTO && opt->conv != DATO_CUDA_CONV_IM2COL && opt->conv != DATO_CUDA_CONV_CUDNN)
+        return dato_fail(err, DATO_ERR_INVALID, "cuda backend: conv mode %d; auto, im2col or cudnn expected",
+                         (int)opt->conv);
+    if (opt->conv == DATO_CUDA_CONV_CUDNN && !dato_backend_cuda_has_cudnn())
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "cuda backend: conv cudnn, but this build has no cuDNN");
+    cuda_impl(be)->opt = *opt;
     return DATO_OK;
 }

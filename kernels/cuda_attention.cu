@@ -10,8 +10,10 @@
 // above the diagonal to -inf; key 0 is in every query's first tile, so m is finite after it.
 //
 // Inputs are read as f32 and every product is an f32 FMA on the CUDA cores. The faster version,
-// left for later, rounds q, k, v to f16/bf16 and runs both products as tensor-core MMAs
-// (mma.sync / wgmma) with f32 accumulation, FlashAttention-2 style.
+// cuda_attention_mma.cu, rounds q, k, v (and the probabilities) to f16/bf16 and runs both
+// products as tensor-core MMAs (wmma) with f32 accumulation, FlashAttention-2 style: the op
+// calls it instead of this kernel when the backend's opt.attention is F16 or BF16
+// (dato_backend_cuda_configure); the argument checks below serve both.
 #include <math.h>
 
 #include "cuda_ops.h"
@@ -182,8 +184,13 @@ extern "C" dato_status cuda_attention(dato_backend* be, dato_tensor* out, const 
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "attention: q %s with %d heads exceeds the grid",
                          dato_shape_str(q, sq, sizeof sq), heads);
 
-    // Over 48 KiB of shared memory (head dims above 80) needs the kernel's opt-in.
     cuda_backend* cb = cuda_impl(be);
+    if (cb->opt.attention != DATO_F32)
+        return cuda_attention_mma(cb, (float*)out->data, (const float*)q->data, (const float*)k->data,
+                                  (const float*)v->data, batch, nq, nk, heads, (int)d, scale, causal,
+                                  cb->opt.attention, err);
+
+    // Over 48 KiB of shared memory (head dims above 80) needs the kernel's opt-in.
     size_t smem = attn_smem_bytes((int)d);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

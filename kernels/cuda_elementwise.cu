@@ -13,10 +13,9 @@
 #define EW_THREADS 256
 #define EW_MAX_BLOCKS 65536 // grid-stride loops cover the rest
 
-// Timesteps of one timestep_embedding call travel as a kernel argument, with the frequencies
-// computed on the host by the CPU's exact formula: no device buffer and no per-call allocation.
-#define TSEMB_MAX_BATCH 64
-#define TSEMB_MAX_HALF 512 // dim <= 1024; 2.3 KB of arguments, under the 4 KB kernel-parameter limit
+// The frequencies of one timestep_embedding call travel as a kernel argument, computed on the host
+// by the CPU's exact formula; the timesteps are read from device memory when the kernel runs.
+#define TSEMB_MAX_HALF 512 // dim <= 1024; 2 KB of arguments, under the 4 KB kernel-parameter limit
 
 // Blocks for a grid-stride loop over work items.
 static int grid_for(int64_t work) {
@@ -276,34 +275,38 @@ extern "C" dato_status cuda_copy(dato_backend* be, dato_tensor* out, const dato_
 // ---- timestep embedding ---------------------------------------------------------------------------
 
 typedef struct {
-    float t[TSEMB_MAX_BATCH];   // (B) timesteps
     float freq[TSEMB_MAX_HALF]; // (half) exp(-ln(max_period) * i / (half - freq_shift))
 } tsemb_args;
 
-// out (B, 2*half): [sin(t f), cos(t f)], or [cos, sin] when flip. One thread per (n, i).
-__global__ void timestep_embedding_kernel(float* out, tsemb_args args, int batch, int half, int flip) {
+// out (B, 2*half): [sin(t f), cos(t f)], or [cos, sin] when flip, for t (B). One thread per (n, i).
+__global__ void timestep_embedding_kernel(float* out, const float* t, tsemb_args args, int batch, int half,
+                                          int flip) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= batch * half) return;
     int n = idx / half, i = idx % half;
-    float arg = args.t[n] * args.freq[i];
+    float arg = t[n] * args.freq[i];
     float* row = out + (int64_t)n * 2 * half; // (2 * half)
     row[(flip ? half : 0) + i] = sinf(arg);
     row[(flip ? 0 : half) + i] = cosf(arg);
 }
 
-extern "C" dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host,
+extern "C" dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t,
                                                int flip_sin_to_cos, float freq_shift, float max_period,
                                                dato_error* err) {
-    dato_status st = cuda_check("timestep_embedding", "out", out, 2, 0, err);
-    if (st) return st;
+    dato_status st;
+    if ((st = cuda_check("timestep_embedding", "out", out, 2, 0, err)) ||
+        (st = cuda_check("timestep_embedding", "t", t, 0, 0, err)))
+        return st;
     int64_t batch = out->shape[0], dim = out->shape[1], half = dim / 2;
     if (dim % 2 != 0 || dim == 0)
         return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: dim %lld is not even and positive", (long long)dim);
-    if (batch > TSEMB_MAX_BATCH || half > TSEMB_MAX_HALF)
+    if (dato_tensor_numel(t) != batch)
+        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t holds %lld timesteps for %lld rows of out",
+                         (long long)dato_tensor_numel(t), (long long)batch);
+    if (half > TSEMB_MAX_HALF || batch * half > INT32_MAX)
         return dato_fail(err, DATO_ERR_UNSUPPORTED,
-                         "timestep_embedding: out (%lld, %lld) exceeds the CUDA backend's (%d, %d) limit",
-                         (long long)batch, (long long)dim, TSEMB_MAX_BATCH, 2 * TSEMB_MAX_HALF);
-    if (batch > 0 && !t_host) return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t_host is NULL");
+                         "timestep_embedding: out (%lld, %lld) exceeds the CUDA backend's dim limit %d",
+                         (long long)batch, (long long)dim, 2 * TSEMB_MAX_HALF);
     if (!(max_period > 0.0f) || !((double)half - freq_shift != 0.0))
         return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: max_period %g, freq_shift %g for half dim %lld",
                          (double)max_period, (double)freq_shift, (long long)half);
@@ -313,10 +316,9 @@ extern "C" dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* ou
     tsemb_args args = {};
     float neg_log_period = (float)-log((double)max_period);
     float denom = (float)((double)half - (double)freq_shift);
-    for (int64_t n = 0; n < batch; n++) args.t[n] = t_host[n];
     for (int64_t i = 0; i < half; i++) args.freq[i] = expf(neg_log_period * (float)i / denom);
     int work = (int)(batch * half);
     timestep_embedding_kernel<<<(work + EW_THREADS - 1) / EW_THREADS, EW_THREADS, 0, cuda_impl(be)->stream>>>(
-        (float*)out->data, args, (int)batch, (int)half, flip_sin_to_cos);
+        (float*)out->data, (const float*)t->data, args, (int)batch, (int)half, flip_sin_to_cos);
     return cuda_check_launch("timestep_embedding", err);
 }

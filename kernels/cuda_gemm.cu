@@ -1,4 +1,5 @@
-// The GEMM-backed ops of the CUDA backend: linear and conv2d through cuBLAS.
+// The GEMM-backed ops of the CUDA backend: linear and conv2d through cuBLAS (conv2d through cuDNN
+// first, unless configured for im2col: cuda_conv_cudnn.cu).
 //
 // Row-major tensors meet column-major cuBLAS by reading every matrix transposed: a row-major
 // (R, C) matrix with row stride ld is, to cuBLAS, a column-major (C, R) matrix with the same ld.
@@ -221,9 +222,16 @@ extern "C" dato_status cuda_conv2d(dato_backend* be, dato_tensor* out, const dat
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: input %s, weight %s exceed the int sizes of cuBLAS",
                          dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
-    // Faster alternatives to measure on the GPU: cuDNN's convolutions, or an implicit-GEMM kernel
-    // that gathers the im2col tile on the fly instead of writing it to memory and reading it back.
+    // cuDNN (cuda_conv_cudnn.cu) unless configured for im2col. In AUTO mode, a case it does not
+    // take (no cuDNN in the build, a shape or dtype it refuses, a tile over its scratch, a full plan
+    // cache) runs on im2col below; in CUDNN mode that is the error. (cb->cudnn is NULL in a build
+    // without cuDNN: AUTO goes straight to im2col.)
     cuda_backend* cb = cuda_impl(be);
+    if (cb->opt.conv == DATO_CUDA_CONV_CUDNN || (cb->opt.conv == DATO_CUDA_CONV_AUTO && cb->cudnn)) {
+        st = cuda_cudnn_conv2d(cb, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err);
+        if (st != DATO_ERR_UNSUPPORTED || cb->opt.conv == DATO_CUDA_CONV_CUDNN) return st;
+        if (err) err->msg[0] = '\0';
+    }
     const float* xd = (const float*)x->data; // (B, Ci, H, W)
     float* od = (float*)out->data;           // (B, Co, Ho*Wo)
     dato_dtype dt = w->dtype;

@@ -15,10 +15,12 @@
 #include <stddef.h>
 
 #include "backend.h"
+#include "backend_cuda.h"
 
 // Fixed scratch sizes, allocated at init: ops tile their work to fit them.
 #define CUDA_COL_BYTES ((size_t)256 << 20)  // conv2d im2col tile (F32, or F16/BF16 for half weights)
 #define CUDA_HALF_BYTES ((size_t)128 << 20) // a GEMM's activations converted to F16/BF16
+#define CUDA_CUBLAS_WS_BYTES ((size_t)32 << 20) // cuBLAS's workspace (NVIDIA's advice for Hopper)
 
 typedef struct {
     // First member by the convention of dato_backend_destroy: every backend with private
@@ -30,7 +32,10 @@ typedef struct {
     cublasHandle_t cublas;   // bound to stream
     void* col;               // (CUDA_COL_BYTES) im2col tile
     void* half;              // (CUDA_HALF_BYTES) activations in the weights' half dtype
+    void* cublas_ws;         // (CUDA_CUBLAS_WS_BYTES) cuBLAS's workspace
     cudaError_t sticky;      // the first launch error seen, reported by the next op
+    dato_cuda_options opt;   // dato_backend_cuda_configure's choices
+    void* cudnn;             // cuda_conv_cudnn.cu's state (handle, plans); NULL without cuDNN
 } cuda_backend;
 
 static inline cuda_backend* cuda_impl(dato_backend* be) { return (cuda_backend*)be->impl; }
@@ -58,8 +63,26 @@ dato_status cuda_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x
                         const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
 
 // ---- cuda_attention.cu ---------------------------------------------------------------------------
+// The op: checks, then the f32 kernel, or cuda_attention_mma when opt.attention is F16/BF16.
 dato_status cuda_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                            const dato_tensor* v, int heads, float scale, int causal, dato_error* err);
+
+// ---- cuda_attention_mma.cu -----------------------------------------------------------------------
+// Tensor-core attention on checked arguments: out (B, Nq, H*D) for q (B, Nq, H*D), k, v (B, Nk, H*D),
+// head dim d <= 160, q, k, v and the probabilities rounded to dt (F16 or BF16), f32 accumulation.
+dato_status cuda_attention_mma(cuda_backend* cb, float* out, const float* q, const float* k, const float* v,
+                               int64_t batch, int64_t nq, int64_t nk, int heads, int d, float scale, int causal,
+                               dato_dtype dt, dato_error* err);
+
+// ---- cuda_conv_cudnn.cu (cuda_conv_none.cu in a build without cuDNN) -------------------------------
+// Creates cb->cudnn (handle on cb->stream, empty plan cache); DATO_OK and NULL without cuDNN.
+dato_status cuda_cudnn_create(cuda_backend* cb, dato_error* err);
+void cuda_cudnn_destroy(cuda_backend* cb);
+// conv2d through cuDNN on checked arguments (cuda_conv2d's). DATO_ERR_UNSUPPORTED when cuDNN
+// cannot run this case (no cuDNN, a dtype or shape it refuses): AUTO then falls back to im2col.
+dato_status cuda_cudnn_conv2d(cuda_backend* cb, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                              const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                              dato_error* err);
 
 // ---- cuda_norm.cu --------------------------------------------------------------------------------
 dato_status cuda_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
@@ -79,7 +102,7 @@ dato_status cuda_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_t
 dato_status cuda_axpby(dato_backend* be, dato_tensor* out, float alpha, const dato_tensor* a, float beta,
                        const dato_tensor* b, dato_error* err);
 dato_status cuda_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
-dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
                                     float freq_shift, float max_period, dato_error* err);
 
 // ---- cuda_layout.cu ------------------------------------------------------------------------------

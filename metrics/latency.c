@@ -139,8 +139,9 @@ typedef struct {
     float* x_host;            // (rows, C, h, w)
     float* y_host;            // (rows, C, h, w)
     float* t_host;            // (rows)
-    const float* time_ids;    // (rows, 6) SDXL, else NULL
-    dato_tensor x, y, ctx, te; // device views
+    int sdxl;                 // time_ids used
+    dato_tensor x, y, ctx, te, t, ids; // device views; t (rows), ids (rows, 6)
+    dato_unet_graphs graphs;  // replayed as the pipeline's device loop replays them
 } unet_call;
 
 static dato_status time_unet_call(void* vctx, dato_error* err) {
@@ -151,9 +152,9 @@ static dato_status time_unet_call(void* vctx, dato_error* err) {
     int full = c->u->n_branches + 1;
     dato_unet_plan plan = {.depth = c->depth, .write_cache = c->depth == full};
     if (c->ratio > 0) DATO_TRY(dato_runtime_prepare(c->rt, 2, c->ratio, &plan, err));
-    dato_unet_inputs in = {.sample = &c->x, .timesteps = c->t_host, .context = &c->ctx,
-                           .text_embeds = c->te.data ? &c->te : NULL, .time_ids = c->time_ids};
-    DATO_TRY(dato_unet_forward(c->u, c->ws, &plan, &in, &c->y, err));
+    dato_unet_inputs in = {.sample = &c->x, .timesteps = &c->t, .context = &c->ctx,
+                           .text_embeds = c->te.data ? &c->te : NULL, .time_ids = c->sdxl ? &c->ids : NULL};
+    DATO_TRY(dato_unet_forward_graphed(c->u, c->ws, &plan, &in, &c->y, &c->graphs, err));
     be->ops->download(be, c->y_host, c->y.data, bytes);
     if (c->ratio > 0) dato_runtime_record(c->rt, c->y_host);
     return DATO_OK;
@@ -252,7 +253,7 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     // Host: x, y (rows latents each), t, time ids, context staging; the overhead buffers.
     size_t host_n = 2 * (size_t)rows * latent + (size_t)rows * 7 + ctx_n + (size_t)rows * P + 6 * n;
     float* host = malloc(host_n * sizeof *host);
-    void* dev = be->ops->alloc(be, (2 * (size_t)rows * latent + ctx_n + (size_t)rows * P) * sizeof(float));
+    void* dev = be->ops->alloc(be, (2 * (size_t)rows * latent + ctx_n + (size_t)rows * (P + 7)) * sizeof(float));
     dato_status st = host && dev ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "latency calibrate: out of memory");
     if (!st) st = dato_unet_ws_create(&ws, u, rows, s->height, s->width, s->seq, 1, err);
     if (!st) st = dato_runtime_create(&rt, u, rows, s->guided ? s->batch : 0, s->height, s->width, &pc, err);
@@ -279,7 +280,7 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
                         (float)(8 * s->width)};
         memcpy(ids + (size_t)i * 6, id6, sizeof id6);
     }
-    uc.time_ids = P ? ids : NULL;
+    uc.sdxl = P > 0;
     float* d = dev;
     uc.x = dato_tensor_make(d, DATO_F32, be->device, 4, (int64_t[]){rows, cfg->in_channels, s->height, s->width});
     uc.y = dato_tensor_make(d + (size_t)rows * latent, DATO_F32, be->device, 4,
@@ -292,6 +293,11 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
                                  (int64_t[]){rows, P});
         be->ops->upload(be, uc.te.data, te_host, (size_t)rows * P * sizeof(float));
     }
+    float* d_t = d + 2 * (size_t)rows * latent + ctx_n + (size_t)rows * P; // (rows), then ids (rows, 6)
+    uc.t = dato_tensor_make(d_t, DATO_F32, be->device, 1, (int64_t[]){rows});
+    uc.ids = dato_tensor_make(d_t + rows, DATO_F32, be->device, 2, (int64_t[]){rows, 6});
+    be->ops->upload(be, uc.t.data, uc.t_host, (size_t)rows * sizeof(float));
+    be->ops->upload(be, uc.ids.data, ids, (size_t)rows * 6 * sizeof(float));
     uc.ws = &ws;
     uc.rt = rt;
     // The runtime scores tokens from the two latest predictions: give it two fake ones, and the
@@ -339,6 +345,7 @@ done:
     free(samples);
     dato_sampler_destroy(oc.s);
     dato_runtime_destroy(rt);
+    dato_unet_graphs_free(&uc.graphs, be);
     if (ws.block) dato_unet_ws_free(&ws, u);
     if (dev) be->ops->free(be, dev);
     free(host);

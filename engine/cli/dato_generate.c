@@ -33,7 +33,19 @@ typedef struct {
     char default_model[4096];
     unsigned long long seed;
     dato_sampler_kind sampler;
+    dato_loop_kind loop;
+    int conv;                       // --conv: an index of CONV_NAMES, dato_cuda_conv's order
 } options;
+
+static const char* const LOOP_NAMES[] = {"auto", "host", "device"};  // dato_loop_kind's order
+static const char* const CONV_NAMES[] = {"auto", "im2col", "cudnn"}; // dato_cuda_conv's order
+
+// The index of v in names[0..n), or -1.
+static int name_index(const char* v, const char* const* names, int n) {
+    for (int k = 0; k < n; k++)
+        if (!strcmp(v, names[k])) return k;
+    return -1;
+}
 
 static void usage(FILE* f) {
     fprintf(f,
@@ -72,7 +84,12 @@ static void usage(FILE* f) {
             "  --device N             the CUDA device for --backend cuda (default 0)\n"
             "  --dtype f32|f16|bf16   how Linear/Conv weights are stored (default f32): f16/bf16 convert them\n"
             "                         at load (round to nearest even; half the weight memory) and multiply on\n"
-            "                         tensor cores with f32 accumulation; needs --backend cuda\n"
+            "                         tensor cores with f32 accumulation, the attention products too;\n"
+            "                         needs --backend cuda\n"
+            "  --loop auto|host|device where the sampler runs (default auto: host on the CPU, device on CUDA):\n"
+            "                         host keeps the latents on the host (diffusers' arithmetic, the reference);\n"
+            "                         device keeps them on the backend and replays the UNet calls as graphs\n"
+            "  --conv auto|im2col|cudnn how CUDA runs convolutions (default auto: cuDNN where the build has it)\n"
             "  --threads N            CPU threads (default: all)\n"
             "  --help                 this text\n");
 }
@@ -116,6 +133,16 @@ static int parse_args(int argc, char** argv, options* o) {
                 fprintf(stderr, "dato-generate: --dtype: %s\n", err.msg);
                 return 0;
             }
+        }
+        else if (!strcmp(a, "--loop") || !strcmp(a, "--conv")) {
+            int is_loop = !strcmp(a, "--loop"), k = name_index(v, is_loop ? LOOP_NAMES : CONV_NAMES, 3);
+            if (k < 0) {
+                fprintf(stderr, "dato-generate: %s '%s': expected %s\n", a, v,
+                        is_loop ? "auto, host or device" : "auto, im2col or cudnn");
+                return 0;
+            }
+            if (is_loop) o->loop = (dato_loop_kind)k;
+            else o->conv = k;
         }
         else if (!strcmp(a, "--steps")) o->steps = (int)strtol(v, &end, 10);
         else if (!strcmp(a, "--batch")) o->batch = (int)strtol(v, &end, 10);
@@ -175,7 +202,11 @@ static int backend_init(dato_backend* be, const options* o) {
         return 0;
     }
 #ifdef DATO_HAVE_CUDA
-    if (dato_backend_cuda_init(be, o->device, &err)) {
+    // Half weights take the attention products onto the tensor cores too.
+    dato_cuda_options copt = {.attention = o->dtype, .conv = (dato_cuda_conv)o->conv};
+    dato_status st = dato_backend_cuda_init(be, o->device, &err);
+    if (!st && (st = dato_backend_cuda_configure(be, &copt, &err))) dato_backend_destroy(be);
+    if (st) {
         fprintf(stderr, "dato-generate: --backend cuda --device %d: %s\n", o->device, err.msg);
         return 0;
     }
@@ -411,7 +442,7 @@ int main(int argc, char** argv) {
         progress_state ps = {.t0 = now_s(), .what = what};
         dato_generate_params gp = {.steps = o.steps, .sampler = kind, .guidance = o.guidance, .seed = o.seed + j,
                                    .height = h, .width = w, .cond = &cond, .schedule = sched,
-                                   .progress = print_progress, .progress_ctx = &ps};
+                                   .progress = print_progress, .progress_ctx = &ps, .loop = o.loop};
         float* lj = lat + (size_t)j * B * latent;
         dato_status st = DATO_OK;
         double t_base = 0;

@@ -161,18 +161,23 @@ dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
     return DATO_OK;
 }
 
-dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
                                    float freq_shift, float max_period, dato_error* err) {
     (void)be;
-    dato_status st = cpu_check("timestep_embedding", "out", out, 2, err);
-    if (st) return st;
+    dato_status st;
+    if ((st = cpu_check("timestep_embedding", "out", out, 2, err)) ||
+        (st = cpu_check("timestep_embedding", "t", t, 0, err)))
+        return st;
     int64_t batch = out->shape[0], dim = out->shape[1], half = dim / 2;
     if (dim % 2 != 0 || dim == 0)
         return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: dim %lld is not even and positive", (long long)dim);
-    if (batch > 0 && !t_host) return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t_host is NULL");
+    if (dato_tensor_numel(t) != batch)
+        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t holds %lld timesteps for %lld rows of out",
+                         (long long)dato_tensor_numel(t), (long long)batch);
     if (!(max_period > 0.0f) || !((double)half - freq_shift != 0.0))
         return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: max_period %g, freq_shift %g for half dim %lld",
                          (double)max_period, (double)freq_shift, (long long)half);
+    const float* td = t->data; // (B)
     // As torch computes it in diffusers' get_timestep_embedding: the Python-double scalars
     // -ln(max_period) and (half - freq_shift) become f32, then every step is f32.
     float neg_log_period = (float)-log((double)max_period);
@@ -183,7 +188,7 @@ dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const flo
         float* cos_half = od + n * dim + (flip_sin_to_cos ? 0 : half); // (half)
         for (int64_t i = 0; i < half; i++) {
             float exponent = neg_log_period * (float)i / denom;
-            float arg = t_host[n] * expf(exponent);
+            float arg = td[n] * expf(exponent);
             sin_half[i] = sinf(arg);
             cos_half[i] = cosf(arg);
         }

@@ -138,7 +138,7 @@ dato_status cpu_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_te
 dato_status cpu_axpby(dato_backend* be, dato_tensor* out, float alpha, const dato_tensor* a, float beta,
                       const dato_tensor* b, dato_error* err);
 dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
-dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const float* t_host, int flip_sin_to_cos,
+dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
                                    float freq_shift, float max_period, dato_error* err);
 // cpu_dato.c
 dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,

@@ -1,5 +1,5 @@
-// Parity of the CUDA backend's GEMM-backed ops (linear, conv2d; kernels/cuda_gemm.cu) and its
-// fused attention (kernels/cuda_attention.cu) with the CPU backend, on seeded random inputs.
+// Parity of the CUDA backend's GEMM-backed ops (linear, conv2d on im2col; kernels/cuda_gemm.cu) and
+// its f32 fused attention (kernels/cuda_attention.cu) with the CPU backend, on seeded random inputs.
 // Every GPU output starts poisoned with NaN, so an element the op misses fails the test.
 //
 // Tolerances, all max|got - ref| / max|ref| (an abs tolerance scaled by the output's largest
@@ -16,74 +16,12 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "cuda_device.h"
+#include "gpu_tensors.h"
 #include "tensor.h"
 #include "test_util.h"
 
 #define TOL_F32 1e-5
 #define TOL_HALF 1e-3
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-// Uniform in [-1, 1) (xorshift64*).
-static float frand(void) {
-    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
-    return (float)((rng * 0x2545F4914F6CDD1Dull) >> 40) / (float)(1 << 23) - 1.0f;
-}
-
-// n random floats in [-scale, scale), malloc'd.
-static float* rand_buf(size_t n, float scale) {
-    float* p = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) p[i] = scale * frand();
-    return p;
-}
-
-static size_t numel(int ndim, const int64_t* shape) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    return n;
-}
-
-// x (n) rounded through dtype dt (a copy, malloc'd): what the GPU computes with.
-static float* rounded(const float* x, size_t n, dato_dtype dt) {
-    float* r = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++)
-        r[i] = dt == DATO_F16 ? dato_f16_to_f32(dato_f32_to_f16(x[i]))
-             : dt == DATO_BF16 ? dato_bf16_to_f32(dato_f32_to_bf16(x[i])) : x[i];
-    return r;
-}
-
-// A device tensor holding host (shape) converted to dtype dt on the host.
-static dato_tensor dev_tensor(dato_backend* gpu, const float* host, dato_dtype dt, int ndim, const int64_t* shape) {
-    size_t n = numel(ndim, shape), bytes = n * dato_dtype_size(dt);
-    void* d = gpu->ops->alloc(gpu, bytes);
-    if (dt == DATO_F32) {
-        gpu->ops->upload(gpu, d, host, bytes);
-    } else {
-        uint16_t* h = malloc(bytes);
-        for (size_t i = 0; i < n; i++) h[i] = dt == DATO_F16 ? dato_f32_to_f16(host[i]) : dato_f32_to_bf16(host[i]);
-        gpu->ops->upload(gpu, d, h, bytes);
-        free(h);
-    }
-    return dato_tensor_make(d, dt, DATO_DEV_CUDA, ndim, shape);
-}
-
-// An F32 device tensor filled with NaN.
-static dato_tensor dev_poisoned(dato_backend* gpu, int ndim, const int64_t* shape) {
-    size_t n = numel(ndim, shape);
-    float* nan = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) nan[i] = NAN;
-    dato_tensor t = dev_tensor(gpu, nan, DATO_F32, ndim, shape);
-    free(nan);
-    return t;
-}
-
-// The device tensor t (F32) on the host, malloc'd.
-static float* to_host(dato_backend* gpu, const dato_tensor* t) {
-    size_t bytes = dato_tensor_nbytes(t);
-    float* h = malloc(bytes);
-    gpu->ops->download(gpu, h, t->data, bytes);
-    return h;
-}
 
 // Prints and checks max|got - ref| / max|ref| <= tol.
 static void compare(const char* what, const float* got, const float* ref, size_t n, double tol) {
@@ -245,7 +183,10 @@ int main(void) {
     }
     dato_error err = {{0}};
     dato_backend cpu, gpu;
-    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK) {
+    // conv2d on im2col + cuBLAS, the path this file covers (cuDNN's: test_cuda_conv_cudnn.c)
+    dato_cuda_options opt = {.conv = DATO_CUDA_CONV_IM2COL};
+    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK ||
+        dato_backend_cuda_configure(&gpu, &opt, &err) != DATO_OK) {
         fprintf(stderr, "backend init: %s\n", err.msg);
         return 1;
     }

@@ -11,7 +11,9 @@
 // 1.6e-2 for bf16. A partial step reuses the cache its own full step wrote with the same half
 // weights, so it matches that full step at f32 level (1e-5), as in test_cuda_pipeline.
 // The half output must also differ from the f32 one: equal outputs would mean the weights were
-// not converted. Exits 77 (skipped) without CUDA or a GPU.
+// not converted. Each half dtype runs twice: attention in f32, then as dato-generate --dtype runs
+// it, attention on the tensor cores in the same dtype (q, k, v and p rounded: about u more per
+// attention, inside the same 4u). Exits 77 (skipped) without CUDA or a GPU.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,11 +87,13 @@ static dato_status unet_run(dato_backend* be, dato_dtype dt, const unet_io* io, 
     dato_tensor hy = dato_tensor_f32_4d(nan, xs[0], u.cfg.out_channels, xs[2], xs[3]);
     dato_tensor x = to_device(be, &hx); // (B, Ci, H, W)
     dato_tensor c = to_device(be, &hc); // (B, S, X)
+    dato_tensor ht = dato_tensor_f32_1d(io->t, xs[0]);
+    dato_tensor t = to_device(be, &ht); // (B)
     dato_tensor y = nan ? to_device(be, &hy) : hy; // (B, Co, H, W)
-    dato_status st = x.data && c.data && y.data && nan && part
+    dato_status st = x.data && c.data && t.data && y.data && nan && part
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "unet %s: cannot allocate the inputs", DIR);
     if (!st) st = dato_unet_ws_create(&ws, &u, (int)xs[0], (int)xs[2], (int)xs[3], (int)io->cs[1], 1, err);
-    dato_unet_inputs in = {.sample = &x, .timesteps = io->t, .context = &c};
+    dato_unet_inputs in = {.sample = &x, .timesteps = &t, .context = &c};
     dato_unet_plan plan = dato_unet_plan_full(&u);
     plan.write_cache = 1;
     if (!st) st = dato_unet_forward(&u, &ws, &plan, &in, &y, err);
@@ -103,8 +107,8 @@ static dato_status unet_run(dato_backend* be, dato_dtype dt, const unet_io* io, 
         *partial = e > *partial || e != e ? e : *partial;
     }
     if (ws.block) dato_unet_ws_free(&ws, &u);
-    void* bufs[] = {x.data, c.data, nan ? y.data : NULL};
-    for (int i = 0; i < 3; i++)
+    void* bufs[] = {x.data, c.data, t.data, nan ? y.data : NULL};
+    for (int i = 0; i < 4; i++)
         if (bufs[i]) be->ops->free(be, bufs[i]);
     free(nan);
     free(part);
@@ -142,13 +146,20 @@ int main(void) {
     }
     const dato_dtype dts[2] = {DATO_F16, DATO_BF16};
     const double tols[2] = {TOL_F16, TOL_BF16};
-    for (int k = 0; k < 2 && !st; k++) {
+    for (int run = 0; run < 4 && !st; run++) {
+        int k = run / 2, attn_half = run % 2;
+        dato_cuda_options opt = {.attention = attn_half ? dts[k] : DATO_F32};
+        if (dato_backend_cuda_configure(&gpu, &opt, &err)) {
+            CHECK(0, "configure: %s", err.msg);
+            break;
+        }
         dato_status sh = unet_run(&gpu, dts[k], &io, half, &partial, &n_half, &err);
         CHECK(sh == DATO_OK, "%s weights: %s", dato_dtype_name(dts[k]), err.msg);
         if (sh) continue;
         double e_ref = test_rel_err(half, io.ref, io.n_out), e_f32 = test_rel_err(half, f32, io.n_out);
-        printf("sd15 %-4s weights (%d slots): vs diffusers %.3e, vs f32 weights %.3e (tol %.1e); partial vs full "
-               "%.3e (tol %.0e)\n", dato_dtype_name(dts[k]), n_half, e_ref, e_f32, tols[k], partial, TOL_PARTIAL);
+        printf("sd15 %-4s weights (%d slots), attention %-4s: vs diffusers %.3e, vs f32 weights %.3e (tol %.1e); "
+               "partial vs full %.3e (tol %.0e)\n", dato_dtype_name(dts[k]), n_half,
+               dato_dtype_name(opt.attention), e_ref, e_f32, tols[k], partial, TOL_PARTIAL);
         CHECK(n_half > 0, "%s: no slot was converted", dato_dtype_name(dts[k]));
         CHECK(e_ref <= tols[k], "%s weights: off diffusers' by %.3e", dato_dtype_name(dts[k]), e_ref);
         CHECK(e_f32 <= tols[k], "%s weights: off the f32 weights' output by %.3e", dato_dtype_name(dts[k]), e_f32);

@@ -263,10 +263,13 @@ static void test_copy(ctx* c, int ndim, const int64_t* shape) {
 static void test_timestep_embedding(ctx* c, int64_t batch, int64_t dim, const float* t, int flip, float shift) {
     dato_error err = {{0}};
     int64_t shape[2] = {batch, dim};
-    pair out = pair_poison(c, 2, shape);
-    CHECK_OK(c->cpu.ops->timestep_embedding(&c->cpu, &out.h, t, flip, shift, 10000.0f, &err), "timestep_embedding");
-    CHECK_OK(c->gpu.ops->timestep_embedding(&c->gpu, &out.d, t, flip, shift, 10000.0f, &err), "timestep_embedding");
+    pair out = pair_poison(c, 2, shape), ts = pair_alloc(c, 1, &batch);
+    memcpy(ts.h.data, t, (size_t)batch * sizeof(float));
+    pair_sync_up(c, &ts);
+    CHECK_OK(c->cpu.ops->timestep_embedding(&c->cpu, &out.h, &ts.h, flip, shift, 10000.0f, &err), "timestep_embedding");
+    CHECK_OK(c->gpu.ops->timestep_embedding(&c->gpu, &out.d, &ts.d, flip, shift, 10000.0f, &err), "timestep_embedding");
     compare(c, flip ? "timestep_embedding (cos, sin)" : "timestep_embedding (sin, cos)", &out, TOL);
+    pair_free(c, &ts);
     pair_free(c, &out);
 }
 
@@ -405,11 +408,11 @@ static void test_errors(ctx* c) {
     st = c->gpu.ops->group_norm(&c->gpu, &x.d, &x.d, &g.d, &g.d, 5, 1e-5f, 0, &err);
     CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "group_norm") && strstr(err.msg, "5 groups"), "groups: %s",
           err.msg);
-    int64_t many[2] = {65, 320};
-    dato_tensor big = dato_tensor_make(x.d.data, DATO_F32, DATO_DEV_CUDA, 2, many);
-    float t[65] = {0};
-    st = c->gpu.ops->timestep_embedding(&c->gpu, &big, t, 1, 0.0f, 10000.0f, &err);
-    CHECK(st == DATO_ERR_UNSUPPORTED && strstr(err.msg, "timestep_embedding"), "65 timesteps: %s", err.msg);
+    int64_t wide[2] = {1, 2048};
+    dato_tensor big = dato_tensor_make(x.d.data, DATO_F32, DATO_DEV_CUDA, 2, wide);
+    dato_tensor t1 = dato_tensor_make(g.d.data, DATO_F32, DATO_DEV_CUDA, 1, (int64_t[]){1});
+    st = c->gpu.ops->timestep_embedding(&c->gpu, &big, &t1, 1, 0.0f, 10000.0f, &err);
+    CHECK(st == DATO_ERR_UNSUPPORTED && strstr(err.msg, "timestep_embedding"), "dim 2048: %s", err.msg);
     void* p = c->gpu.ops->alloc(&c->gpu, 0);
     CHECK(p != NULL, "alloc(0) returned NULL");
     c->gpu.ops->free(&c->gpu, p);

@@ -104,13 +104,17 @@ static dato_status unet_run(dato_backend* be, const char* dir, const unet_io* io
     dato_tensor x = to_device(be, &hx);   // (B, Ci, H, W)
     dato_tensor c = to_device(be, &hc);   // (B, S, X)
     dato_tensor te = to_device(be, &hte); // (B, P), SDXL only
+    dato_tensor ht = dato_tensor_f32_1d(io->t, xs[0]);
+    dato_tensor hids = dato_tensor_f32_2d(io->time_ids ? io->time_ids : io->sample, xs[0], 6);
+    dato_tensor t = to_device(be, &ht);     // (B)
+    dato_tensor ids = to_device(be, &hids); // (B, 6), SDXL only
     dato_tensor y = poisoned(be, xs[0], u.cfg.out_channels, xs[2], xs[3]); // (B, Co, H, W)
     float* part = malloc(io->n_out * sizeof *part);
-    dato_status st = x.data && c.data && te.data && y.data && part
+    dato_status st = x.data && c.data && te.data && t.data && ids.data && y.data && part
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "unet %s: cannot allocate the inputs", dir);
     if (!st) st = dato_unet_ws_create(&ws, &u, (int)xs[0], (int)xs[2], (int)xs[3], (int)io->cs[1], 1, err);
-    dato_unet_inputs in = {.sample = &x, .timesteps = io->t, .context = &c,
-                           .text_embeds = io->text_embeds ? &te : NULL, .time_ids = io->time_ids};
+    dato_unet_inputs in = {.sample = &x, .timesteps = &t, .context = &c,
+                           .text_embeds = io->text_embeds ? &te : NULL, .time_ids = io->time_ids ? &ids : NULL};
     dato_unet_plan plan = dato_unet_plan_full(&u);
     plan.write_cache = 1;
     if (!st) st = dato_unet_forward(&u, &ws, &plan, &in, &y, err);
@@ -125,8 +129,8 @@ static dato_status unet_run(dato_backend* be, const char* dir, const unet_io* io
     }
     free(part);
     if (ws.block) dato_unet_ws_free(&ws, &u);
-    void* bufs[] = {x.data, c.data, te.data, y.data};
-    for (int i = 0; i < 4; i++)
+    void* bufs[] = {x.data, c.data, te.data, t.data, ids.data, y.data};
+    for (int i = 0; i < 6; i++)
         if (bufs[i]) be->ops->free(be, bufs[i]);
     dato_unet_free(&u);
     return st;

@@ -67,7 +67,7 @@ static int write_ldm_file(const char* dir, const char* out_path) {
 typedef struct {
     float *sample, *t, *ctx, *text_embeds, *time_ids, *ref;
     size_t n_sample, n_ctx, n_te, n_out;
-    dato_tensor x, c, te, out;
+    dato_tensor x, c, te, out, t_t, ids_t; // t_t (B) and ids_t (B, 6) view t and time_ids
     float* got;
 } io_fixture;
 
@@ -115,8 +115,11 @@ static void free_io(io_fixture* io) {
 }
 
 static dato_unet_inputs inputs_of(io_fixture* io) {
-    return (dato_unet_inputs){.sample = &io->x, .timesteps = io->t, .context = &io->c,
-                              .text_embeds = io->text_embeds ? &io->te : NULL, .time_ids = io->time_ids};
+    io->t_t = dato_tensor_f32_1d(io->t, io->x.shape[0]);
+    io->ids_t = dato_tensor_f32_2d(io->time_ids, io->x.shape[0], 6);
+    return (dato_unet_inputs){.sample = &io->x, .timesteps = &io->t_t, .context = &io->c,
+                              .text_embeds = io->text_embeds ? &io->te : NULL,
+                              .time_ids = io->time_ids ? &io->ids_t : NULL};
 }
 
 // Runs a full forward of u on the fixture and returns max|diff|/max|ref|.

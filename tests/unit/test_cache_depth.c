@@ -78,8 +78,9 @@ static void check_model(const char* name) {
     dato_tensor ty = dato_tensor_f32_4d(y, xs->shape[0], xs->shape[1], xs->shape[2], xs->shape[3]);
     dato_tensor tc = dato_tensor_f32_3d(c, cs->shape[0], cs->shape[1], cs->shape[2]);
     dato_tensor tt = dato_tensor_f32_2d(te, xs->shape[0], u.cfg.add_embed_in - 6 * u.cfg.addition_time_embed_dim);
-    dato_unet_inputs in = {.sample = &tx, .timesteps = t, .context = &tc, .text_embeds = te ? &tt : NULL,
-                           .time_ids = ids};
+    dato_tensor t_t = dato_tensor_f32_1d(t, xs->shape[0]), ids_t = dato_tensor_f32_2d(ids, xs->shape[0], 6);
+    dato_unet_inputs in = {.sample = &tx, .timesteps = &t_t, .context = &tc, .text_embeds = te ? &tt : NULL,
+                           .time_ids = ids ? &ids_t : NULL};
     dato_unet_ws ws;
     st = dato_unet_ws_create(&ws, &u, (int)xs->shape[0], (int)xs->shape[2], (int)xs->shape[3], (int)cs->shape[1], 1,
                              &err);

@@ -433,14 +433,15 @@ static void test_timestep_embedding(dato_backend* be) {
         {0.73325181f, 0.831231713f, 0.931405663f, 0.0979427248f, 0.679957211f, -0.555926144f, -0.764972925f, 0.995192051f},
         {0.841470957f, 0.809746027f, 0.117000185f, 9.99999902e-05f, 0.540302336f, 0.586780548f, 0.995146692f, 1.0f},
         {-0.467771798f, 0.58159709f, 0.870330215f, 0.0499791615f, -0.883849263f, 0.81347698f, 0.553400874f, 0.998750269f}};
-    const float t[3] = {981.0f, 1.0f, 500.0f};
+    float t[3] = {981.0f, 1.0f, 500.0f};
+    dato_tensor tt = dato_tensor_f32_1d(t, 3);
     float out[3 * 320];
     dato_tensor to = dato_tensor_f32_2d(out, 3, 320);
     dato_error err = {{0}};
     for (int variant = 0; variant < 2; variant++) {
         int flip = variant == 0;
         float shift = variant == 0 ? 0.0f : 1.0f;
-        CHECK(be->ops->timestep_embedding(be, &to, t, flip, shift, 10000.0f, &err) == DATO_OK, "%s", err.msg);
+        CHECK(be->ops->timestep_embedding(be, &to, &tt, flip, shift, 10000.0f, &err) == DATO_OK, "%s", err.msg);
         double e_torch = 0, e_double = 0;
         for (int b = 0; b < 3; b++) {
             for (int i = 0; i < 8; i++)
@@ -525,9 +526,13 @@ static void test_errors(dato_backend* be) {
     expect_error(be->ops->geglu(be, &go, &gx, &err), DATO_ERR_INVALID, &err, "geglu: out (3, 4) is not x (3, 9)");
     expect_error(be->ops->add(be, &lo, &lx, &lx, &err), DATO_ERR_INVALID, &err, "add: out (3, 5) does not match a (3, 10)");
     dato_tensor odd = dato_tensor_f32_2d(buf, 2, 7);
-    float t[2] = {1, 2};
-    expect_error(be->ops->timestep_embedding(be, &odd, t, 1, 0.0f, 10000.0f, &err), DATO_ERR_INVALID, &err,
+    float t[3] = {1, 2, 3};
+    dato_tensor t2 = dato_tensor_f32_1d(t, 2), t3 = dato_tensor_f32_1d(t, 3);
+    expect_error(be->ops->timestep_embedding(be, &odd, &t2, 1, 0.0f, 10000.0f, &err), DATO_ERR_INVALID, &err,
                  "dim 7 is not even");
+    dato_tensor even = dato_tensor_f32_2d(buf, 2, 6);
+    expect_error(be->ops->timestep_embedding(be, &even, &t3, 1, 0.0f, 10000.0f, &err), DATO_ERR_INVALID, &err,
+                 "t holds 3 timesteps for 2 rows");
     dato_tensor small = dato_tensor_f32_4d(buf, 1, 2, 3, 3), up_bad = dato_tensor_f32_4d(buf, 1, 2, 6, 5);
     expect_error(be->ops->upsample_nearest2x(be, &up_bad, &small, &err), DATO_ERR_INVALID, &err,
                  "upsample_nearest2x: out (1, 2, 6, 5)");
