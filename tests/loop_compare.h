@@ -21,12 +21,13 @@ typedef struct {
     const char* name; // for the report, e.g. "cpu host"
 } loop_side;
 
-// A 10-step schedule of every kind of step: full, partial (depth 1, 2), reuse (depth 0), pruned.
+// A 10-step schedule of every kind of step: full, partial (depth 1, 2), reuse (depth 0), pruned (at
+// two ratios of the full depth, the third step of one of them replayable from a graph).
 static dato_schedule loop_mixed_schedule(int n_branches) {
     dato_schedule s = {.steps = 10, .n_branches = n_branches};
     int full = n_branches + 1;
-    const dato_gene genes[10] = {{full, 0}, {full, 0}, {1, 0}, {0, 0}, {full, 0.5f},
-                                 {2, 0}, {full, 0.3f}, {0, 0}, {1, 0.7f}, {full, 0}};
+    const dato_gene genes[10] = {{full, 0}, {full, 0}, {1, 0.7f}, {0, 0}, {full, 0.5f},
+                                 {2, 0}, {full, 0.5f}, {0, 0}, {full, 0.3f}, {full, 0.5f}};
     memcpy(s.genes, genes, sizeof genes);
     return s;
 }
