@@ -302,13 +302,8 @@ static void step_plms(dato_sampler* s, int call, const float* model_out, float* 
     const float* e4 = s->eps[(s->newest + 1) & 3];
     int order = call == 1 ? 0 : s->num_eps; // 0: the Heun-like average of call 1
 
-    float a = s->alphas_cumprod[t];
-    float a_prev = prev >= 0 ? s->alphas_cumprod[prev] : s->final_alpha_cumprod;
-    float b = 1.0f - a, b_prev = 1.0f - a_prev;
-    float sqrt_a = sqrtf(a), sqrt_b = sqrtf(b);
-    float sample_coeff = sqrtf(a_prev / a);
-    float denom = a * sqrtf(b_prev) + sqrtf(a * b * a_prev);
-    float diff = a_prev - a;
+    plms_step ps = plms_step_at(s, t, prev);
+    float sqrt_a = ps.sqrt_a, sqrt_b = ps.sqrt_b, sample_coeff = ps.sample_coeff, denom = ps.denom, diff = ps.diff;
     float one_24th = (float)(1.0 / 24.0);
     bool v_pred = cfg->prediction_type == DATO_PREDICT_V;
     for (size_t i = 0; i < s->numel; i++) {

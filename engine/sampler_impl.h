@@ -71,6 +71,20 @@ static inline ddim_step ddim_step_at(const dato_sampler* s, int call) {
     return d;
 }
 
+// PLMS's update from timestep t to prev (PNDMScheduler._get_prev_sample): x_prev =
+// sample_coeff x - diff e / denom, with e = the combined eps (v-prediction: sqrt_a e + sqrt_b x).
+typedef struct {
+    float sqrt_a, sqrt_b, sample_coeff, denom, diff;
+} plms_step;
+
+static inline plms_step plms_step_at(const dato_sampler* s, int t, int prev) {
+    float a = s->alphas_cumprod[t];
+    float a_prev = prev >= 0 ? s->alphas_cumprod[prev] : s->final_alpha_cumprod;
+    float b = 1.0f - a, b_prev = 1.0f - a_prev;
+    return (plms_step){.sqrt_a = sqrtf(a), .sqrt_b = sqrtf(b), .sample_coeff = sqrtf(a_prev / a),
+                       .denom = a * sqrtf(b_prev) + sqrtf(a * b * a_prev), .diff = a_prev - a};
+}
+
 // The coefficients of DPM-Solver++(2M)'s step i (midpoint): x0 from the output at `from`, then
 // x_next = c_x x - c_d0 x0 (first order: the first and the last step, lower_order_final), or
 // x_next = c_x x - c_d0 x0 - c_d1 inv_r0 (x0 - x0_prev).

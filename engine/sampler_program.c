@@ -70,13 +70,8 @@ static void plan_plms(const dato_sampler* s, int call, program* p) {
     } else {
         prev = t - ratio;
     }
-    float a = s->alphas_cumprod[t];
-    float a_prev = prev >= 0 ? s->alphas_cumprod[prev] : s->final_alpha_cumprod;
-    float b = 1.0f - a, b_prev = 1.0f - a_prev;
-    float sqrt_a = sqrtf(a), sqrt_b = sqrtf(b);
-    float sample_coeff = sqrtf(a_prev / a);
-    float denom = a * sqrtf(b_prev) + sqrtf(a * b * a_prev);
-    float diff = a_prev - a;
+    plms_step ps = plms_step_at(s, t, prev);
+    float sqrt_a = ps.sqrt_a, sqrt_b = ps.sqrt_b, sample_coeff = ps.sample_coeff, denom = ps.denom, diff = ps.diff;
     double k = (double)diff / denom;
     double c_from = sample_coeff, c_e = -k;
     if (cfg->prediction_type == DATO_PREDICT_V) {
