@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "gpu_test.h"
 #include "tensor.h"
 
 static uint64_t gpu_test_rng = 0x9E3779B97F4A7C15ull;

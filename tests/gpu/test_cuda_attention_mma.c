@@ -92,16 +92,9 @@ static void test_configure_errors(dato_backend* gpu) {
 }
 
 int main(void) {
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    dato_error err = {{0}};
     dato_backend cpu, gpu;
-    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK) {
-        fprintf(stderr, "backend init: %s\n", err.msg);
-        return 1;
-    }
+    int start = gpu_test_start(&cpu, &gpu);
+    if (start) return start;
 
     const dato_dtype dts[2] = {DATO_F16, DATO_BF16};
     for (int i = 0; i < 2; i++) {

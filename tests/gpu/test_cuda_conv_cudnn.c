@@ -127,20 +127,14 @@ static void run_case(dato_backend* cpu, dato_backend* gpu, const conv_case* c, d
 
 int main(int argc, char** argv) {
     (void)argc, (void)argv; // argv[1]: dato-generate's path, unused
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
     if (!dato_backend_cuda_has_cudnn()) {
         printf("this build has no cuDNN (kernels/CMakeLists.txt did not find it, or -DDATO_CUDNN=OFF): skipped\n");
         return 77;
     }
     dato_error err = {{0}};
     dato_backend cpu, gpu;
-    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK) {
-        fprintf(stderr, "backend init: %s\n", err.msg);
-        return 1;
-    }
+    int start = gpu_test_start(&cpu, &gpu);
+    if (start) return start;
     char desc[256];
     if (dato_cuda_describe(0, desc, sizeof desc, &err) == DATO_OK) printf("device: %s\n", desc);
 

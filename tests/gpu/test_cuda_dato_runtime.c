@@ -20,6 +20,7 @@
 
 #include "backend_cuda.h"
 #include "cuda_device.h"
+#include "gpu_test.h"
 #include "dato.h"
 #include "dato_loop_fixture.h"
 #include "fixture.h"
@@ -302,16 +303,9 @@ static void check_unit(dato_backend* cpu, dato_backend* gpu, const char* name, i
 // ---- main: 3. the pruning loops (dato_loop_fixture.h) -------------------------------------------------
 
 int main(void) {
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    dato_error err = {{0}};
     dato_backend cpu, gpu;
-    if (dato_backend_cpu_init(&cpu, 0, &err) || dato_backend_cuda_init(&gpu, 0, &err)) {
-        CHECK(0, "backends: %s", err.msg);
-        return test_summary();
-    }
+    int start = gpu_test_start(&cpu, &gpu);
+    if (start) return start;
     check_ops(&cpu, &gpu, 2, 32, 32, 320, 1);
     check_ops(&cpu, &gpu, 3, 7, 9, 77, 2);
     check_unit(&cpu, &gpu, "prune_unit", 0);

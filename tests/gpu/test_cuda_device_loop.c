@@ -7,21 +7,13 @@
 //     what the device loop differs by on the CPU (test_device_loop);
 //   - the device loop twice: a graph replays the same kernels on the same data, so bit for bit (0).
 // Exits 77 (skipped) without CUDA or a GPU.
-#include "backend_cuda.h"
-#include "cuda_device.h"
+#include "gpu_test.h"
 #include "loop_compare.h"
 
 int main(void) {
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    dato_error err = {{0}};
     dato_backend cpu, gpu;
-    if (dato_backend_cpu_init(&cpu, 0, &err) || dato_backend_cuda_init(&gpu, 0, &err)) {
-        fprintf(stderr, "backend init: %s\n", err.msg);
-        return 1;
-    }
+    int start = gpu_test_start(&cpu, &gpu);
+    if (start) return start;
     loop_side cpu_host = {&cpu, DATO_LOOP_HOST, "cpu host"}, cuda_host = {&gpu, DATO_LOOP_HOST, "cuda host"};
     loop_side cuda_device = {&gpu, DATO_LOOP_DEVICE, "cuda device"};
     const char* models[] = {"sd15", "sdxl"};

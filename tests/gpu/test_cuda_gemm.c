@@ -177,17 +177,14 @@ static void test_errors(dato_backend* gpu) {
 }
 
 int main(void) {
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
-    dato_error err = {{0}};
     dato_backend cpu, gpu;
+    int start = gpu_test_start(&cpu, &gpu);
+    if (start) return start;
     // conv2d on im2col + cuBLAS, the path this file covers (cuDNN's: test_cuda_conv_cudnn.c)
+    dato_error err = {{0}};
     dato_cuda_options opt = {.conv = DATO_CUDA_CONV_IM2COL};
-    if (dato_backend_cpu_init(&cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&gpu, 0, &err) != DATO_OK ||
-        dato_backend_cuda_configure(&gpu, &opt, &err) != DATO_OK) {
-        fprintf(stderr, "backend init: %s\n", err.msg);
+    if (dato_backend_cuda_configure(&gpu, &opt, &err)) {
+        fprintf(stderr, "configure: %s\n", err.msg);
         return 1;
     }
 

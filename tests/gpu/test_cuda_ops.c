@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "cuda_device.h"
+#include "gpu_test.h"
 #include "rng.h"
 #include "test_util.h"
 
@@ -424,16 +425,9 @@ static void test_errors(ctx* c) {
 }
 
 int main(void) {
-    if (dato_cuda_device_count() == 0) {
-        printf("no CUDA device: skipped\n");
-        return 77;
-    }
     ctx c;
-    dato_error err = {{0}};
-    if (dato_backend_cpu_init(&c.cpu, 0, &err) != DATO_OK || dato_backend_cuda_init(&c.gpu, 0, &err) != DATO_OK) {
-        fprintf(stderr, "backend init: %s\n", err.msg);
-        return 1;
-    }
+    int start = gpu_test_start(&c.cpu, &c.gpu);
+    if (start) return start;
     CHECK(strcmp(c.gpu.name, "cuda") == 0 && c.gpu.device == DATO_DEV_CUDA, "backend '%s'", c.gpu.name);
     dato_rng_seed(&c.rng, 20240611);
     test_activations(&c);
