@@ -213,8 +213,8 @@ typedef struct {
 
 // dato_unet_forward, replayed from a graph where it can be: on a backend with graphs, a plan
 // without a self-attention hook, or with a replayable one, is captured at the second call of its
-// (depth, variant), after one direct call has let every op make its one-time choices (algorithms,
-// kernel attributes), and replayed from then on. A graph reads its inputs' contents at launch but is bound
+// (depth, variant), after one direct call has let every op make its one-time choices (algorithms),
+// and replayed from then on. A graph reads its inputs' contents at launch but is bound
 // to their buffers: a call with other buffers (or workspace) captures anew. The backend's other ops
 // may run between calls; nothing may wait for the device during the capture. Elsewhere: a plain call.
 dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,

@@ -371,7 +371,8 @@ extern "C" dato_status dato_backend_cuda_init(dato_backend* be, int device, dato
         return dato_fail(err, DATO_ERR_NOMEM, "cuda backend: %zu MiB of scratch do not fit on device %d",
                          (CUDA_COL_BYTES + CUDA_HALF_BYTES + CUDA_CUBLAS_WS_BYTES) >> 20, device);
     }
-    dato_status st = cuda_cudnn_create(cuda, err);
+    dato_status st = cuda_attention_setup(err);
+    if (!st) st = cuda_cudnn_create(cuda, err);
     if (st) {
         cuda_release(cuda);
         return st;

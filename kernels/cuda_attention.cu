@@ -153,6 +153,19 @@ attention_kernel(float* out, const float* q, const float* k, const float* v, int
     }
 }
 
+extern "C" dato_status cuda_attention_setup(dato_error* err) {
+    // Over 48 KiB of shared memory (head dims above 80) needs each kernel's opt-in, made once here:
+    // an op must not change function attributes, which a graph capture may not allow.
+    size_t smem = attn_smem_bytes(ATTN_MAX_D);
+    cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "attention: %zu bytes of shared memory for head dim %d: %s", smem,
+                         ATTN_MAX_D, cudaGetErrorString(e));
+    }
+    return cuda_attention_mma_setup(err);
+}
+
 extern "C" dato_status cuda_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                                       const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
     dato_status st;
@@ -190,14 +203,7 @@ extern "C" dato_status cuda_attention(dato_backend* be, dato_tensor* out, const 
                                   (const float*)v->data, batch, nq, nk, heads, (int)d, scale, causal,
                                   cb->opt.attention, err);
 
-    // Over 48 KiB of shared memory (head dims above 80) needs the kernel's opt-in.
-    size_t smem = attn_smem_bytes((int)d);
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess)
-            return dato_fail(err, DATO_ERR_UNSUPPORTED, "attention: %zu bytes of shared memory for head dim %lld: %s",
-                             smem, (long long)d, cudaGetErrorString(e));
-    }
+    size_t smem = attn_smem_bytes((int)d); // over 48 KiB above head dim 80: opted in at init
     dim3 grid((unsigned)q_tiles, (unsigned)heads, (unsigned)batch);
     attention_kernel<<<grid, ATTN_THREADS, smem, cb->stream>>>((float*)out->data, (const float*)q->data,
                                                                (const float*)k->data, (const float*)v->data, nq, nk,

@@ -257,19 +257,25 @@ attention_mma_kernel(float* out, const float* q, const float* k, const float* v,
     }
 }
 
-// Opts the instantiation in to smem bytes of shared memory where over 48 KiB, then launches it.
+// Opts the instantiation in to the shared memory of its largest head dim (NC chunks), once at init:
+// an op must not change function attributes, which a graph capture may not allow.
+template <typename T, int NC, int BK>
+static dato_status opt_in(dato_error* err) {
+    size_t smem = mma_layout_for(NC * 16, BK).bytes;
+    cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<T, NC, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)smem);
+    if (e == cudaSuccess) return DATO_OK;
+    cudaGetLastError();
+    return dato_fail(err, DATO_ERR_UNSUPPORTED, "attention: %zu bytes of shared memory for head dims up to %d: %s", smem,
+                     NC * 16, cudaGetErrorString(e));
+}
+
+// Launches the instantiation (opted in by cuda_attention_mma_setup).
 template <typename T, int NC, int BK>
 static dato_status launch(cuda_backend* cb, float* out, const float* q, const float* k, const float* v, int64_t batch,
                           int64_t nq, int64_t nk, int heads, int d, float scale, int causal, dato_error* err) {
     int dpad = (d + 15) / 16 * 16;
     size_t smem = mma_layout_for(dpad, BK).bytes;
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attention_mma_kernel<T, NC, BK>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess)
-            return dato_fail(err, DATO_ERR_UNSUPPORTED, "attention: %zu bytes of shared memory for head dim %d: %s",
-                             smem, d, cudaGetErrorString(e));
-    }
     // float4 loads: every row start (b, i, h) * d + i * channels is a multiple of 4 floats when d
     // is, and cudaMalloc'd tensors are 256-byte aligned (checked, not assumed).
     bool vec = d % 4 == 0 && ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 == 0;
@@ -289,6 +295,20 @@ static dato_status dispatch(cuda_backend* cb, float* out, const float* q, const 
     if (d <= 64) return launch<T, 4, 64>(cb, out, q, k, v, batch, nq, nk, heads, d, scale, causal, err);
     if (d <= 80) return launch<T, 5, 64>(cb, out, q, k, v, batch, nq, nk, heads, d, scale, causal, err);
     return launch<T, MMA_MAX_D / 16, 32>(cb, out, q, k, v, batch, nq, nk, heads, d, scale, causal, err);
+}
+
+// The instantiations dispatch picks, by head dim: see there.
+template <typename T>
+static dato_status opt_in_all(dato_error* err) {
+    DATO_TRY((opt_in<T, 3, 64>(err)));
+    DATO_TRY((opt_in<T, 4, 64>(err)));
+    DATO_TRY((opt_in<T, 5, 64>(err)));
+    return opt_in<T, MMA_MAX_D / 16, 32>(err);
+}
+
+extern "C" dato_status cuda_attention_mma_setup(dato_error* err) {
+    DATO_TRY(opt_in_all<__half>(err));
+    return opt_in_all<__nv_bfloat16>(err);
 }
 
 extern "C" dato_status cuda_attention_mma(cuda_backend* cb, float* out, const float* q, const float* k, const float* v,

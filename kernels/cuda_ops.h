@@ -63,11 +63,15 @@ dato_status cuda_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x
                         const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
 
 // ---- cuda_attention.cu ---------------------------------------------------------------------------
+// At init: opts the attention kernels (f32 and MMA) in to the shared memory they need.
+dato_status cuda_attention_setup(dato_error* err);
 // The op: checks, then the f32 kernel, or cuda_attention_mma when opt.attention is F16/BF16.
 dato_status cuda_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                            const dato_tensor* v, int heads, float scale, int causal, dato_error* err);
 
 // ---- cuda_attention_mma.cu -----------------------------------------------------------------------
+// At init (from cuda_attention_setup): every MMA instantiation's shared-memory opt-in.
+dato_status cuda_attention_mma_setup(dato_error* err);
 // Tensor-core attention on checked arguments: out (B, Nq, H*D) for q (B, Nq, H*D), k, v (B, Nk, H*D),
 // head dim d <= 160, q, k, v and the probabilities rounded to dt (F16 or BF16), f32 accumulation.
 dato_status cuda_attention_mma(cuda_backend* cb, float* out, const float* q, const float* k, const float* v,
