@@ -403,8 +403,10 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
     if (!st && !g->cfg) slot[DATO_SLOT_OUT] = y_c; // no guidance: the raw output is the model output
     float* t_all = dev + slots * n;   // (calls, n2) every call's timesteps
     float* noise_host = pinned + (size_t)calls * n2; // (B, C, h, w)
-    for (int k = 0; k < calls && !st; k++)
-        for (int i = 0; i < n2; i++) pinned[(size_t)k * n2 + i] = dato_sampler_call_info(s, k).timestep;
+    for (int k = 0; k < calls && !st; k++) {
+        float t = dato_sampler_call_info(s, k).timestep;
+        for (int i = 0; i < n2; i++) pinned[(size_t)k * n2 + i] = t;
+    }
     if (!st) {
         op->upload(be, t_all, pinned, (size_t)calls * n2 * sizeof(float));
         op->upload(be, slot[DATO_SLOT_X].data, latents, n * sizeof(float));

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "backend.h"
@@ -74,6 +75,50 @@ static inline float* to_host(dato_backend* gpu, const dato_tensor* t) {
     float* h = malloc(bytes);
     gpu->ops->download(gpu, h, t->data, bytes);
     return h;
+}
+
+// The reference of a GPU conv2d: the CPU backend's on x (B, Ci, H, W) and w (Co, Ci, kh, kw)
+// rounded through dt (what the GPU multiplies), + b (Co) unless NULL. ref (B, Co, Ho, Wo), malloc'd;
+// NULL, said on stderr, when the CPU op fails.
+static inline float* cpu_conv2d_ref(dato_backend* cpu, const float* x, const float* w, const float* b, dato_dtype dt,
+                                    const int64_t* x_shape, const int64_t* w_shape, const int64_t* o_shape, int sh,
+                                    int sw, int ph, int pw) {
+    size_t nx = numel(4, x_shape), nw = numel(4, w_shape);
+    float *xr = rounded(x, nx, dt), *wr = rounded(w, nw, dt), *ref = malloc(numel(4, o_shape) * sizeof(float));
+    dato_tensor cx = dato_tensor_make(xr, DATO_F32, DATO_DEV_CPU, 4, x_shape);
+    dato_tensor cw = dato_tensor_make(wr, DATO_F32, DATO_DEV_CPU, 4, w_shape);
+    dato_tensor cb = dato_tensor_f32_1d((float*)b, w_shape[0]);
+    dato_tensor cout = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, 4, o_shape);
+    dato_error err = {{0}};
+    if (cpu->ops->conv2d(cpu, &cout, &cx, &cw, b ? &cb : NULL, sh, sw, ph, pw, &err)) {
+        fprintf(stderr, "cpu conv2d: %s\n", err.msg);
+        free(ref);
+        ref = NULL;
+    }
+    free(xr), free(wr);
+    return ref;
+}
+
+// The reference of a GPU attention: the CPU backend's on q (B, Nq, H*D), k, v (B, Nk, H*D) rounded
+// through dt. ref (B, Nq, H*D), malloc'd; NULL, said on stderr, when the CPU op fails.
+static inline float* cpu_attention_ref(dato_backend* cpu, const float* q, const float* k, const float* v, dato_dtype dt,
+                                       const int64_t* q_shape, const int64_t* k_shape, int heads, float scale,
+                                       int causal) {
+    size_t n_q = numel(3, q_shape), n_k = numel(3, k_shape);
+    float *qr = rounded(q, n_q, dt), *kr = rounded(k, n_k, dt), *vr = rounded(v, n_k, dt);
+    float* ref = malloc(n_q * sizeof(float));
+    dato_tensor cq = dato_tensor_make(qr, DATO_F32, DATO_DEV_CPU, 3, q_shape);
+    dato_tensor ck = dato_tensor_make(kr, DATO_F32, DATO_DEV_CPU, 3, k_shape);
+    dato_tensor cv = dato_tensor_make(vr, DATO_F32, DATO_DEV_CPU, 3, k_shape);
+    dato_tensor cout = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, 3, q_shape);
+    dato_error err = {{0}};
+    if (cpu->ops->attention(cpu, &cout, &cq, &ck, &cv, heads, scale, causal, &err)) {
+        fprintf(stderr, "cpu attention: %s\n", err.msg);
+        free(ref);
+        ref = NULL;
+    }
+    free(qr), free(kr), free(vr);
+    return ref;
 }
 
 #endif

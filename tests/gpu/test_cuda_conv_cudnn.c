@@ -70,23 +70,16 @@ static void run_case(dato_backend* cpu, dato_backend* gpu, const conv_case* c, d
     float* x = rand_buf(nx, 1.0f);
     float* w = rand_buf(nw, 0.1f);
     float* b = c->bias ? rand_buf((size_t)co, 1.0f) : NULL;
-    float* xr = rounded(x, nx, dt);
-    float* wr = rounded(w, nw, dt);
-    float* ref = malloc(no * sizeof(float));
+    float* ref = cpu_conv2d_ref(cpu, x, w, b, dt, x_shape, w_shape, o_shape, c->sh, c->sw, c->ph, c->pw);
+    CHECK(ref != NULL, "%s: cpu conv2d reference", c->name);
     dato_error err = {{0}};
-
-    dato_tensor cx = dato_tensor_make(xr, DATO_F32, DATO_DEV_CPU, 4, x_shape);
-    dato_tensor cw = dato_tensor_make(wr, DATO_F32, DATO_DEV_CPU, 4, w_shape);
-    dato_tensor cb = dato_tensor_f32_1d(b, co);
-    dato_tensor cout = dato_tensor_make(ref, DATO_F32, DATO_DEV_CPU, 4, o_shape);
-    dato_status st = cpu->ops->conv2d(cpu, &cout, &cx, &cw, c->bias ? &cb : NULL, c->sh, c->sw, c->ph, c->pw, &err);
-    CHECK(st == DATO_OK, "cpu conv2d: %s", err.msg);
+    dato_status st;
 
     dato_tensor gx = dev_tensor(gpu, x, DATO_F32, 4, x_shape);
     dato_tensor gw = dev_tensor(gpu, w, dt, 4, w_shape);
-    dato_tensor gb = c->bias ? dev_tensor(gpu, b, DATO_F32, 1, &co) : cb;
+    dato_tensor gb = c->bias ? dev_tensor(gpu, b, DATO_F32, 1, &co) : dato_tensor_f32_1d(NULL, co);
     dato_tensor go = dato_tensor_make(gpu->ops->alloc(gpu, no * sizeof(float)), DATO_F32, DATO_DEV_CUDA, 4, o_shape);
-    CHECK(gx.data && gw.data && gb.data && go.data, "%s: device allocation failed", c->name);
+    CHECK(gx.data && gw.data && (!c->bias || gb.data) && go.data, "%s: device allocation failed", c->name);
 
     const dato_cuda_conv modes[3] = {DATO_CUDA_CONV_IM2COL, DATO_CUDA_CONV_CUDNN, DATO_CUDA_CONV_AUTO};
     float* cudnn_out = NULL;
@@ -106,9 +99,9 @@ static void run_case(dato_backend* cpu, dato_backend* gpu, const conv_case* c, d
         if (st != DATO_OK) continue;
         CHECK(modes[m] != DATO_CUDA_CONV_AUTO || err.msg[0] == '\0', "%s: AUTO left a message: %s", what, err.msg);
         float* got = to_host(gpu, &go);
-        double rel = test_rel_err(got, ref, no), tol = tolerance(modes[m], dt);
+        double rel = ref ? test_rel_err(got, ref, no) : 1e30, tol = tolerance(modes[m], dt);
         if (modes[m] == DATO_CUDA_CONV_AUTO && c->cudnn_refuses) tol = tolerance(DATO_CUDA_CONV_IM2COL, dt);
-        printf("%-58s max rel err %.3g (tol %.0e, max |ref| %.3g)\n", what, rel, tol, test_max_abs(ref, no));
+        printf("%-58s max rel err %.3g (tol %.0e, max |ref| %.3g)\n", what, rel, tol, ref ? test_max_abs(ref, no) : 0.0);
         CHECK(rel <= tol, "%s: rel err %.3g over %.0e", what, rel, tol);
         if (modes[m] == DATO_CUDA_CONV_CUDNN) {
             cudnn_out = got;
@@ -122,7 +115,7 @@ static void run_case(dato_backend* cpu, dato_backend* gpu, const conv_case* c, d
 
     gpu->ops->free(gpu, gx.data), gpu->ops->free(gpu, gw.data), gpu->ops->free(gpu, go.data);
     if (c->bias) gpu->ops->free(gpu, gb.data);
-    free(x), free(w), free(b), free(xr), free(wr), free(ref), free(cudnn_out);
+    free(x), free(w), free(b), free(ref), free(cudnn_out);
 }
 
 int main(int argc, char** argv) {
