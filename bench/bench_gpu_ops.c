@@ -1,7 +1,7 @@
 // Single GPU ops on the CUDA backend, at Stable Diffusion 1.5 shapes: attention (the f32 kernel and
 // the tensor-core F16/BF16 kernels, dato_backend_cuda_configure's .attention) and conv2d (f32 and
 // f16 weights, each through im2col + cuBLAS and through cuDNN). One JSON line per row, the same
-// fields as bench/gpu_ops_torch.py prints for PyTorch, so bench/gpu.sh puts both side by side:
+// fields as bench/gpu_ops_torch.py prints for PyTorch, so the GPU kit (scripts/gpu-kit) puts both side by side:
 //   {"impl":"dato","op":"attention"|"conv2d","case":"...","dtype":"f32|f16|bf16","mode":"im2col|cudnn|-",
 //    "ms":...,"tflops":...}
 // ms is the median of --iters calls after --warmup, each bracketed by synchronize (the ops are

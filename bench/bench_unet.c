@@ -1,6 +1,6 @@
 // UNet forward on the CPU or the CUDA backend with seeded random weights in a real config's
 // exact shapes (no weight file needed), Linear/Conv weights in f32 or (CUDA) f16/bf16. Prints
-// one JSON line, the same fields as bench/unet_torch.py, so bench/unet_cpu.sh and bench/gpu.sh
+// one JSON line, the same fields as bench/unet_torch.py, so bench/unet_cpu.sh and scripts/gpu-kit
 // can put both side by side.
 //
 //   bench_unet --config tests/fixtures/manifests/sd15_config.json --latent 64 --batch 2 --iters 1
