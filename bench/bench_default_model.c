@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
     }
     double t_progress = now_s();
     dato_eval_config ec = {.steps = steps, .guidance = guidance, .sampler = p.sched.kind, .seed = (uint64_t)seed,
-                           .per_prompt = per_class, .batch = batch, .progress = print_progress,
+                           .images = n_prompts * per_class, .batch = batch, .progress = print_progress,
                            .progress_ctx = &t_progress};
     if (dato_evaluator_create(&ev, &p, &fx, (const char* const*)prompts, n_prompts, &ec, &err)) {
         fprintf(stderr, "bench_default_model: %s\n", err.msg);

@@ -37,6 +37,9 @@ typedef struct {
     // copy happens after the ops before it and before the ops after it. src_host must keep its
     // contents until then: until the next synchronize or download. CPU: a plain copy.
     void (*upload_async)(dato_backend* be, void* dst, const void* src_host, size_t bytes);
+    // Bytes of device memory free for new allocations now (CPU: the host's available memory); 0 when
+    // unknown. What sizes batches to fit (dato-search).
+    size_t (*mem_available)(dato_backend* be);
 
     // ---- dense layers ----------------------------------------------------------------------
     // out (B, Co, Ho, Wo) = conv2d(x (B, Ci, H, W), w (Co, Ci, kh, kw)) + b (Co) or no bias if b == NULL.

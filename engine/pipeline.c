@@ -169,6 +169,10 @@ int dato_pipeline_vae_factor(const dato_pipeline* p) {
     return p->has_vae ? 1 << (p->vae.cfg.n_levels - 1) : 1;
 }
 
+int dato_pipeline_size_multiple(const dato_pipeline* p) {
+    return dato_pipeline_vae_factor(p) << (p->unet.cfg.n_levels - 1);
+}
+
 // ---- conditioning ----------------------------------------------------------------------------------
 
 void dato_conditioning_free(dato_conditioning* c) {

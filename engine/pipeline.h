@@ -58,6 +58,9 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
 void dato_pipeline_close(dato_pipeline* p);
 // Pixels per latent pixel: the VAE's upsampling factor, or 1 for a pixel-space model.
 int dato_pipeline_vae_factor(const dato_pipeline* p);
+// What image sides must be multiples of: the VAE factor times the UNet's downsampling (8 << 3 = 64
+// for SD; 2 << 1 for the tiny test models).
+int dato_pipeline_size_multiple(const dato_pipeline* p);
 
 // What the UNet is conditioned on, for B images, rows [uncond x B; cond x B], on the host.
 typedef struct {

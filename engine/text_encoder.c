@@ -48,15 +48,11 @@ static dato_tensor tmp(dato_arena* a, const dato_backend* be, int64_t rows, int6
     return dato_arena_tensor(a, DATO_F32, be->device, 2, (int64_t[]){rows, cols});
 }
 
-// x (B*L, W) += out_proj(causal MHA(LN1 x)); x += fc2(act(fc1(LN2 x))). Scratch: h, q, k, v,
-// o (B*L, W) and f (B*L, I).
-static dato_status layer_forward(const dato_text_encoder* te, dato_backend* be, const dato_te_layer* ly,
-                                 dato_tensor* x, dato_tensor* h, dato_tensor* q, dato_tensor* k, dato_tensor* v,
-                                 dato_tensor* o, dato_tensor* f, int B, int L, dato_error* err) {
+dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int W, int heads, float eps,
+                                  dato_te_act act, int causal, dato_tensor* x, dato_tensor* h, dato_tensor* q,
+                                  dato_tensor* k, dato_tensor* v, dato_tensor* o, dato_tensor* f, dato_error* err) {
     const dato_backend_ops* op = be->ops;
-    const dato_te_config* c = &te->cfg;
-    int64_t W = c->width;
-    DATO_TRY(op->layer_norm(be, h, x, &ly->ln1.w, &ly->ln1.b, c->eps, err));
+    DATO_TRY(op->layer_norm(be, h, x, &ly->ln1.w, &ly->ln1.b, eps, err));
     DATO_TRY(op->linear(be, q, h, &ly->q.w, &ly->q.b, err));
     DATO_TRY(op->linear(be, k, h, &ly->k.w, &ly->k.b, err));
     DATO_TRY(op->linear(be, v, h, &ly->v.w, &ly->v.b, err));
@@ -64,12 +60,12 @@ static dato_status layer_forward(const dato_text_encoder* te, dato_backend* be, 
     dato_tensor k3 = dato_tensor_make(k->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     dato_tensor v3 = dato_tensor_make(v->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     dato_tensor o3 = dato_tensor_make(o->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
-    DATO_TRY(op->attention(be, &o3, &q3, &k3, &v3, c->heads, 1.0f / sqrtf((float)(W / c->heads)), 1, err));
+    DATO_TRY(op->attention(be, &o3, &q3, &k3, &v3, heads, 1.0f / sqrtf((float)(W / heads)), causal, err));
     DATO_TRY(op->linear(be, h, o, &ly->out.w, &ly->out.b, err));
     DATO_TRY(op->add(be, x, x, h, err));
-    DATO_TRY(op->layer_norm(be, h, x, &ly->ln2.w, &ly->ln2.b, c->eps, err));
+    DATO_TRY(op->layer_norm(be, h, x, &ly->ln2.w, &ly->ln2.b, eps, err));
     DATO_TRY(op->linear(be, f, h, &ly->fc1.w, &ly->fc1.b, err));
-    DATO_TRY(c->act == DATO_TE_ACT_GELU ? op->gelu(be, f, f, err) : op->quick_gelu(be, f, f, err));
+    DATO_TRY(act == DATO_TE_ACT_GELU ? op->gelu(be, f, f, err) : op->quick_gelu(be, f, f, err));
     DATO_TRY(op->linear(be, h, f, &ly->fc2.w, &ly->fc2.b, err));
     DATO_TRY(op->add(be, x, x, h, err));
     return DATO_OK;
@@ -116,7 +112,8 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
             else DATO_TRY(op->copy(be, &out, &x, err));
         }
         if (l == n_run) break;
-        DATO_TRY(layer_forward(te, be, &te->layers[l], &x, &h, &q, &k, &v, &o, &f, B, L, err));
+        DATO_TRY(dato_te_layer_forward(be, &te->layers[l], B, L, (int)te->cfg.width, te->cfg.heads, te->cfg.eps,
+                                       te->cfg.act, 1, &x, &h, &q, &k, &v, &o, &f, err));
     }
 
     if (pooled) { // final LayerNorm is per row: norm only the eos rows

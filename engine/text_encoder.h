@@ -76,6 +76,13 @@ typedef struct {
     dato_te_affine ln1, q, k, v, out, ln2, fc1, fc2;
 } dato_te_layer;
 
+// One pre-LN transformer layer as CLIP's text and vision towers have it (CLIPEncoderLayer):
+// x (B*L, W) += out_proj(MHA(LN1 x)) (causal for text, full for vision); x += fc2(act(fc1(LN2 x))).
+// Scratch: h, q, k, v, o (B*L, W) and f (B*L, I).
+dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int W, int heads, float eps,
+                                  dato_te_act act, int causal, dato_tensor* x, dato_tensor* h, dato_tensor* q,
+                                  dato_tensor* k, dato_tensor* v, dato_tensor* o, dato_tensor* f, dato_error* err);
+
 // One parameter: its names in both layouts (without the checkpoint prefix), its shape in the
 // engine, and where OpenCLIP stores it differently: a row block of the fused in_proj
 // (oc_slice 0, 1, 2 = q, k, v; -1 otherwise) or transposed (text_projection).

@@ -479,6 +479,16 @@ void dato_tokenizer_free(dato_tokenizer* t) {
     free(t);
 }
 
+dato_status dato_tokenizer_set_max_len(dato_tokenizer* t, int max_len, dato_error* err) {
+    if (!t || max_len < 2 || max_len > 65536)
+        return dato_fail(err, DATO_ERR_INVALID, "tokenizer: length %d is not in [2, 65536]", max_len);
+    int32_t* content = realloc(t->content, (size_t)max_len * sizeof(int32_t));
+    if (!content) return dato_fail(err, DATO_ERR_NOMEM, "tokenizer: cannot allocate %d ids", max_len);
+    t->content = content;
+    t->max_len = max_len;
+    return DATO_OK;
+}
+
 int dato_tokenizer_max_len(const dato_tokenizer* t) { return t->max_len; }
 int32_t dato_tokenizer_bos_id(const dato_tokenizer* t) { return t->bos; }
 int32_t dato_tokenizer_eos_id(const dato_tokenizer* t) { return t->eos; }

@@ -32,6 +32,10 @@ void dato_tokenizer_free(dato_tokenizer* t);
 dato_status dato_tokenizer_encode(dato_tokenizer* t, const char* utf8, int32_t* ids /* (max_len) */, int* n_tokens,
                                   dato_error* err);
 
+// Sets the length encode writes, as model_max_length does (2..65536). CLIP score
+// (metrics/clip.c) encodes one id past the model's 77 to cut long prompts as torchmetrics does
+// (no eos), where the default keeps the eos last.
+dato_status dato_tokenizer_set_max_len(dato_tokenizer* t, int max_len, dato_error* err);
 int dato_tokenizer_max_len(const dato_tokenizer* t);
 int32_t dato_tokenizer_bos_id(const dato_tokenizer* t);
 int32_t dato_tokenizer_eos_id(const dato_tokenizer* t);

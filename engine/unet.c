@@ -374,37 +374,29 @@ void dato_unet_graphs_free(dato_unet_graphs* g, dato_backend* be) {
     memset(g, 0, sizeof *g);
 }
 
-dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
-                                int with_cache, dato_error* err) {
-    memset(ws, 0, sizeof *ws);
+// The plan of a workspace: the cache tensors' shapes (the main-path input of each up layer), their
+// bytes, and the workspace's peak, from a full step with cache writes on the null backend.
+static dato_status plan_ws(const dato_unet* u, int batch, int h, int w, int seq, dato_tensor* cache_shapes,
+                           size_t* cache_bytes, size_t* peak, dato_error* err) {
     if (batch < 1 || h < 1 || w < 1 || seq < 1)
         return dato_fail(err, DATO_ERR_INVALID, "unet: workspace needs batch, size and sequence >= 1");
-    ws->batch = batch;
-    ws->h = h;
-    ws->w = w;
-    ws->seq = seq;
     const dato_unet_config* c = &u->cfg;
     dato_device dev = u->be->device;
-
-    // Shapes of the cache: the main-path input of each up layer.
     int64_t ch = c->block_channels[c->n_levels - 1];
     int64_t hh = h >> (c->n_levels - 1), ww = w >> (c->n_levels - 1);
-    size_t cache_bytes = 0;
-    dato_tensor cache_shapes[DATO_UNET_MAX_LAYERS];
+    *cache_bytes = 0;
     for (int j = 0; j < u->n_branches; j++) {
         const dato_unet_layer* L = &u->up[j];
         cache_shapes[j] = dato_tensor_make(NULL, DATO_F32, dev, 4, (int64_t[]){batch, ch, hh, ww});
-        cache_bytes += dato_arena_bytes(DATO_F32, (size_t)dato_tensor_numel(&cache_shapes[j]));
+        *cache_bytes += dato_arena_bytes(DATO_F32, (size_t)dato_tensor_numel(&cache_shapes[j]));
         for (int i = 0; i < L->n_mods; i++) module_out_hw(&L->mods[i], &hh, &ww);
         ch = L->cout;
     }
-
-    // Plan: run the full step with cache writes on the null backend over a measuring arena.
     dato_backend null_be;
     dato_backend_null_init(&null_be);
     dato_arena meas = dato_arena_measure();
     dato_tensor fake_cache[DATO_UNET_MAX_LAYERS];
-    memcpy(fake_cache, cache_shapes, sizeof fake_cache);
+    memcpy(fake_cache, cache_shapes, u->n_branches * sizeof *fake_cache);
     dato_tensor x = dato_tensor_make(NULL, DATO_F32, dev, 4, (int64_t[]){batch, c->in_channels, h, w});
     dato_tensor ctx = dato_tensor_make(NULL, DATO_F32, dev, 3, (int64_t[]){batch, seq, c->cross_attention_dim});
     dato_tensor te = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){batch, c->add_embed_in - 6 * c->addition_time_embed_dim});
@@ -417,11 +409,30 @@ dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch,
     dato_status st = check_inputs(u, &in, &out, err);
     if (!st) st = forward_impl(u, &null_be, &meas, fake_cache, &plan, &in, &out, err);
     dato_backend_destroy(&null_be);
-    if (st) return st;
+    *peak = meas.peak;
+    return st;
+}
 
-    ws->block = u->be->ops->alloc(u->be, meas.peak);
-    if (!ws->block) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a %zu-byte workspace", meas.peak);
-    ws->arena = dato_arena_over(ws->block, meas.peak);
+dato_status dato_unet_ws_bytes(const dato_unet* u, int batch, int h, int w, int seq, size_t* ws_bytes,
+                               size_t* cache_bytes, dato_error* err) {
+    dato_tensor cache_shapes[DATO_UNET_MAX_LAYERS];
+    return plan_ws(u, batch, h, w, seq, cache_shapes, cache_bytes, ws_bytes, err);
+}
+
+dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
+                                int with_cache, dato_error* err) {
+    memset(ws, 0, sizeof *ws);
+    dato_tensor cache_shapes[DATO_UNET_MAX_LAYERS];
+    size_t cache_bytes = 0, peak = 0;
+    DATO_TRY(plan_ws(u, batch, h, w, seq, cache_shapes, &cache_bytes, &peak, err));
+    ws->batch = batch;
+    ws->h = h;
+    ws->w = w;
+    ws->seq = seq;
+    dato_device dev = u->be->device;
+    ws->block = u->be->ops->alloc(u->be, peak);
+    if (!ws->block) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a %zu-byte workspace", peak);
+    ws->arena = dato_arena_over(ws->block, peak);
     if (with_cache) {
         ws->cache_block = u->be->ops->alloc(u->be, cache_bytes);
         if (!ws->cache_block) {

@@ -197,6 +197,10 @@ typedef struct {
 
 dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
                                 int with_cache, dato_error* err);
+// The bytes dato_unet_ws_create would allocate for these sizes (the workspace, and the cache), planned
+// without allocating.
+dato_status dato_unet_ws_bytes(const dato_unet* u, int batch, int h, int w, int seq, size_t* ws_bytes,
+                               size_t* cache_bytes, dato_error* err);
 void dato_unet_ws_free(dato_unet_ws* ws, const dato_unet* u);
 
 // out (B, out_channels, H, W) = UNet(inputs) over plan. No allocation: everything comes from ws.

@@ -118,6 +118,16 @@ static void cuda_free_host(dato_backend* be, void* p) {
     if (p) cudaFreeHost(p);
 }
 
+static size_t cuda_mem_available(dato_backend* be) {
+    (void)be;
+    size_t free_bytes = 0, total = 0;
+    if (cudaMemGetInfo(&free_bytes, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return free_bytes;
+}
+
 // From pinned memory the copy is a DMA in stream order: the host does not wait for it.
 static void cuda_upload_async(dato_backend* be, void* dst, const void* src_host, size_t bytes) {
     if (bytes) note_failure(be, cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, cuda_impl(be)->stream));
@@ -265,6 +275,7 @@ static const dato_backend_ops cuda_ops = {
     .alloc_host = cuda_alloc_host,
     .free_host = cuda_free_host,
     .upload_async = cuda_upload_async,
+    .mem_available = cuda_mem_available,
     .conv2d = cuda_conv2d,
     .linear = cuda_linear,
     .group_norm = cuda_group_norm,

@@ -206,6 +206,70 @@ dato_status dato_fid_from_stats(const dato_fid_stats* a, const dato_fid_stats* b
     return dato_frechet_distance(a->dim, a->mu, a->sigma, b->mu, b->sigma, out, err);
 }
 
+dato_status dato_fid_from_features(const float* features, int n, int dim, const dato_fid_stats* ref,
+                                   dato_fid_result* out, dato_error* err) {
+    memset(out, 0, sizeof *out);
+    if (n < 2) return dato_fail(err, DATO_ERR_INVALID, "fid: %d feature vectors; a covariance needs at least 2", n);
+    if (ref->dim != dim)
+        return dato_fail(err, DATO_ERR_INVALID, "fid: features of dim %d and statistics of dim %d", dim, ref->dim);
+    if (n > dim) { // full rank: the statistics path
+        dato_feature_stats acc;
+        dato_fid_stats st = {0};
+        DATO_TRY(dato_feature_stats_init(&acc, dim, err));
+        dato_status status = dato_feature_stats_add(&acc, features, n, err);
+        if (!status) status = dato_feature_stats_finalize(&acc, &st, NULL, err);
+        if (!status) status = dato_frechet_distance(dim, st.mu, st.sigma, ref->mu, ref->sigma, out, err);
+        dato_feature_stats_free(&acc);
+        dato_fid_stats_free(&st);
+        return status;
+    }
+    size_t d = (size_t)dim;
+    DATO_TRY(check_finite(ref->mu, d, "mu2", err));
+    DATO_TRY(check_finite(ref->sigma, d * d, "sigma2", err));
+    double* a = malloc(d * n * sizeof *a);         // (dim, n) centred features / sqrt(n - 1)
+    double* p = malloc(d * n * sizeof *p);         // (dim, n) Σ2 A
+    double* m = malloc((size_t)n * n * sizeof *m); // (n, n) Aᵀ Σ2 A
+    double* eig = malloc((size_t)n * sizeof *eig); // (n)
+    dato_status st = a && p && m && eig ? DATO_OK
+                                        : dato_fail(err, DATO_ERR_NOMEM, "fid: cannot allocate the %d x %d work matrices",
+                                                    dim, n);
+    double scale = 1.0 / sqrt((double)(n - 1));
+    for (size_t i = 0; !st && i < d; i++) {
+        double mean = 0;
+        for (int k = 0; k < n; k++) mean += features[(size_t)k * d + i];
+        mean /= n;
+        if (!isfinite(mean)) st = dato_fail(err, DATO_ERR_INVALID, "fid: feature %zu is not finite", i);
+        double diff = mean - ref->mu[i];
+        out->mean_term += diff * diff;
+        out->trace2 += ref->sigma[i * d + i];
+        for (int k = 0; k < n; k++) {
+            double v = (features[(size_t)k * d + i] - mean) * scale;
+            a[i * n + k] = v;
+            out->trace1 += v * v;
+        }
+    }
+    if (!st) {
+        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, dim, n, 1.0, ref->sigma, dim, a, n, 0.0, p, n);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, n, dim, 1.0, a, n, p, n, 0.0, m, n);
+        for (int i = 0; i < n; i++) // symmetrise: rounding leaves M slightly asymmetric
+            for (int j = i + 1; j < n; j++) {
+                double avg = 0.5 * (m[(size_t)i * n + j] + m[(size_t)j * n + i]);
+                m[(size_t)i * n + j] = m[(size_t)j * n + i] = avg;
+            }
+        st = symmetric_eigen(m, eig, n, 0, "A^T sigma2 A", err);
+    }
+    for (int k = 0; !st && k < n; k++) {
+        if (eig[k] < 0) out->clipped_product++;
+        else out->trace_sqrt += sqrt(eig[k]);
+    }
+    if (!st) out->fid = out->mean_term + out->trace1 + out->trace2 - 2 * out->trace_sqrt;
+    free(a);
+    free(p);
+    free(m);
+    free(eig);
+    return st;
+}
+
 // ---- KID ---------------------------------------------------------------------------------------
 
 static double poly_kernel(double dot, double inv_dim) {

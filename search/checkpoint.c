@@ -362,15 +362,10 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
         const char* p = (const char*)cfg + f->offset;
         if (f->kind == DATO_FIELD_TEXT && !memchr(p, 0, f->size))
             return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is not NUL-terminated", path, f->name);
+        int v;
+        if (f->kind == DATO_FIELD_ENUM && (memcpy(&v, p, sizeof v), v < 0 || v >= f->n_names))
+            return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is %d", path, f->name, v);
     }
-    if (cfg->latency_mode != DATO_LATENCY_TABLE && cfg->latency_mode != DATO_LATENCY_MEASURED)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'latency_mode' is %d", path, (int)cfg->latency_mode);
-    if (cfg->ref_mode != DATO_REF_FILE && cfg->ref_mode != DATO_REF_BASELINE)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'ref_mode' is %d", path, (int)cfg->ref_mode);
-    if (cfg->objective != DATO_OBJECTIVE_TEACHER && cfg->objective != DATO_OBJECTIVE_FID)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'objective' is %d", path, (int)cfg->objective);
-    if (cfg->backend != DATO_SEARCH_BACKEND_CPU && cfg->backend != DATO_SEARCH_BACKEND_CUDA)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: config field 'backend' is %d", path, (int)cfg->backend);
     if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
         return dato_fail(err, DATO_ERR_INVALID, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
                          DATO_CHECKPOINT_MAX_FINAL);
@@ -656,8 +651,10 @@ static dato_status read_enum_attr(hid_t loc, const char* path, const char* name,
             *out = i;
             return DATO_OK;
         }
-    return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '/config/%s' is '%s', expected '%s' or '%s'", path, name, text,
-                     names[0], names[1]);
+    char expected[256] = "";
+    for (int i = 0, m = 0; i < n && m < (int)sizeof expected; i++)
+        m += snprintf(expected + m, sizeof expected - m, "%s'%s'", i ? (i + 1 < n ? ", " : " or ") : "", names[i]);
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '/config/%s' is '%s', expected %s", path, name, text, expected);
 }
 
 static dato_status read_config(hid_t group, const char* path, dato_search_config* cfg, dato_error* err) {

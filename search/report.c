@@ -224,6 +224,8 @@ static void csv_row(dato_text* b, const dato_report_point* p, int i) {
     append_csv_number(b, p->mean_ratio);
     dato_text_append(b, ",%s,", file);
     append_csv_number(b, p->teacher);
+    dato_text_append(b, ",");
+    append_csv_number(b, p->clip);
     dato_text_append(b, "\n");
 }
 
@@ -240,6 +242,8 @@ static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int
     append_json_number(b, p->kid);
     dato_text_append(b, ", \"teacher\": ");
     append_json_number(b, p->teacher);
+    dato_text_append(b, ", \"clip_score\": ");
+    append_json_number(b, p->clip);
     dato_text_append(b, ", \"measured_latency_s\": ");
     append_json_number(b, p->measured_latency_s);
     dato_text_append(b, ", \"speedup\": ");
@@ -266,8 +270,8 @@ static void json_front(dato_text* b, const dato_report* r) {
     json_key_string(b, "model_hash", c->model_hash);
     json_key_string(b, "prompts_file", c->prompts_file);
     json_key_string(b, "prompts_hash", c->prompts_hash);
-    dato_text_append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"final_images\": %d,\n    \"steps\": %d,\n",
-           c->n_prompts, c->images, c->final_images, c->steps);
+    dato_text_append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"final_images\": %d,\n    \"height\": %d,\n"
+           "    \"width\": %d,\n    \"steps\": %d,\n", c->n_prompts, c->images, c->final_images, c->height, c->width, c->steps);
     dato_text_append(b, "    \"guidance\": ");
     append_json_number(b, c->guidance);
     dato_text_append(b, ",\n");
@@ -276,7 +280,9 @@ static void json_front(dato_text* b, const dato_report* r) {
     json_key_string(b, "ref_mode", c->ref_mode == DATO_REF_BASELINE ? "baseline" : "file");
     json_key_string(b, "ref", c->ref);
     json_key_string(b, "ref_hash", c->ref_hash);
+    json_key_string(b, "extractor", dato_extractor_kind_name(c->extractor));
     json_key_string(b, "feature_net", c->feature_net);
+    json_key_string(b, "preprocess", c->preprocess);
     json_key_string(b, "latency_mode", c->latency_mode == DATO_LATENCY_MEASURED ? "measured" : "table");
     json_key_string(b, "latency_table_hash", c->latency_table_hash);
     // the seed as a decimal string: a JSON number reader may keep only 53 bits
@@ -518,7 +524,7 @@ static void html_summary_row(dato_text* b, const char* name, const char* value) 
 
 static void html_table_head(dato_text* b) {
     dato_text_append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
-           "<th>FID</th><th>KID</th><th>teacher distance</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
+           "<th>FID</th><th>KID</th><th>teacher distance</th><th>CLIP score</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
            "<th>mean ratio</th><th>schedule</th><th>samples</th></tr>\n");
 }
 
@@ -540,6 +546,8 @@ static void html_point_row(dato_text* b, const dato_report* r, const dato_report
     append_html_number(b, p->kid, 5);
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->teacher, 3);
+    dato_text_append(b, "</td><td>");
+    append_html_number(b, p->clip, 2);
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->measured_latency_s * 1e3, 3);
     dato_text_append(b, "</td><td>%d / %d / %d</td><td>", p->full, p->partial, p->reuse);
@@ -589,8 +597,8 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
     snprintf(value, sizeof(value), "%s (%d prompts%s%s)", c->prompts_file, c->n_prompts, c->prompts_hash[0] ? ", " : "",
              c->prompts_hash);
     html_summary_row(b, "prompts", value);
-    snprintf(value, sizeof(value), "%d per evaluation, %d per final re-score, batch %d", c->images, c->final_images,
-             c->batch);
+    snprintf(value, sizeof(value), "%d per evaluation, %d per final re-score, batch %d, %dx%d pixels (h x w)", c->images,
+             c->final_images, c->batch, c->height, c->width);
     html_summary_row(b, "images", value);
     snprintf(value, sizeof(value), "%s, %d steps, guidance %g, %d skip branches", c->sampler, c->steps,
              (double)c->guidance, c->n_branches);
@@ -603,8 +611,14 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
     html_summary_row(b, "FID reference", value);
     html_summary_row(b, "search objective", c->objective == DATO_OBJECTIVE_TEACHER
                                                 ? "teacher distance (the front below is re-scored with FID)"
+                                            : c->objective == DATO_OBJECTIVE_CLIP
+                                                ? "100 - CLIP score (the front below is re-scored with FID too)"
                                                 : "FID");
-    html_summary_row(b, "feature network", c->feature_net);
+    if (c->clip[0]) html_summary_row(b, "CLIP model", c->clip);
+    snprintf(value, sizeof(value), "%s: %.3900s%s%s", c->extractor == DATO_EXTRACTOR_INCEPTION
+             ? "pytorch-fid's Inception-v3 pool3" : "the model's feature network", c->feature_net,
+             c->preprocess[0] ? ", preprocessing " : "", c->preprocess);
+    html_summary_row(b, "features", value);
     if (c->latency_mode == DATO_LATENCY_MEASURED)
         snprintf(value, sizeof(value), "measured");
     else
@@ -675,7 +689,7 @@ dato_status dato_report_write(const dato_report* r, dato_error* err) {
     dato_text csv, json, svg, html;
     DATO_TRY(dato_text_init(&csv, 1 << 16, "front.csv", err));
     dato_text_append(&csv, "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
-                 "schedule_file,teacher\n");
+                 "schedule_file,teacher,clip_score\n");
     for (int i = 0; i < r->n_front; i++) csv_row(&csv, &r->front[i], i);
     dato_status st = write_file_atomic(r->run_dir, "front.csv", &csv, err);
     free(csv.data);

@@ -24,6 +24,7 @@ typedef struct {
     double fid;                // objective 1
     double kid;                // NaN if not computed
     double teacher;            // mean squared feature distance to the baseline's images (NaN if not computed)
+    double clip;               // CLIP score of the images against their prompts (NaN without --clip)
     double measured_latency_s; // NaN if not measured
     double speedup;            // baseline latency / latency (NaN if unknown)
     int full, partial, reuse;  // dato_schedule_count of schedule

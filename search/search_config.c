@@ -9,16 +9,22 @@
 // resume may run longer, re-score the final front with more images, or use other threads.
 // Enums are stored as ints: the checkpoint and the check read them that way.
 _Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
-                   sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int),
+                   sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int) &&
+                   sizeof(dato_extractor_kind) == sizeof(int),
                "enum size");
-static const char* const objective_names[] = {"teacher", "fid"};      // indexed by dato_quality_objective
+static const char* const objective_names[] = {"teacher", "fid", "clip"}; // indexed by dato_quality_objective
 static const char* const latency_mode_names[] = {"table", "measured"}; // indexed by dato_latency_mode
 static const char* const ref_mode_names[] = {"file", "baseline"};      // indexed by dato_ref_mode
 static const char* const backend_names[] = {"cpu", "cuda"};            // indexed by dato_search_backend
+static const char* const extractor_names[] = {"featnet", "inception"};  // indexed by dato_extractor_kind
 
 #define TEXT(f, answer) \
     {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer, NULL, 0, 0}
 #define NUMBER(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer, NULL, 0, 0}
+// Fields added after checkpoints existed: absent in older ones, where they read as 0 or "".
+#define TEXT_OPTIONAL(f, answer) \
+    {#f, DATO_FIELD_TEXT, offsetof(dato_search_config, f), sizeof(((dato_search_config*)0)->f), answer, NULL, 0, 1}
+#define NUMBER_OPTIONAL(f, kind, answer) {#f, kind, offsetof(dato_search_config, f), 0, answer, NULL, 0, 1}
 #define ENUM(f, names, answer, optional) \
     {#f, DATO_FIELD_ENUM, offsetof(dato_search_config, f), 0, answer, names, sizeof names / sizeof names[0], optional}
 
@@ -30,6 +36,8 @@ const dato_config_field dato_search_config_fields[] = {
     NUMBER(n_prompts, DATO_FIELD_INT, 1),
     NUMBER(images, DATO_FIELD_INT, 1),
     NUMBER(final_images, DATO_FIELD_INT, 0),
+    NUMBER_OPTIONAL(height, DATO_FIELD_INT, 1),
+    NUMBER_OPTIONAL(width, DATO_FIELD_INT, 1),
     NUMBER(steps, DATO_FIELD_INT, 1),
     NUMBER(guidance, DATO_FIELD_FLOAT, 1),
     TEXT(sampler, 1),
@@ -39,7 +47,11 @@ const dato_config_field dato_search_config_fields[] = {
     ENUM(ref_mode, ref_mode_names, 1, 0),
     TEXT(ref, 1),
     TEXT(ref_hash, 1),
+    ENUM(extractor, extractor_names, 1, 1),
     TEXT(feature_net, 1),
+    TEXT_OPTIONAL(preprocess, 1),
+    TEXT_OPTIONAL(clip, 1),
+    TEXT_OPTIONAL(clip_hash, 1),
     ENUM(latency_mode, latency_mode_names, 1, 0),
     TEXT(latency_table_hash, 1),
     NUMBER(pop, DATO_FIELD_INT, 1),
@@ -122,4 +134,8 @@ const char* dato_search_backend_name(dato_search_backend b) {
 
 const char* dato_quality_objective_name(dato_quality_objective o) {
     return o >= 0 && o < (int)(sizeof objective_names / sizeof objective_names[0]) ? objective_names[o] : "(unknown)";
+}
+
+const char* dato_extractor_kind_name(dato_extractor_kind k) {
+    return k >= 0 && k < (int)(sizeof extractor_names / sizeof extractor_names[0]) ? extractor_names[k] : "(unknown)";
 }

@@ -22,10 +22,15 @@ typedef enum { DATO_REF_FILE = 0, DATO_REF_BASELINE } dato_ref_mode;
 // over images of the squared feature distance between a schedule's image and the baseline's image
 // from the same prompt and noise (SEARCH.md §7 lesson 2). The final front is re-scored with FID
 // either way; docs/SEARCH.md has the measurements behind the default (teacher).
-typedef enum { DATO_OBJECTIVE_TEACHER = 0, DATO_OBJECTIVE_FID } dato_quality_objective;
+// CLIP: 100 - the CLIP score of the images against their prompts (--clip DIR), minimized.
+typedef enum { DATO_OBJECTIVE_TEACHER = 0, DATO_OBJECTIVE_FID, DATO_OBJECTIVE_CLIP } dato_quality_objective;
 // Where the networks run. The CUDA backend's images differ from the CPU's in their last bits, so
 // the backend is part of the answer; a checkpoint from before the field existed means the CPU.
 typedef enum { DATO_SEARCH_BACKEND_CPU = 0, DATO_SEARCH_BACKEND_CUDA } dato_search_backend;
+// The network whose features score quality (teacher distance, FID, KID): the feature network a model
+// ships for its own domain (the default model's), or pytorch-fid's Inception-v3 (pool3, 2048-d), the
+// network of every published FID. A checkpoint from before the field existed means the first.
+typedef enum { DATO_EXTRACTOR_FEATNET = 0, DATO_EXTRACTOR_INCEPTION } dato_extractor_kind;
 
 typedef struct {
     // the model and the images
@@ -36,6 +41,7 @@ typedef struct {
     int n_prompts;
     int images;                 // images per evaluation (spread over the prompts)
     int final_images;           // images per final-front re-score
+    int height, width;          // image size in pixels (0 in checkpoints from before: the model's default)
     int steps;
     float guidance;
     char sampler[32];
@@ -46,7 +52,11 @@ typedef struct {
     dato_ref_mode ref_mode;
     char ref[4096];             // reference statistics file ("" with DATO_REF_BASELINE)
     char ref_hash[32];          // of that file ("" with DATO_REF_BASELINE)
-    char feature_net[4096];
+    dato_extractor_kind extractor;
+    char feature_net[4096];     // the extractor's weights: a feature-network folder, or Inception's weights file
+    char preprocess[16];        // Inception's preprocessing: pytorch-fid, tf or clean ("" with the feature network)
+    char clip[4096];            // a CLIP model folder (transformers' layout): CLIP scores, "" for none
+    char clip_hash[32];         // of its config and weights
     dato_latency_mode latency_mode;
     char latency_table_hash[32]; // of the calibrated cost table the latencies came from ("" if measured)
     // the algorithm
@@ -76,10 +86,12 @@ typedef struct {
 extern const dato_config_field dato_search_config_fields[];
 extern const int dato_search_config_n_fields;
 
-// "teacher" or "fid": the objective's name in flags, checkpoints and reports.
+// "teacher", "fid" or "clip": the objective's name in flags, checkpoints and reports.
 const char* dato_quality_objective_name(dato_quality_objective o);
 // "cpu" or "cuda".
 const char* dato_search_backend_name(dato_search_backend b);
+// "featnet" or "inception".
+const char* dato_extractor_kind_name(dato_extractor_kind k);
 
 // Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
 // reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens,

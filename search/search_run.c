@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "clip.h"
 #include "checkpoint.h"
 #include "eval_pool.h"
 #include "evaluator.h"
@@ -26,15 +27,16 @@
 #include "report.h"
 #include "stats_io.h"
 
-#define MAX_PROMPTS 1024
+#define MAX_PROMPTS_BYTES (256 << 20) // a prompts file's size limit: COCO's 30k captions are about 2 MB
+#define GRID_PROMPTS 8                // prompts shown in each grid of the report
 #define N_REFS 5
 static const char* const REF_SPECS[N_REFS] = {"baseline", "deepcache:3", "deepcache:5", "tome:0.5", "dato-paper"};
 
 // What a rank sends back for one schedule (evaluate_task): its quality, and its measured time per
 // image in its own time (rank 0 rescales it by rank_speed). The latency objective is rank 0's work.
-// A TASK_FINAL result is followed by the first image of each prompt (n_prompts, H, W, ch): the grids.
+// A TASK_FINAL result is followed by the first image of the first prompts (n_grid, H, W, ch): the grids.
 typedef struct {
-    double fid, kid, teacher, measured;
+    double fid, kid, teacher, measured, clip;
 } rank_result;
 
 // The tasks: a genome of the search (gbytes), or a final-front schedule (a dato_schedule).
@@ -55,8 +57,10 @@ typedef struct {
     int have_be, have_pipe;
     dato_pipeline pipe;
     dato_feature_extractor fx;
+    dato_clip clip;             // with cfg.clip: CLIP scores
+    int have_clip;
     char* prompt_text;          // the prompts file's bytes
-    const char* prompts[MAX_PROMPTS];
+    const char** prompts;       // (n_prompts) its lines, in prompt_text
     dato_evaluator ev;          // the search's image set
     dato_genome_space space;
     size_t gbytes;
@@ -101,14 +105,18 @@ static uint64_t fnv1a(uint64_t h, const void* bytes, size_t n) {
     return h;
 }
 
-// The model's identity: the hash of its weight files (a single file, or the folder's components).
-static dato_status model_hash(const char* path, char* out, size_t n, dato_error* err) {
+// The files that identify a model folder: a diffusers pipeline's, and a CLIP model's (transformers').
+static const char* const PIPELINE_PARTS[] = {"unet/diffusion_pytorch_model.safetensors",
+                                             "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                                             "unet/config.json", "scheduler/scheduler_config.json", NULL};
+static const char* const CLIP_PARTS[] = {"config.json", "model.safetensors", "model.safetensors.index.json", NULL};
+
+// A model's identity: the hash of its weight files (a single file, or the folder's parts).
+static dato_status model_hash(const char* path, const char* const* parts, char* out, size_t n, dato_error* err) {
     if (dato_is_file(path)) return dato_file_hash(path, out, n, err);
-    static const char* const parts[] = {"unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-                                        "text_encoder/model.safetensors", "unet/config.json", "scheduler/scheduler_config.json"};
     uint64_t h = 0xcbf29ce484222325ull;
     int found = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+    for (size_t i = 0; parts[i]; i++) {
         char p[4096], fh[64];
         DATO_TRY(dato_path_join(p, sizeof p, path, parts[i], err));
         if (!dato_is_file(p)) continue;
@@ -125,17 +133,18 @@ static double now_s(void) { return dato_clock_s(); }
 
 // ---- setup -------------------------------------------------------------------------------------------------
 
+// One prompt per non-empty line, any count (COCO-30k's captions file too).
 static dato_status read_prompts(search_ctx* s, dato_error* err) {
-    DATO_TRY(dato_read_text_file(s->cfg.prompts_file, &s->prompt_text, 1 << 20, err));
+    DATO_TRY(dato_read_text_file(s->cfg.prompts_file, &s->prompt_text, MAX_PROMPTS_BYTES, err));
     DATO_TRY(dato_file_hash(s->cfg.prompts_file, s->cfg.prompts_hash, sizeof s->cfg.prompts_hash, err));
+    size_t lines = 1;
+    for (const char* q = s->prompt_text; *q; q++) lines += *q == '\n';
+    s->prompts = malloc(lines * sizeof *s->prompts);
+    if (!s->prompts) return dato_fail(err, DATO_ERR_NOMEM, "%s: out of memory for %zu prompts", s->cfg.prompts_file, lines);
     int n = 0;
-    for (char* line = strtok(s->prompt_text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
-        if (!line[0]) continue;
-        if (n == MAX_PROMPTS)
-            return dato_fail(err, DATO_ERR_INVALID, "%s: more than %d prompts", s->cfg.prompts_file, MAX_PROMPTS);
-        s->prompts[n++] = line;
-    }
-    if (!n) return dato_fail(err, DATO_ERR_INVALID, "%s: no prompts", s->cfg.prompts_file);
+    for (char* line = strtok(s->prompt_text, "\r\n"); line; line = strtok(NULL, "\r\n"))
+        if (line[0]) s->prompts[n++] = line;
+    if (!n) return dato_fail(err, DATO_ERR_INVALID, "%s: no prompts (one per line expected)", s->cfg.prompts_file);
     s->cfg.n_prompts = n;
     return DATO_OK;
 }
@@ -154,16 +163,29 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
             return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json eval_prompts: give --prompts FILE", c->model);
         snprintf(c->prompts_file, sizeof c->prompts_file, "%s", md.eval_prompts);
     }
-    if (!c->feature_net[0]) {
+    // The extractor: pytorch-fid's Inception when asked for, else the feature network the model ships
+    // for its own domain (the default model's).
+    if (c->extractor == DATO_EXTRACTOR_INCEPTION) {
+        if (!c->feature_net[0])
+            return dato_fail(err, DATO_ERR_INVALID, "--extractor inception needs --fid-weights FILE: pytorch-fid's "
+                             "pt_inception-2015-12-05-6726825d.pth (or the same state dict as .safetensors)");
+        if (!c->preprocess[0]) snprintf(c->preprocess, sizeof c->preprocess, "pytorch-fid");
+        dato_fid_prep prep;
+        DATO_TRY(dato_fid_prep_parse(c->preprocess, &prep, err));
+    } else if (!c->feature_net[0]) {
         if (!md.feature_net[0])
-            return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json feature_net: this build scores FID with the "
-                             "feature network of the model's domain", c->model);
+            return dato_fail(err, DATO_ERR_INVALID, "%s ships no feature network of its own (dato.json feature_net): "
+                             "score with pytorch-fid's Inception-v3: --fid-weights "
+                             "pt_inception-2015-12-05-6726825d.pth", c->model);
         snprintf(c->feature_net, sizeof c->feature_net, "%s", md.feature_net);
     }
-    // The default reference: the model's own real-data statistics when it ships them, else the
-    // baseline's outputs.
+    if (c->extractor == DATO_EXTRACTOR_FEATNET && c->preprocess[0])
+        return dato_fail(err, DATO_ERR_INVALID, "--preprocess %s: only Inception's input is preprocessed "
+                         "(--extractor inception)", c->preprocess);
+    // The default reference: the model's own real-data statistics when it ships them (taken with its
+    // feature network), else the baseline's outputs.
     if (c->ref_mode == DATO_REF_FILE && !c->ref[0]) {
-        if (md.reference_stats[0] && dato_is_file(md.reference_stats))
+        if (c->extractor == DATO_EXTRACTOR_FEATNET && md.reference_stats[0] && dato_is_file(md.reference_stats))
             snprintf(c->ref, sizeof c->ref, "%s", md.reference_stats);
         else
             c->ref_mode = DATO_REF_BASELINE;
@@ -197,6 +219,27 @@ static dato_status open_backend(search_ctx* s, dato_error* err) {
     return st;
 }
 
+// The reference statistics: dato-fid's HDF5, whose provenance must match the extractor, or a
+// pytorch-fid / clean-fid / ADM .npz, which records none and is taken as made by this extractor.
+static dato_status read_reference(search_ctx* s, dato_error* err) {
+    const char* path = s->cfg.ref;
+    size_t n = strlen(path);
+    if (n >= 4 && !strcmp(path + n - 4, ".npz")) {
+        DATO_TRY(dato_stats_read_npz(path, &s->ref, err));
+        if (s->ref.dim != s->fx.dim)
+            return dato_fail(err, DATO_ERR_INVALID, "--ref %s: statistics of %d features, the %s extractor gives %d",
+                             path, s->ref.dim, dato_extractor_kind_name(s->cfg.extractor), s->fx.dim);
+        s->ref_meta = s->fx_meta;
+        snprintf(s->ref_meta.source, sizeof s->ref_meta.source, "%.480s", path);
+        if (!s->o->quiet && s->pool->rank == 0)
+            fprintf(stderr, "dato-search: %s records no provenance: taken as %s features with %s preprocessing\n",
+                    path, s->fx.name, s->fx.preprocessing);
+        return DATO_OK;
+    }
+    DATO_TRY(dato_stats_read_h5(path, &s->ref, &s->ref_meta, err));
+    return dato_stats_check_compatible(&s->fx_meta, "the search's feature extractor", &s->ref_meta, path, err);
+}
+
 static dato_status open_model(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
     DATO_TRY(open_backend(s, err));
@@ -204,22 +247,61 @@ static dato_status open_model(search_ctx* s, dato_error* err) {
     DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, NULL, err));
     s->have_pipe = 1;
     if (s->pipe.n_text == 0) return dato_fail(err, DATO_ERR_INVALID, "%s: the search needs a text-conditioned model", c->model);
-    DATO_TRY(model_hash(c->model, c->model_hash, sizeof c->model_hash, err));
+    DATO_TRY(model_hash(c->model, PIPELINE_PARTS, c->model_hash, sizeof c->model_hash, err));
     c->n_branches = s->pipe.unet.n_branches;
     if (!c->sampler[0]) snprintf(c->sampler, sizeof c->sampler, "%s", dato_sampler_kind_name(s->pipe.sched.kind));
-    DATO_TRY(dato_extractor_featnet_open(&s->fx, c->feature_net, &s->be, err));
+    int f = dato_pipeline_vae_factor(&s->pipe);
+    if (!c->height) c->height = s->pipe.unet.cfg.sample_size * f;
+    if (!c->width) c->width = s->pipe.unet.cfg.sample_size * f;
+    if (c->extractor == DATO_EXTRACTOR_INCEPTION) {
+        dato_fid_prep prep;
+        DATO_TRY(dato_fid_prep_parse(c->preprocess, &prep, err));
+        DATO_TRY(dato_extractor_inception_open(&s->fx, c->feature_net, prep, &s->be, err));
+    } else {
+        DATO_TRY(dato_extractor_featnet_open(&s->fx, c->feature_net, &s->be, err));
+    }
+    if (c->clip[0]) {
+        DATO_TRY(dato_clip_open(&s->clip, c->clip, &s->be, err));
+        s->have_clip = 1;
+        DATO_TRY(model_hash(c->clip, CLIP_PARTS, c->clip_hash, sizeof c->clip_hash, err));
+    }
     snprintf(s->fx_meta.extractor, sizeof s->fx_meta.extractor, "%s", s->fx.name);
     snprintf(s->fx_meta.weights_hash, sizeof s->fx_meta.weights_hash, "%s", s->fx.weights_hash);
     snprintf(s->fx_meta.preprocessing, sizeof s->fx_meta.preprocessing, "%s", s->fx.preprocessing);
     snprintf(s->fx_meta.source, sizeof s->fx_meta.source, "dato-search %.480s", c->model);
     if (c->ref_mode == DATO_REF_FILE) {
         DATO_TRY(dato_file_hash(c->ref, c->ref_hash, sizeof c->ref_hash, err));
-        DATO_TRY(dato_stats_read_h5(c->ref, &s->ref, &s->ref_meta, err));
-        DATO_TRY(dato_stats_check_compatible(&s->fx_meta, "the search's feature network", &s->ref_meta, c->ref, err));
+        DATO_TRY(read_reference(s, err));
     } else {
         c->ref[0] = c->ref_hash[0] = 0;
     }
     return read_prompts(s, err);
+}
+
+// Images per generate call when --batch is not given: the most, up to min(images, 64), whose UNet
+// workspace and feature cache for the guided batch (2 rows an image) fit in 60% of the memory the
+// backend has free with the model loaded (the rest: the feature extractor's and the VAE's own). Says
+// what it chose and why.
+static dato_status choose_batch(search_ctx* s, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    int f = dato_pipeline_vae_factor(&s->pipe), rows = c->guidance > 1 ? 2 : 1;
+    int seq = dato_tokenizer_max_len(s->pipe.tokenizer[0]);
+    size_t avail = s->be.ops->mem_available ? s->be.ops->mem_available(&s->be) : 0, budget = avail / 10 * 6, need = 0;
+    DATO_TRY(dato_evaluator_check_size(&s->pipe, c->height, c->width, err));
+    int B = c->images < 64 ? c->images : 64;
+    for (;; B = B > 1 ? B / 2 : 1) {
+        size_t ws = 0, cache = 0;
+        DATO_TRY(dato_unet_ws_bytes(&s->pipe.unet, rows * B, c->height / f, c->width / f, seq, &ws, &cache, err));
+        need = ws + cache;
+        if (!avail || need <= budget || B == 1) break;
+    }
+    c->batch = B;
+    if (!s->o->quiet)
+        fprintf(stderr, "dato-search: %d image%s per UNet call: its workspace and cache take %.0f MiB of the %.0f MiB "
+                "free on %s%s\n", B, B == 1 ? "" : "s", need / 1048576.0, avail / 1048576.0,
+                s->be.name ? s->be.name : "?", avail ? (need > budget ? " (more than 60%: expect swapping or an "
+                "out-of-memory stop; lower --height/--width)" : "") : " (free memory unknown)");
+    return DATO_OK;
 }
 
 static dato_sampler_kind sampler_kind(const search_ctx* s) {
@@ -272,18 +354,16 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
 
 static dato_status make_evaluator(search_ctx* s, dato_evaluator* ev, int images, dato_error* err) {
     dato_search_config* c = &s->cfg;
-    if (images % c->n_prompts)
-        return dato_fail(err, DATO_ERR_INVALID, "%d images do not split evenly over the %d prompts of %s", images,
-                         c->n_prompts, c->prompts_file);
     dato_eval_config ec = {.steps = c->steps, .guidance = c->guidance, .sampler = sampler_kind(s), .seed = c->seed,
-                           .per_prompt = images / c->n_prompts, .batch = c->batch};
+                           .images = images, .height = c->height, .width = c->width, .batch = c->batch,
+                           .clip = s->have_clip ? &s->clip : NULL};
     return dato_evaluator_create(ev, &s->pipe, &s->fx, s->prompts, c->n_prompts, &ec, err);
 }
 
 // ---- scoring ---------------------------------------------------------------------------------------------
 
 typedef struct {
-    double latency, fid, kid, teacher, measured, predicted;
+    double latency, fid, kid, teacher, measured, predicted, clip;
 } score;
 
 // The teacher distance: the mean over images of |f - f_base|^2, f and f_base (n, dim) the features
@@ -313,18 +393,15 @@ static dato_status stats_of(const float* features, int n, int dim, dato_fid_stat
 static dato_status score_quality(search_ctx* s, const dato_evaluator* ev, const float* features, double measured_s,
                                  const dato_fid_stats* ref, const float* base, score* out, dato_error* err) {
     int n = ev->n_images, dim = s->fx.dim;
-    dato_fid_stats st = {0};
     dato_fid_result r;
-    dato_status status = stats_of(features, n, dim, &st, err);
-    if (!status) status = dato_fid_from_stats(&st, ref, &r, err);
-    dato_fid_stats_free(&st);
-    if (status) return status;
+    DATO_TRY(dato_fid_from_features(features, n, dim, ref, &r, err));
     out->fid = r.fid;
     dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
     dato_kid_result k;
     DATO_TRY(dato_kid(features, n, base, n, dim, &kc, &k, err));
     out->kid = k.mean;
     out->teacher = teacher_distance(features, base, n, dim);
+    out->clip = dato_evaluator_clip_score(ev);
     out->measured = measured_s;
     return DATO_OK;
 }
@@ -342,11 +419,22 @@ static dato_status score_latency(search_ctx* s, const dato_schedule* sched, scor
     return DATO_OK;
 }
 
-// The first image of every prompt of ev's last run into cells (n_prompts, H, W, ch).
-static void first_images(const dato_evaluator* ev, int n_prompts, uint8_t* cells) {
+// How ev's images are spread over its prompts, e.g. "10 images over 4 prompts: 3 each for the first 2, 2 for the rest".
+static const char* spread_text(const dato_evaluator* ev, char* buf, size_t n) {
+    int I = ev->n_images, P = ev->n_prompts, q = I / P, r = I % P;
+    if (I < P) snprintf(buf, n, "%d images: one for each of the first %d of %d prompts", I, I, P);
+    else if (!r) snprintf(buf, n, "%d images over %d prompts: %d each", I, P, q);
+    else snprintf(buf, n, "%d images over %d prompts: %d each for the first %d, %d for the rest", I, P, q + 1, r, q);
+    return buf;
+}
+
+// Prompts in each grid: the first ones that have images, at most GRID_PROMPTS.
+static int grid_prompts(const dato_evaluator* ev) { return ev->n_used < GRID_PROMPTS ? ev->n_used : GRID_PROMPTS; }
+
+// The first image of each grid prompt of ev's last run into cells (grid_prompts, H, W, ch).
+static void first_images(const dato_evaluator* ev, uint8_t* cells) {
     size_t img = (size_t)ev->H * ev->W * ev->ch;
-    for (int j = 0; j < n_prompts; j++)
-        memcpy(cells + (size_t)j * img, ev->pixels + (size_t)j * ev->cfg.per_prompt * img, img);
+    for (int j = 0; j < grid_prompts(ev); j++) memcpy(cells + (size_t)j * img, ev->pixels + (size_t)ev->first[j] * img, img);
 }
 
 // FID's reference on the final image set.
@@ -357,7 +445,8 @@ static const dato_fid_stats* final_ref(const search_ctx* s) {
 // A rank's result as rank 0's score: the measured time rescaled to rank 0's speed, then the latency.
 static dato_status score_of_result(search_ctx* s, const rank_result* r, int rank, const dato_schedule* sched,
                                    score* out, dato_error* err) {
-    *out = (score){.fid = r->fid, .kid = r->kid, .teacher = r->teacher, .measured = r->measured * s->rank_speed[rank]};
+    *out = (score){.fid = r->fid, .kid = r->kid, .teacher = r->teacher, .clip = r->clip,
+                   .measured = r->measured * s->rank_speed[rank]};
     return score_latency(s, sched, out, err);
 }
 
@@ -378,10 +467,19 @@ static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void*
     DATO_TRY(dato_evaluator_run(ev, &s->sched, features, NULL, &t, err));
     DATO_TRY(score_quality(s, ev, features, t.best_s_per_image, final ? final_ref(s) : &s->ref,
                            final ? s->fin_base : s->base_features, &sc, err));
-    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured};
+    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured, sc.clip};
     memcpy(out, &r, sizeof r);
-    if (final) first_images(ev, s->cfg.n_prompts, (uint8_t*)out + sizeof r);
+    if (final) first_images(ev, (uint8_t*)out + sizeof r);
     return DATO_OK;
+}
+
+// The search's quality objective (minimized) of a score.
+static double quality_objective(const search_ctx* s, const score* sc) {
+    switch (s->cfg.objective) {
+    case DATO_OBJECTIVE_FID: return sc->fid;
+    case DATO_OBJECTIVE_CLIP: return 100.0 - sc->clip;
+    default: return sc->teacher;
+    }
 }
 
 static void print_progress(void* ctx, int done, int total) {
@@ -432,7 +530,7 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
         DATO_TRY(dato_genome_to_schedule(&s->space, g, &sched, err));
         DATO_TRY(score_of_result(s, &s->results[t], s->trace[t].rank, &sched, &sc, err));
         obj[0] = sc.latency;
-        obj[1] = s->cfg.objective == DATO_OBJECTIVE_TEACHER ? sc.teacher : sc.fid;
+        obj[1] = quality_objective(s, &sc);
         double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
         DATO_TRY(dato_archive_insert(&s->archive, g, obj, extra, generation, NULL, NULL, err));
         s->evals++;
@@ -533,7 +631,7 @@ static dato_status write_grid(search_ctx* s, const dato_evaluator* ev, const uin
                               dato_error* err) {
     char path[4096];
     DATO_TRY(dato_path_join(path, sizeof path, s->o->run_dir, rel, err));
-    int n = s->cfg.n_prompts, gh, gw;
+    int n = grid_prompts(ev), gh, gw;
     DATO_TRY(dato_image_grid_size(n, ev->H, ev->W, n, 2, &gh, &gw, err));
     uint8_t* grid = malloc((size_t)gh * gw * ev->ch);
     if (!grid) return dato_fail(err, DATO_ERR_NOMEM, "%s: out of memory", path);
@@ -552,6 +650,7 @@ static void fill_point(dato_report_point* p, const char* label, const dato_sched
     p->fid = sc->fid;
     p->kid = sc->kid;
     p->teacher = sc->teacher;
+    p->clip = sc->clip;
     p->measured_latency_s = sc->measured;
     p->speedup = base_latency / sc->measured;
     dato_schedule_counts k = dato_schedule_count(sched);
@@ -625,7 +724,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_report_point* front = calloc((size_t)P, sizeof *front);    // (n_front) by latency
     dato_report_point* unsorted = calloc((size_t)P, sizeof *unsorted); // in evaluation order
     dato_report_point refs[N_REFS];
-    uint8_t* cells = NULL; // (P + N_REFS, n_prompts, H, W, ch) the grids' images: front members, then refs
+    uint8_t* cells = NULL; // (P + N_REFS, grid prompts, H, W, ch) the grids' images: front members, then refs
     size_t* members = malloc((size_t)P * sizeof *members); // (n_idx) archive rows
     dato_schedule* tasks = malloc((size_t)(P + N_REFS) * sizeof *tasks); // references but the baseline, then members
     dato_eval_trace* trace = malloc((size_t)(P + N_REFS) * sizeof *trace);
@@ -634,7 +733,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_status st = idx && front && unsorted && members && tasks && trace && genome_of
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     if (!st) st = make_evaluator(s, &s->fin, c->final_images, err);
-    size_t row = (size_t)c->n_prompts * s->fin.H * s->fin.W * s->fin.ch, result_bytes = sizeof(rank_result) + row;
+    size_t row = st ? 0 : (size_t)grid_prompts(&s->fin) * s->fin.H * s->fin.W * s->fin.ch, result_bytes = sizeof(rank_result) + row;
     size_t nf = (size_t)s->fin.n_images * s->fx.dim;
     if (!st && (!(cells = malloc((size_t)(P + N_REFS) * row)) || !(results = malloc((size_t)(P + N_REFS) * result_bytes)) ||
                 !(s->fin_features = malloc(nf * sizeof(float))) || !(s->fin_base = malloc(nf * sizeof(float)))))
@@ -644,7 +743,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", s->fin.n_images);
     dato_eval_timing base_timing = {0};
     if (!st) st = dato_evaluator_run(&s->fin, NULL, s->fin_base, NULL, &base_timing, err);
-    if (!st) first_images(&s->fin, c->n_prompts, cells + (size_t)P * row);
+    if (!st) first_images(&s->fin, cells + (size_t)P * row);
     if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(s->fin_base, s->fin.n_images, s->fx.dim, &s->fin_ref, err);
     if (!st) st = score_quality(s, &s->fin, s->fin_base, base_timing.best_s_per_image, final_ref(s), s->fin_base, &base, err);
     if (!st) st = score_latency(s, NULL, &base, err);
@@ -977,7 +1076,9 @@ static void ctx_free(search_ctx* s) {
     free(s->results);
     free(s->trace);
     free(s->prompt_text);
+    free(s->prompts);
     if (s->fx.destroy) s->fx.destroy(&s->fx);
+    if (s->have_clip) dato_clip_free(&s->clip);
     if (s->have_pipe) dato_pipeline_close(&s->pipe);
     if (s->have_be) dato_backend_destroy(&s->be);
 }
@@ -1006,6 +1107,8 @@ static dato_status run(search_ctx* s, dato_error* err) {
     // The identities are recomputed from the files as they are now; a resume refuses a change.
     dato_search_config saved = s->cfg;
     DATO_TRY(open_model(s, err));
+    if (!saved.height) saved.height = s->cfg.height, saved.width = s->cfg.width; // a checkpoint from before sizes
+    if (!resuming && !s->cfg.batch) DATO_TRY(choose_batch(s, err));
     DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
     DATO_TRY(make_dirs(o->run_dir, err)); // only now: a run that cannot start leaves no folder behind
     DATO_TRY(setup_latency_table(s, resuming, err));
@@ -1028,12 +1131,13 @@ static dato_status run(search_ctx* s, dato_error* err) {
     DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &base_t, err));
     if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
     DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
+    char spread[160];
     if (!o->quiet)
-        fprintf(stderr, "dato-search: %s on %s, %d prompts x %d images, %s %d steps, guidance %g, pop %d, %d "
-                        "generations, objective %s, FID vs %s, latency %s\n", s->cfg.model,
-                s->be.name ? s->be.name : "?", s->cfg.n_prompts, s->ev.cfg.per_prompt,
+        fprintf(stderr, "dato-search: %s on %s, %dx%d images (h x w), %s, %s %d steps, guidance %g, pop %d, %d "
+                        "generations, objective %s on %s features, FID vs %s, latency %s\n", s->cfg.model,
+                s->be.name ? s->be.name : "?", s->ev.H, s->ev.W, spread_text(&s->ev, spread, sizeof spread),
                 s->cfg.sampler, s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
-                dato_quality_objective_name(s->cfg.objective),
+                dato_quality_objective_name(s->cfg.objective), s->fx.name,
                 s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,
                 s->cfg.latency_mode == DATO_LATENCY_TABLE ? "from the calibrated table" : "measured");
 

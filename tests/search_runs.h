@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include "checkpoint.h"
+#include "inception.h"
 #include "test_util.h"
 
 // Runs cmd through the shell with stdout and stderr in dir/out.txt and dir/err.txt: its exit code.
@@ -19,10 +20,8 @@ static inline int search_test_run(const char* dir, const char* cmd) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-// 1 when the last run's stderr holds what; else prints that stderr.
-static inline int search_test_err_has(const char* dir, const char* what) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/err.txt", dir);
+// 1 when the file at path holds what; else, with show, prints the file.
+static inline int search_test_file_has(const char* path, const char* what, int show) {
     size_t n = 0;
     char* text = (char*)read_bytes(path, &n);
     char* z = text ? realloc(text, n + 1) : NULL;
@@ -32,9 +31,34 @@ static inline int search_test_err_has(const char* dir, const char* what) {
     }
     z[n] = 0;
     int found = strstr(z, what) != NULL;
-    if (!found) fprintf(stderr, "stderr was: %s\n", z);
+    if (!found && show) fprintf(stderr, "%s was: %s\n", path, z);
     free(z);
     return found;
+}
+
+// 1 when the last run's stderr holds what; else prints that stderr.
+static inline int search_test_err_has(const char* dir, const char* what) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/err.txt", dir);
+    return search_test_file_has(path, what, 1);
+}
+
+// Writes pytorch-fid's Inception-v3 with seeded weights (dato_inception_write_seeded, seed 7) to
+// path: the real file is not available to the tests. 1 on success.
+static inline int search_test_seeded_inception(const char* path) {
+    dato_backend be;
+    dato_error err = {{0}};
+    if (dato_backend_cpu_init(&be, 2, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 0;
+    }
+    dato_inception net;
+    dato_inception_init(&net, &be);
+    dato_status st = dato_inception_write_seeded(&net, path, 7, &err);
+    if (st) fprintf(stderr, "%s\n", err.msg);
+    dato_inception_free(&net);
+    dato_backend_destroy(&be);
+    return st == DATO_OK;
 }
 
 // Population and archive of two finished runs identical: genomes, objectives bit for bit, RNG,

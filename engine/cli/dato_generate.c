@@ -390,7 +390,7 @@ int main(int argc, char** argv) {
     const dato_unet_config* c = &p.unet.cfg;
     int factor = dato_pipeline_vae_factor(&p);
     int size = o.size ? o.size : md.height ? md.height : c->sample_size * factor;
-    int div = factor << (c->n_levels - 1), rc = 1, B = o.batch;
+    int div = dato_pipeline_size_multiple(&p), rc = 1, B = o.batch;
     int h = size / factor, w = h, ch = dato_pipeline_image_channels(&p);
     dato_sampler_kind kind = o.have_sampler ? o.sampler : p.sched.kind;
     const char* kind_name = dato_sampler_kind_name(kind);

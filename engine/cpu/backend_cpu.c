@@ -18,6 +18,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cpu_ops.h"
 
@@ -73,6 +74,12 @@ static void cpu_memcpy(dato_backend* be, void* dst, const void* src, size_t byte
 
 static void cpu_synchronize(dato_backend* be) { (void)be; }
 
+static size_t cpu_mem_available(dato_backend* be) {
+    (void)be;
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+}
+
 static const dato_backend_ops cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -82,6 +89,7 @@ static const dato_backend_ops cpu_ops = {
     .alloc_host = cpu_alloc, // host memory is what the CPU computes on
     .free_host = cpu_free,
     .upload_async = cpu_memcpy,
+    .mem_available = cpu_mem_available,
     .conv2d = cpu_conv2d,
     .linear = cpu_linear,
     .group_norm = cpu_group_norm,

@@ -2,6 +2,8 @@
 // against latency and FID, with a crash-safe checkpoint after every generation.
 //
 //   dato-search --pop 32 --gens 50                 # the embedded default model
+//   dato-search --model sd-v1-5/ --fid-weights pt_inception-2015-12-05-6726825d.pth --prompts coco.txt
+//       --ref fid_stats_coco.npz --clip clip-vit-large-patch14/ --size 512 --backend cuda
 //   dato-search --resume results/<run>/checkpoint.h5 --gens 80
 //   mpirun -np 8 dato-search --pop 32 --gens 50     # evaluations spread over 8 ranks
 #include <signal.h>
@@ -27,17 +29,38 @@ static void usage(FILE* f) {
             "minimizing latency and a quality objective; re-scores the front with FID and writes it, its\n"
             "schedules and a report.\n"
             "\n"
-            "  --model DIR|FILE     the model (default: the embedded models/fashion-sd, or $DATO_DEFAULT_MODEL)\n"
+            "  dato-search --pop 32 --gens 50                       the embedded default model\n"
+            "  dato-search --model sd-v1-5/ --fid-weights pt_inception-2015-12-05-6726825d.pth \\\n"
+            "      --prompts coco_captions.txt --ref fid_stats_coco.npz --clip clip-vit-large-patch14/ \\\n"
+            "      --size 512 --steps 50 --backend cuda              a Stable Diffusion model (docs/EVALUATION.md)\n"
+            "\n"
+            "  --model DIR|FILE     the model: a diffusers folder or an LDM single file (SD1.x, SD2.x, SDXL;\n"
+            "                       default: the embedded models/fashion-sd, or $DATO_DEFAULT_MODEL)\n"
+            "  --height H, --width W, --size S  image size in pixels, non-square allowed: multiples of 64 for SD\n"
+            "                       (the VAE factor times the UNet's downsampling); --size sets both\n"
+            "                       (default: the model's sample size)\n"
             "  --pop N              population size (default 32)\n"
             "  --gens N             generations (default 50)\n"
-            "  --images N           images per evaluation, split evenly over the prompts (default 10)\n"
+            "  --images N           images per evaluation, spread over the prompts in order: each gets N / P,\n"
+            "                       the first N %% P one more (default 10)\n"
             "  --final-images M     images per schedule when the final front is re-scored (default 200)\n"
-            "  --prompts FILE       one prompt per line (default: the model's dato.json eval_prompts)\n"
-            "  --objective teacher|fid  quality objective of the search: the mean squared feature distance\n"
+            "  --prompts FILE       one prompt per line, UTF-8, any count, e.g. COCO captions (default: the\n"
+            "                       model's dato.json eval_prompts)\n"
+            "  --extractor featnet|inception  the features quality is scored on: the feature network the model\n"
+            "                       ships for its domain (default where there is one), or pytorch-fid's\n"
+            "                       Inception-v3 pool3 (2048-d; the FID of papers; images resized as pytorch-fid)\n"
+            "  --fid-weights FILE   Inception's weights: pt_inception-2015-12-05-6726825d.pth, or its state dict\n"
+            "                       as .safetensors (implies --extractor inception)\n"
+            "  --preprocess MODE    Inception's input: pytorch-fid (default), tf or clean (clean-fid), as dato-fid\n"
+            "  --objective teacher|fid|clip  quality objective of the search: the mean squared feature distance\n"
             "                       of each image to the baseline's image from the same prompt and noise\n"
-            "                       (default: low variance at small --images, see docs/SEARCH.md), or FID\n"
-            "                       against --ref. The final front is re-scored with FID either way.\n"
-            "  --ref FILE|baseline  FID reference: real-data statistics (HDF5, dato-fid stats), or the\n"
+            "                       (default: low variance at small --images, see docs/SEARCH.md), FID\n"
+            "                       against --ref, or 100 - the CLIP score (needs --clip). The final front is\n"
+            "                       re-scored with FID (and CLIP score) either way.\n"
+            "  --clip DIR           a CLIP model folder in transformers' layout (DaTo uses ViT-L/14): the CLIP\n"
+            "                       score of torchmetrics' CLIPScore for every evaluation and front member\n"
+            "  --ref FILE|baseline  FID reference: real-data statistics (dato-fid stats HDF5, or a pytorch-fid /\n"
+            "                       clean-fid .npz, taken as made with the same extractor), or the\n"
             "                       baseline schedule's own images on the same prompts and seeds\n"
             "                       (default: the model's reference statistics if it ships them, else baseline)\n"
             "  --latency table|measured  latency objective: predicted from a per-call cost table calibrated\n"
@@ -49,7 +72,8 @@ static void usage(FILE* f) {
             "  --steps N            sampler steps (default: the model's dato.json, else 25)\n"
             "  --guidance G         guidance scale (default: the model's dato.json, else 7.5)\n"
             "  --sampler NAME       ddim | pndm | dpmpp-2m | euler | euler-a (default: the model's)\n"
-            "  --batch B            images per generate call (default: --images, at most 64)\n"
+            "  --batch B            images per generate call (default: the most, up to --images and 64, whose\n"
+            "                       UNet workspace fits the device's free memory; said at the start)\n"
             "  --seed S             seed of every random choice (default 0)\n"
             "  --out DIR            run folder (default results/<model>-pop<P>-gens<G>-seed<S>)\n"
             "  --resume FILE        continue a run from its checkpoint (the run folder is FILE's folder)\n"
@@ -117,7 +141,7 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
     dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f},
                              .device = -1};
     const char *out = NULL, *model = NULL;
-    int seed = 0, have_gens = 0, have_final = 0, batch = 0;
+    int seed = 0, have_gens = 0, have_final = 0, batch = 0, have_extractor = 0;
     for (int i = 0, n = 0; i < argc && n < (int)cmd_size - 1; i++)
         n += snprintf(cmd + n, cmd_size - n, i ? " %s" : "%s", argv[i]);
     o.command = cmd;
@@ -147,6 +171,22 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         else if (!strcmp(a, "--images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.images);
         else if (!strcmp(a, "--final-images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.final_images), have_final = 1;
         else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 2, 1000, &o.cfg.steps);
+        else if (!strcmp(a, "--height")) ok = parse_int(a, v, 1, 16384, &o.cfg.height);
+        else if (!strcmp(a, "--width")) ok = parse_int(a, v, 1, 16384, &o.cfg.width);
+        else if (!strcmp(a, "--size")) ok = parse_int(a, v, 1, 16384, &o.cfg.height), o.cfg.width = o.cfg.height;
+        else if (!strcmp(a, "--fid-weights")) {
+            snprintf(o.cfg.feature_net, sizeof o.cfg.feature_net, "%s", v);
+            if (!have_extractor) o.cfg.extractor = DATO_EXTRACTOR_INCEPTION;
+        } else if (!strcmp(a, "--extractor")) {
+            ok = !strcmp(v, "featnet") || !strcmp(v, "inception");
+            if (ok) o.cfg.extractor = !strcmp(v, "inception") ? DATO_EXTRACTOR_INCEPTION : DATO_EXTRACTOR_FEATNET;
+            else fprintf(msg_out, "dato-search: --extractor: '%s': expected featnet or inception\n", v);
+            have_extractor = 1;
+        } else if (!strcmp(a, "--preprocess")) {
+            ok = !strcmp(v, "pytorch-fid") || !strcmp(v, "tf") || !strcmp(v, "clean");
+            if (ok) snprintf(o.cfg.preprocess, sizeof o.cfg.preprocess, "%s", v);
+            else fprintf(msg_out, "dato-search: --preprocess: '%s': expected pytorch-fid, tf or clean\n", v);
+        }
         else if (!strcmp(a, "--batch")) ok = parse_int(a, v, 1, 4096, &batch);
         else if (!strcmp(a, "--seed")) ok = parse_int(a, v, 0, 2147483647, &seed);
         else if (!strcmp(a, "--threads")) ok = parse_int(a, v, 1, 1024, &o.cfg.threads);
@@ -173,9 +213,12 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
             ok = *v && !*end && o.cfg.guidance >= 0 && o.cfg.guidance <= 100;
             if (!ok) fprintf(msg_out, "dato-search: --guidance: '%s' is not a number in 0..100\n", v);
         } else if (!strcmp(a, "--objective")) {
-            ok = !strcmp(v, "teacher") || !strcmp(v, "fid");
-            if (ok) o.cfg.objective = !strcmp(v, "fid") ? DATO_OBJECTIVE_FID : DATO_OBJECTIVE_TEACHER;
-            else fprintf(msg_out, "dato-search: --objective: '%s': expected teacher or fid\n", v);
+            ok = !strcmp(v, "teacher") || !strcmp(v, "fid") || !strcmp(v, "clip");
+            if (ok) o.cfg.objective = !strcmp(v, "fid") ? DATO_OBJECTIVE_FID : !strcmp(v, "clip") ? DATO_OBJECTIVE_CLIP
+                                                                                                  : DATO_OBJECTIVE_TEACHER;
+            else fprintf(msg_out, "dato-search: --objective: '%s': expected teacher, fid or clip\n", v);
+        } else if (!strcmp(a, "--clip")) {
+            snprintf(o.cfg.clip, sizeof o.cfg.clip, "%s", v);
         } else if (!strcmp(a, "--ref")) {
             if (!strcmp(v, "baseline")) o.cfg.ref_mode = DATO_REF_BASELINE;
             else snprintf(o.cfg.ref, sizeof o.cfg.ref, "%s", v);
@@ -188,6 +231,15 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
             return 2;
         }
         if (!ok) return 2;
+    }
+    if (o.cfg.objective == DATO_OBJECTIVE_CLIP && !o.cfg.clip[0] && !o.resume) {
+        fprintf(msg_out, "dato-search: --objective clip needs --clip DIR (a CLIP model folder, e.g. "
+                         "openai/clip-vit-large-patch14 as transformers saves it)\n");
+        return 2;
+    }
+    if (have_extractor && o.cfg.extractor == DATO_EXTRACTOR_FEATNET && o.cfg.feature_net[0]) {
+        fprintf(msg_out, "dato-search: --fid-weights is Inception's: it goes with --extractor inception\n");
+        return 2;
     }
     if (o.cfg.sampler[0]) {
         dato_sampler_kind k;
@@ -219,7 +271,7 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         }
         snprintf(o.cfg.model, sizeof o.cfg.model, "%s", model);
         o.cfg.seed = (uint64_t)seed;
-        o.cfg.batch = batch ? batch : o.cfg.images < 64 ? o.cfg.images : 64;
+        o.cfg.batch = batch; // 0: chosen to fit the device's memory once the model is open
         if (out) {
             snprintf(run_dir, 4096, "%.4000s", out);
         } else {

@@ -1,6 +1,8 @@
 // FID and KID math (metrics/fid.c) against closed forms, numpy and pytorch-fid's own
 // calculate_frechet_distance (tests/fixtures/fid, written by tools/make_fid_fixtures.py).
 #include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -236,8 +238,56 @@ static void test_mmd_by_hand(void) {
     CHECK(dato_kid_mmd2(x, y, 1, 1, &mmd, &err) == DATO_ERR_INVALID, "m = 1 accepted");
 }
 
+// dato_fid_from_features against the statistics path (dato_feature_stats + dato_frechet_distance)
+// on seeded features: n <= dim takes the n x n route, n > dim the statistics. They agree to 1e-7
+// relative: with n <= dim the statistics path's Σ1 is rank-deficient, and the square roots of its
+// rounding-level eigenvalues (about 1e-16 of the largest; their roots about 1e-8) add up to
+// the 1e-8 differences measured; the n x n route never forms them.
+static void test_fid_from_features(void) {
+    const int dims[] = {64, 256}, counts[] = {2, 5, 10, 64, 200};
+    double worst = 0;
+    for (int di = 0; di < 2; di++)
+        for (int ci = 0; ci < 5; ci++) {
+            int d = dims[di], n = counts[ci], nr = 3 * d / 2;
+            float* f = malloc((size_t)(n + nr) * d * sizeof *f); // (n + nr, d): candidates, then reference
+            uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(d + 7 * n);
+            for (size_t i = 0; f && i < (size_t)(n + nr) * d; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                f[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) * (1.0f + (float)(i % d) / d);
+            }
+            dato_error err;
+            dato_fid_stats ref = {0}, mine = {0};
+            dato_feature_stats acc;
+            dato_fid_result fast, slow;
+            int ok = f && !dato_feature_stats_init(&acc, d, &err);
+            ok = ok && !dato_feature_stats_add(&acc, f + (size_t)n * d, nr, &err) &&
+                 !dato_feature_stats_finalize(&acc, &ref, NULL, &err);
+            dato_feature_stats_free(&acc);
+            ok = ok && !dato_feature_stats_init(&acc, d, &err);
+            ok = ok && !dato_feature_stats_add(&acc, f, n, &err) && !dato_feature_stats_finalize(&acc, &mine, NULL, &err);
+            dato_feature_stats_free(&acc);
+            ok = ok && !dato_fid_from_features(f, n, d, &ref, &fast, &err) && !dato_fid_from_stats(&mine, &ref, &slow, &err);
+            CHECK(ok, "d %d, n %d: %s", d, n, err.msg);
+            double rel = ok ? fabs(fast.fid - slow.fid) / fabs(slow.fid) : INFINITY;
+            worst = fmax(worst, rel);
+            CHECK(rel <= 1e-7, "d %d, n %d: FID %.15g from features vs %.15g from statistics (rel %.2e)", d, n, fast.fid,
+                  slow.fid, rel);
+            dato_fid_stats_free(&ref);
+            dato_fid_stats_free(&mine);
+            free(f);
+        }
+    printf("FID from features vs statistics, d 64 and 256, n 2..200: max rel err %.2e (tol 1e-7)\n", worst);
+    dato_error err;
+    dato_fid_stats ref = {0};
+    dato_fid_result r;
+    float one[4] = {0};
+    CHECK(dato_fid_from_features(one, 1, 4, &ref, &r, &err) == DATO_ERR_INVALID && strstr(err.msg, "at least 2"),
+          "one feature vector accepted");
+}
+
 int main(void) {
     test_anchors();
+    test_fid_from_features();
     test_mmd_by_hand();
     dato_safetensors st;
     dato_error err;

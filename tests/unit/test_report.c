@@ -40,6 +40,7 @@ static void fill_point(dato_report_point* p, int i) {
     p->fid = 12.3456789 + 40.0 / (1.0 + i) + 1e-9 / 3.0;
     p->kid = i == 2 ? NAN : 0.001 * (i + 1) / 3.0;
     p->teacher = i == 1 ? NAN : 17.0 / 3.0 * (i + 1);
+    p->clip = i == 0 ? NAN : 31.0 - 1.0 / 3.0 * i;
     p->measured_latency_s = i % 3 == 0 ? NAN : p->latency_s * 1.01;
     p->speedup = 0.1 / p->latency_s;
     dato_schedule_counts c = dato_schedule_count(&p->schedule);
@@ -58,6 +59,7 @@ static void fill_ref(dato_report_point* p, const char* spec, double latency, dou
     p->fid = fid;
     p->kid = NAN;
     p->teacher = 0;
+    p->clip = NAN;
     p->measured_latency_s = NAN;
     p->speedup = 0.1 / latency;
     dato_schedule_counts c = dato_schedule_count(&p->schedule);
@@ -133,7 +135,7 @@ static int split_csv(const char* line, char fields[][128], int max) {
 
 static void check_csv(const char* csv) {
     const char* header = "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
-                         "schedule_file,teacher\n";
+                         "schedule_file,teacher,clip_score\n";
     CHECK(strncmp(csv, header, strlen(header)) == 0, "CSV header: %.120s", csv);
     CHECK(count_of(csv, "\n") == N_FRONT + 1, "CSV has %d lines, want %d", count_of(csv, "\n"), N_FRONT + 1);
     const char* line = strchr(csv, '\n');
@@ -141,8 +143,8 @@ static void check_csv(const char* csv) {
         line++;
         char fields[16][128];
         int n = split_csv(line, fields, 16);
-        CHECK(n == 13, "row %d has %d fields", i, n);
-        if (n != 13) break;
+        CHECK(n == 14, "row %d has %d fields", i, n);
+        if (n != 14) break;
         const dato_report_point* p = &front[i];
         CHECK(atoi(fields[0]) == i, "row %d: index %s", i, fields[0]);
         CHECK(strcmp(fields[1], p->label) == 0, "row %d: label '%s' vs '%s'", i, fields[1], p->label);
@@ -156,6 +158,7 @@ static void check_csv(const char* csv) {
         snprintf(file, sizeof(file), "schedules/front_%d.json", i);
         CHECK(strcmp(fields[11], file) == 0, "row %d: schedule_file '%s'", i, fields[11]);
         check_number(strtod(fields[12], NULL), p->teacher, &max_csv_rel_err, "teacher", i);
+        check_number(strtod(fields[13], NULL), p->clip, &max_csv_rel_err, "clip_score", i);
         line = strchr(line, '\n');
     }
 }
