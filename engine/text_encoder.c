@@ -48,26 +48,34 @@ static dato_tensor tmp(dato_arena* a, const dato_backend* be, int64_t rows, int6
     return dato_arena_tensor(a, DATO_F32, be->device, 2, (int64_t[]){rows, cols});
 }
 
-dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int W, int heads, float eps,
-                                  dato_te_act act, int causal, dato_tensor* x, dato_tensor* h, dato_tensor* q,
-                                  dato_tensor* k, dato_tensor* v, dato_tensor* o, dato_tensor* f, dato_error* err) {
+dato_te_acts dato_te_acts_carve(dato_arena* a, dato_device dev, int64_t M, int64_t W, int64_t I) {
+    dato_te_acts s;
+    dato_tensor* wide[] = {&s.x, &s.h, &s.q, &s.k, &s.v, &s.o};
+    for (int i = 0; i < 6; i++) *wide[i] = dato_arena_tensor(a, DATO_F32, dev, 2, (int64_t[]){M, W});
+    s.f = dato_arena_tensor(a, DATO_F32, dev, 2, (int64_t[]){M, I});
+    return s;
+}
+
+dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int heads, float eps,
+                                  dato_te_act act, int causal, dato_te_acts* s, dato_error* err) {
     const dato_backend_ops* op = be->ops;
-    DATO_TRY(op->layer_norm(be, h, x, &ly->ln1.w, &ly->ln1.b, eps, err));
-    DATO_TRY(op->linear(be, q, h, &ly->q.w, &ly->q.b, err));
-    DATO_TRY(op->linear(be, k, h, &ly->k.w, &ly->k.b, err));
-    DATO_TRY(op->linear(be, v, h, &ly->v.w, &ly->v.b, err));
-    dato_tensor q3 = dato_tensor_make(q->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
-    dato_tensor k3 = dato_tensor_make(k->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
-    dato_tensor v3 = dato_tensor_make(v->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
-    dato_tensor o3 = dato_tensor_make(o->data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
+    int64_t W = s->x.shape[1];
+    DATO_TRY(op->layer_norm(be, &s->h, &s->x, &ly->ln1.w, &ly->ln1.b, eps, err));
+    DATO_TRY(op->linear(be, &s->q, &s->h, &ly->q.w, &ly->q.b, err));
+    DATO_TRY(op->linear(be, &s->k, &s->h, &ly->k.w, &ly->k.b, err));
+    DATO_TRY(op->linear(be, &s->v, &s->h, &ly->v.w, &ly->v.b, err));
+    dato_tensor q3 = dato_tensor_make(s->q.data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
+    dato_tensor k3 = dato_tensor_make(s->k.data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
+    dato_tensor v3 = dato_tensor_make(s->v.data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
+    dato_tensor o3 = dato_tensor_make(s->o.data, DATO_F32, be->device, 3, (int64_t[]){B, L, W}); // (B, L, W)
     DATO_TRY(op->attention(be, &o3, &q3, &k3, &v3, heads, 1.0f / sqrtf((float)(W / heads)), causal, err));
-    DATO_TRY(op->linear(be, h, o, &ly->out.w, &ly->out.b, err));
-    DATO_TRY(op->add(be, x, x, h, err));
-    DATO_TRY(op->layer_norm(be, h, x, &ly->ln2.w, &ly->ln2.b, eps, err));
-    DATO_TRY(op->linear(be, f, h, &ly->fc1.w, &ly->fc1.b, err));
-    DATO_TRY(act == DATO_TE_ACT_GELU ? op->gelu(be, f, f, err) : op->quick_gelu(be, f, f, err));
-    DATO_TRY(op->linear(be, h, f, &ly->fc2.w, &ly->fc2.b, err));
-    DATO_TRY(op->add(be, x, x, h, err));
+    DATO_TRY(op->linear(be, &s->h, &s->o, &ly->out.w, &ly->out.b, err));
+    DATO_TRY(op->add(be, &s->x, &s->x, &s->h, err));
+    DATO_TRY(op->layer_norm(be, &s->h, &s->x, &ly->ln2.w, &ly->ln2.b, eps, err));
+    DATO_TRY(op->linear(be, &s->f, &s->h, &ly->fc1.w, &ly->fc1.b, err));
+    DATO_TRY(act == DATO_TE_ACT_GELU ? op->gelu(be, &s->f, &s->f, err) : op->quick_gelu(be, &s->f, &s->f, err));
+    DATO_TRY(op->linear(be, &s->h, &s->f, &ly->fc2.w, &ly->fc2.b, err));
+    DATO_TRY(op->add(be, &s->x, &s->x, &s->h, err));
     return DATO_OK;
 }
 
@@ -80,13 +88,8 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
     const dato_te_config* c = &te->cfg;
     int64_t M = (int64_t)B * L, W = c->width;
     size_t mark = dato_arena_mark(a);
-    dato_tensor x = tmp(a, be, M, W);                 // (B*L, W) the residual stream
-    dato_tensor h = tmp(a, be, M, W);                 // (B*L, W) normed input, then sublayer outputs
-    dato_tensor q = tmp(a, be, M, W);                 // (B*L, W)
-    dato_tensor k = tmp(a, be, M, W);                 // (B*L, W)
-    dato_tensor v = tmp(a, be, M, W);                 // (B*L, W)
-    dato_tensor o = tmp(a, be, M, W);                 // (B*L, W) attention output
-    dato_tensor f = tmp(a, be, M, c->intermediate);   // (B*L, I)
+    dato_te_acts s = dato_te_acts_carve(a, be->device, M, W, c->intermediate); // (B*L, .) each
+    dato_tensor* x = &s.x;                            // (B*L, W) the residual stream
     dato_tensor g = tmp(a, be, B, W);                 // (B, W) eos rows
     if (a->overflowed)
         return dato_fail(err, DATO_ERR_NOMEM, "text encoder: workspace too small (planned %zu bytes)", a->cap);
@@ -95,10 +98,10 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
     dato_tensor pos = view2(&te->position_embedding, L, W); // (L, W) rows 0..L-1
     for (int b = 0; b < B; b++) {
         for (int i = 0; i < L; i++) {
-            dato_tensor dst = row_of(&x, (int64_t)b * L + i), src = row_of(&te->token_embedding, ids[b * L + i]);
+            dato_tensor dst = row_of(x, (int64_t)b * L + i), src = row_of(&te->token_embedding, ids[b * L + i]);
             DATO_TRY(op->copy(be, &dst, &src, err));
         }
-        dato_tensor xb = row_of(&x, (int64_t)b * L); // (L, W) of image b
+        dato_tensor xb = row_of(x, (int64_t)b * L); // (L, W) of image b
         xb.shape[0] = L;
         DATO_TRY(op->add(be, &xb, &xb, &pos, err));
     }
@@ -108,17 +111,16 @@ static dato_status forward_on(const dato_text_encoder* te, dato_backend* be, dat
     for (int l = 0;; l++) {
         if (hidden && l == capture) {
             dato_tensor out = view2(hidden, M, W); // (B*L, W)
-            if (final_norm) DATO_TRY(op->layer_norm(be, &out, &x, &te->final_ln.w, &te->final_ln.b, c->eps, err));
-            else DATO_TRY(op->copy(be, &out, &x, err));
+            if (final_norm) DATO_TRY(op->layer_norm(be, &out, x, &te->final_ln.w, &te->final_ln.b, c->eps, err));
+            else DATO_TRY(op->copy(be, &out, x, err));
         }
         if (l == n_run) break;
-        DATO_TRY(dato_te_layer_forward(be, &te->layers[l], B, L, (int)te->cfg.width, te->cfg.heads, te->cfg.eps,
-                                       te->cfg.act, 1, &x, &h, &q, &k, &v, &o, &f, err));
+        DATO_TRY(dato_te_layer_forward(be, &te->layers[l], B, L, c->heads, c->eps, c->act, 1, &s, err));
     }
 
     if (pooled) { // final LayerNorm is per row: norm only the eos rows
         for (int b = 0; b < B; b++) {
-            dato_tensor dst = row_of(&g, b), src = row_of(&x, (int64_t)b * L + eos_pos[b]);
+            dato_tensor dst = row_of(&g, b), src = row_of(x, (int64_t)b * L + eos_pos[b]);
             DATO_TRY(op->copy(be, &dst, &src, err));
         }
         DATO_TRY(op->layer_norm(be, &g, &g, &te->final_ln.w, &te->final_ln.b, c->eps, err));

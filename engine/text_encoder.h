@@ -76,12 +76,23 @@ typedef struct {
     dato_te_affine ln1, q, k, v, out, ln2, fc1, fc2;
 } dato_te_layer;
 
-// One pre-LN transformer layer as CLIP's text and vision towers have it (CLIPEncoderLayer):
-// x (B*L, W) += out_proj(MHA(LN1 x)) (causal for text, full for vision); x += fc2(act(fc1(LN2 x))).
-// Scratch: h, q, k, v, o (B*L, W) and f (B*L, I).
-dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int W, int heads, float eps,
-                                  dato_te_act act, int causal, dato_tensor* x, dato_tensor* h, dato_tensor* q,
-                                  dato_tensor* k, dato_tensor* v, dato_tensor* o, dato_tensor* f, dato_error* err);
+// The activations of a layer stack over M = B*L token rows of width W, MLP width I.
+typedef struct {
+    dato_tensor x;       // (M, W) the residual stream
+    dato_tensor h;       // (M, W) normed input, then sublayer outputs
+    dato_tensor q, k, v; // (M, W)
+    dato_tensor o;       // (M, W) attention output
+    dato_tensor f;       // (M, I)
+} dato_te_acts;
+
+// Carves the activations from arena a on device dev (check a->overflowed after).
+dato_te_acts dato_te_acts_carve(dato_arena* a, dato_device dev, int64_t M, int64_t W, int64_t I);
+
+// One pre-LN transformer layer as CLIP's text and vision towers have it (CLIPEncoderLayer), on
+// B sequences of L tokens: x += out_proj(MHA(LN1 x)) (causal for text, full for vision);
+// x += fc2(act(fc1(LN2 x))).
+dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int heads, float eps,
+                                  dato_te_act act, int causal, dato_te_acts* s, dato_error* err);
 
 // One parameter: its names in both layouts (without the checkpoint prefix), its shape in the
 // engine, and where OpenCLIP stores it differently: a row block of the fused in_proj

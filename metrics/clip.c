@@ -432,13 +432,8 @@ static dato_status vision_forward(const dato_clip* c, dato_backend* be, dato_are
     int64_t S = cfg->image_size, P = cfg->patch_size, G = S / P, N = G * G, T = N + 1;
     int64_t W = cfg->width, M = (int64_t)B * T, D = cfg->projection_dim;
     size_t mark = dato_arena_mark(a);
-    dato_tensor x = tmp2(a, be, M, W);                 // (B*T, W) the residual stream
-    dato_tensor h = tmp2(a, be, M, W);                 // (B*T, W) normed input, then sublayer outputs
-    dato_tensor q = tmp2(a, be, M, W);                 // (B*T, W)
-    dato_tensor k = tmp2(a, be, M, W);                 // (B*T, W)
-    dato_tensor v = tmp2(a, be, M, W);                 // (B*T, W)
-    dato_tensor o = tmp2(a, be, M, W);                 // (B*T, W) attention output
-    dato_tensor f = tmp2(a, be, M, cfg->intermediate); // (B*T, I)
+    dato_te_acts s = dato_te_acts_carve(a, be->device, M, W, cfg->intermediate); // (B*T, .) each
+    dato_tensor* x = &s.x;                             // (B*T, W) the residual stream
     dato_tensor g = tmp2(a, be, B, W);                 // (B, W) class tokens
     dato_tensor e = tmp2(a, be, B, D);                 // (B, D) projected embeddings
     size_t embed_mark = dato_arena_mark(a);            // the patch stage's temporaries go above
@@ -453,23 +448,22 @@ static dato_status vision_forward(const dato_clip* c, dato_backend* be, dato_are
     DATO_TRY(op->nchw_to_tokens(be, &tokens, &patches, err));
     dato_tensor tok2 = dato_tensor_make(tokens.data, DATO_F32, be->device, 2, (int64_t[]){(int64_t)B * N, W}); // (B*N, W)
     for (int b = 0; b < B; b++) {
-        dato_tensor cls = row_1d(&x, (int64_t)b * T);
+        dato_tensor cls = row_1d(x, (int64_t)b * T);
         DATO_TRY(op->copy(be, &cls, &c->class_emb, err));
-        dato_tensor dst = rows_2d(&x, (int64_t)b * T + 1, N), src = rows_2d(&tok2, (int64_t)b * N, N); // (N, W)
+        dato_tensor dst = rows_2d(x, (int64_t)b * T + 1, N), src = rows_2d(&tok2, (int64_t)b * N, N); // (N, W)
         DATO_TRY(op->copy(be, &dst, &src, err));
-        dato_tensor xb = rows_2d(&x, (int64_t)b * T, T); // (T, W) of image b
+        dato_tensor xb = rows_2d(x, (int64_t)b * T, T); // (T, W) of image b
         DATO_TRY(op->add(be, &xb, &xb, &c->pos_emb, err));
     }
     dato_arena_release(a, embed_mark);
-    DATO_TRY(op->layer_norm(be, &x, &x, &c->pre_ln.w, &c->pre_ln.b, cfg->eps, err));
+    DATO_TRY(op->layer_norm(be, x, x, &c->pre_ln.w, &c->pre_ln.b, cfg->eps, err));
 
     for (int l = 0; l < cfg->n_layers; l++)
-        DATO_TRY(dato_te_layer_forward(be, &c->layers[l], B, (int)T, c->cfg.width, c->cfg.heads, c->cfg.eps,
-                                       c->cfg.act, 0, &x, &h, &q, &k, &v, &o, &f, err)); // no mask
+        DATO_TRY(dato_te_layer_forward(be, &c->layers[l], B, (int)T, cfg->heads, cfg->eps, cfg->act, 0, &s, err)); // no mask
 
     // pooled: post_layernorm of each class token, then visual_projection
     for (int b = 0; b < B; b++) {
-        dato_tensor dst = row_1d(&g, b), src = row_1d(&x, (int64_t)b * T);
+        dato_tensor dst = row_1d(&g, b), src = row_1d(x, (int64_t)b * T);
         DATO_TRY(op->copy(be, &dst, &src, err));
     }
     DATO_TRY(op->layer_norm(be, &g, &g, &c->post_ln.w, &c->post_ln.b, cfg->eps, err));
