@@ -122,6 +122,17 @@ dato_status dato_archive_insert(dato_archive* a, const uint8_t* genome, const do
     return DATO_OK;
 }
 
+dato_status dato_archive_update(dato_archive* a, size_t row, const double* objectives, const double* extras,
+                                dato_error* err) {
+    if (row >= a->count)
+        return dato_fail(err, DATO_ERR_INVALID, "archive update: row %zu of %zu", row, a->count);
+    if (a->n_extra > 0 && !extras)
+        return dato_fail(err, DATO_ERR_INVALID, "archive update: extras is NULL but n_extra = %d", a->n_extra);
+    memcpy(a->objectives + row * (size_t)a->n_obj, objectives, (size_t)a->n_obj * sizeof(double));
+    if (a->n_extra > 0) memcpy(a->extras + row * (size_t)a->n_extra, extras, (size_t)a->n_extra * sizeof(double));
+    return DATO_OK;
+}
+
 int dato_archive_find(const dato_archive* a, const uint8_t* genome, size_t* eval_index) {
     if (a->count == 0) return 0;
     int64_t row = a->slots[probe(a, genome, dato_genome_hash(genome, a->genome_bytes))];

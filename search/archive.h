@@ -45,6 +45,10 @@ void dato_archive_free(dato_archive* a);
 dato_status dato_archive_insert(dato_archive* a, const uint8_t* genome, const double* objectives,
                                 const double* extras, int32_t generation, int* inserted, size_t* eval_index,
                                 dato_error* err);
+// Replaces row's objectives and extras (a score at a higher fidelity); its genome, generation and
+// place stay. extras may be NULL when n_extra is 0.
+dato_status dato_archive_update(dato_archive* a, size_t row, const double* objectives, const double* extras,
+                                dato_error* err);
 // 1 and *eval_index = its row if the genome is in the archive, else 0.
 int dato_archive_find(const dato_archive* a, const uint8_t* genome, size_t* eval_index);
 size_t dato_archive_count(const dato_archive* a);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,7 +52,11 @@ static uint64_t fnv_doubles(uint64_t h, const double* x, size_t n) {
     return h;
 }
 
-uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
+// The payload checksum over the arrays as a file stores them: the archive extras with n_extra
+// columns and the final rows (and baseline) with n_final_cols, each array compact (row-major, no
+// padding). Format 3: DATO_SEARCH_N_EXTRA and DATO_SEARCH_N_FINAL; format 2: 5 and
+// DATO_SEARCH_N_FINAL_V2, which read checks before it widens the rows to this build's layout.
+static uint64_t payload_checksum(const dato_checkpoint* c, int n_extra, int n_final_cols) {
     size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes;
     uint64_t h = FNV_OFFSET;
     h = fnv_bytes(h, c->pop_genomes, pop * gb);
@@ -60,14 +65,18 @@ uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
     for (int i = 0; i < 4; i++) h = fnv_le(h, c->rng_state[i], 8);
     h = fnv_bytes(h, c->arch_genomes, n * gb);
     h = fnv_doubles(h, c->arch_objectives, n * (size_t)c->n_obj);
-    h = fnv_doubles(h, c->arch_extras, n * (size_t)c->n_extra);
+    h = fnv_doubles(h, c->arch_extras, n * (size_t)n_extra);
     for (size_t i = 0; i < n; i++) h = fnv_le(h, (uint32_t)c->arch_generations[i], 4);
     if (c->n_final > 0) {
         h = fnv_bytes(h, c->final_genomes, (size_t)c->n_final * gb);
-        h = fnv_doubles(h, c->final_scores, (size_t)c->n_final * DATO_SEARCH_N_FINAL);
-        h = fnv_doubles(h, c->final_baseline, DATO_SEARCH_N_FINAL);
+        h = fnv_doubles(h, c->final_scores, (size_t)c->n_final * (size_t)n_final_cols);
+        h = fnv_doubles(h, c->final_baseline, (size_t)n_final_cols);
     }
     return h;
+}
+
+uint64_t dato_checkpoint_checksum(const dato_checkpoint* c) {
+    return payload_checksum(c, c->n_extra, DATO_SEARCH_N_FINAL);
 }
 
 // ---- the config as attributes of /config --------------------------------------------------------
@@ -249,7 +258,15 @@ static dato_status write_table_group(hid_t file, const char* path, const char* n
     return st;
 }
 
-#define FINAL_SCORE_NAMES "measured_latency_s_per_image,fid,kid,teacher"
+// The "names" attributes of /archive/extras and of /final/scores and /final/baseline: one per column,
+// in the order of search_config.h's extras and checkpoint.h's DATO_FINAL_* (format 3).
+#define EXTRA_NAMES "kid,measured_latency_s_per_image,table_latency_s_per_image,fid,teacher,images"
+#define FINAL_SCORE_NAMES                                                                                  \
+    "latency_s_per_image,fid,kid,teacher,fid_lo,fid_hi,teacher_lo,teacher_hi,clip,clip_lo,clip_hi,"       \
+    "latency_ratio,ratio_lo,ratio_hi"
+_Static_assert(DATO_SEARCH_N_EXTRA == 6 && DATO_EXTRA_IMAGES == 5 && DATO_SEARCH_N_FINAL == 14 &&
+                   DATO_FINAL_RATIO_HI == 13,
+               "a column was added: update EXTRA_NAMES, FINAL_SCORE_NAMES, docs/CHECKPOINT.md and the format version");
 
 // /final: the re-scored final front (genomes as in /population, scores, the baseline's scores).
 static dato_status write_final_group(hid_t file, const char* path, const dato_checkpoint* c, dato_error* err) {
@@ -328,8 +345,7 @@ static dato_status write_contents(hid_t file, const char* path, const dato_check
                            c->arch_extras, err));
     hid_t extras = H5Dopen2(file, "/archive/extras", H5P_DEFAULT);
     if (extras < 0) return write_failure(err, path, "opening dataset", "/archive/extras");
-    st = write_text_attr(extras, path, "names",
-                         "kid,measured_latency_s_per_image,table_latency_s_per_image,fid,teacher", err);
+    st = write_text_attr(extras, path, "names", EXTRA_NAMES, err);
     H5Dclose(extras);
     if (st != DATO_OK) return st;
     hsize_t gen_dims[1] = {(hsize_t)n};
@@ -351,6 +367,20 @@ static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, i
                 return dato_fail(err, status, "%s: '/%s/prune_ratio_code'[%zu][%zu] is %d, expected 0..%d", path,
                                  group, i, k, code, RATIO_CODES - 1);
         }
+    return DATO_OK;
+}
+
+// Column DATO_EXTRA_IMAGES of extras (n, DATO_SEARCH_N_EXTRA), the images each score rests on: a
+// whole number in 1..INT_MAX on every row.
+static dato_status check_extra_images(const double* extras, size_t n, const char* path, dato_status status,
+                                      dato_error* err) {
+    for (size_t r = 0; r < n; r++) {
+        double v = extras[r * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES];
+        if (!(v >= 1 && v <= INT_MAX && v == (double)(int64_t)v))
+            return dato_fail(err, status,
+                             "%s: '/archive/extras'[%zu][%d] (images) is %.17g, expected a whole number >= 1", path,
+                             r, DATO_EXTRA_IMAGES, v);
+    }
     return DATO_OK;
 }
 
@@ -387,6 +417,7 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
     if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations ||
         (c->n_evaluations > 0 && (!c->arch_genomes || !c->arch_objectives || !c->arch_extras || !c->arch_generations)))
         return dato_fail(err, DATO_ERR_INVALID, "%s: an array of the checkpoint is NULL", path);
+    DATO_TRY(check_extra_images(c->arch_extras, (size_t)c->n_evaluations, path, DATO_ERR_INVALID, err));
     DATO_TRY(check_genes(c->pop_genomes, (size_t)c->pop, (size_t)c->steps, cfg->n_branches, path, "population",
                          DATO_ERR_INVALID, err));
     if (c->n_final > 0)
@@ -772,7 +803,10 @@ static dato_status read_genomes(hid_t file, const char* path, const char* group,
     return st;
 }
 
-static dato_status read_root(hid_t file, const char* path, dato_checkpoint* c, uint64_t* checksum, dato_error* err) {
+// The root attributes; *version gets format_version, 2 or 3 (older is refused as DATO_ERR_FORMAT,
+// newer as DATO_ERR_UNSUPPORTED).
+static dato_status read_root(hid_t file, const char* path, dato_checkpoint* c, uint64_t* checksum, int* version_out,
+                             dato_error* err) {
     hid_t root = H5Gopen2(file, "/", H5P_DEFAULT);
     if (root < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot open the root group", path);
     char format[64];
@@ -782,10 +816,11 @@ static dato_status read_root(hid_t file, const char* path, dato_checkpoint* c, u
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute 'format' is '%s', expected '%s'", path, format,
                        DATO_CHECKPOINT_FORMAT);
     if (st == DATO_OK) st = read_i64_attr(root, path, "", "format_version", &version, err);
-    if (st == DATO_OK && version != DATO_CHECKPOINT_FORMAT_VERSION)
+    if (st == DATO_OK && (version < 2 || version > DATO_CHECKPOINT_FORMAT_VERSION))
         st = dato_fail(err, version > DATO_CHECKPOINT_FORMAT_VERSION ? DATO_ERR_UNSUPPORTED : DATO_ERR_FORMAT,
-                       "%s: format_version %lld, this build reads version %d", path, (long long)version,
+                       "%s: format_version %lld, this build reads versions 2 to %d", path, (long long)version,
                        DATO_CHECKPOINT_FORMAT_VERSION);
+    *version_out = (int)version;
     if (st == DATO_OK) st = read_i64_attr(root, path, "", "generation", &c->generation, err);
     if (st == DATO_OK) st = read_i64_attr(root, path, "", "n_evaluations", &c->n_evaluations, err);
     if (st == DATO_OK && (c->generation < 0 || c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS))
@@ -809,8 +844,11 @@ static void* alloc_array(size_t n, size_t size) {
     return malloc(n * size > 0 ? n * size : 1);
 }
 
-// /final, present once the run has finished: its rows count from the scores' first dim.
-static dato_status read_final_group(hid_t file, const char* path, dato_checkpoint* c, dato_error* err) {
+// /final, present once the run has finished: its rows count from the scores' first dim. The file's
+// rows have cols columns (DATO_SEARCH_N_FINAL, or DATO_SEARCH_N_FINAL_V2 in format 2), read compact
+// into the first cols x n_final values of final_scores (allocated for DATO_SEARCH_N_FINAL) and the
+// first cols of final_baseline; read_contents widens a format 2 file's rows after the checksum.
+static dato_status read_final_group(hid_t file, const char* path, dato_checkpoint* c, int cols, dato_error* err) {
     hid_t ds = H5Dopen2(file, "/final/scores", H5P_DEFAULT);
     if (ds < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '/final/scores' is missing", path);
     hid_t space = H5Dget_space(ds);
@@ -818,16 +856,16 @@ static dato_status read_final_group(hid_t file, const char* path, dato_checkpoin
     int nd = space >= 0 ? H5Sget_simple_extent_dims(space, dims, NULL) : -1;
     if (space >= 0) H5Sclose(space);
     H5Dclose(ds);
-    if (nd != 2 || dims[0] < 1 || dims[0] > DATO_CHECKPOINT_MAX_FINAL || dims[1] != DATO_SEARCH_N_FINAL)
+    if (nd != 2 || dims[0] < 1 || dims[0] > DATO_CHECKPOINT_MAX_FINAL || dims[1] != (hsize_t)cols)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: '/final/scores' must be (1..%d, %d)", path,
-                         DATO_CHECKPOINT_MAX_FINAL, DATO_SEARCH_N_FINAL);
+                         DATO_CHECKPOINT_MAX_FINAL, cols);
     c->n_final = (int)dims[0];
     size_t nf = (size_t)c->n_final;
     c->final_genomes = alloc_array(nf, (size_t)c->genome_bytes);
     c->final_scores = alloc_array(nf, DATO_SEARCH_N_FINAL * sizeof(double));
     if (!c->final_genomes || !c->final_scores)
         return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the final front", path);
-    hsize_t base_dims[1] = {DATO_SEARCH_N_FINAL};
+    hsize_t base_dims[1] = {(hsize_t)cols};
     DATO_TRY(read_genomes(file, path, "final", nf, (size_t)c->steps, c->final_genomes, err));
     DATO_TRY(read_dataset(file, path, "/final/scores", H5T_FLOAT, 8, 0, 2, dims, H5T_NATIVE_DOUBLE, c->final_scores,
                           err));
@@ -836,9 +874,23 @@ static dato_status read_final_group(hid_t file, const char* path, dato_checkpoin
     return check_genes(c->final_genomes, nf, (size_t)c->steps, c->cfg.n_branches, path, "final", DATO_ERR_FORMAT, err);
 }
 
+// Widens rows (rows, from) stored compact at the start of a (its buffer holding rows x to values) to
+// (rows, to) in place, filling columns from..to-1 with fill. Last row first: row r's new place,
+// from r x to, never overlaps a row below r that is still to move.
+static void widen_rows(double* a, size_t rows, int from, int to, double fill) {
+    for (size_t r = rows; r-- > 0;) {
+        memmove(a + r * (size_t)to, a + r * (size_t)from, (size_t)from * sizeof *a);
+        for (int k = from; k < to; k++) a[r * (size_t)to + (size_t)k] = fill;
+    }
+}
+
 static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* c, dato_error* err) {
     uint64_t stored_checksum = 0;
-    DATO_TRY(read_root(file, path, c, &stored_checksum, err));
+    int version = 0;
+    DATO_TRY(read_root(file, path, c, &stored_checksum, &version, err));
+    // the columns as stored: format 2 had 5 extras (no images) and 4 final columns
+    int extra_cols = version == 2 ? DATO_SEARCH_N_EXTRA - 1 : DATO_SEARCH_N_EXTRA;
+    int final_cols = version == 2 ? DATO_SEARCH_N_FINAL_V2 : DATO_SEARCH_N_FINAL;
     if (H5Lexists(file, "/config", H5P_DEFAULT) <= 0)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: group '/config' is missing", path);
     hid_t config = H5Gopen2(file, "/config", H5P_DEFAULT);
@@ -871,7 +923,7 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
         return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the arrays of %zu evaluations", path, n);
 
     hsize_t pop_obj[2] = {pop, DATO_SEARCH_N_OBJ}, pop_1d[1] = {pop}, rng_1d[1] = {4};
-    hsize_t arch_obj[2] = {n, DATO_SEARCH_N_OBJ}, arch_extra[2] = {n, DATO_SEARCH_N_EXTRA}, arch_1d[1] = {n};
+    hsize_t arch_obj[2] = {n, DATO_SEARCH_N_OBJ}, arch_extra[2] = {n, (hsize_t)extra_cols}, arch_1d[1] = {n};
     DATO_TRY(read_genomes(file, path, "population", pop, steps, c->pop_genomes, err));
     DATO_TRY(read_dataset(file, path, "/population/objectives", H5T_FLOAT, 8, 0, 2, pop_obj, H5T_NATIVE_DOUBLE,
                           c->pop_objectives, err));
@@ -889,13 +941,22 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
 
     DATO_TRY(check_genes(c->pop_genomes, pop, steps, cfg->n_branches, path, "population", DATO_ERR_FORMAT, err));
     DATO_TRY(check_genes(c->arch_genomes, n, steps, cfg->n_branches, path, "archive", DATO_ERR_FORMAT, err));
-    if (H5Lexists(file, "/final", H5P_DEFAULT) > 0) DATO_TRY(read_final_group(file, path, c, err));
-    uint64_t checksum = dato_checkpoint_checksum(c);
+    if (H5Lexists(file, "/final", H5P_DEFAULT) > 0) DATO_TRY(read_final_group(file, path, c, final_cols, err));
+    // over the arrays as stored, so a format 2 file verifies before its rows are widened
+    uint64_t checksum = payload_checksum(c, extra_cols, final_cols);
     if (checksum != stored_checksum)
         return dato_fail(err, DATO_ERR_FORMAT,
                          "%s: checksum mismatch (stored %016llx, payload %016llx): the file is damaged", path,
                          (unsigned long long)stored_checksum, (unsigned long long)checksum);
-    return DATO_OK;
+    if (version == 2) { // every evaluation of a format 2 run was scored on `images`; no intervals nor ratios
+        widen_rows(c->arch_extras, n, extra_cols, DATO_SEARCH_N_EXTRA, (double)cfg->images);
+        if (c->n_final > 0) { // (without /final the baseline stays all 0, as a format 3 read leaves it)
+            widen_rows(c->final_scores, (size_t)c->n_final, final_cols, DATO_SEARCH_N_FINAL, NAN);
+            for (int k = final_cols; k < DATO_SEARCH_N_FINAL; k++) c->final_baseline[k] = NAN;
+        }
+        return DATO_OK;
+    }
+    return check_extra_images(c->arch_extras, n, path, DATO_ERR_FORMAT, err);
 }
 
 dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err) {

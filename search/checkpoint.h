@@ -18,9 +18,24 @@
 #include "status.h"
 
 #define DATO_CHECKPOINT_FORMAT "dato-search-checkpoint"
-#define DATO_CHECKPOINT_FORMAT_VERSION 2
+#define DATO_CHECKPOINT_FORMAT_VERSION 3 // 3: archive extras gain the fidelity column, final rows their
+                                         // intervals and paired ratios; format 2 files are still read
 #define DATO_CHECKPOINT_MAX_FINAL 256 // final-front rows
-#define DATO_SEARCH_N_FINAL 4         // per final row: measured latency (s per image), FID, KID, teacher distance
+
+// The columns of a final row (and of final_baseline). Format 2 files had the first 4; reading one
+// fills the rest with NaN.
+enum {
+    DATO_FINAL_LATENCY = 0, // s per image: the baseline's measured time x the member's paired ratio
+    DATO_FINAL_FID,         // on final_images images
+    DATO_FINAL_KID,         // KID x 1000 against the baseline's images, NaN where not computed
+    DATO_FINAL_TEACHER,
+    DATO_FINAL_FID_LO, DATO_FINAL_FID_HI, // bootstrap 95% intervals over images
+    DATO_FINAL_TEACHER_LO, DATO_FINAL_TEACHER_HI,
+    DATO_FINAL_CLIP, DATO_FINAL_CLIP_LO, DATO_FINAL_CLIP_HI, // NaN without --clip
+    DATO_FINAL_RATIO, DATO_FINAL_RATIO_LO, DATO_FINAL_RATIO_HI, // median, least and greatest paired ratio
+    DATO_SEARCH_N_FINAL
+};
+#define DATO_SEARCH_N_FINAL_V2 4 // columns in format 2
 
 typedef struct {
     dato_search_config cfg;
@@ -41,7 +56,7 @@ typedef struct {
     // before): what dato-export picks from, because it is the front's FID, not its search proxy.
     int n_final;
     uint8_t* final_genomes;    // (n_final, genome_bytes) by measured latency
-    double* final_scores;      // (n_final, DATO_SEARCH_N_FINAL)
+    double* final_scores;      // (n_final, DATO_SEARCH_N_FINAL), columns DATO_FINAL_*
     double final_baseline[DATO_SEARCH_N_FINAL]; // the baseline schedule, scored the same way
 } dato_checkpoint;
 

@@ -1,13 +1,18 @@
-// The result files of a dato-search run (report.h). Each file is built as text in memory and
+// The result files of a search run (report.h). Each file is built as text in memory and
 // then written with a temporary file + rename. Layout of the chart (front.svg):
 //
 //   +------------------------------------------------------------+
 //   | title                                                      |
 //   |  FID  +--------------------------------------+  legend     |
-//   |  ticks|  step line, points, refs, +10% line  |             |
+//   |  ticks|  step line, interval bars, points,   |             |
+//   |       |  refs, +10% line                     |             |
 //   |       +--------------------------------------+             |
-//   |         ticks, "latency per image (ms)"                    |
+//   |         ticks, "speedup over the baseline (×)"             |
 //   +------------------------------------------------------------+
+//
+// The x axis is the speedup (higher is better) when every front member has one, from its paired
+// latency ratio or else from the baseline's latency; otherwise (no ratio and no baseline) it is
+// the latency in ms, as before the ratios existed.
 #include "report.h"
 
 #include <errno.h>
@@ -20,6 +25,12 @@
 #include <unistd.h>
 
 #include "text_buffer.h"
+
+// The four lists of points a report holds; each has its own schedule file prefix (dropped members
+// have none: they are not answers, and their schedules are not saved).
+typedef enum { SET_FRONT, SET_REF, SET_CONFIRM, SET_DROPPED } point_set;
+
+static const char* const set_names[] = {"front member", "reference", "confirmation row", "dropped member"};
 
 // ---------------------------------------------------------------------------------------------
 // text escapes (an allocation failure is remembered by the buffer and reported once at the end)
@@ -104,9 +115,11 @@ static dato_status write_file_atomic(const char* dir, const char* name, const da
     return DATO_OK;
 }
 
-// The schedule file of front member i or reference i, relative to the run folder.
-static void schedule_file_name(char* out, size_t n, int is_ref, int i) {
-    snprintf(out, n, "schedules/%s_%d.json", is_ref ? "ref" : "front", i);
+// The schedule file of point i of a set, relative to the run folder ("" for a dropped member).
+static void schedule_file_name(char* out, size_t n, point_set set, int i) {
+    static const char* const prefix[] = {"front", "ref", "confirm", NULL};
+    if (prefix[set]) snprintf(out, n, "schedules/%s_%d.json", prefix[set], i);
+    else if (n > 0) out[0] = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -168,51 +181,121 @@ int dato_report_fastest_within(const double* latency, const double* fid, int n, 
 
 static int has_terminator(const char* s, size_t n) { return memchr(s, 0, n) != NULL; }
 
-static dato_status check_point(const dato_report_point* p, const char* what, int i, int need_finite, dato_error* err) {
+// An interval is unknown (both ends NaN) or ordered; one NaN end, or lo > hi, is a caller's bug.
+static dato_status check_interval(dato_interval ci, const dato_report_point* p, point_set set, int i,
+                                  const char* field, dato_error* err) {
+    if (isnan(ci.lo) && isnan(ci.hi)) return DATO_OK;
+    if (ci.lo <= ci.hi) return DATO_OK;
+    return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): %s [%g, %g] is neither unknown (both NaN) nor "
+                     "ordered (lo <= hi)", set_names[set], i, p->label, field, ci.lo, ci.hi);
+}
+
+// need_finite: the objectives must be finite (the front's); the schedule is validated for the sets
+// whose schedules are saved.
+static dato_status check_point(const dato_report_point* p, point_set set, int i, int need_finite, dato_error* err) {
+    const char* what = set_names[set];
     if (!has_terminator(p->label, sizeof(p->label)))
         return dato_fail(err, DATO_ERR_INVALID, "report: %s %d: label is not NUL-terminated", what, i);
     if (!has_terminator(p->grid_png, sizeof(p->grid_png)))
         return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): grid_png is not NUL-terminated", what, i,
                          p->label);
+    if (!has_terminator(p->note, sizeof(p->note)))
+        return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): note is not NUL-terminated", what, i,
+                         p->label);
     if (need_finite && (!isfinite(p->latency_s) || !isfinite(p->fid)))
         return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): objectives (%g, %g) are not finite", what, i,
                          p->label, p->latency_s, p->fid);
+    DATO_TRY(check_interval(p->fid_ci, p, set, i, "fid_ci", err));
+    DATO_TRY(check_interval(p->teacher_ci, p, set, i, "teacher_ci", err));
+    DATO_TRY(check_interval(p->clip_ci, p, set, i, "clip_ci", err));
+    DATO_TRY(check_interval(p->ratio_range, p, set, i, "ratio_range", err));
+    if (p->pairs < 0)
+        return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): pairs = %d is negative", what, i, p->label,
+                         p->pairs);
+    if (p->images < 0)
+        return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): images = %d is negative", what, i, p->label,
+                         p->images);
+    if (set == SET_DROPPED) return DATO_OK;
     dato_error inner;
     if (dato_schedule_validate(&p->schedule, p->schedule.steps, p->schedule.n_branches, &inner))
         return dato_fail(err, DATO_ERR_INVALID, "report: %s %d ('%s'): %s", what, i, p->label, inner.msg);
     return DATO_OK;
 }
 
+// A latency ratio is usable when finite and positive (a zeroed struct's 0 is no measurement).
+static int has_ratio(const dato_report_point* p) { return isfinite(p->latency_ratio) && p->latency_ratio > 0; }
+
+// No front member may dominate another in (time, FID): the paired latency ratios when both members
+// have one (the measurement the front was cut on), else latency_s. Equal points dominate neither.
+static dato_status check_dominance(const dato_report* r, dato_error* err) {
+    for (int i = 0; i < r->n_front; i++)
+        for (int j = i + 1; j < r->n_front; j++) {
+            const dato_report_point *a = &r->front[i], *b = &r->front[j];
+            int ratio = has_ratio(a) && has_ratio(b);
+            double xa = ratio ? a->latency_ratio : a->latency_s, xb = ratio ? b->latency_ratio : b->latency_s;
+            int winner = -1, loser = -1;
+            if (xa <= xb && a->fid <= b->fid && (xa < xb || a->fid < b->fid)) winner = i, loser = j;
+            else if (xb <= xa && b->fid <= a->fid && (xb < xa || b->fid < a->fid)) winner = j, loser = i;
+            if (winner < 0) continue;
+            const dato_report_point *w = &r->front[winner], *l = &r->front[loser];
+            return dato_fail(err, DATO_ERR_INVALID, "report: front %d dominates front %d (%s %.6g <= %.6g, FID %.6g <= "
+                             "%.6g): no member of the front may dominate another", winner, loser,
+                             ratio ? "latency ratio" : "latency", ratio ? w->latency_ratio : w->latency_s,
+                             ratio ? l->latency_ratio : l->latency_s, w->fid, l->fid);
+        }
+    return DATO_OK;
+}
+
+// A point list: n >= 0, and the array present when n > 0.
+static dato_status check_set(const dato_report_point* points, int n, point_set set, int need_finite,
+                             dato_error* err) {
+    static const char* const fields[] = {"front", "refs", "confirm", "dropped"};
+    if (n < 0) return dato_fail(err, DATO_ERR_INVALID, "report: n_%s = %d is negative", fields[set], n);
+    if (n > 0 && !points)
+        return dato_fail(err, DATO_ERR_INVALID, "report: n_%s = %d but %s is NULL", fields[set], n, fields[set]);
+    for (int i = 0; i < n; i++) DATO_TRY(check_point(&points[i], set, i, need_finite, err));
+    return DATO_OK;
+}
+
 static dato_status check_report(const dato_report* r, dato_error* err) {
     if (!r->cfg) return dato_fail(err, DATO_ERR_INVALID, "report: no config");
     if (!r->run_dir || !r->run_dir[0]) return dato_fail(err, DATO_ERR_INVALID, "report: no run folder");
-    if (r->n_front < 0 || (r->n_front > 0 && !r->front))
-        return dato_fail(err, DATO_ERR_INVALID, "report: bad front (n_front = %d)", r->n_front);
-    if (r->n_refs < 0 || (r->n_refs > 0 && !r->refs))
-        return dato_fail(err, DATO_ERR_INVALID, "report: bad references (n_refs = %d)", r->n_refs);
+    DATO_TRY(check_set(r->front, r->n_front, SET_FRONT, 1, err));
     if (r->knee_index < -1 || r->knee_index >= r->n_front)
         return dato_fail(err, DATO_ERR_INVALID, "report: knee_index %d is outside -1..%d", r->knee_index,
                          r->n_front - 1);
     if (r->fastest_ok_index < -1 || r->fastest_ok_index >= r->n_front)
         return dato_fail(err, DATO_ERR_INVALID, "report: fastest_ok_index %d is outside -1..%d", r->fastest_ok_index,
                          r->n_front - 1);
-    for (int i = 0; i < r->n_front; i++) {
-        DATO_TRY(check_point(&r->front[i], "front member", i, 1, err));
-        if (i > 0 && r->front[i].latency_s < r->front[i - 1].latency_s)
+    for (int i = 1; i < r->n_front; i++)
+        if (r->front[i].latency_s < r->front[i - 1].latency_s)
             return dato_fail(err, DATO_ERR_INVALID, "report: front member %d (latency %g s) is faster than member %d "
                              "(%g s): the front must be sorted by latency", i, r->front[i].latency_s, i - 1,
                              r->front[i - 1].latency_s);
-    }
-    for (int i = 0; i < r->n_refs; i++) DATO_TRY(check_point(&r->refs[i], "reference", i, 0, err));
+    DATO_TRY(check_dominance(r, err));
+    DATO_TRY(check_set(r->refs, r->n_refs, SET_REF, 0, err));
+    DATO_TRY(check_set(r->dropped, r->n_dropped, SET_DROPPED, 0, err));
+    DATO_TRY(check_set(r->confirm, r->n_confirm, SET_CONFIRM, 0, err));
+    if (r->confirm_images < 0)
+        return dato_fail(err, DATO_ERR_INVALID, "report: confirm_images = %d is negative", r->confirm_images);
+    if (r->n_warnings < 0 || (r->n_warnings > 0 && !r->warnings))
+        return dato_fail(err, DATO_ERR_INVALID, "report: bad warnings (n_warnings = %d, %s)", r->n_warnings,
+                         r->warnings ? "present" : "NULL");
+    for (int k = 0; k < r->n_warnings; k++)
+        if (!r->warnings[k]) return dato_fail(err, DATO_ERR_INVALID, "report: warnings[%d] is NULL", k);
     return DATO_OK;
 }
 
 // ---------------------------------------------------------------------------------------------
-// front.csv and front.json
+// front.csv, confirm.csv and front.json
 
-static void csv_row(dato_text* b, const dato_report_point* p, int i) {
+static const char csv_header[] =
+    "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file,teacher,"
+    "clip_score,fid_lo,fid_hi,teacher_lo,teacher_hi,clip_lo,clip_hi,latency_ratio,ratio_lo,ratio_hi,pairs,images\n";
+
+static void csv_row(dato_text* b, const dato_report_point* p, point_set set, int i) {
     char file[64];
-    schedule_file_name(file, sizeof(file), 0, i);
+    schedule_file_name(file, sizeof(file), set, i);
     dato_text_append(b, "%d,", i);
     append_csv_string(b, p->label);
     const double numbers[5] = {p->latency_s, p->fid, p->kid, p->measured_latency_s, p->speedup};
@@ -222,16 +305,49 @@ static void csv_row(dato_text* b, const dato_report_point* p, int i) {
     }
     dato_text_append(b, ",%d,%d,%d,", p->full, p->partial, p->reuse);
     append_csv_number(b, p->mean_ratio);
-    dato_text_append(b, ",%s,", file);
-    append_csv_number(b, p->teacher);
-    dato_text_append(b, ",");
-    append_csv_number(b, p->clip);
-    dato_text_append(b, "\n");
+    dato_text_append(b, ",%s", file);
+    const double more[11] = {p->teacher,      p->clip,          p->fid_ci.lo,       p->fid_ci.hi,
+                             p->teacher_ci.lo, p->teacher_ci.hi, p->clip_ci.lo,      p->clip_ci.hi,
+                             p->latency_ratio, p->ratio_range.lo, p->ratio_range.hi};
+    for (int k = 0; k < 11; k++) {
+        dato_text_append(b, ",");
+        append_csv_number(b, more[k]);
+    }
+    dato_text_append(b, ",%d,%d\n", p->pairs, p->images);
 }
 
-static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int i) {
+static void csv_table(dato_text* b, const dato_report_point* points, int n, point_set set) {
+    dato_text_append(b, "%s", csv_header);
+    for (int i = 0; i < n; i++) csv_row(b, &points[i], set, i);
+}
+
+// A float config value as the shortest %.Ng that reads back as the same float: 0.3f is "0.3", not
+// %.9g's "0.300000012".
+static void append_json_float(dato_text* b, float x) {
+    if (!isfinite(x)) {
+        dato_text_append(b, "null");
+        return;
+    }
+    char text[32];
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(text, sizeof(text), "%.*g", digits, (double)x);
+        if ((float)strtod(text, NULL) == x) break;
+    }
+    dato_text_append(b, "%s", text);
+}
+
+// [lo, hi], null for an unknown end.
+static void append_json_interval(dato_text* b, dato_interval ci) {
+    dato_text_append(b, "[");
+    append_json_number(b, ci.lo);
+    dato_text_append(b, ", ");
+    append_json_number(b, ci.hi);
+    dato_text_append(b, "]");
+}
+
+static void json_point(dato_text* b, const dato_report_point* p, point_set set, int i) {
     char file[64];
-    schedule_file_name(file, sizeof(file), is_ref, i);
+    schedule_file_name(file, sizeof(file), set, i);
     dato_text_append(b, "    {\"index\": %d, \"label\": ", i);
     dato_text_append_json_string(b, p->label);
     dato_text_append(b, ", \"latency_s\": ");
@@ -251,10 +367,32 @@ static void json_point(dato_text* b, const dato_report_point* p, int is_ref, int
     dato_text_append(b, ", \"full\": %d, \"partial\": %d, \"reuse\": %d, \"mean_ratio\": ", p->full, p->partial, p->reuse);
     append_json_number(b, p->mean_ratio);
     dato_text_append(b, ", \"schedule_file\": ");
-    dato_text_append_json_string(b, file);
+    if (file[0]) dato_text_append_json_string(b, file);
+    else dato_text_append(b, "null"); // a dropped member's schedule is not saved
     dato_text_append(b, ", \"grid_png\": ");
     dato_text_append_json_string(b, p->grid_png);
+    dato_text_append(b, ",\n     \"fid_ci\": ");
+    append_json_interval(b, p->fid_ci);
+    dato_text_append(b, ", \"teacher_ci\": ");
+    append_json_interval(b, p->teacher_ci);
+    dato_text_append(b, ", \"clip_ci\": ");
+    append_json_interval(b, p->clip_ci);
+    dato_text_append(b, ", \"latency_ratio\": ");
+    append_json_number(b, p->latency_ratio);
+    dato_text_append(b, ", \"ratio_range\": ");
+    append_json_interval(b, p->ratio_range);
+    dato_text_append(b, ", \"pairs\": %d, \"images\": %d, \"note\": ", p->pairs, p->images);
+    dato_text_append_json_string(b, p->note);
     dato_text_append(b, "}");
+}
+
+static void json_points(dato_text* b, const char* key, const dato_report_point* points, int n, point_set set) {
+    dato_text_append(b, "  \"%s\": [\n", key);
+    for (int i = 0; i < n; i++) {
+        json_point(b, &points[i], set, i);
+        dato_text_append(b, "%s\n", i + 1 < n ? "," : "");
+    }
+    dato_text_append(b, "  ]");
 }
 
 static void json_key_string(dato_text* b, const char* key, const char* value) {
@@ -265,15 +403,20 @@ static void json_key_string(dato_text* b, const char* key, const char* value) {
 
 static void json_front(dato_text* b, const dato_report* r) {
     const dato_search_config* c = r->cfg;
-    dato_text_append(b, "{\n  \"format\": \"dato-front\",\n  \"version\": 1,\n  \"config\": {\n");
+    dato_text_append(b, "{\n  \"format\": \"dato-front\",\n  \"version\": 2,\n  \"config\": {\n");
     json_key_string(b, "model", c->model);
     json_key_string(b, "model_hash", c->model_hash);
     json_key_string(b, "prompts_file", c->prompts_file);
     json_key_string(b, "prompts_hash", c->prompts_hash);
-    dato_text_append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"final_images\": %d,\n    \"height\": %d,\n"
-           "    \"width\": %d,\n    \"steps\": %d,\n", c->n_prompts, c->images, c->final_images, c->height, c->width, c->steps);
+    dato_text_append(b, "    \"n_prompts\": %d,\n    \"images\": %d,\n    \"screen_images\": %d,\n    \"promote\": ",
+                     c->n_prompts, c->images, c->screen_images);
+    append_json_float(b, c->promote);
+    dato_text_append(b, ",\n    \"final_images\": %d,\n    \"confirm_images\": %d,\n    \"pairs\": %d,\n"
+                     "    \"timing_images\": %d,\n    \"bootstrap\": %d,\n    \"height\": %d,\n    \"width\": %d,\n"
+                     "    \"steps\": %d,\n", c->final_images, c->confirm_images, c->pairs, c->timing_images,
+                     c->bootstrap, c->height, c->width, c->steps);
     dato_text_append(b, "    \"guidance\": ");
-    append_json_number(b, c->guidance);
+    append_json_float(b, c->guidance);
     dato_text_append(b, ",\n");
     json_key_string(b, "sampler", c->sampler);
     dato_text_append(b, "    \"batch\": %d,\n", c->batch);
@@ -290,23 +433,30 @@ static void json_front(dato_text* b, const dato_report* r) {
            "    \"threads\": %d\n  },\n", c->pop, c->gens, (unsigned long long)c->seed, c->n_branches, c->threads);
     dato_text_append(b, "  \"run\": {\n");
     json_key_string(b, "command", r->command ? r->command : "");
-    dato_text_append(b, "    \"generation\": %d,\n    \"n_evaluations\": %d,\n    \"elapsed_s\": ", r->generation,
-           r->n_evaluations);
+    dato_text_append(b, "    \"generation\": %d,\n    \"n_evaluations\": %d,\n    \"n_screened\": %d,\n"
+                     "    \"threads\": %d,\n    \"elapsed_s\": ", r->generation, r->n_evaluations, r->n_screened,
+                     r->threads);
     append_json_number(b, r->elapsed_s);
     dato_text_append(b, ",\n    \"hypervolume\": ");
     append_json_number(b, r->hypervolume);
-    dato_text_append(b, ",\n    \"knee_index\": %d,\n    \"fastest_ok_index\": %d\n  },\n", r->knee_index, r->fastest_ok_index);
-    dato_text_append(b, "  \"front\": [\n");
-    for (int i = 0; i < r->n_front; i++) {
-        json_point(b, &r->front[i], 0, i);
-        dato_text_append(b, "%s\n", i + 1 < r->n_front ? "," : "");
+    dato_text_append(b, ",\n    \"knee_index\": %d,\n    \"fastest_ok_index\": %d,\n    \"confirm_images\": %d,\n",
+                     r->knee_index, r->fastest_ok_index, r->confirm_images);
+    dato_text_append(b, "    \"verdict\": ");
+    dato_text_append_json_string(b, r->verdict ? r->verdict : "");
+    dato_text_append(b, "\n  },\n");
+    json_points(b, "front", r->front, r->n_front, SET_FRONT);
+    dato_text_append(b, ",\n");
+    json_points(b, "refs", r->refs, r->n_refs, SET_REF);
+    dato_text_append(b, ",\n");
+    json_points(b, "dropped", r->dropped, r->n_dropped, SET_DROPPED);
+    dato_text_append(b, ",\n");
+    json_points(b, "confirmation", r->confirm, r->n_confirm, SET_CONFIRM);
+    dato_text_append(b, ",\n  \"warnings\": [");
+    for (int k = 0; k < r->n_warnings; k++) {
+        dato_text_append(b, "%s\n    ", k ? "," : "");
+        dato_text_append_json_string(b, r->warnings[k]);
     }
-    dato_text_append(b, "  ],\n  \"refs\": [\n");
-    for (int i = 0; i < r->n_refs; i++) {
-        json_point(b, &r->refs[i], 1, i);
-        dato_text_append(b, "%s\n", i + 1 < r->n_refs ? "," : "");
-    }
-    dato_text_append(b, "  ]\n}\n");
+    dato_text_append(b, "%s]\n}\n", r->n_warnings ? "\n  " : "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,21 +532,60 @@ static void svg_legend_dot(dato_text* b, double x, double y, double radius, cons
            stroke);
 }
 
+// The x axis: the speedup over the baseline, or (when some front member has none) the latency.
+typedef struct {
+    int speedup;         // 1: x = speedup; 0: x = latency in ms
+    double base_latency; // the baseline's latency_s (NaN if none): the speedup of a point without a ratio
+} x_axis;
+
+// A point's x, NaN when it has none (not drawn).
+static double point_x(const x_axis* a, const dato_report_point* p) {
+    if (!a->speedup) return isfinite(p->latency_s) ? p->latency_s * 1e3 : NAN;
+    if (has_ratio(p)) return 1 / p->latency_ratio;
+    if (isfinite(a->base_latency) && a->base_latency > 0 && isfinite(p->latency_s) && p->latency_s > 0)
+        return a->base_latency / p->latency_s;
+    return NAN;
+}
+
+static int has_interval(dato_interval ci) { return isfinite(ci.lo) && isfinite(ci.hi); }
+
+// A vertical interval bar with caps, from FID lo to hi at px.
+static void svg_interval_bar(dato_text* b, double px, double y_lo, double y_hi, const char* color) {
+    dato_text_append(b, "<path d=\"M%.2f,%.2f V%.2f M%.2f,%.2f h8 M%.2f,%.2f h8\" stroke=\"%s\" stroke-width=\"1.2\" "
+                     "fill=\"none\"/>\n", px, y_lo, y_hi, px - 4, y_lo, px - 4, y_hi, color);
+}
+
+// A label beside a marker at (px, py): right of it in the left half of the plot, left of it in
+// the right half, so that no label runs into the legend.
+static void svg_label_at(dato_text* b, double px, double py, double gap) {
+    int left = px > (PLOT_X0 + PLOT_X1) / 2;
+    dato_text_append(b, "x=\"%.2f\" y=\"%.2f\" text-anchor=\"%s\"", left ? px - gap : px + gap, py,
+                     left ? "end" : "start");
+}
+
 static void svg_front(dato_text* b, const dato_report* r) {
     const dato_report_point* baseline = NULL;
     for (int i = 0; i < r->n_refs; i++)
         if (is_baseline(&r->refs[i]) && isfinite(r->refs[i].fid)) baseline = &r->refs[i];
-    // ranges over every finite point shown (latency in ms)
+    x_axis xa = {.speedup = 1, .base_latency = baseline ? baseline->latency_s : NAN};
+    for (int i = 0; i < r->n_front; i++)
+        if (!isfinite(point_x(&xa, &r->front[i]))) xa.speedup = 0;
+    // ranges over every point shown, interval bars included
     double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
     for (int set = 0; set < 2; set++) {
         const dato_report_point* points = set ? r->refs : r->front;
         int n = set ? r->n_refs : r->n_front;
         for (int i = 0; i < n; i++) {
-            if (!isfinite(points[i].latency_s) || !isfinite(points[i].fid)) continue;
-            x_lo = fmin(x_lo, points[i].latency_s * 1e3);
-            x_hi = fmax(x_hi, points[i].latency_s * 1e3);
+            double x = point_x(&xa, &points[i]);
+            if (!isfinite(x) || !isfinite(points[i].fid)) continue;
+            x_lo = fmin(x_lo, x);
+            x_hi = fmax(x_hi, x);
             y_lo = fmin(y_lo, points[i].fid);
             y_hi = fmax(y_hi, points[i].fid);
+            if (has_interval(points[i].fid_ci)) {
+                y_lo = fmin(y_lo, points[i].fid_ci.lo);
+                y_hi = fmax(y_hi, points[i].fid_ci.hi);
+            }
         }
     }
     if (baseline) y_hi = fmax(y_hi, baseline->fid * 1.1);
@@ -445,8 +634,10 @@ static void svg_front(dato_text* b, const dato_report* r) {
     dato_text_append(b, "</g>\n");
     dato_text_append(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" stroke=\"#333\"/>\n", PLOT_X0,
            PLOT_Y0, PLOT_X1 - PLOT_X0, PLOT_Y1 - PLOT_Y0);
-    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\">latency per image (ms)</text>\n",
-           (PLOT_X0 + PLOT_X1) / 2, PLOT_Y1 + 45);
+    // &#215; not &times;: SVG is XML, which knows only the five predefined entities
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\">%s</text>\n",
+           (PLOT_X0 + PLOT_X1) / 2, PLOT_Y1 + 45,
+           xa.speedup ? "speedup over the baseline (&#215;, higher is faster)" : "latency per image (ms)");
     dato_text_append(b, "<text x=\"24\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"14\" transform=\"rotate(-90 24 %.2f)\">"
            "FID</text>\n", (PLOT_Y0 + PLOT_Y1) / 2, (PLOT_Y0 + PLOT_Y1) / 2);
 
@@ -460,37 +651,56 @@ static void svg_front(dato_text* b, const dato_report* r) {
                "baseline FID +10%%</text>\n", PLOT_X1 - 4, py - 4);
     }
 
-    // the front: the boundary of the region it dominates (right, then down), then its points
+    // the interval bars first, under the markers
+    for (int set = 0; set < 2; set++) {
+        const dato_report_point* points = set ? r->refs : r->front;
+        int n = set ? r->n_refs : r->n_front;
+        for (int i = 0; i < n; i++) {
+            double x = point_x(&xa, &points[i]);
+            if (!isfinite(x) || !isfinite(points[i].fid) || !has_interval(points[i].fid_ci)) continue;
+            svg_interval_bar(b, map_x(ax, x), map_y(ay, points[i].fid_ci.lo), map_y(ay, points[i].fid_ci.hi),
+                             set ? "#8e44ad" : "#7fb3d5");
+        }
+    }
+    // the front: the boundary of the region it dominates (away from the faster end, then down), then
+    // its points; the front is sorted by latency, so the path runs from the fastest member
     if (r->n_front > 0) {
         dato_text_append(b, "<path fill=\"none\" stroke=\"#2471a3\" stroke-width=\"2\" d=\"M%.2f,%.2f",
-               map_x(ax, r->front[0].latency_s * 1e3), map_y(ay, r->front[0].fid));
+               map_x(ax, point_x(&xa, &r->front[0])), map_y(ay, r->front[0].fid));
         for (int i = 1; i < r->n_front; i++)
-            dato_text_append(b, " H%.2f V%.2f", map_x(ax, r->front[i].latency_s * 1e3), map_y(ay, r->front[i].fid));
+            dato_text_append(b, " H%.2f V%.2f", map_x(ax, point_x(&xa, &r->front[i])), map_y(ay, r->front[i].fid));
         dato_text_append(b, "\"/>\n");
     }
     for (int i = 0; i < r->n_front; i++) {
         const dato_report_point* p = &r->front[i];
-        double px = map_x(ax, p->latency_s * 1e3), py = map_y(ay, p->fid);
+        double x = point_x(&xa, p), px = map_x(ax, x), py = map_y(ay, p->fid);
         const char* fill = i == r->knee_index ? "#e67e22" : i == r->fastest_ok_index ? "#27ae60" : "#2471a3";
         double radius = i == r->knee_index || i == r->fastest_ok_index ? 7 : 4.5;
         dato_text_append(b, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"%.1f\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1.5\"><title>",
                px, py, radius, fill);
         append_xml(b, p->label);
-        dato_text_append(b, ": %.3f ms, FID %.3f</title></circle>\n", p->latency_s * 1e3, p->fid);
+        if (xa.speedup) dato_text_append(b, ": %.2f&#215; faster, %.3f ms, FID %.3f", x, p->latency_s * 1e3, p->fid);
+        else dato_text_append(b, ": %.3f ms, FID %.3f", x, p->fid);
+        if (has_interval(p->fid_ci)) dato_text_append(b, " [%.3f, %.3f]", p->fid_ci.lo, p->fid_ci.hi);
+        dato_text_append(b, "</title></circle>\n");
         if (i == r->knee_index || i == r->fastest_ok_index) {
             const char* what = i == r->knee_index && i == r->fastest_ok_index ? "knee, fastest ok"
                                : i == r->knee_index                          ? "knee"
                                                                              : "fastest ok";
-            dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" fill=\"%s\" font-weight=\"bold\">%s</text>\n", px + 9, py - 9, fill,
-                   what);
+            dato_text_append(b, "<text ");
+            svg_label_at(b, px, py - 9, 9);
+            dato_text_append(b, " fill=\"%s\" font-weight=\"bold\">%s</text>\n", fill, what);
         }
     }
     for (int i = 0; i < r->n_refs; i++) {
         const dato_report_point* p = &r->refs[i];
-        if (!isfinite(p->latency_s) || !isfinite(p->fid)) continue;
-        double px = map_x(ax, p->latency_s * 1e3), py = map_y(ay, p->fid);
+        double x = point_x(&xa, p);
+        if (!isfinite(x) || !isfinite(p->fid)) continue;
+        double px = map_x(ax, x), py = map_y(ay, p->fid);
         svg_ref_marker(b, px, py, is_baseline(p));
-        dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\" font-size=\"11\" fill=\"#444\">", px + 8, py + 14);
+        dato_text_append(b, "<text ");
+        svg_label_at(b, px, py + 14, 8);
+        dato_text_append(b, " font-size=\"11\" fill=\"#444\">");
         append_xml(b, p->label);
         dato_text_append(b, "</text>\n");
     }
@@ -510,6 +720,8 @@ static void svg_front(dato_text* b, const dato_report* r) {
     dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">baseline</text>\n", lx + 16, ly + 94);
     svg_ref_marker(b, lx, ly + 114, 0);
     dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">presets</text>\n", lx + 16, ly + 118);
+    svg_interval_bar(b, lx, ly + 148, ly + 132, "#7fb3d5");
+    dato_text_append(b, "<text x=\"%.2f\" y=\"%.2f\">FID 95%% interval</text>\n", lx + 16, ly + 144);
     dato_text_append(b, "</svg>\n");
 }
 
@@ -522,41 +734,71 @@ static void html_summary_row(dato_text* b, const char* name, const char* value) 
     dato_text_append(b, "</td></tr>\n");
 }
 
-static void html_table_head(dato_text* b) {
-    dato_text_append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
-           "<th>FID</th><th>KID</th><th>teacher distance</th><th>CLIP score</th><th>measured latency (ms)</th><th>full / partial / reuse</th>"
-           "<th>mean ratio</th><th>schedule</th><th>samples</th></tr>\n");
+// A value with its interval: "95.61 [92.10, 99.03]", the brackets only when the interval is known.
+static void append_html_ci(dato_text* b, double x, dato_interval ci, int decimals) {
+    append_html_number(b, x, decimals);
+    if (isfinite(x) && has_interval(ci))
+        dato_text_append(b, " <span class=\"ci\">[%.*f, %.*f]</span>", decimals, ci.lo, decimals, ci.hi);
 }
 
-static void html_point_row(dato_text* b, const dato_report* r, const dato_report_point* p, int is_ref, int i) {
+static void html_table_head(dato_text* b) {
+    dato_text_append(b, "<table class=\"points\">\n<tr><th>#</th><th>label</th><th>latency (ms)</th><th>speedup</th>"
+           "<th>FID</th><th>KID ×10³</th><th>teacher distance</th><th>CLIP score</th><th>images</th>"
+           "<th>measured latency (ms)</th><th>full / partial / reuse</th><th>mean ratio</th><th>schedule</th>"
+           "<th>samples</th></tr>\n");
+}
+
+static void html_point_row(dato_text* b, const dato_report* r, const dato_report_point* p, point_set set, int i) {
     char file[64];
-    schedule_file_name(file, sizeof(file), is_ref, i);
-    int knee = !is_ref && i == r->knee_index, fastest = !is_ref && i == r->fastest_ok_index;
+    schedule_file_name(file, sizeof(file), set, i);
+    int knee = set == SET_FRONT && i == r->knee_index, fastest = set == SET_FRONT && i == r->fastest_ok_index;
     dato_text_append(b, "<tr%s><td>%d</td><td>", knee ? " class=\"knee\"" : fastest ? " class=\"fastest\"" : "", i);
     append_xml(b, p->label);
     if (knee) dato_text_append(b, " <span class=\"badge knee\">knee</span>");
     if (fastest) dato_text_append(b, " <span class=\"badge fastest\">fastest ok</span>");
+    if (p->note[0]) {
+        dato_text_append(b, "<br><span class=\"note\">");
+        append_xml(b, p->note);
+        dato_text_append(b, "</span>");
+    }
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->latency_s * 1e3, 3);
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->speedup, 2);
-    dato_text_append(b, "%s</td><td>", isfinite(p->speedup) ? "&times;" : "");
-    append_html_number(b, p->fid, 3);
+    if (isfinite(p->speedup)) {
+        dato_text_append(b, "&times;");
+        // the pairs' spread as speedups: the greatest ratio is the least speedup
+        dato_interval q = p->ratio_range;
+        if (p->pairs > 0 && has_interval(q) && q.lo > 0)
+            dato_text_append(b, " <span class=\"ci\">(%.2f&ndash;%.2f, %d pair%s)</span>", 1 / q.hi, 1 / q.lo, p->pairs,
+                             p->pairs == 1 ? "" : "s");
+    }
     dato_text_append(b, "</td><td>");
-    append_html_number(b, p->kid, 5);
+    append_html_ci(b, p->fid, p->fid_ci, 2);
     dato_text_append(b, "</td><td>");
-    append_html_number(b, p->teacher, 3);
+    append_html_number(b, p->kid, 2);
     dato_text_append(b, "</td><td>");
-    append_html_number(b, p->clip, 2);
+    append_html_ci(b, p->teacher, p->teacher_ci, 3);
+    dato_text_append(b, "</td><td>");
+    append_html_ci(b, p->clip, p->clip_ci, 2);
+    dato_text_append(b, "</td><td>");
+    if (p->images > 0) dato_text_append(b, "%d", p->images);
+    else dato_text_append(b, "&ndash;");
     dato_text_append(b, "</td><td>");
     append_html_number(b, p->measured_latency_s * 1e3, 3);
     dato_text_append(b, "</td><td>%d / %d / %d</td><td>", p->full, p->partial, p->reuse);
     append_html_number(b, p->mean_ratio, 2);
-    dato_text_append(b, "</td><td><a href=\"");
-    append_url(b, file);
-    dato_text_append(b, "\">");
-    append_xml(b, file);
-    dato_text_append(b, "</a></td><td>");
+    dato_text_append(b, "</td><td>");
+    if (file[0]) {
+        dato_text_append(b, "<a href=\"");
+        append_url(b, file);
+        dato_text_append(b, "\">");
+        append_xml(b, file);
+        dato_text_append(b, "</a>");
+    } else {
+        dato_text_append(b, "&ndash;");
+    }
+    dato_text_append(b, "</td><td>");
     if (p->grid_png[0]) {
         dato_text_append(b, "<a href=\"");
         append_url(b, p->grid_png);
@@ -569,6 +811,12 @@ static void html_point_row(dato_text* b, const dato_report* r, const dato_report
         dato_text_append(b, "&ndash;");
     }
     dato_text_append(b, "</td></tr>\n");
+}
+
+static void html_table(dato_text* b, const dato_report* r, const dato_report_point* points, int n, point_set set) {
+    html_table_head(b);
+    for (int i = 0; i < n; i++) html_point_row(b, r, &points[i], set, i);
+    dato_text_append(b, "</table>\n");
 }
 
 static void html_report(dato_text* b, const dato_report* r, const dato_text* svg) {
@@ -587,19 +835,58 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
               "tr.knee { background: #fdebd0; } tr.fastest { background: #d5f5e3; }\n"
               ".badge { font-size: 0.75em; padding: 1px 5px; border-radius: 3px; color: #fff; }\n"
               ".badge.knee { background: #e67e22; } .badge.fastest { background: #27ae60; }\n"
+              ".ci, .note { color: #666; font-size: 0.85em; } .ci { white-space: nowrap; }\n"
+              ".verdict { font-size: 1.1em; border-left: 4px solid #2471a3; padding-left: 0.8em; }\n"
+              ".warn { background: #fff3b0; border: 1px solid #e0c000; padding: 0.6em 0.6em 0.6em 2em; }\n"
               "img { max-height: 96px; display: block; }\n"
               "pre { background: #f4f4f4; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }\n"
               "</style>\n</head>\n<body>\n<h1>DaTo search: ");
     append_xml(b, model);
-    dato_text_append(b, "</h1>\n<h2>Run</h2>\n<table class=\"summary\">\n");
+    dato_text_append(b, "</h1>\n");
+    if (r->verdict && r->verdict[0]) {
+        dato_text_append(b, "<h2>Verdict</h2>\n<p class=\"verdict\">");
+        append_xml(b, r->verdict);
+        dato_text_append(b, "</p>\n");
+    }
+    if (r->n_warnings > 0) {
+        dato_text_append(b, "<h2>Warnings</h2>\n<ul class=\"warn\">\n");
+        for (int k = 0; k < r->n_warnings; k++) {
+            dato_text_append(b, "<li>");
+            append_xml(b, r->warnings[k]);
+            dato_text_append(b, "</li>\n");
+        }
+        dato_text_append(b, "</ul>\n");
+    }
+    dato_text_append(b, "<h2>Run</h2>\n<table class=\"summary\">\n");
     html_summary_row(b, "model", c->model);
     html_summary_row(b, "model hash", c->model_hash);
     snprintf(value, sizeof(value), "%s (%d prompts%s%s)", c->prompts_file, c->n_prompts, c->prompts_hash[0] ? ", " : "",
              c->prompts_hash);
     html_summary_row(b, "prompts", value);
-    snprintf(value, sizeof(value), "%d per evaluation, %d per final re-score, batch %d, %dx%d pixels (h x w)", c->images,
-             c->final_images, c->batch, c->height, c->width);
+    char screening[128] = "";
+    if (c->screen_images > 0)
+        snprintf(screening, sizeof(screening), ", screened on %d first (top %g%% promoted)", c->screen_images,
+                 100.0 * (double)c->promote);
+    snprintf(value, sizeof(value), "%d per evaluation%s, %d per final re-score, batch %d, %dx%d pixels (h x w)",
+             c->images, screening, c->final_images, c->batch, c->height, c->width);
     html_summary_row(b, "images", value);
+    if (r->confirm_images > 0)
+        snprintf(value, sizeof(value), "%d fresh images (noises the search never saw): the baseline, the presets "
+                 "and the picks", r->confirm_images);
+    else
+        snprintf(value, sizeof(value), "none");
+    html_summary_row(b, "confirmation", value);
+    if (c->bootstrap > 0)
+        snprintf(value, sizeof(value), "95%% bootstrap over images, %d replicates", c->bootstrap);
+    else
+        snprintf(value, sizeof(value), "none");
+    html_summary_row(b, "intervals", value);
+    if (c->pairs > 0)
+        snprintf(value, sizeof(value), "%d interleaved baseline / member pairs of %d images each; speedup = 1 / the "
+                 "median time ratio", c->pairs, c->timing_images);
+    else
+        snprintf(value, sizeof(value), "no paired timing");
+    html_summary_row(b, "timing", value);
     snprintf(value, sizeof(value), "%s, %d steps, guidance %g, %d skip branches", c->sampler, c->steps,
              (double)c->guidance, c->n_branches);
     html_summary_row(b, "sampler", value);
@@ -625,28 +912,45 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
         snprintf(value, sizeof(value), "cost table%s%s%s", c->latency_table_hash[0] ? " (" : "",
                  c->latency_table_hash, c->latency_table_hash[0] ? ")" : "");
     html_summary_row(b, "latency", value);
-    snprintf(value, sizeof(value), "population %d, %d of %d generations, seed %llu, %d threads", c->pop,
-             r->generation, c->gens, (unsigned long long)c->seed, c->threads);
+    snprintf(value, sizeof(value), "population %d, %d of %d generations, seed %llu, %d threads per rank", c->pop,
+             r->generation, c->gens, (unsigned long long)c->seed, r->threads);
     html_summary_row(b, "search", value);
-    snprintf(value, sizeof(value), "%d", r->n_evaluations);
+    if (r->n_screened > 0)
+        snprintf(value, sizeof(value), "%d (%d of them scored on the screening images only)", r->n_evaluations,
+                 r->n_screened);
+    else
+        snprintf(value, sizeof(value), "%d", r->n_evaluations);
     html_summary_row(b, "evaluations", value);
     double elapsed = isfinite(r->elapsed_s) && r->elapsed_s >= 0 && r->elapsed_s < 1e9 ? r->elapsed_s : 0;
     long whole = (long)elapsed;
     snprintf(value, sizeof(value), "%.1f s (%ld h %02ld min %02ld s)", elapsed, whole / 3600, whole / 60 % 60,
              whole % 60);
     html_summary_row(b, "elapsed", value);
-    snprintf(value, sizeof(value), "%.6g (normalized front)", r->hypervolume);
+    snprintf(value, sizeof(value), "%.6g of the front in (time ratio, FID / baseline FID), reference (1, 2)",
+             r->hypervolume);
     html_summary_row(b, "hypervolume", isfinite(r->hypervolume) ? value : "unknown");
-    dato_text_append(b, "</table>\n<h2>Front</h2>\n");
+    dato_text_append(b, "</table>\n");
+    if (r->n_confirm > 0) {
+        dato_text_append(b, "<h2>Confirmation on %d fresh images</h2>\n<p>The baseline, the presets and the picks "
+                         "scored again on images the search never saw, timed in interleaved pairs with the "
+                         "baseline. Brackets: bootstrap 95%% intervals over the images.</p>\n", r->confirm_images);
+        html_table(b, r, r->confirm, r->n_confirm, SET_CONFIRM);
+    }
+    dato_text_append(b, "<h2>Front</h2>\n");
     dato_text_append(b, "%s", svg->data);
-    dato_text_append(b, "<h2>Front members</h2>\n<p>Sorted by latency. Latency is per image; speedup is the baseline's "
-              "latency over the member's.</p>\n");
-    html_table_head(b);
-    for (int i = 0; i < r->n_front; i++) html_point_row(b, r, &r->front[i], 0, i);
-    dato_text_append(b, "</table>\n<h2>References</h2>\n");
-    html_table_head(b);
-    for (int i = 0; i < r->n_refs; i++) html_point_row(b, r, &r->refs[i], 1, i);
-    dato_text_append(b, "</table>\n<h2>Reproduce</h2>\n<pre>");
+    dato_text_append(b, "<h2>Front members</h2>\n<p>Sorted by latency. Latency is per image: the baseline's measured "
+              "time &times; the member's time ratio, the median over interleaved pairs; the speedup is 1 / that "
+              "ratio, with the slowest and the fastest pair in brackets. Brackets after FID, teacher distance and "
+              "CLIP score: bootstrap 95%% intervals over the images.</p>\n");
+    html_table(b, r, r->front, r->n_front, SET_FRONT);
+    if (r->n_dropped > 0) {
+        dato_text_append(b, "<h2>Dropped by the re-measure</h2>\n<p>Candidates the search kept that the final "
+                         "re-score and paired timing removed from the front, each with the reason.</p>\n");
+        html_table(b, r, r->dropped, r->n_dropped, SET_DROPPED);
+    }
+    dato_text_append(b, "<h2>References</h2>\n");
+    html_table(b, r, r->refs, r->n_refs, SET_REF);
+    dato_text_append(b, "<h2>Reproduce</h2>\n<pre>");
     append_xml(b, r->command ? r->command : "");
     dato_text_append(b, "</pre>\n<h2>Use a schedule</h2>\n<p>Each <code>schedules/front_&lt;i&gt;.json</code> is a DaTo "
               "schedule file that <code>dato-generate --schedule FILE</code> accepts as it is. "
@@ -670,12 +974,13 @@ static dato_status write_schedules(const dato_report* r, dato_error* err) {
     if (len < 0 || (size_t)len >= sizeof(dir)) return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", r->run_dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    for (int set = 0; set < 2; set++) {
-        const dato_report_point* points = set ? r->refs : r->front;
-        int n = set ? r->n_refs : r->n_front;
+    const point_set sets[3] = {SET_FRONT, SET_REF, SET_CONFIRM};
+    for (int k = 0; k < 3; k++) {
+        const dato_report_point* points = sets[k] == SET_FRONT ? r->front : sets[k] == SET_REF ? r->refs : r->confirm;
+        int n = sets[k] == SET_FRONT ? r->n_front : sets[k] == SET_REF ? r->n_refs : r->n_confirm;
         for (int i = 0; i < n; i++) {
             char file[64], path[4200];
-            schedule_file_name(file, sizeof(file), set, i);
+            schedule_file_name(file, sizeof(file), sets[k], i);
             snprintf(path, sizeof(path), "%s/%s", r->run_dir, file);
             DATO_TRY(dato_schedule_save(&points[i].schedule, path, err));
         }
@@ -683,27 +988,34 @@ static dato_status write_schedules(const dato_report* r, dato_error* err) {
     return DATO_OK;
 }
 
+// Builds one text with fill(b, r) and writes it to run_dir/name.
+static dato_status write_text(const dato_report* r, const char* name, void (*fill)(dato_text*, const dato_report*),
+                              dato_error* err) {
+    dato_text text;
+    DATO_TRY(dato_text_init(&text, 1 << 16, name, err));
+    fill(&text, r);
+    dato_status st = write_file_atomic(r->run_dir, name, &text, err);
+    free(text.data);
+    return st;
+}
+
+static void fill_front_csv(dato_text* b, const dato_report* r) { csv_table(b, r->front, r->n_front, SET_FRONT); }
+static void fill_confirm_csv(dato_text* b, const dato_report* r) {
+    csv_table(b, r->confirm, r->n_confirm, SET_CONFIRM);
+}
+
 dato_status dato_report_write(const dato_report* r, dato_error* err) {
     DATO_TRY(check_report(r, err));
     DATO_TRY(write_schedules(r, err));
-    dato_text csv, json, svg, html;
-    DATO_TRY(dato_text_init(&csv, 1 << 16, "front.csv", err));
-    dato_text_append(&csv, "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
-                 "schedule_file,teacher,clip_score\n");
-    for (int i = 0; i < r->n_front; i++) csv_row(&csv, &r->front[i], i);
-    dato_status st = write_file_atomic(r->run_dir, "front.csv", &csv, err);
-    free(csv.data);
-    if (st) return st;
+    DATO_TRY(write_text(r, "front.csv", fill_front_csv, err));
+    if (r->n_confirm > 0) DATO_TRY(write_text(r, "confirm.csv", fill_confirm_csv, err)); // none without the stage
+    DATO_TRY(write_text(r, "front.json", json_front, err));
 
-    DATO_TRY(dato_text_init(&json, 1 << 16, "front.json", err));
-    json_front(&json, r);
-    st = write_file_atomic(r->run_dir, "front.json", &json, err);
-    free(json.data);
-    if (st) return st;
-
+    // the SVG is written and then inlined in the HTML
+    dato_text svg, html;
     DATO_TRY(dato_text_init(&svg, 1 << 16, "front.svg", err));
     svg_front(&svg, r);
-    st = write_file_atomic(r->run_dir, "front.svg", &svg, err);
+    dato_status st = write_file_atomic(r->run_dir, "front.svg", &svg, err);
     if (st) {
         free(svg.data);
         return st;

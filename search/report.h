@@ -1,35 +1,60 @@
 // The result files of a dato-search run, written from plain structs (the CLI fills them):
 //   front.csv               one row per front member, columns below, numbers as %.9g ("nan" if unknown)
-//   front.json              {"format": "dato-front", "version": 1, "config", "run", "front", "refs"}
-//   schedules/front_<i>.json, schedules/ref_<j>.json   each member's schedule (dato_schedule_save)
-//   front.svg               latency (ms) vs FID: the front as a step line, references, knee, fastest-ok
-//   report.html             self-contained: summary, the SVG inline, tables, command, how to export
+//   confirm.csv             the confirmation table (baseline, presets, picks on the fresh image set),
+//                           the same columns
+//   front.json              {"format": "dato-front", "version": 2, "config", "run", "front", "refs",
+//                            "dropped", "confirmation", "warnings"}
+//   schedules/front_<i>.json, schedules/ref_<j>.json, schedules/confirm_<k>.json
+//                           each member's schedule (dato_schedule_save); dropped members' are not saved
+//                           (their "schedule_file" in front.json is null)
+//   front.svg               speedup vs FID: the front as a step line with interval bars, references, picks
+//                           (the latency in ms on x instead when some front member has no speedup: no
+//                           latency ratio and no baseline to divide)
+//   report.html             self-contained: summary, verdict, warnings, the SVG inline, tables with
+//                           intervals, members dropped by the re-measure, command, how to export
 // Every file goes through a temporary file in the same folder and a rename, so a failure never
 // leaves a partial file. Nothing depends on the clock: the same report gives the same bytes.
 //
-// front.csv columns (stable; new columns only ever go at the end):
-//   index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file,teacher
-// labels are quoted (RFC 4180) when they hold a comma, a quote or a line break.
+// front.csv / confirm.csv columns (stable; new columns only ever go at the end):
+//   index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file,
+//   teacher,clip_score,fid_lo,fid_hi,teacher_lo,teacher_hi,clip_lo,clip_hi,latency_ratio,ratio_lo,ratio_hi,
+//   pairs,images
+// labels are quoted (RFC 4180) when they hold a comma, a quote or a line break. *_lo, *_hi: the
+// bootstrap 95% interval over images (metrics/bootstrap.h); latency_ratio: the median over `pairs`
+// interleaved pairs of (member's time / the baseline's time), ratio_lo and ratio_hi the least and
+// the greatest pair; speedup = 1 / latency_ratio; images: the images the quality numbers rest on.
+// kid is KID x 1000 against the baseline's images with Inception features (the scale papers quote),
+// "nan" with a model's own feature network, whose scale makes KID meaningless.
 #ifndef DATO_REPORT_H
 #define DATO_REPORT_H
 
+#include "bootstrap.h"
 #include "schedule.h"
 #include "search_config.h"
 #include "status.h"
 
 typedef struct {
-    char label[64];            // "front 0", or for references "baseline", "deepcache:5", "tome:0.5", "dato-paper"
+    char label[64];            // "front 0", or for references "baseline", "deepcache:5", "tome:0.5", "dato-paper",
+                               // or in the confirmation "knee (front 5)"
     dato_schedule schedule;
-    double latency_s;          // objective 0 (seconds per image)
-    double fid;                // objective 1
-    double kid;                // NaN if not computed
+    double latency_s;          // seconds per image: the baseline's measured time x latency_ratio
+    double fid;                // FID against the reference on `images` images
+    dato_interval fid_ci;      // its bootstrap 95% interval
+    double kid;                // KID x 1000 against the baseline's images; NaN where not computed
     double teacher;            // mean squared feature distance to the baseline's images (NaN if not computed)
+    dato_interval teacher_ci;
     double clip;               // CLIP score of the images against their prompts (NaN without --clip)
-    double measured_latency_s; // NaN if not measured
-    double speedup;            // baseline latency / latency (NaN if unknown)
+    dato_interval clip_ci;
+    double measured_latency_s; // NaN if not measured (= latency_s when it was)
+    double latency_ratio;      // median paired ratio of the member's time to the baseline's (1 for the baseline)
+    dato_interval ratio_range; // least and greatest of the pairs' ratios
+    int pairs;                 // interleaved pairs behind latency_ratio (0: not paired)
+    double speedup;            // 1 / latency_ratio (NaN if unknown)
+    int images;                // images behind fid, teacher, clip
     int full, partial, reuse;  // dato_schedule_count of schedule
     double mean_ratio;
     char grid_png[4096];       // this member's sample grid PNG, relative to run_dir ("" if none)
+    char note[160];            // why a dropped member left the front, or what a pick is ("" if nothing)
 } dato_report_point;
 
 typedef struct {
@@ -38,17 +63,32 @@ typedef struct {
     const char* command;               // the reproducing command line (NULL: none)
     const char* export_example;        // a dato-export command line shown in the report (NULL: a generic note)
     int generation, n_evaluations;     // generations completed, genomes evaluated
+    int n_screened;                    // of those, scored only on the screening images (multi-fidelity)
+    int threads;                       // CPU threads each rank used (the actual count, not the flag's 0)
     double elapsed_s;
-    const dato_report_point* front;    // (n_front) sorted by latency ascending; latency and FID finite
-    int n_front;
+    const dato_report_point* front;    // (n_front) sorted by latency ascending; latency and FID finite;
+    int n_front;                       // no member dominates another in (latency_ratio, fid), latency_s
+                                       // standing in for the ratio where either member has none
     const dato_report_point* refs;     // (n_refs) baseline + presets, scored the same way; the one labelled
     int n_refs;                        // "baseline" also draws the +10% FID line
+    const dato_report_point* dropped;  // (n_dropped) candidates the re-measure removed from the front, each
+    int n_dropped;                     // with its note (e.g. "dominated by front 3", "not faster than the baseline")
+    const dato_report_point* confirm;  // (n_confirm) the confirmation: baseline first, presets, then the picks
+    int n_confirm;                     // on confirm_images fresh images (0: no confirmation stage ran)
+    int confirm_images;
+    const char* verdict;               // one paragraph: did the confirmed picks beat the presets ("" / NULL: none)
+    const char* const* warnings;       // (n_warnings) lines shown above the tables, e.g. FID on fewer images
+    int n_warnings;                    // than feature dimensions
     int knee_index, fastest_ok_index;  // into front, -1 if none (fastest-ok: within +10% FID of baseline)
-    double hypervolume;                // of the normalized front (NaN if unknown)
+    double hypervolume;                // of the front in (latency_ratio, fid / baseline fid), reference point
+                                       // (1, 2): the area the front dominates below the baseline's time and
+                                       // twice its FID (NaN if unknown)
 } dato_report;
 
-// Writes all the files above into r->run_dir. Errors name the file or the field at fault
-// (a front out of latency order, a non-finite objective, an index out of range, a bad schedule).
+// Writes all the files above into r->run_dir (confirm.csv only when n_confirm > 0; an older one is
+// left as it is). Errors name the file or the field at fault (a front out of latency order, a
+// front member dominating another, a non-finite objective, an interval with lo > hi or one NaN
+// end, a negative count, an index out of range, a bad schedule).
 dato_status dato_report_write(const dato_report* r, dato_error* err);
 
 // The knee of a 2-D front (both objectives minimized): both objectives are scaled to [0, 1] by

@@ -5,8 +5,9 @@
 #include <stddef.h>
 #include <string.h>
 
-// Every field, in the header's order. gens, final_images and threads do not change the answer: a
-// resume may run longer, re-score the final front with more images, or use other threads.
+// Every field, in the header's order. gens, threads and the final stage's counts (final_images,
+// confirm_images, pairs, timing_images, bootstrap) do not change the search's answer: a resume may run
+// longer, re-score or confirm the final front with more images or pairs, or use other threads.
 // Enums are stored as ints: the checkpoint and the check read them that way.
 _Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
                    sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int) &&
@@ -35,7 +36,13 @@ const dato_config_field dato_search_config_fields[] = {
     TEXT(prompts_hash, 1),
     NUMBER(n_prompts, DATO_FIELD_INT, 1),
     NUMBER(images, DATO_FIELD_INT, 1),
+    NUMBER_OPTIONAL(screen_images, DATO_FIELD_INT, 1),
+    NUMBER_OPTIONAL(promote, DATO_FIELD_FLOAT, 1),
     NUMBER(final_images, DATO_FIELD_INT, 0),
+    NUMBER_OPTIONAL(confirm_images, DATO_FIELD_INT, 0),
+    NUMBER_OPTIONAL(pairs, DATO_FIELD_INT, 0),
+    NUMBER_OPTIONAL(timing_images, DATO_FIELD_INT, 0),
+    NUMBER_OPTIONAL(bootstrap, DATO_FIELD_INT, 0),
     NUMBER_OPTIONAL(height, DATO_FIELD_INT, 1),
     NUMBER_OPTIONAL(width, DATO_FIELD_INT, 1),
     NUMBER(steps, DATO_FIELD_INT, 1),

@@ -12,9 +12,12 @@
 
 #define DATO_SEARCH_N_OBJ 2   // objectives, both minimized: [0] latency (s per image), [1] quality (the
                               // config's objective: FID, or the teacher distance)
-#define DATO_SEARCH_N_EXTRA 5 // per evaluation: [0] KID (mean), [1] measured latency (s per image, NaN if not
+#define DATO_SEARCH_N_EXTRA 6 // per evaluation: [0] KID (mean), [1] measured latency (s per image, NaN if not
                               // measured), [2] predicted latency from the cost table (NaN if no table),
-                              // [3] FID, [4] teacher distance (both at `images` images, whatever the objective)
+                              // [3] FID, [4] teacher distance (both on the images the score rests on,
+                              // whatever the objective), [5] those images: its fidelity, `images` or
+                              // `screen_images` (checkpoints of format 2 had 5 columns: read as `images`)
+#define DATO_EXTRA_IMAGES 5
 
 typedef enum { DATO_LATENCY_TABLE = 0, DATO_LATENCY_MEASURED } dato_latency_mode;
 typedef enum { DATO_REF_FILE = 0, DATO_REF_BASELINE } dato_ref_mode;
@@ -40,7 +43,15 @@ typedef struct {
     char prompts_hash[32];      // of the prompt list's bytes
     int n_prompts;
     int images;                 // images per evaluation (spread over the prompts)
+    int screen_images;          // multi-fidelity: new candidates are scored first on this many of the images
+                                // (the first ones of each prompt: a subset of the search's image set), and only
+                                // the best `promote` fraction of them on all `images`; 0: every candidate on all
+    float promote;              // the fraction promoted from the screening to the full image set, in (0, 1]
     int final_images;           // images per final-front re-score
+    int confirm_images;         // images of the confirmation stage (fresh noises), 0: no confirmation
+    int pairs;                  // interleaved baseline/member timing pairs behind each final latency ratio
+    int timing_images;          // images per timed generate call in those pairs
+    int bootstrap;              // bootstrap replicates behind each 95% interval
     int height, width;          // image size in pixels (0 in checkpoints from before: the model's default)
     int steps;
     float guidance;

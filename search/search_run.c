@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "archive.h"
+#include "bootstrap.h"
 #include "clip.h"
 #include "checkpoint.h"
 #include "eval_pool.h"
@@ -29,25 +31,50 @@
 
 #define MAX_PROMPTS_BYTES (256 << 20) // a prompts file's size limit: COCO's 30k captions are about 2 MB
 #define GRID_PROMPTS 8                // prompts shown in each grid of the report
-#define N_REFS 5
-static const char* const REF_SPECS[N_REFS] = {"baseline", "deepcache:3", "deepcache:5", "tome:0.5", "dato-paper"};
+#define N_REFS 7                      // the references: the baseline and the hand-made presets
+static const char* const REF_SPECS[N_REFS] = {"baseline",    "deepcache:2", "deepcache:3", "deepcache:4",
+                                              "deepcache:5", "tome:0.5",    "dato-paper"};
+#define N_PICKS 2                     // the picks the confirmation stage re-scores: the knee, the fastest within +10% FID
+
+// The image sets, each a fixed list of prompts and initial noises (common random numbers: every
+// schedule starts from the same noises). The screening set is the first images of each prompt of
+// the search set (the spread nests: prompt j's first k images are in both). The final and the
+// confirmation sets are fresh: prompt j draws its noises from seed + offset + j. The timing set is
+// rank 0's alone: the images of each timed call of the paired latency re-measure.
+enum { SET_SCREEN, SET_SEARCH, SET_FINAL, SET_CONFIRM, SET_TIMING, N_SETS };
+static const char* const SET_NAMES[N_SETS] = {"screening", "search", "final", "confirmation", "timing"};
+static const uint64_t SET_SEED_OFFSET[N_SETS] = {0, 0, 1000000, 2000000, 0};
+
+typedef struct {
+    dato_evaluator ev;
+    int made;
+    float* base;               // (n_images, dim) the baseline's features: the teacher distance's and KID's reference
+    float* features;           // (n_images, dim) scratch: a schedule's features
+    double* per_image;         // (n_images) scratch: each image's teacher distance
+    dato_fid_stats base_stats; // with --ref baseline: FID's reference, the statistics of base
+    double base_s_per_image;   // rank 0: the baseline's fastest call, s per image
+    uint8_t* base_cells;       // rank 0: (grid prompts, H, W, ch) the baseline's first image of each grid prompt
+} image_set;
 
 // What a rank sends back for one schedule (evaluate_task): its quality, and its measured time per
 // image in its own time (rank 0 rescales it by rank_speed). The latency objective is rank 0's work.
-// A TASK_FINAL result is followed by the first image of the first prompts (n_grid, H, W, ch): the grids.
+// Intervals are computed on the final and confirmation sets only (NaN elsewhere). A final-set result
+// is followed by the first image of the first prompts (n_grid, H, W, ch): the grids.
 typedef struct {
     double fid, kid, teacher, measured, clip;
+    dato_interval fid_ci, teacher_ci, clip_ci;
 } rank_result;
 
-// The tasks: a genome of the search (gbytes), or a final-front schedule (a dato_schedule).
-enum { TASK_GENOME = 1, TASK_FINAL };
+// The tasks: a genome on the screening or the search set (gbytes), or a schedule (a dato_schedule)
+// on the final or the confirmation set.
+enum { TASK_SCREEN = 1, TASK_SEARCH, TASK_FINAL, TASK_CONFIRM };
 
-// rank 0's setup requests: the config (the worker opens the model and times the baseline), the
-// search's baseline features, the final image set with its baseline features.
-enum { REQUEST_SETUP = 1, REQUEST_BASELINE, REQUEST_FINAL };
+// rank 0's setup requests: the config (the worker opens the model and times the baseline), and an
+// image set with the baseline's features on it.
+enum { REQUEST_SETUP = 1, REQUEST_SET };
 
 typedef struct {
-    int32_t kind, arg; // arg: the final images (REQUEST_FINAL)
+    int32_t kind, set, images, pad;
 } request_header;
 
 typedef struct {
@@ -61,25 +88,26 @@ typedef struct {
     int have_clip;
     char* prompt_text;          // the prompts file's bytes
     const char** prompts;       // (n_prompts) its lines, in prompt_text
-    dato_evaluator ev;          // the search's image set
+    image_set sets[N_SETS];
     dato_genome_space space;
     size_t gbytes;
     dato_nsga2* ga;
     dato_archive archive;
     dato_latency_table table;
     int have_table;
-    dato_fid_stats ref;         // what FID is taken against during the search
+    dato_fid_stats ref;         // FID's reference statistics file (--ref FILE)
     dato_stats_meta ref_meta, fx_meta;
-    float* base_features;       // (n_images, dim) the baseline schedule's features: KID's reference
-    float* features;            // (n_images, dim) scratch
     dato_schedule sched;        // scratch
     int n_final;                // the re-scored final front, once finish ran (checkpoint /final)
-    uint8_t* final_genomes;     // (pop, gbytes) by measured latency
-    double* final_scores;       // (pop, DATO_SEARCH_N_FINAL)
+    uint8_t* final_genomes;     // (n_final, gbytes) by latency
+    double* final_scores;       // (n_final, DATO_SEARCH_N_FINAL)
     double final_baseline[DATO_SEARCH_N_FINAL];
     char ckpt_path[4096], table_path[4096];
     double t_start, elapsed_before;
-    int hits, evals;            // this generation: archive hits, new evaluations
+    int hits, evals, screened, promoted; // this generation: archive hits, new evaluations, of them screened
+                                         // only, and candidates promoted to the search set
+    double gen_s_sum;           // seconds of the generations run in this process, and their count: the ETA
+    int gens_timed;
     // evaluation across ranks (search/eval_pool.h)
     dato_eval_pool* pool;
     double* rank_speed;         // (pool size) rank 0's baseline time / the rank's: measured latencies in rank 0's time
@@ -88,13 +116,7 @@ typedef struct {
     rank_result* results;       // (pop) their scores
     dato_eval_trace* trace;     // (pop) where and how long each ran
     double eval_wall_s;         // this generation's time inside dato_eval_pool_map
-    double t_gen;               // when this generation's evaluation began
     int gen;                    // the generation being evaluated
-    // the final front's image set (finish; on workers from REQUEST_FINAL)
-    dato_evaluator fin;
-    float* fin_base;            // (final images, dim) the baseline's features: the reference
-    float* fin_features;        // (final images, dim) scratch
-    dato_fid_stats fin_ref;     // FID's reference with --ref baseline: fin_base's statistics
 } search_ctx;
 
 // ---- identities ------------------------------------------------------------------------------------------
@@ -149,6 +171,19 @@ static dato_status read_prompts(search_ctx* s, dato_error* err) {
     return DATO_OK;
 }
 
+// The final stages' counts: defaults where unset (0, as in a checkpoint of format 2), then checked.
+static dato_status final_defaults(dato_search_config* c, dato_error* err) {
+    if (!c->pairs) c->pairs = 5;
+    if (!c->timing_images) c->timing_images = 2;
+    if (!c->bootstrap) c->bootstrap = 200;
+    if (c->pairs < 1 || c->pairs > 1000) return dato_fail(err, DATO_ERR_INVALID, "--pairs %d: expected 1..1000", c->pairs);
+    if (c->timing_images < 1) return dato_fail(err, DATO_ERR_INVALID, "--timing-images %d: expected >= 1", c->timing_images);
+    if (c->bootstrap < 10) return dato_fail(err, DATO_ERR_INVALID, "--bootstrap %d: expected >= 10", c->bootstrap);
+    if (c->confirm_images < 0 || c->confirm_images == 1)
+        return dato_fail(err, DATO_ERR_INVALID, "--confirm-images %d: expected 0 (none) or >= 2", c->confirm_images);
+    return DATO_OK;
+}
+
 // Fills what a new run left unset from the model's dato.json and checks the rest.
 static dato_status resolve_config(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
@@ -192,7 +227,14 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
     }
     if (c->steps < 2 || c->steps > DATO_SCHEDULE_MAX_STEPS)
         return dato_fail(err, DATO_ERR_INVALID, "steps %d: expected 2..%d", c->steps, DATO_SCHEDULE_MAX_STEPS);
-    return DATO_OK;
+    // Multi-fidelity: screening on a fifth of the images, from 10 images up (fewer leave nothing to screen on).
+    if (c->screen_images < 0) c->screen_images = c->images >= 10 ? c->images / 5 : 0;
+    if (c->screen_images && (c->screen_images < 2 || c->screen_images >= c->images))
+        return dato_fail(err, DATO_ERR_INVALID, "--screen-images %d: expected 0 (off) or 2..%d (fewer than --images %d)",
+                         c->screen_images, c->images - 1, c->images);
+    if (!(c->promote > 0 && c->promote <= 1))
+        return dato_fail(err, DATO_ERR_INVALID, "--promote %g: expected a fraction in (0, 1]", (double)c->promote);
+    return final_defaults(c, err);
 }
 
 // CPU threads of this rank: --threads, else all the host's cores split among the ranks on it.
@@ -201,6 +243,17 @@ static int rank_threads(const search_ctx* s) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN), local = s->pool->local_size;
     if (local <= 1) return 0; // all
     return cores / local > 1 ? (int)(cores / local) : 1;
+}
+
+// The CPU threads this rank runs on: rank_threads, or with 0 (all) OpenMP's default, OMP_NUM_THREADS
+// or the cores. What the report says.
+static int threads_used(const search_ctx* s) {
+    int t = rank_threads(s);
+    if (t > 0) return t;
+    const char* env = getenv("OMP_NUM_THREADS");
+    if (env && atoi(env) > 0) return atoi(env);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
 }
 
 // This rank's backend: the CPU, or the CUDA device of its local rank (or --device).
@@ -317,7 +370,7 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
     dato_search_config* c = &s->cfg;
     if (c->latency_mode != DATO_LATENCY_TABLE) return DATO_OK;
     dato_latency_setup setup = {.model = c->model, .threads = c->threads, .batch = c->batch, .guided = c->guidance > 1,
-                                .height = s->ev.h, .width = s->ev.w,
+                                .height = s->sets[SET_SEARCH].ev.h, .width = s->sets[SET_SEARCH].ev.w,
                                 .seq = dato_tokenizer_max_len(s->pipe.tokenizer[0]), .sampler = sampler_kind(s),
                                 .warmup = 1, .runs = 5};
     dato_latency_key key;
@@ -352,29 +405,43 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
     return DATO_OK;
 }
 
-static dato_status make_evaluator(search_ctx* s, dato_evaluator* ev, int images, dato_error* err) {
-    dato_search_config* c = &s->cfg;
-    dato_eval_config ec = {.steps = c->steps, .guidance = c->guidance, .sampler = sampler_kind(s), .seed = c->seed,
-                           .images = images, .height = c->height, .width = c->width, .batch = c->batch,
-                           .clip = s->have_clip ? &s->clip : NULL};
-    return dato_evaluator_create(ev, &s->pipe, &s->fx, s->prompts, c->n_prompts, &ec, err);
+// Prompts in each grid: the first ones that have images, at most GRID_PROMPTS.
+static int grid_prompts(const dato_evaluator* ev) { return ev->n_used < GRID_PROMPTS ? ev->n_used : GRID_PROMPTS; }
+
+// The first image of each grid prompt of ev's last run into cells (grid_prompts, H, W, ch).
+static void first_images(const dato_evaluator* ev, uint8_t* cells) {
+    size_t img = (size_t)ev->H * ev->W * ev->ch;
+    for (int j = 0; j < grid_prompts(ev); j++) memcpy(cells + (size_t)j * img, ev->pixels + (size_t)ev->first[j] * img, img);
 }
 
-// ---- scoring ---------------------------------------------------------------------------------------------
+// ---- image sets ------------------------------------------------------------------------------------------
 
-typedef struct {
-    double latency, fid, kid, teacher, measured, predicted, clip;
-} score;
+// Image set k on this rank: its evaluator of `images` images and its buffers.
+static dato_status make_set(search_ctx* s, int k, int images, dato_error* err) {
+    dato_search_config* c = &s->cfg;
+    image_set* set = &s->sets[k];
+    dato_eval_config ec = {.steps = c->steps, .guidance = c->guidance, .sampler = sampler_kind(s),
+                           .seed = c->seed + SET_SEED_OFFSET[k], .images = images, .height = c->height,
+                           .width = c->width, .batch = c->batch, .clip = s->have_clip ? &s->clip : NULL};
+    DATO_TRY(dato_evaluator_create(&set->ev, &s->pipe, &s->fx, s->prompts, c->n_prompts, &ec, err));
+    set->made = 1;
+    size_t n = (size_t)set->ev.n_images, nf = n * s->fx.dim;
+    set->base = malloc(nf * sizeof(float));
+    set->features = malloc(nf * sizeof(float));
+    set->per_image = malloc(n * sizeof(double));
+    if (!set->base || !set->features || !set->per_image)
+        return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory for %zu features", SET_NAMES[k], nf);
+    return DATO_OK;
+}
 
-// The teacher distance: the mean over images of |f - f_base|^2, f and f_base (n, dim) the features
-// of the same prompt and noise under a schedule and under the baseline.
-static double teacher_distance(const float* features, const float* base, int n, int dim) {
-    double sum = 0;
-    for (size_t i = 0; i < (size_t)n * dim; i++) {
-        double d = (double)features[i] - base[i];
-        sum += d * d;
-    }
-    return sum / n;
+static void free_set(image_set* set) {
+    dato_evaluator_free(&set->ev);
+    free(set->base);
+    free(set->features);
+    free(set->per_image);
+    free(set->base_cells);
+    dato_fid_stats_free(&set->base_stats);
+    memset(set, 0, sizeof *set);
 }
 
 // Gaussian statistics of features (n, dim).
@@ -387,22 +454,96 @@ static dato_status stats_of(const float* features, int n, int dim, dato_fid_stat
     return st;
 }
 
-// The quality of features (ev->n_images, dim) generated on ev in measured_s seconds per image: FID
-// against ref; KID and the teacher distance against the baseline's features base (the same
-// images' starting points). Latency is left to score_latency.
-static dato_status score_quality(search_ctx* s, const dato_evaluator* ev, const float* features, double measured_s,
-                                 const dato_fid_stats* ref, const float* base, score* out, dato_error* err) {
-    int n = ev->n_images, dim = s->fx.dim;
+// The baseline's features on set k are its reference (set->base); with --ref baseline also FID's.
+static dato_status take_baseline(search_ctx* s, int k, dato_error* err) {
+    image_set* set = &s->sets[k];
+    if (s->cfg.ref_mode != DATO_REF_BASELINE) return DATO_OK;
+    dato_fid_stats_free(&set->base_stats);
+    return stats_of(set->base, set->ev.n_images, s->fx.dim, &set->base_stats, err);
+}
+
+// FID's reference on set k.
+static const dato_fid_stats* set_ref(const search_ctx* s, int k) {
+    return s->cfg.ref_mode == DATO_REF_BASELINE ? &s->sets[k].base_stats : &s->ref;
+}
+
+// Rank 0: makes set k of `images` images, generates the baseline's images on it (their features
+// the set's reference, their fastest call its time per image) and hands both to every worker.
+static dato_status prepare_set(search_ctx* s, int k, int images, dato_error* err) {
+    image_set* set = &s->sets[k];
+    DATO_TRY(make_set(s, k, images, err));
+    dato_eval_timing t;
+    DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
+    set->base_s_per_image = t.best_s_per_image;
+    size_t cells = (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch;
+    if (!(set->base_cells = malloc(cells))) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
+    first_images(&set->ev, set->base_cells);
+    DATO_TRY(take_baseline(s, k, err));
+    if (s->pool->size == 1 || k == SET_TIMING) return DATO_OK;
+    size_t nf = (size_t)set->ev.n_images * s->fx.dim, bytes = sizeof(request_header) + nf * sizeof(float);
+    uint8_t* msg = malloc(bytes);
+    if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
+    request_header h = {REQUEST_SET, k, images, 0};
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, set->base, nf * sizeof(float));
+    dato_status st = dato_eval_pool_request(s->pool, msg, bytes, NULL, 0, err);
+    free(msg);
+    return st;
+}
+
+// ---- scoring ---------------------------------------------------------------------------------------------
+
+typedef struct {
+    double latency, fid, kid, teacher, measured, predicted, clip;
+    dato_interval fid_ci, teacher_ci, clip_ci;
+} score;
+
+static const dato_interval NO_INTERVAL = {NAN, NAN};
+
+// The quality of set k's features (set->features) generated in measured_s seconds per image: FID
+// against the set's reference; the teacher distance (the mean over images of |f - f_base|^2, f and
+// f_base the features of the same prompt and noise under the schedule and under the baseline) and
+// KID against the baseline's features. KID (x 1000, the scale papers quote) only on Inception
+// features: on a model's own feature network its scale means nothing. With intervals, bootstrap
+// 95% intervals over images, every schedule resampled alike (one seed). Latency is score_latency's.
+static dato_status score_quality(search_ctx* s, int k, double measured_s, int intervals, score* out,
+                                 dato_error* err) {
+    image_set* set = &s->sets[k];
+    int n = set->ev.n_images, dim = s->fx.dim;
+    const dato_fid_stats* ref = set_ref(s, k);
     dato_fid_result r;
-    DATO_TRY(dato_fid_from_features(features, n, dim, ref, &r, err));
+    DATO_TRY(dato_fid_from_features(set->features, n, dim, ref, &r, err));
     out->fid = r.fid;
-    dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
-    dato_kid_result k;
-    DATO_TRY(dato_kid(features, n, base, n, dim, &kc, &k, err));
-    out->kid = k.mean;
-    out->teacher = teacher_distance(features, base, n, dim);
-    out->clip = dato_evaluator_clip_score(ev);
+    out->kid = NAN;
+    if (s->cfg.extractor == DATO_EXTRACTOR_INCEPTION) {
+        dato_kid_config kc = {.n_subsets = 10, .subset_size = n < 1000 ? n : 1000, .seed = s->cfg.seed};
+        dato_kid_result kr;
+        DATO_TRY(dato_kid(set->features, n, set->base, n, dim, &kc, &kr, err));
+        out->kid = 1e3 * kr.mean;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double d2 = 0;
+        for (int j = 0; j < dim; j++) {
+            double d = (double)set->features[(size_t)i * dim + j] - set->base[(size_t)i * dim + j];
+            d2 += d * d;
+        }
+        set->per_image[i] = d2;
+        sum += d2;
+    }
+    out->teacher = sum / n;
+    out->clip = dato_evaluator_clip_score(&set->ev);
     out->measured = measured_s;
+    out->fid_ci = out->teacher_ci = out->clip_ci = NO_INTERVAL;
+    if (!intervals) return DATO_OK;
+    dato_bootstrap_config bc = {.replicates = s->cfg.bootstrap, .level = 0.95, .seed = s->cfg.seed};
+    DATO_TRY(dato_bootstrap_fid(set->features, n, dim, ref, &bc, &out->fid_ci, err));
+    DATO_TRY(dato_bootstrap_mean(set->per_image, n, &bc, &out->teacher_ci, err));
+    if (set->ev.clip_scores) { // torchmetrics floors the score at 0
+        DATO_TRY(dato_bootstrap_mean(set->ev.clip_scores, n, &bc, &out->clip_ci, err));
+        out->clip_ci.lo = fmax(out->clip_ci.lo, 0);
+        out->clip_ci.hi = fmax(out->clip_ci.hi, 0);
+    }
     return DATO_OK;
 }
 
@@ -428,48 +569,45 @@ static const char* spread_text(const dato_evaluator* ev, char* buf, size_t n) {
     return buf;
 }
 
-// Prompts in each grid: the first ones that have images, at most GRID_PROMPTS.
-static int grid_prompts(const dato_evaluator* ev) { return ev->n_used < GRID_PROMPTS ? ev->n_used : GRID_PROMPTS; }
-
-// The first image of each grid prompt of ev's last run into cells (grid_prompts, H, W, ch).
-static void first_images(const dato_evaluator* ev, uint8_t* cells) {
-    size_t img = (size_t)ev->H * ev->W * ev->ch;
-    for (int j = 0; j < grid_prompts(ev); j++) memcpy(cells + (size_t)j * img, ev->pixels + (size_t)ev->first[j] * img, img);
-}
-
-// FID's reference on the final image set.
-static const dato_fid_stats* final_ref(const search_ctx* s) {
-    return s->cfg.ref_mode == DATO_REF_BASELINE ? &s->fin_ref : &s->ref;
-}
-
 // A rank's result as rank 0's score: the measured time rescaled to rank 0's speed, then the latency.
 static dato_status score_of_result(search_ctx* s, const rank_result* r, int rank, const dato_schedule* sched,
                                    score* out, dato_error* err) {
     *out = (score){.fid = r->fid, .kid = r->kid, .teacher = r->teacher, .clip = r->clip,
-                   .measured = r->measured * s->rank_speed[rank]};
+                   .measured = r->measured * s->rank_speed[rank], .fid_ci = r->fid_ci, .teacher_ci = r->teacher_ci,
+                   .clip_ci = r->clip_ci};
     return score_latency(s, sched, out, err);
 }
 
-// One task on this rank (the pool's evaluate, on any rank): a genome on the search's image set, or
-// a schedule on the final one.
+// The image set a task kind runs on.
+static int set_of_task(int kind) {
+    switch (kind) {
+    case TASK_SCREEN: return SET_SCREEN;
+    case TASK_SEARCH: return SET_SEARCH;
+    case TASK_FINAL: return SET_FINAL;
+    case TASK_CONFIRM: return SET_CONFIRM;
+    default: return -1;
+    }
+}
+
+// One task on this rank (the pool's evaluate, on any rank): a genome on the screening or search
+// set, or a schedule on the final or confirmation set.
 static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void* out, dato_error* err) {
     search_ctx* s = ctx;
-    int final = kind == TASK_FINAL;
-    if (final && !s->fin_base) return dato_fail(err, DATO_ERR_INVALID, "a final-front task before the final setup");
-    if (final) memcpy(&s->sched, task, sizeof s->sched);
-    else if (kind == TASK_GENOME) DATO_TRY(dato_genome_to_schedule(&s->space, task, &s->sched, err));
-    else return dato_fail(err, DATO_ERR_INVALID, "task kind %d: expected a genome or a final-front schedule", kind);
+    int k = set_of_task(kind), is_schedule = kind == TASK_FINAL || kind == TASK_CONFIRM;
+    if (k < 0) return dato_fail(err, DATO_ERR_INVALID, "task kind %d: expected a genome or a schedule", kind);
+    image_set* set = &s->sets[k];
+    if (!set->made) return dato_fail(err, DATO_ERR_INVALID, "a %s task before the %s images were set up", SET_NAMES[k],
+                                     SET_NAMES[k]);
+    if (is_schedule) memcpy(&s->sched, task, sizeof s->sched);
+    else DATO_TRY(dato_genome_to_schedule(&s->space, task, &s->sched, err));
     DATO_TRY(dato_schedule_validate(&s->sched, s->cfg.steps, s->cfg.n_branches, err));
-    dato_evaluator* ev = final ? &s->fin : &s->ev;
-    float* features = final ? s->fin_features : s->features;
     dato_eval_timing t;
     score sc;
-    DATO_TRY(dato_evaluator_run(ev, &s->sched, features, NULL, &t, err));
-    DATO_TRY(score_quality(s, ev, features, t.best_s_per_image, final ? final_ref(s) : &s->ref,
-                           final ? s->fin_base : s->base_features, &sc, err));
-    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured, sc.clip};
+    DATO_TRY(dato_evaluator_run(&set->ev, &s->sched, set->features, NULL, &t, err));
+    DATO_TRY(score_quality(s, k, t.best_s_per_image, is_schedule, &sc, err));
+    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured, sc.clip, sc.fid_ci, sc.teacher_ci, sc.clip_ci};
     memcpy(out, &r, sizeof r);
-    if (final) first_images(ev, (uint8_t*)out + sizeof r);
+    if (kind == TASK_FINAL) first_images(&set->ev, (uint8_t*)out + sizeof r);
     return DATO_OK;
 }
 
@@ -482,60 +620,215 @@ static double quality_objective(const search_ctx* s, const score* sc) {
     }
 }
 
-static void print_progress(void* ctx, int done, int total) {
-    search_ctx* s = ctx;
-    double el = now_s() - s->t_gen, eta = el / done * (total - done);
-    int w = 30, fill = done * w / total;
-    fprintf(stderr, "\rdato-search: gen %d/%d [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", s->gen, s->cfg.gens, fill,
-            "##############################", w - fill, "", done, total, el, eta);
+// ---- progress ----------------------------------------------------------------------------------------------
+
+// One stage's progress on stderr: a bar redrawn in place on a terminal; elsewhere (a log file, CI)
+// a line at each quarter, so that logs stay readable.
+typedef struct {
+    const char* what; // e.g. "gen 3/50 screening"
+    double t0;
+    int tty, quarter;
+} progress;
+
+static void progress_start(progress* p, const char* what) {
+    *p = (progress){.what = what, .t0 = now_s(), .tty = isatty(STDERR_FILENO), .quarter = 0};
 }
 
-// Scores n genomes (n, gbytes) into objectives (n, 2): the ones the archive holds from there, the new
-// ones (each once) on every rank, their results applied in genome order whatever rank ran them, so
-// the archive grows in the same order with any number of ranks.
-static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, int generation, double* objectives,
-                                dato_error* err) {
-    s->hits = s->evals = 0;
-    s->t_gen = now_s();
-    s->gen = generation;
+static void progress_update(void* ctx, int done, int total) {
+    progress* p = ctx;
+    double el = now_s() - p->t0, eta = done ? el / done * (total - done) : 0;
+    if (p->tty) {
+        int w = 30, fill = total ? done * w / total : w;
+        fprintf(stderr, "\rdato-search: %s [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", p->what, fill,
+                "##############################", w - fill, "", done, total, el, eta);
+        if (done == total) fprintf(stderr, "\r%*s\r", 110, "");
+        return;
+    }
+    int q = total ? 4 * done / total : 4;
+    if (q > p->quarter) {
+        p->quarter = q;
+        fprintf(stderr, "dato-search: %s %d/%d  %.0f s, ETA %.0f s\n", p->what, done, total, el, eta);
+    }
+}
+
+// ---- one generation -----------------------------------------------------------------------------------------
+
+// Scores genomes (n, gbytes) on image set k (the screening or the search set), each once, on every
+// rank; results land in s->results in task order. n_tasks genomes are in s->tasks.
+static dato_status map_genomes(search_ctx* s, int kind, int n_tasks, const char* what, dato_error* err) {
+    char label[96];
+    snprintf(label, sizeof label, "gen %d/%d %s", s->gen, s->cfg.gens, what);
+    progress p;
+    progress_start(&p, label);
+    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
+    double t0 = now_s();
+    DATO_TRY(dato_eval_pool_map(s->pool, &local, kind, s->tasks, n_tasks, s->gbytes, s->results, sizeof *s->results,
+                                s->trace, s->o->quiet || !n_tasks ? NULL : progress_update, &p, err));
+    s->eval_wall_s += now_s() - t0;
+    return DATO_OK;
+}
+
+// A scored task as an archive record: objectives (2) and extras (DATO_SEARCH_N_EXTRA) at `images`.
+static dato_status record_of(search_ctx* s, const uint8_t* genome, int t, int images, double* obj, double* extra,
+                             dato_error* err) {
+    score sc;
+    dato_schedule sched;
+    DATO_TRY(dato_genome_to_schedule(&s->space, genome, &sched, err));
+    DATO_TRY(score_of_result(s, &s->results[t], s->trace[t].rank, &sched, &sc, err));
+    obj[0] = sc.latency;
+    obj[1] = quality_objective(s, &sc);
+    double e[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher, images};
+    memcpy(extra, e, sizeof e);
+    return DATO_OK;
+}
+
+// The distinct genomes among n in genomes (n, gbytes) that pass keep, into s->tasks; task_of (n) gets
+// each genome's task or -1. Returns the count.
+static int collect_tasks(search_ctx* s, const uint8_t* genomes, int n, const int* keep) {
     int n_tasks = 0;
     for (int i = 0; i < n; i++) {
         const uint8_t* g = genomes + (size_t)i * s->gbytes;
-        size_t row;
-        int seen = dato_archive_find(&s->archive, g, &row);
-        for (int j = 0; j < n_tasks && !seen; j++) seen = !memcmp(s->tasks + (size_t)j * s->gbytes, g, s->gbytes);
-        s->task_of[i] = seen ? -1 : n_tasks;
-        if (!seen) memcpy(s->tasks + (size_t)n_tasks++ * s->gbytes, g, s->gbytes);
+        s->task_of[i] = -1;
+        if (!keep[i]) continue;
+        int seen = -1;
+        for (int j = 0; j < n_tasks && seen < 0; j++)
+            if (!memcmp(s->tasks + (size_t)j * s->gbytes, g, s->gbytes)) seen = j;
+        s->task_of[i] = seen >= 0 ? seen : n_tasks;
+        if (seen < 0) memcpy(s->tasks + (size_t)n_tasks++ * s->gbytes, g, s->gbytes);
     }
-    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
-    double t0 = now_s();
-    DATO_TRY(dato_eval_pool_map(s->pool, &local, TASK_GENOME, s->tasks, n_tasks, s->gbytes, s->results,
-                                sizeof *s->results, s->trace, s->o->quiet ? NULL : print_progress, s, err));
-    s->eval_wall_s = now_s() - t0;
-    if (!s->o->quiet) fprintf(stderr, "\r%*s\r", 100, "");
-    for (int i = 0; i < n; i++) {
-        const uint8_t* g = genomes + (size_t)i * s->gbytes;
-        double* obj = objectives + (size_t)i * DATO_SEARCH_N_OBJ;
-        int t = s->task_of[i];
-        if (t < 0) { // scored before, maybe earlier in this generation
-            size_t row;
-            if (!dato_archive_find(&s->archive, g, &row))
-                return dato_fail(err, DATO_ERR_INVALID, "generation %d: candidate %d is neither new nor archived", generation, i);
-            memcpy(obj, dato_archive_get(&s->archive, row).objectives, DATO_SEARCH_N_OBJ * sizeof *obj);
-            s->hits++;
-            continue;
+    return n_tasks;
+}
+
+// The images an archive row's score rests on.
+static int row_images(const search_ctx* s, size_t row) {
+    return (int)dato_archive_get(&s->archive, row).extras[DATO_EXTRA_IMAGES];
+}
+
+// The candidates to promote from the screening: of the m distinct screened genomes (rows into the
+// archive), by non-dominated rank on their screening scores, then crowding (larger first), then
+// order; the first ceil(promote m). Writes promote_row[i] = 1 for those.
+static dato_status choose_promoted(search_ctx* s, const size_t* rows, int m, int* promoted, dato_error* err) {
+    if (!m) return DATO_OK;
+    double* obj = malloc((size_t)m * DATO_SEARCH_N_OBJ * sizeof *obj);
+    double* crowd = malloc((size_t)m * sizeof *crowd);
+    int *rank = malloc((size_t)m * sizeof *rank), *members = malloc((size_t)m * sizeof *members),
+        *order = malloc((size_t)m * sizeof *order);
+    dato_status st = obj && crowd && rank && members && order ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "promotion: out of memory");
+    for (int i = 0; !st && i < m; i++)
+        memcpy(obj + (size_t)i * DATO_SEARCH_N_OBJ, dato_archive_get(&s->archive, rows[i]).objectives,
+               DATO_SEARCH_N_OBJ * sizeof *obj);
+    if (!st) st = dato_nsga2_nondominated_sort(obj, NULL, m, DATO_SEARCH_N_OBJ, rank, err);
+    for (int f = 0; !st; f++) { // crowding within each front
+        int n = 0;
+        for (int i = 0; i < m; i++)
+            if (rank[i] == f) members[n++] = i;
+        if (!n) break;
+        st = dato_nsga2_crowding(obj, DATO_SEARCH_N_OBJ, members, n, crowd, err);
+    }
+    for (int i = 0; i < m; i++) order[i] = i;
+    for (int i = 1; !st && i < m; i++) // insertion sort: rank, then crowding descending, then index
+        for (int j = i; j > 0; j--) {
+            int a = order[j - 1], b = order[j];
+            int better = rank[b] < rank[a] || (rank[b] == rank[a] && crowd[b] > crowd[a]);
+            if (!better) break;
+            order[j - 1] = b;
+            order[j] = a;
         }
-        score sc;
-        dato_schedule sched;
-        DATO_TRY(dato_genome_to_schedule(&s->space, g, &sched, err));
-        DATO_TRY(score_of_result(s, &s->results[t], s->trace[t].rank, &sched, &sc, err));
-        obj[0] = sc.latency;
-        obj[1] = quality_objective(s, &sc);
-        double extra[DATO_SEARCH_N_EXTRA] = {sc.kid, sc.measured, sc.predicted, sc.fid, sc.teacher};
-        DATO_TRY(dato_archive_insert(&s->archive, g, obj, extra, generation, NULL, NULL, err));
-        s->evals++;
+    int take = (int)ceil(s->cfg.promote * m - 1e-9);
+    for (int i = 0; !st && i < m; i++) promoted[order[i]] = i < take;
+    free(obj);
+    free(crowd);
+    free(rank);
+    free(members);
+    free(order);
+    return st;
+}
+
+// Scores n genomes (n, gbytes) into objectives (n, 2) and violations (n). The archive answers genomes
+// scored before. With screening (generations after the first), new genomes are scored on the
+// screening images first; of every genome this generation whose score rests on the screening
+// images, the best `promote` fraction (successive halving) is scored on the search set. A genome
+// left at the screening fidelity gets violation 1: NSGA-II then ranks it behind every fully scored
+// one, so the population holds only full-fidelity scores. Results are applied in genome order
+// whatever rank ran them, so the archive grows in the same order with any number of ranks.
+static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, int generation, double* objectives,
+                                double* violations, dato_error* err) {
+    int screening = s->cfg.screen_images > 0 && generation > 0, full = s->cfg.images;
+    s->hits = s->evals = s->screened = s->promoted = 0;
+    s->gen = generation;
+    s->eval_wall_s = 0;
+    int* keep = malloc((size_t)n * sizeof *keep);
+    int* promoted = malloc((size_t)n * sizeof *promoted);
+    size_t* rows = malloc((size_t)n * sizeof *rows);
+    int* first_of = malloc((size_t)n * sizeof *first_of); // (n) the first child with the same genome
+    dato_status st = keep && promoted && rows && first_of ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    // 1. New genomes: scored on the screening set (or the search set without screening).
+    for (int i = 0; !st && i < n; i++) keep[i] = !dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, NULL);
+    int n_new = st ? 0 : collect_tasks(s, genomes, n, keep);
+    if (!st) st = map_genomes(s, screening ? TASK_SCREEN : TASK_SEARCH, n_new, screening ? "screening" : "evaluation", err);
+    for (int i = 0; !st && i < n; i++) {
+        int t = s->task_of[i];
+        const uint8_t* g = genomes + (size_t)i * s->gbytes;
+        if (t < 0) continue;
+        double obj[DATO_SEARCH_N_OBJ], extra[DATO_SEARCH_N_EXTRA];
+        int inserted = 0;
+        st = record_of(s, g, t, screening ? s->cfg.screen_images : full, obj, extra, err);
+        if (!st) st = dato_archive_insert(&s->archive, g, obj, extra, generation, &inserted, NULL, err);
+        s->evals += inserted;
     }
-    return DATO_OK;
+    // 2. Promotion: the distinct genomes of this generation still at the screening fidelity.
+    int m = 0;
+    for (int i = 0; !st && i < n; i++) {
+        const uint8_t* g = genomes + (size_t)i * s->gbytes;
+        size_t row = 0;
+        dato_archive_find(&s->archive, g, &row);
+        first_of[i] = i;
+        for (int j = 0; j < i && first_of[i] == i; j++)
+            if (!memcmp(genomes + (size_t)j * s->gbytes, g, s->gbytes)) first_of[i] = j;
+        if (first_of[i] == i && row_images(s, row) < full) rows[m++] = row;
+    }
+    if (!st && screening) st = choose_promoted(s, rows, m, promoted, err);
+    if (!st && screening) {
+        for (int i = 0; i < n; i++) keep[i] = 0;
+        for (int i = 0, r = 0; i < n && r < m; i++) {
+            if (first_of[i] != i) continue;
+            size_t row = 0;
+            dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, &row);
+            if (row_images(s, row) < full) keep[i] = promoted[r++];
+        }
+        int n_promoted = collect_tasks(s, genomes, n, keep);
+        s->promoted = n_promoted;
+        st = map_genomes(s, TASK_SEARCH, n_promoted, "promoted", err);
+        for (int i = 0; !st && i < n; i++) {
+            int t = s->task_of[i];
+            if (t < 0) continue;
+            const uint8_t* g = genomes + (size_t)i * s->gbytes;
+            double obj[DATO_SEARCH_N_OBJ], extra[DATO_SEARCH_N_EXTRA];
+            size_t row = 0;
+            dato_archive_find(&s->archive, g, &row);
+            st = record_of(s, g, t, full, obj, extra, err);
+            if (!st && row_images(s, row) < full) st = dato_archive_update(&s->archive, row, obj, extra, err);
+        }
+    }
+    if (!st && !s->o->quiet && s->pool->size == 1 && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", 110, "");
+    // 3. Every child's objectives from the archive; a screening-only score is infeasible.
+    for (int i = 0; !st && i < n; i++) {
+        size_t row = 0;
+        if (!dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, &row)) {
+            st = dato_fail(err, DATO_ERR_INVALID, "generation %d: candidate %d is neither new nor archived", generation, i);
+            break;
+        }
+        dato_archive_record r = dato_archive_get(&s->archive, row);
+        memcpy(objectives + (size_t)i * DATO_SEARCH_N_OBJ, r.objectives, DATO_SEARCH_N_OBJ * sizeof *objectives);
+        violations[i] = row_images(s, row) < full ? 1.0 : 0.0;
+        s->screened += violations[i] > 0 && first_of[i] == i;
+        s->hits += !keep[i] && r.generation != generation;
+    }
+    free(keep);
+    free(promoted);
+    free(rows);
+    free(first_of);
+    return st;
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------------------
@@ -602,6 +895,18 @@ static double front_hypervolume(search_ctx* s, int* front, int n_front, double* 
     return hv;
 }
 
+// A rough count of what the final stages cost, in baseline images' time: the front candidates and
+// presets on the final images (at about half the baseline's time each), the baseline and the presets
+// and picks on the confirmation images, and the timing pairs. For the ETA only.
+static double final_stages_s(const search_ctx* s) {
+    const dato_search_config* c = &s->cfg;
+    double per_image = s->sets[SET_SEARCH].base_s_per_image, n_front = c->pop / 2 > 4 ? c->pop / 2 : 4;
+    double images = c->final_images * (1 + 0.5 * (n_front + N_REFS - 1)) +
+                    c->confirm_images * (1 + 0.6 * (N_REFS - 1 + N_PICKS)) +
+                    (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1);
+    return per_image * images;
+}
+
 static void print_generation(search_ctx* s, int gen, double gen_seconds) {
     int* front = malloc((size_t)s->cfg.pop * sizeof *front);
     if (!front) return;
@@ -610,16 +915,21 @@ static void print_generation(search_ctx* s, int gen, double gen_seconds) {
     const char* objective = dato_quality_objective_name(s->cfg.objective);
     double el = s->elapsed_before + now_s() - s->t_start;
     int left = s->cfg.gens - gen;
+    s->gen_s_sum += gen_seconds;
+    s->gens_timed++;
+    double search_eta = s->gen_s_sum / s->gens_timed * left, final_eta = final_stages_s(s);
     if (s->o->log_json)
         printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"objective\": \"%s\", "
-               "\"best_quality\": %.6f, \"fastest_ms\": %.6f, "
-               "\"evaluations\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f}\n",
-               gen, n_front, hv, objective, best, 1e3 * fastest, s->evals, s->hits, dato_archive_count(&s->archive),
-               gen_seconds, el);
+               "\"best_quality\": %.6f, \"fastest_ms\": %.6f, \"evaluations\": %d, \"screened_only\": %d, "
+               "\"promoted\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f, "
+               "\"eta_s\": %.1f, \"eta_final_s\": %.1f}\n",
+               gen, n_front, hv, objective, best, 1e3 * fastest, s->evals, s->screened, s->promoted, s->hits,
+               dato_archive_count(&s->archive), gen_seconds, el, search_eta + final_eta, final_eta);
     else if (!s->o->quiet)
-        printf("gen %3d/%d  front %2d  HV %.4f  best %s %8.3f  fastest %7.3f ms/img  new %2d  cache hits %2d  "
-               "%5.1f s  ETA %.0f s\n", gen, s->cfg.gens, n_front, hv, s->cfg.objective == DATO_OBJECTIVE_FID ? "FID" : objective, best, 1e3 * fastest, s->evals, s->hits,
-               gen_seconds, gen_seconds * left);
+        printf("gen %3d/%d  front %2d  HV %.4f  best %s %8.3f  fastest %7.3f ms/img  new %2d  promoted %2d  "
+               "cache hits %2d  %5.1f s  ETA %.0f s (final stages ~%.0f s)\n", gen, s->cfg.gens, n_front, hv,
+               s->cfg.objective == DATO_OBJECTIVE_FID ? "FID" : objective, best, 1e3 * fastest, s->evals,
+               s->promoted, s->hits, gen_seconds, search_eta + final_eta, final_eta);
     fflush(stdout);
     free(front);
 }
@@ -641,23 +951,36 @@ static dato_status write_grid(search_ctx* s, const dato_evaluator* ev, const uin
     return st;
 }
 
-static void fill_point(dato_report_point* p, const char* label, const dato_schedule* sched, const score* sc,
-                       double base_latency) {
+// A report point from a score on `images` images; its latency is set_ratio's.
+static void fill_point(dato_report_point* p, const char* label, const dato_schedule* sched, const score* sc, int images) {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
     p->schedule = *sched;
-    p->latency_s = sc->measured;
     p->fid = sc->fid;
+    p->fid_ci = sc->fid_ci;
     p->kid = sc->kid;
     p->teacher = sc->teacher;
+    p->teacher_ci = sc->teacher_ci;
     p->clip = sc->clip;
-    p->measured_latency_s = sc->measured;
-    p->speedup = base_latency / sc->measured;
+    p->clip_ci = sc->clip_ci;
+    p->images = images;
+    p->latency_s = p->measured_latency_s = p->latency_ratio = p->speedup = NAN;
+    p->ratio_range = NO_INTERVAL;
     dato_schedule_counts k = dato_schedule_count(sched);
     p->full = k.full;
     p->partial = k.partial;
     p->reuse = k.reuse;
     p->mean_ratio = k.mean_ratio;
+}
+
+// The paired latency of a point: ratio (3) = median, least, greatest of its pairs; base_s the
+// baseline's time per image at the run's batch.
+static void set_ratio(dato_report_point* p, const double* ratio, int pairs, double base_s) {
+    p->latency_ratio = ratio[0];
+    p->ratio_range = (dato_interval){ratio[1], ratio[2]};
+    p->pairs = pairs;
+    p->latency_s = p->measured_latency_s = base_s * ratio[0];
+    p->speedup = 1 / ratio[0];
 }
 
 typedef struct {
@@ -672,201 +995,445 @@ static int cmp_archive_points(const void* a, const void* b) {
     return (x->row > y->row) - (x->row < y->row);
 }
 
-// The final front's candidates: the non-dominated rows of the whole archive (every genome the run
-// evaluated; denser than the population's front, which holds at most pop members), by latency.
-// A front longer than cap is thinned to cap rows evenly spaced along it, both ends kept.
-// Returns the count written to rows (cap), or -1 when out of memory.
-static int archive_front(const dato_archive* a, size_t* rows, int cap) {
-    size_t n = dato_archive_count(a);
+// The final front's candidates: the non-dominated rows of the whole archive scored on all the search
+// images (every genome the run scored fully; denser than the population's front, which holds at most
+// pop members), by latency, the baseline's genome left out (it is a reference). A front longer than
+// cap is thinned to cap rows evenly spaced along it, both ends kept. Returns the count written to
+// rows (cap), or -1 when out of memory.
+static int archive_front(const search_ctx* s, const uint8_t* baseline, size_t* rows, int cap) {
+    const dato_archive* a = &s->archive;
+    size_t n = dato_archive_count(a), m = 0;
     archive_point* pts = malloc((n ? n : 1) * sizeof *pts);
     if (!pts) return -1;
     for (size_t i = 0; i < n; i++) {
         dato_archive_record r = dato_archive_get(a, i);
-        pts[i] = (archive_point){r.objectives[0], r.objectives[1], i};
+        if (r.extras[DATO_EXTRA_IMAGES] < s->cfg.images || !memcmp(r.genome, baseline, s->gbytes)) continue;
+        pts[m++] = (archive_point){r.objectives[0], r.objectives[1], i};
     }
-    qsort(pts, n, sizeof *pts, cmp_archive_points);
-    size_t m = 0; // the front, compacted to the start of pts: each strictly better in quality than the last
-    for (size_t i = 0; i < n; i++)
-        if (m == 0 || pts[i].quality < pts[m - 1].quality) pts[m++] = pts[i];
-    int k = m < (size_t)cap ? (int)m : cap;
-    for (int i = 0; i < k; i++) rows[i] = pts[k == 1 ? 0 : (size_t)((double)i * (double)(m - 1) / (k - 1) + 0.5)].row;
+    qsort(pts, m, sizeof *pts, cmp_archive_points);
+    size_t f = 0; // the front, compacted to the start of pts: each strictly better in quality than the last
+    for (size_t i = 0; i < m; i++)
+        if (f == 0 || pts[i].quality < pts[f - 1].quality) pts[f++] = pts[i];
+    int k = f < (size_t)cap ? (int)f : cap;
+    for (int i = 0; i < k; i++) rows[i] = pts[k == 1 ? 0 : (size_t)((double)i * (double)(f - 1) / (k - 1) + 0.5)].row;
     free(pts);
     return k;
 }
 
-static void print_final_progress(void* ctx, int done, int total) {
-    (void)ctx;
-    fprintf(stderr, "\rdato-search: final front and references %d/%d   ", done, total);
+static int cmp_doubles(const void* a, const void* b) {
+    double x = *(const double*)a, y = *(const double*)b;
+    return (x > y) - (x < y);
 }
 
-// Rank 0: every worker makes the final image set's evaluator and takes the baseline's features on
-// it (s->fin_base) as its reference.
-static dato_status setup_final_workers(search_ctx* s, dato_error* err) {
-    if (s->pool->size == 1) return DATO_OK;
-    size_t nf = (size_t)s->fin.n_images * s->fx.dim, bytes = sizeof(request_header) + nf * sizeof(float);
-    uint8_t* msg = malloc(bytes);
-    if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    request_header h = {REQUEST_FINAL, s->cfg.final_images};
-    memcpy(msg, &h, sizeof h);
-    memcpy(msg + sizeof h, s->fin_base, nf * sizeof(float));
-    dato_status st = dato_eval_pool_request(s->pool, msg, bytes, NULL, 0, err);
-    free(msg);
+// The paired latency re-measure, on rank 0 alone: `pairs` rounds, in each of which the baseline and
+// the n schedules alternate (B S1 B S2 B ... Sn B) over the timing images; a schedule's ratio is its
+// denoising time over the mean of the baseline's times just before and after it, so a machine that
+// slows or speeds up between calls cancels to first order. out (n, 3): each schedule's median, least
+// and greatest ratio; noise (3): 1 and the least and greatest baseline time over their median, the
+// machine's own spread.
+static dato_status measure_ratios(search_ctx* s, const dato_schedule* scheds, int n, double* out, double* noise,
+                                  dato_error* err) {
+    image_set* set = &s->sets[SET_TIMING];
+    int P = s->cfg.pairs;
+    double* r = malloc((size_t)n * P * sizeof *r);        // (n, P)
+    double* b = malloc((size_t)(n + 1) * P * sizeof *b);  // (P (n + 1)) every baseline time
+    int nb = 0;
+    if (!r || !b) {
+        free(r);
+        free(b);
+        return dato_fail(err, DATO_ERR_NOMEM, "timing pairs: out of memory");
+    }
+    progress pr;
+    char label[96];
+    snprintf(label, sizeof label, "timing %d pairs x %d schedules on %d images", P, n, set->ev.n_images);
+    progress_start(&pr, label);
+    dato_eval_timing t;
+    dato_status st = DATO_OK;
+    for (int round = 0; !st && round < P; round++) {
+        st = dato_evaluator_run(&set->ev, NULL, set->features, NULL, &t, err);
+        double before = b[nb++] = t.total_s;
+        for (int i = 0; !st && i < n; i++) {
+            st = dato_evaluator_run(&set->ev, &scheds[i], set->features, NULL, &t, err);
+            double mine = t.total_s;
+            if (!st) st = dato_evaluator_run(&set->ev, NULL, set->features, NULL, &t, err);
+            if (st) break;
+            r[(size_t)i * P + round] = mine / (0.5 * (before + t.total_s));
+            before = b[nb++] = t.total_s;
+            if (!s->o->quiet) progress_update(&pr, round * n + i + 1, P * n);
+        }
+    }
+    for (int i = 0; !st && i < n; i++) {
+        double* x = r + (size_t)i * P;
+        qsort(x, (size_t)P, sizeof *x, cmp_doubles);
+        out[3 * i] = P % 2 ? x[P / 2] : 0.5 * (x[P / 2 - 1] + x[P / 2]);
+        out[3 * i + 1] = x[0];
+        out[3 * i + 2] = x[P - 1];
+    }
+    if (!st) {
+        qsort(b, (size_t)nb, sizeof *b, cmp_doubles);
+        double med = nb % 2 ? b[nb / 2] : 0.5 * (b[nb / 2 - 1] + b[nb / 2]);
+        noise[0] = 1;
+        noise[1] = b[0] / med;
+        noise[2] = b[nb - 1] / med;
+    }
+    free(r);
+    free(b);
     return st;
 }
 
-// Re-scores the final front's candidates (archive_front) and the reference schedules on
-// final_images images, on every rank, re-measuring latency end to end, then writes the grids and
-// the report. The baseline goes first, on rank 0: its features are every rank's reference.
+// 1 when a dominates b in (latency ratio, FID), both minimized.
+static int dominates(const dato_report_point* a, const dato_report_point* b) {
+    return a->latency_ratio <= b->latency_ratio && a->fid <= b->fid &&
+           (a->latency_ratio < b->latency_ratio || a->fid < b->fid);
+}
+
+// Scores schedules (n) on set k (TASK_FINAL or TASK_CONFIRM) on every rank, with intervals, into
+// points labelled by labels; with cells (n, row bytes), the final set's grid images. The baseline is
+// the set's own (prepare_set) and goes in point 0: scheds[0] must be the baseline.
+static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule* scheds, const char (*labels)[64],
+                                   int n, dato_report_point* points, uint8_t* cells, dato_error* err) {
+    int k = set_of_task(kind);
+    image_set* set = &s->sets[k];
+    size_t row = cells ? (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch : 0,
+           result_bytes = sizeof(rank_result) + row;
+    uint8_t* results = malloc((size_t)(n > 1 ? n - 1 : 1) * result_bytes);
+    dato_eval_trace* trace = malloc((size_t)(n > 1 ? n - 1 : 1) * sizeof *trace);
+    if (!results || !trace) {
+        free(results);
+        free(trace);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
+    }
+    // The baseline: its features are the reference; scored on rank 0.
+    score sc = {0};
+    memcpy(set->features, set->base, (size_t)set->ev.n_images * s->fx.dim * sizeof(float));
+    dato_status st = score_quality(s, k, set->base_s_per_image, 1, &sc, err);
+    if (!st) fill_point(&points[0], labels[0], &scheds[0], &sc, set->ev.n_images);
+    if (!st && cells) memcpy(cells, set->base_cells, row);
+    char what[96];
+    snprintf(what, sizeof what, "%d schedules on the %d %s images", n - 1, set->ev.n_images, SET_NAMES[k]);
+    progress pr;
+    progress_start(&pr, what);
+    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
+    if (!st && n > 1)
+        st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + 1), n - 1, sizeof *scheds, results,
+                                result_bytes, trace, s->o->quiet ? NULL : progress_update, &pr, err);
+    for (int i = 1; !st && i < n; i++) {
+        rank_result q;
+        memcpy(&q, results + (size_t)(i - 1) * result_bytes, sizeof q);
+        st = score_of_result(s, &q, trace[i - 1].rank, &scheds[i], &sc, err);
+        if (!st) fill_point(&points[i], labels[i], &scheds[i], &sc, set->ev.n_images);
+        if (!st && cells) memcpy(cells + (size_t)i * row, results + (size_t)(i - 1) * result_bytes + sizeof q, row);
+    }
+    free(results);
+    free(trace);
+    return st;
+}
+
+// The grid file name of a label: "grids/<label>.png" with ':' and ' ' made '_'.
+static void grid_name(char* out, size_t n, const char* label) {
+    snprintf(out, n, "grids/%s.png", label);
+    for (char* q = out; *q; q++)
+        if (*q == ':' || *q == ' ') *q = '_';
+}
+
+// Appends to a growing text (the verdict): printf-style, truncating at cap.
+static void text_add(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+static void text_add(char* buf, size_t cap, const char* fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+// "FID 95.6 [92.1, 99.0]"-style: a value with its interval, or the value alone.
+static void value_text(char* out, size_t n, const char* name, double v, dato_interval ci) {
+    if (isfinite(ci.lo) && isfinite(ci.hi)) snprintf(out, n, "%s %.2f [%.2f, %.2f]", name, v, ci.lo, ci.hi);
+    else snprintf(out, n, "%s %.2f", name, v);
+}
+
+// How sure a pick is, against the baseline and the presets on the same images: one sentence each.
+static void judge_pick(char* verdict, size_t cap, const dato_report_point* pick, const dato_report_point* rows, int n_rows) {
+    const dato_report_point* base = &rows[0];
+    char fid[96], bfid[96];
+    value_text(fid, sizeof fid, "FID", pick->fid, pick->fid_ci);
+    value_text(bfid, sizeof bfid, "", base->fid, base->fid_ci);
+    const char* where = !isfinite(base->fid_ci.hi) ? "no interval to compare with"
+                        : pick->fid <= base->fid_ci.hi ? "no worse than the baseline's upper 95% bound"
+                        : isfinite(pick->fid_ci.lo) && pick->fid_ci.lo > base->fid_ci.hi
+                            ? "worse than the baseline beyond both intervals"
+                            : "above the baseline's upper 95% bound, the intervals overlapping";
+    text_add(verdict, cap, "%s: %.2fx faster than the baseline (pairs %.2fx to %.2fx), %s on %d images against "
+             "the baseline's%s: %s.", pick->label, pick->speedup, 1 / pick->ratio_range.hi, 1 / pick->ratio_range.lo,
+             fid, pick->images, bfid, where);
+    int dominated = 0;
+    for (int i = 1; i < n_rows; i++) {
+        if (&rows[i] == pick || !dominates(&rows[i], pick)) continue;
+        text_add(verdict, cap, "%s %s (%.2fx, FID %.2f)", dominated ? "," : " Dominated by", rows[i].label,
+                 rows[i].speedup, rows[i].fid);
+        dominated = 1;
+    }
+    text_add(verdict, cap, "%s ", dominated ? "." : " No preset is both as fast and as good.");
+}
+
+// The final stages (docs/SEARCH.md): the archive's front and the presets re-scored on the final
+// images with intervals; every latency re-measured as paired ratios against the baseline; members
+// the re-measured data dominates (or not faster than the baseline) dropped; the picks and the presets
+// confirmed on fresh images; the checkpoint's /final, the grids and the report.
 static dato_status finish(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
-    int P = 2 * c->pop < DATO_CHECKPOINT_MAX_FINAL ? 2 * c->pop : DATO_CHECKPOINT_MAX_FINAL, n_front = 0;
-    int* idx = malloc((size_t)P * sizeof *idx);
-    dato_report_point* front = calloc((size_t)P, sizeof *front);    // (n_front) by latency
-    dato_report_point* unsorted = calloc((size_t)P, sizeof *unsorted); // in evaluation order
-    dato_report_point refs[N_REFS];
-    uint8_t* cells = NULL; // (P + N_REFS, grid prompts, H, W, ch) the grids' images: front members, then refs
-    size_t* members = malloc((size_t)P * sizeof *members); // (n_idx) archive rows
-    dato_schedule* tasks = malloc((size_t)(P + N_REFS) * sizeof *tasks); // references but the baseline, then members
-    dato_eval_trace* trace = malloc((size_t)(P + N_REFS) * sizeof *trace);
-    uint8_t* results = NULL; // (n_tasks, result_bytes): rank_result, then the first image of each prompt
-    const uint8_t** genome_of = malloc((size_t)P * sizeof *genome_of); // (n_front) of the unsorted rows
-    dato_status st = idx && front && unsorted && members && tasks && trace && genome_of
+    int cap = c->pop / 2 > 4 ? c->pop / 2 : 4;
+    if (cap > DATO_CHECKPOINT_MAX_FINAL) cap = DATO_CHECKPOINT_MAX_FINAL;
+    int n_max = N_REFS + cap;
+    dato_schedule* scheds = malloc((size_t)n_max * sizeof *scheds); // refs, then candidates
+    char(*labels)[64] = calloc((size_t)n_max, sizeof *labels);
+    dato_report_point* pts = calloc((size_t)n_max, sizeof *pts);            // as scheds
+    dato_report_point* front = calloc((size_t)cap, sizeof *front);
+    dato_report_point* dropped = calloc((size_t)cap, sizeof *dropped);
+    dato_report_point* conf = calloc((size_t)(N_REFS + N_PICKS), sizeof *conf);
+    size_t* rows = malloc((size_t)cap * sizeof *rows);
+    double* ratios = malloc((size_t)n_max * 3 * sizeof *ratios); // (n, 3) median, least, greatest
+    int* order = malloc((size_t)cap * sizeof *order);
+    uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
+    char* verdict = calloc(1, 8192);
+    char warn_text[4][320];
+    const char* warnings[4];
+    int n_warn = 0, n_front = 0, n_dropped = 0, n_conf = 0, knee = -1, fastest_ok = -1;
+    dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome && verdict
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    if (!st) st = make_evaluator(s, &s->fin, c->final_images, err);
-    size_t row = st ? 0 : (size_t)grid_prompts(&s->fin) * s->fin.H * s->fin.W * s->fin.ch, result_bytes = sizeof(rank_result) + row;
-    size_t nf = (size_t)s->fin.n_images * s->fx.dim;
-    if (!st && (!(cells = malloc((size_t)(P + N_REFS) * row)) || !(results = malloc((size_t)(P + N_REFS) * result_bytes)) ||
-                !(s->fin_features = malloc(nf * sizeof(float))) || !(s->fin_base = malloc(nf * sizeof(float)))))
-        st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    score base = {0};
-    dato_schedule sched;
-    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: re-scoring the final front on %d images\n", s->fin.n_images);
-    dato_eval_timing base_timing = {0};
-    if (!st) st = dato_evaluator_run(&s->fin, NULL, s->fin_base, NULL, &base_timing, err);
-    if (!st) first_images(&s->fin, cells + (size_t)P * row);
-    if (!st && c->ref_mode == DATO_REF_BASELINE) st = stats_of(s->fin_base, s->fin.n_images, s->fx.dim, &s->fin_ref, err);
-    if (!st) st = score_quality(s, &s->fin, s->fin_base, base_timing.best_s_per_image, final_ref(s), s->fin_base, &base, err);
-    if (!st) st = score_latency(s, NULL, &base, err);
-    if (!st) st = setup_final_workers(s, err);
-    // The tasks: the references but the baseline, then the members of the archive's front.
-    int n_idx = st ? 0 : archive_front(&s->archive, members, P);
-    if (n_idx < 0) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    for (int r = 1; !st && r < N_REFS; r++) st = dato_schedule_preset(&tasks[r - 1], REF_SPECS[r], c->steps, c->n_branches, err);
-    for (int i = 0; !st && i < n_idx; i++)
-        st = dato_genome_to_schedule(&s->space, dato_archive_get(&s->archive, members[i]).genome, &tasks[N_REFS - 1 + i], err);
-    int n_tasks = N_REFS - 1 + n_idx;
-    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
-    if (!st) st = dato_eval_pool_map(s->pool, &local, TASK_FINAL, (const uint8_t*)tasks, n_tasks, sizeof *tasks, results,
-                                     result_bytes, trace, s->o->quiet ? NULL : print_final_progress, s, err);
-    if (!s->o->quiet) fprintf(stderr, "\n");
-    for (int t = -1; !st && t < n_tasks; t++) { // t = -1: the baseline, scored above
-        int r = t + 1 < N_REFS ? t + 1 : -1;    // the reference, or -1 for a front member
-        score sc = base;
-        const dato_schedule* sch = t < 0 ? &sched : &tasks[t];
-        if (t < 0) st = dato_schedule_preset(&sched, "baseline", c->steps, c->n_branches, err);
-        if (!st && t >= 0) {
-            rank_result q;
-            memcpy(&q, results + (size_t)t * result_bytes, sizeof q);
-            st = score_of_result(s, &q, trace[t].rank, sch, &sc, err);
-        }
-        if (st) break;
-        uint8_t* cell = cells + (size_t)(r >= 0 ? P + r : n_front) * row;
-        if (t >= 0) memcpy(cell, results + (size_t)t * result_bytes + sizeof(rank_result), row);
-        if (r < 0) {
-            fill_point(&unsorted[n_front], "", sch, &sc, base.measured);
-            genome_of[n_front++] = dato_archive_get(&s->archive, members[t - (N_REFS - 1)]).genome;
-            continue;
-        }
-        fill_point(&refs[r], REF_SPECS[r], sch, &sc, base.measured);
-        snprintf(refs[r].grid_png, sizeof refs[r].grid_png, "grids/%s.png", REF_SPECS[r]);
-        for (char* q = refs[r].grid_png; *q; q++)
-            if (*q == ':') *q = '_';
-        st = write_grid(s, &s->fin, cell, refs[r].grid_png, err);
+    // The schedules: the references, then the archive's front.
+    for (int r = 0; !st && r < N_REFS; r++) {
+        st = dato_schedule_preset(&scheds[r], REF_SPECS[r], c->steps, c->n_branches, err);
+        snprintf(labels[r], sizeof labels[r], "%s", REF_SPECS[r]);
     }
-    // The front by latency (insertion sort of indices: stable, and the grid cells follow).
-    for (int i = 0; i < n_front; i++) idx[i] = i;
-    for (int i = 1; i < n_front; i++)
-        for (int j = i; j > 0 && unsorted[idx[j]].latency_s < unsorted[idx[j - 1]].latency_s; j--) {
-            int t = idx[j];
-            idx[j] = idx[j - 1];
-            idx[j - 1] = t;
+    if (!st) st = dato_genome_from_schedule(&s->space, &scheds[0], base_genome, err);
+    int n_cand = st ? 0 : archive_front(s, base_genome, rows, cap);
+    if (n_cand < 0) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    for (int i = 0; !st && i < n_cand; i++) {
+        st = dato_genome_to_schedule(&s->space, dato_archive_get(&s->archive, rows[i]).genome, &scheds[N_REFS + i], err);
+        snprintf(labels[N_REFS + i], sizeof labels[N_REFS + i], "candidate %d", i);
+    }
+    int n = N_REFS + (n_cand > 0 ? n_cand : 0);
+    // 1. Quality on the final images, with intervals.
+    if (!st && !s->o->quiet)
+        fprintf(stderr, "dato-search: final stages: %d front candidates and %d presets on %d images, %d timing pairs, "
+                "confirmation on %d fresh images\n", n_cand, N_REFS - 1, c->final_images, c->pairs, c->confirm_images);
+    if (!st) st = prepare_set(s, SET_FINAL, c->final_images, err);
+    image_set* fin = &s->sets[SET_FINAL];
+    size_t cell_row = st ? 0 : (size_t)grid_prompts(&fin->ev) * fin->ev.H * fin->ev.W * fin->ev.ch;
+    if (!st && !(cells = malloc((size_t)n * cell_row))) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, pts, cells, err);
+    // 2. Latency: paired ratios against the baseline, every schedule (the baseline too: its spread is the noise).
+    if (!st) st = make_set(s, SET_TIMING, c->timing_images < c->images ? c->timing_images : c->images, err);
+    // The baseline's row: 1 by definition, its range the spread of its own times (the machine's noise).
+    if (!st) st = measure_ratios(s, scheds + 1, n - 1, ratios + 3, ratios, err);
+    double base_s = fin->base_s_per_image;
+    for (int i = 0; !st && i < n; i++) set_ratio(&pts[i], ratios + 3 * i, c->pairs, base_s);
+    // 3. The front: candidates faster than the baseline that no other candidate dominates, by latency.
+    for (int i = 0; !st && i < n_cand; i++) {
+        dato_report_point* p = &pts[N_REFS + i];
+        int by = -1;
+        for (int j = 0; j < n_cand && by < 0; j++)
+            if (j != i && dominates(&pts[N_REFS + j], p) && pts[N_REFS + j].latency_ratio < 1) by = j;
+        if (p->latency_ratio >= 1)
+            snprintf(p->note, sizeof p->note, "not faster than the baseline: time ratio %.3f (pairs %.3f to %.3f)",
+                     p->latency_ratio, p->ratio_range.lo, p->ratio_range.hi);
+        else if (by >= 0)
+            snprintf(p->note, sizeof p->note, "dominated by %s: time ratio %.3f vs %.3f, FID %.2f vs %.2f",
+                     pts[N_REFS + by].label, pts[N_REFS + by].latency_ratio, p->latency_ratio, pts[N_REFS + by].fid, p->fid);
+        if (p->note[0]) dropped[n_dropped++] = *p;
+        else order[n_front++] = i;
+    }
+    for (int i = 1; i < n_front; i++) // by latency (insertion sort: stable)
+        for (int j = i; j > 0 && pts[N_REFS + order[j]].latency_ratio < pts[N_REFS + order[j - 1]].latency_ratio; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
         }
-    // The checkpoint keeps the re-scored front: dato-export picks by its FID.
-    s->n_final = st ? 0 : n_front;
+    for (int i = 0; !st && i < n_front; i++) {
+        front[i] = pts[N_REFS + order[i]];
+        snprintf(front[i].label, sizeof front[i].label, "front %d", i);
+        grid_name(front[i].grid_png, sizeof front[i].grid_png, front[i].label);
+        st = write_grid(s, &fin->ev, cells + (size_t)(N_REFS + order[i]) * cell_row, front[i].grid_png, err);
+    }
+    for (int r = 0; !st && r < N_REFS; r++) {
+        grid_name(pts[r].grid_png, sizeof pts[r].grid_png, pts[r].label);
+        st = write_grid(s, &fin->ev, cells + (size_t)r * cell_row, pts[r].grid_png, err);
+    }
+    // 4. The picks: the knee, the fastest within +10% of the baseline's FID.
+    double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
+           *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
+    if (!st && (!lat || !fid)) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
+    for (int i = 0; !st && i < n_front; i++) {
+        lat[i] = front[i].latency_ratio;
+        fid[i] = front[i].fid;
+    }
+    if (!st) {
+        fastest_ok = dato_report_fastest_within(lat, fid, n_front, 1.1 * pts[0].fid);
+        st = dato_report_knee(lat, fid, n_front, &knee, err);
+    }
+    double hv = NAN;
+    if (!st && n_front) { // of the front in (time ratio, FID / baseline FID), reference (1, 2)
+        double* hp = malloc((size_t)n_front * 2 * sizeof *hp), ref_pt[2] = {1, 2};
+        for (int i = 0; hp && i < n_front; i++) {
+            hp[2 * i] = fmin(lat[i], 1);
+            hp[2 * i + 1] = fmin(pts[0].fid > 0 ? fid[i] / pts[0].fid : fid[i], 2);
+        }
+        dato_error e;
+        if (!hp || dato_hypervolume(hp, n_front, 2, ref_pt, &hv, &e)) hv = NAN;
+        free(hp);
+    }
+    // 5. Confirmation: the baseline, the presets and the picks on fresh images.
+    int picks[N_PICKS] = {knee, fastest_ok != knee ? fastest_ok : -1};
+    static const char* const pick_names[N_PICKS] = {"knee", "fastest within +10% FID"};
+    if (!st && c->confirm_images > 0) {
+        dato_schedule* cs = malloc((size_t)(N_REFS + N_PICKS) * sizeof *cs);
+        char(*cl)[64] = calloc(N_REFS + N_PICKS, sizeof *cl);
+        const dato_report_point* src[N_REFS + N_PICKS]; // where each row's paired latency comes from
+        int m = 0;
+        if (!cs || !cl) st = dato_fail(err, DATO_ERR_NOMEM, "confirmation: out of memory");
+        for (int r = 0; !st && r < N_REFS; r++, m++) {
+            cs[m] = scheds[r];
+            memcpy(cl[m], labels[r], sizeof cl[m]);
+            src[m] = &pts[r];
+        }
+        for (int q = 0; !st && q < N_PICKS; q++) {
+            if (picks[q] < 0) continue;
+            cs[m] = front[picks[q]].schedule;
+            snprintf(cl[m], sizeof cl[m], "%s (front %d)", pick_names[q], picks[q]);
+            src[m++] = &front[picks[q]];
+        }
+        if (!st) st = prepare_set(s, SET_CONFIRM, c->confirm_images, err);
+        if (!st) st = score_schedules(s, TASK_CONFIRM, cs, (const char(*)[64])cl, m, conf, NULL, err);
+        for (int i = 0; !st && i < m; i++) {
+            conf[i].latency_ratio = src[i]->latency_ratio;
+            conf[i].ratio_range = src[i]->ratio_range;
+            conf[i].pairs = src[i]->pairs;
+            conf[i].speedup = src[i]->speedup;
+            conf[i].latency_s = conf[i].measured_latency_s = src[i]->latency_s;
+            snprintf(conf[i].grid_png, sizeof conf[i].grid_png, "%s", src[i]->grid_png);
+        }
+        n_conf = st ? 0 : m;
+        free(cs);
+        free(cl);
+    }
+    // 6. The verdict and the warnings.
+    const dato_report_point* judged = n_conf ? conf : pts; // the baseline first, then the presets
+    int n_judged = n_conf ? n_conf : N_REFS;
+    for (int q = 0, i = N_REFS; !st && q < N_PICKS; q++) {
+        if (picks[q] < 0) continue;
+        if (n_conf) judge_pick(verdict, 8192, &conf[i++], judged, n_judged);
+        else {
+            dato_report_point p = front[picks[q]];
+            snprintf(p.label, sizeof p.label, "%s (front %d)", pick_names[q], picks[q]);
+            judge_pick(verdict, 8192, &p, judged, n_judged);
+        }
+    }
+    if (!st && knee < 0)
+        text_add(verdict, 8192, "No knee: the front has %d member%s%s; pick by a bound instead (dato-export %s --list, "
+                 "then --pick fastest --max-fid X). ", n_front, n_front == 1 ? "" : "s",
+                 n_front >= 3 ? " on a straight or concave line" : "", s->ckpt_path);
+    if (!st && fastest_ok < 0 && n_front)
+        text_add(verdict, 8192, "No member is within +10%% of the baseline's FID %.2f on the final images; "
+                 "re-run with more --images for a front nearer the baseline. ", pts[0].fid);
+    int dims = s->fx.dim, counts[2] = {c->final_images, n_conf ? c->confirm_images : 0};
+    for (int k = 0; k < 2; k++)
+        if (counts[k] && counts[k] <= dims && n_warn < 4)
+            snprintf(warn_text[n_warn], sizeof warn_text[0], "FID on the %s images rests on %d images, no more than the "
+                     "%d feature dimensions: its covariance is singular and FID biased upward; compare FIDs only "
+                     "within one table, and confirm on more than %d images", k ? "confirmation" : "final", counts[k],
+                     dims, dims), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    if (!st && pts[0].ratio_range.hi / pts[0].ratio_range.lo > 1.2 && n_warn < 4)
+        snprintf(warn_text[n_warn], sizeof warn_text[0], "the machine was noisy: the baseline's own times ranged "
+                 "%.3f to %.3f of their median; the paired ratios cancel slow drift, not sudden load (more --pairs "
+                 "narrow the median)",
+                 pts[0].ratio_range.lo, pts[0].ratio_range.hi), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    if (!st && n_dropped && n_warn < 4)
+        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped: the re-measured "
+                 "latency or FID showed them dominated or not faster than the baseline (listed below; they stay in "
+                 "the archive)", n_dropped, n_cand), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    // 7. The checkpoint's /final: dato-export picks from it.
+    s->n_final = 0;
     if (!st && n_front && !(s->final_genomes = malloc((size_t)n_front * s->gbytes)))
         st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     if (!st && n_front && !(s->final_scores = malloc((size_t)n_front * DATO_SEARCH_N_FINAL * sizeof(double))))
         st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    for (int i = 0; !st && i < n_front; i++) {
-        const dato_report_point* u = &unsorted[idx[i]];
-        memcpy(s->final_genomes + (size_t)i * s->gbytes, genome_of[idx[i]], s->gbytes);
-        double row_scores[DATO_SEARCH_N_FINAL] = {u->measured_latency_s, u->fid, u->kid, u->teacher};
-        memcpy(s->final_scores + (size_t)i * DATO_SEARCH_N_FINAL, row_scores, sizeof row_scores);
-    }
-    double base_scores[DATO_SEARCH_N_FINAL] = {base.measured, base.fid, base.kid, base.teacher};
-    memcpy(s->final_baseline, base_scores, sizeof base_scores);
-    if (st) s->n_final = 0;
-    for (int i = 0; !st && i < n_front; i++) {
-        int cells_row = idx[i];
-        front[i] = unsorted[cells_row];
-        snprintf(front[i].label, sizeof front[i].label, "front %d", i);
-        snprintf(front[i].grid_png, sizeof front[i].grid_png, "grids/front_%d.png", i);
-        st = write_grid(s, &s->fin, cells + (size_t)cells_row * row, front[i].grid_png, err);
-    }
-    int knee = -1, fastest_ok = -1;
-    double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
-           *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
-    if (!st && lat && fid) {
-        for (int i = 0; i < n_front; i++) {
-            lat[i] = front[i].latency_s;
-            fid[i] = front[i].fid;
+    for (int i = -1; !st && i < n_front; i++) {
+        const dato_report_point* p = i < 0 ? &pts[0] : &front[i];
+        double v[DATO_SEARCH_N_FINAL] = {
+            [DATO_FINAL_LATENCY] = p->latency_s, [DATO_FINAL_FID] = p->fid, [DATO_FINAL_KID] = p->kid,
+            [DATO_FINAL_TEACHER] = p->teacher, [DATO_FINAL_FID_LO] = p->fid_ci.lo, [DATO_FINAL_FID_HI] = p->fid_ci.hi,
+            [DATO_FINAL_TEACHER_LO] = p->teacher_ci.lo, [DATO_FINAL_TEACHER_HI] = p->teacher_ci.hi,
+            [DATO_FINAL_CLIP] = p->clip, [DATO_FINAL_CLIP_LO] = p->clip_ci.lo, [DATO_FINAL_CLIP_HI] = p->clip_ci.hi,
+            [DATO_FINAL_RATIO] = p->latency_ratio, [DATO_FINAL_RATIO_LO] = p->ratio_range.lo,
+            [DATO_FINAL_RATIO_HI] = p->ratio_range.hi};
+        if (i < 0) {
+            memcpy(s->final_baseline, v, sizeof v);
+            continue;
         }
-        fastest_ok = dato_report_fastest_within(lat, fid, n_front, 1.1 * base.fid);
-        st = dato_report_knee(lat, fid, n_front, &knee, err);
+        st = dato_genome_from_schedule(&s->space, &p->schedule, s->final_genomes + (size_t)i * s->gbytes, err);
+        memcpy(s->final_scores + (size_t)i * DATO_SEARCH_N_FINAL, v, sizeof v);
     }
+    if (!st) s->n_final = n_front;
+    // 8. The report.
     if (!st) {
-        double pts[2 * 256], hv = 0, ref_pt[2] = {1.1, 1.1};
-        int m = n_front < 256 ? n_front : 256;
-        for (int i = 0; i < m; i++) {
-            pts[2 * i] = lat[i] / base.measured;
-            pts[2 * i + 1] = base.fid > 0 ? fid[i] / (2 * base.fid) : fid[i];
-        }
-        dato_error e;
-        if (dato_hypervolume(pts, m, 2, ref_pt, &hv, &e)) hv = NAN;
         char export_cmd[4300];
         snprintf(export_cmd, sizeof export_cmd, "dato-export %s --pick knee --out knee.json", s->ckpt_path);
         dato_report rep = {.cfg = c, .run_dir = s->o->run_dir, .command = s->o->command,
                            .generation = (int)s->ga->generation, .n_evaluations = (int)dato_archive_count(&s->archive),
-                           .elapsed_s = s->elapsed_before + now_s() - s->t_start, .front = front, .n_front = n_front,
-                           .refs = refs, .n_refs = N_REFS, .knee_index = knee, .fastest_ok_index = fastest_ok,
-                           .hypervolume = hv, .export_example = export_cmd};
+                           .threads = threads_used(s), .elapsed_s = s->elapsed_before + now_s() - s->t_start,
+                           .front = front, .n_front = n_front, .refs = pts, .n_refs = N_REFS, .dropped = dropped,
+                           .n_dropped = n_dropped, .confirm = conf, .n_confirm = n_conf,
+                           .confirm_images = n_conf ? c->confirm_images : 0, .verdict = verdict,
+                           .warnings = warnings, .n_warnings = n_warn, .knee_index = knee,
+                           .fastest_ok_index = fastest_ok, .hypervolume = hv, .export_example = export_cmd};
+        for (size_t i = 0; i < dato_archive_count(&s->archive); i++)
+            rep.n_screened += dato_archive_get(&s->archive, i).extras[DATO_EXTRA_IMAGES] < c->images;
         st = dato_report_write(&rep, err);
     }
     if (!st && s->o->log_json)
-        printf("{\"final_front\": %d, \"final_images\": %d, \"knee\": %d, \"fastest_within_10pct_fid\": %d, "
-               "\"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front, s->fin.n_images, knee,
-               fastest_ok, 1e3 * base.measured, base.fid);
+        printf("{\"final_front\": %d, \"dropped\": %d, \"final_images\": %d, \"confirm_images\": %d, \"knee\": %d, "
+               "\"fastest_within_10pct_fid\": %d, \"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front,
+               n_dropped, c->final_images, n_conf ? c->confirm_images : 0, knee, fastest_ok, 1e3 * base_s, pts[0].fid);
     else if (!st && !s->o->quiet) {
-        printf("final front (%d images per schedule, latency re-measured):\n", s->fin.n_images);
-        printf("  %-12s %10s %9s %8s\n", "schedule", "ms/img", "FID", "speedup");
-        for (int r = 0; r < N_REFS; r++)
-            printf("  %-12s %10.3f %9.3f %7.2fx\n", refs[r].label, 1e3 * refs[r].latency_s, refs[r].fid, refs[r].speedup);
-        for (int i = 0; i < n_front; i++)
-            printf("  %-12s %10.3f %9.3f %7.2fx%s%s\n", front[i].label, 1e3 * front[i].latency_s, front[i].fid,
-                   front[i].speedup, i == knee ? "  knee" : "", i == fastest_ok ? "  fastest within +10% FID" : "");
-        printf("results in %s (report.html, front.csv, front.json, front.svg, schedules/)\n", s->o->run_dir);
+        const dato_report_point* tables[2] = {pts, conf};
+        int sizes[2] = {N_REFS, n_conf};
+        for (int t = 0; t < 2; t++) {
+            if (!sizes[t]) continue;
+            printf("%s (%d images per schedule; speedup: median of %d interleaved pairs against the baseline):\n",
+                   t ? "confirmation on fresh images" : "final front and presets", t ? c->confirm_images : c->final_images,
+                   c->pairs);
+            printf("  %-34s %8s %16s %26s\n", "schedule", "ms/img", "speedup (pairs)", "FID [95% interval]");
+            for (int i = 0; i < sizes[t] + (t ? 0 : n_front); i++) {
+                const dato_report_point* p = i < sizes[t] ? &tables[t][i] : &front[i - sizes[t]];
+                int fi = i - sizes[t];
+                printf("  %-34s %8.3f %6.2fx (%.2f-%.2f) %8.2f [%7.2f, %7.2f]%s%s\n", p->label, 1e3 * p->latency_s,
+                       p->speedup, 1 / p->ratio_range.hi, 1 / p->ratio_range.lo, p->fid, p->fid_ci.lo, p->fid_ci.hi,
+                       !t && fi >= 0 && fi == knee ? "  knee" : "",
+                       !t && fi >= 0 && fi == fastest_ok ? "  fastest within +10% FID" : "");
+            }
+        }
+        if (n_dropped) printf("%d candidate%s dropped by the re-measure (report.html lists them)\n", n_dropped,
+                              n_dropped == 1 ? "" : "s");
+        for (int w = 0; w < n_warn; w++) printf("warning: %s\n", warnings[w]);
+        printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", verdict,
+               s->o->run_dir);
     }
-    free(genome_of);
     free(lat);
     free(fid);
-    free(idx);
+    free(scheds);
+    free(labels);
+    free(pts);
     free(front);
-    free(unsorted);
+    free(dropped);
+    free(conf);
+    free(rows);
+    free(ratios);
+    free(order);
     free(cells);
-    free(members);
-    free(tasks);
-    free(trace);
-    free(results);
+    free(base_genome);
+    free(verdict);
     return st;
 }
 
@@ -887,14 +1454,10 @@ typedef struct {
 
 static uint64_t features_hash(const float* f, size_t n) { return fnv1a(0xcbf29ce484222325ull, f, n * sizeof *f); }
 
-// What every evaluating rank holds besides the model: the genome space and the feature buffers.
+// What every evaluating rank holds besides the model and the image sets: the genome space.
 static dato_status alloc_evaluation(search_ctx* s, dato_error* err) {
     DATO_TRY(dato_genome_space_init(&s->space, s->cfg.steps, s->cfg.n_branches, err));
     s->gbytes = dato_genome_bytes(&s->space);
-    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
-    s->features = malloc(nfeat * sizeof(float));
-    s->base_features = malloc(nfeat * sizeof(float));
-    if (!s->features || !s->base_features) return dato_fail(err, DATO_ERR_NOMEM, "out of memory for %zu features", nfeat);
     return DATO_OK;
 }
 
@@ -918,7 +1481,6 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
     search_ctx* s = ctx;
     request_header h = {0};
     if (bytes >= sizeof h) memcpy(&h, msg, sizeof h);
-    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
     if (h.kind == REQUEST_SETUP && bytes == sizeof(setup_request) && reply_bytes == sizeof(setup_reply) &&
         !s->have_pipe) {
         setup_request rq;
@@ -926,35 +1488,25 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
         s->cfg = rq.cfg;
         DATO_TRY(open_model(s, err));
         DATO_TRY(same_files(&rq.cfg, &s->cfg, err));
-        DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
+        DATO_TRY(make_set(s, SET_SEARCH, s->cfg.images, err));
         DATO_TRY(alloc_evaluation(s, err));
+        image_set* set = &s->sets[SET_SEARCH];
         dato_eval_timing t;
-        size_t n = (size_t)s->ev.n_images * s->fx.dim; // the evaluator exists only now
-        DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &t, err));
-        setup_reply r = {t.best_s_per_image, features_hash(s->base_features, n), rank_threads(s), (int32_t)n, ""};
+        size_t n = (size_t)set->ev.n_images * s->fx.dim;
+        DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
+        setup_reply r = {t.best_s_per_image, features_hash(set->base, n), threads_used(s), (int32_t)n, ""};
         snprintf(r.backend, sizeof r.backend, "%s", s->be.name ? s->be.name : "?");
         memcpy(reply, &r, sizeof r);
         return DATO_OK;
     }
-    if (h.kind == REQUEST_FINAL && s->have_pipe && !s->fin_base && h.arg > 0) {
-        DATO_TRY(make_evaluator(s, &s->fin, h.arg, err));
-        size_t nf = (size_t)s->fin.n_images * s->fx.dim;
+    if (h.kind == REQUEST_SET && s->have_pipe && h.set >= 0 && h.set < SET_TIMING && h.images > 0) {
+        image_set* set = &s->sets[h.set];
+        if (!set->made) DATO_TRY(make_set(s, h.set, h.images, err));
+        size_t nf = (size_t)set->ev.n_images * s->fx.dim;
         if (bytes != sizeof h + nf * sizeof(float))
-            return dato_fail(err, DATO_ERR_PEER, "final setup: %zu bytes for %zu features", bytes, nf);
-        s->fin_features = malloc(nf * sizeof(float));
-        s->fin_base = malloc(nf * sizeof(float));
-        if (!s->fin_features || !s->fin_base) return dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-        memcpy(s->fin_base, (const uint8_t*)msg + sizeof h, nf * sizeof(float));
-        if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->fin_base, s->fin.n_images, s->fx.dim, &s->fin_ref, err));
-        return DATO_OK;
-    }
-    if (h.kind == REQUEST_BASELINE && s->base_features && bytes == sizeof h + nfeat * sizeof(float)) {
-        memcpy(s->base_features, (const uint8_t*)msg + sizeof h, nfeat * sizeof(float));
-        if (s->cfg.ref_mode == DATO_REF_BASELINE) {
-            dato_fid_stats_free(&s->ref);
-            DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
-        }
-        return DATO_OK;
+            return dato_fail(err, DATO_ERR_PEER, "%s images: %zu bytes for %zu features", SET_NAMES[h.set], bytes, nf);
+        memcpy(set->base, (const uint8_t*)msg + sizeof h, nf * sizeof(float));
+        return take_baseline(s, h.set, err);
     }
     return dato_fail(err, DATO_ERR_PEER, "a setup request out of place (kind %d, %zu bytes): do all ranks run the "
                      "same dato-search?", h.kind, bytes);
@@ -962,24 +1514,26 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
 
 // Rank 0: every worker opens the model on this run's config and times the baseline (its speed
 // relative to rank 0's, base_s per image, scales its measured latencies), then takes rank 0's
-// baseline features as its reference (KID, the teacher distance, and FID with --ref baseline).
+// baseline features on the search images as its reference (KID, the teacher distance, and FID with
+// --ref baseline).
 static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) {
     dato_eval_pool* p = s->pool;
     s->rank_speed = malloc((size_t)p->size * sizeof *s->rank_speed);
     if (!s->rank_speed) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     for (int r = 0; r < p->size; r++) s->rank_speed[r] = 1;
     if (p->size == 1) return DATO_OK;
-    size_t nfeat = (size_t)s->ev.n_images * s->fx.dim;
-    setup_request rq = {.h = {REQUEST_SETUP, 0}, .cfg = s->cfg};
+    image_set* set = &s->sets[SET_SEARCH];
+    size_t nfeat = (size_t)set->ev.n_images * s->fx.dim;
+    setup_request rq = {.h = {REQUEST_SETUP, 0, 0, 0}, .cfg = s->cfg};
     setup_reply* replies = malloc((size_t)(p->size - 1) * sizeof *replies);
     uint8_t* msg = malloc(sizeof(request_header) + nfeat * sizeof(float));
     dato_status st = replies && msg ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     if (!st && !s->o->quiet) fprintf(stderr, "dato-search: setting up %d worker ranks\n", p->size - 1);
     if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
-    uint64_t ours = features_hash(s->base_features, nfeat);
+    uint64_t ours = features_hash(set->base, nfeat);
     if (!st && !s->o->quiet)
         fprintf(stderr, "dato-search: %d ranks evaluate; %s: %s, threads %d, baseline %.2f ms/img\n", p->size,
-                p->where[0], s->be.name ? s->be.name : "?", rank_threads(s), 1e3 * base_s);
+                p->where[0], s->be.name ? s->be.name : "?", threads_used(s), 1e3 * base_s);
     for (int r = 1; !st && r < p->size; r++) {
         const setup_reply* y = &replies[r - 1];
         if ((size_t)y->n_features != nfeat)
@@ -995,9 +1549,9 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
                     p->where[r]);
     }
     if (!st) {
-        request_header h = {REQUEST_BASELINE, 0};
+        request_header h = {REQUEST_SET, SET_SEARCH, s->cfg.images, 0};
         memcpy(msg, &h, sizeof h);
-        memcpy(msg + sizeof h, s->base_features, nfeat * sizeof(float));
+        memcpy(msg + sizeof h, set->base, nfeat * sizeof(float));
         st = dato_eval_pool_request(p, msg, sizeof h + nfeat * sizeof(float), NULL, 0, err);
     }
     free(replies);
@@ -1058,16 +1612,10 @@ static dato_status make_dirs(const char* run_dir, dato_error* err) {
 }
 
 static void ctx_free(search_ctx* s) {
-    dato_evaluator_free(&s->ev);
-    dato_evaluator_free(&s->fin);
-    free(s->fin_base);
-    free(s->fin_features);
-    dato_fid_stats_free(&s->fin_ref);
+    for (int k = 0; k < N_SETS; k++) free_set(&s->sets[k]);
     dato_nsga2_free(s->ga);
     dato_archive_free(&s->archive);
     dato_fid_stats_free(&s->ref);
-    free(s->base_features);
-    free(s->features);
     free(s->final_genomes);
     free(s->final_scores);
     free(s->rank_speed);
@@ -1093,6 +1641,11 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (o->gens_override > 0) s->cfg.gens = o->gens_override;
         if (o->final_images_override > 0) s->cfg.final_images = o->final_images_override;
         if (o->threads_override > 0) s->cfg.threads = o->threads_override;
+        if (o->confirm_images_override >= 0) s->cfg.confirm_images = o->confirm_images_override;
+        if (o->pairs_override > 0) s->cfg.pairs = o->pairs_override;
+        if (o->timing_images_override > 0) s->cfg.timing_images = o->timing_images_override;
+        if (o->bootstrap_override > 0) s->cfg.bootstrap = o->bootstrap_override;
+        DATO_TRY(final_defaults(&s->cfg, err)); // a checkpoint of format 2 has none of them
         s->elapsed_before = ck.elapsed_s;
     } else {
         s->cfg = o->cfg;
@@ -1109,7 +1662,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
     DATO_TRY(open_model(s, err));
     if (!saved.height) saved.height = s->cfg.height, saved.width = s->cfg.width; // a checkpoint from before sizes
     if (!resuming && !s->cfg.batch) DATO_TRY(choose_batch(s, err));
-    DATO_TRY(make_evaluator(s, &s->ev, s->cfg.images, err));
+    DATO_TRY(make_set(s, SET_SEARCH, s->cfg.images, err));
     DATO_TRY(make_dirs(o->run_dir, err)); // only now: a run that cannot start leaves no folder behind
     DATO_TRY(setup_latency_table(s, resuming, err));
     if (resuming) DATO_TRY(dato_search_config_check_resume(&saved, &s->cfg, err));
@@ -1126,16 +1679,24 @@ static dato_status run(search_ctx* s, dato_error* err) {
     s->results = malloc(P * sizeof *s->results);
     s->trace = malloc(P * sizeof *s->trace);
     if (!s->task_of || !s->tasks || !s->results || !s->trace) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    // The baseline's images: KID's reference, and FID's with --ref baseline; its time, the ranks' yardstick.
+    // The baseline's images: the teacher distance's and KID's reference, and FID's with --ref baseline;
+    // its time, the ranks' yardstick and the ETA's.
+    image_set* search = &s->sets[SET_SEARCH];
     dato_eval_timing base_t;
-    DATO_TRY(dato_evaluator_run(&s->ev, NULL, s->base_features, NULL, &base_t, err));
-    if (s->cfg.ref_mode == DATO_REF_BASELINE) DATO_TRY(stats_of(s->base_features, s->ev.n_images, s->fx.dim, &s->ref, err));
+    DATO_TRY(dato_evaluator_run(&search->ev, NULL, search->base, NULL, &base_t, err));
+    search->base_s_per_image = base_t.best_s_per_image;
+    DATO_TRY(take_baseline(s, SET_SEARCH, err));
     DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
-    char spread[160];
+    if (s->cfg.screen_images > 0) DATO_TRY(prepare_set(s, SET_SCREEN, s->cfg.screen_images, err));
+    char spread[160], screen[160] = "";
+    if (s->cfg.screen_images > 0)
+        snprintf(screen, sizeof screen, ", new candidates screened on %d of them (the best %.0f%% go on)",
+                 s->cfg.screen_images, 100.0 * s->cfg.promote);
     if (!o->quiet)
-        fprintf(stderr, "dato-search: %s on %s, %dx%d images (h x w), %s, %s %d steps, guidance %g, pop %d, %d "
+        fprintf(stderr, "dato-search: %s on %s, %dx%d images (h x w), %s%s, %s %d steps, guidance %g, pop %d, %d "
                         "generations, objective %s on %s features, FID vs %s, latency %s\n", s->cfg.model,
-                s->be.name ? s->be.name : "?", s->ev.H, s->ev.W, spread_text(&s->ev, spread, sizeof spread),
+                s->be.name ? s->be.name : "?", search->ev.H, search->ev.W,
+                spread_text(&search->ev, spread, sizeof spread), screen,
                 s->cfg.sampler, s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
                 dato_quality_objective_name(s->cfg.objective), s->fx.name,
                 s->cfg.ref_mode == DATO_REF_BASELINE ? "the baseline's images" : s->cfg.ref,
@@ -1143,7 +1704,8 @@ static dato_status run(search_ctx* s, dato_error* err) {
 
     uint8_t* children = malloc(P * s->gbytes);
     double* objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof *objectives);
-    dato_status st = children && objectives ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    double* violations = malloc(P * sizeof *violations);
+    dato_status st = children && objectives && violations ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     s->t_start = now_s();
     if (!st && resuming) {
         st = dato_archive_import(&s->archive, (size_t)ck.n_evaluations, ck.arch_genomes, ck.arch_objectives,
@@ -1158,8 +1720,8 @@ static dato_status run(search_ctx* s, dato_error* err) {
         dato_rng_seed_stream(&rng, s->cfg.seed, 1); // the initial population's own stream
         double t0 = now_s();
         st = dato_genome_initial_population(&s->space, s->cfg.pop, &rng, children, err);
-        if (!st) st = evaluate_all(s, children, s->cfg.pop, 0, objectives, err);
-        if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, NULL, err);
+        if (!st) st = evaluate_all(s, children, s->cfg.pop, 0, objectives, violations, err);
+        if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
         if (!st) st = write_trace(s, 0, now_s() - t0, err);
         if (!st) print_generation(s, 0, now_s() - t0);
@@ -1169,14 +1731,15 @@ static dato_status run(search_ctx* s, dato_error* err) {
         double t0 = now_s();
         int gen = (int)s->ga->generation + 1;
         st = dato_nsga2_make_offspring(s->ga, children, err);
-        if (!st) st = evaluate_all(s, children, s->cfg.pop, gen, objectives, err);
-        if (!st) st = dato_nsga2_select(s->ga, children, objectives, NULL, err);
+        if (!st) st = evaluate_all(s, children, s->cfg.pop, gen, objectives, violations, err);
+        if (!st) st = dato_nsga2_select(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
         if (!st) st = write_trace(s, gen, now_s() - t0, err);
         if (!st) print_generation(s, gen, now_s() - t0);
     }
     free(children);
     free(objectives);
+    free(violations);
     if (!st) st = finish(s, err);
     if (!st) st = save_checkpoint(s, err); // the elapsed time including the final re-scoring
     return st;

@@ -1,11 +1,14 @@
 // One dato-search run (METHOD.md §5): NSGA-II over DaTo schedules of one model, every candidate
 // scored on the same prompts and initial noises (search/evaluator.h) for latency and FID, every
 // evaluated genome kept in an archive (never evaluated twice), a crash-safe checkpoint after every
-// generation (search/checkpoint.h), and at the end the first front re-scored on a larger image set,
-// its latency re-measured, and the result files written (search/report.h).
+// generation (search/checkpoint.h), and at the end the archive's front re-scored on a larger image
+// set with bootstrap intervals, its latency re-measured as paired ratios against the baseline, the
+// members that re-measure dominates dropped, the picks confirmed beside the presets on fresh images,
+// and the result files written (search/report.h).
 //
-//   setup -> initial population (presets + seeded random) -> evaluate -> [offspring -> evaluate ->
-//   select -> checkpoint] x gens -> final front: re-score, re-measure, grids, report
+//   setup -> initial population (presets + seeded random) -> evaluate -> [offspring -> screen on few
+//   images -> promote the best to all -> select -> checkpoint] x gens -> final stages: re-score,
+//   paired re-measure, drop, picks, confirmation, grids, report
 //
 // With MPI (docs/DISTRIBUTED.md) rank 0 runs all of the above but the evaluations, which every rank
 // takes from one queue; results are applied in genome order, so with table latency the front is the
@@ -31,6 +34,8 @@ typedef struct {
     int gens_override;       // > 0: on resume, run to this many generations in total
     int final_images_override; // > 0: on resume, re-score the final front on this many images
     int threads_override;    // resume: CPU threads (0: the checkpoint's)
+    int confirm_images_override, pairs_override, timing_images_override, bootstrap_override; // resume: the final
+                             // stages' counts (-1, or 0 for all but confirm_images: the checkpoint's)
     int quiet;               // no progress bar, no per-generation lines
     int log_json;            // per-generation lines as JSON objects on stdout
     const char* command;     // the reproducing command line, for the report

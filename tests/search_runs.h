@@ -61,8 +61,9 @@ static inline int search_test_seeded_inception(const char* path) {
     return st == DATO_OK;
 }
 
-// Population and archive of two finished runs identical: genomes, objectives bit for bit, RNG,
-// generation. The final rows follow re-measured latency, so only their count must agree.
+// Population and archive of two finished runs identical: genomes, objectives, violations, extras
+// (each score's fidelity too) bit for bit, RNG, generation. The final rows follow re-measured
+// latency (members the re-measure dominates are dropped), so both need only have some.
 static inline int search_test_same_result(const char* a, const char* b) {
     dato_checkpoint x = {0}, y = {0};
     dato_error err;
@@ -78,7 +79,12 @@ static inline int search_test_same_result(const char* a, const char* b) {
              !memcmp(x.rng_state, y.rng_state, sizeof x.rng_state) &&
              !memcmp(x.arch_genomes, y.arch_genomes, (size_t)x.n_evaluations * x.genome_bytes) &&
              !memcmp(x.arch_objectives, y.arch_objectives, (size_t)x.n_evaluations * x.n_obj * sizeof(double)) &&
-             x.n_final > 0 && x.n_final == y.n_final;
+             !memcmp(x.pop_violations, y.pop_violations, P * sizeof(double)) && x.n_final > 0 && y.n_final > 0;
+    // Every extra but the measured latency (column 1, wall time): KID, prediction, FID, teacher, fidelity.
+    for (int64_t i = 0; ok && i < x.n_evaluations; i++)
+        for (int k = 0; k < x.n_extra; k++)
+            if (k != 1 && memcmp(&x.arch_extras[i * x.n_extra + k], &y.arch_extras[i * y.n_extra + k], sizeof(double)))
+                ok = 0;
     printf("%s vs %s: generation %lld/%lld, %lld/%lld evaluations: %s\n", a, b, (long long)x.generation,
            (long long)y.generation, (long long)x.n_evaluations, (long long)y.n_evaluations,
            ok ? "identical" : "DIFFERENT");

@@ -1,5 +1,7 @@
-"""Reads a dato-search checkpoint with h5py (docs/CHECKPOINT.md): prints the generation, the config
-and the population table, checks every dataset's shape and dtype and recomputes the seal and the checksum.
+"""Reads a dato-search checkpoint with h5py (docs/CHECKPOINT.md): prints the generation, the config,
+the population table and the final front, checks every dataset's shape and dtype and recomputes the
+seal and the checksum. Reads format 3 and format 2 (5 archive extras, 4 final columns: the checksum
+covers the arrays as stored).
 
     python tools/read_checkpoint.py run/ckpt.h5 [--no-checksum]
 
@@ -14,6 +16,10 @@ import numpy as np
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3
 MASK = (1 << 64) - 1
+
+# Columns per format_version: archive extras, final rows (checkpoint.h's DATO_FINAL_*).
+EXTRA_COLUMNS = {2: 5, 3: 6}
+FINAL_COLUMNS = {2: 4, 3: 14}
 
 
 def fnv1a64(h, data):
@@ -51,11 +57,13 @@ def main():
     problems = []
     with h5py.File(args.path, "r") as f:
         root = f.attrs
-        if root["format"] != "dato-search-checkpoint" or root["format_version"] != 2:
-            sys.exit(f"{args.path}: not a version 2 dato-search checkpoint")
+        version = int(root["format_version"]) if "format_version" in root else -1
+        if root.get("format") != "dato-search-checkpoint" or version not in EXTRA_COLUMNS:
+            sys.exit(f"{args.path}: not a dato-search checkpoint of format 2 or 3 (format_version {version})")
+        n_extra, n_final_cols = EXTRA_COLUMNS[version], FINAL_COLUMNS[version]
         generation, n = int(root["generation"]), int(root["n_evaluations"])
-        print(f"{args.path}: generation {generation}, {n} evaluations, {root['elapsed_s']:.1f} s elapsed, "
-              f"dato {root['dato_version']}, HDF5 {root['hdf5_version']}")
+        print(f"{args.path}: format {version}, generation {generation}, {n} evaluations, "
+              f"{root['elapsed_s']:.1f} s elapsed, dato {root['dato_version']}, HDF5 {root['hdf5_version']}")
         cfg = dict(f["config"].attrs)
         print("config:")
         for key, value in cfg.items():
@@ -71,7 +79,7 @@ def main():
             "archive/cache_depth": ((n, steps), np.uint8),
             "archive/prune_ratio_code": ((n, steps), np.uint8),
             "archive/objectives": ((n, 2), np.float64),
-            "archive/extras": ((n, 5), np.float64),
+            "archive/extras": ((n, n_extra), np.float64),
             "archive/generation": ((n,), np.int32),
         }
         if "final" in f:  # a finished run's re-scored final front
@@ -79,8 +87,8 @@ def main():
             expected.update({
                 "final/cache_depth": ((m, steps), np.uint8),
                 "final/prune_ratio_code": ((m, steps), np.uint8),
-                "final/scores": ((m, 4), np.float64),
-                "final/baseline": ((4,), np.float64),
+                "final/scores": ((m, n_final_cols), np.float64),
+                "final/baseline": ((n_final_cols,), np.float64),
             })
         data = {}
         for name, (shape, dtype) in expected.items():
@@ -104,13 +112,26 @@ def main():
             genes = " ".join(f"{d}/{ratios[c]:.1f}" for d, c in zip(depth[i], code[i]))
             print(f"  {i:>3}  {objectives[i, 0]:>22.6g}  {objectives[i, 1]:>10.4f}  {violations[i]:>9.3g}  {genes}")
 
+        extras = data["archive/extras"]
+        if version >= 3 and n:  # the fidelity column: the images each evaluation's score rests on
+            images, counts = np.unique(extras[:, 5], return_counts=True)
+            print("archive fidelity: " + ", ".join(f"{c} evaluations on {x:g} images" for x, c in zip(images, counts)))
+            if not np.all((images >= 1) & (images == np.floor(images))):
+                problems.append("archive/extras column 5 (images) holds a value that is not a whole number >= 1")
+
         if "final" in f:
             names = f["final/scores"].attrs["names"].split(",")
             base = data["final/baseline"]
-            print(f"final front ({f['final'].attrs['images']} images per schedule; {', '.join(names)}):")
-            print("  baseline  " + "  ".join(f"{x:.6g}" for x in base))
+            print(f"final front ({f['final'].attrs['images']} images per schedule):")
+            widths = [max(10, len(x)) for x in names]
+            print(f"  {'':>8}  " + "  ".join(f"{x:>{w}}" for x, w in zip(names, widths)))
+            print(f"  {'baseline':>8}  " + "  ".join(f"{x:>{w}.6g}" for x, w in zip(base, widths)))
             for i, row in enumerate(data["final/scores"]):
-                print(f"  {i:>8}  " + "  ".join(f"{x:.6g}" for x in row))
+                print(f"  {i:>8}  " + "  ".join(f"{x:>{w}.6g}" for x, w in zip(row, widths)))
+            if version == 2:
+                print("  (format 2: no intervals nor paired ratios; dato reads the other columns as NaN)")
+        if problems:
+            sys.exit(f"{args.path}: " + "; ".join(problems))
 
         if not args.no_checksum:
             h = FNV_OFFSET

@@ -1,5 +1,5 @@
 // dato-export: a schedule from a dato-search checkpoint's Pareto front, as a JSON file that
-// dato-generate --schedule applies.
+// dato-generate --schedule applies, and a line that says how sure the pick is.
 //
 //   dato-export results/<run>/checkpoint.h5 --list
 //   dato-export results/<run>/checkpoint.h5 --pick knee --out knee.json
@@ -21,22 +21,34 @@ static void usage(FILE* f) {
             "                                  --pick best-fid --max-latency S | --index I) [--out FILE]\n"
             "\n"
             "Picks a schedule from the front of a dato-search checkpoint and writes it as schedule JSON.\n"
-            "A finished run's front is the final one: re-measured latency and FID on the final image set.\n"
-            "A run still going has its search-time front: latency and the search objective (FID, or the\n"
-            "teacher distance, which --max-fid cannot compare with).\n"
+            "A finished run's front is the final one: latency from timing pairs interleaved with the\n"
+            "baseline, FID and the teacher distance on the final image set, with bootstrap 95%% intervals\n"
+            "(checkpoints of format 2 have neither the pairs nor the intervals). A run still going has its\n"
+            "search-time front: latency and the search objective (FID, or the teacher distance, which\n"
+            "--max-fid cannot compare with).\n"
+            "After a pick, a line on standard error says how sure it is: the speedup's spread over the\n"
+            "pairs, and whether the FID interval lies above, across or below the baseline's.\n"
             "\n"
-            "  --list             print the front, fastest first, and exit\n"
-            "  --pick knee        the knee: the member farthest from the line between the two extremes\n"
+            "  --list             print the front, fastest first, with the baseline, and exit\n"
+            "  --pick knee        the knee: the member farthest from the line between the two extremes.\n"
+            "                     A front without one (1 or 2 members, straight or concave) gives its only\n"
+            "                     member, else the fastest whose FID interval overlaps the baseline's (or\n"
+            "                     lies below it), else the lowest FID, and says so\n"
             "  --pick fastest     the fastest member with FID <= --max-fid X\n"
             "  --pick best-fid    the lowest-FID member with latency <= --max-latency S (seconds per image)\n"
             "  --index I          member I of --list\n"
             "  --out FILE         where to write the schedule (default: standard output)\n"
-            "  --help             this text\n");
+            "  --help             this text\n"
+            "\n"
+            "A value follows its option as the next argument or after '=' (--pick=knee).\n"
+            "Exit status: 0 written (or listed), 1 no member meets the pick or the checkpoint is refused,\n"
+            "2 a usage error.\n");
 }
 
 typedef struct {
     const uint8_t* genome; // (genome_bytes) in the checkpoint
-    double latency, fid;   // fid: the final FID, or the search objective on a search-time front
+    double latency, fid;   // s per image and FID on the final front; the two objectives on a search-time one
+    const double* scores;  // (DATO_SEARCH_N_FINAL) its final row, columns DATO_FINAL_*; NULL on a search-time front
 } front_row;
 
 static int cmp_rows(const void* a, const void* b) {
@@ -45,17 +57,206 @@ static int cmp_rows(const void* a, const void* b) {
     return (x->fid > y->fid) - (x->fid < y->fid);
 }
 
+static int known(double lo, double hi) { return isfinite(lo) && isfinite(hi); }
+
+// The member's speedup over the baseline: 1 / its median paired ratio, or, where the checkpoint
+// has no ratio (format 2), the baseline's latency / its latency; NaN when neither is known.
+static double speedup_of(const front_row* r, const double* base) {
+    if (!r->scores) return NAN;
+    double ratio = r->scores[DATO_FINAL_RATIO];
+    if (ratio > 0 && isfinite(ratio)) return 1 / ratio;
+    double l = r->scores[DATO_FINAL_LATENCY], b = base[DATO_FINAL_LATENCY];
+    return l > 0 && b > 0 && isfinite(l) && isfinite(b) ? b / l : NAN;
+}
+
+// The speedup's spread over the pairs, "2.95x..3.30x" (1 / the greatest and 1 / the least paired
+// ratio), or "-" without pairs.
+static const char* speedup_range(const front_row* r, char* buf, size_t cap) {
+    double lo = r->scores[DATO_FINAL_RATIO_HI], hi = r->scores[DATO_FINAL_RATIO_LO];
+    if (known(lo, hi) && lo > 0 && hi > 0) snprintf(buf, cap, "%.2fx..%.2fx", 1 / lo, 1 / hi);
+    else snprintf(buf, cap, "-");
+    return buf;
+}
+
+// "[lo, hi]" with decimals digits, or "[no interval]".
+static const char* interval_text(double lo, double hi, int decimals, char* buf, size_t cap) {
+    if (known(lo, hi)) snprintf(buf, cap, "[%.*f, %.*f]", decimals, lo, decimals, hi);
+    else snprintf(buf, cap, "[no interval]");
+    return buf;
+}
+
+// x written with the fewest significant digits (3 or more) that read back >= x: a value to suggest
+// for --max-fid / --max-latency that the member it comes from meets.
+static const char* at_least(double x, char* buf, size_t cap) {
+    for (int digits = 3; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, x);
+        if (strtod(buf, NULL) >= x) return buf;
+    }
+    return buf;
+}
+
+// Why the final front has no FID intervals, and what to do: a format 2 checkpoint (its config has
+// no bootstrap field, read as 0) predates them.
+static void no_intervals_note(const dato_checkpoint* ck, const char* path, char* buf, size_t cap) {
+    if (ck->cfg.bootstrap == 0)
+        snprintf(buf, cap, "no intervals in this checkpoint (format 2): re-run dato-search --resume %s to re-score",
+                 path);
+    else
+        snprintf(buf, cap, "no FID interval in this checkpoint for it");
+}
+
+// The pick when the front has no knee (dato_report_knee gives -1: fewer than 3 members, or a
+// straight or concave front). One member: that one. Else on the final front the fastest member
+// whose FID interval overlaps the baseline's or lies below it (its FID_LO <= the baseline's
+// FID_HI; the point FIDs where the checkpoint has no intervals), else the lowest FID; on a
+// search-time front, which has no baseline scores, the member of least objective. why gets what
+// was done and why.
+static int knee_fallback(const front_row* rows, int n, const double* base, const char* quality, char* why,
+                         size_t cap) {
+    char shape[96];
+    if (n < 3) snprintf(shape, sizeof shape, "the front has %d member%s", n, n == 1 ? "" : "s");
+    else snprintf(shape, sizeof shape, "the front of %d members is straight or concave", n);
+    if (n == 1) {
+        snprintf(why, cap, "no knee: %s; picked it (front 0)", shape);
+        return 0;
+    }
+    int best = 0; // rows are by latency: the first of least FID is the fastest of them
+    for (int i = 1; i < n; i++)
+        if (rows[i].fid < rows[best].fid) best = i;
+    if (!base) {
+        snprintf(why, cap,
+                 "no knee: %s; picked front %d, the lowest %s (a run still going has no baseline scores to compare "
+                 "with); see --list, or --index I",
+                 shape, best, quality);
+        return best;
+    }
+    int intervals = known(base[DATO_FINAL_FID_LO], base[DATO_FINAL_FID_HI]);
+    double limit = intervals ? base[DATO_FINAL_FID_HI] : base[DATO_FINAL_FID];
+    for (int i = 0; i < n; i++) {
+        const double* s = rows[i].scores;
+        double lo = intervals && known(s[DATO_FINAL_FID_LO], s[DATO_FINAL_FID_HI]) ? s[DATO_FINAL_FID_LO] : rows[i].fid;
+        if (lo <= limit) {
+            snprintf(why, cap, "no knee: %s; picked front %d, the fastest whose %s; see --list, or --pick fastest "
+                               "--max-fid X", shape, i,
+                     intervals ? "FID interval overlaps the baseline's (or lies below it)"
+                               : "FID is at most the baseline's (no intervals in this checkpoint)");
+            return i;
+        }
+    }
+    snprintf(why, cap, "no knee: %s; no member's FID %s, so picked front %d, the lowest FID; see --list, or "
+                       "--pick fastest --max-fid X", shape,
+             intervals ? "interval overlaps the baseline's" : "is at most the baseline's", best);
+    return best;
+}
+
+// The line after a pick that says how sure it is: the speedup and its spread over the timing
+// pairs, the FID and its interval against the baseline's.
+static void print_sureness(const dato_checkpoint* ck, const char* path, const front_row* r, int index,
+                           const char* quality) {
+    if (!r->scores) {
+        fprintf(stderr,
+                "dato-export: front %d: %.4f ms/image, %s %.6g on the search's %d images (generation %lld of a run "
+                "still going): no final re-score yet, so no FID intervals nor paired timing; the finished run has "
+                "them (dato-search --resume %s)\n",
+                index, 1e3 * r->latency, quality, r->fid, ck->cfg.images, (long long)ck->generation, path);
+        return;
+    }
+    const double *s = r->scores, *base = ck->final_baseline;
+    char speed[160], range[64], verdict[4600];
+    double x = speedup_of(r, base);
+    if (!(x > 0)) snprintf(speed, sizeof speed, "speedup unknown");
+    else if (x >= 1) snprintf(speed, sizeof speed, "%.2fx faster", x);
+    else snprintf(speed, sizeof speed, "%.2fx slower", 1 / x);
+    size_t m = strlen(speed);
+    if (strcmp(speedup_range(r, range, sizeof range), "-") != 0) {
+        if (ck->cfg.pairs > 0) snprintf(speed + m, sizeof speed - m, " (%d pairs %s)", ck->cfg.pairs, range);
+        else snprintf(speed + m, sizeof speed - m, " (pairs %s)", range);
+    } else if (x > 0) {
+        snprintf(speed + m, sizeof speed - m, " (baseline latency / latency: no paired timing)");
+    }
+    int member_ci = known(s[DATO_FINAL_FID_LO], s[DATO_FINAL_FID_HI]);
+    int base_ci = known(base[DATO_FINAL_FID_LO], base[DATO_FINAL_FID_HI]);
+    if (!member_ci || !base_ci) {
+        no_intervals_note(ck, path, verdict, sizeof verdict);
+        fprintf(stderr, "dato-export: front %d: %s, FID %.2f vs baseline %.2f on %d images: %s\n", index, speed,
+                s[DATO_FINAL_FID], base[DATO_FINAL_FID], ck->cfg.final_images, verdict);
+        return;
+    }
+    const char* where = s[DATO_FINAL_FID_LO] > base[DATO_FINAL_FID_HI] ? "worse than the baseline beyond its interval"
+                        : s[DATO_FINAL_FID_HI] < base[DATO_FINAL_FID_LO]
+                            ? "better than the baseline beyond its interval"
+                            : "within the baseline's interval (the intervals overlap)";
+    fprintf(stderr, "dato-export: front %d: %s, FID %.2f [%.2f, %.2f] vs baseline %.2f [%.2f, %.2f] on %d images: %s\n",
+            index, speed, s[DATO_FINAL_FID], s[DATO_FINAL_FID_LO], s[DATO_FINAL_FID_HI], base[DATO_FINAL_FID],
+            base[DATO_FINAL_FID_LO], base[DATO_FINAL_FID_HI], ck->cfg.final_images, where);
+}
+
+// --list of the final front: the baseline, then one line per member, fastest first.
+static void list_final(const dato_checkpoint* ck, const char* path, const front_row* rows, int n,
+                       const dato_genome_space* space, dato_schedule* sched) {
+    const double* base = ck->final_baseline;
+    char ci[96], range[64], note[4600];
+    printf("%s: the final front, %d images per schedule; baseline %.4f ms/image, FID %.4f %s\n", path,
+           ck->cfg.final_images, 1e3 * base[DATO_FINAL_LATENCY], base[DATO_FINAL_FID],
+           interval_text(base[DATO_FINAL_FID_LO], base[DATO_FINAL_FID_HI], 4, ci, sizeof ci));
+    printf("%5s %10s %8s %14s %10s %22s %10s %5s %8s %6s %10s\n", "index", "ms/image", "speedup", "pairs range", "FID",
+           "FID 95%", "teacher", "full", "partial", "reuse", "mean ratio");
+    int from_latency = 0, no_ci = 0;
+    dato_error err = {{0}};
+    for (int i = 0; i < n; i++) {
+        const double* s = rows[i].scores;
+        if (dato_genome_to_schedule(space, rows[i].genome, sched, &err)) {
+            fprintf(stderr, "dato-export: %s: front %d: %s\n", path, i, err.msg);
+            break;
+        }
+        dato_schedule_counts k = dato_schedule_count(sched);
+        double x = speedup_of(&rows[i], base);
+        from_latency |= x > 0 && !(s[DATO_FINAL_RATIO] > 0 && isfinite(s[DATO_FINAL_RATIO]));
+        no_ci |= !known(s[DATO_FINAL_FID_LO], s[DATO_FINAL_FID_HI]);
+        char speed[32] = "-";
+        if (x > 0) snprintf(speed, sizeof speed, "%.2fx", x);
+        printf("%5d %10.4f %8s %14s %10.4f %22s %10.4g %5d %8d %6d %10.3f\n", i, 1e3 * rows[i].latency, speed,
+               speedup_range(&rows[i], range, sizeof range), rows[i].fid,
+               interval_text(s[DATO_FINAL_FID_LO], s[DATO_FINAL_FID_HI], 4, ci, sizeof ci), s[DATO_FINAL_TEACHER],
+               k.full, k.partial, k.reuse, k.mean_ratio);
+    }
+    if (ck->cfg.pairs > 0)
+        printf("speedup: 1 / the median ratio of the member's time to the baseline's over %d interleaved pairs; "
+               "pairs: the least and greatest speedup among them\n", ck->cfg.pairs);
+    if (from_latency) printf("note: no paired ratios in this checkpoint: speedup = baseline latency / latency\n");
+    if (no_ci) {
+        no_intervals_note(ck, path, note, sizeof note);
+        printf("note: %s\n", note);
+    }
+}
+
+// Splits "--name=value" into name (into buf) and value; other arguments come back as they are, value NULL.
+static const char* split_option(const char* a, char* buf, size_t cap, const char** value) {
+    const char* eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    *value = NULL;
+    if (!eq) return a;
+    snprintf(buf, cap, "%.*s", (int)(eq - a), a);
+    *value = eq + 1;
+    return buf;
+}
+
 int main(int argc, char** argv) {
     const char *path = NULL, *pick = NULL, *out = NULL;
     double max_fid = NAN, max_latency = NAN;
     int index = -1, list = 0;
     for (int i = 1; i < argc; i++) {
-        const char* a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--list")) {
+        char name[64];
+        const char* v = NULL;
+        const char* a = split_option(argv[i], name, sizeof name, &v);
+        if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--list")) {
+            if (v) {
+                fprintf(stderr, "dato-export: %s takes no value (got '%s')\n", a, v);
+                return 2;
+            }
+            if (strcmp(a, "--list") != 0) {
+                usage(stdout);
+                return 0;
+            }
             list = 1;
             continue;
         }
@@ -67,23 +268,29 @@ int main(int argc, char** argv) {
             path = a;
             continue;
         }
-        if (i + 1 >= argc) {
+        int takes_value = !strcmp(a, "--pick") || !strcmp(a, "--out") || !strcmp(a, "--max-fid") ||
+                          !strcmp(a, "--max-latency") || !strcmp(a, "--index");
+        if (!takes_value) {
+            fprintf(stderr, "dato-export: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+        if (!v && i + 1 >= argc) {
             fprintf(stderr, "dato-export: %s needs a value (see --help)\n", a);
             return 2;
         }
-        const char* v = argv[++i];
+        if (!v) v = argv[++i];
         char* end = NULL;
         if (!strcmp(a, "--pick")) pick = v;
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--max-fid")) max_fid = strtod(v, &end);
         else if (!strcmp(a, "--max-latency")) max_latency = strtod(v, &end);
-        else if (!strcmp(a, "--index")) index = (int)strtol(v, &end, 10);
         else {
-            fprintf(stderr, "dato-export: unknown option %s (see --help)\n", a);
-            return 2;
+            long x = strtol(v, &end, 10);
+            index = x >= 0 && x < 1000000 ? (int)x : -2;
         }
-        if (end && (*end || end == v)) {
-            fprintf(stderr, "dato-export: %s: '%s' is not a number\n", a, v);
+        if (end && (*end || end == v || index == -2)) {
+            fprintf(stderr, "dato-export: %s: '%s' is not a%s number\n", a, v,
+                    !strcmp(a, "--index") ? " non-negative whole" : "");
             return 2;
         }
     }
@@ -93,7 +300,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (pick && strcmp(pick, "knee") && strcmp(pick, "fastest") && strcmp(pick, "best-fid")) {
-        fprintf(stderr, "dato-export: --pick %s: expected knee, fastest or best-fid\n", pick);
+        fprintf(stderr, "dato-export: --pick '%s': expected knee, fastest or best-fid\n", pick);
         return 2;
     }
     if (pick && !strcmp(pick, "fastest") && !(max_fid >= 0)) {
@@ -109,9 +316,11 @@ int main(int argc, char** argv) {
     dato_checkpoint ck = {0};
     if (dato_checkpoint_read(path, &ck, &err)) {
         fprintf(stderr, "dato-export: %s\n", err.msg);
+        dato_checkpoint_free(&ck);
         return 1;
     }
     int rc = 1, n = 0, chosen = -1;
+    char why[1024] = "";
     size_t max_rows = (size_t)(ck.n_final > ck.pop ? ck.n_final : ck.pop); // the final front may outnumber pop
     int* ranks = malloc((size_t)ck.pop * sizeof *ranks);
     front_row* rows = malloc(max_rows * sizeof *rows);
@@ -130,26 +339,30 @@ int main(int argc, char** argv) {
     // The final front when the run finished; else the population's first front, one row per
     // distinct genome.
     int final = ck.n_final > 0, fid_known = final || ck.cfg.objective == DATO_OBJECTIVE_FID;
-    for (int i = 0; final && i < ck.n_final; i++)
-        rows[n++] = (front_row){ck.final_genomes + (size_t)i * ck.genome_bytes, ck.final_scores[i * DATO_SEARCH_N_FINAL],
-                                ck.final_scores[i * DATO_SEARCH_N_FINAL + 1]};
+    for (int i = 0; final && i < ck.n_final; i++) {
+        const double* s = ck.final_scores + (size_t)i * DATO_SEARCH_N_FINAL;
+        rows[n++] = (front_row){ck.final_genomes + (size_t)i * ck.genome_bytes, s[DATO_FINAL_LATENCY],
+                                s[DATO_FINAL_FID], s};
+    }
     for (int i = 0; !final && i < ck.pop; i++) {
         const uint8_t* g = ck.pop_genomes + (size_t)i * ck.genome_bytes;
         if (ranks[i]) continue;
         int dup = 0;
         for (int j = 0; j < n; j++) dup |= !memcmp(g, rows[j].genome, (size_t)ck.genome_bytes);
-        if (!dup) rows[n++] = (front_row){g, ck.pop_objectives[2 * i], ck.pop_objectives[2 * i + 1]};
+        if (!dup) rows[n++] = (front_row){g, ck.pop_objectives[2 * i], ck.pop_objectives[2 * i + 1], NULL};
     }
     qsort(rows, (size_t)n, sizeof *rows, cmp_rows);
     const char* quality = fid_known ? "FID" : "teacher";
     if (list) {
-        if (final)
-            printf("%s: the final front, %d images per schedule; baseline %.4f ms/image, FID %.4f\n", path,
-                   ck.cfg.final_images, 1e3 * ck.final_baseline[0], ck.final_baseline[1]);
-        else
-            printf("%s: generation %lld of a run still going, %lld evaluations, %d images per evaluation, "
-                   "objective %s\n", path, (long long)ck.generation, (long long)ck.n_evaluations, ck.cfg.images,
-                   dato_quality_objective_name(ck.cfg.objective));
+        if (final) {
+            list_final(&ck, path, rows, n, &space, sched);
+            rc = 0;
+            goto done;
+        }
+        printf("%s: generation %lld of a run still going, %lld evaluations, %d images per evaluation, "
+               "objective %s (no final re-score yet: no baseline, intervals or paired timing)\n", path,
+               (long long)ck.generation, (long long)ck.n_evaluations, ck.cfg.images,
+               dato_quality_objective_name(ck.cfg.objective));
         printf("%5s %12s %10s %5s %8s %6s %10s\n", "index", "ms/image", quality, "full", "partial", "reuse",
                "mean ratio");
         for (int i = 0; i < n; i++) {
@@ -161,6 +374,11 @@ int main(int argc, char** argv) {
         rc = 0;
         goto done;
     }
+    if (n == 0) {
+        fprintf(stderr, "dato-export: %s: the front is empty\n", path);
+        goto done;
+    }
+    char value[64];
     if (index >= 0) {
         if (index >= n) {
             fprintf(stderr, "dato-export: --index %d: the front has %d members (0..%d)\n", index, n, n - 1);
@@ -173,9 +391,10 @@ int main(int argc, char** argv) {
             fid[i] = rows[i].fid;
         }
         if (dato_report_knee(lat, fid, n, &chosen, &err)) {
-            fprintf(stderr, "dato-export: %s\n", err.msg);
+            fprintf(stderr, "dato-export: %s: %s\n", path, err.msg);
             goto done;
         }
+        if (chosen < 0) chosen = knee_fallback(rows, n, final ? ck.final_baseline : NULL, quality, why, sizeof why);
     } else {
         int fastest = !strcmp(pick, "fastest");
         if (fastest && !fid_known) {
@@ -183,17 +402,29 @@ int main(int argc, char** argv) {
                             "teacher distance: there is no FID for --max-fid; use --pick knee or --index\n", path);
             goto done;
         }
+        int least = 0; // the member of least FID (fastest) and the fastest member: what to suggest
         for (int i = 0; i < n; i++) {
+            if (rows[i].fid < rows[least].fid) least = i;
             int ok = fastest ? rows[i].fid <= max_fid : rows[i].latency <= max_latency;
             if (!ok) continue;
             if (chosen < 0 || (fastest ? rows[i].latency < rows[chosen].latency : rows[i].fid < rows[chosen].fid))
                 chosen = i;
         }
-    }
-    if (chosen < 0) {
-        fprintf(stderr, "dato-export: no front member meets %s (see --list)\n",
-                !strcmp(pick, "fastest") ? "--max-fid" : !strcmp(pick, "best-fid") ? "--max-latency" : "the pick");
-        goto done;
+        if (chosen < 0 && fastest) {
+            fprintf(stderr, "dato-export: no front member has FID <= %.10g: the least FID on the %s front is %.4f "
+                            "(front %d, %.4f ms/image); use --max-fid %s, or --pick knee (see --list)\n",
+                    max_fid, final ? "final" : "search-time", rows[least].fid, least, 1e3 * rows[least].latency,
+                    at_least(rows[least].fid, value, sizeof value));
+            goto done;
+        }
+        if (chosen < 0) {
+            fprintf(stderr, "dato-export: no front member is as fast as --max-latency %.10g s/image: the fastest "
+                            "on the %s front is front 0 at %.6g s/image (%.4f ms/image, %s %.4f); use --max-latency %s, "
+                            "or --pick knee (see --list)\n",
+                    max_latency, final ? "final" : "search-time", rows[0].latency, 1e3 * rows[0].latency, quality,
+                    rows[0].fid, at_least(rows[0].latency, value, sizeof value));
+            goto done;
+        }
     }
     if (dato_genome_to_schedule(&space, rows[chosen].genome, sched, &err)) {
         fprintf(stderr, "dato-export: %s: %s\n", path, err.msg);
@@ -208,9 +439,11 @@ int main(int argc, char** argv) {
     }
     if (json) fputs(json, stdout);
     free(json);
+    if (why[0]) fprintf(stderr, "dato-export: %s\n", why);
     fprintf(stderr, "dato-export: front member %d: %.4f ms/image, %s %.4f (%s)%s%s\n", chosen,
             1e3 * rows[chosen].latency, quality, rows[chosen].fid, final ? "final front" : "search-time",
             out ? ", wrote " : "", out ? out : "");
+    print_sureness(&ck, path, &rows[chosen], chosen, quality);
     rc = 0;
 done:
     free(ranks);

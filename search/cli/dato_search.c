@@ -23,11 +23,14 @@
 static void usage(FILE* f) {
     fprintf(f,
             "usage: dato-search [options]\n"
-            "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--threads N] [--device N]\n"
+            "       dato-search --resume RUN/checkpoint.h5 [--gens N] [--final-images M] [--confirm-images C]\n"
+            "                       [--pairs N] [--timing-images N] [--bootstrap B] [--threads N] [--device N]\n"
             "\n"
             "Searches per-step DaTo schedules (cache depth, token prune ratio) of a model with NSGA-II,\n"
-            "minimizing latency and a quality objective; re-scores the front with FID and writes it, its\n"
-            "schedules and a report.\n"
+            "minimizing latency and a quality objective; re-scores the front with FID and 95%% intervals,\n"
+            "re-measures its latency as paired ratios against the baseline, drops what that shows dominated,\n"
+            "confirms the picks beside the presets on fresh images, and writes the front, its schedules\n"
+            "and a report.\n"
             "\n"
             "  dato-search --pop 32 --gens 50                       the embedded default model\n"
             "  dato-search --model sd-v1-5/ --fid-weights pt_inception-2015-12-05-6726825d.pth \\\n"
@@ -43,7 +46,19 @@ static void usage(FILE* f) {
             "  --gens N             generations (default 50)\n"
             "  --images N           images per evaluation, spread over the prompts in order: each gets N / P,\n"
             "                       the first N %% P one more (default 10)\n"
-            "  --final-images M     images per schedule when the final front is re-scored (default 200)\n"
+            "  --screen-images K    multi-fidelity: each new candidate is scored first on K of the images (the\n"
+            "                       first of each prompt), and only the best --promote fraction of them (by\n"
+            "                       non-dominated rank, then crowding) on all --images; 0: all on all\n"
+            "                       (default: --images / 5 from 10 images up, else 0)\n"
+            "  --promote F          the fraction promoted from the screening (default 0.25)\n"
+            "  --final-images M     images per schedule when the archive's front and the presets are re-scored,\n"
+            "                       with bootstrap 95%% intervals (default 200)\n"
+            "  --confirm-images C   fresh images on which the picks (knee, fastest within +10%% FID) are\n"
+            "                       confirmed beside the baseline and every preset (default 1000; 0: none)\n"
+            "  --pairs N            interleaved baseline/schedule timing pairs behind every final speedup,\n"
+            "                       the median reported with its spread (default 5)\n"
+            "  --timing-images N    images per timed call in those pairs (default 2)\n"
+            "  --bootstrap B        bootstrap replicates behind each 95%% interval (default 200)\n"
             "  --prompts FILE       one prompt per line, UTF-8, any count, e.g. COCO captions (default: the\n"
             "                       model's dato.json eval_prompts)\n"
             "  --extractor featnet|inception  the features quality is scored on: the feature network the model\n"
@@ -88,7 +103,7 @@ static void usage(FILE* f) {
             "  --help               this text\n"
             "\n"
             "Outputs in the run folder: checkpoint.h5 (after every generation), latency_table.json,\n"
-            "front.csv, front.json, front.svg, report.html, schedules/front_<i>.json, grids/*.png,\n"
+            "front.csv, confirm.csv, front.json, front.svg, report.html, schedules/front_<i>.json, grids/*.png,\n"
             "evaluations.csv and generations.csv (where and how long each evaluation ran).\n"
             "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n"
             "\n"
@@ -138,10 +153,13 @@ static int parse_int(const char* flag, const char* v, int lo, int hi, int* out) 
 // Fills o from the command line: -1 when the run should go on, else the exit code.
 static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_pool* pool, char* cmd, size_t cmd_size,
                       char* run_dir, char* model_dir) {
-    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .final_images = 200, .guidance = -1.0f},
-                             .device = -1};
+    dato_search_options o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .screen_images = -1, .promote = 0.25f,
+                                     .final_images = 200, .confirm_images = 1000, .pairs = 5, .timing_images = 2,
+                                     .bootstrap = 200, .guidance = -1.0f},
+                             .device = -1, .confirm_images_override = -1};
     const char *out = NULL, *model = NULL;
-    int seed = 0, have_gens = 0, have_final = 0, batch = 0, have_extractor = 0;
+    int seed = 0, have_gens = 0, have_final = 0, batch = 0, have_extractor = 0, have_confirm = 0, have_pairs = 0,
+        have_timing = 0, have_bootstrap = 0;
     for (int i = 0, n = 0; i < argc && n < (int)cmd_size - 1; i++)
         n += snprintf(cmd + n, cmd_size - n, i ? " %s" : "%s", argv[i]);
     o.command = cmd;
@@ -170,6 +188,17 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         else if (!strcmp(a, "--gens")) ok = parse_int(a, v, 0, 100000, &o.cfg.gens), have_gens = 1;
         else if (!strcmp(a, "--images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.images);
         else if (!strcmp(a, "--final-images")) ok = parse_int(a, v, 2, 1000000, &o.cfg.final_images), have_final = 1;
+        else if (!strcmp(a, "--screen-images")) ok = parse_int(a, v, 0, 1000000, &o.cfg.screen_images);
+        else if (!strcmp(a, "--promote")) {
+            char* end = NULL;
+            o.cfg.promote = strtof(v, &end);
+            ok = *v && !*end && o.cfg.promote > 0 && o.cfg.promote <= 1;
+            if (!ok) fprintf(msg_out, "dato-search: --promote: '%s' is not a fraction in (0, 1]\n", v);
+        }
+        else if (!strcmp(a, "--confirm-images")) ok = parse_int(a, v, 0, 1000000, &o.cfg.confirm_images), have_confirm = 1;
+        else if (!strcmp(a, "--pairs")) ok = parse_int(a, v, 1, 1000, &o.cfg.pairs), have_pairs = 1;
+        else if (!strcmp(a, "--timing-images")) ok = parse_int(a, v, 1, 4096, &o.cfg.timing_images), have_timing = 1;
+        else if (!strcmp(a, "--bootstrap")) ok = parse_int(a, v, 10, 100000, &o.cfg.bootstrap), have_bootstrap = 1;
         else if (!strcmp(a, "--steps")) ok = parse_int(a, v, 2, 1000, &o.cfg.steps);
         else if (!strcmp(a, "--height")) ok = parse_int(a, v, 1, 16384, &o.cfg.height);
         else if (!strcmp(a, "--width")) ok = parse_int(a, v, 1, 16384, &o.cfg.width);
@@ -255,6 +284,10 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         o.run_dir = run_dir;
         o.gens_override = have_gens ? o.cfg.gens : 0;
         o.final_images_override = have_final ? o.cfg.final_images : 0;
+        o.confirm_images_override = have_confirm ? o.cfg.confirm_images : -1;
+        o.pairs_override = have_pairs ? o.cfg.pairs : 0;
+        o.timing_images_override = have_timing ? o.cfg.timing_images : 0;
+        o.bootstrap_override = have_bootstrap ? o.cfg.bootstrap : 0;
         o.threads_override = o.cfg.threads;
         if (have_gens && o.cfg.gens < 1) {
             fprintf(msg_out, "dato-search: --gens must be >= 1 on resume\n");

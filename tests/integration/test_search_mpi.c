@@ -18,7 +18,7 @@
 #include "search_runs.h"
 #include "test_util.h"
 
-#define FLAGS "--pop 6 --images 10 --final-images 10 --steps 10 --threads 1 --seed 5 --quiet"
+#define FLAGS "--pop 6 --images 10 --final-images 10 --confirm-images 10 --pairs 2 --steps 10 --threads 1 --seed 5 --quiet"
 
 static char search_exe[4096], tmpdir[256], mpirun[512];
 

@@ -20,7 +20,7 @@
 #include "search_runs.h"
 #include "test_util.h"
 
-#define FLAGS "--pop 6 --images 10 --final-images 10 --steps 10 --threads 2 --seed 5 --quiet"
+#define FLAGS "--pop 6 --images 10 --final-images 10 --confirm-images 10 --pairs 2 --steps 10 --threads 2 --seed 5 --quiet"
 
 static char search_exe[4096], export_exe[4096], tmpdir[256];
 
@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
     pid_t pid = fork();
     if (pid == 0) {
         snprintf(cmd, sizeof cmd, "%s/c", tmpdir);
-        execl(search_exe, search_exe, "--pop", "6", "--images", "10", "--final-images", "10", "--steps", "10",
+        execl(search_exe, search_exe, "--pop", "6", "--images", "10", "--final-images", "10", "--confirm-images", "10",
+              "--pairs", "2", "--steps", "10",
               "--threads", "2", "--seed", "5", "--quiet", "--gens", "3", "--latency-table", table, "--out", cmd,
               (char*)NULL);
         _exit(127);
@@ -195,6 +196,22 @@ int main(int argc, char** argv) {
     } else {
         CHECK(0, "run A's checkpoint has no final front: %s", err.msg);
     }
+    // Multi-fidelity (10 images: screening on 2): generation 0 fully scored, later children screened,
+    // some promoted; the population holds only full-fidelity scores.
+    int screened = 0, full = 0, later_full = 0;
+    for (int64_t i = 0; i < ck.n_evaluations; i++) {
+        double images = ck.arch_extras[i * ck.n_extra + DATO_EXTRA_IMAGES];
+        screened += images == 2;
+        full += images == 10;
+        later_full += images == 10 && ck.arch_generations[i] > 0;
+    }
+    int infeasible = 0;
+    for (int i = 0; i < ck.pop; i++) infeasible += ck.pop_violations[i] != 0;
+    printf("archive: %d screened only, %d on all 10 images (%d of them after generation 0); %d infeasible in the "
+           "population\n", screened, full, later_full, infeasible);
+    CHECK(ck.cfg.screen_images == 2 && screened > 0 && later_full > 0 && screened + full == ck.n_evaluations,
+          "screening: %d screened, %d full of %lld", screened, full, (long long)ck.n_evaluations);
+    CHECK(infeasible == 0, "%d population members rest on the screening images", infeasible);
     dato_checkpoint_free(&ck);
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

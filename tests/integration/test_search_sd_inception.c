@@ -14,7 +14,7 @@
 #include "test_util.h"
 
 #define MODEL "tests/fixtures/pipeline/sd15"
-#define FLAGS "--model " MODEL " --pop 4 --images 5 --final-images 4 --steps 6 --height 16 --width 24 --threads 2 " \
+#define FLAGS "--model " MODEL " --pop 4 --images 5 --final-images 4 --confirm-images 4 --pairs 2 --steps 6 --height 16 --width 24 --threads 2 " \
               "--seed 3 --quiet"
 
 static char tmpdir[256];
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     CHECK(stat(path, &sb) != 0, "a run that could not start left %s behind", path);
 
     // A: teacher distance (the default objective), FID against the baseline's images, 2 generations.
-    snprintf(cmd, sizeof cmd, "%s --model " MODEL " --pop 4 --images 5 --final-images 4 --steps 6 --height 16 "
+    snprintf(cmd, sizeof cmd, "%s --model " MODEL " --pop 4 --images 5 --final-images 4 --confirm-images 4 --pairs 2 --steps 6 --height 16 "
              "--width 24 --threads 2 --seed 3 --gens 2 --prompts %s --fid-weights %s --ref baseline --out %s/a",
              search, prompts, weights, tmpdir);
     CHECK(run(cmd) == 0, "run A (teacher, Inception) failed");

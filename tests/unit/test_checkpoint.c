@@ -34,7 +34,13 @@ static dato_search_config make_config(int pop, int steps) {
     snprintf(cfg.prompts_hash, sizeof cfg.prompts_hash, "fnv1a64:fedcba9876543210");
     cfg.n_prompts = 10;
     cfg.images = 64;
+    cfg.screen_images = 16; // the format 3 fields: none of them 0, so the round trip must carry each
+    cfg.promote = 0.3f;
     cfg.final_images = 1000;
+    cfg.confirm_images = 500;
+    cfg.pairs = 7;
+    cfg.timing_images = 4;
+    cfg.bootstrap = 200;
     cfg.steps = steps;
     cfg.guidance = 7.3f; // not exact in binary: the float must survive the float64 attribute
     snprintf(cfg.sampler, sizeof cfg.sampler, "dpmpp_2m");
@@ -55,7 +61,8 @@ static dato_search_config make_config(int pop, int steps) {
 }
 
 // A checkpoint whose every value is a function of (generation, row): the kill test recognises
-// which write a file came from and checks every byte of it. Extras hold NaN (not measured).
+// which write a file came from and checks every byte of it. Extras hold NaN (not measured); the
+// images column alternates the screening and the full image counts.
 static void fill_checkpoint(dato_checkpoint* c, int64_t generation) {
     c->generation = generation;
     c->elapsed_s = 12.5 + (double)generation;
@@ -83,6 +90,7 @@ static void fill_checkpoint(dato_checkpoint* c, int64_t generation) {
         e[2] = r % 5 ? -0.0 : INFINITY;
         e[3] = 300.0 - (double)r;
         e[4] = 1e-2 * (double)(r + generation);
+        e[DATO_EXTRA_IMAGES] = r % 3 ? c->cfg.screen_images : c->cfg.images;
         c->arch_generations[r] = (int32_t)(r % 1000 + generation);
     }
 }
@@ -164,6 +172,17 @@ static int copy_file(const char* src, const char* dst, size_t keep_bytes) {
     return ok;
 }
 
+// The rank of dataset name in file (its dims into dims[2]), -1 if it cannot be opened.
+static int dataset_dims(hid_t file, const char* name, hsize_t dims[2]) {
+    hid_t ds = file >= 0 ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
+    if (ds < 0) return -1;
+    hid_t space = H5Dget_space(ds);
+    int rank = space >= 0 && H5Sget_simple_extent_ndims(space) <= 2 ? H5Sget_simple_extent_dims(space, dims, NULL) : -1;
+    if (space >= 0) H5Sclose(space);
+    H5Dclose(ds);
+    return rank;
+}
+
 static void test_round_trip(const char* dir) {
     dato_error err;
     char path[512];
@@ -189,11 +208,28 @@ static void test_round_trip(const char* dir) {
     }
     dato_checkpoint_free(&back);
 
-    // a finished run: the re-scored final front round-trips too
+    // the images column must be a whole number >= 1: refused before the disk is touched
+    double bad_images[3] = {0, 2.5, NAN};
+    for (int i = 0; i < 3; i++) {
+        double keep_images = c.arch_extras[5 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES];
+        c.arch_extras[5 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] = bad_images[i];
+        st = dato_checkpoint_write(path, &c, &err);
+        CHECK(st == DATO_ERR_INVALID && strstr(err.msg, path) && strstr(err.msg, "'/archive/extras'[5][5] (images)"),
+              "images %g: status %s, '%s'", bad_images[i], dato_status_name(st), err.msg);
+        c.arch_extras[5 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] = keep_images;
+    }
+    printf("refused write (images column): %s\n", err.msg);
+
+    // a finished run: the re-scored final front round-trips too, all DATO_SEARCH_N_FINAL columns,
+    // NaN where a number was not computed (KID, CLIP and its interval)
     uint8_t final_genomes[3 * 40];
     double final_scores[3 * DATO_SEARCH_N_FINAL];
     for (size_t i = 0; i < sizeof final_genomes; i++) final_genomes[i] = (uint8_t)(i % 2 ? i % 6 : i % (N_BRANCHES + 2));
-    for (int i = 0; i < 3 * DATO_SEARCH_N_FINAL; i++) final_scores[i] = i % 4 == 2 ? NAN : 0.125 * i;
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < DATO_SEARCH_N_FINAL; k++) {
+            int nan = k == DATO_FINAL_KID || k == DATO_FINAL_CLIP || k == DATO_FINAL_CLIP_LO || k == DATO_FINAL_CLIP_HI;
+            final_scores[i * DATO_SEARCH_N_FINAL + k] = nan && i != 1 ? NAN : 0.125 * (i * DATO_SEARCH_N_FINAL + k) + 1;
+        }
     c.n_final = 3;
     c.final_genomes = final_genomes;
     c.final_scores = final_scores;
@@ -201,8 +237,34 @@ static void test_round_trip(const char* dir) {
     CHECK(dato_checkpoint_write(path, &c, &err) == DATO_OK, "%s", err.msg);
     st = dato_checkpoint_read(path, &back, &err);
     CHECK(st == DATO_OK, "%s", err.msg);
-    if (st == DATO_OK) CHECK(same_checkpoint(&c, &back) && back.n_final == 3, "final front round trip");
+    if (st == DATO_OK) {
+        CHECK(same_checkpoint(&c, &back) && back.n_final == 3, "final front round trip");
+        const double* last = back.final_scores + 2 * DATO_SEARCH_N_FINAL;
+        CHECK(last[DATO_FINAL_RATIO_HI] == 0.125 * (3 * DATO_SEARCH_N_FINAL - 1) + 1 &&
+                  back.final_baseline[DATO_FINAL_RATIO_HI] == 87.5 + DATO_FINAL_RATIO_HI &&
+                  isnan(back.final_scores[DATO_FINAL_CLIP_HI]) &&
+                  !isnan(back.final_scores[DATO_SEARCH_N_FINAL + DATO_FINAL_KID]),
+              "final columns");
+        CHECK(back.arch_extras[1 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] == 16 &&
+                  back.arch_extras[3 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] == 64,
+              "images column");
+    }
     dato_checkpoint_free(&back);
+    // the file's layout: format 3, (n, 6) extras, (m, 14) final rows
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int64_t version = 0;
+    hid_t attr = file >= 0 ? H5Aopen(file, "format_version", H5P_DEFAULT) : -1;
+    CHECK(attr >= 0 && H5Aread(attr, H5T_NATIVE_INT64, &version) >= 0 && version == 3, "format_version %lld",
+          (long long)version);
+    if (attr >= 0) H5Aclose(attr);
+    hsize_t dims[2] = {0, 0};
+    CHECK(dataset_dims(file, "/archive/extras", dims) == 2 && dims[0] == 1000 && dims[1] == 6, "extras (%llu, %llu)",
+          (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    CHECK(dataset_dims(file, "/final/scores", dims) == 2 && dims[0] == 3 && dims[1] == 14, "final (%llu, %llu)",
+          (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    CHECK(dataset_dims(file, "/final/baseline", dims) == 1 && dims[0] == 14, "baseline (%llu)",
+          (unsigned long long)dims[0]);
+    if (file >= 0) H5Fclose(file);
     c.final_genomes[1] = 6; // a ratio code out of range is refused before the disk is touched
     CHECK(dato_checkpoint_write(path, &c, &err) == DATO_ERR_INVALID && strstr(err.msg, "/final/"), "bad final gene: %s",
           err.msg);
@@ -290,7 +352,9 @@ static void test_refusals(const char* dir) {
     H5Aclose(attr);
     H5Fclose(file);
     CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
-    expect_refused(bad, DATO_ERR_UNSUPPORTED, "format_version 3");
+    char newer[64];
+    snprintf(newer, sizeof newer, "format_version %d", DATO_CHECKPOINT_FORMAT_VERSION + 1);
+    expect_refused(bad, DATO_ERR_UNSUPPORTED, newer);
 
     // A checkpoint from before the backend field: it ran on the CPU.
     snprintf(bad, sizeof bad, "%s/no_backend.h5", dir);
@@ -366,6 +430,238 @@ static void test_refusals(const char* dir) {
 
     snprintf(bad, sizeof bad, "%s/absent.h5", dir);
     expect_refused(bad, DATO_ERR_IO, "No such file");
+    dato_checkpoint_free(&c);
+}
+
+// ---- format 2 files (the previous release) --------------------------------------------------------
+// Made here from a format 3 file with the HDF5 C API: the archive extras lose the images column,
+// the final rows keep their first 4 columns, the format 3 config attributes go, format_version
+// becomes 2, and the payload checksum is recomputed over the format 2 arrays by the rule of
+// docs/CHECKPOINT.md (implemented again here, independently of checkpoint.c), then resealed.
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+#define V2_EXTRAS 5
+
+static uint64_t fnv_le(uint64_t h, uint64_t v, int n_bytes) {
+    for (int i = 0; i < n_bytes; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t fnv_bytes(uint64_t h, const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
+    return h;
+}
+
+static uint64_t fnv_doubles(uint64_t h, const double* x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &x[i], 8);
+        h = fnv_le(h, bits, 8);
+    }
+    return h;
+}
+
+// The payload checksum of c as a format 2 file stores it: extras (n, 5), scores (n_final, 4), base (4).
+static uint64_t v2_checksum(const dato_checkpoint* c, const double* extras, const double* scores, const double* base) {
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes;
+    uint64_t h = FNV_OFFSET;
+    h = fnv_bytes(h, c->pop_genomes, pop * gb);
+    h = fnv_doubles(h, c->pop_objectives, pop * 2);
+    h = fnv_doubles(h, c->pop_violations, pop);
+    for (int i = 0; i < 4; i++) h = fnv_le(h, c->rng_state[i], 8);
+    h = fnv_bytes(h, c->arch_genomes, n * gb);
+    h = fnv_doubles(h, c->arch_objectives, n * 2);
+    h = fnv_doubles(h, extras, n * V2_EXTRAS);
+    for (size_t i = 0; i < n; i++) h = fnv_le(h, (uint32_t)c->arch_generations[i], 4);
+    if (c->n_final > 0) {
+        h = fnv_bytes(h, c->final_genomes, (size_t)c->n_final * gb);
+        h = fnv_doubles(h, scores, (size_t)c->n_final * DATO_SEARCH_N_FINAL_V2);
+        h = fnv_doubles(h, base, DATO_SEARCH_N_FINAL_V2);
+    }
+    return h;
+}
+
+// Replaces float64 dataset name of file with data of shape dims[ndim] and a "names" attribute.
+static void replace_dataset(hid_t file, const char* name, int ndim, const hsize_t* dims, const double* data,
+                            const char* names) {
+    CHECK(H5Ldelete(file, name, H5P_DEFAULT) >= 0, "H5Ldelete %s", name);
+    hid_t space = H5Screate_simple(ndim, dims, NULL);
+    hid_t ds = H5Dcreate2(file, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0, "write %s", name);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    H5Tset_size(str, H5T_VARIABLE);
+    H5Tset_cset(str, H5T_CSET_UTF8);
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Acreate2(ds, "names", str, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, str, &names) >= 0, "names of %s", name);
+    H5Aclose(attr);
+    H5Sclose(scalar);
+    H5Tclose(str);
+    H5Dclose(ds);
+    H5Sclose(space);
+}
+
+// Writes dst: src (a format 3 file written from c) in the format 2 layout. With right_checksum 0
+// the stored checksum stays the format 3 one, which a format 2 file must not verify with.
+static void rewrite_as_v2(const char* src, const char* dst, const dato_checkpoint* c, int right_checksum) {
+    dato_error err;
+    hid_t file = open_copy(src, dst);
+    size_t n = (size_t)c->n_evaluations, m = (size_t)c->n_final;
+    double* extras = malloc(n * V2_EXTRAS * sizeof(double) + 1);
+    double* scores = malloc(m * DATO_SEARCH_N_FINAL_V2 * sizeof(double) + 1);
+    double base[DATO_SEARCH_N_FINAL_V2];
+    for (size_t r = 0; r < n; r++)
+        memcpy(extras + r * V2_EXTRAS, c->arch_extras + r * DATO_SEARCH_N_EXTRA, V2_EXTRAS * sizeof(double));
+    for (size_t r = 0; r < m; r++)
+        memcpy(scores + r * DATO_SEARCH_N_FINAL_V2, c->final_scores + r * DATO_SEARCH_N_FINAL,
+               DATO_SEARCH_N_FINAL_V2 * sizeof(double));
+    memcpy(base, c->final_baseline, sizeof base);
+    hsize_t extra_dims[2] = {n, V2_EXTRAS}, score_dims[2] = {m, DATO_SEARCH_N_FINAL_V2}, base_dims[1] = {4};
+    replace_dataset(file, "/archive/extras", 2, extra_dims, extras,
+                    "kid,measured_latency_s_per_image,table_latency_s_per_image,fid,teacher");
+    if (m > 0) {
+        const char* names = "measured_latency_s_per_image,fid,kid,teacher";
+        replace_dataset(file, "/final/scores", 2, score_dims, scores, names);
+        replace_dataset(file, "/final/baseline", 1, base_dims, base, names);
+    }
+    hid_t config = H5Gopen2(file, "/config", H5P_DEFAULT);
+    const char* v3_fields[] = {"screen_images", "promote", "confirm_images", "pairs", "timing_images", "bootstrap"};
+    for (int i = 0; i < 6; i++) CHECK(H5Adelete(config, v3_fields[i]) >= 0, "H5Adelete /config/%s", v3_fields[i]);
+    H5Gclose(config);
+    int64_t version = 2;
+    hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &version) >= 0, "format_version");
+    H5Aclose(attr);
+    if (right_checksum) {
+        uint64_t h = v2_checksum(c, extras, scores, base);
+        attr = H5Aopen(file, "checksum", H5P_DEFAULT);
+        CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_UINT64, &h) >= 0, "checksum");
+        H5Aclose(attr);
+    }
+    CHECK(H5Fclose(file) >= 0, "H5Fclose %s", dst);
+    CHECK(dato_checkpoint_seal(dst, &err) == DATO_OK, "%s", err.msg);
+    free(extras);
+    free(scores);
+}
+
+// c read from a format 2 file made from want: the 5 extras and 4 final columns as written, the images
+// column = cfg.images, the other final columns NaN, the format 3 config fields 0.
+static void check_widened(const dato_checkpoint* want, const dato_checkpoint* c) {
+    dato_search_config cfg = want->cfg;
+    cfg.screen_images = cfg.confirm_images = cfg.pairs = cfg.timing_images = cfg.bootstrap = 0;
+    cfg.promote = 0;
+    CHECK(memcmp(&cfg, &c->cfg, sizeof cfg) == 0, "config differs (format 3 fields absent: 0)");
+    CHECK(c->n_extra == DATO_SEARCH_N_EXTRA && c->n_evaluations == want->n_evaluations && c->n_final == want->n_final &&
+              c->generation == want->generation,
+          "n_extra %d, n_evaluations %lld, n_final %d", c->n_extra, (long long)c->n_evaluations, c->n_final);
+    size_t n = (size_t)c->n_evaluations, m = (size_t)c->n_final;
+    int extras_ok = 1, final_ok = 1;
+    for (size_t r = 0; r < n; r++) {
+        const double *x = c->arch_extras + r * DATO_SEARCH_N_EXTRA, *y = want->arch_extras + r * DATO_SEARCH_N_EXTRA;
+        extras_ok &= memcmp(x, y, V2_EXTRAS * sizeof(double)) == 0 && x[DATO_EXTRA_IMAGES] == c->cfg.images;
+    }
+    for (size_t r = 0; r < m; r++) {
+        const double *x = c->final_scores + r * DATO_SEARCH_N_FINAL, *y = want->final_scores + r * DATO_SEARCH_N_FINAL;
+        final_ok &= memcmp(x, y, DATO_SEARCH_N_FINAL_V2 * sizeof(double)) == 0;
+        for (int k = DATO_SEARCH_N_FINAL_V2; k < DATO_SEARCH_N_FINAL; k++) final_ok &= isnan(x[k]);
+    }
+    for (int k = 0; k < DATO_SEARCH_N_FINAL && m > 0; k++)
+        final_ok &= k < DATO_SEARCH_N_FINAL_V2 ? c->final_baseline[k] == want->final_baseline[k]
+                                               : isnan(c->final_baseline[k]);
+    for (int k = 0; k < DATO_SEARCH_N_FINAL && m == 0; k++) final_ok &= c->final_baseline[k] == 0;
+    CHECK(extras_ok, "format 2 extras: 5 columns as written, images = cfg.images %d", c->cfg.images);
+    CHECK(final_ok, "format 2 final rows: 4 columns as written, the rest NaN");
+    CHECK(memcmp(c->arch_genomes, want->arch_genomes, n * (size_t)c->genome_bytes) == 0 &&
+              memcmp(c->arch_objectives, want->arch_objectives, n * 2 * sizeof(double)) == 0 &&
+              (m == 0 || memcmp(c->final_genomes, want->final_genomes, m * (size_t)c->genome_bytes) == 0),
+          "format 2 genomes or objectives differ");
+}
+
+static void test_format2(const char* dir) {
+    dato_error err;
+    char v3[512], v2[512], bad[512];
+    snprintf(v3, sizeof v3, "%s/v3.h5", dir);
+    snprintf(v2, sizeof v2, "%s/v2.h5", dir);
+    dato_checkpoint c, back, again;
+    alloc_checkpoint(&c, 6, 8, 40);
+    fill_checkpoint(&c, 4);
+    for (int r = 0; r < 40; r++) c.arch_extras[r * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] = c.cfg.images;
+
+    // a run still going (no /final), then a finished one (v3.h5 is left holding the finished one)
+    uint8_t final_genomes[2 * 16];
+    double final_scores[2 * DATO_SEARCH_N_FINAL];
+    for (size_t i = 0; i < sizeof final_genomes; i++) final_genomes[i] = (uint8_t)(i % 2 ? i % 6 : i % 5);
+    for (int i = 0; i < 2 * DATO_SEARCH_N_FINAL; i++) final_scores[i] = i % DATO_SEARCH_N_FINAL == 2 ? NAN : 0.5 + i;
+    for (int finished = 0; finished < 2; finished++) {
+        for (int k = 0; k < DATO_SEARCH_N_FINAL; k++) c.final_baseline[k] = finished ? 90.25 + k : 0;
+        c.n_final = finished ? 2 : 0;
+        c.final_genomes = finished ? final_genomes : NULL;
+        c.final_scores = finished ? final_scores : NULL;
+        CHECK(dato_checkpoint_write(v3, &c, &err) == DATO_OK, "%s", err.msg);
+        rewrite_as_v2(v3, v2, &c, 1);
+        dato_status st = dato_checkpoint_read(v2, &back, &err);
+        CHECK(st == DATO_OK, "format 2 (%s): %s", finished ? "finished" : "going", err.msg);
+        if (st == DATO_OK) {
+            check_widened(&c, &back);
+            printf("format 2 file (%s) reads back: checksum verified on the stored layout, %d extras, images = %g, "
+                   "final column %d = %g\n", finished ? "finished, 2 final rows" : "still going", back.n_extra,
+                   back.arch_extras[DATO_EXTRA_IMAGES], DATO_FINAL_RATIO,
+                   back.n_final ? back.final_scores[DATO_FINAL_RATIO] : NAN);
+            // a resume writes it back as format 3: the widened rows pass the writer's checks
+            CHECK(dato_checkpoint_write(v3, &back, &err) == DATO_OK, "format 2 -> 3: %s", err.msg);
+            st = dato_checkpoint_read(v3, &again, &err);
+            CHECK(st == DATO_OK && same_checkpoint(&back, &again), "format 2 -> 3 round trip: %s", err.msg);
+            dato_checkpoint_free(&again);
+        }
+        dato_checkpoint_free(&back);
+        CHECK(dato_checkpoint_write(v3, &c, &err) == DATO_OK, "%s", err.msg);
+    }
+
+    // a format 2 file whose checksum is that of the format 3 arrays: damaged
+    snprintf(bad, sizeof bad, "%s/v2_checksum.h5", dir);
+    rewrite_as_v2(v3, bad, &c, 0);
+    expect_refused(bad, DATO_ERR_FORMAT, "checksum mismatch (stored");
+    // format_version 2 on the format 3 layout: the extras' shape is wrong for version 2
+    snprintf(bad, sizeof bad, "%s/v2_layout.h5", dir);
+    hid_t file = open_copy(v3, bad);
+    int64_t version = 2;
+    hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &version) >= 0, "format_version");
+    H5Aclose(attr);
+    H5Fclose(file);
+    CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
+    expect_refused(bad, DATO_ERR_FORMAT, "'/archive/extras' has 2 dims (40, 6), expected (40, 5)");
+    // version 1 (before the teacher objective and /final) stays refused
+    file = open_copy(v3, bad);
+    version = 1;
+    attr = H5Aopen(file, "format_version", H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_INT64, &version) >= 0, "format_version");
+    H5Aclose(attr);
+    H5Fclose(file);
+    CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
+    expect_refused(bad, DATO_ERR_FORMAT, "format_version 1, this build reads versions 2 to 3");
+    // a format 3 file whose images column holds 0 (written by hand): refused on read too
+    snprintf(bad, sizeof bad, "%s/v3_images.h5", dir);
+    file = open_copy(v3, bad);
+    double* extras = malloc(40 * DATO_SEARCH_N_EXTRA * sizeof(double));
+    memcpy(extras, c.arch_extras, 40 * DATO_SEARCH_N_EXTRA * sizeof(double));
+    extras[7 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] = 0;
+    hid_t ds = H5Dopen2(file, "/archive/extras", H5P_DEFAULT);
+    CHECK(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, extras) >= 0, "H5Dwrite");
+    H5Dclose(ds);
+    c.arch_extras[7 * DATO_SEARCH_N_EXTRA + DATO_EXTRA_IMAGES] = 0; // the checksum of what the file holds now
+    uint64_t h = dato_checkpoint_checksum(&c);
+    attr = H5Aopen(file, "checksum", H5P_DEFAULT);
+    CHECK(attr >= 0 && H5Awrite(attr, H5T_NATIVE_UINT64, &h) >= 0, "checksum");
+    H5Aclose(attr);
+    H5Fclose(file);
+    free(extras);
+    CHECK(dato_checkpoint_seal(bad, &err) == DATO_OK, "%s", err.msg);
+    expect_refused(bad, DATO_ERR_FORMAT, "'/archive/extras'[7][5] (images) is 0");
+    c.n_final = 0;
+    c.final_genomes = NULL;
+    c.final_scores = NULL;
     dato_checkpoint_free(&c);
 }
 
@@ -593,6 +889,7 @@ int main(void) {
     CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
     test_round_trip(dir);
     test_refusals(dir);
+    test_format2(dir);
     test_failed_write(dir);
     test_remove_stale_temps(dir);
     test_kill(dir);
@@ -600,7 +897,7 @@ int main(void) {
     // clean up the files this test made
     const char* names[] = {"round.h5",  "good.h5",       "truncated.h5", "flipped.h5", "version.h5",
                            "missing_dataset.h5", "no_backend.h5", "bad_genome.h5", "text.h5", "empty.h5", "keep.h5", "other.h5",
-                           "kill.h5"};
+                           "kill.h5", "v3.h5", "v2.h5", "v2_checksum.h5", "v2_layout.h5", "v3_images.h5"};
     char path[512];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
