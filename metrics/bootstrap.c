@@ -1,14 +1,12 @@
-// Percentile-bootstrap intervals of a per-image mean and of FID (bootstrap.h).
+// Intervals over images (bootstrap.h): the percentile bootstrap of a per-image mean, and the
+// half-sampling interval of FID.
 //
-// The draws: one dato_rng seeded with cfg->seed; replicate b = 0, 1, ..., B-1 takes n indices
-// dato_rng_below(rng, n) in order. Both functions draw alike, so for the same seed and n
-// replicate b resamples the same images in dato_bootstrap_mean and dato_bootstrap_fid, and in
-// every call of either (paired intervals across schedules). The one exception: a FID resample
-// with fewer than 2 distinct indices (probability n^(1-n): 1/2 for n = 2, 1/9 for n = 3, below
-// 1e-9 for n >= 11) is redrawn from a second generator, dato_rng_seed_stream(seed, 1), so the
-// main stream stays aligned and only the redrawn replicates differ from dato_bootstrap_mean's.
-// Whether a resample is redrawn depends on its indices alone, so two dato_bootstrap_fid calls
-// with the same seed and n still resample identically, redraws included.
+// The mean's draws: one dato_rng seeded with cfg->seed; replicate b = 0, 1, ..., B-1 takes n
+// indices dato_rng_below(rng, n) in order, so for the same seed and n every call resamples the
+// same images (paired intervals across schedules).
+// FID's draws: one dato_rng seeded with cfg->seed; replicate b takes m = n / 2 distinct indices by
+// a partial Fisher-Yates shuffle of 0..n-1 (restarted from the identity each replicate): for k =
+// 0..m-1, swap k with k + dato_rng_below(rng, n - k). The same seed and n give the same halves.
 #include "bootstrap.h"
 
 #include <math.h>
@@ -16,9 +14,6 @@
 #include <string.h>
 
 #include "rng.h"
-
-// Redraws of one degenerate FID resample before giving up: (1/2)^64 for n = 2.
-#define DATO_BOOTSTRAP_MAX_REDRAWS 64
 
 static int cmp_double(const void* a, const void* b) {
     double x = *(const double*)a, y = *(const double*)b;
@@ -90,84 +85,78 @@ dato_status dato_bootstrap_mean(const double* values, int n, const dato_bootstra
     return DATO_OK;
 }
 
-// Draws n indices from rng and gathers their rows of features (n, dim) into rows (n, dim);
-// returns 1 when at least 2 distinct indices were drawn.
-static int draw_resample(dato_rng* rng, const float* features, int n, int dim, float* rows) {
+// Gathers a random half (m = n / 2 distinct images) of features (n, dim) into rows (m, dim); idx (n)
+// is scratch.
+static void draw_half(dato_rng* rng, const float* features, int n, int dim, int* idx, float* rows) {
     size_t d = (size_t)dim;
-    uint64_t first = 0;
-    int distinct = 0;
-    for (int k = 0; k < n; k++) {
-        uint64_t i = dato_rng_below(rng, (uint64_t)n);
-        if (k == 0) first = i;
-        else if (i != first) distinct = 1;
-        memcpy(rows + (size_t)k * d, features + i * d, d * sizeof *rows);
+    int m = n / 2;
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int k = 0; k < m; k++) {
+        int j = k + (int)dato_rng_below(rng, (uint64_t)(n - k)), t = idx[k];
+        idx[k] = idx[j];
+        idx[j] = t;
+        memcpy(rows + (size_t)k * d, features + (size_t)idx[k] * d, d * sizeof *rows);
     }
-    return distinct;
 }
 
 dato_status dato_bootstrap_fid(const float* features, int n, int dim, const dato_fid_stats* ref,
                                const dato_bootstrap_config* cfg, dato_interval* out, dato_error* err) {
-    DATO_TRY(check_config(cfg, out, "bootstrap FID", err));
-    if (!features || !ref) return dato_fail(err, DATO_ERR_INVALID, "bootstrap FID: NULL features or reference");
-    if (n < 2) return dato_fail(err, DATO_ERR_INVALID, "bootstrap FID: n %d < 2 feature vectors", n);
+    DATO_TRY(check_config(cfg, out, "FID interval", err));
+    if (!features || !ref) return dato_fail(err, DATO_ERR_INVALID, "FID interval: NULL features or reference");
+    if (n < 2) return dato_fail(err, DATO_ERR_INVALID, "FID interval: n %d < 2 feature vectors", n);
     if (dim < 1 || ref->dim != dim)
-        return dato_fail(err, DATO_ERR_INVALID, "bootstrap FID: features of dim %d and reference of dim %d", dim,
+        return dato_fail(err, DATO_ERR_INVALID, "FID interval: features of dim %d and reference of dim %d", dim,
                          ref->dim);
     size_t count = (size_t)n * (size_t)dim;
     for (size_t i = 0; i < count; i++) // once here, rather than per replicate
         if (!isfinite(features[i]))
-            return dato_fail(err, DATO_ERR_INVALID, "bootstrap FID: non-finite feature %g at row %zu, column %zu",
+            return dato_fail(err, DATO_ERR_INVALID, "FID interval: non-finite feature %g at row %zu, column %zu",
                              (double)features[i], i / (size_t)dim, i % (size_t)dim);
-    int B = cfg->replicates;
-    float* rows = malloc(count * sizeof *rows);      // (n, dim) one resample
-    double* reps = malloc((size_t)B * sizeof *reps); // (B) replicate FIDs
+    if (n < 4) return DATO_OK; // a half of fewer than 2 images has no covariance: the interval stays unknown
+    int B = cfg->replicates, m = n / 2;
+    float* rows = malloc((size_t)m * dim * sizeof *rows); // (m, dim) one half
+    double* reps = malloc((size_t)B * sizeof *reps);      // (B) the halves' FIDs
+    int* idx = malloc((size_t)n * sizeof *idx);           // (n) the shuffle
     dato_status st = DATO_OK;
-    if (!rows || !reps) {
-        st = dato_fail(err, DATO_ERR_NOMEM, "bootstrap FID: cannot allocate a (%d, %d) resample and %d replicates",
-                       n, dim, B);
+    if (!rows || !reps || !idx) {
+        st = dato_fail(err, DATO_ERR_NOMEM, "FID interval: cannot allocate a (%d, %d) half and %d replicates", m, dim, B);
         goto done;
     }
-    dato_rng rng, redraw;
+    dato_rng rng;
     dato_rng_seed(&rng, cfg->seed);
-    dato_rng_seed_stream(&redraw, cfg->seed, 1);
     for (int b = 0; b < B; b++) {
-        int ok = draw_resample(&rng, features, n, dim, rows);
-        for (int t = 0; !ok && t < DATO_BOOTSTRAP_MAX_REDRAWS; t++) ok = draw_resample(&redraw, features, n, dim, rows);
-        if (!ok) {
-            st = dato_fail(err, DATO_ERR_INVALID,
-                           "bootstrap FID: replicate %d: %d resamples of %d images in a row held one distinct image", b,
-                           DATO_BOOTSTRAP_MAX_REDRAWS + 1, n);
-            goto done;
-        }
+        draw_half(&rng, features, n, dim, idx, rows);
         dato_fid_result r;
-        st = dato_fid_from_features(rows, n, dim, ref, &r, err);
+        st = dato_fid_from_features(rows, m, dim, ref, &r, err);
         if (st != DATO_OK) {
             if (err) {
                 char why[sizeof err->msg];
                 memcpy(why, err->msg, sizeof why);
                 why[sizeof why - 1] = 0;
-                dato_fail(err, st, "bootstrap FID: replicate %d: %.900s", b, why);
+                dato_fail(err, st, "FID interval: replicate %d: %.900s", b, why);
             }
             goto done;
         }
         if (!isfinite(r.fid)) {
-            st = dato_fail(err, DATO_ERR_INVALID, "bootstrap FID: replicate %d: FID %g is not finite", b, r.fid);
+            st = dato_fail(err, DATO_ERR_INVALID, "FID interval: replicate %d: FID %g is not finite", b, r.fid);
             goto done;
         }
         reps[b] = r.fid;
     }
-    // Resampling with replacement repeats images, which biases FID upward (fewer distinct images, a
-    // poorer covariance): the replicates sit above the point, most at small n. The interval is moved
-    // by that bias, the replicates' median minus the point, and floored at 0 (FID >= 0).
+    // A half's FID is centred elsewhere (FID's small-sample bias grows as images fall) but spreads
+    // as the whole's does: drawing half of n without replacement, Var(half) (1 - 1/2) / (1/2) =
+    // Var(half) estimates Var(whole) (the half-sample rule). So the interval is the point plus the
+    // halves' deviations from their median, floored at 0 (FID >= 0).
     dato_fid_result point;
     st = dato_fid_from_features(features, n, dim, ref, &point, err);
     if (st != DATO_OK) goto done;
     percentile_interval(reps, B, cfg->level, out);
-    double bias = quantile_sorted(reps, B, 0.5) - point.fid;
-    out->lo = fmax(out->lo - bias, 0);
-    out->hi = fmax(out->hi - bias, 0);
+    double median = quantile_sorted(reps, B, 0.5);
+    out->lo = fmax(point.fid + out->lo - median, 0);
+    out->hi = fmax(point.fid + out->hi - median, 0);
 done:
     free(rows);
     free(reps);
+    free(idx);
     return st;
 }

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "pipeline.h"
 #include "report.h"
 #include "stats_io.h"
+#include "text_buffer.h"
 
 #define MAX_PROMPTS_BYTES (256 << 20) // a prompts file's size limit: COCO's 30k captions are about 2 MB
 #define GRID_PROMPTS 8                // prompts shown in each grid of the report
@@ -116,6 +116,7 @@ typedef struct {
     rank_result* results;       // (pop) their scores
     dato_eval_trace* trace;     // (pop) where and how long each ran
     double eval_wall_s;         // this generation's time inside dato_eval_pool_map
+    dato_text trace_rows;       // this generation's evaluations.csv rows, written after its checkpoint
     int gen;                    // the generation being evaluated
 } search_ctx;
 
@@ -665,7 +666,14 @@ static dato_status map_genomes(search_ctx* s, int kind, int n_tasks, const char*
     DATO_TRY(dato_eval_pool_map(s->pool, &local, kind, s->tasks, n_tasks, s->gbytes, s->results, sizeof *s->results,
                                 s->trace, s->o->quiet || !n_tasks ? NULL : progress_update, &p, err));
     s->eval_wall_s += now_s() - t0;
-    return DATO_OK;
+    int images = kind == TASK_SCREEN ? s->cfg.screen_images : s->cfg.images;
+    for (int t = 0; t < n_tasks; t++) { // the trace: each task under its first candidate's index
+        int i = 0;
+        while (i < s->cfg.pop && s->task_of[i] != t) i++;
+        dato_text_append(&s->trace_rows, "%d,%d,%d,%.6f,%.6f,%d\n", s->gen, i, s->trace[t].rank, s->trace[t].eval_s,
+                         s->trace[t].round_trip_s, images);
+    }
+    return s->trace_rows.failed ? dato_fail(err, DATO_ERR_NOMEM, "evaluations.csv rows: out of memory") : DATO_OK;
 }
 
 // A scored task as an archive record: objectives (2) and extras (DATO_SEARCH_N_EXTRA) at `images`.
@@ -1136,17 +1144,6 @@ static void grid_name(char* out, size_t n, const char* label) {
         if (*q == ':' || *q == ' ') *q = '_';
 }
 
-// Appends to a growing text (the verdict): printf-style, truncating at cap.
-static void text_add(char* buf, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-static void text_add(char* buf, size_t cap, const char* fmt, ...) {
-    size_t len = strlen(buf);
-    if (len + 1 >= cap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, cap - len, fmt, ap);
-    va_end(ap);
-}
-
 // "FID 95.6 [92.1, 99.0]"-style: a value with its interval, or the value alone.
 static void value_text(char* out, size_t n, const char* name, double v, dato_interval ci) {
     if (isfinite(ci.lo) && isfinite(ci.hi)) snprintf(out, n, "%s %.2f [%.2f, %.2f]", name, v, ci.lo, ci.hi);
@@ -1154,7 +1151,7 @@ static void value_text(char* out, size_t n, const char* name, double v, dato_int
 }
 
 // How sure a pick is, against the baseline and the presets on the same images: one sentence each.
-static void judge_pick(char* verdict, size_t cap, const dato_report_point* pick, const dato_report_point* rows, int n_rows) {
+static void judge_pick(dato_text* verdict, const dato_report_point* pick, const dato_report_point* rows, int n_rows) {
     const dato_report_point* base = &rows[0];
     char fid[96], bfid[96];
     value_text(fid, sizeof fid, "FID", pick->fid, pick->fid_ci);
@@ -1164,17 +1161,17 @@ static void judge_pick(char* verdict, size_t cap, const dato_report_point* pick,
                         : isfinite(pick->fid_ci.lo) && pick->fid_ci.lo > base->fid_ci.hi
                             ? "worse than the baseline beyond both intervals"
                             : "above the baseline's upper 95% bound, the intervals overlapping";
-    text_add(verdict, cap, "%s: %.2fx faster than the baseline (pairs %.2fx to %.2fx), %s on %d images against "
+    dato_text_append(verdict, "%s: %.2fx faster than the baseline (pairs %.2fx to %.2fx), %s on %d images against "
              "the baseline's%s: %s.", pick->label, pick->speedup, 1 / pick->ratio_range.hi, 1 / pick->ratio_range.lo,
              fid, pick->images, bfid, where);
     int dominated = 0;
     for (int i = 1; i < n_rows; i++) {
         if (&rows[i] == pick || !dominates(&rows[i], pick)) continue;
-        text_add(verdict, cap, "%s %s (%.2fx, FID %.2f)", dominated ? "," : " Dominated by", rows[i].label,
+        dato_text_append(verdict, "%s %s (%.2fx, FID %.2f)", dominated ? "," : " Dominated by", rows[i].label,
                  rows[i].speedup, rows[i].fid);
         dominated = 1;
     }
-    text_add(verdict, cap, "%s ", dominated ? "." : " No preset is both as fast and as good.");
+    dato_text_append(verdict, "%s ", dominated ? "." : " No preset is both as fast and as good.");
 }
 
 // The final stages (docs/SEARCH.md): the archive's front and the presets re-scored on the final
@@ -1196,11 +1193,11 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     double* ratios = malloc((size_t)n_max * 3 * sizeof *ratios); // (n, 3) median, least, greatest
     int* order = malloc((size_t)cap * sizeof *order);
     uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
-    char* verdict = calloc(1, 8192);
+    dato_text verdict = {0};
     char warn_text[4][320];
     const char* warnings[4];
     int n_warn = 0, n_front = 0, n_dropped = 0, n_conf = 0, knee = -1, fastest_ok = -1;
-    dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome && verdict
+    dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     // The schedules: the references, then the archive's front.
     for (int r = 0; !st && r < N_REFS; r++) {
@@ -1319,23 +1316,24 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         free(cl);
     }
     // 6. The verdict and the warnings.
+    if (!st) st = dato_text_init(&verdict, 4096, "the verdict", err);
     const dato_report_point* judged = n_conf ? conf : pts; // the baseline first, then the presets
     int n_judged = n_conf ? n_conf : N_REFS;
     for (int q = 0, i = N_REFS; !st && q < N_PICKS; q++) {
         if (picks[q] < 0) continue;
-        if (n_conf) judge_pick(verdict, 8192, &conf[i++], judged, n_judged);
+        if (n_conf) judge_pick(&verdict, &conf[i++], judged, n_judged);
         else {
             dato_report_point p = front[picks[q]];
             snprintf(p.label, sizeof p.label, "%s (front %d)", pick_names[q], picks[q]);
-            judge_pick(verdict, 8192, &p, judged, n_judged);
+            judge_pick(&verdict, &p, judged, n_judged);
         }
     }
     if (!st && knee < 0)
-        text_add(verdict, 8192, "No knee: the front has %d member%s%s; pick by a bound instead (dato-export %s --list, "
+        dato_text_append(&verdict, "No knee: the front has %d member%s%s; pick by a bound instead (dato-export %s --list, "
                  "then --pick fastest --max-fid X). ", n_front, n_front == 1 ? "" : "s",
                  n_front >= 3 ? " on a straight or concave line" : "", s->ckpt_path);
     if (!st && fastest_ok < 0 && n_front)
-        text_add(verdict, 8192, "No member is within +10%% of the baseline's FID %.2f on the final images; "
+        dato_text_append(&verdict, "No member is within +10%% of the baseline's FID %.2f on the final images; "
                  "re-run with more --images for a front nearer the baseline. ", pts[0].fid);
     int dims = s->fx.dim, counts[2] = {c->final_images, n_conf ? c->confirm_images : 0};
     for (int k = 0; k < 2; k++)
@@ -1353,6 +1351,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped: the re-measured "
                  "latency or FID showed them dominated or not faster than the baseline (listed below; they stay in "
                  "the archive)", n_dropped, n_cand), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    if (!st && verdict.failed) st = dato_fail(err, DATO_ERR_NOMEM, "the verdict: out of memory");
     // 7. The checkpoint's /final: dato-export picks from it.
     s->n_final = 0;
     if (!st && n_front && !(s->final_genomes = malloc((size_t)n_front * s->gbytes)))
@@ -1385,7 +1384,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                            .threads = threads_used(s), .elapsed_s = s->elapsed_before + now_s() - s->t_start,
                            .front = front, .n_front = n_front, .refs = pts, .n_refs = N_REFS, .dropped = dropped,
                            .n_dropped = n_dropped, .confirm = conf, .n_confirm = n_conf,
-                           .confirm_images = n_conf ? c->confirm_images : 0, .verdict = verdict,
+                           .confirm_images = n_conf ? c->confirm_images : 0, .verdict = verdict.data,
                            .warnings = warnings, .n_warnings = n_warn, .knee_index = knee,
                            .fastest_ok_index = fastest_ok, .hypervolume = hv, .export_example = export_cmd};
         for (size_t i = 0; i < dato_archive_count(&s->archive); i++)
@@ -1417,7 +1416,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         if (n_dropped) printf("%d candidate%s dropped by the re-measure (report.html lists them)\n", n_dropped,
                               n_dropped == 1 ? "" : "s");
         for (int w = 0; w < n_warn; w++) printf("warning: %s\n", warnings[w]);
-        printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", verdict,
+        printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", verdict.data,
                s->o->run_dir);
     }
     free(lat);
@@ -1433,7 +1432,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     free(order);
     free(cells);
     free(base_genome);
-    free(verdict);
+    dato_text_free(&verdict);
     return st;
 }
 
@@ -1563,7 +1562,7 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
 // (docs/DISTRIBUTED.md): what the scaling projection (bench/mpi_scaling_sim.py) replays.
 static dato_status write_trace(search_ctx* s, int gen, double gen_s, dato_error* err) {
     static const char* const names[2] = {"evaluations.csv", "generations.csv"};
-    static const char* const headers[2] = {"generation,candidate,rank,eval_s,round_trip_s\n",
+    static const char* const headers[2] = {"generation,candidate,rank,eval_s,round_trip_s,images\n",
                                            "generation,ranks,candidates,evaluated,cache_hits,eval_wall_s,master_s,"
                                            "generation_s\n"};
     for (int k = 0; k < 2; k++) {
@@ -1574,12 +1573,9 @@ static dato_status write_trace(search_ctx* s, int gen, double gen_s, dato_error*
         int ok = 1;
         if (ftell(f) == 0) ok = fputs(headers[k], f) >= 0;
         if (k == 0) {
-            for (int i = 0; ok && i < s->cfg.pop; i++) {
-                int t = s->task_of[i];
-                if (t >= 0)
-                    ok = fprintf(f, "%d,%d,%d,%.6f,%.6f\n", gen, i, s->trace[t].rank, s->trace[t].eval_s,
-                                 s->trace[t].round_trip_s) > 0;
-            }
+            ok = ok && fputs(s->trace_rows.data, f) >= 0;
+            s->trace_rows.len = 0;
+            s->trace_rows.data[0] = 0;
         } else {
             ok = fprintf(f, "%d,%d,%d,%d,%d,%.6f,%.6f,%.6f\n", gen, s->pool->size, s->cfg.pop, s->evals, s->hits,
                          s->eval_wall_s, gen_s - s->eval_wall_s, gen_s) > 0;
@@ -1623,6 +1619,7 @@ static void ctx_free(search_ctx* s) {
     free(s->tasks);
     free(s->results);
     free(s->trace);
+    dato_text_free(&s->trace_rows);
     free(s->prompt_text);
     free(s->prompts);
     if (s->fx.destroy) s->fx.destroy(&s->fx);
@@ -1679,6 +1676,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
     s->results = malloc(P * sizeof *s->results);
     s->trace = malloc(P * sizeof *s->trace);
     if (!s->task_of || !s->tasks || !s->results || !s->trace) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    DATO_TRY(dato_text_init(&s->trace_rows, 4096, "evaluations.csv rows", err));
     // The baseline's images: the teacher distance's and KID's reference, and FID's with --ref baseline;
     // its time, the ranks' yardstick and the ETA's.
     image_set* search = &s->sets[SET_SEARCH];

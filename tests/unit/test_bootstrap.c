@@ -102,7 +102,7 @@ static void test_bad_args(void) {
     float f[16] = {0};
     dato_fid_stats ref = {0};
     CHECK(dato_fid_stats_alloc(&ref, 4, &err) == DATO_OK, "%s", err.msg);
-    CHECK(dato_bootstrap_fid(f, 1, 4, &ref, &cfg, &iv, &err) == DATO_ERR_INVALID && strstr(err.msg, "bootstrap FID"),
+    CHECK(dato_bootstrap_fid(f, 1, 4, &ref, &cfg, &iv, &err) == DATO_ERR_INVALID && strstr(err.msg, "FID interval"),
           "%s", err.msg);
     CHECK(dato_bootstrap_fid(f, 4, 3, &ref, &cfg, &iv, &err) == DATO_ERR_INVALID && strstr(err.msg, "dim"), "%s",
           err.msg);
@@ -111,8 +111,8 @@ static void test_bad_args(void) {
           "%s", err.msg);
     printf("refused: %s\n", err.msg);
     f[9] = 0;
-    ref.sigma[5] = NAN; // fid's own refusal, passed on under "bootstrap FID"
-    CHECK(dato_bootstrap_fid(f, 4, 4, &ref, &cfg, &iv, &err) == DATO_ERR_INVALID && strstr(err.msg, "bootstrap FID") &&
+    ref.sigma[5] = NAN; // fid's own refusal, passed on under "FID interval"
+    CHECK(dato_bootstrap_fid(f, 8 / 2, 4, &ref, &cfg, &iv, &err) == DATO_ERR_INVALID && strstr(err.msg, "FID interval") &&
               isnan(iv.lo),
           "%s", err.msg);
     printf("refused: %s\n", err.msg);
@@ -165,17 +165,34 @@ static void test_fid(void) {
           point_shifted.fid, ivs.lo, ivs.hi);
     CHECK(same_bits(iv.lo, again.lo) && same_bits(iv.hi, again.hi), "bootstrap FID not repeated bit for bit");
 
-    // n = 5 <= dim = 8: the n x n route, and degenerate resamples (1 in 625) redrawn.
+    // n = 9 (halves of 4 <= dim = 8): the n x n route; n = 3: no half has a covariance, no interval.
     dato_interval small;
-    cfg.replicates = 500;
-    CHECK(dato_bootstrap_fid(f, 5, dim, &ref, &cfg, &small, &err) == DATO_OK, "%s", err.msg);
-    printf("FID n 5 <= d 8, B 500: [%.6f, %.6f]\n", small.lo, small.hi);
+    CHECK(dato_bootstrap_fid(f, 9, dim, &ref, &cfg, &small, &err) == DATO_OK, "%s", err.msg);
+    printf("FID n 9, halves of 4 <= d 8, B 200: [%.6f, %.6f]\n", small.lo, small.hi);
     CHECK(isfinite(small.lo) && isfinite(small.hi) && small.lo <= small.hi, "[%g, %g]", small.lo, small.hi);
-    // n = 2: half of all resamples hold one image and are redrawn.
-    CHECK(dato_bootstrap_fid(f, 2, dim, &ref, &cfg, &small, &err) == DATO_OK, "%s", err.msg);
-    printf("FID n 2 (every replicate the same pair), B 500: [%.6f, %.6f]\n", small.lo, small.hi);
-    CHECK(isfinite(small.lo) && fabs(small.hi - small.lo) <= 1e-12 * fabs(small.hi), "n = 2: [%.17g, %.17g]",
-          small.lo, small.hi);
+    CHECK(dato_bootstrap_fid(f, 3, dim, &ref, &cfg, &small, &err) == DATO_OK && isnan(small.lo) && isnan(small.hi),
+          "n = 3: [%g, %g]", small.lo, small.hi);
+
+    // Calibration: the interval's width against FID's real spread between independent image sets.
+    // 40 sets of 300 N(0.3, I) images against the same reference: FID's standard deviation across
+    // them, and the mean half-width of their 95% intervals over 1.96: within a factor 1.5.
+    int sets = 40;
+    double sum = 0, sum2 = 0, half = 0;
+    float* h = malloc((size_t)n * dim * sizeof *h);
+    for (int k = 0; k < sets; k++) {
+        dato_rng_fill_normal(&r, h, (size_t)n * dim);
+        for (size_t i = 0; i < (size_t)n * dim; i++) h[i] += 0.3f;
+        dato_fid_result fr;
+        dato_interval hi;
+        CHECK(dato_fid_from_features(h, n, dim, &ref, &fr, &err) == DATO_OK, "%s", err.msg);
+        CHECK(dato_bootstrap_fid(h, n, dim, &ref, &cfg, &hi, &err) == DATO_OK, "%s", err.msg);
+        sum += fr.fid, sum2 += fr.fid * fr.fid, half += 0.5 * (hi.hi - hi.lo) / 1.96;
+    }
+    double sd = sqrt((sum2 - sum * sum / sets) / (sets - 1)), est = half / sets;
+    printf("calibration, %d sets of %d: FID sd between sets %.4f, interval half-width / 1.96 %.4f (ratio %.2f, "
+           "tol 1/1.5..1.5)\n", sets, n, sd, est, est / sd);
+    CHECK(est / sd > 1 / 1.5 && est / sd < 1.5, "interval width %.4f vs real spread %.4f", est, sd);
+    free(h);
 
     dato_fid_stats_free(&ref);
     free(f), free(shifted), free(g);
@@ -197,10 +214,10 @@ static void test_paired(void) {
     printf("paired: [%.6f, %.6f] and +3 [%.6f, %.6f]: shift error %.3g (tol 1e-12)\n", a.lo, a.hi, b.lo, b.hi, e);
     CHECK(e < 1e-12, "shift error %.3g", e);
 
-    // FID's draws are the mean's: with dim 1 and the reference N(0, 0), the FID of a resample is
-    // its mean² + its variance (1/(m-1)); recomputed here from dato_rng_below draws in the
-    // documented order (one generator, m indices per replicate) and numpy's linear quantiles.
-    int m = 30;
+    // FID's draws: with dim 1 and the reference N(0, 0), a half's FID is its mean² + its variance
+    // (1/(m-1)); recomputed here from the documented partial Fisher-Yates draws and numpy's
+    // linear quantiles, then moved by the point minus the halves' median.
+    int m = 30, half = m / 2;
     float* x = malloc((size_t)m * sizeof *x);
     for (int i = 0; i < m; i++) x[i] = (float)(10 + v[i]);
     dato_fid_stats ref = {0};
@@ -212,11 +229,17 @@ static void test_paired(void) {
     dato_rng r;
     dato_rng_seed(&r, cfg.seed);
     for (int k = 0; k < 50; k++) {
-        double s = 0, s2 = 0, row[30];
-        for (int j = 0; j < m; j++) row[j] = x[dato_rng_below(&r, (uint64_t)m)], s += row[j];
-        double mu = s / m;
-        for (int j = 0; j < m; j++) s2 += (row[j] - mu) * (row[j] - mu);
-        reps[k] = mu * mu + s2 / (m - 1);
+        int idx[30];
+        double s = 0, s2 = 0, row[15];
+        for (int i = 0; i < m; i++) idx[i] = i;
+        for (int j = 0; j < half; j++) {
+            int t = j + (int)dato_rng_below(&r, (uint64_t)(m - j)), u = idx[j];
+            idx[j] = idx[t], idx[t] = u;
+            row[j] = x[idx[j]], s += row[j];
+        }
+        double mu = s / half;
+        for (int j = 0; j < half; j++) s2 += (row[j] - mu) * (row[j] - mu);
+        reps[k] = mu * mu + s2 / (half - 1);
     }
     for (int i = 1; i < 50; i++) // insertion sort
         for (int j = i; j > 0 && reps[j - 1] > reps[j]; j--) {
@@ -227,14 +250,13 @@ static void test_paired(void) {
     int il = (int)pos_lo, ih = (int)pos_hi;
     double lo = reps[il] + (pos_lo - il) * (reps[il + 1] - reps[il]);
     double hi = reps[ih] + (pos_hi - ih) * (reps[ih + 1] - reps[ih]);
-    double s = 0, s2 = 0, med = 0.5 * (reps[24] + reps[25]); // the bias correction: median - point
+    double s = 0, s2 = 0, med = 0.5 * (reps[24] + reps[25]);
     for (int j = 0; j < m; j++) s += x[j];
     for (int j = 0; j < m; j++) s2 += (x[j] - s / m) * (x[j] - s / m);
-    double bias = med - ((s / m) * (s / m) + s2 / (m - 1));
-    lo = fmax(lo - bias, 0), hi = fmax(hi - bias, 0);
+    double point = (s / m) * (s / m) + s2 / (m - 1);
+    lo = fmax(point + lo - med, 0), hi = fmax(point + hi - med, 0);
     double fe = fmax(fabs(fi.lo - lo), fabs(fi.hi - hi)) / hi;
-    printf("FID draws = mean draws: [%.9f, %.9f] vs by hand [%.9f, %.9f]: rel err %.3g (tol 1e-9)\n", fi.lo, fi.hi,
-           lo, hi, fe);
+    printf("FID halves by hand: [%.9f, %.9f] vs [%.9f, %.9f]: rel err %.3g (tol 1e-9)\n", fi.lo, fi.hi, lo, hi, fe);
     CHECK(fe < 1e-9, "rel err %.3g", fe);
     dato_fid_stats_free(&ref);
     free(x), free(v), free(w);
