@@ -6,21 +6,31 @@
 # full evaluation in both), the images it generated, its last hypervolume (both normalized by the
 # same generation-0 maxima), and whether its final front holds up: no member dominating another
 # on the paired ratio and FID, none slower than the baseline.
-#   bash bench/search_fidelity.sh [gens] [final images]   (default 10 and 100; build/ binaries)
+# Both runs share one calibrated cost table (the first argument's run folder's, or one calibrated
+# here by a zero-generation run), so their latencies and hypervolumes are on the same scale.
+#   bash bench/search_fidelity.sh [gens] [final images] [latency_table.json]
+#   (default 10, 100 and a fresh table; build/ binaries)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gens=${1:-10}
 final=${2:-100}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-common="--pop 32 --gens $gens --final-images $final --confirm-images 0 --threads 2 --log-json"
+table=${3:-}
+if [ -z "$table" ]; then
+  ./build/dato-search --pop 4 --gens 0 --final-images 2 --confirm-images 0 --pairs 1 --quiet --out "$out/table" >/dev/null
+  table=$out/table/latency_table.json
+fi
+# Two runs side by side on 2 cores: OpenMP's idle threads must sleep, not spin on the other's cores.
+export OMP_WAIT_POLICY=PASSIVE
+common="--pop 32 --gens $gens --final-images $final --confirm-images 0 --log-json --latency-table $table"
 start=$(date +%s)
 ./build/dato-search $common --screen-images 0 --out "$out/single" > "$out/single.log" 2> "$out/single.err" &
 a=$!
 ./build/dato-search $common --out "$out/multi" > "$out/multi.log" 2> "$out/multi.err" &
 b=$!
 wait $a $b
-echo "both runs took $(( $(date +%s) - start )) s side by side (2 threads each on $(nproc) cores)"
+echo "both runs took $(( $(date +%s) - start )) s side by side (each on all $(nproc) cores, OMP_WAIT_POLICY=PASSIVE)"
 python3 - "$out" "$gens" <<'PY'
 import csv, json, sys
 out, gens = sys.argv[1], int(sys.argv[2])

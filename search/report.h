@@ -20,7 +20,7 @@
 //   teacher,clip_score,fid_lo,fid_hi,teacher_lo,teacher_hi,clip_lo,clip_hi,latency_ratio,ratio_lo,ratio_hi,
 //   pairs,images
 // labels are quoted (RFC 4180) when they hold a comma, a quote or a line break. *_lo, *_hi: the
-// bootstrap 95% interval over images (metrics/bootstrap.h); latency_ratio: the median over `pairs`
+// 95% interval over images (metrics/bootstrap.h: bootstrap, half-sampling for FID); latency_ratio: the median over `pairs`
 // interleaved pairs of (member's time / the baseline's time), ratio_lo and ratio_hi the least and
 // the greatest pair; speedup = 1 / latency_ratio; images: the images the quality numbers rest on.
 // kid is KID x 1000 against the baseline's images with Inception features (the scale papers quote),
@@ -39,7 +39,7 @@ typedef struct {
     dato_schedule schedule;
     double latency_s;          // seconds per image: the baseline's measured time x latency_ratio
     double fid;                // FID against the reference on `images` images
-    dato_interval fid_ci;      // its bootstrap 95% interval
+    dato_interval fid_ci;      // its 95% interval (half-sampling)
     double kid;                // KID x 1000 against the baseline's images; NaN where not computed
     double teacher;            // mean squared feature distance to the baseline's images (NaN if not computed)
     dato_interval teacher_ci;
