@@ -767,12 +767,15 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
     s->eval_wall_s = 0;
     int* keep = malloc((size_t)n * sizeof *keep);
     int* promoted = malloc((size_t)n * sizeof *promoted);
-    size_t* rows = malloc((size_t)n * sizeof *rows);
+    size_t* rows = malloc((size_t)n * sizeof *rows);      // (m) the screened genomes' archive rows
+    size_t* row_of = malloc((size_t)n * sizeof *row_of);  // (n) each child's archive row, once scored
     int* first_of = malloc((size_t)n * sizeof *first_of); // (n) the first child with the same genome
-    dato_status st = keep && promoted && rows && first_of ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
+    dato_status st = keep && promoted && rows && row_of && first_of ? DATO_OK
+                                                                    : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     // 1. New genomes: scored on the screening set (or the search set without screening).
     for (int i = 0; !st && i < n; i++) keep[i] = !dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, NULL);
     int n_new = st ? 0 : collect_tasks(s, genomes, n, keep);
+    s->hits = n - n_new; // children the archive held, or an earlier child of this generation
     if (!st) st = map_genomes(s, screening ? TASK_SCREEN : TASK_SEARCH, n_new, screening ? "screening" : "evaluation", err);
     for (int i = 0; !st && i < n; i++) {
         int t = s->task_of[i];
@@ -788,53 +791,42 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
     int m = 0;
     for (int i = 0; !st && i < n; i++) {
         const uint8_t* g = genomes + (size_t)i * s->gbytes;
-        size_t row = 0;
-        dato_archive_find(&s->archive, g, &row);
+        if (!dato_archive_find(&s->archive, g, &row_of[i])) {
+            st = dato_fail(err, DATO_ERR_INVALID, "generation %d: candidate %d is neither new nor archived", generation, i);
+            break;
+        }
         first_of[i] = i;
         for (int j = 0; j < i && first_of[i] == i; j++)
             if (!memcmp(genomes + (size_t)j * s->gbytes, g, s->gbytes)) first_of[i] = j;
-        if (first_of[i] == i && row_images(s, row) < full) rows[m++] = row;
+        if (first_of[i] == i && row_images(s, row_of[i]) < full) rows[m++] = row_of[i];
     }
     if (!st && screening) st = choose_promoted(s, rows, m, promoted, err);
     if (!st && screening) {
-        for (int i = 0; i < n; i++) keep[i] = 0;
-        for (int i = 0, r = 0; i < n && r < m; i++) {
-            if (first_of[i] != i) continue;
-            size_t row = 0;
-            dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, &row);
-            if (row_images(s, row) < full) keep[i] = promoted[r++];
-        }
+        for (int i = 0, r = 0; i < n; i++) // promoted[] follows rows[]: the first children, in order
+            keep[i] = first_of[i] == i && row_images(s, row_of[i]) < full ? promoted[r++] : 0;
         int n_promoted = collect_tasks(s, genomes, n, keep);
         s->promoted = n_promoted;
         st = map_genomes(s, TASK_SEARCH, n_promoted, "promoted", err);
         for (int i = 0; !st && i < n; i++) {
             int t = s->task_of[i];
             if (t < 0) continue;
-            const uint8_t* g = genomes + (size_t)i * s->gbytes;
             double obj[DATO_SEARCH_N_OBJ], extra[DATO_SEARCH_N_EXTRA];
-            size_t row = 0;
-            dato_archive_find(&s->archive, g, &row);
-            st = record_of(s, g, t, full, obj, extra, err);
-            if (!st && row_images(s, row) < full) st = dato_archive_update(&s->archive, row, obj, extra, err);
+            st = record_of(s, genomes + (size_t)i * s->gbytes, t, full, obj, extra, err);
+            if (!st) st = dato_archive_update(&s->archive, row_of[i], obj, extra, err);
         }
     }
     if (!st && !s->o->quiet && s->pool->size == 1 && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", 110, "");
     // 3. Every child's objectives from the archive; a screening-only score is infeasible.
     for (int i = 0; !st && i < n; i++) {
-        size_t row = 0;
-        if (!dato_archive_find(&s->archive, genomes + (size_t)i * s->gbytes, &row)) {
-            st = dato_fail(err, DATO_ERR_INVALID, "generation %d: candidate %d is neither new nor archived", generation, i);
-            break;
-        }
-        dato_archive_record r = dato_archive_get(&s->archive, row);
+        dato_archive_record r = dato_archive_get(&s->archive, row_of[i]);
         memcpy(objectives + (size_t)i * DATO_SEARCH_N_OBJ, r.objectives, DATO_SEARCH_N_OBJ * sizeof *objectives);
-        violations[i] = row_images(s, row) < full ? 1.0 : 0.0;
+        violations[i] = row_images(s, row_of[i]) < full ? 1.0 : 0.0;
         s->screened += violations[i] > 0 && first_of[i] == i;
-        s->hits += !keep[i] && r.generation != generation;
     }
     free(keep);
     free(promoted);
     free(rows);
+    free(row_of);
     free(first_of);
     return st;
 }
