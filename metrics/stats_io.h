@@ -50,20 +50,4 @@ dato_status dato_stats_fid(const dato_fid_stats* a, const dato_stats_meta* meta_
 // fills the dato_stats_meta: the file does not say what produced it.
 dato_status dato_stats_read_npz(const char* path, dato_fid_stats* stats, dato_error* err);
 
-// One parsed .npy array: float32 or float64, C order, little-endian, at most 2 dims.
-typedef struct {
-    int itemsize;        // 4 ('<f4') or 8 ('<f8')
-    int ndim;            // 0, 1 or 2
-    int64_t shape[2];
-    int64_t numel;
-    const unsigned char* data; // numel * itemsize bytes inside the parsed buffer, maybe unaligned
-} dato_npy_array;
-
-// Parses an .npy file held in bytes (n bytes; v1, v2 or v3 header). label names it in messages.
-// Refuses a bad magic or version, a header that overruns the buffer or is not a dict with exactly
-// 'descr', 'fortran_order' and 'shape', a dtype other than '<f4'/'<f8', fortran_order True,
-// more than 2 dims, negative or overflowing dims, and a data size that does not match the shape.
-dato_status dato_npy_parse(const unsigned char* bytes, size_t n, const char* label, dato_npy_array* out,
-                           dato_error* err);
-
 #endif

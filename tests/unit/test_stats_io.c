@@ -1,5 +1,5 @@
 // FID statistics files (metrics/stats_io.c): HDF5 round trip and validation, the comparability
-// check, .npz files written by numpy (tools/make_fid_fixtures.py) and hostile .npy headers.
+// check and .npz files written by numpy (tools/make_fid_fixtures.py); the .npy parser has test_npy.c.
 #include <hdf5.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,85 +212,6 @@ static void test_npz(void) {
     }
 }
 
-// An .npy buffer: magic, version, header (padded to 16 like numpy, then '\n'), then data_bytes bytes.
-static size_t make_npy(unsigned char* buf, int major, const char* header, size_t data_bytes) {
-    size_t pre = major == 1 ? 10 : 12, len = strlen(header);
-    size_t padded = (pre + len + 1 + 15) / 16 * 16 - pre;
-    memcpy(buf, "\x93NUMPY", 6);
-    buf[6] = (unsigned char)major, buf[7] = 0;
-    for (size_t i = 0; i < (major == 1 ? 2u : 4u); i++) buf[8 + i] = (unsigned char)(padded >> (8 * i));
-    memcpy(buf + pre, header, len);
-    memset(buf + pre + len, ' ', padded - len - 1);
-    buf[pre + padded - 1] = '\n';
-    for (size_t i = 0; i < data_bytes; i++) buf[pre + padded + i] = (unsigned char)i;
-    return pre + padded + data_bytes;
-}
-
-static void test_npy_headers(void) {
-    unsigned char buf[512];
-    dato_npy_array a;
-    dato_error err;
-    size_t n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", 48);
-    CHECK(dato_npy_parse(buf, n, "v1", &a, &err) == DATO_OK && a.ndim == 2 && a.shape[0] == 2 && a.shape[1] == 3 &&
-              a.itemsize == 8 && a.data == buf + n - 48,
-          "%s", err.msg);
-    n = make_npy(buf, 2, "{\"shape\": (5,), \"fortran_order\": False, \"descr\": \"<f4\"}", 20);
-    CHECK(dato_npy_parse(buf, n, "v2", &a, &err) == DATO_OK && a.ndim == 1 && a.numel == 5 && a.itemsize == 4, "%s",
-          err.msg);
-    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8);
-    CHECK(dato_npy_parse(buf, n, "scalar", &a, &err) == DATO_OK && a.ndim == 0 && a.numel == 1, "%s", err.msg);
-
-    struct {
-        const char* header;
-        size_t data_bytes;
-        const char* expect;
-    } bad[] = {
-        {"{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", 16, "dtype '<i8'"},
-        {"{'descr': '<f8', 'fortran_order': True, 'shape': (2, 2), }", 32, "fortran_order True"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2, 2), }", 64, "'shape' is not a tuple"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (-1,), }", 8, "'shape' is not a tuple"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999,), }", 8, "'shape' is not a tuple"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627775, 1099511627775), }", 8, "overflows"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627775, 8388608), }", 8, "data bytes"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", 16, "needs 3 values"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", 16, "needs 1 values"},
-        {"{'descr': '<f8', 'shape': (2,), }", 16, "lacks 'fortran_order'"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'extra': 1}", 16, "unexpected or repeated key 'extra'"},
-        {"{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (2,)}", 16, "repeated key 'descr'"},
-        {"{'descr': '<f8, 'fortran_order': False, 'shape': (2,)}", 16, "expected ',' or '}'"},
-        {"{'descr': '<f8' 'fortran_order': False, 'shape': (2,)}", 16, "expected ',' or '}'"},
-        {"{'descr': '<f8', 'fortran_order': Nope, 'shape': (2,)}", 16, "not True/False"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)} junk", 16, "text after the dict"},
-        {"['descr', '<f8']", 16, "not a dict"},
-        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2,)", 16, "expected ',' or '}' after 'shape'"},
-        {"{'descr': '<f\\x38', 'fortran_order': False, 'shape': (2,)}", 16, "not a short string"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        n = make_npy(buf, 1, bad[i].header, bad[i].data_bytes);
-        dato_status st = dato_npy_parse(buf, n, "hostile", &a, &err);
-        CHECK(st != DATO_OK && strstr(err.msg, bad[i].expect), "case %zu: expected '%s', got '%s'", i, bad[i].expect,
-              st == DATO_OK ? "accepted" : err.msg);
-    }
-    // Framing: bad magic, unknown version, a header length past the end, a control byte, too short.
-    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
-    buf[1] = 'X';
-    CHECK(dato_npy_parse(buf, n, "magic", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "bad magic"), "%s", err.msg);
-    buf[1] = 'N', buf[6] = 4;
-    CHECK(dato_npy_parse(buf, n, "version", &a, &err) == DATO_ERR_UNSUPPORTED && strstr(err.msg, "4.0"), "%s",
-          err.msg);
-    buf[6] = 1, buf[8] = 0xff, buf[9] = 0xff;
-    CHECK(dato_npy_parse(buf, n, "overrun", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "overruns"), "%s",
-          err.msg);
-    n = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
-    buf[12] = 0x01;
-    CHECK(dato_npy_parse(buf, n, "control", &a, &err) == DATO_ERR_FORMAT && strstr(err.msg, "non-ASCII"), "%s",
-          err.msg);
-    CHECK(dato_npy_parse(buf, 9, "short", &a, &err) == DATO_ERR_FORMAT, "9 bytes accepted");
-    n = make_npy(buf, 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16);
-    CHECK(dato_npy_parse(buf, 11, "short v2", &a, &err) == DATO_ERR_FORMAT, "11-byte v2 accepted");
-    printf("hostile .npy headers: %zu refused with their messages\n", sizeof bad / sizeof bad[0] + 6);
-}
-
 int main(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/dato_test_stats_io_%d.h5", (int)getpid());
@@ -298,6 +219,5 @@ int main(void) {
     test_h5_validation(path);
     remove(path);
     test_npz();
-    test_npy_headers();
     return test_summary();
 }
