@@ -13,8 +13,7 @@
 
 #include "file_util.h"
 
-#define VOCAB_MAX_BYTES (64u << 20)
-#define MERGES_MAX_BYTES (64u << 20)
+#define TABLE_MAX_BYTES (64u << 20) // vocab.json, merges.txt, tokenizer.json
 #define CONFIG_MAX_BYTES (4u << 20)
 #define DEFAULT_MAX_LEN 77
 #define MAX_SPECIALS 16
@@ -52,7 +51,7 @@ typedef struct {
 } word_cache_slot;
 
 struct dato_tokenizer {
-    char* strings; // the vocab.json keys, NUL-separated
+    char* strings; // the vocabulary's tokens, NUL-separated
     vocab_slot* vocab;
     uint32_t vocab_mask;
     int vocab_size;
@@ -117,59 +116,23 @@ static int line_of(const char* text, const char* at) {
     return line;
 }
 
-static dato_status load_vocab(dato_tokenizer* t, const char* path, dato_error* err) {
+// Reads a file that must hold one JSON object. The text is freed as soon as it is parsed, so the
+// tree is the only copy (tokenizer.json of the real vocabulary is 3.6 MB).
+static dato_status parse_json_file(const char* path, size_t max_bytes, cJSON** out, dato_error* err) {
+    *out = NULL;
     char* text;
-    dato_status st = dato_read_text_file(path, &text, VOCAB_MAX_BYTES, err);
+    dato_status st = dato_read_text_file(path, &text, max_bytes, err);
     if (st != DATO_OK) return st;
-    cJSON* root = cJSON_Parse(text);
-    if (!root) {
-        const char* at = cJSON_GetErrorPtr();
-        int line = at && at >= text && at <= text + strlen(text) ? line_of(text, at) : 0;
-        free(text);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s:%d: invalid JSON", path, line);
-    }
+    const char* end = NULL;
+    cJSON* root = cJSON_ParseWithOpts(text, &end, 0);
+    int line = !root && end ? line_of(text, end) : 0;
     free(text);
+    if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s:%d: invalid JSON", path, line);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: expected a JSON object of token -> id", path);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: expected a JSON object", path);
     }
-    size_t n = 0, bytes = 0;
-    for (const cJSON* item = root->child; item; item = item->next) n++, bytes += strlen(item->string) + 1;
-    if (n == 0 || n > (1u << 24)) {
-        cJSON_Delete(root);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: %zu entries (expected 1 .. 2^24)", path, n);
-    }
-    t->strings = malloc(bytes);
-    t->vocab_mask = table_size_for(n) - 1;
-    t->vocab = malloc((size_t)(t->vocab_mask + 1) * sizeof(vocab_slot));
-    if (!t->strings || !t->vocab) {
-        cJSON_Delete(root);
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the vocabulary", path);
-    }
-    for (uint32_t i = 0; i <= t->vocab_mask; i++) t->vocab[i].id = -1;
-    size_t offset = 0;
-    int max_id = -1;
-    for (const cJSON* item = root->child; item; item = item->next) {
-        double v = item->valuedouble;
-        if (!cJSON_IsNumber(item) || v < 0 || v >= (double)(1 << 24) || v != (double)(int32_t)v) {
-            dato_fail(err, DATO_ERR_FORMAT, "%s: token '%.64s': id is not an integer in [0, 2^24)", path,
-                      item->string);
-            cJSON_Delete(root);
-            return DATO_ERR_FORMAT;
-        }
-        size_t len = strlen(item->string);
-        memcpy(t->strings + offset, item->string, len + 1);
-        uint32_t i = hash_bytes(item->string, len) & t->vocab_mask;
-        // A repeated key keeps its last id, as a JSON object read into a map does.
-        while (t->vocab[i].id >= 0 &&
-               !(t->vocab[i].len == len && memcmp(t->strings + t->vocab[i].offset, item->string, len) == 0))
-            i = (i + 1) & t->vocab_mask;
-        t->vocab[i] = (vocab_slot){(uint32_t)offset, (uint32_t)len, (int32_t)v};
-        offset += len + 1;
-        max_id = (int)v > max_id ? (int)v : max_id;
-    }
-    cJSON_Delete(root);
-    t->vocab_size = max_id + 1;
+    *out = root;
     return DATO_OK;
 }
 
@@ -187,7 +150,39 @@ static void byte_symbol(int b, char out[3]) {
     out[len] = 0;
 }
 
-static dato_status load_byte_symbols(dato_tokenizer* t, const char* vocab_path, dato_error* err) {
+// The vocabulary from a JSON object of token -> id (vocab.json, or tokenizer.json's model.vocab;
+// `where` names it in messages), then the 512 byte symbols every word starts from. A repeated key
+// keeps its last id, as a JSON object read into a map does.
+static dato_status build_vocab(dato_tokenizer* t, const cJSON* vocab, const char* where, dato_error* err) {
+    if (!cJSON_IsObject(vocab))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: expected a JSON object of token -> id", where);
+    size_t n = 0, bytes = 0;
+    for (const cJSON* item = vocab->child; item; item = item->next) n++, bytes += strlen(item->string) + 1;
+    if (n == 0 || n > (1u << 24))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: %zu entries (expected 1 .. 2^24)", where, n);
+    t->strings = malloc(bytes);
+    t->vocab_mask = table_size_for(n) - 1;
+    t->vocab = malloc((size_t)(t->vocab_mask + 1) * sizeof(vocab_slot));
+    if (!t->strings || !t->vocab) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the vocabulary", where);
+    for (uint32_t i = 0; i <= t->vocab_mask; i++) t->vocab[i].id = -1;
+    size_t offset = 0;
+    int max_id = -1;
+    for (const cJSON* item = vocab->child; item; item = item->next) {
+        double v = item->valuedouble;
+        if (!cJSON_IsNumber(item) || v < 0 || v >= (double)(1 << 24) || v != (double)(int32_t)v)
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: token '%.64s': id is not an integer in [0, 2^24)", where,
+                             item->string);
+        size_t len = strlen(item->string);
+        memcpy(t->strings + offset, item->string, len + 1);
+        uint32_t i = hash_bytes(item->string, len) & t->vocab_mask;
+        while (t->vocab[i].id >= 0 &&
+               !(t->vocab[i].len == len && memcmp(t->strings + t->vocab[i].offset, item->string, len) == 0))
+            i = (i + 1) & t->vocab_mask;
+        t->vocab[i] = (vocab_slot){(uint32_t)offset, (uint32_t)len, (int32_t)v};
+        offset += len + 1;
+        max_id = (int)v > max_id ? (int)v : max_id;
+    }
+    t->vocab_size = max_id + 1;
     for (int b = 0; b < 256; b++) {
         char symbol[3], with_end[8];
         byte_symbol(b, symbol);
@@ -195,65 +190,205 @@ static dato_status load_byte_symbols(dato_tokenizer* t, const char* vocab_path, 
         t->byte_id[b] = vocab_find(t, symbol, strlen(symbol));
         t->byte_end_id[b] = vocab_find(t, with_end, strlen(with_end));
         if (t->byte_id[b] < 0 || t->byte_end_id[b] < 0)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: byte 0x%02x: symbol '%s' or '%s' missing", vocab_path, b, symbol,
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: byte 0x%02x: symbol '%s' or '%s' missing", where, b, symbol,
                              with_end);
     }
     return DATO_OK;
 }
 
-static dato_status load_merges(dato_tokenizer* t, const char* path, dato_error* err) {
+static dato_status alloc_merges(dato_tokenizer* t, size_t n, const char* path, dato_error* err) {
+    t->merges_mask = table_size_for(n) - 1;
+    t->merges = malloc((size_t)(t->merges_mask + 1) * sizeof(merge_slot));
+    if (!t->merges) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the merge table", path);
+    for (uint32_t i = 0; i <= t->merges_mask; i++) t->merges[i].rank = -1;
+    return DATO_OK;
+}
+
+// A merge written as text (a merges.txt line, a tokenizer.json string) is "left right": one space,
+// at neither end. Returns the length of left, or 0 if s is not of that form.
+static size_t merge_split(const char* s) {
+    const char* space = strchr(s, ' ');
+    return space && space != s && space[1] && !strchr(space + 1, ' ') ? (size_t)(space - s) : 0;
+}
+
+// Names a merge in messages: "merges.txt:line" (field NULL) or "tokenizer.json: model.merges[index]".
+static const char* merge_at(char* buf, size_t n, const char* path, const char* field, int index) {
+    if (field) snprintf(buf, n, "%s: %s[%d]", path, field, index);
+    else snprintf(buf, n, "%s:%d", path, index);
+    return buf;
+}
+
+// Adds merge (left, right) at the given rank; left, right and left+right must all be in the
+// vocabulary. A repeated pair takes its later rank, as tokenizers' merge map does.
+static dato_status add_merge(dato_tokenizer* t, const char* left, size_t left_len, const char* right,
+                             size_t right_len, int32_t rank, const char* path, const char* field, int index,
+                             dato_error* err) {
+    char merged[512], at[4352];
+    if (left_len + right_len >= sizeof merged)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: merge longer than %zu bytes",
+                         merge_at(at, sizeof at, path, field, index), sizeof merged - 1);
+    memcpy(merged, left, left_len);
+    memcpy(merged + left_len, right, right_len);
+    int32_t left_id = vocab_find(t, left, left_len), right_id = vocab_find(t, right, right_len);
+    int32_t merged_id = vocab_find(t, merged, left_len + right_len);
+    if (left_id < 0 || right_id < 0 || merged_id < 0) {
+        const char* missing = left_id < 0 ? left : right_id < 0 ? right : merged;
+        size_t missing_len = left_id < 0 ? left_len : right_id < 0 ? right_len : left_len + right_len;
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: token '%.*s' is not in the vocabulary",
+                         merge_at(at, sizeof at, path, field, index), (int)(missing_len < 80 ? missing_len : 80),
+                         missing);
+    }
+    uint64_t pair = ((uint64_t)(uint32_t)left_id << 32) | (uint32_t)right_id;
+    uint32_t i = hash_pair(pair) & t->merges_mask;
+    while (t->merges[i].rank >= 0 && t->merges[i].pair != pair) i = (i + 1) & t->merges_mask;
+    t->merges[i] = (merge_slot){pair, rank, merged_id};
+    return DATO_OK;
+}
+
+// merges.txt: tokenizers skips a "#version" first line and empty lines; every other line is a merge.
+static dato_status load_merges_txt(dato_tokenizer* t, const char* path, dato_error* err) {
     char* text;
-    dato_status st = dato_read_text_file(path, &text, MERGES_MAX_BYTES, err);
+    dato_status st = dato_read_text_file(path, &text, TABLE_MAX_BYTES, err);
     if (st != DATO_OK) return st;
     size_t n_lines = 1;
     for (const char* p = text; *p; p++) n_lines += *p == '\n';
-    t->merges_mask = table_size_for(n_lines) - 1;
-    t->merges = malloc((size_t)(t->merges_mask + 1) * sizeof(merge_slot));
-    if (!t->merges) {
-        free(text);
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the merge table", path);
-    }
-    for (uint32_t i = 0; i <= t->merges_mask; i++) t->merges[i].rank = -1;
+    st = alloc_merges(t, n_lines, path, err);
     int rank = 0, line = 0;
     char* next;
-    for (char* p = text; *p; p = next) {
+    for (char* p = text; st == DATO_OK && *p; p = next) {
         line++;
         char* end = strchr(p, '\n');
         next = end ? end + 1 : p + strlen(p);
         if (end) *end = 0;
-        // tokenizers skips the "#version" header and empty lines; every other line is "left right".
         if (*p == 0 || (line == 1 && strncmp(p, "#version", 8) == 0)) continue;
-        char* space = strchr(p, ' ');
-        if (!space || space == p || space[1] == 0 || strchr(space + 1, ' ')) {
-            dato_fail(err, DATO_ERR_FORMAT, "%s:%d: expected two tokens separated by one space, got '%.80s'", path,
-                      line, p);
-            free(text);
-            return DATO_ERR_FORMAT;
-        }
-        size_t left_len = (size_t)(space - p), right_len = strlen(space + 1);
-        char merged[512];
-        if (left_len + right_len >= sizeof merged) {
-            free(text);
-            return dato_fail(err, DATO_ERR_FORMAT, "%s:%d: merge longer than %zu bytes", path, line, sizeof merged);
-        }
-        memcpy(merged, p, left_len);
-        memcpy(merged + left_len, space + 1, right_len + 1);
-        int32_t left = vocab_find(t, p, left_len), right = vocab_find(t, space + 1, right_len);
-        int32_t merged_id = vocab_find(t, merged, left_len + right_len);
-        if (left < 0 || right < 0 || merged_id < 0) {
-            *space = 0; // p is now the left token alone
-            const char* missing = left < 0 ? p : right < 0 ? space + 1 : merged;
-            dato_fail(err, DATO_ERR_FORMAT, "%s:%d: token '%.80s' is not in the vocabulary", path, line, missing);
-            free(text);
-            return DATO_ERR_FORMAT;
-        }
-        uint64_t pair = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
-        uint32_t i = hash_pair(pair) & t->merges_mask;
-        // A repeated pair takes its later rank, as tokenizers' merge map does.
-        while (t->merges[i].rank >= 0 && t->merges[i].pair != pair) i = (i + 1) & t->merges_mask;
-        t->merges[i] = (merge_slot){pair, rank++, merged_id};
+        size_t left_len = merge_split(p);
+        if (left_len == 0)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s:%d: expected two tokens separated by one space, got '%.80s'",
+                           path, line, p);
+        else
+            st = add_merge(t, p, left_len, p + left_len + 1, strlen(p + left_len + 1), rank++, path, NULL, line, err);
     }
     free(text);
+    return st;
+}
+
+// tokenizer.json's model.merges: "left right" strings (tokenizers before 0.20) or [left, right] pairs.
+static dato_status load_merges_json(dato_tokenizer* t, const cJSON* merges, const char* path, dato_error* err) {
+    if (!cJSON_IsArray(merges)) return dato_fail(err, DATO_ERR_FORMAT, "%s: model.merges: expected an array", path);
+    DATO_TRY(alloc_merges(t, (size_t)cJSON_GetArraySize(merges), path, err));
+    int rank = 0;
+    for (const cJSON* m = merges->child; m; m = m->next, rank++) {
+        const cJSON *left = cJSON_GetArrayItem(m, 0), *right = cJSON_GetArrayItem(m, 1);
+        size_t left_len = cJSON_IsString(m) ? merge_split(m->valuestring) : 0;
+        if (left_len > 0) {
+            const char* r = m->valuestring + left_len + 1;
+            DATO_TRY(add_merge(t, m->valuestring, left_len, r, strlen(r), rank, path, "model.merges", rank, err));
+        } else if (cJSON_GetArraySize(m) == 2 && cJSON_IsString(left) && cJSON_IsString(right)) {
+            DATO_TRY(add_merge(t, left->valuestring, strlen(left->valuestring), right->valuestring,
+                               strlen(right->valuestring), rank, path, "model.merges", rank, err));
+        } else {
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: model.merges[%d]: expected \"left right\" or [left, right]",
+                             path, rank);
+        }
+    }
+    return DATO_OK;
+}
+
+// ---- tokenizer.json: is it CLIP's BPE? ----
+
+// The item at a dotted path of object keys ("model.type"), or NULL.
+static const cJSON* json_at(const cJSON* item, const char* path) {
+    char key[64];
+    while (item && *path) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof key) return NULL;
+        memcpy(key, path, n), key[n] = 0;
+        item = cJSON_GetObjectItemCaseSensitive(item, key);
+        path += n + (path[n] == '.');
+    }
+    return item;
+}
+
+// Whether got holds want: every key of a wanted object (got may have more, such as trim_offsets),
+// arrays item by item with the same length, any other value equal. On a mismatch, path (the field
+// so far, size bytes) is extended to the first item that differs, and *got_at / *want_at point there.
+static bool json_holds(const cJSON* got, const cJSON* want, char* path, size_t size, const cJSON** got_at,
+                       const cJSON** want_at) {
+    *got_at = got, *want_at = want;
+    bool object = cJSON_IsObject(want) && cJSON_IsObject(got);
+    bool array = cJSON_IsArray(want) && cJSON_IsArray(got) && cJSON_GetArraySize(got) == cJSON_GetArraySize(want);
+    if (!object && !array)
+        return got && !cJSON_IsObject(want) && !cJSON_IsArray(want) && cJSON_Compare(got, want, true);
+    size_t len = strlen(path);
+    int i = 0;
+    for (const cJSON* w = want->child; w; w = w->next, i++) {
+        if (object) snprintf(path + len, size - len, ".%s", w->string);
+        else snprintf(path + len, size - len, "[%d]", i);
+        if (!json_holds(object ? cJSON_GetObjectItemCaseSensitive(got, w->string) : cJSON_GetArrayItem(got, i), w, path,
+                        size, got_at, want_at))
+            return false;
+    }
+    path[len] = 0;
+    return true;
+}
+
+// CLIP's split pattern as tokenizer.json spells it: transformers 5 writes the two special-token
+// alternatives in front, 4.x's converter did not.
+#define CLIP_PRE_TOKENIZER(specials)                                                                         \
+    "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"" specials        \
+    "'s|'t|'re|'ve|'m|'ll|'d|[\\\\p{L}]+|[\\\\p{N}]|[^\\\\s\\\\p{L}\\\\p{N}]+\"},\"behavior\":\"Removed\","   \
+    "\"invert\":true},{\"type\":\"ByteLevel\",\"add_prefix_space\":false}]}"
+
+// What encode implements, as JSON values a tokenizer.json may hold (written by transformers' CLIP
+// converter, 4.x or 5.x). transformers 5's CLIPTokenizer keeps only the vocabulary, merges and
+// added tokens of the file and rebuilds the rest as CLIP's, so both split patterns tokenize alike
+// there; these rows refuse a file that describes another tokenizer.
+static const struct {
+    const char* field;
+    const char* accepted[2]; // JSON values; an object needs only the keys listed
+    bool optional;           // a missing field is fine (tokenizers' default is the accepted value)
+    const char* what;        // for messages
+} clip_fields[] = {
+    {"model.type", {"\"BPE\""}, false, "a BPE model"},
+    {"model.end_of_word_suffix", {"\"</w>\""}, false, "\"</w>\" on the last symbol of a word"},
+    {"model.continuing_subword_prefix", {"\"\"", "null"}, true, "no subword prefix"},
+    {"normalizer",
+     {"{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"NFC\"},"
+      "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"\\\\s+\"},\"content\":\" \"},{\"type\":\"Lowercase\"}]}"},
+     false, "NFC, white space runs to \" \", lowercase"},
+    {"pre_tokenizer", {CLIP_PRE_TOKENIZER("<\\\\|startoftext\\\\|>|<\\\\|endoftext\\\\|>|"), CLIP_PRE_TOKENIZER("")},
+     false, "a split on CLIP's pattern, then ByteLevel without a prefix space"},
+};
+
+static dato_status check_clip_bpe(const cJSON* root, const char* path, dato_error* err) {
+    for (size_t r = 0; r < sizeof clip_fields / sizeof clip_fields[0]; r++) {
+        const char* field = clip_fields[r].field;
+        const cJSON* got = json_at(root, field);
+        if (!got && clip_fields[r].optional) continue;
+        // A mismatch is reported where the first accepted value differs.
+        char at[256], other_at[256];
+        const cJSON *got_at, *want_at, *other_got, *other_want;
+        cJSON* want = cJSON_Parse(clip_fields[r].accepted[0]);
+        snprintf(at, sizeof at, "%s", field);
+        bool ok = json_holds(got, want, at, sizeof at, &got_at, &want_at);
+        if (!ok && clip_fields[r].accepted[1]) {
+            cJSON* other = cJSON_Parse(clip_fields[r].accepted[1]);
+            snprintf(other_at, sizeof other_at, "%s", field);
+            ok = json_holds(got, other, other_at, sizeof other_at, &other_got, &other_want);
+            cJSON_Delete(other);
+        }
+        if (!ok) {
+            char* got_text = got_at ? cJSON_PrintUnformatted(got_at) : NULL;
+            char* want_text = want_at ? cJSON_PrintUnformatted(want_at) : NULL;
+            dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %.100s; expected %.160s (CLIP's byte-level BPE: %s)", path,
+                      at, got_at ? (got_text ? got_text : "?") : "missing", want_text ? want_text : "?",
+                      clip_fields[r].what);
+            cJSON_free(got_text);
+            cJSON_free(want_text);
+        }
+        cJSON_Delete(want);
+        if (!ok) return DATO_ERR_UNSUPPORTED;
+    }
     return DATO_OK;
 }
 
@@ -327,26 +462,15 @@ static dato_status add_special(dato_tokenizer* t, const token_spec* spec, const 
     return DATO_OK;
 }
 
+// An optional config file: *out stays NULL when it does not exist.
 static dato_status read_json(const char* path, cJSON** out, dato_error* err) {
     *out = NULL;
-    if (!dato_is_file(path)) return DATO_OK;
-    char* text;
-    dato_status st = dato_read_text_file(path, &text, CONFIG_MAX_BYTES, err);
-    if (st != DATO_OK) return st;
-    *out = cJSON_Parse(text);
-    if (!*out || !cJSON_IsObject(*out)) {
-        const char* at = cJSON_GetErrorPtr();
-        int line = !*out && at && at >= text && at <= text + strlen(text) ? line_of(text, at) : 0;
-        free(text);
-        cJSON_Delete(*out);
-        *out = NULL;
-        return dato_fail(err, DATO_ERR_FORMAT, "%s:%d: invalid JSON or not an object", path, line);
-    }
-    free(text);
-    return DATO_OK;
+    return dato_is_file(path) ? parse_json_file(path, CONFIG_MAX_BYTES, out, err) : DATO_OK;
 }
 
-static dato_status load_specials(dato_tokenizer* t, const char* config_dir, dato_error* err) {
+// added_tokens: tokenizer.json's list of added tokens (NULL without one); source names that file.
+static dato_status load_specials(dato_tokenizer* t, const char* config_dir, const cJSON* added_tokens,
+                                 const char* source, dato_error* err) {
     char config_path[4096] = "(defaults)", map_path[4096] = "(defaults)";
     cJSON *config = NULL, *map = NULL;
     dato_status st = DATO_OK;
@@ -380,21 +504,27 @@ static dato_status load_specials(dato_tokenizer* t, const char* config_dir, dato
             }
         }
     }
-    if (decoder) {
-        // The decoder's tokens come first; a named token with the same content takes their flags.
-        for (const cJSON* item = decoder->child; item; item = item->next) {
-            token_spec spec = {0};
-            if ((st = parse_token_spec(item, false, config_path, "added_tokens_decoder", &spec, err)) ||
-                (st = add_special(t, &spec, config_path, err)))
-                goto done;
-            if (vocab_find(t, spec.content, strlen(spec.content)) != atoi(item->string)) {
-                st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: added token '%s' has id %s, not its vocabulary id",
-                               config_path, spec.content, item->string);
-                goto done;
-            }
-            for (int a = 0; a < N_ATTRS; a++)
-                if (attrs[a].set && strcmp(attrs[a].content, spec.content) == 0) attrs[a].normalized = spec.normalized;
+    // The added tokens come first; a named token with the same content takes their flags. They are
+    // the config's added_tokens_decoder ({"id": AddedToken}) or, without one, tokenizer.json's
+    // added_tokens ([{"id", "content", ...}]), as from_pretrained reads them.
+    const cJSON* added = decoder ? decoder : added_tokens;
+    const char* added_path = decoder ? config_path : source;
+    const char* added_key = decoder ? "added_tokens_decoder" : "added_tokens";
+    for (const cJSON* item = added ? added->child : NULL; item; item = item->next) {
+        const cJSON* id_item = cJSON_GetObjectItemCaseSensitive(item, "id");
+        double json_id = cJSON_IsNumber(id_item) ? id_item->valuedouble : -1;
+        long id = decoder ? strtol(item->string, NULL, 10) : json_id >= 0 && json_id < (1 << 24) ? (long)json_id : -1;
+        token_spec spec = {0};
+        if ((st = parse_token_spec(item, false, added_path, added_key, &spec, err)) ||
+            (st = add_special(t, &spec, added_path, err)))
+            goto done;
+        if (vocab_find(t, spec.content, strlen(spec.content)) != id) {
+            st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s: token '%s' has id %ld, not its vocabulary id",
+                           added_path, added_key, spec.content, id);
+            goto done;
         }
+        for (int a = 0; a < N_ATTRS; a++)
+            if (attrs[a].set && strcmp(attrs[a].content, spec.content) == 0) attrs[a].normalized = spec.normalized;
     }
     for (int a = 0; a < N_ATTRS; a++)
         if (attrs[a].set && (st = add_special(t, &attrs[a], config_path, err))) goto done;
@@ -425,17 +555,11 @@ done:
 
 static dato_status grow_scratch(dato_tokenizer* t, size_t n, dato_error* err);
 
-dato_status dato_tokenizer_open_files(dato_tokenizer** out, const char* vocab_path, const char* merges_path,
-                                      const char* config_dir, dato_error* err) {
-    *out = NULL;
-    dato_tokenizer* t = calloc(1, sizeof *t);
-    if (!t) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the tokenizer", vocab_path);
-    dato_status st;
-    if ((st = load_vocab(t, vocab_path, err)) || (st = load_byte_symbols(t, vocab_path, err)) ||
-        (st = load_merges(t, merges_path, err)) || (st = load_specials(t, config_dir, err))) {
-        dato_tokenizer_free(t);
-        return st;
-    }
+// The rest of open, whichever file gave the vocabulary and merges (source names it): the special
+// tokens, the split pattern and the encode buffers.
+static dato_status finish_open(dato_tokenizer* t, const char* source, const char* config_dir, const cJSON* added_tokens,
+                               dato_error* err) {
+    DATO_TRY(load_specials(t, config_dir, added_tokens, source, err));
     // CLIP's split pattern, case-sensitive as in tokenizers (the text is lowercased already; a
     // caseless match would also take "'ſ" as "'s"). The text has no white space left but " "
     // (normalization replaced every White_Space run), so " " stands for \s: PCRE2's \s differs
@@ -448,22 +572,78 @@ dato_status dato_tokenizer_open_files(dato_tokenizer** out, const char* vocab_pa
     t->match = t->split ? pcre2_match_data_create_from_pattern(t->split, NULL) : NULL;
     t->cache = calloc(WORD_CACHE_SLOTS, sizeof(word_cache_slot));
     t->content = malloc((size_t)t->max_len * sizeof(int32_t));
-    if (!t->split || !t->match || !t->cache || !t->content || grow_scratch(t, 256, err) != DATO_OK) {
+    if (!t->split || !t->match || !t->cache || !t->content || grow_scratch(t, 256, err) != DATO_OK)
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot set up the split pattern and buffers", source);
+    return DATO_OK;
+}
+
+static dato_status load_vocab_merges(dato_tokenizer* t, const char* vocab_path, const char* merges_path,
+                                     const char* config_dir, dato_error* err) {
+    cJSON* vocab;
+    DATO_TRY(parse_json_file(vocab_path, TABLE_MAX_BYTES, &vocab, err));
+    dato_status st = build_vocab(t, vocab, vocab_path, err);
+    cJSON_Delete(vocab);
+    if (st == DATO_OK) st = load_merges_txt(t, merges_path, err);
+    return st ? st : finish_open(t, vocab_path, config_dir, NULL, err);
+}
+
+// tokenizer.json: CLIP's BPE (checked), its model's vocab and merges, its added_tokens.
+static dato_status load_tokenizer_json(dato_tokenizer* t, const char* path, const char* config_dir, dato_error* err) {
+    cJSON* root;
+    DATO_TRY(parse_json_file(path, TABLE_MAX_BYTES, &root, err));
+    const cJSON* model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON* added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    char where[4224];
+    snprintf(where, sizeof where, "%s: model.vocab", path);
+    dato_status st = check_clip_bpe(root, path, err);
+    if (st == DATO_OK) st = build_vocab(t, cJSON_GetObjectItemCaseSensitive(model, "vocab"), where, err);
+    if (st == DATO_OK) st = load_merges_json(t, cJSON_GetObjectItemCaseSensitive(model, "merges"), path, err);
+    if (st == DATO_OK && added && !cJSON_IsArray(added))
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: added_tokens: expected an array", path);
+    if (st == DATO_OK) st = finish_open(t, path, config_dir, added, err);
+    cJSON_Delete(root);
+    return st;
+}
+
+// From vocab_path + merges_path, or from json_path when it is not NULL.
+static dato_status open_from(dato_tokenizer** out, const char* vocab_path, const char* merges_path,
+                             const char* json_path, const char* config_dir, dato_error* err) {
+    *out = NULL;
+    const char* source = json_path ? json_path : vocab_path;
+    dato_tokenizer* t = calloc(1, sizeof *t);
+    if (!t) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the tokenizer", source);
+    dato_status st = json_path ? load_tokenizer_json(t, json_path, config_dir, err)
+                               : load_vocab_merges(t, vocab_path, merges_path, config_dir, err);
+    if (st != DATO_OK) {
         dato_tokenizer_free(t);
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot set up the split pattern and buffers", vocab_path);
+        return st;
     }
     *out = t;
     return DATO_OK;
 }
 
+dato_status dato_tokenizer_open_files(dato_tokenizer** out, const char* vocab_path, const char* merges_path,
+                                      const char* config_dir, dato_error* err) {
+    return open_from(out, vocab_path, merges_path, NULL, config_dir, err);
+}
+
 dato_status dato_tokenizer_open(dato_tokenizer** out, const char* dir, dato_error* err) {
     *out = NULL;
-    char vocab[4096], merges[4096];
+    char vocab[4096], merges[4096], json[4096];
     dato_status st;
     if ((st = dato_path_join(vocab, sizeof vocab, dir, "vocab.json", err)) ||
-        (st = dato_path_join(merges, sizeof merges, dir, "merges.txt", err)))
+        (st = dato_path_join(merges, sizeof merges, dir, "merges.txt", err)) ||
+        (st = dato_path_join(json, sizeof json, dir, "tokenizer.json", err)))
         return st;
-    return dato_tokenizer_open_files(out, vocab, merges, dir, err);
+    // A folder saved by transformers 5 may hold only tokenizer.json; vocab.json + merges.txt are
+    // read when both are there, and when one is there without tokenizer.json (the read error then
+    // names the missing one).
+    bool have_vocab = dato_is_file(vocab), have_merges = dato_is_file(merges);
+    if (!(have_vocab && have_merges) && dato_is_file(json)) return open_from(out, NULL, NULL, json, dir, err);
+    if (!have_vocab && !have_merges)
+        return dato_fail(err, DATO_ERR_NOT_FOUND,
+                         "%s: no tokenizer: expected vocab.json + merges.txt, or tokenizer.json", dir);
+    return open_from(out, vocab, merges, NULL, dir, err);
 }
 
 void dato_tokenizer_free(dato_tokenizer* t) {

@@ -1,6 +1,7 @@
 // The CLIP BPE tokenizer, id-for-id with transformers' CLIPTokenizer (5.x, tokenizers backend) on a
-// diffusers tokenizer folder: vocab.json, merges.txt and optional special_tokens_map.json and
-// tokenizer_config.json. Rules and the parity record: docs/TOKENIZER.md; background ENGINE.md §7.
+// diffusers tokenizer folder: vocab.json + merges.txt, or tokenizer.json alone (what transformers 5
+// saves), with the optional special_tokens_map.json and tokenizer_config.json. Rules and the parity
+// record: docs/TOKENIZER.md; background ENGINE.md §7.
 //
 // encode: special tokens split out of the raw text (unnormalized ones) -> NFC, whitespace runs ->
 // " ", per-code-point lowercase -> special tokens split out (normalized ones) -> the CLIP split
@@ -15,7 +16,8 @@
 
 typedef struct dato_tokenizer dato_tokenizer;
 
-// Opens dir/vocab.json and dir/merges.txt with the special tokens and model_max_length of
+// Opens dir/vocab.json and dir/merges.txt, or without them dir/tokenizer.json (CLIP's BPE, checked:
+// its model's vocab and merges, its added_tokens), with the special tokens and model_max_length of
 // dir/special_tokens_map.json and dir/tokenizer_config.json (each optional; CLIPTokenizer's
 // defaults otherwise: bos <|startoftext|>, eos = unk = pad = <|endoftext|>, 77 tokens).
 dato_status dato_tokenizer_open(dato_tokenizer** out, const char* dir, dato_error* err);

@@ -5,6 +5,11 @@
   models/clip_tokenizer/sd2/             SD2 configs only (pad "!"), sharing the vocab and merges
   tests/fixtures/tokenizer/prompts.txt   the prompt corpus, one per line
   tests/fixtures/tokenizer/expected.json transformers' CLIPTokenizer ids for both variants
+  tests/fixtures/tokenizer/json-sd1/     tokenizer.json + tokenizer_config.json only: a reduced
+  tests/fixtures/tokenizer/json-sd2/     vocabulary (the first 1000 merges, as tests/fixtures/pipeline)
+                                         in an SD1 / SD2 folder, re-saved by transformers 5
+  tests/fixtures/tokenizer/expected_json.json  transformers' ids of those two folders on prompts.txt
+                                         and the prompt files of datasets/
 
 The vocabulary comes from OpenAI's bpe_simple_vocab_16e6.txt.gz as shipped in open_clip_torch
 (pip install open_clip_torch --no-deps), built the way CLIP's simple_tokenizer.py builds it.
@@ -22,6 +27,9 @@ import tempfile
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 OUT = os.path.join(ROOT, "tests", "fixtures", "tokenizer")
 MAX_LENGTH = 77
+JSON_MERGES = 1000  # the tokenizer.json fixtures' vocabulary is tests/fixtures/pipeline's (its text encoder reads them)
+PROMPT_FILES = ("tests/fixtures/tokenizer/prompts.txt", "datasets/fashion-mnist/eval_prompts.txt",
+                "datasets/fashion-mnist/prompts.tsv")
 
 
 def bytes_to_unicode():
@@ -214,12 +222,7 @@ def main():
     # The vocabulary ships in models/ (single-file checkpoints carry no tokenizer); the tests use it.
     clip_dir = os.path.join(ROOT, "models", "clip_tokenizer")
     sd2_dir = os.path.join(clip_dir, "sd2")
-    os.makedirs(clip_dir, exist_ok=True)
-    with open(os.path.join(clip_dir, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False)
-    with open(os.path.join(clip_dir, "merges.txt"), "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
-    write_configs(clip_dir, "<|endoftext|>")
+    write_vocab_folder(clip_dir, vocab, merges, "<|endoftext|>")
     write_configs(sd2_dir, "!")
 
     corpus = prompts()
@@ -258,6 +261,76 @@ def main():
             f.write("\n]}" + (",\n" if k == 0 else "\n"))
         f.write("}\n")
     print(f"wrote {OUT}: {len(corpus)} prompts")
+    write_json_fixtures(vocab, merges)
+
+
+def read_prompts(relpath):
+    """One prompt a line; in a .tsv file the text after the first tab (label, prompt)."""
+    with open(os.path.join(ROOT, relpath), encoding="utf-8", newline="\n") as f:
+        lines = f.read().split("\n")
+    assert lines[-1] == "", f"{relpath}: no final newline"
+    return [line.split("\t", 1)[1] if relpath.endswith(".tsv") else line for line in lines[:-1]]
+
+
+def write_vocab_folder(folder, vocab, merges, pad):
+    """A tokenizer folder as diffusers' SD repositories hold it: vocab.json, merges.txt and the configs."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+    write_configs(folder, pad)
+
+
+def write_json_fixtures(vocab, merges):
+    """json-sd1/ and json-sd2/: an SD tokenizer folder with a reduced vocabulary (the byte symbols, the
+    first JSON_MERGES merges, the two specials) loaded and saved again by transformers 5, which writes
+    only tokenizer.json and tokenizer_config.json. expected_json.json: the ids of those folders."""
+    from transformers import CLIPTokenizer
+
+    by_id = sorted(vocab, key=vocab.get)
+    kept = by_id[: 512 + JSON_MERGES] + ["<|startoftext|>", "<|endoftext|>"]
+    small_vocab, small_merges = {tok: i for i, tok in enumerate(kept)}, merges[:JSON_MERGES]
+    assert kept[512:-2] == ["".join(m.split()) for m in small_merges]
+    pipeline_tokenizer = os.path.join(ROOT, "tests", "fixtures", "pipeline", "sd15", "tokenizer")
+    if os.path.isdir(pipeline_tokenizer):  # the pipeline case of the test feeds these ids to its text encoder
+        with open(os.path.join(pipeline_tokenizer, "vocab.json"), encoding="utf-8") as f:
+            assert json.load(f) == small_vocab, "tests/fixtures/pipeline has another vocabulary"
+        with open(os.path.join(pipeline_tokenizer, "merges.txt"), encoding="utf-8") as f:
+            assert f.read() == "#version: 0.2\n" + "\n".join(small_merges) + "\n"
+
+    sets = [read_prompts(f) for f in PROMPT_FILES]
+    prompts = [p for s in sets for p in s]
+    expected = {}
+    for name, pad in (("sd1", "<|endoftext|>"), ("sd2", "!")):
+        folder = os.path.join(OUT, f"json-{name}")
+        with tempfile.TemporaryDirectory() as tmp:
+            write_vocab_folder(tmp, small_vocab, small_merges, pad)
+            source = CLIPTokenizer.from_pretrained(tmp)
+            source_ids = source(prompts, max_length=MAX_LENGTH, truncation=True)["input_ids"]
+            shutil.rmtree(folder, ignore_errors=True)
+            source.save_pretrained(folder)
+        assert sorted(os.listdir(folder)) == ["tokenizer.json", "tokenizer_config.json"], os.listdir(folder)
+        tok = CLIPTokenizer.from_pretrained(folder)  # the ids come from exactly the committed files
+        ids = tok(prompts, max_length=MAX_LENGTH, truncation=True)["input_ids"]
+        padded = tok(prompts, padding="max_length", max_length=MAX_LENGTH, truncation=True)["input_ids"]
+        assert all(p == i + [tok.pad_token_id] * (MAX_LENGTH - len(i)) for p, i in zip(padded, ids))
+        assert ids == source_ids, "re-saving changed the ids"
+        special_ids = {"pad_id": tok.pad_token_id, "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id}
+        expected[name] = {**special_ids, "ids": ids}
+        truncated = sum(len(i) == MAX_LENGTH for i in ids)
+        print(f"json-{name}: vocab {len(small_vocab)}, pad {tok.pad_token_id}, {len(prompts)} prompts, "
+              f"{truncated} truncated")
+    with open(os.path.join(OUT, "expected_json.json"), "w") as f:
+        files = ", ".join(f'["{path}", {len(s)}]' for path, s in zip(PROMPT_FILES, sets))
+        f.write(f'{{\n"max_length": {MAX_LENGTH},\n"prompt_files": [{files}],\n')
+        for k, name in enumerate(("sd1", "sd2")):
+            e = expected[name]
+            ids_of = ", ".join(f'"{key}": {e[key]}' for key in ("pad_id", "bos_id", "eos_id"))
+            f.write(f'"{name}": {{{ids_of}, "ids": [\n')
+            f.write(",\n".join(json.dumps(i, separators=(",", ":")) for i in e["ids"]))
+            f.write("\n]}" + (",\n" if k == 0 else "\n"))
+        f.write("}\n")
 
 
 if __name__ == "__main__":

@@ -16,20 +16,6 @@
 #define MODEL "models/fashion-sd"
 #define FIX "tests/fixtures/default_model/"
 
-static cJSON* read_json_file(const char* path) {
-    size_t n = 0;
-    char* text = (char*)read_bytes(path, &n);
-    char* z = text ? realloc(text, n + 1) : NULL;
-    if (!z) {
-        free(text);
-        return NULL;
-    }
-    z[n] = 0;
-    cJSON* js = cJSON_Parse(z);
-    free(z);
-    return js;
-}
-
 static void check_tokens(dato_pipeline* p, const cJSON* js, const dato_safetensors* st) {
     const cJSON* texts = cJSON_GetObjectItem(js, "tokenized_prompts");
     const dato_st_tensor* t = dato_safetensors_find(st, "token_ids");
@@ -60,7 +46,7 @@ int main(void) {
     }
     dato_model_defaults md;
     CHECK(dato_model_defaults_load(&md, MODEL, &err) == DATO_OK && md.present, "dato.json: %s", err.msg);
-    cJSON* js = read_json_file(FIX "reference.json");
+    cJSON* js = fixture_json(FIX "reference.json");
     dato_safetensors st;
     CHECK(js != NULL, "cannot read " FIX "reference.json");
     if (!js || dato_safetensors_open(&st, FIX "reference.safetensors", &err)) {

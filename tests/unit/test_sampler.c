@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "sampler.h"
 #include "scheduler_config.h"
 #include "test_util.h"
@@ -18,27 +19,8 @@
 
 // ---- fixture reading --------------------------------------------------------------------------------
 
-static char* read_text(const char* path) {
-    FILE* f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char* text = size >= 0 ? malloc((size_t)size + 1) : NULL;
-    if (text && fread(text, 1, (size_t)size, f) == (size_t)size) {
-        text[size] = '\0';
-    } else {
-        free(text);
-        text = NULL;
-    }
-    fclose(f);
-    return text;
-}
-
 static cJSON* read_json(const char* path) {
-    char* text = read_text(path);
-    cJSON* root = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    cJSON* root = fixture_json(path);
     CHECK(root != NULL, "cannot read %s", path);
     return root;
 }
