@@ -19,7 +19,8 @@ prompt="a photo of an astronaut riding a horse on mars"
   --out "$out/baseline.png" --latents-out "$out/baseline.safetensors" >/dev/null 2>&1
 echo "| preset | MAC ratio | denoise s | baseline s (same run) | measured speedup | max rel. latent diff vs baseline |"
 echo "|---|---|---|---|---|---|"
-for preset in deepcache:3 deepcache:5 tome:0.5 dato-paper; do
+# deepcache:3 is DeepCache's default (branch 0); the branch=1 rows are docs/BENCHMARKS.md's deepcache:3 and :5.
+for preset in deepcache:3 deepcache:3:branch=1 deepcache:5:branch=1 tome:0.5 dato-paper; do
   name=${preset//:/-}
   log="$out/$name.log"
   "$build/dato-generate" --model "$model" --prompt "$prompt" --size "$size" --steps "$steps" --sampler ddim --seed 1 \

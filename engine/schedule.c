@@ -240,6 +240,7 @@ dato_status dato_schedule_save(const dato_schedule* s, const char* path, dato_er
 //         indices = [0] + [x+center for x in np.unique(np.int32(x_values**pow))[1:-1]]
 //         if len(indices) == n_samples: break
 //         pow -= 0.02
+//     if pow <= 1: raise ValueError(...)
 // For center > 0, (-center)**(1/pow) is a Python complex, so linspace and the power run in
 // complex128 and np.int32 truncates the real part. Each operation below is the one numpy and
 // CPython perform, in the same order, so the truncated values agree to the bit. Products and
@@ -316,8 +317,7 @@ static void quad_center_values(int* values, int total, int n_samples, int center
 
 int dato_deepcache_quad_center(int* indices, int total, int n_samples, int center, double power) {
     int values[DATO_SCHEDULE_MAX_STEPS + 2];
-    int count = 0;
-    if (n_samples < 0 || n_samples > DATO_SCHEDULE_MAX_STEPS || center < 0 || center >= total) return 0;
+    if (n_samples < 0 || n_samples > DATO_SCHEDULE_MAX_STEPS || center < 0 || center >= total) return -1;
     for (double pw = power; pw > 1; pw -= 0.02) {
         quad_center_values(values, total, n_samples, center, pw);
         int num = n_samples + 1;
@@ -325,12 +325,12 @@ int dato_deepcache_quad_center(int* indices, int total, int n_samples, int cente
         int n_unique = 0;
         for (int i = 0; i < num; i++)
             if (n_unique == 0 || values[i] != values[n_unique - 1]) values[n_unique++] = values[i];
-        count = 0;
+        int count = 0;
         indices[count++] = 0;
         for (int i = 1; i < n_unique - 1; i++) indices[count++] = values[i] + center;
-        if (count == n_samples) break;
+        if (count == n_samples) return count;
     }
-    return count;
+    return -1; // DeepCache raises ValueError("Cannot find suitable pow...")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,8 +355,90 @@ static int parse_double(const char* text, double* out) {
     return 1;
 }
 
-// DeepCache's default SD cache branch (cache_branch_id 1) is depth 2; a one-branch model gets 1.
-static int deepcache_depth(int n_branches) { return n_branches < 2 ? n_branches : 2; }
+// Partial steps through DeepCache's cache_branch_id b run depth b + 1; past the last branch,
+// depth B (every layer but the mid block), as DeepCacheSDHelper does.
+static int branch_depth(int branch, int n_branches) { return branch < n_branches ? branch + 1 : n_branches; }
+
+#define PRESET_MAX_PARTS 5 // deepcache:N:center=C:pow=P:branch=B
+#define PRESET_FORMS                                                                                           \
+    "baseline, deepcache:N[:branch=B], deepcache:N:center=C:pow=P[:branch=B], tome:R, dato-paper, or a .json " \
+    "file"
+#define DEEPCACHE_FORMS "deepcache:N[:branch=B] or deepcache:N:center=C:pow=P[:branch=B]"
+
+// DeepCache's options after deepcache:N, named as DeepCache's own arguments (cache_branch_id
+// shortened to branch).
+enum { OPT_BRANCH, OPT_CENTER, OPT_POW, N_OPTS };
+static const char* const option_names[N_OPTS] = {"branch", "center", "pow"};
+
+// deepcache:N with options parts[2..n_parts-1] (docs/SCHEDULES.md): full steps where DeepCache's
+// pipeline refreshes its cache, the others through the branch.
+static dato_status deepcache_preset(dato_schedule* s, const char* spec, char parts[][64], int n_parts,
+                                    dato_error* err) {
+    int interval;
+    if (!parse_int(parts[1], &interval) || interval < 1)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule '%s': cache_interval N = '%s' must be an integer >= 1 (expected " DEEPCACHE_FORMS
+                         ")",
+                         spec, parts[1]);
+    const char* value[N_OPTS] = {NULL};
+    for (int i = 2; i < n_parts; i++) {
+        char* eq = strchr(parts[i], '=');
+        if (!eq)
+            return dato_fail(err, DATO_ERR_INVALID,
+                             "schedule '%s': option '%s' is not key=value (expected " DEEPCACHE_FORMS
+                             "; the positional deepcache:N:center:power was removed: it meant branch 1 and "
+                             "steps // N full steps)",
+                             spec, parts[i]);
+        *eq = 0;
+        int k = 0;
+        while (k < N_OPTS && strcmp(parts[i], option_names[k]) != 0) k++;
+        if (k == N_OPTS)
+            return dato_fail(err, DATO_ERR_INVALID,
+                             "schedule '%s': unknown option '%s' (expected branch, center or pow: " DEEPCACHE_FORMS ")",
+                             spec, parts[i]);
+        if (value[k])
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': option '%s' is given twice", spec, parts[i]);
+        value[k] = eq + 1;
+    }
+    int branch = 0, center = 0;
+    double power = 0;
+    if (value[OPT_BRANCH] && (!parse_int(value[OPT_BRANCH], &branch) || branch < 0))
+        return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': branch = '%s' must be an integer >= 0", spec,
+                         value[OPT_BRANCH]);
+    if ((value[OPT_CENTER] == NULL) != (value[OPT_POW] == NULL))
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule '%s': center and pow go together (DeepCache's non-uniform rule): expected "
+                         "deepcache:N:center=C:pow=P[:branch=B]",
+                         spec);
+    int non_uniform = value[OPT_CENTER] != NULL;
+    if (non_uniform && (!parse_int(value[OPT_CENTER], &center) || center < 0 || center >= s->steps))
+        return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': center = '%s' must be an integer in [0, %d)", spec,
+                         value[OPT_CENTER], s->steps);
+    if (non_uniform && (!parse_double(value[OPT_POW], &power) || power <= 1.0 || power > 10.0))
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule '%s': pow = '%s' must be a number in (1, 10] (at pow <= 1 DeepCache raises "
+                         "ValueError)",
+                         spec, value[OPT_POW]);
+
+    int full = s->n_branches + 1, depth = branch_depth(branch, s->n_branches);
+    for (int k = 0; k < s->steps; k++) s->genes[k] = (dato_gene){depth, 0.0f};
+    if (!non_uniform || interval == 1) { // DeepCache refreshes every step at N = 1, uniform or not
+        for (int k = 0; k < s->steps; k += interval) s->genes[k].depth = full;
+        return DATO_OK;
+    }
+    // DeepCache's pipeline: ceil(steps / N) full steps placed by sample_from_quad_center.
+    int n_full = s->steps / interval + (s->steps % interval != 0);
+    int indices[DATO_SCHEDULE_MAX_STEPS + 1];
+    int n = dato_deepcache_quad_center(indices, s->steps, n_full, center, power);
+    if (n < 0)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "schedule '%s': no pow from %g down to 1 places %d full steps around center %d (DeepCache "
+                         "raises ValueError here); choose another center, pow or N",
+                         spec, power, n_full, center);
+    for (int i = 0; i < n; i++)
+        if (indices[i] >= 0 && indices[i] < s->steps) s->genes[indices[i]].depth = full;
+    return DATO_OK;
+}
 
 dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps, int n_branches, dato_error* err) {
     if (steps < 1 || steps > DATO_SCHEDULE_MAX_STEPS)
@@ -365,15 +447,15 @@ dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps
     if (n_branches < 1 || n_branches > 1000)
         return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': n_branches = %d is out of range 1..1000", spec,
                          n_branches);
-    char parts[4][64];
+    char parts[PRESET_MAX_PARTS][64];
     int n_parts = 0;
     size_t spec_len = strlen(spec);
     if (spec_len >= 200) return dato_fail(err, DATO_ERR_INVALID, "schedule '%.64s...': spec too long", spec);
-    for (const char* p = spec;;) { // split on ':' into at most 4 parts
+    for (const char* p = spec;;) { // split on ':'
         const char* colon = strchr(p, ':');
         size_t len = colon ? (size_t)(colon - p) : strlen(p);
-        if (n_parts == 4 || len >= sizeof(parts[0]))
-            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': unknown preset", spec);
+        if (n_parts == PRESET_MAX_PARTS || len >= sizeof(parts[0]))
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': unknown preset (expected " PRESET_FORMS ")", spec);
         memcpy(parts[n_parts], p, len);
         parts[n_parts++][len] = 0;
         if (!colon) break;
@@ -395,56 +477,34 @@ dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps
             return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': ratio '%s' is not one of 0.3, 0.4, 0.5, 0.6, 0.7",
                              spec, parts[1]);
         for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, canon};
-    } else if (strcmp(name, "deepcache") == 0 && (n_parts == 2 || n_parts == 4)) {
-        int interval;
-        if (!parse_int(parts[1], &interval) || interval < 1)
-            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': interval N = '%s' must be an integer >= 1", spec,
-                             parts[1]);
-        int depth = deepcache_depth(n_branches);
-        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){depth, 0.0f};
-        if (n_parts == 2) {
-            for (int k = 0; k < steps; k += interval) s->genes[k].depth = full;
-        } else {
-            int center;
-            double power;
-            if (!parse_int(parts[2], &center) || center < 0 || center >= steps)
-                return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': center = '%s' must be an integer in [0, %d)",
-                                 spec, parts[2], steps);
-            if (!parse_double(parts[3], &power) || power <= 1.0 || power > 10.0)
-                return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': power = '%s' must be a number in (1, 10]", spec,
-                                 parts[3]);
-            int indices[DATO_SCHEDULE_MAX_STEPS + 1];
-            int n = dato_deepcache_quad_center(indices, steps, steps / interval, center, power);
-            for (int i = 0; i < n; i++)
-                if (indices[i] >= 0 && indices[i] < steps) s->genes[indices[i]].depth = full;
-            s->genes[0].depth = full;
-        }
+    } else if (strcmp(name, "deepcache") == 0 && n_parts >= 2) {
+        return deepcache_preset(s, spec, parts, n_parts, err);
     } else if (strcmp(name, "dato-paper") == 0 && n_parts == 1) {
         // Full at steps 0, 2, 5 (features move fastest early) and every 10th step; partial steps
-        // at depth 2 in the first half and 1 in the second; the prune ratio rises with k from 0.3
-        // to 0.7 in fifths of the run; step 0 does not prune (no dynamics score exists yet).
-        int shallow = deepcache_depth(n_branches);
+        // through DeepCache's branch 1 (its paper's SD setting) in the first half and branch 0 in
+        // the second; the prune ratio rises with k from 0.3 to 0.7 in fifths of the run; step 0
+        // does not prune (no dynamics score exists yet).
         for (int k = 0; k < steps; k++) {
             int is_full = k == 0 || k == 2 || k == 5 || k % 10 == 0;
-            int depth = is_full ? full : (2 * k < steps ? shallow : 1);
+            int depth = is_full ? full : branch_depth(2 * k < steps ? 1 : 0, n_branches);
             int fifth = 5 * k / steps; // 0..4
             s->genes[k] = (dato_gene){depth, k == 0 ? 0.0f : allowed_ratios[1 + fifth]};
         }
     } else {
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "schedule '%s': unknown preset (expected baseline, deepcache:N, "
-                         "deepcache:N:center:power, tome:R, dato-paper, or a .json file)",
-                         spec);
+        return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': unknown preset (expected " PRESET_FORMS ")", spec);
     }
     return DATO_OK;
 }
 
-dato_status dato_schedule_resolve(dato_schedule* out, const char* file_or_preset, int steps, int n_branches,
-                                  dato_error* err) {
+int dato_schedule_names_file(const char* file_or_preset) {
     size_t len = strlen(file_or_preset);
     int is_json_name = len >= 5 && strcmp(file_or_preset + len - 5, ".json") == 0;
-    if (!dato_is_file(file_or_preset) && !is_json_name)
-        return dato_schedule_preset(out, file_or_preset, steps, n_branches, err);
+    return dato_is_file(file_or_preset) || is_json_name;
+}
+
+dato_status dato_schedule_resolve(dato_schedule* out, const char* file_or_preset, int steps, int n_branches,
+                                  dato_error* err) {
+    if (!dato_schedule_names_file(file_or_preset)) return dato_schedule_preset(out, file_or_preset, steps, n_branches, err);
     dato_schedule* s = malloc(sizeof(*s)); // validated before *out is touched
     if (!s) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate a schedule", file_or_preset);
     dato_status st = dato_schedule_load(s, file_or_preset, err);

@@ -38,19 +38,24 @@ dato_status dato_schedule_to_json(const dato_schedule* s, char** out, dato_error
 // Writes path via a temporary file in the same folder and a rename.
 dato_status dato_schedule_save(const dato_schedule* s, const char* path, dato_error* err);
 
-// Presets (docs/SCHEDULES.md gives the exact rules): "baseline", "deepcache:N",
-// "deepcache:N:center:power", "tome:R", "dato-paper". model/sampler stay "", height/width 0.
+// Presets (docs/SCHEDULES.md gives the exact rules): "baseline", "deepcache:N[:branch=B]",
+// "deepcache:N:center=C:pow=P[:branch=B]" (DeepCache's arguments), "tome:R", "dato-paper".
+// model/sampler stay "", height/width 0.
 // Errors name the spec; *out is then unspecified (parse, load, and resolve of a file leave it
 // untouched).
 dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps, int n_branches, dato_error* err);
+// 1 when file_or_preset names a schedule file (an existing file, or any name ending in .json), 0
+// when it is a preset: the rule dato_schedule_resolve follows.
+int dato_schedule_names_file(const char* file_or_preset);
 // An existing file (or any name ending in .json) is loaded and validated against the run;
 // anything else is parsed as a preset.
 dato_status dato_schedule_resolve(dato_schedule* out, const char* file_or_preset, int steps, int n_branches,
                                   dato_error* err);
 
 // DeepCache's sample_from_quad_center(total, n_samples, center, pow), bit for bit (numpy's complex
-// arithmetic included): writes the full-step indices into indices (room for n_samples + 1) and
-// returns their count. power must be > 1, center in [0, total).
+// arithmetic included): writes the n_samples full-step indices into indices (room for
+// n_samples + 1) and returns n_samples, or -1 where DeepCache raises ValueError (no pow from
+// power down to 1 gives n_samples indices; power <= 1; center outside [0, total)).
 int dato_deepcache_quad_center(int* indices, int total, int n_samples, int center, double power);
 
 typedef struct {

@@ -8,9 +8,12 @@
 // The canonical floats of schedule.c, so genome -> schedule -> genome is exact.
 static const float ratio_of_code[DATO_GENOME_N_RATIO_CODES] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
 
+// DeepCache's branch 1 (its paper's SD setting): slower and closer to the baseline than its
+// default branch 0, which mutation reaches from these in one step per gene.
 const char* const dato_genome_preset_specs[DATO_GENOME_N_PRESETS] = {
-    "baseline", "deepcache:2", "deepcache:3", "deepcache:4", "deepcache:5", "tome:0.3",
-    "tome:0.4", "tome:0.5",    "tome:0.6",    "tome:0.7",    "dato-paper",
+    "baseline", "deepcache:2:branch=1", "deepcache:3:branch=1", "deepcache:4:branch=1", "deepcache:5:branch=1",
+    "tome:0.3", "tome:0.4",             "tome:0.5",             "tome:0.6",             "tome:0.7",
+    "dato-paper",
 };
 
 // Random genomes are redrawn this many times in a row before a duplicate is accepted: a space

@@ -55,8 +55,8 @@ void dato_genome_repair(void* ctx, uint8_t* genome);
 // The three operators bound to space (which must outlive the returned struct).
 dato_nsga2_ops dato_genome_ops(const dato_genome_space* space);
 
-// The presets of the initial population, in order: baseline, deepcache:2..5, tome:0.3..0.7,
-// dato-paper.
+// The presets of the initial population, in order: baseline, deepcache:2..5:branch=1,
+// tome:0.3..0.7, dato-paper.
 #define DATO_GENOME_N_PRESETS 11
 extern const char* const dato_genome_preset_specs[DATO_GENOME_N_PRESETS];
 

@@ -34,8 +34,8 @@
 #include "status.h"
 
 typedef struct {
-    char label[64];            // "front 0", or for references "baseline", "deepcache:5", "tome:0.5", "dato-paper",
-                               // or in the confirmation "knee (front 5)"
+    char label[64];            // "front 0", or for references "baseline", "deepcache:5:branch=1", "tome:0.5",
+                               // "dato-paper", or in the confirmation "knee (front 5)"
     dato_schedule schedule;
     double latency_s;          // seconds per image: the baseline's measured time x latency_ratio
     double fid;                // FID against the reference on `images` images

@@ -49,7 +49,7 @@ FULL = N_BRANCHES + 1
 SCHEDULES = {
     # every depth class (full, partial shallow and deep, reuse) and all ratios of the search space
     "mixed": ([13, 13, 2, 5, 0, 13, 1, 12, 3, 13], [0, 0, 0.3, 0.5, 0, 0.7, 0.4, 0.6, 0.3, 0]),
-    "deepcache": ([13 if k % 3 == 0 else 2 for k in range(STEPS)], [0.0] * STEPS),
+    "deepcache": ([13 if k % 3 == 0 else 2 for k in range(STEPS)], [0.0] * STEPS),  # deepcache:3:branch=1
     "prune": ([13] * STEPS, [0, 0] + [0.5] * (STEPS - 2)),
     "baseline": ([13] * STEPS, [0.0] * STEPS),
 }

@@ -34,7 +34,7 @@ static void test_round_trips(void) {
         CHECK(dato_genome_space_init(&space, shapes[s][0], shapes[s][1], &err) == DATO_OK, "%s", err.msg);
         for (int p = 0; p < DATO_GENOME_N_PRESETS; p++) check_preset_round_trip(&space, dato_genome_preset_specs[p]);
         check_preset_round_trip(&space, "deepcache:1");
-        if (space.steps >= 20) check_preset_round_trip(&space, "deepcache:5:15:1.4");
+        if (space.steps >= 20) check_preset_round_trip(&space, "deepcache:5:center=15:pow=1.4");
     }
     // Random valid genomes: genome -> schedule -> genome is the identity.
     dato_genome_space space;

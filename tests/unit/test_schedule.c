@@ -1,5 +1,5 @@
-// DaTo schedules as data: presets, DeepCache's quad-center indices, JSON round trips, and the
-// messages of validation and of hostile JSON.
+// DaTo schedules as data: presets, DeepCache's full steps (its own code's, from a fixture), JSON
+// round trips, and the messages of validation and of hostile JSON.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,13 +66,15 @@ static void check_preset(const char* spec, int steps, int n_branches) {
     check_round_trip(&sched, spec);
 }
 
-// Full-step indices of the quad-center preset must equal the given list.
-static void check_full_steps(const char* spec, int steps, int n_branches, const int* expected, int n_expected) {
+// Full-step indices of a deepcache preset must equal the given list, other steps partial_depth.
+static void check_full_steps(const char* spec, int steps, int n_branches, int partial_depth, const int* expected,
+                             int n_expected) {
     check_preset(spec, steps, n_branches);
     int n_full = 0, match = 1;
     for (int k = 0; k < steps; k++) {
         if (sched.genes[k].depth != n_branches + 1) {
-            CHECK(sched.genes[k].depth == 2 && sched.genes[k].ratio == 0.0f, "%s: step %d not depth 2", spec, k);
+            CHECK(sched.genes[k].depth == partial_depth && sched.genes[k].ratio == 0.0f, "%s: step %d depth %d, not %d",
+                  spec, k, sched.genes[k].depth, partial_depth);
             continue;
         }
         match &= n_full < n_expected && expected[n_full] == k;
@@ -98,9 +100,9 @@ static void test_quad_center(void) {
         {50, 10, 25, 1.2, 10, {0, 6, 11, 16, 21, 25, 29, 34, 39, 44}},
         {10, 3, 0, 1.2, 3, {0, 2, 6}},
         {50, 5, 5, 2.0, 5, {0, 4, 10, 20, 33}},
-        // pow falls to 1 without a match: DeepCache keeps the last iteration's indices
-        {30, 30, 10, 1.4, 28, {0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
-                               25, 26, 27, 28}},
+        // pow falls to 1 without a match: DeepCache raises ValueError
+        {30, 30, 10, 1.4, -1, {0}},
+        {30, 15, 15, 1.2, -1, {0}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int got[1001];
@@ -110,10 +112,87 @@ static void test_quad_center(void) {
         CHECK(same, "quad center (%d, %d, %d, %g): %d indices, differs from Python", cases[i].total,
               cases[i].n_samples, cases[i].center, cases[i].power, n);
     }
+    // DeepCache's README example; then N not dividing the steps: DeepCache's pipeline asks for
+    // ceil(50 / 3) = 17 and ceil(50 / 7) = 8 full steps (tests/fixtures/schedules/deepcache_full_steps.txt).
     const int full_50[] = {0, 5, 9, 13, 17, 21, 26, 31, 37, 43};
-    check_full_steps("deepcache:5:15:1.4", 50, 12, full_50, 10);
+    check_full_steps("deepcache:5:center=15:pow=1.4", 50, 12, 1, full_50, 10);
+    check_full_steps("deepcache:5:pow=1.4:branch=1:center=15", 50, 12, 2, full_50, 10);
+    const int full_50_n3[] = {0, 3, 6, 8, 11, 13, 15, 17, 20, 22, 25, 28, 32, 35, 38, 42, 46};
+    check_full_steps("deepcache:3:center=15:pow=1.4", 50, 12, 1, full_50_n3, 17);
+    const int full_50_n7[] = {0, 6, 11, 15, 21, 27, 34, 42};
+    check_full_steps("deepcache:7:center=15:pow=1.4:branch=3", 50, 12, 4, full_50_n7, 8);
     const int full_10[] = {0, 2, 3, 5, 7};
-    check_full_steps("deepcache:2:3:1.3", 10, 9, full_10, 5);
+    check_full_steps("deepcache:2:center=3:pow=1.3", 10, 9, 1, full_10, 5);
+    // N = 1 refreshes every step, uniform or not (DeepCache tests cache_interval == 1 first).
+    const int all_10[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+    check_full_steps("deepcache:1:center=3:pow=1.3", 10, 9, 1, all_10, 10);
+}
+
+// Every line of tests/fixtures/schedules/deepcache_full_steps.txt (tools/make_deepcache_fixtures.py
+// runs DeepCache's own pipeline statements): the preset's full steps are DeepCache's, its other
+// steps depth branch + 1 (branch set on every other line, clamped to B); where DeepCache raises,
+// the preset is refused with a message naming the spec.
+static void test_deepcache_fixture(void) {
+    const char* path = "tests/fixtures/schedules/deepcache_full_steps.txt";
+    const int B = 12;
+    size_t n = 0;
+    char* text = (char*)read_bytes(path, &n);
+    char* z = text ? realloc(text, n + 1) : NULL;
+    CHECK(z != NULL, "cannot read %s", path);
+    if (!z) {
+        free(text);
+        return;
+    }
+    z[n] = 0;
+    int cases = 0, not_dividing = 0, refused = 0, worst = 0;
+    for (char *line = z, *next; *line; line = next) {
+        next = line + strcspn(line, "\n");
+        if (*next) *next++ = 0;
+        if (line[0] == '#') continue;
+        char* colon = strstr(line, " : ");
+        int steps = 0, interval = 0;
+        char center[32], power[32];
+        int ok = colon && sscanf(line, "%d %d %31s %31s", &steps, &interval, center, power) == 4 && steps >= 1 &&
+                 steps <= DATO_SCHEDULE_MAX_STEPS;
+        CHECK(ok, "%s: bad line '%s'", path, line);
+        if (!ok) continue;
+        char spec[160];
+        int branch = cases % 2 ? cases % 15 : -1, uniform = strcmp(center, "-") == 0;
+        int len = uniform ? snprintf(spec, sizeof spec, "deepcache:%d", interval)
+                          : snprintf(spec, sizeof spec, "deepcache:%d:center=%s:pow=%s", interval, center, power);
+        if (branch >= 0) snprintf(spec + len, sizeof spec - (size_t)len, ":branch=%d", branch);
+        int depth = branch < 0 ? 1 : (branch + 1 < B ? branch + 1 : B);
+        cases++;
+        not_dividing += !uniform && steps % interval != 0;
+        dato_error err = {{0}};
+        dato_status st = dato_schedule_preset(&sched, spec, steps, B, &err);
+        if (strcmp(colon + 3, "raises") == 0) {
+            refused++;
+            CHECK(st != DATO_OK && contains(err.msg, spec) && contains(err.msg, "ValueError"),
+                  "%s at %d steps: accepted where DeepCache raises ('%s')", spec, steps, err.msg);
+            continue;
+        }
+        CHECK(st == DATO_OK, "%s at %d steps: %s", spec, steps, err.msg);
+        if (st != DATO_OK) continue;
+        unsigned char full[DATO_SCHEDULE_MAX_STEPS] = {0};
+        char* p = colon + 3;
+        for (char* end;; p = end) {
+            long k = strtol(p, &end, 10);
+            if (end == p) break;
+            if (k >= 0 && k < steps) full[k] = 1;
+        }
+        int differ = 0;
+        for (int k = 0; k < steps; k++)
+            differ += sched.genes[k].depth != (full[k] ? B + 1 : depth) || sched.genes[k].ratio != 0.0f;
+        worst = differ > worst ? differ : worst;
+        CHECK(differ == 0, "%s at %d steps: %d steps differ from DeepCache's", spec, steps, differ);
+    }
+    free(z);
+    CHECK(cases > 1000 && not_dividing > 100 && refused > 0, "%s: %d cases, %d with N not dividing, %d refused",
+          path, cases, not_dividing, refused);
+    printf("deepcache fixture: %d cases (%d non-uniform with N not dividing the steps, %d refused where DeepCache "
+           "raises): at most %d steps differ (tolerance 0)\n",
+           cases, not_dividing, refused, worst);
 }
 
 static void test_presets(void) {
@@ -124,11 +203,21 @@ static void test_presets(void) {
         check_preset("baseline", T, B);
         check_counts(&sched, T, 0, 0, 0.0, "baseline");
 
-        check_preset("deepcache:5", T, B);
-        check_counts(&sched, (T + 4) / 5, T - (T + 4) / 5, 0, 0.0, "deepcache:5");
-        for (int k = 0; k < T; k++)
-            CHECK(sched.genes[k].depth == (k % 5 == 0 ? B + 1 : 2), "deepcache:5 step %d depth %d", k,
-                  sched.genes[k].depth);
+        // DeepCache's default (cache_branch_id 0) partial step is depth 1; branch=b is depth b + 1,
+        // and past the last branch depth B (every layer but the mid block), as DeepCacheSDHelper.
+        static const struct {
+            const char* spec;
+            int branch;
+        } uniform[] = {{"deepcache:5", 0}, {"deepcache:5:branch=0", 0}, {"deepcache:5:branch=1", 1},
+                       {"deepcache:5:branch=8", 8}, {"deepcache:5:branch=11", 11}, {"deepcache:5:branch=40", 40}};
+        for (size_t u = 0; u < sizeof(uniform) / sizeof(uniform[0]); u++) {
+            check_preset(uniform[u].spec, T, B);
+            check_counts(&sched, (T + 4) / 5, T - (T + 4) / 5, 0, 0.0, uniform[u].spec);
+            int depth = uniform[u].branch + 1 < B ? uniform[u].branch + 1 : B;
+            for (int k = 0; k < T; k++)
+                CHECK(sched.genes[k].depth == (k % 5 == 0 ? B + 1 : depth), "%s (B=%d) step %d depth %d, not %d",
+                      uniform[u].spec, B, k, sched.genes[k].depth, k % 5 == 0 ? B + 1 : depth);
+        }
 
         check_preset("deepcache:3", T, B);
         check_counts(&sched, (T + 2) / 3, T - (T + 2) / 3, 0, 0.0, "deepcache:3");
@@ -157,14 +246,27 @@ static void test_presets(void) {
         check_counts(&sched, full, T - full, 0, ratio_sum / T, what);
         CHECK(full == (T == 50 ? 7 : 3), "%s: %d full steps", what, full);
     }
-    // A one-branch model: DeepCache's depth 2 would be full, so partial steps use depth 1.
-    check_preset("deepcache:2", 4, 1);
+    // A one-branch model: every branch is depth 1.
+    check_preset("deepcache:2:branch=1", 4, 1);
     CHECK(sched.genes[1].depth == 1 && sched.genes[2].depth == 2, "one-branch deepcache depths");
 
-    const char* bad[] = {"deepcache:0", "deepcache:-3", "deepcache:x", "deepcache:5:", "tome:0.8", "tome:0.35",
-                         "tome:0", "tome:abc", "deepcache:5:50:1.4", "deepcache:5:-1:1.4", "deepcache:5:10:1.0",
-                         "deepcache:5:10:nan", "foo", "baseline:3", "", "dato-paper:1", "deepcache:5:10:1.4:2"};
+    const char* bad[] = {"deepcache:0", "deepcache:-3", "deepcache:x", "deepcache:5:", "deepcache", "tome:0.8",
+                         "tome:0.35", "tome:0", "tome:abc", "deepcache:5:center=50:pow=1.4",
+                         "deepcache:5:center=-1:pow=1.4", "deepcache:5:center=10:pow=1.0",
+                         "deepcache:5:center=10:pow=nan", "deepcache:5:center=10:pow=10.5", "deepcache:5:center=10",
+                         "deepcache:5:pow=1.4:branch=1", "deepcache:5:branch=-1", "deepcache:5:branch=x",
+                         "deepcache:5:branch=1:branch=2", "deepcache:5:cache_branch_id=0", "deepcache:5:branch",
+                         "deepcache:2:center=25:pow=1.4", "deepcache:5:center=10:pow=1.4:branch=1:x=2", "foo",
+                         "baseline:3", "", "dato-paper:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) check_preset_rejected(bad[i]);
+    // The positional form is gone: its message says what to write instead.
+    dato_error err = {{0}};
+    CHECK(dato_schedule_preset(&sched, "deepcache:5:15:1.4", 50, 12, &err) != DATO_OK &&
+              contains(err.msg, "deepcache:5:15:1.4") && contains(err.msg, "deepcache:N:center=C:pow=P[:branch=B]"),
+          "positional form: '%s'", err.msg);
+    CHECK(dato_schedule_preset(&sched, "deepcache:2:center=25:pow=1.4", 50, 12, &err) != DATO_OK &&
+              contains(err.msg, "ValueError"),
+          "DeepCache raises here: '%s'", err.msg);
 }
 
 static void test_validate(void) {
@@ -229,12 +331,12 @@ static void test_files(void) {
     CHECK(dato_schedule_resolve(&sched, mixed, 10, 12, &err) != DATO_OK && contains(err.msg, mixed) &&
               contains(err.msg, "'steps'"),
           "resolve steps mismatch: %s", err.msg);
-    const char* dc = "tests/fixtures/schedules/deepcache_3_10steps_b9.json";
+    const char* dc = "tests/fixtures/schedules/deepcache_3_branch1_10steps_b9.json";
     CHECK(dato_schedule_resolve(&sched, dc, 10, 9, &err) == DATO_OK, "%s", err.msg);
-    CHECK(dato_schedule_preset(&other, "deepcache:3", 10, 9, &err) == DATO_OK, "%s", err.msg);
+    CHECK(dato_schedule_preset(&other, "deepcache:3:branch=1", 10, 9, &err) == DATO_OK, "%s", err.msg);
     int same = 1;
     for (int k = 0; k < 10; k++) same &= sched.genes[k].depth == other.genes[k].depth;
-    CHECK(same, "deepcache fixture differs from the deepcache:3 preset");
+    CHECK(same, "deepcache fixture differs from the deepcache:3:branch=1 preset");
     CHECK(dato_schedule_resolve(&sched, "tests/fixtures/schedules/missing.json", 10, 9, &err) != DATO_OK &&
               contains(err.msg, "missing.json"),
           "missing file: %s", err.msg);
@@ -314,6 +416,7 @@ static void test_hostile_json(void) {
 
 int main(void) {
     test_quad_center();
+    test_deepcache_fixture();
     test_presets();
     test_validate();
     test_files();
