@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data_dir.h"
 #include "file_util.h"
 #include "json_fields.h"
 
@@ -76,5 +77,5 @@ dato_status dato_default_model_dir(char* buf, size_t n, dato_error* err) {
         if (snprintf(buf, n, "%s", env) >= (int)n) return dato_fail(err, DATO_ERR_INVALID, "$DATO_DEFAULT_MODEL is too long");
         return DATO_OK;
     }
-    return dato_path_join(buf, n, DATO_SOURCE_DIR, "models/fashion-sd", err);
+    return dato_data_path(buf, n, "models/fashion-sd", err);
 }

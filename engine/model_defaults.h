@@ -22,8 +22,9 @@ typedef struct {
 // present = 0. Unknown keys and wrong types are errors naming the file and the key.
 dato_status dato_model_defaults_load(dato_model_defaults* d, const char* model_dir, dato_error* err);
 
-// The embedded default model's folder: $DATO_DEFAULT_MODEL when set, else the source tree's
-// models/fashion-sd. Writes it into buf.
+// The embedded default model's folder: $DATO_DEFAULT_MODEL when set, else models/fashion-sd in
+// the data dir (engine/data_dir.h: $DATO_DATA_DIR, the installed share/dato, or the source tree).
+// Writes it into buf.
 dato_status dato_default_model_dir(char* buf, size_t n, dato_error* err);
 
 #endif

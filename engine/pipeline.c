@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "data_dir.h"
 #include "file_util.h"
 #include "image.h"
 #include "rng.h"
@@ -52,20 +53,23 @@ static dato_status open_folder_text(dato_pipeline* p, const char* dir, dato_dtyp
     return DATO_OK;
 }
 
-// The CLIP tokenizer of a single file: the shipped vocabulary, with the family's pad token
-// (SD1: <|endoftext|>, the folder's own configs; SD2 and SDXL's second: "!" in sd2/).
+// The CLIP tokenizer of a single file: dir's, with the family's pad token (SD1: <|endoftext|>; SD2
+// and SDXL's second: "!"). The shipped models/clip_tokenizer keeps SD2's configs in its sd2/ folder
+// beside the shared vocabulary; any other folder (vocab.json + merges.txt, or tokenizer.json) is
+// taken with its own configs, as a diffusers tokenizer folder has them.
 static dato_status open_shipped_tokenizer(dato_tokenizer** t, const char* dir, const char* variant, dato_error* err) {
     char vocab[4096], merges[4096], cfg[4096];
+    DATO_TRY(dato_path_join(cfg, sizeof cfg, dir, variant, err));
+    if (strcmp(variant, "sd2") != 0 || !dato_is_dir(cfg)) return dato_tokenizer_open(t, dir, err);
     DATO_TRY(dato_path_join(vocab, sizeof vocab, dir, "vocab.json", err));
     DATO_TRY(dato_path_join(merges, sizeof merges, dir, "merges.txt", err));
-    if (strcmp(variant, "sd2") != 0) return dato_tokenizer_open(t, dir, err);
-    DATO_TRY(dato_path_join(cfg, sizeof cfg, dir, variant, err));
     return dato_tokenizer_open_files(t, vocab, merges, cfg, err);
 }
 
 // A single LDM file's text encoders, found by their prefixes (ENGINE.md §8).
 static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_source* src, const char* tok_dir,
-                                         const dato_te_hints* const* hints, dato_dtype dtype, dato_error* err) {
+                                         const dato_te_hints* hints /* [2] or NULL */, dato_dtype dtype,
+                                         dato_error* err) {
     typedef struct {
         const char* probe;   // a tensor that marks the family
         const char* prefix;
@@ -89,8 +93,8 @@ static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_sou
     if (!spec) return DATO_OK; // a UNet-only file: conditioning comes as tensors
     for (int i = 0; i < n; i++) {
         DATO_TRY(open_shipped_tokenizer(&p->tokenizer[i], tok_dir, spec[i].tokenizer, err));
-        DATO_TRY(dato_text_encoder_open_source_as(&p->text[i], src, spec[i].prefix, spec[i].layout, hints[i], p->be,
-                                                  dtype, err));
+        DATO_TRY(dato_text_encoder_open_source_as(&p->text[i], src, spec[i].prefix, spec[i].layout,
+                                                  hints ? &hints[i] : NULL, p->be, dtype, err));
         p->n_text = i + 1;
     }
     if (spec == SD2) { // OpenCLIP-H: 24 layers stored, the penultimate + final LN used
@@ -104,23 +108,59 @@ static dato_status open_single_file_text(dato_pipeline* p, const dato_tensor_sou
     return DATO_OK;
 }
 
+// The scheduler config's text into p->sched_json: the options' file or folder, else the model's
+// scheduler_config.json (model_file), else the built-in one of the single file's model type (SD1.5's
+// for a folder without scheduler/); then p->sched read from it with its own class, and the
+// prediction-type override kept for every run. path: the model, for messages.
+static dato_status open_scheduler(dato_pipeline* p, const dato_pipeline_options* opt, const char* path,
+                                  const char* model_file, dato_error* err) {
+    const char* file = opt && opt->scheduler_config ? opt->scheduler_config : model_file;
+    if (file) {
+        DATO_TRY(dato_scheduler_config_read(file, &p->sched_json, p->sched_source, sizeof p->sched_source, err));
+    } else {
+        const dato_single_file_model* m = p->single_file ? p->single_file : dato_single_file_model_find("v1");
+        if (!m->scheduler_json)
+            return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: diffusers' from_single_file takes this file for model "
+                             "type '%s' (configs of %s), whose scheduler dato does not carry (it has those of v1, "
+                             "v2 and xl_base): name a scheduler config", path, m->type, m->repo);
+        snprintf(p->sched_source, sizeof p->sched_source, "%s's scheduler_config.json (built in)", m->repo);
+        p->sched_json = strdup(m->scheduler_json);
+        if (!p->sched_json) return dato_fail(err, DATO_ERR_NOMEM, "scheduler config: out of memory");
+    }
+    p->prediction_override = -1;
+    if (opt && opt->prediction_type) {
+        dato_prediction_type t;
+        DATO_TRY(dato_prediction_type_parse(opt->prediction_type, &t, err));
+        p->prediction_override = (int)t;
+    }
+    DATO_TRY(dato_scheduler_config_parse(p->sched_json, p->sched_source, NULL, &p->sched, err));
+    if (p->prediction_override >= 0) p->sched.prediction_type = (dato_prediction_type)p->prediction_override;
+    return DATO_OK;
+}
+
+dato_status dato_pipeline_scheduler(const dato_pipeline* p, dato_sampler_kind kind, dato_scheduler_config* cfg,
+                                    dato_error* err) {
+    *cfg = p->sched;
+    if (!p->sched_json || kind == p->sched.kind) return DATO_OK;
+    DATO_TRY(dato_scheduler_config_parse(p->sched_json, p->sched_source, &kind, cfg, err));
+    if (p->prediction_override >= 0) cfg->prediction_type = (dato_prediction_type)p->prediction_override;
+    cfg->eta = p->sched.eta; // a run's argument, not the file's
+    return DATO_OK;
+}
+
 dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err) {
     memset(p, 0, sizeof *p);
     p->be = be;
     p->text_final_norm = 1;
-    dato_scheduler_config_default(&p->sched);
-    const dato_unet_ldm_hints* hints = opt ? opt->unet_hints : NULL;
+    const dato_single_file_hints* hints = opt ? &opt->hints : NULL;
     dato_dtype dtype = opt ? opt->dtype : DATO_F32;
     dato_status st;
     if (dato_is_dir(path)) {
         char sub[4096];
         if ((st = dato_path_join(sub, sizeof sub, path, "scheduler/scheduler_config.json", err))) goto fail;
-        if (dato_is_file(sub)) {
-            if ((st = dato_scheduler_config_load(sub, NULL, &p->sched, err))) goto fail;
-            memcpy(p->sched_path, sub, sizeof sub);
-        }
-        if ((st = dato_unet_open_as(&p->unet, path, be, hints, dtype, err))) goto fail;
+        if ((st = open_scheduler(p, opt, path, dato_is_file(sub) ? sub : NULL, err))) goto fail;
+        if ((st = dato_unet_open_as(&p->unet, path, be, hints ? &hints->unet : NULL, dtype, err))) goto fail;
         if ((st = open_folder_text(p, path, dtype, err))) goto fail;
         if ((st = dato_path_join(sub, sizeof sub, path, "vae", err))) goto fail;
         if (dato_is_dir(sub)) {
@@ -137,14 +177,19 @@ dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend*
     dato_ckpt* ck = NULL;
     if ((st = is_ckpt ? dato_ckpt_open(&ck, path, err) : dato_weight_files_open(&wf, path, err))) goto fail;
     dato_tensor_source src = is_ckpt ? dato_ckpt_source(ck) : dato_tensor_source_files(&wf);
-    const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : DATO_SOURCE_DIR "/models/clip_tokenizer";
-    st = dato_unet_open_source_as(&p->unet, &src, be, hints, dtype, err);
-    const dato_te_hints* te_hints[2] = {opt ? opt->text_hints[0] : NULL, opt ? opt->text_hints[1] : NULL};
-    if (!st) st = open_single_file_text(p, &src, tok_dir, te_hints, dtype, err);
+    p->single_file = dato_single_file_model_infer(&src);
+    char shipped_tok[4096]; // the shipped CLIP vocabulary in the data dir (engine/data_dir.h), unless named
+    const char* tok_dir = opt && opt->tokenizer_dir ? opt->tokenizer_dir : shipped_tok;
+    st = tok_dir == shipped_tok ? dato_data_path(shipped_tok, sizeof shipped_tok, "models/clip_tokenizer", err) : DATO_OK;
+    if (!st) st = open_scheduler(p, opt, path, NULL, err);
+    if (!st) st = dato_unet_open_source_as(&p->unet, &src, be, hints ? &hints->unet : NULL, dtype, err);
+    if (!st && p->single_file->sample_size) // diffusers builds the UNet from its repo's config
+        p->unet.cfg.sample_size = p->single_file->sample_size;
+    if (!st) st = open_single_file_text(p, &src, tok_dir, hints ? hints->text : NULL, dtype, err);
     if (!st && src.find(src.ctx, "first_stage_model.decoder.conv_in.weight")) {
         float scale = p->n_text == 2 ? 0.13025f : 0.18215f; // SDXL's VAE, else SD1/2's
-        st = dato_vae_open_source_as(&p->vae, &src, "first_stage_model.", scale, opt ? opt->vae_norm_groups : 0, be,
-                                     dtype, err);
+        st = dato_vae_open_source_as(&p->vae, &src, "first_stage_model.", scale, hints ? hints->vae_norm_groups : 0,
+                                     be, dtype, err);
         p->has_vae = !st;
     }
     if (is_ckpt) dato_ckpt_close(ck);
@@ -162,6 +207,7 @@ void dato_pipeline_close(dato_pipeline* p) {
         if (i < p->n_text) dato_text_encoder_free(&p->text[i]);
     }
     if (p->has_vae) dato_vae_free(&p->vae);
+    free(p->sched_json);
     memset(p, 0, sizeof *p);
 }
 
@@ -487,12 +533,9 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     guided_model g = {.p = p, .gp = gp, .batch = B, .cfg = cfg, .latent_numel = latent, .guidance = gp->guidance};
     dato_sampler* s = NULL;
     float* host = NULL;
-    // Keys the file lacks take the running sampler's defaults, as diffusers' from_config does.
-    dato_scheduler_config sched = p->sched;
-    dato_status st = DATO_OK;
-    if (p->sched_path[0] && gp->sampler != p->sched.kind &&
-        (st = dato_scheduler_config_load(p->sched_path, &gp->sampler, &sched, err)))
-        return st;
+    dato_scheduler_config sched;
+    dato_status st = dato_pipeline_scheduler(p, gp->sampler, &sched, err);
+    if (st) return st;
     if (gp->schedule && (st = dato_schedule_validate(gp->schedule, gp->steps, p->unet.n_branches, err))) return st;
     int cached = 0, prunes = 0; // any partial step: the workspace holds the deep-feature cache
     for (int k = 0; gp->schedule && k < gp->steps; k++) {
@@ -540,17 +583,9 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
 
     // Initial latent: per-image noise streams so an image does not depend on its batch.
     float sigma = dato_sampler_init_noise_sigma(s);
-    for (int i = 0; i < B; i++) {
-        float* xi = out + (size_t)i * latent;
-        if (gp->init_latent) {
-            memcpy(xi, gp->init_latent + (size_t)i * latent, latent * sizeof(float));
-        } else {
-            dato_rng r;
-            dato_rng_seed_stream(&r, gp->seed, (uint64_t)i);
-            dato_rng_fill_normal(&r, xi, latent);
-        }
-        for (size_t k = 0; k < latent; k++) xi[k] *= sigma;
-    }
+    if (gp->init_latent) memcpy(out, gp->init_latent, (size_t)B * latent * sizeof(float));
+    else dato_rng_image_noise(gp->seed, B, latent, out);
+    for (size_t k = 0; k < (size_t)B * latent; k++) out[k] *= sigma;
     dato_rng noise_rng;
     dato_rng_seed_stream(&noise_rng, gp->seed, 0x5a4d504c4552ull); // the sampler's own stream ("SAMPLER")
     int on_device = gp->loop == DATO_LOOP_DEVICE || (gp->loop == DATO_LOOP_AUTO && be->device != DATO_DEV_CPU);

@@ -16,29 +16,35 @@
 #include "dato.h"
 #include "sampler.h"
 #include "schedule.h"
+#include "single_file.h"
 #include "text_encoder.h"
 #include "tokenizer.h"
 #include "unet.h"
 #include "unet_load.h"
 #include "vae.h"
 
-// Single files: what tensor shapes cannot tell. Released SD checkpoints need none of it
-// (NULL / 0 take the SD-family rules); small models of the same architecture may.
-// Any model: dtype, how the Linear/Conv2d weights of the UNet, VAE and text encoders are stored
-// (DATO_F32, the zero value; F16/BF16 need a backend that multiplies them: engine/weight_dtype.h).
+// How to open a model; the zero value takes everything from the model (docs/SINGLE_FILE.md).
 typedef struct {
-    const dato_unet_ldm_hints* unet_hints;
-    const dato_te_hints* text_hints[2]; // per text encoder
-    int vae_norm_groups;
-    const char* tokenizer_dir;          // CLIP vocab.json + merges.txt (NULL: models/clip_tokenizer)
-    dato_dtype dtype;                   // GEMM weights: F32 (default), F16 or BF16, converted at load
+    dato_single_file_hints hints;  // single files: what tensor shapes cannot tell (zeros: the SD-family rules;
+                                   // released SD checkpoints need none, small models of the same architecture may)
+    const char* tokenizer_dir;     // single files: a CLIP tokenizer folder, vocab.json + merges.txt or tokenizer.json
+                                   // (NULL: the shipped models/clip_tokenizer)
+    const char* scheduler_config;  // a scheduler_config.json, a scheduler folder or a diffusers folder, in place
+                                   // of the model's (NULL: the folder's, or the single file's model type's)
+    const char* prediction_type;   // "epsilon" or "v_prediction" over the config's (NULL: the config's)
+    dato_dtype dtype;              // GEMM weights: F32 (default), F16 or BF16, converted at load (weight_dtype.h)
 } dato_pipeline_options;
 
 typedef struct {
     dato_backend* be;
     dato_unet unet;
-    dato_scheduler_config sched;      // scheduler/scheduler_config.json, or SD1.5's; sched.kind = default sampler
-    char sched_path[4096];            // that file, re-read for another sampler's defaults ("" if none)
+    dato_scheduler_config sched;      // read from sched_json with its own class; sched.kind = default sampler
+    char* sched_json;                 // the scheduler_config.json text: the options', the folder's scheduler/, or the
+                                      // single file's model type's (SD1.5's for a folder without one); re-read
+                                      // with another sampler's class defaults (dato_pipeline_scheduler)
+    char sched_source[4096];          // where that text came from, for messages
+    int prediction_override;          // -1: the config's prediction type; else the dato_prediction_type of every run
+    const dato_single_file_model* single_file; // what diffusers takes a single file for; NULL for a folder
     // Text side: 0 encoders (conditioning as tensors), 1 (SD1.x/2.x) or 2 (SDXL).
     int n_text;
     dato_tokenizer* tokenizer[2];
@@ -56,6 +62,10 @@ typedef struct {
 dato_status dato_pipeline_open(dato_pipeline* p, const char* path, dato_backend* be, const dato_pipeline_options* opt,
                                dato_error* err);
 void dato_pipeline_close(dato_pipeline* p);
+// The scheduler config a run with sampler kind uses: sched_json read with that class's defaults for
+// the keys it lacks (diffusers' X.from_config(pipe.scheduler.config)), the prediction override on top.
+dato_status dato_pipeline_scheduler(const dato_pipeline* p, dato_sampler_kind kind, dato_scheduler_config* cfg,
+                                    dato_error* err);
 // Pixels per latent pixel: the VAE's upsampling factor, or 1 for a pixel-space model.
 int dato_pipeline_vae_factor(const dato_pipeline* p);
 // What image sides must be multiples of: the VAE factor times the UNet's downsampling (8 << 3 = 64

@@ -51,3 +51,11 @@ double dato_rng_normal(dato_rng* r) {
 void dato_rng_fill_normal(dato_rng* r, float* x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = (float)dato_rng_normal(r);
 }
+
+void dato_rng_image_noise(uint64_t seed, int n, size_t per_image, float* out) {
+    for (int i = 0; i < n; i++) {
+        dato_rng r;
+        dato_rng_seed_stream(&r, seed, (uint64_t)i);
+        dato_rng_fill_normal(&r, out + (size_t)i * per_image, per_image);
+    }
+}

@@ -25,4 +25,8 @@ double dato_rng_normal(dato_rng* r);
 // Fills x[0..n) with standard normals (as float).
 void dato_rng_fill_normal(dato_rng* r, float* x, size_t n);
 
+// The initial noise of n images, per_image values each: image i from stream i of seed (how the
+// pipeline draws it when given none).
+void dato_rng_image_noise(uint64_t seed, int n, size_t per_image, float* out /* (n, per_image) */);
+
 #endif

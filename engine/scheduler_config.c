@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "file_util.h"
+
 // ---- sampler kinds ------------------------------------------------------------------------------
 
 // Per diffusers class: its name and the defaults of its __init__ for the keys dato reads. All five
@@ -62,6 +64,26 @@ dato_status dato_sampler_kind_from_class(const char* class_name, dato_sampler_ki
                      "unsupported scheduler class '%s' (dato has PNDMScheduler, DDIMScheduler, "
                      "DPMSolverMultistepScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler)",
                      class_name);
+}
+
+// ---- prediction types ------------------------------------------------------------------------------
+
+static const char* const PREDICTION_NAMES[] = {[DATO_PREDICT_EPSILON] = "epsilon", [DATO_PREDICT_V] = "v_prediction"};
+#define NUM_PREDICTIONS ((int)(sizeof PREDICTION_NAMES / sizeof PREDICTION_NAMES[0]))
+
+const char* dato_prediction_type_name(dato_prediction_type type) {
+    return (int)type >= 0 && (int)type < NUM_PREDICTIONS ? PREDICTION_NAMES[type] : "unknown";
+}
+
+dato_status dato_prediction_type_parse(const char* name, dato_prediction_type* type, dato_error* err) {
+    if (!name || !type) return dato_fail(err, DATO_ERR_INVALID, "prediction type: NULL argument");
+    for (int i = 0; i < NUM_PREDICTIONS; i++) {
+        if (strcmp(name, PREDICTION_NAMES[i]) == 0) {
+            *type = (dato_prediction_type)i;
+            return DATO_OK;
+        }
+    }
+    return dato_fail(err, DATO_ERR_INVALID, "unknown prediction type '%s' (expected epsilon or v_prediction)", name);
 }
 
 // ---- defaults and validation ----------------------------------------------------------------------
@@ -276,14 +298,14 @@ static dato_status parse_root(const cJSON* root, const char* source, const dato_
     if ((st = get_number(root, source, "clip_sample_range", &c.clip_sample_range, err))) return st;
 
     static const char* const schedules[] = {"scaled_linear", "linear"};
-    static const char* const predictions[] = {"epsilon", "v_prediction"};
     static const char* const spacings[] = {"leading", "trailing", "linspace"};
     int choice = (int)c.beta_schedule;
     if ((st = get_choice(root, source, "beta_schedule", schedules, 2, "scaled_linear or linear", &choice, err)))
         return st;
     c.beta_schedule = (dato_beta_schedule)choice;
     choice = (int)c.prediction_type;
-    if ((st = get_choice(root, source, "prediction_type", predictions, 2, "epsilon or v_prediction", &choice, err)))
+    if ((st = get_choice(root, source, "prediction_type", PREDICTION_NAMES, NUM_PREDICTIONS, "epsilon or v_prediction",
+                         &choice, err)))
         return st;
     c.prediction_type = (dato_prediction_type)choice;
     choice = (int)c.timestep_spacing;
@@ -314,31 +336,32 @@ dato_status dato_scheduler_config_parse(const char* json, const char* source, co
     return st;
 }
 
+dato_status dato_scheduler_config_read(const char* path, char** json, char* file, size_t file_size, dato_error* err) {
+    if (!path || !json || !file) return dato_fail(err, DATO_ERR_INVALID, "scheduler config: NULL argument");
+    *json = NULL;
+    if (dato_is_file(path)) {
+        if (strlen(path) >= file_size) return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
+        strcpy(file, path);
+    } else if (dato_is_dir(path)) {
+        DATO_TRY(dato_path_join(file, file_size, path, "scheduler_config.json", err));
+        if (!dato_is_file(file))
+            DATO_TRY(dato_path_join(file, file_size, path, "scheduler/scheduler_config.json", err));
+        if (!dato_is_file(file))
+            return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: no scheduler_config.json in this folder or in its "
+                             "scheduler/", path);
+    } else {
+        return dato_fail(err, DATO_ERR_IO, "%s: no such file or folder (expected a scheduler_config.json, a scheduler "
+                         "folder or a diffusers folder)", path);
+    }
+    return dato_read_text_file(file, json, 1 << 20, err);
+}
+
 dato_status dato_scheduler_config_load(const char* path, const dato_sampler_kind* kind_override,
                                        dato_scheduler_config* cfg, dato_error* err) {
-    if (!path || !cfg) return dato_fail(err, DATO_ERR_INVALID, "scheduler config: NULL argument");
-    FILE* f = fopen(path, "rb");
-    if (!f) return dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
-    char* text = NULL;
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    if (size < 0 || size > (64l << 20) || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return dato_fail(err, DATO_ERR_IO, "%s: cannot read (or larger than 64 MiB)", path);
-    }
-    text = malloc((size_t)size + 1);
-    if (!text) {
-        fclose(f);
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: no memory for %ld bytes", path, size);
-    }
-    size_t got = fread(text, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) {
-        free(text);
-        return dato_fail(err, DATO_ERR_IO, "%s: short read (%zu of %ld bytes)", path, got, size);
-    }
-    text[size] = '\0';
-    dato_status st = dato_scheduler_config_parse(text, path, kind_override, cfg, err);
+    if (!cfg) return dato_fail(err, DATO_ERR_INVALID, "scheduler config: NULL argument");
+    char file[4096], *text = NULL;
+    DATO_TRY(dato_scheduler_config_read(path, &text, file, sizeof file, err));
+    dato_status st = dato_scheduler_config_parse(text, file, kind_override, cfg, err);
     free(text);
     return st;
 }

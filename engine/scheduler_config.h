@@ -5,6 +5,7 @@
 #define DATO_SCHEDULER_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "status.h"
 
@@ -38,7 +39,8 @@ typedef struct {
 // set_alpha_to_one false, epsilon, clip_sample false, eta 0).
 void dato_scheduler_config_default(dato_scheduler_config* cfg);
 
-// Reads a diffusers scheduler_config.json. The sampler kind comes from "_class_name"
+// Reads a diffusers scheduler_config.json (path: the file, or a folder holding it directly or in its
+// scheduler/, as dato_scheduler_config_read finds it). The sampler kind comes from "_class_name"
 // (PNDMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
 // EulerAncestralDiscreteScheduler) unless kind_override is non-NULL; an unknown or missing class
 // without an override is an error. A key the file lacks takes the default of the class of the
@@ -52,9 +54,17 @@ dato_status dato_scheduler_config_load(const char* path, const dato_sampler_kind
 // The same from JSON text; source names it in error messages.
 dato_status dato_scheduler_config_parse(const char* json, const char* source, const dato_sampler_kind* kind_override,
                                         dato_scheduler_config* cfg, dato_error* err);
+// The text of the scheduler_config.json that path names: path itself if it is a file, else
+// path/scheduler_config.json (a scheduler folder), else path/scheduler/scheduler_config.json (a
+// diffusers folder). *json is malloc'd; file (file_size bytes) receives the path read.
+dato_status dato_scheduler_config_read(const char* path, char** json, char* file, size_t file_size, dato_error* err);
 // Checks ranges: num_train_timesteps >= 2, 0 < beta_start <= beta_end < 1, 0 <= steps_offset <
 // num_train_timesteps, eta >= 0, clip_sample_range > 0, known enum values.
 dato_status dato_scheduler_config_validate(const dato_scheduler_config* cfg, dato_error* err);
+
+// "epsilon" or "v_prediction" (diffusers' names) -> the prediction type.
+dato_status dato_prediction_type_parse(const char* name, dato_prediction_type* type, dato_error* err);
+const char* dato_prediction_type_name(dato_prediction_type type);
 
 // CLI names: "ddim", "pndm" (or "plms"), "dpmpp-2m", "euler", "euler-a".
 dato_status dato_sampler_kind_parse(const char* name, dato_sampler_kind* kind, dato_error* err);
