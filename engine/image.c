@@ -154,6 +154,164 @@ dato_status dato_png_write(const char* path, const uint8_t* pixels, int h, int w
     return st;
 }
 
+// ---- A1111 "parameters" text ------------------------------------------------------------------------
+// The format is AUTOMATIC1111's (modules/processing.py create_infotext writes it,
+// modules/infotext_utils.py parse_generation_parameters reads it): docs/PNG_METADATA.md.
+
+// A1111's sampler names by dato_sampler_kind, and the schedule type nearest each timestep spacing
+// (DDIM: timesteps 1, 1 + 1000/n, ... = leading with SD's steps_offset 1; SGM Uniform: trailing;
+// Uniform: linspace, sigmas interpolated in log space where diffusers interpolates them linearly).
+static const char* const A1111_SAMPLERS[] = {[DATO_SAMPLER_DDIM] = "DDIM", [DATO_SAMPLER_PNDM] = "PLMS",
+                                             [DATO_SAMPLER_DPMPP_2M] = "DPM++ 2M", [DATO_SAMPLER_EULER] = "Euler",
+                                             [DATO_SAMPLER_EULER_A] = "Euler a"};
+static const char* const A1111_SCHEDULES[] = {[DATO_SPACING_LEADING] = "DDIM", [DATO_SPACING_TRAILING] = "SGM Uniform",
+                                              [DATO_SPACING_LINSPACE] = "Uniform"};
+#define COUNT(a) ((int)(sizeof a / sizeof a[0]))
+
+// Files dato loads whole models from: "Model" drops these extensions (A1111's name_for_extra drops any
+// file's; a folder such as sd-2.1 keeps its full name).
+static const char* const WEIGHT_FILE_EXTENSIONS[] = {".safetensors", ".ckpt", ".pt", ".pth"};
+
+// The code points Python's str.strip() removes (str.isspace), as inclusive ranges.
+static const long PYTHON_SPACE[][2] = {{0x09, 0x0d}, {0x1c, 0x20}, {0x85, 0x85},     {0xa0, 0xa0},
+                                       {0x1680, 0x1680}, {0x2000, 0x200a}, {0x2028, 0x2029},
+                                       {0x202f, 0x202f}, {0x205f, 0x205f}, {0x3000, 0x3000}};
+
+// json.dumps' short escapes for control bytes; the others become \u00XX.
+static const char* const JSON_SHORT_ESCAPES[0x20] = {['\b'] = "\\b", ['\t'] = "\\t", ['\n'] = "\\n",
+                                                     ['\f'] = "\\f", ['\r'] = "\\r"};
+
+static int is_python_space(long c) {
+    for (int i = 0; i < COUNT(PYTHON_SPACE); i++)
+        if (c >= PYTHON_SPACE[i][0] && c <= PYTHON_SPACE[i][1]) return 1;
+    return 0;
+}
+
+// The code point of the UTF-8 sequence at s (len > 0 bytes left) and its length in *n; -1 when the
+// bytes are not UTF-8 (Python never holds such a string, so they are never space).
+static long utf8_at(const unsigned char* s, size_t len, int* n) {
+    static const long MIN[] = {0, 0x80, 0x800, 0x10000}; // by length: shortest form only
+    static const unsigned char LEAD_BITS[] = {0x7f, 0x1f, 0x0f, 0x07};
+    int k = s[0] < 0x80 ? 1 : s[0] < 0xc0 ? 0 : s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : s[0] < 0xf5 ? 4 : 0;
+    if (!k || (size_t)k > len) return -1;
+    long c = s[0] & LEAD_BITS[k - 1];
+    for (int i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return -1;
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    *n = k;
+    return c >= MIN[k - 1] ? c : -1;
+}
+
+// Python's str.strip() on the text, in place.
+static void strip_python_space(dato_text* t) {
+    const unsigned char* s = (const unsigned char*)t->data;
+    size_t begin = 0, end = t->len;
+    int n = 0;
+    long c;
+    while (begin < end && (c = utf8_at(s + begin, end - begin, &n)) >= 0 && is_python_space(c)) begin += (size_t)n;
+    while (end > begin) {
+        size_t k = end - 1; // the start of the last code point: back over at most 3 continuation bytes
+        while (k > begin && end - k < 4 && (s[k] & 0xc0) == 0x80) k--;
+        if ((c = utf8_at(s + k, end - k, &n)) < 0 || (size_t)n != end - k || !is_python_space(c)) break;
+        end = k;
+    }
+    memmove(t->data, t->data + begin, end - begin);
+    t->len = end - begin;
+    t->data[t->len] = 0;
+}
+
+// ", Key: value" as create_infotext joins a setting: the key alone when the value equals it, the value
+// as json.dumps(value, ensure_ascii=False) writes it when it holds ',', ':' or '\n' (infotext_utils.quote).
+static void append_setting(dato_text* t, const char* key, const char* value) {
+    if (!value || !value[0]) return;
+    if (!strcmp(key, value)) {
+        dato_text_append(t, ", %s", key);
+        return;
+    }
+    dato_text_append(t, ", %s: ", key);
+    if (!strpbrk(value, ",:\n")) {
+        dato_text_append(t, "%s", value);
+        return;
+    }
+    dato_text_append(t, "\"");
+    for (const unsigned char* c = (const unsigned char*)value; *c; c++) {
+        if (*c == '"' || *c == '\\') dato_text_append(t, "\\%c", *c);
+        else if (*c < 0x20 && JSON_SHORT_ESCAPES[*c]) dato_text_append(t, "%s", JSON_SHORT_ESCAPES[*c]);
+        else if (*c < 0x20) dato_text_append(t, "\\u%04x", *c);
+        else dato_text_append(t, "%c", *c);
+    }
+    dato_text_append(t, "\"");
+}
+
+// The fewest decimals that read back as the same float: 7 -> "7", 7.5f -> "7.5", 7.1f -> "7.1", the
+// number the user typed, as A1111 shows the CFG scale its UI sent as a JSON number. 46 decimals
+// suffice for every float.
+static void format_float_shortest(char* out, size_t n, float v) {
+    if (v == 0) v = 0; // -0 -> 0
+    for (int d = 0; d <= 46; d++) {
+        snprintf(out, n, "%.*f", d, (double)v);
+        if (strtof(out, NULL) == v) return;
+    }
+}
+
+// The model's name for "Model": the last path component (trailing '/' ignored) less a weight-file
+// extension; "" for a path without one.
+static void model_name(char* out, size_t n, const char* path) {
+    size_t end = strlen(path);
+    while (end > 0 && path[end - 1] == '/') end--;
+    size_t begin = end;
+    while (begin > 0 && path[begin - 1] != '/') begin--;
+    for (int i = 0; i < COUNT(WEIGHT_FILE_EXTENSIONS); i++) {
+        size_t e = strlen(WEIGHT_FILE_EXTENSIONS[i]);
+        if (end - begin > e && !strncmp(path + end - e, WEIGHT_FILE_EXTENSIONS[i], e)) {
+            end -= e;
+            break;
+        }
+    }
+    snprintf(out, n, "%.*s", (int)(end - begin < n ? end - begin : n - 1), path + begin);
+}
+
+dato_status dato_a1111_parameters(const dato_a1111_params* p, dato_text* out, dato_error* err) {
+    *out = (dato_text){0};
+    if (!p || !p->prompt) return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: no prompt (NULL)");
+    if (p->steps < 1) return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: steps %d, expected >= 1", p->steps);
+    if (p->width < 1 || p->height < 1)
+        return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: size %dx%d, expected both >= 1", p->width, p->height);
+    if ((int)p->sampler < 0 || (int)p->sampler >= COUNT(A1111_SAMPLERS))
+        return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: sampler %d, expected 0..%d", (int)p->sampler,
+                         COUNT(A1111_SAMPLERS) - 1);
+    if ((int)p->spacing < 0 || (int)p->spacing >= COUNT(A1111_SCHEDULES))
+        return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: timestep spacing %d, expected 0..%d", (int)p->spacing,
+                         COUNT(A1111_SCHEDULES) - 1);
+    if (!(p->guidance >= 0 && p->guidance <= 1e6f))
+        return dato_fail(err, DATO_ERR_INVALID, "A1111 parameters: guidance %g, expected in [0, 1e6]", (double)p->guidance);
+    char cfg[64], seed[24], size[32], model[1024];
+    format_float_shortest(cfg, sizeof cfg, p->guidance);
+    snprintf(seed, sizeof seed, "%llu", p->seed);
+    snprintf(size, sizeof size, "%dx%d", p->width, p->height);
+    model_name(model, sizeof model, p->model_path ? p->model_path : "");
+    const char* const settings[][2] = {{"Sampler", A1111_SAMPLERS[p->sampler]},
+                                       {"Schedule type", A1111_SCHEDULES[p->spacing]},
+                                       {"CFG scale", cfg},
+                                       {"Seed", seed},
+                                       {"Size", size},
+                                       {"Model hash", p->model_hash},
+                                       {"Model", model},
+                                       {"DaTo schedule", p->dato_schedule}, // an extra setting, after A1111's own
+                                       {"Version", p->version}};
+    DATO_TRY(dato_text_init(out, 256 + strlen(p->prompt), "A1111 parameters", err));
+    dato_text_append(out, "%s\nNegative prompt: %s\nSteps: %d", p->prompt, p->negative_prompt ? p->negative_prompt : "",
+                     p->steps);
+    for (int i = 0; i < COUNT(settings); i++) append_setting(out, settings[i][0], settings[i][1]);
+    if (out->failed) {
+        dato_text_free(out);
+        return dato_fail(err, DATO_ERR_NOMEM, "A1111 parameters: cannot allocate the text");
+    }
+    strip_python_space(out);
+    return DATO_OK;
+}
+
 // ---- reading ----------------------------------------------------------------------------------------
 
 // Reads the header and sets the transforms to 8-bit gray or RGB; *channels and *depth are what

@@ -6,8 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "scheduler_config.h"
 #include "status.h"
 #include "tensor.h"
+#include "text_buffer.h"
 
 // Writes an 8-bit PNG. pixels: (h, w, channels), channels 1 (gray) or 3 (RGB).
 // text_kv: NULL, or key, value, key, value, ..., NULL: one text chunk per pair (tEXt when the
@@ -17,6 +19,33 @@
 // failure never leaves a partial file at path (an existing file there stays as it was).
 dato_status dato_png_write(const char* path, const uint8_t* pixels, int h, int w, int channels,
                            const char* const* text_kv, dato_error* err);
+
+// The settings of one image, as AUTOMATIC1111's webui records them in its "parameters" PNG text.
+typedef struct {
+    const char* prompt;            // as encoded, newlines kept
+    const char* negative_prompt;   // NULL or "": none
+    int steps;                     // >= 1
+    dato_sampler_kind sampler;     // "Sampler": DDIM, PLMS, DPM++ 2M, Euler, Euler a
+    dato_timestep_spacing spacing; // "Schedule type", the nearest A1111 has: leading DDIM, trailing SGM Uniform, linspace Uniform
+    float guidance;                // "CFG scale", in [0, 1e6]
+    unsigned long long seed;       // "Seed"
+    int width, height;             // "Size: WxH", pixels
+    const char* model_hash;        // "Model hash" (A1111's: the first 10 hex digits of the file's SHA-256); NULL: left out
+    const char* model_path;        // "Model": the file's name without a weight-file extension, or the folder's; NULL: left out
+    const char* dato_schedule;     // "DaTo schedule": a preset name or a schedule file; NULL: left out (the baseline)
+    const char* version;           // "Version", e.g. "dato " DATO_VERSION; a bare "1.2.3" would switch on A1111's
+                                   // back-compatibility options (infotext_versions.py); NULL: left out
+} dato_a1111_params;
+
+// The "parameters" text of p, byte for byte as A1111's create_infotext writes it (docs/PNG_METADATA.md):
+//   <prompt>\nNegative prompt: <negative>\nSteps: 25, Sampler: Euler a, Schedule type: Uniform, CFG scale: 7.5,
+//   Seed: 42, Size: 512x512, Model hash: 6ce0161689, Model: v1-5-pruned, DaTo schedule: fast, Version: dato 0.1.0
+// (the settings on one line), values holding ',', ':' or a newline JSON-quoted, the whole stripped of
+// surrounding whitespace, with one difference: the "Negative prompt:" line is there also when the
+// negative prompt is empty (A1111 leaves it out; ComfyUI's importer needs it; A1111 reads both alike).
+// Empty optional strings count as NULL. out is initialized here: on success it holds the text (free
+// it with dato_text_free); on failure it is freed and err names the field at fault.
+dato_status dato_a1111_parameters(const dato_a1111_params* p, dato_text* out, dato_error* err);
 
 // Reads a PNG into a malloc'd (h, w, channels) 8-bit buffer that the caller frees.
 // Gray files give channels 1, color and palette files give 3: palettes are expanded, 16-bit

@@ -2,7 +2,9 @@
 // file, conversions on read (palette, 16-bit, alpha), errors that name the path, no temporary
 // files left behind, grid layout, and the float -> uint8 conversion against values computed
 // with torch + numpy exactly as diffusers' VaeImageProcessor does. Files live in a mkdtemp dir.
+#include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <png.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -280,6 +282,141 @@ static void test_errors(const char* dir) {
     free(good);
 }
 
+// ---- A1111 "parameters" text --------------------------------------------------------------------
+
+#define PARAMETERS_CASES "tests/fixtures/png_parameters/cases.json"
+
+// A case's string field, or NULL when the case leaves it out.
+static const char* case_string(const cJSON* c, const char* key) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int case_int(const cJSON* c, const char* key) {
+    const cJSON* v = cJSON_GetObjectItemCaseSensitive(c, key);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+// Every case of tools/make_png_parameters_fixtures.py, byte for byte: the texts A1111's create_infotext
+// writes (with dato's Negative prompt line), which its parser and ComfyUI's importer read back.
+static void test_a1111_cases(void) {
+    static const char* const SPACINGS[] = {[DATO_SPACING_LEADING] = "leading", [DATO_SPACING_TRAILING] = "trailing",
+                                           [DATO_SPACING_LINSPACE] = "linspace"};
+    size_t n = 0;
+    char* json = (char*)read_bytes(PARAMETERS_CASES, &n);
+    CHECK(json != NULL, "cannot read %s (run from the repository root)", PARAMETERS_CASES);
+    if (!json) return;
+    cJSON* cases = cJSON_ParseWithLength(json, n);
+    free(json);
+    CHECK(cJSON_IsArray(cases) && cJSON_GetArraySize(cases) >= 40, "%s: expected an array of >= 40 cases", PARAMETERS_CASES);
+    int total = 0, wrong = 0;
+    const cJSON* c;
+    cJSON_ArrayForEach(c, cases) {
+        const char *name = case_string(c, "name"), *want = case_string(c, "expected");
+        dato_a1111_params p = {.prompt = case_string(c, "prompt"), .negative_prompt = case_string(c, "negative_prompt"),
+                               .steps = case_int(c, "steps"), .width = case_int(c, "width"), .height = case_int(c, "height"),
+                               .model_hash = case_string(c, "model_hash"), .model_path = case_string(c, "model_path"),
+                               .dato_schedule = case_string(c, "dato_schedule"), .version = case_string(c, "version")};
+        const cJSON* g = cJSON_GetObjectItemCaseSensitive(c, "guidance");
+        p.guidance = cJSON_IsNumber(g) ? (float)g->valuedouble : NAN;
+        const char* seed = case_string(c, "seed"); // a string: JSON numbers stop being exact at 2^53
+        p.seed = seed ? strtoull(seed, NULL, 10) : 0;
+        dato_error err = {{0}};
+        const char* sampler = case_string(c, "sampler");
+        int ok = name && want && sampler && dato_sampler_kind_parse(sampler, &p.sampler, &err) == DATO_OK;
+        const char* spacing = case_string(c, "spacing");
+        p.spacing = (dato_timestep_spacing)-1;
+        for (int k = 0; spacing && k < 3; k++)
+            if (!strcmp(spacing, SPACINGS[k])) p.spacing = (dato_timestep_spacing)k;
+        dato_text t;
+        ok = ok && dato_a1111_parameters(&p, &t, &err) == DATO_OK;
+        if (ok && strcmp(t.data, want)) {
+            size_t at = 0;
+            while (t.data[at] && t.data[at] == want[at]) at++;
+            fprintf(stderr, "case %s differs at byte %zu:\n  got  '%s'\n  want '%s'\n", name, at, t.data, want);
+            ok = 0;
+        } else if (!ok) {
+            fprintf(stderr, "case %s: %s\n", name ? name : "?", err.msg);
+        }
+        if (t.data) dato_text_free(&t);
+        total++;
+        wrong += !ok;
+    }
+    cJSON_Delete(cases);
+    printf("A1111 parameters vs %s: %d of %d texts differ (bytes compared exactly)\n", PARAMETERS_CASES, wrong, total);
+    CHECK(wrong == 0 && total >= 40, "%d of %d A1111 texts differ", wrong, total);
+}
+
+// The rules one at a time, and the errors.
+static void test_a1111_rules(const char* dir) {
+    dato_error err = {{0}};
+    dato_text t;
+    dato_a1111_params p = {.prompt = "a sneaker", .steps = 25, .sampler = DATO_SAMPLER_PNDM, .spacing = DATO_SPACING_LEADING,
+                           .guidance = 4.0f, .seed = 1234, .width = 28, .height = 28, .model_path = "models/fashion-sd/"};
+    CHECK(dato_a1111_parameters(&p, &t, &err) == DATO_OK, "default model: %s", err.msg);
+    const char* want = "a sneaker\nNegative prompt: \nSteps: 25, Sampler: PLMS, Schedule type: DDIM, CFG scale: 4, "
+                       "Seed: 1234, Size: 28x28, Model: fashion-sd";
+    CHECK(t.data && !strcmp(t.data, want), "default model text '%s'", t.data);
+
+    // Written into a PNG as the "parameters" tEXt chunk, the text comes back byte for byte.
+    char path[512];
+    join(path, sizeof path, dir, "parameters.png");
+    uint8_t pixels[2 * 2] = {0, 64, 128, 255};
+    const char* kv[] = {"parameters", t.data, NULL};
+    CHECK(dato_png_write(path, pixels, 2, 2, 1, kv, &err) == DATO_OK, "write: %s", err.msg);
+    size_t n = 0, len = 0;
+    unsigned char* bytes = read_bytes(path, &n);
+    const unsigned char* data = NULL;
+    int index = -1;
+    CHECK(bytes && find_chunk(bytes, n, "tEXt", &data, &len, &index) && len == strlen("parameters") + 1 + strlen(want) &&
+              !memcmp(data, "parameters", 11) && !memcmp(data + 11, want, strlen(want)),
+          "the parameters chunk does not hold the text");
+    free(bytes);
+    unlink(path);
+    dato_text_free(&t);
+
+    // Shortest CFG scale (numpy.format_float_positional of the float32), the Model name rule, empty
+    // optional strings, -0.
+    const struct {
+        float guidance;
+        const char *model_path, *want_tail;
+    } tails[] = {{7.1f, "/m/v1-5.ckpt", "CFG scale: 7.1, Seed: 1234, Size: 28x28, Model: v1-5"},
+                 {0.1f, "/m/sd-2.1/", "CFG scale: 0.1, Seed: 1234, Size: 28x28, Model: sd-2.1"},
+                 {-0.0f, ".safetensors", "CFG scale: 0, Seed: 1234, Size: 28x28, Model: .safetensors"},
+                 {1e6f, "", "CFG scale: 1000000, Seed: 1234, Size: 28x28"},
+                 {0x1p-20f, "a.pt.pth", "CFG scale: 0.0000009536743, Seed: 1234, Size: 28x28, Model: a.pt"}};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        p.guidance = tails[i].guidance;
+        p.model_path = tails[i].model_path;
+        p.model_hash = "";
+        CHECK(dato_a1111_parameters(&p, &t, &err) == DATO_OK, "tail %zu: %s", i, err.msg);
+        const char* tail = t.data ? strstr(t.data, "CFG scale") : NULL;
+        CHECK(tail && !strcmp(tail, tails[i].want_tail), "tail %zu: '%s', want '%s'", i, tail, tails[i].want_tail);
+        if (t.data) dato_text_free(&t);
+    }
+
+    // Invalid settings: an error that names the field and the expected value, and no text.
+    const dato_a1111_params base = {.prompt = "x", .steps = 1, .guidance = 1, .width = 1, .height = 1};
+    dato_a1111_params bad[6];
+    const char* const names[6] = {"no prompt", "steps 0", "size 0x1", "sampler 9", "timestep spacing -1", "guidance nan"};
+    for (int i = 0; i < 6; i++) bad[i] = base;
+    bad[0].prompt = NULL;
+    bad[1].steps = 0;
+    bad[2].width = 0;
+    bad[3].sampler = (dato_sampler_kind)9;
+    bad[4].spacing = (dato_timestep_spacing)-1;
+    bad[5].guidance = NAN;
+    for (int i = 0; i < 6; i++) {
+        dato_status st = dato_a1111_parameters(&bad[i], &t, &err);
+        CHECK(st == DATO_ERR_INVALID && t.data == NULL && has(err.msg, names[i] + (i == 0 ? 3 : 0)),
+              "%s: status %d, '%s'", names[i], st, err.msg);
+    }
+    p.guidance = -1;
+    CHECK(dato_a1111_parameters(&p, &t, &err) == DATO_ERR_INVALID && has(err.msg, "expected in [0, 1e6]"), "guidance -1: %s",
+          err.msg);
+    CHECK(dato_a1111_parameters(NULL, &t, &err) == DATO_ERR_INVALID, "NULL params accepted");
+}
+
 // ---- grids --------------------------------------------------------------------------------------
 
 static void test_grid(void) {
@@ -422,6 +559,8 @@ int main(void) {
     int entries = count_entries(dir);
     printf("files in the test directory: %d (expected 13, no temporaries)\n", entries);
     CHECK(entries == 13, "%d files in %s, expected 13", entries, dir);
+    test_a1111_cases();
+    test_a1111_rules(dir);
     test_grid();
     test_from_float();
     test_latent_preview();
