@@ -41,6 +41,26 @@ int dato_is_dir(const char* path) {
     return stat(path, &s) == 0 && S_ISDIR(s.st_mode);
 }
 
+dato_status dato_mkdir_parents(const char* path, dato_error* err) {
+    char dir[4096];
+    const char* slash = strrchr(path, '/');
+    if (!slash || slash == path) return DATO_OK;
+    if ((size_t)(slash - path) >= sizeof dir) return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = 0;
+    for (char* q = dir + 1;; q++) { // each prefix ending before a '/', then the whole folder
+        int end = *q == 0;
+        if (*q != '/' && !end) continue;
+        *q = 0;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+            return dato_fail(err, DATO_ERR_IO, "%s: cannot create folder %s: %s", path, dir, strerror(errno));
+        if (end) break;
+        *q = '/';
+    }
+    if (!dato_is_dir(dir)) return dato_fail(err, DATO_ERR_IO, "%s: %s is not a folder", path, dir);
+    return DATO_OK;
+}
+
 dato_status dato_path_join(char* buf, size_t n, const char* dir, const char* name, dato_error* err) {
     int len = snprintf(buf, n, "%s/%s", dir, name);
     if (len < 0 || (size_t)len >= n) return dato_fail(err, DATO_ERR_INVALID, "path too long: %s/%s", dir, name);

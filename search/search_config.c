@@ -48,6 +48,8 @@ const dato_config_field dato_search_config_fields[] = {
     NUMBER(steps, DATO_FIELD_INT, 1),
     NUMBER(guidance, DATO_FIELD_FLOAT, 1),
     TEXT(sampler, 1),
+    TEXT_OPTIONAL(scheduler_config, 1),
+    TEXT_OPTIONAL(prediction_type, 1),
     NUMBER(batch, DATO_FIELD_INT, 1),
     ENUM(backend, backend_names, 1, 1), // optional: checkpoints written before it ran on the CPU
     ENUM(objective, objective_names, 1, 0),

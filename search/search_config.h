@@ -56,6 +56,8 @@ typedef struct {
     int steps;
     float guidance;
     char sampler[32];
+    char scheduler_config[4096]; // a scheduler_config.json (file or folder) over the model's own; "": the model's
+    char prediction_type[16];    // "epsilon" or "v_prediction" over the scheduler config's; "": the config's
     int batch;                  // images per generate call (pruning's seeded fallback is per call)
     dato_search_backend backend;
     // the objectives

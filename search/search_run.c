@@ -32,8 +32,13 @@
 #define MAX_PROMPTS_BYTES (256 << 20) // a prompts file's size limit: COCO's 30k captions are about 2 MB
 #define GRID_PROMPTS 8                // prompts shown in each grid of the report
 #define N_REFS 7                      // the references: the baseline and the hand-made presets
-static const char* const REF_SPECS[N_REFS] = {"baseline",    "deepcache:2", "deepcache:3", "deepcache:4",
-                                              "deepcache:5", "tome:0.5",    "dato-paper"};
+static const char* const REF_SPECS[N_REFS] = {"baseline",
+                                              "deepcache:2:branch=1",
+                                              "deepcache:3:branch=1",
+                                              "deepcache:4:branch=1",
+                                              "deepcache:5:branch=1",
+                                              "tome:0.5",
+                                              "dato-paper"};
 #define N_PICKS 2                     // the picks the confirmation stage re-scores: the knee, the fastest within +10% FID
 
 // The image sets, each a fixed list of prompts and initial noises (common random numbers: every
@@ -192,11 +197,11 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
     if (!dato_is_dir(c->model) && !dato_is_file(c->model))
         return dato_fail(err, DATO_ERR_NOT_FOUND, "--model %s: no such model folder or file", c->model);
     DATO_TRY(dato_model_defaults_load(&md, c->model, err));
-    if (!c->steps) c->steps = md.steps ? md.steps : 25;
+    if (!c->steps) c->steps = md.steps ? md.steps : 50;
     if (c->guidance < 0) c->guidance = md.guidance ? md.guidance : 7.5f;
     if (!c->prompts_file[0]) {
         if (!md.eval_prompts[0])
-            return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json eval_prompts: give --prompts FILE", c->model);
+            return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json eval_prompts: give --prompts-file FILE", c->model);
         snprintf(c->prompts_file, sizeof c->prompts_file, "%s", md.eval_prompts);
     }
     // The extractor: pytorch-fid's Inception when asked for, else the feature network the model ships
@@ -298,7 +303,9 @@ static dato_status open_model(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
     DATO_TRY(open_backend(s, err));
     s->have_be = 1;
-    DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, NULL, err));
+    dato_pipeline_options popt = {.scheduler_config = c->scheduler_config[0] ? c->scheduler_config : NULL,
+                                  .prediction_type = c->prediction_type[0] ? c->prediction_type : NULL};
+    DATO_TRY(dato_pipeline_open(&s->pipe, c->model, &s->be, &popt, err));
     s->have_pipe = 1;
     if (s->pipe.n_text == 0) return dato_fail(err, DATO_ERR_INVALID, "%s: the search needs a text-conditioned model", c->model);
     DATO_TRY(model_hash(c->model, PIPELINE_PARTS, c->model_hash, sizeof c->model_hash, err));
@@ -390,7 +397,9 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
     } else {
         if (!s->o->quiet) fprintf(stderr, "dato-search: calibrating the latency table (%d depths x 6 ratios)\n",
                                   c->n_branches + 2);
-        DATO_TRY(dato_latency_calibrate(&s->table, &s->pipe.unet, &s->pipe.sched, &setup, err));
+        dato_scheduler_config sched; // the run's sampler's config, as the evaluations read it
+        DATO_TRY(dato_pipeline_scheduler(&s->pipe, setup.sampler, &sched, err));
+        DATO_TRY(dato_latency_calibrate(&s->table, &s->pipe.unet, &sched, &setup, err));
         DATO_TRY(dato_latency_save(&s->table, s->table_path, err));
         // Predict from the numbers as stored, as a resume and any run reusing the table will:
         // the in-memory table can differ from its JSON in the last bit.
@@ -1582,19 +1591,10 @@ static dato_status write_trace(search_ctx* s, int gen, double gen_s, dato_error*
 
 static dato_status make_dirs(const char* run_dir, dato_error* err) {
     char p[4096];
-    const char* subs[] = {"", "grids", "schedules"};
-    for (int i = 0; i < 3; i++) {
-        DATO_TRY(i ? dato_path_join(p, sizeof p, run_dir, subs[i], err)
-                   : (snprintf(p, sizeof p, "%s", run_dir) < (int)sizeof p ? DATO_OK
-                                                                            : dato_fail(err, DATO_ERR_INVALID, "run folder name too long")));
-        for (char* q = p + 1; *q; q++) { // mkdir -p
-            if (*q != '/') continue;
-            *q = 0;
-            if (mkdir(p, 0777) && errno != EEXIST)
-                return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
-            *q = '/';
-        }
-        if (mkdir(p, 0777) && errno != EEXIST) return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
+    const char* subs[] = {"grids/", "schedules/"}; // the run folder itself comes with the first
+    for (int i = 0; i < 2; i++) {
+        DATO_TRY(dato_path_join(p, sizeof p, run_dir, subs[i], err));
+        DATO_TRY(dato_mkdir_parents(p, err));
     }
     return DATO_OK;
 }

@@ -10,39 +10,70 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "cli_args.h"
+#include "file_util.h"
 #include "genome.h"
 #include "nsga2.h"
 #include "report.h"
 #include "schedule.h"
 
+typedef struct {
+    const char* out;
+    double max_fid, max_latency;
+    int pick, index, list, help; // pick: an index of PICKS, -1 none; index: -1 none
+} options;
+
+static const char* const PICKS[] = {"knee", "fastest", "best-fid", NULL};
+
+#define N_OPTIONS 7
+// The options, as data (cli_args.h).
+static void options_table(options* o, dato_arg* t) {
+    dato_arg rows[N_OPTIONS] = {
+        {"list", NULL, DATO_ARG_FLAG, &o->list, 0, 0, NULL, NULL, NULL,
+         "print the front, fastest first, with the baseline, and exit"},
+        {"pick", NULL, DATO_ARG_CHOICE, &o->pick, 0, 0, PICKS, NULL, "knee|fastest|best-fid",
+         "knee: the member farthest from the line between the two extremes. A front "
+         "without one (1 or 2 members, straight or concave) gives its only member, else the "
+         "fastest whose FID interval overlaps the baseline's (or lies below it), else the "
+         "lowest FID, and says so.\n"
+         "fastest: the fastest member with FID <= --max-fid X.\n"
+         "best-fid: the lowest-FID member with latency <= --max-latency S (s per image)"},
+        {"max-fid", NULL, DATO_ARG_DOUBLE, &o->max_fid, 0, 1e300, NULL, NULL, "X", "with --pick fastest"},
+        {"max-latency", NULL, DATO_ARG_DOUBLE, &o->max_latency, 1e-300, 1e300, NULL, NULL, "S",
+         "with --pick best-fid: seconds per image"},
+        {"index", NULL, DATO_ARG_INT, &o->index, 0, 999999, NULL, NULL, "I", "member I of --list"},
+        {"out", NULL, DATO_ARG_TEXT, &o->out, 0, 0, NULL, NULL, "FILE",
+         "where to write the schedule (default: standard output; folders are created)"},
+        {"help", NULL, DATO_ARG_FLAG, &o->help, 0, 0, NULL, NULL, NULL, "this text"},
+    };
+    memcpy(t, rows, sizeof rows);
+}
+
 static void usage(FILE* f) {
-    fprintf(f,
-            "usage: dato-export CHECKPOINT.h5 (--list | --pick knee | --pick fastest --max-fid X |\n"
-            "                                  --pick best-fid --max-latency S | --index I) [--out FILE]\n"
-            "\n"
-            "Picks a schedule from the front of a dato-search checkpoint and writes it as schedule JSON.\n"
-            "A finished run's front is the final one: latency from timing pairs interleaved with the\n"
-            "baseline, FID and the teacher distance on the final image set, with bootstrap 95%% intervals\n"
-            "(checkpoints of format 2 have neither the pairs nor the intervals). A run still going has its\n"
-            "search-time front: latency and the search objective (FID, or the teacher distance, which\n"
-            "--max-fid cannot compare with).\n"
-            "After a pick, a line on standard error says how sure it is: the speedup's spread over the\n"
-            "pairs, and whether the FID interval lies above, across or below the baseline's.\n"
-            "\n"
-            "  --list             print the front, fastest first, with the baseline, and exit\n"
-            "  --pick knee        the knee: the member farthest from the line between the two extremes.\n"
-            "                     A front without one (1 or 2 members, straight or concave) gives its only\n"
-            "                     member, else the fastest whose FID interval overlaps the baseline's (or\n"
-            "                     lies below it), else the lowest FID, and says so\n"
-            "  --pick fastest     the fastest member with FID <= --max-fid X\n"
-            "  --pick best-fid    the lowest-FID member with latency <= --max-latency S (seconds per image)\n"
-            "  --index I          member I of --list\n"
-            "  --out FILE         where to write the schedule (default: standard output)\n"
-            "  --help             this text\n"
-            "\n"
-            "A value follows its option as the next argument or after '=' (--pick=knee).\n"
-            "Exit status: 0 written (or listed), 1 no member meets the pick or the checkpoint is refused,\n"
-            "2 a usage error.\n");
+    options o;
+    dato_arg t[N_OPTIONS];
+    options_table(&o, t);
+    dato_text h;
+    dato_error err;
+    if (dato_text_init(&h, 8192, "--help", &err)) return;
+    dato_text_append(&h,
+        "usage: dato-export CHECKPOINT.h5 (--list | --pick knee | --pick fastest --max-fid X |\n"
+        "                                  --pick best-fid --max-latency S | --index I) [--out FILE]\n"
+        "\n"
+        "Picks a schedule from the front of a dato-search checkpoint and writes it as schedule JSON.\n"
+        "A finished run's front is the final one: latency from timing pairs interleaved with the\n"
+        "baseline, FID and the teacher distance on the final image set, with bootstrap 95%% intervals\n"
+        "(checkpoints of format 2 have neither the pairs nor the intervals). A run still going has its\n"
+        "search-time front: latency and the search objective (FID, or the teacher distance, which\n"
+        "--max-fid cannot compare with).\n"
+        "After a pick, a line on standard error says how sure it is: the speedup's spread over the\n"
+        "pairs, and whether the FID interval lies above, across or below the baseline's.\n"
+        "A value follows its option as the next argument or after '=' (--pick=knee).\n\n");
+    dato_args_help(t, N_OPTIONS, &h);
+    dato_text_append(&h, "\nExit status: 0 written (or listed), 1 no member meets the pick or the checkpoint is "
+                         "refused,\n2 a usage error.\n");
+    fputs(h.data, f);
+    dato_text_free(&h);
 }
 
 typedef struct {
@@ -230,77 +261,27 @@ static void list_final(const dato_checkpoint* ck, const char* path, const front_
     }
 }
 
-// Splits "--name=value" into name (into buf) and value; other arguments come back as they are, value NULL.
-static const char* split_option(const char* a, char* buf, size_t cap, const char** value) {
-    const char* eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
-    *value = NULL;
-    if (!eq) return a;
-    snprintf(buf, cap, "%.*s", (int)(eq - a), a);
-    *value = eq + 1;
-    return buf;
-}
-
 int main(int argc, char** argv) {
-    const char *path = NULL, *pick = NULL, *out = NULL;
-    double max_fid = NAN, max_latency = NAN;
-    int index = -1, list = 0;
-    for (int i = 1; i < argc; i++) {
-        char name[64];
-        const char* v = NULL;
-        const char* a = split_option(argv[i], name, sizeof name, &v);
-        if (!strcmp(a, "--help") || !strcmp(a, "-h") || !strcmp(a, "--list")) {
-            if (v) {
-                fprintf(stderr, "dato-export: %s takes no value (got '%s')\n", a, v);
-                return 2;
-            }
-            if (strcmp(a, "--list") != 0) {
-                usage(stdout);
-                return 0;
-            }
-            list = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (path) {
-                fprintf(stderr, "dato-export: one checkpoint only (got %s and %s)\n", path, a);
-                return 2;
-            }
-            path = a;
-            continue;
-        }
-        int takes_value = !strcmp(a, "--pick") || !strcmp(a, "--out") || !strcmp(a, "--max-fid") ||
-                          !strcmp(a, "--max-latency") || !strcmp(a, "--index");
-        if (!takes_value) {
-            fprintf(stderr, "dato-export: unknown option %s (see --help)\n", a);
-            return 2;
-        }
-        if (!v && i + 1 >= argc) {
-            fprintf(stderr, "dato-export: %s needs a value (see --help)\n", a);
-            return 2;
-        }
-        if (!v) v = argv[++i];
-        char* end = NULL;
-        if (!strcmp(a, "--pick")) pick = v;
-        else if (!strcmp(a, "--out")) out = v;
-        else if (!strcmp(a, "--max-fid")) max_fid = strtod(v, &end);
-        else if (!strcmp(a, "--max-latency")) max_latency = strtod(v, &end);
-        else {
-            long x = strtol(v, &end, 10);
-            index = x >= 0 && x < 1000000 ? (int)x : -2;
-        }
-        if (end && (*end || end == v || index == -2)) {
-            fprintf(stderr, "dato-export: %s: '%s' is not a%s number\n", a, v,
-                    !strcmp(a, "--index") ? " non-negative whole" : "");
-            return 2;
-        }
+    options o = {.max_fid = NAN, .max_latency = NAN, .pick = -1, .index = -1};
+    dato_arg t[N_OPTIONS];
+    options_table(&o, t);
+    const char* pos[1];
+    int n_pos = 0;
+    dato_error perr;
+    if (dato_args_parse(argc, argv, t, N_OPTIONS, pos, 1, &n_pos, &perr)) {
+        fprintf(stderr, "dato-export: %s\n", perr.msg);
+        return 2;
     }
+    if (o.help) {
+        usage(stdout);
+        return 0;
+    }
+    const char *path = n_pos ? pos[0] : NULL, *pick = o.pick >= 0 ? PICKS[o.pick] : NULL, *out = o.out;
+    double max_fid = o.max_fid, max_latency = o.max_latency;
+    int index = o.index, list = o.list;
     int picks = !!pick + (index >= 0) + list;
     if (!path || picks != 1) {
         fprintf(stderr, "dato-export: give a checkpoint and exactly one of --list, --pick, --index (see --help)\n");
-        return 2;
-    }
-    if (pick && strcmp(pick, "knee") && strcmp(pick, "fastest") && strcmp(pick, "best-fid")) {
-        fprintf(stderr, "dato-export: --pick '%s': expected knee, fastest or best-fid\n", pick);
         return 2;
     }
     if (pick && !strcmp(pick, "fastest") && !(max_fid >= 0)) {
@@ -433,7 +414,8 @@ int main(int argc, char** argv) {
     snprintf(sched->model, sizeof sched->model, "%.255s", ck.cfg.model);
     snprintf(sched->sampler, sizeof sched->sampler, "%s", ck.cfg.sampler);
     char* json = NULL;
-    if (out ? dato_schedule_save(sched, out, &err) : dato_schedule_to_json(sched, &json, &err)) {
+    if (out ? dato_mkdir_parents(out, &err) || dato_schedule_save(sched, out, &err)
+            : dato_schedule_to_json(sched, &json, &err)) {
         fprintf(stderr, "dato-export: %s\n", err.msg);
         goto done;
     }

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
     snprintf(lat, sizeof lat, "%s/lat.safetensors", tmpdir);
     snprintf(png, sizeof png, "%s/grid.png", tmpdir);
     snprintf(cmd, sizeof cmd,
-             "%s --model %s --context %s --steps 4 --sampler ddim --seed 11 --batch 3 --grid --out %s "
+             "%s --model %s --context %s --steps 4 --sampler ddim --seed 11 --num-images-per-prompt 3 --grid --out %s "
              "--latents-out %s --threads 2",
              exe, MODEL, CONTEXT, png, lat);
     CHECK(run(cmd) == 0, "dato-generate failed");
@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
     snprintf(png, sizeof png, "%s/p.png", tmpdir);
     snprintf(cmd, sizeof cmd,
              "%s --model tests/fixtures/pipeline/sd15 --prompts-file %s --negative-prompt blurry --steps 3 "
-             "--batch 2 --seed 5 --out %s",
+             "--num-images-per-prompt 2 --batch 1 --seed 5 --out %s",
              exe, prompts, png);
     CHECK(run(cmd) == 0, "dato-generate with prompts failed");
     char p11[256];

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
         fputs("a photo of a bag\na photo of a coat\n", f);
         fclose(f);
     }
-    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --objective fid --prompts %s --out %s/d", search_exe, prompts,
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --objective fid --prompts-file %s --out %s/d", search_exe, prompts,
              tmpdir);
     CHECK(run(cmd) == 0, "run D failed");
     // --objective fid: objective 1 is the FID the archive also records; the teacher distance is beside it.

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     snprintf(weights, sizeof weights, "%s/inception.safetensors", tmpdir);
     CHECK(search_test_seeded_inception(weights), "writing seeded Inception weights to %s", weights);
     snprintf(cmd, sizeof cmd, "%s --model %s --fid-weights %s --ref baseline --pop 4 --gens 1 --images 2 "
-             "--final-images 2 --confirm-images 2 --pairs 1 --steps 4 --sampler ddim --size 128 --threads 2 --seed 1 --prompts "
+             "--final-images 2 --confirm-images 2 --pairs 1 --steps 4 --sampler ddim --size 128 --threads 2 --seed 1 --prompts-file "
              "datasets/fashion-mnist/eval_prompts.txt --out %s/run", search, folder, weights, tmpdir);
     CHECK(search_test_run(tmpdir, cmd) == 0, "the SD1.5 search failed");
     CHECK(search_test_err_has(tmpdir, "per UNet call: its workspace and cache take"), "the batch choice was not said");
