@@ -1,5 +1,6 @@
-// The CUDA backend: init and destroy, the memory ops, the argument checks every op shares, the
-// DaTo ops' checks and the ops table. The ops live in cuda_gemm.cu (linear, conv2d),
+// The CUDA backend: init and destroy, the memory ops, the launch and cuBLAS error checks every op
+// shares, the DaTo ops and the ops table (every op checks its arguments by op_check.h's rule, the
+// CPU backend's). The ops live in cuda_gemm.cu (linear, conv2d),
 // cuda_attention.cu, cuda_norm.cu, cuda_elementwise.cu and cuda_layout.cu; the DaTo kernels
 // in cuda_dato.cu.
 //
@@ -15,38 +16,7 @@
 #include "cuda_ops.h"
 #include "op_check.h"
 
-// ---- shared argument checks -------------------------------------------------------------------
-
-extern "C" dato_status cuda_check(const char* op, const char* arg, const dato_tensor* t, int ndim, int allow_half,
-                                  dato_error* err) {
-    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
-    if (t->ndim < 1 || t->ndim > DATO_MAX_DIMS)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s has %d dims (1..%d allowed)", op, arg, t->ndim, DATO_MAX_DIMS);
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] < 0)
-            return dato_fail(err, DATO_ERR_INVALID, "%s: %s has a negative dim %lld", op, arg, (long long)t->shape[i]);
-    if (ndim > 0 && t->ndim != ndim) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s has %d dims, expected %d", op, arg,
-                         dato_shape_str(t, s, sizeof s), t->ndim, ndim);
-    }
-    int half = t->dtype == DATO_F16 || t->dtype == DATO_BF16;
-    if (t->dtype != DATO_F32 && !(allow_half && half))
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s; the CUDA backend takes %s here", op, arg,
-                         dato_dtype_name(t->dtype), allow_half ? "F32, F16 or BF16" : "F32 only");
-    if (t->device != DATO_DEV_CUDA)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CUDA device", op, arg);
-    if (!t->data && dato_tensor_numel(t) > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
-    return DATO_OK;
-}
-
-extern "C" dato_status cuda_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
-                                             const char* x_name, const dato_tensor* x, dato_error* err) {
-    if (dato_tensor_same_shape(out, x)) return DATO_OK;
-    char so[96], sx[96];
-    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not match %s %s", op, out_name,
-                     dato_shape_str(out, so, sizeof so), x_name, dato_shape_str(x, sx, sizeof sx));
-}
+// ---- errors of launches and cuBLAS calls ------------------------------------------------------
 
 extern "C" dato_status cuda_check_launch(const char* op, dato_error* err) {
     cudaError_t e = cudaGetLastError(); // also clears a non-sticky error so the next op starts clean
@@ -169,24 +139,7 @@ static void cuda_graph_free(dato_backend* be, void* graph) {
     if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
-// ---- the DaTo pruning ops: backend.h's checks around the kernels of cuda_dato.h ------------------
-
-// A CUDA tensor of dtype dt and shape (d0, d1) (op_check.h).
-static dato_status check_rows(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
-                              int64_t d1, dato_error* err) {
-    return dato_op_check_rows(op, arg, t, dt, DATO_DEV_CUDA, d0, d1, err);
-}
-
-// DATO_OK if t (B, Nk, C) matches x (B, N, C) but for Nk in [1, N]; else an error naming op and arg.
-static dato_status check_kept(const char* op, const char* arg, const dato_tensor* t, const dato_tensor* x,
-                              dato_error* err) {
-    DATO_TRY(cuda_check(op, arg, t, 3, 0, err));
-    if (t->shape[0] == x->shape[0] && t->shape[2] == x->shape[2] && t->shape[1] >= 1 && t->shape[1] <= x->shape[1])
-        return DATO_OK;
-    char st[96], sx[96];
-    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not fit %s", op, arg, dato_shape_str(t, st, sizeof st),
-                     dato_shape_str(x, sx, sizeof sx));
-}
+// ---- the DaTo pruning ops: op_check.h's checks around the kernels of cuda_dato.h ------------------
 
 // Rows and sizes the kernels take as int.
 static dato_status check_int_sizes(const char* op, int64_t B, int64_t N, int64_t C, dato_error* err) {
@@ -199,22 +152,9 @@ static dato_status check_int_sizes(const char* op, int64_t B, int64_t N, int64_t
 static dato_status cuda_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
                                         const dato_tensor* x, const dato_tensor* base, dato_tensor* work,
                                         dato_error* err) {
-    const char* op = "dato_similarity";
-    DATO_TRY(cuda_check(op, "x", x, 3, 0, err));
-    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
-    DATO_TRY(check_int_sizes(op, B, N, C, err));
-    if (!base || base->ndim != 2) return dato_fail(err, DATO_ERR_INVALID, "%s: base must be (B, P)", op);
-    int64_t P = base->shape[1];
-    if (P < 1 || P > N)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: P %lld outside [1, N = %lld]", op, (long long)P, (long long)N);
-    DATO_TRY(check_rows(op, "base", base, DATO_I32, B, P, err));
-    DATO_TRY(check_rows(op, "sim", sim, DATO_F32, B, N, err));
-    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
-    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
-    DATO_TRY(cuda_check(op, "work", work, 0, 0, err));
-    if (dato_tensor_numel(work) < B * N * C + P * (N + C))
-        return dato_fail(err, DATO_ERR_INVALID, "%s: work holds %lld floats, needs B*N*C + P*(N + C) = %lld", op,
-                         (long long)dato_tensor_numel(work), (long long)(B * N * C + P * (N + C)));
+    DATO_TRY(dato_op_check_dato_similarity(sim, assign, is_base, x, base, work, DATO_DEV_CUDA, err));
+    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2], P = base->shape[1];
+    DATO_TRY(check_int_sizes("dato_similarity", B, N, C, err));
     // work's first B*N*C floats take the normalized tokens
     return dato_cuda_similarity((const float*)x->data, (const int32_t*)base->data, (int)B, (int)N, (int)C, (int)P,
                                 (float*)work->data, (uint8_t*)is_base->data, (float*)sim->data,
@@ -223,28 +163,18 @@ static dato_status cuda_dato_similarity(dato_backend* be, dato_tensor* sim, dato
 
 static dato_status cuda_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
                                          const dato_tensor* is_base, int P, int n, dato_error* err) {
-    const char* op = "dato_select_keep";
-    DATO_TRY(cuda_check(op, "sim", sim, 2, 0, err));
+    DATO_TRY(dato_op_check_dato_select_keep(keep, sim, is_base, P, n, DATO_DEV_CUDA, err));
     int64_t B = sim->shape[0], N = sim->shape[1];
-    DATO_TRY(check_int_sizes(op, B, N, 1, err));
-    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
-    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
-    if (P < 1 || P > N || n < 0 || n > N - P)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: P %d, n %d: need 1 <= P <= N = %lld and 0 <= n <= N - P", op, P,
-                         n, (long long)N);
+    DATO_TRY(check_int_sizes("dato_select_keep", B, N, 1, err));
     return dato_cuda_select_pruned((const float*)sim->data, (const uint8_t*)is_base->data, (int)B, (int)N, P, n,
                                    (uint8_t*)keep->data, cuda_impl(be)->stream, err);
 }
 
 static dato_status cuda_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
                                          const dato_tensor* keep, dato_error* err) {
-    const char* op = "dato_gather_kept";
-    DATO_TRY(cuda_check(op, "x", x, 3, 0, err));
+    DATO_TRY(dato_op_check_dato_gather_kept(pos, x_kept, x, keep, DATO_DEV_CUDA, err));
     int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
-    DATO_TRY(check_int_sizes(op, B, N, C, err));
-    DATO_TRY(check_kept(op, "x_kept", x_kept, x, err));
-    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
-    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
+    DATO_TRY(check_int_sizes("dato_gather_kept", B, N, C, err));
     // Unlike the CPU, a keep mask with another count per row is not detected (no read-back): rows past Nk are dropped.
     return dato_cuda_gather_kept((const float*)x->data, (const uint8_t*)keep->data, (int)B, (int)N, (int)C,
                                  (int)x_kept->shape[1], (int32_t*)pos->data, (float*)x_kept->data,
@@ -253,13 +183,9 @@ static dato_status cuda_dato_gather_kept(dato_backend* be, dato_tensor* pos, dat
 
 static dato_status cuda_dato_scatter_recover(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
                                              const dato_tensor* pos, const dato_tensor* assign, dato_error* err) {
-    const char* op = "dato_scatter_recover";
-    DATO_TRY(cuda_check(op, "out", out, 3, 0, err));
+    DATO_TRY(dato_op_check_dato_scatter_recover(out, o_kept, pos, assign, DATO_DEV_CUDA, err));
     int64_t B = out->shape[0], N = out->shape[1], C = out->shape[2];
-    DATO_TRY(check_int_sizes(op, B, N, C, err));
-    DATO_TRY(check_kept(op, "o_kept", o_kept, out, err));
-    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
-    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
+    DATO_TRY(check_int_sizes("dato_scatter_recover", B, N, C, err));
     // A bad pos or assign (the ops above never make one) gives NaN rows; the CPU reports it instead.
     return dato_cuda_scatter_recover((const float*)o_kept->data, (const int32_t*)pos->data,
                                      (const int32_t*)assign->data, (int)B, (int)N, (int)C, (int)o_kept->shape[1],

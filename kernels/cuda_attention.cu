@@ -168,25 +168,9 @@ extern "C" dato_status cuda_attention_setup(dato_error* err) {
 
 extern "C" dato_status cuda_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                                       const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("attention", "out", out, 3, 0, err)) || (st = cuda_check("attention", "q", q, 3, 0, err)) ||
-        (st = cuda_check("attention", "k", k, 3, 0, err)) || (st = cuda_check("attention", "v", v, 3, 0, err)) ||
-        (st = cuda_check_same_shape("attention", "v", v, "k", k, err)) ||
-        (st = cuda_check_same_shape("attention", "out", out, "q", q, err)))
-        return st;
-    char sq[96], sk[96];
+    DATO_TRY(dato_op_check_attention(out, q, k, v, heads, causal, DATO_DEV_CUDA, err));
+    char sq[96];
     int64_t batch = q->shape[0], nq = q->shape[1], nk = k->shape[1], channels = q->shape[2];
-    if (k->shape[0] != batch || k->shape[2] != channels)
-        return dato_fail(err, DATO_ERR_INVALID, "attention: k %s does not match q %s in batch or channels",
-                         dato_shape_str(k, sk, sizeof sk), dato_shape_str(q, sq, sizeof sq));
-    if (heads < 1 || channels % heads != 0 || channels == 0)
-        return dato_fail(err, DATO_ERR_INVALID, "attention: %d heads do not divide the %lld channels of q %s", heads,
-                         (long long)channels, dato_shape_str(q, sq, sizeof sq));
-    if (nk == 0)
-        return dato_fail(err, DATO_ERR_INVALID, "attention: k %s has no tokens", dato_shape_str(k, sk, sizeof sk));
-    if (causal && nk != nq)
-        return dato_fail(err, DATO_ERR_INVALID, "attention: causal needs as many keys as queries, k %s, q %s",
-                         dato_shape_str(k, sk, sizeof sk), dato_shape_str(q, sq, sizeof sq));
     if (batch == 0 || nq == 0) return DATO_OK;
     int64_t d = channels / heads;
     if (d > ATTN_MAX_D)

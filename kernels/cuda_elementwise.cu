@@ -56,13 +56,10 @@ __global__ void act_kernel(float* out, const float* x, int64_t n, int64_t n4, in
     for (int64_t i = 4 * n4 + i0; i < n; i += stride) out[i] = act(x[i], kind);
 }
 
-// Checks out and x of an elementwise op (same shape, CUDA F32) and runs act_kernel.
+// Checks out and x of an elementwise op and runs act_kernel.
 static dato_status run_act(dato_backend* be, const char* op, dato_tensor* out, const dato_tensor* x, int kind,
                            dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check(op, "out", out, 0, 0, err)) || (st = cuda_check(op, "x", x, 0, 0, err)) ||
-        (st = cuda_check_same_shape(op, "out", out, "x", x, err)))
-        return st;
+    DATO_TRY(dato_op_check_unary(op, out, x, DATO_DEV_CUDA, err));
     int64_t n = dato_tensor_numel(x);
     if (n == 0) return DATO_OK;
     int64_t n4 = aligned16(out->data) && aligned16(x->data) ? n / 4 : 0;
@@ -101,15 +98,8 @@ __global__ void geglu_kernel(float* out, const float* x, int64_t rows, int64_t f
 }
 
 extern "C" dato_status cuda_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("geglu", "out", out, 0, 0, err)) || (st = cuda_check("geglu", "x", x, 0, 0, err))) return st;
-    char so[96], sx[96];
-    int64_t two_f = x->shape[x->ndim - 1], f = two_f / 2;
-    int same_lead = out->ndim == x->ndim;
-    for (int i = 0; same_lead && i < x->ndim - 1; i++) same_lead = out->shape[i] == x->shape[i];
-    if (two_f % 2 != 0 || !same_lead || out->shape[out->ndim - 1] != f)
-        return dato_fail(err, DATO_ERR_INVALID, "geglu: out %s is not x %s with its even last dim halved",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
+    DATO_TRY(dato_op_check_geglu(out, x, DATO_DEV_CUDA, err));
+    int64_t f = x->shape[x->ndim - 1] / 2;
     if (f == 0) return DATO_OK;
     int64_t rows = dato_tensor_numel(out) / f;
     if (rows == 0) return DATO_OK;
@@ -164,10 +154,7 @@ __global__ void softmax_kernel(float* out, const float* x, int64_t rows, int64_t
 }
 
 extern "C" dato_status cuda_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("softmax", "out", out, 0, 0, err)) || (st = cuda_check("softmax", "x", x, 0, 0, err)) ||
-        (st = cuda_check_same_shape("softmax", "out", out, "x", x, err)))
-        return st;
+    DATO_TRY(dato_op_check_unary("softmax", out, x, DATO_DEV_CUDA, err));
     int64_t n = x->shape[x->ndim - 1];
     if (n == 0) return DATO_OK;
     int64_t rows = dato_tensor_numel(x) / n;
@@ -201,11 +188,7 @@ __global__ void axpby_kernel(float* out, float alpha, const float* a, float beta
 // beta = 1 this is exactly a + b (multiplying by 1 is exact, and so is a fused 1 * a + b).
 static dato_status lincomb(dato_backend* be, const char* op, dato_tensor* out, float alpha, const dato_tensor* a,
                            float beta, const dato_tensor* b, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check(op, "out", out, 0, 0, err)) || (st = cuda_check(op, "a", a, 0, 0, err)) ||
-        (st = cuda_check(op, "b", b, 0, 0, err)) || (st = cuda_check_same_shape(op, "a", a, "b", b, err)) ||
-        (st = cuda_check_same_shape(op, "out", out, "a", a, err)))
-        return st;
+    DATO_TRY(dato_op_check_lincomb(op, out, a, b, DATO_DEV_CUDA, err));
     int64_t n = dato_tensor_numel(a);
     if (n == 0) return DATO_OK;
     int64_t n4 = aligned16(out->data) && aligned16(a->data) && aligned16(b->data) ? n / 4 : 0;
@@ -241,15 +224,8 @@ __global__ void channel_bias_kernel(float* x, const float* v, int64_t planes, in
 }
 
 extern "C" dato_status cuda_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("add_channel_bias", "x", x, 4, 0, err)) ||
-        (st = cuda_check("add_channel_bias", "v", v, 2, 0, err)))
-        return st;
-    char sx[96], sv[96];
+    DATO_TRY(dato_op_check_add_channel_bias(x, v, DATO_DEV_CUDA, err));
     int64_t batch = x->shape[0], c = x->shape[1], hw = x->shape[2] * x->shape[3];
-    if (v->shape[0] != batch || v->shape[1] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "add_channel_bias: v %s is not (B, C) for x %s",
-                         dato_shape_str(v, sv, sizeof sv), dato_shape_str(x, sx, sizeof sx));
     int64_t planes = batch * c;
     if (planes * hw == 0) return DATO_OK;
     int vec = hw % 4 == 0 && aligned16(x->data);
@@ -259,10 +235,7 @@ extern "C" dato_status cuda_add_channel_bias(dato_backend* be, dato_tensor* x, c
 }
 
 extern "C" dato_status cuda_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("copy", "out", out, 0, 0, err)) || (st = cuda_check("copy", "x", x, 0, 0, err)) ||
-        (st = cuda_check_same_shape("copy", "out", out, "x", x, err)))
-        return st;
+    DATO_TRY(dato_op_check_unary("copy", out, x, DATO_DEV_CUDA, err));
     size_t bytes = dato_tensor_nbytes(x);
     if (out->data == x->data || bytes == 0) return DATO_OK;
     // tensors are disjoint or identical (the arena hands out disjoint blocks): no memmove needed
@@ -293,23 +266,12 @@ __global__ void timestep_embedding_kernel(float* out, const float* t, tsemb_args
 extern "C" dato_status cuda_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t,
                                                int flip_sin_to_cos, float freq_shift, float max_period,
                                                dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("timestep_embedding", "out", out, 2, 0, err)) ||
-        (st = cuda_check("timestep_embedding", "t", t, 0, 0, err)))
-        return st;
+    DATO_TRY(dato_op_check_timestep_embedding(out, t, freq_shift, max_period, DATO_DEV_CUDA, err));
     int64_t batch = out->shape[0], dim = out->shape[1], half = dim / 2;
-    if (dim % 2 != 0 || dim == 0)
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: dim %lld is not even and positive", (long long)dim);
-    if (dato_tensor_numel(t) != batch)
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t holds %lld timesteps for %lld rows of out",
-                         (long long)dato_tensor_numel(t), (long long)batch);
     if (half > TSEMB_MAX_HALF || batch * half > INT32_MAX)
         return dato_fail(err, DATO_ERR_UNSUPPORTED,
                          "timestep_embedding: out (%lld, %lld) exceeds the CUDA backend's dim limit %d",
                          (long long)batch, (long long)dim, 2 * TSEMB_MAX_HALF);
-    if (!(max_period > 0.0f) || !((double)half - freq_shift != 0.0))
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: max_period %g, freq_shift %g for half dim %lld",
-                         (double)max_period, (double)freq_shift, (long long)half);
     if (batch == 0) return DATO_OK;
     // The frequencies exactly as cpu_timestep_embedding computes them (host expf), so the
     // device's arguments t * f match the CPU's bit for bit and only sinf/cosf differ.

@@ -115,36 +115,10 @@ static dato_status linear_gemm(cuda_backend* cb, const void* w, const void* xa, 
 
 extern "C" dato_status cuda_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                                    const dato_tensor* b, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("linear", "out", out, 0, 0, err)) || (st = cuda_check("linear", "x", x, 0, 0, err)) ||
-        (st = cuda_check("linear", "weight", w, 0, 1, err)))
-        return st;
-    if (b && (st = cuda_check("linear", "bias", b, 1, 0, err))) return st;
-    char sw[96], sx[96], so[96];
-    // a 1x1 conv weight (N, K, 1, 1) is the same matrix (LDM's VAE attention stores them so)
-    int is_matrix = w->ndim == 2 || (w->ndim == 4 && w->shape[2] == 1 && w->shape[3] == 1);
-    if (!is_matrix)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s is not (N, K) or (N, K, 1, 1)",
-                         dato_shape_str(w, sw, sizeof sw));
-    int64_t n = w->shape[0], kdim = w->shape[1];
-    if (n < 1 || kdim < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s is empty", dato_shape_str(w, sw, sizeof sw));
-    if (x->shape[x->ndim - 1] != kdim)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s does not match input features %lld of x %s",
-                         dato_shape_str(w, sw, sizeof sw), (long long)x->shape[x->ndim - 1],
-                         dato_shape_str(x, sx, sizeof sx));
-    int64_t m = dato_tensor_numel(x) / kdim;
-    if (out->shape[out->ndim - 1] != n || dato_tensor_numel(out) != m * n)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: out %s, expected %lld rows of %lld for x %s, weight %s",
-                         dato_shape_str(out, so, sizeof so), (long long)m, (long long)n,
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
-    if (b && b->shape[0] != n)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: bias (%lld) does not match output features %lld",
-                         (long long)b->shape[0], (long long)n);
+    DATO_TRY(dato_op_check_linear(out, x, w, b, DATO_DEV_CUDA, 1, err));
+    char sx[96];
+    int64_t n = w->shape[0], kdim = w->shape[1], m = dato_tensor_numel(x) / kdim;
     if (m == 0) return DATO_OK;
-    if (m > INT_MAX || n > INT_MAX || kdim > INT_MAX)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "linear: x %s, weight %s exceed the int sizes of cuBLAS",
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
     cuda_backend* cb = cuda_impl(be);
     const float* xd = (const float*)x->data; // (M, K)
@@ -187,38 +161,12 @@ static dato_status conv_gemm(cuda_backend* cb, dato_dtype dt, const void* a, int
 extern "C" dato_status cuda_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                                    const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
                                    dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("conv2d", "out", out, 4, 0, err)) || (st = cuda_check("conv2d", "x", x, 4, 0, err)) ||
-        (st = cuda_check("conv2d", "weight", w, 4, 1, err)))
-        return st;
-    if (b && (st = cuda_check("conv2d", "bias", b, 1, 0, err))) return st;
-    char sw[96], sx[96], so[96];
+    DATO_TRY(dato_op_check_conv2d(out, x, w, b, stride_h, stride_w, pad_h, pad_w, DATO_DEV_CUDA, 1, err));
+    char sw[96], sx[96];
     int64_t batch = x->shape[0], ci = x->shape[1], h = x->shape[2], wd = x->shape[3];
-    int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3];
-    if (w->shape[1] != ci)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s does not match input channels %lld",
-                         dato_shape_str(w, sw, sizeof sw), (long long)ci);
-    if (kh < 1 || kw < 1 || co < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s is not (Co, Ci, kh, kw)",
-                         dato_shape_str(w, sw, sizeof sw));
-    if (stride_h < 1 || stride_w < 1 || pad_h < 0 || pad_w < 0 || pad_h >= kh || pad_w >= kw)
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "conv2d: stride (%d, %d), pad (%d, %d) for kernel %lldx%lld (need stride >= 1, 0 <= pad < k)",
-                         stride_h, stride_w, pad_h, pad_w, (long long)kh, (long long)kw);
-    if (ci < 1 || h + 2 * pad_h < kh || wd + 2 * pad_w < kw)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: input %s is empty or smaller than the %lldx%lld kernel",
-                         dato_shape_str(x, sx, sizeof sx), (long long)kh, (long long)kw);
-    int64_t ho = (h + 2 * pad_h - kh) / stride_h + 1, wo = (wd + 2 * pad_w - kw) / stride_w + 1;
-    if (out->shape[0] != batch || out->shape[1] != co || out->shape[2] != ho || out->shape[3] != wo)
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "conv2d: out %s, expected (%lld, %lld, %lld, %lld) for input %s, weight %s",
-                         dato_shape_str(out, so, sizeof so), (long long)batch, (long long)co, (long long)ho,
-                         (long long)wo, dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
-    if (b && b->shape[0] != co)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: bias (%lld) does not match output channels %lld",
-                         (long long)b->shape[0], (long long)co);
+    int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3], ho = out->shape[2], wo = out->shape[3];
     if (batch == 0) return DATO_OK;
-    if (batch > INT_MAX || co > INT_MAX || ci * kh * kw > INT_MAX || ho * wo > INT_MAX)
+    if (batch > INT_MAX) // cuBLAS's batch count is an int too (op_check checked the GEMM's sizes)
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: input %s, weight %s exceed the int sizes of cuBLAS",
                          dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
@@ -228,7 +176,7 @@ extern "C" dato_status cuda_conv2d(dato_backend* be, dato_tensor* out, const dat
     // without cuDNN: AUTO goes straight to im2col.)
     cuda_backend* cb = cuda_impl(be);
     if (cb->opt.conv == DATO_CUDA_CONV_CUDNN || (cb->opt.conv == DATO_CUDA_CONV_AUTO && cb->cudnn)) {
-        st = cuda_cudnn_conv2d(cb, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err);
+        dato_status st = cuda_cudnn_conv2d(cb, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err);
         if (st != DATO_ERR_UNSUPPORTED || cb->opt.conv == DATO_CUDA_CONV_CUDNN) return st;
         if (err) err->msg[0] = '\0';
     }

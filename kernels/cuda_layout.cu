@@ -31,15 +31,8 @@ __global__ void upsample_nearest2x_kernel(float* out, const float* x, int64_t pl
 
 extern "C" dato_status cuda_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dato_tensor* x,
                                                dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("upsample_nearest2x", "out", out, 4, 0, err)) ||
-        (st = cuda_check("upsample_nearest2x", "x", x, 4, 0, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_upsample_nearest2x(out, x, DATO_DEV_CUDA, err));
     int64_t h = x->shape[2], w = x->shape[3];
-    if (out->shape[0] != x->shape[0] || out->shape[1] != x->shape[1] || out->shape[2] != 2 * h || out->shape[3] != 2 * w)
-        return dato_fail(err, DATO_ERR_INVALID, "upsample_nearest2x: out %s is not x %s with H and W doubled",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
     int64_t planes = x->shape[0] * x->shape[1];
     if (planes * h * w == 0) return DATO_OK;
     upsample_nearest2x_kernel<<<grid_for(planes * 4 * h * w), LAYOUT_THREADS, 0, cuda_impl(be)->stream>>>(
@@ -48,28 +41,6 @@ extern "C" dato_status cuda_upsample_nearest2x(dato_backend* be, dato_tensor* ou
 }
 
 // ---- pools --------------------------------------------------------------------------------------
-
-// Checks a pool's tensors and parameters (as cpu_pool.c); writes the output size into ho, wo.
-static dato_status check_pool(const char* op, const dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
-                              int64_t* ho, int64_t* wo, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check(op, "out", out, 4, 0, err)) || (st = cuda_check(op, "x", x, 4, 0, err))) return st;
-    if (k < 1 || stride < 1 || pad < 0 || pad >= k)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: kernel %d, stride %d, pad %d (need k, stride >= 1, 0 <= pad < k)",
-                         op, k, stride, pad);
-    int64_t h = x->shape[2], w = x->shape[3];
-    char sx[96], so[96];
-    if (h + 2 * pad < k || w + 2 * pad < k)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: input %s is smaller than the %dx%d window", op,
-                         dato_shape_str(x, sx, sizeof sx), k, k);
-    *ho = (h + 2 * pad - k) / stride + 1;
-    *wo = (w + 2 * pad - k) / stride + 1;
-    if (out->shape[0] != x->shape[0] || out->shape[1] != x->shape[1] || out->shape[2] != *ho || out->shape[3] != *wo)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: out %s, expected (%lld, %lld, %lld, %lld) for input %s", op,
-                         dato_shape_str(out, so, sizeof so), (long long)x->shape[0], (long long)x->shape[1],
-                         (long long)*ho, (long long)*wo, dato_shape_str(x, sx, sizeof sx));
-    return DATO_OK;
-}
 
 // out (planes, Ho, Wo) = max (is_max) or mean over each k x k window of x (planes, H, W), the
 // window clipped to the input. The mean divides by k*k when count_include_pad, else by the
@@ -95,12 +66,11 @@ __global__ void pool_kernel(float* out, const float* x, int64_t planes, int64_t 
     }
 }
 
-// Runs pool_kernel after check_pool; op names the caller.
+// Checks a pool's arguments and runs pool_kernel; op names the caller.
 static dato_status run_pool(dato_backend* be, const char* op, dato_tensor* out, const dato_tensor* x, int k, int stride,
                             int pad, int is_max, int count_include_pad, dato_error* err) {
-    int64_t ho = 0, wo = 0;
-    DATO_TRY(check_pool(op, out, x, k, stride, pad, &ho, &wo, err));
-    int64_t planes = x->shape[0] * x->shape[1];
+    DATO_TRY(dato_op_check_pool2d(op, out, x, k, stride, pad, DATO_DEV_CUDA, err));
+    int64_t planes = x->shape[0] * x->shape[1], ho = out->shape[2], wo = out->shape[3];
     if (planes * ho * wo == 0) return DATO_OK;
     pool_kernel<<<grid_for(planes * ho * wo), LAYOUT_THREADS, 0, cuda_impl(be)->stream>>>(
         (float*)out->data, (const float*)x->data, planes, x->shape[2], x->shape[3], ho, wo, k, stride, pad, is_max,
@@ -131,15 +101,8 @@ __global__ void mean_hw_kernel(float* out, const float* x, int64_t planes, int64
 }
 
 extern "C" dato_status cuda_mean_hw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("mean_hw", "out", out, 2, 0, err)) || (st = cuda_check("mean_hw", "x", x, 4, 0, err)))
-        return st;
-    char sx[96], so[96];
-    if (out->shape[0] != x->shape[0] || out->shape[1] != x->shape[1])
-        return dato_fail(err, DATO_ERR_INVALID, "mean_hw: out %s is not (B, C) of x %s", dato_shape_str(out, so, sizeof so),
-                         dato_shape_str(x, sx, sizeof sx));
+    DATO_TRY(dato_op_check_mean_hw(out, x, DATO_DEV_CUDA, err));
     int64_t planes = x->shape[0] * x->shape[1], hw = x->shape[2] * x->shape[3];
-    if (hw == 0) return dato_fail(err, DATO_ERR_INVALID, "mean_hw: x %s has no pixels", dato_shape_str(x, sx, sizeof sx));
     if (planes == 0) return DATO_OK;
     int64_t warps = LAYOUT_THREADS / 32, blocks = (planes + warps - 1) / warps;
     mean_hw_kernel<<<blocks < LAYOUT_MAX_BLOCKS ? (int)blocks : LAYOUT_MAX_BLOCKS, LAYOUT_THREADS, 0,
@@ -151,17 +114,8 @@ extern "C" dato_status cuda_mean_hw(dato_backend* be, dato_tensor* out, const da
 
 extern "C" dato_status cuda_concat_channels(dato_backend* be, dato_tensor* out, const dato_tensor* a,
                                             const dato_tensor* b, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("concat_channels", "out", out, 4, 0, err)) ||
-        (st = cuda_check("concat_channels", "a", a, 4, 0, err)) || (st = cuda_check("concat_channels", "b", b, 4, 0, err)))
-        return st;
-    char so[96], sa[96], sb[96];
+    DATO_TRY(dato_op_check_concat_channels(out, a, b, DATO_DEV_CUDA, err));
     int64_t batch = a->shape[0], ca = a->shape[1], cb = b->shape[1], hw = a->shape[2] * a->shape[3];
-    if (b->shape[0] != batch || b->shape[2] != a->shape[2] || b->shape[3] != a->shape[3] || out->shape[0] != batch ||
-        out->shape[1] != ca + cb || out->shape[2] != a->shape[2] || out->shape[3] != a->shape[3])
-        return dato_fail(err, DATO_ERR_INVALID, "concat_channels: out %s is not cat(a %s, b %s, dim=1)",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(a, sa, sizeof sa),
-                         dato_shape_str(b, sb, sizeof sb));
     // Per image, out holds a's Ca*HW floats then b's Cb*HW: two strided 2D copies, one row per image.
     size_t a_row = (size_t)(ca * hw) * sizeof(float), b_row = (size_t)(cb * hw) * sizeof(float);
     size_t out_row = a_row + b_row;
@@ -213,27 +167,13 @@ static dato_status transpose(dato_backend* be, const char* op, float* dst, const
 }
 
 extern "C" dato_status cuda_nchw_to_tokens(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("nchw_to_tokens", "out", out, 3, 0, err)) ||
-        (st = cuda_check("nchw_to_tokens", "x", x, 4, 0, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_nchw_to_tokens(out, x, DATO_DEV_CUDA, err));
     int64_t batch = x->shape[0], c = x->shape[1], hw = x->shape[2] * x->shape[3];
-    if (out->shape[0] != batch || out->shape[1] != hw || out->shape[2] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "nchw_to_tokens: out %s is not (B, H*W, C) for x %s",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
     return transpose(be, "nchw_to_tokens", (float*)out->data, (const float*)x->data, batch, c, hw, err);
 }
 
 extern "C" dato_status cuda_tokens_to_nchw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("tokens_to_nchw", "out", out, 4, 0, err)) ||
-        (st = cuda_check("tokens_to_nchw", "x", x, 3, 0, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_tokens_to_nchw(out, x, DATO_DEV_CUDA, err));
     int64_t batch = out->shape[0], c = out->shape[1], hw = out->shape[2] * out->shape[3];
-    if (x->shape[0] != batch || x->shape[1] != hw || x->shape[2] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "tokens_to_nchw: x %s is not (B, H*W, C) for out %s",
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(out, so, sizeof so));
     return transpose(be, "tokens_to_nchw", (float*)out->data, (const float*)x->data, batch, hw, c, err);
 }

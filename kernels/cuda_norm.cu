@@ -62,22 +62,8 @@ __global__ void group_norm_kernel(float* out, const float* x, const float* gamma
 extern "C" dato_status cuda_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x,
                                        const dato_tensor* gamma, const dato_tensor* beta, int groups, float eps,
                                        int fuse_silu, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("group_norm", "out", out, 0, 0, err)) || (st = cuda_check("group_norm", "x", x, 0, 0, err)) ||
-        (st = cuda_check("group_norm", "gamma", gamma, 1, 0, err)) ||
-        (st = cuda_check("group_norm", "beta", beta, 1, 0, err)) ||
-        (st = cuda_check_same_shape("group_norm", "out", out, "x", x, err)))
-        return st;
-    char sx[96];
-    if (x->ndim < 2)
-        return dato_fail(err, DATO_ERR_INVALID, "group_norm: x %s is not (B, C, ...)", dato_shape_str(x, sx, sizeof sx));
+    DATO_TRY(dato_op_check_group_norm(out, x, gamma, beta, groups, DATO_DEV_CUDA, err));
     int64_t batch = x->shape[0], c = x->shape[1];
-    if (groups < 1 || c % groups != 0)
-        return dato_fail(err, DATO_ERR_INVALID, "group_norm: %d groups do not divide the %lld channels of x %s", groups,
-                         (long long)c, dato_shape_str(x, sx, sizeof sx));
-    if (gamma->shape[0] != c || beta->shape[0] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "group_norm: gamma (%lld) or beta (%lld) does not match the %lld channels",
-                         (long long)gamma->shape[0], (long long)beta->shape[0], (long long)c);
     int64_t spatial = c > 0 && batch > 0 ? dato_tensor_numel(x) / (batch * c) : 0;
     int64_t group_channels = c / groups;
     if (group_channels * spatial == 0 || batch == 0) return DATO_OK;
@@ -114,16 +100,8 @@ __global__ void layer_norm_kernel(float* out, const float* x, const float* gamma
 
 extern "C" dato_status cuda_layer_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x,
                                        const dato_tensor* gamma, const dato_tensor* beta, float eps, dato_error* err) {
-    dato_status st;
-    if ((st = cuda_check("layer_norm", "out", out, 0, 0, err)) || (st = cuda_check("layer_norm", "x", x, 0, 0, err)) ||
-        (st = cuda_check("layer_norm", "gamma", gamma, 1, 0, err)) ||
-        (st = cuda_check("layer_norm", "beta", beta, 1, 0, err)) ||
-        (st = cuda_check_same_shape("layer_norm", "out", out, "x", x, err)))
-        return st;
+    DATO_TRY(dato_op_check_layer_norm(out, x, gamma, beta, DATO_DEV_CUDA, err));
     int64_t c = x->shape[x->ndim - 1];
-    if (gamma->shape[0] != c || beta->shape[0] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "layer_norm: gamma (%lld) or beta (%lld) does not match the last dim %lld",
-                         (long long)gamma->shape[0], (long long)beta->shape[0], (long long)c);
     if (c == 0) return DATO_OK;
     int64_t rows = dato_tensor_numel(x) / c;
     if (rows == 0) return DATO_OK;

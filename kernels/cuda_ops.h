@@ -1,5 +1,6 @@
-// Private to the CUDA backend: its state, the checks every op shares, and the ops each file of
-// kernels/ implements (backend_cuda.cu puts them in the table). Included from .cu files only.
+// Private to the CUDA backend: its state, the launch and cuBLAS error checks every op shares, and
+// the ops each file of kernels/ implements (backend_cuda.cu puts them in the table); their
+// argument checks are op_check.h's. Included from .cu files only.
 //
 // Conventions (beyond backend.h's):
 // - Activations are F32 on the device. Weights of linear and conv2d may be F32, F16 or BF16
@@ -16,6 +17,7 @@
 
 #include "backend.h"
 #include "backend_cuda.h"
+#include "op_check.h"
 
 // Fixed scratch sizes, allocated at init: ops tile their work to fit them.
 #define CUDA_COL_BYTES ((size_t)256 << 20)  // conv2d im2col tile (F32, or F16/BF16 for half weights)
@@ -44,13 +46,6 @@ static inline cuda_backend* cuda_impl(dato_backend* be) { return (cuda_backend*)
 extern "C" {
 #endif
 
-// DATO_OK if t is a CUDA tensor with data and ndim dims (any of 1..4 when ndim == 0) of dtype
-// F32 (or, when allow_half, F16/BF16 too); otherwise an error naming op and arg.
-dato_status cuda_check(const char* op, const char* arg, const dato_tensor* t, int ndim, int allow_half,
-                       dato_error* err);
-// DATO_OK if out has the same shape as x, else DATO_ERR_INVALID naming both shapes.
-dato_status cuda_check_same_shape(const char* op, const char* out_name, const dato_tensor* out, const char* x_name,
-                                  const dato_tensor* x, dato_error* err);
 // After a launch: DATO_OK, or DATO_ERR_UNSUPPORTED naming op and the CUDA error (a launch failure: no device code for this GPU, too many threads, a fault).
 dato_status cuda_check_launch(const char* op, dato_error* err);
 // After a cuBLAS call: DATO_OK, or DATO_ERR_UNSUPPORTED naming op and the cuBLAS status.

@@ -1,7 +1,8 @@
 // The CPU backend: the reference implementation of every op in backend.h, in C + OpenMP with
-// GEMMs through OpenBLAS. This file holds the memory ops, the shared argument checks, the ops
-// table, init and destroy; the ops live in cpu_conv.c, cpu_linear.c, cpu_norm.c,
-// cpu_activation.c, cpu_attention.c, cpu_layout.c, cpu_pool.c and cpu_dato.c.
+// GEMMs through OpenBLAS. This file holds the memory ops, the ops table, init and destroy; the
+// ops live in cpu_conv.c, cpu_linear.c, cpu_norm.c, cpu_activation.c, cpu_attention.c,
+// cpu_layout.c, cpu_pool.c and cpu_dato.c, each checking its arguments by the rule op_check.h
+// shares with the CUDA backend.
 //
 // Threads: one pool, OpenMP's. OpenBLAS is set to one thread and every GEMM is cut into
 // blocks that the OpenMP threads multiply side by side (cpu_gemm_team in cpu_linear.c).
@@ -21,37 +22,6 @@
 #include <unistd.h>
 
 #include "cpu_ops.h"
-
-// ---- shared argument checks -------------------------------------------------------------------
-
-dato_status cpu_check(const char* op, const char* arg, const dato_tensor* t, int ndim, dato_error* err) {
-    if (!t) return dato_fail(err, DATO_ERR_INVALID, "%s: %s is NULL", op, arg);
-    if (t->ndim < 1 || t->ndim > DATO_MAX_DIMS)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s has %d dims (1..%d allowed)", op, arg, t->ndim, DATO_MAX_DIMS);
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] < 0)
-            return dato_fail(err, DATO_ERR_INVALID, "%s: %s has a negative dim %lld", op, arg, (long long)t->shape[i]);
-    if (ndim > 0 && t->ndim != ndim) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s has %d dims, expected %d", op, arg,
-                         dato_shape_str(t, s, sizeof s), t->ndim, ndim);
-    }
-    if (t->dtype != DATO_F32)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %s is %s; the CPU backend computes in F32 only", op, arg,
-                         dato_dtype_name(t->dtype));
-    if (t->device != DATO_DEV_CPU)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: %s is not on the CPU", op, arg);
-    if (!t->data && dato_tensor_numel(t) > 0) return dato_fail(err, DATO_ERR_INVALID, "%s: %s has no data", op, arg);
-    return DATO_OK;
-}
-
-dato_status cpu_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
-                                 const char* x_name, const dato_tensor* x, dato_error* err) {
-    if (dato_tensor_same_shape(out, x)) return DATO_OK;
-    char so[96], sx[96];
-    return dato_fail(err, DATO_ERR_INVALID, "%s: %s %s does not match %s %s", op, out_name,
-                     dato_shape_str(out, so, sizeof so), x_name, dato_shape_str(x, sx, sizeof sx));
-}
 
 // ---- memory: host memory, 64-byte aligned -----------------------------------------------------
 

@@ -4,16 +4,8 @@
 
 #include "cpu_ops.h"
 
-// Checks out and x for an elementwise op: CPU F32 tensors of the same shape.
-static dato_status check_unary(const char* op, const dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check(op, "out", out, 0, err)) || (st = cpu_check(op, "x", x, 0, err))) return st;
-    return cpu_check_same_shape(op, "out", out, "x", x, err);
-}
-
 dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st = check_unary("silu", out, x, err);
-    if (st) return st;
+    DATO_TRY(dato_op_check_unary("silu", out, x, DATO_DEV_CPU, err));
     const float* xd = x->data; // (n)
     float* od = out->data;     // (n)
     int64_t n = dato_tensor_numel(x);
@@ -23,8 +15,7 @@ dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
 }
 
 dato_status cpu_relu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st = check_unary("relu", out, x, err);
-    if (st) return st;
+    DATO_TRY(dato_op_check_unary("relu", out, x, DATO_DEV_CPU, err));
     const float* xd = x->data; // (n)
     float* od = out->data;     // (n)
     int64_t n = dato_tensor_numel(x);
@@ -34,8 +25,7 @@ dato_status cpu_relu(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
 }
 
 dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st = check_unary("gelu", out, x, err);
-    if (st) return st;
+    DATO_TRY(dato_op_check_unary("gelu", out, x, DATO_DEV_CPU, err));
     const float* xd = x->data; // (n)
     float* od = out->data;     // (n)
     int64_t n = dato_tensor_numel(x);
@@ -47,8 +37,7 @@ dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
 }
 
 dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st = check_unary("quick_gelu", out, x, err);
-    if (st) return st;
+    DATO_TRY(dato_op_check_unary("quick_gelu", out, x, DATO_DEV_CPU, err));
     const float* xd = x->data; // (n)
     float* od = out->data;     // (n)
     int64_t n = dato_tensor_numel(x);
@@ -58,15 +47,8 @@ dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor
 }
 
 dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("geglu", "out", out, 0, err)) || (st = cpu_check("geglu", "x", x, 0, err))) return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_geglu(out, x, DATO_DEV_CPU, err));
     int64_t two_f = x->shape[x->ndim - 1], f = two_f / 2;
-    int same_lead = out->ndim == x->ndim;
-    for (int i = 0; same_lead && i < x->ndim - 1; i++) same_lead = out->shape[i] == x->shape[i];
-    if (two_f % 2 != 0 || !same_lead || out->shape[out->ndim - 1] != f)
-        return dato_fail(err, DATO_ERR_INVALID, "geglu: out %s is not x %s with its even last dim halved",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
     if (f == 0) return DATO_OK;
     int64_t rows = dato_tensor_numel(out) / f;
     const float* xd = x->data; // (rows, 2F): [hidden, gate]
@@ -84,8 +66,7 @@ dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, 
 }
 
 dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st = check_unary("softmax", out, x, err);
-    if (st) return st;
+    DATO_TRY(dato_op_check_unary("softmax", out, x, DATO_DEV_CPU, err));
     int64_t n = x->shape[x->ndim - 1];
     if (n == 0) return DATO_OK;
     int64_t rows = dato_tensor_numel(x) / n;

@@ -4,8 +4,6 @@
 // output columns are the n positions [p0, p0 + n) of every out channel, so ldc = Ho*Wo.
 // The tile size is set by the fixed scratch, so no op allocates. The whole op is one OpenMP
 // region: the team fills the tile, then multiplies it (cpu_gemm_team), tile after tile.
-#include <limits.h>
-
 #include "cpu_ops.h"
 
 // Fills col (K = Ci*kh*kw, n) for the output positions [p0, p0 + n) of one image x (Ci, H, W).
@@ -50,38 +48,10 @@ static void im2col_tile(float* col, const float* x, int64_t ci_count, int64_t h,
 
 dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("conv2d", "out", out, 4, err)) || (st = cpu_check("conv2d", "x", x, 4, err)) ||
-        (st = cpu_check("conv2d", "weight", w, 4, err)))
-        return st;
-    if (b && (st = cpu_check("conv2d", "bias", b, 1, err))) return st;
-    char sw[96], sx[96], so[96];
+    DATO_TRY(dato_op_check_conv2d(out, x, w, b, stride_h, stride_w, pad_h, pad_w, DATO_DEV_CPU, 0, err));
     int64_t batch = x->shape[0], ci = x->shape[1], h = x->shape[2], wd = x->shape[3];
-    int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3];
-    if (w->shape[1] != ci)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s does not match input channels %lld",
-                         dato_shape_str(w, sw, sizeof sw), (long long)ci);
-    if (kh < 1 || kw < 1 || co < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: weight %s is not (Co, Ci, kh, kw)", dato_shape_str(w, sw, sizeof sw));
-    if (stride_h < 1 || stride_w < 1 || pad_h < 0 || pad_w < 0 || pad_h >= kh || pad_w >= kw)
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "conv2d: stride (%d, %d), pad (%d, %d) for kernel %lldx%lld (need stride >= 1, 0 <= pad < k)",
-                         stride_h, stride_w, pad_h, pad_w, (long long)kh, (long long)kw);
-    if (ci < 1 || h + 2 * pad_h < kh || wd + 2 * pad_w < kw)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: input %s is empty or smaller than the %lldx%lld kernel",
-                         dato_shape_str(x, sx, sizeof sx), (long long)kh, (long long)kw);
-    int64_t ho = (h + 2 * pad_h - kh) / stride_h + 1, wo = (wd + 2 * pad_w - kw) / stride_w + 1;
-    if (out->shape[0] != batch || out->shape[1] != co || out->shape[2] != ho || out->shape[3] != wo)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: out %s, expected (%lld, %lld, %lld, %lld) for input %s, weight %s",
-                         dato_shape_str(out, so, sizeof so), (long long)batch, (long long)co, (long long)ho,
-                         (long long)wo, dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
-    if (b && b->shape[0] != co)
-        return dato_fail(err, DATO_ERR_INVALID, "conv2d: bias (%lld) does not match output channels %lld",
-                         (long long)b->shape[0], (long long)co);
+    int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3], ho = out->shape[2], wo = out->shape[3];
     if (batch == 0) return DATO_OK;
-    if (co > INT_MAX || ci * kh * kw > INT_MAX || ho * wo > INT_MAX)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: input %s, weight %s exceed the int sizes of BLAS",
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
     const cpu_backend* cpu = be->impl;
     const float* xd = x->data;            // (B, Ci, H, W)
@@ -91,9 +61,11 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     int64_t kdim = ci * kh * kw, npos = ho * wo;
     int direct = kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
     int64_t tile = (int64_t)(cpu->col_floats / (size_t)kdim); // output positions per im2col tile
-    if (!direct && tile < 1)
+    if (!direct && tile < 1) {
+        char sw[96];
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: weight %s needs %lld floats per im2col column, over the scratch",
                          dato_shape_str(w, sw, sizeof sw), (long long)kdim);
+    }
     if (tile > npos) tile = npos;
     int64_t n_tiles = (npos + tile - 1) / tile;
     tile = (npos + n_tiles - 1) / n_tiles; // equal tiles: no thin last GEMM

@@ -6,31 +6,12 @@
 
 #include "cpu_ops.h"
 #include "dato.h" // the reference pieces: dato_select_pruned, dato_scored
-#include "op_check.h"
-
-// A CPU tensor of dtype dt and shape (d0, d1) (op_check.h).
-static dato_status check_rows(const char* op, const char* arg, const dato_tensor* t, dato_dtype dt, int64_t d0,
-                              int64_t d1, dato_error* err) {
-    return dato_op_check_rows(op, arg, t, dt, DATO_DEV_CPU, d0, d1, err);
-}
 
 dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
                                 const dato_tensor* x, const dato_tensor* base, dato_tensor* work, dato_error* err) {
     const char* op = "dato_similarity";
-    DATO_TRY(cpu_check(op, "x", x, 3, err));
-    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2];
-    if (!base || base->ndim != 2) return dato_fail(err, DATO_ERR_INVALID, "%s: base must be (B, P)", op);
-    int64_t P = base->shape[1];
-    if (P < 1 || P > N) return dato_fail(err, DATO_ERR_INVALID, "%s: P %lld outside [1, N = %lld]", op, (long long)P,
-                                         (long long)N);
-    DATO_TRY(check_rows(op, "base", base, DATO_I32, B, P, err));
-    DATO_TRY(check_rows(op, "sim", sim, DATO_F32, B, N, err));
-    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
-    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
-    DATO_TRY(cpu_check(op, "work", work, 0, err));
-    if (dato_tensor_numel(work) < B * N * C + P * (N + C))
-        return dato_fail(err, DATO_ERR_INVALID, "%s: work holds %lld floats, needs B*N*C + P*(N + C) = %lld", op,
-                         (long long)dato_tensor_numel(work), (long long)(B * N * C + P * (N + C)));
+    DATO_TRY(dato_op_check_dato_similarity(sim, assign, is_base, x, base, work, DATO_DEV_CPU, err));
+    int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2], P = base->shape[1];
     const int32_t* bd = base->data;
     for (int64_t t = 0; t < B * P; t++)
         if (bd[t] < 0 || bd[t] >= N)
@@ -74,13 +55,8 @@ dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor*
 dato_status cpu_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
                                  const dato_tensor* is_base, int P, int n, dato_error* err) {
     const char* op = "dato_select_keep";
-    DATO_TRY(cpu_check(op, "sim", sim, 2, err));
+    DATO_TRY(dato_op_check_dato_select_keep(keep, sim, is_base, P, n, DATO_DEV_CPU, err));
     int64_t B = sim->shape[0], N = sim->shape[1];
-    DATO_TRY(check_rows(op, "is_base", is_base, DATO_U8, B, N, err));
-    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
-    if (P < 1 || P > N || n < 0 || n > N - P)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: P %d, n %d: need 1 <= P <= N = %lld and 0 <= n <= N - P", op, P,
-                         n, (long long)N);
     // dato_select_pruned's scratch in the backend's im2col tile: the sorted candidates, then the pruned indices.
     cpu_backend* cpu = be->impl;
     if ((size_t)N * (sizeof(dato_scored) + sizeof(int32_t)) > cpu->col_floats * sizeof(float))
@@ -103,16 +79,8 @@ dato_status cpu_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor
                                  const dato_tensor* keep, dato_error* err) {
     (void)be;
     const char* op = "dato_gather_kept";
-    DATO_TRY(cpu_check(op, "x", x, 3, err));
-    DATO_TRY(cpu_check(op, "x_kept", x_kept, 3, err));
+    DATO_TRY(dato_op_check_dato_gather_kept(pos, x_kept, x, keep, DATO_DEV_CPU, err));
     int64_t B = x->shape[0], N = x->shape[1], C = x->shape[2], Nk = x_kept->shape[1];
-    if (x_kept->shape[0] != B || x_kept->shape[2] != C || Nk > N) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: x_kept %s does not fit x (%lld, %lld, %lld)", op,
-                         dato_shape_str(x_kept, s, sizeof s), (long long)B, (long long)N, (long long)C);
-    }
-    DATO_TRY(check_rows(op, "keep", keep, DATO_U8, B, N, err));
-    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
     for (int64_t b = 0; b < B; b++) {
         const float* xb = (const float*)x->data + b * N * C;    // (N, C)
         const uint8_t* kb = (const uint8_t*)keep->data + b * N; // (N)
@@ -139,16 +107,8 @@ dato_status cpu_dato_scatter_recover(dato_backend* be, dato_tensor* out, const d
                                      const dato_tensor* pos, const dato_tensor* assign, dato_error* err) {
     (void)be;
     const char* op = "dato_scatter_recover";
-    DATO_TRY(cpu_check(op, "out", out, 3, err));
-    DATO_TRY(cpu_check(op, "o_kept", o_kept, 3, err));
+    DATO_TRY(dato_op_check_dato_scatter_recover(out, o_kept, pos, assign, DATO_DEV_CPU, err));
     int64_t B = out->shape[0], N = out->shape[1], C = out->shape[2], Nk = o_kept->shape[1];
-    if (o_kept->shape[0] != B || o_kept->shape[2] != C || Nk > N) {
-        char s[96];
-        return dato_fail(err, DATO_ERR_INVALID, "%s: o_kept %s does not fit out (%lld, %lld, %lld)", op,
-                         dato_shape_str(o_kept, s, sizeof s), (long long)B, (long long)N, (long long)C);
-    }
-    DATO_TRY(check_rows(op, "pos", pos, DATO_I32, B, N, err));
-    DATO_TRY(check_rows(op, "assign", assign, DATO_I32, B, N, err));
     for (int64_t b = 0; b < B; b++) {
         const int32_t* pb = (const int32_t*)pos->data + b * N;     // (N)
         const int32_t* ab = (const int32_t*)assign->data + b * N;  // (N)

@@ -7,15 +7,8 @@
 #define TRANSPOSE_TILE 32
 
 dato_status cpu_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("upsample_nearest2x", "out", out, 4, err)) ||
-        (st = cpu_check("upsample_nearest2x", "x", x, 4, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_upsample_nearest2x(out, x, DATO_DEV_CPU, err));
     int64_t h = x->shape[2], w = x->shape[3];
-    if (out->shape[0] != x->shape[0] || out->shape[1] != x->shape[1] || out->shape[2] != 2 * h || out->shape[3] != 2 * w)
-        return dato_fail(err, DATO_ERR_INVALID, "upsample_nearest2x: out %s is not x %s with H and W doubled",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
     int64_t rows = x->shape[0] * x->shape[1] * h; // input rows over (B, C, H)
     const float* xd = x->data; // (rows, W)
     float* od = out->data;     // (rows, 2, 2W)
@@ -32,17 +25,8 @@ dato_status cpu_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dat
 
 dato_status cpu_concat_channels(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
                                 dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("concat_channels", "out", out, 4, err)) || (st = cpu_check("concat_channels", "a", a, 4, err)) ||
-        (st = cpu_check("concat_channels", "b", b, 4, err)))
-        return st;
-    char so[96], sa[96], sb[96];
+    DATO_TRY(dato_op_check_concat_channels(out, a, b, DATO_DEV_CPU, err));
     int64_t batch = a->shape[0], ca = a->shape[1], cb = b->shape[1], hw = a->shape[2] * a->shape[3];
-    if (b->shape[0] != batch || b->shape[2] != a->shape[2] || b->shape[3] != a->shape[3] || out->shape[0] != batch ||
-        out->shape[1] != ca + cb || out->shape[2] != a->shape[2] || out->shape[3] != a->shape[3])
-        return dato_fail(err, DATO_ERR_INVALID, "concat_channels: out %s is not cat(a %s, b %s, dim=1)",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(a, sa, sizeof sa),
-                         dato_shape_str(b, sb, sizeof sb));
     const float* ad = a->data; // (B, Ca, H*W)
     const float* bd = b->data; // (B, Cb, H*W)
     float* od = out->data;     // (B, Ca + Cb, H*W)
@@ -77,27 +61,15 @@ static void transpose_batched(float* dst, const float* src, int64_t batch, int64
 }
 
 dato_status cpu_nchw_to_tokens(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("nchw_to_tokens", "out", out, 3, err)) || (st = cpu_check("nchw_to_tokens", "x", x, 4, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_nchw_to_tokens(out, x, DATO_DEV_CPU, err));
     int64_t batch = x->shape[0], c = x->shape[1], hw = x->shape[2] * x->shape[3];
-    if (out->shape[0] != batch || out->shape[1] != hw || out->shape[2] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "nchw_to_tokens: out %s is not (B, H*W, C) for x %s",
-                         dato_shape_str(out, so, sizeof so), dato_shape_str(x, sx, sizeof sx));
     transpose_batched(out->data, x->data, batch, c, hw, cpu_threads(be));
     return DATO_OK;
 }
 
 dato_status cpu_tokens_to_nchw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("tokens_to_nchw", "out", out, 4, err)) || (st = cpu_check("tokens_to_nchw", "x", x, 3, err)))
-        return st;
-    char so[96], sx[96];
+    DATO_TRY(dato_op_check_tokens_to_nchw(out, x, DATO_DEV_CPU, err));
     int64_t batch = out->shape[0], c = out->shape[1], hw = out->shape[2] * out->shape[3];
-    if (x->shape[0] != batch || x->shape[1] != hw || x->shape[2] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "tokens_to_nchw: x %s is not (B, H*W, C) for out %s",
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(out, so, sizeof so));
     transpose_batched(out->data, x->data, batch, hw, c, cpu_threads(be));
     return DATO_OK;
 }
@@ -106,11 +78,7 @@ dato_status cpu_tokens_to_nchw(dato_backend* be, dato_tensor* out, const dato_te
 // so out may alias a or b.
 static dato_status lincomb(dato_backend* be, const char* op, dato_tensor* out, float alpha, const dato_tensor* a,
                            float beta, const dato_tensor* b, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check(op, "out", out, 0, err)) || (st = cpu_check(op, "a", a, 0, err)) ||
-        (st = cpu_check(op, "b", b, 0, err)) || (st = cpu_check_same_shape(op, "a", a, "b", b, err)) ||
-        (st = cpu_check_same_shape(op, "out", out, "a", a, err)))
-        return st;
+    DATO_TRY(dato_op_check_lincomb(op, out, a, b, DATO_DEV_CPU, err));
     const float* ad = a->data; // (n)
     const float* bd = b->data; // (n)
     float* od = out->data;     // (n)
@@ -131,14 +99,8 @@ dato_status cpu_axpby(dato_backend* be, dato_tensor* out, float alpha, const dat
 }
 
 dato_status cpu_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("add_channel_bias", "x", x, 4, err)) || (st = cpu_check("add_channel_bias", "v", v, 2, err)))
-        return st;
-    char sx[96], sv[96];
+    DATO_TRY(dato_op_check_add_channel_bias(x, v, DATO_DEV_CPU, err));
     int64_t batch = x->shape[0], c = x->shape[1], hw = x->shape[2] * x->shape[3];
-    if (v->shape[0] != batch || v->shape[1] != c)
-        return dato_fail(err, DATO_ERR_INVALID, "add_channel_bias: v %s is not (B, C) for x %s",
-                         dato_shape_str(v, sv, sizeof sv), dato_shape_str(x, sx, sizeof sx));
     float* xd = x->data;       // (B*C, H*W)
     const float* vd = v->data; // (B*C)
     #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (batch * c * hw >= CPU_PARALLEL_MIN)
@@ -153,10 +115,7 @@ dato_status cpu_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_te
 
 dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err) {
     (void)be;
-    dato_status st;
-    if ((st = cpu_check("copy", "out", out, 0, err)) || (st = cpu_check("copy", "x", x, 0, err)) ||
-        (st = cpu_check_same_shape("copy", "out", out, "x", x, err)))
-        return st;
+    DATO_TRY(dato_op_check_unary("copy", out, x, DATO_DEV_CPU, err));
     if (out->data != x->data) memmove(out->data, x->data, dato_tensor_nbytes(x));
     return DATO_OK;
 }
@@ -164,19 +123,8 @@ dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, d
 dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
                                    float freq_shift, float max_period, dato_error* err) {
     (void)be;
-    dato_status st;
-    if ((st = cpu_check("timestep_embedding", "out", out, 2, err)) ||
-        (st = cpu_check("timestep_embedding", "t", t, 0, err)))
-        return st;
+    DATO_TRY(dato_op_check_timestep_embedding(out, t, freq_shift, max_period, DATO_DEV_CPU, err));
     int64_t batch = out->shape[0], dim = out->shape[1], half = dim / 2;
-    if (dim % 2 != 0 || dim == 0)
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: dim %lld is not even and positive", (long long)dim);
-    if (dato_tensor_numel(t) != batch)
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: t holds %lld timesteps for %lld rows of out",
-                         (long long)dato_tensor_numel(t), (long long)batch);
-    if (!(max_period > 0.0f) || !((double)half - freq_shift != 0.0))
-        return dato_fail(err, DATO_ERR_INVALID, "timestep_embedding: max_period %g, freq_shift %g for half dim %lld",
-                         (double)max_period, (double)freq_shift, (long long)half);
     const float* td = t->data; // (B)
     // As torch computes it in diffusers' get_timestep_embedding: the Python-double scalars
     // -ln(max_period) and (half - freq_shift) become f32, then every step is f32.

@@ -1,7 +1,6 @@
 // linear on the CPU, out (M, N) = x (M, K) @ w (N, K)^T + bias, and the team GEMM that
 // linear and conv2d share.
 #include <cblas.h>
-#include <limits.h>
 #include <math.h>
 #include <omp.h>
 
@@ -40,36 +39,9 @@ void cpu_gemm_team(int m, int n, int k, const float* a, int lda, const float* b,
 
 dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, dato_error* err) {
-    dato_status st;
-    if ((st = cpu_check("linear", "out", out, 0, err)) || (st = cpu_check("linear", "x", x, 0, err)) ||
-        (st = cpu_check("linear", "weight", w, 0, err)))
-        return st;
-    if (b && (st = cpu_check("linear", "bias", b, 1, err))) return st;
-    char sw[96], sx[96], so[96];
-    // a 1x1 conv weight (N, K, 1, 1) is the same matrix (LDM's VAE attention stores them so)
-    int is_matrix = w->ndim == 2 || (w->ndim == 4 && w->shape[2] == 1 && w->shape[3] == 1);
-    if (!is_matrix)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s is not (N, K) or (N, K, 1, 1)",
-                         dato_shape_str(w, sw, sizeof sw));
-    int64_t n = w->shape[0], kdim = w->shape[1];
-    if (n < 1 || kdim < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s is empty", dato_shape_str(w, sw, sizeof sw));
-    if (x->shape[x->ndim - 1] != kdim)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: weight %s does not match input features %lld of x %s",
-                         dato_shape_str(w, sw, sizeof sw), (long long)x->shape[x->ndim - 1],
-                         dato_shape_str(x, sx, sizeof sx));
-    int64_t m = dato_tensor_numel(x) / kdim;
-    if (out->shape[out->ndim - 1] != n || dato_tensor_numel(out) != m * n)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: out %s, expected %lld rows of %lld for x %s, weight %s",
-                         dato_shape_str(out, so, sizeof so), (long long)m, (long long)n,
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
-    if (b && b->shape[0] != n)
-        return dato_fail(err, DATO_ERR_INVALID, "linear: bias (%lld) does not match output features %lld",
-                         (long long)b->shape[0], (long long)n);
+    DATO_TRY(dato_op_check_linear(out, x, w, b, DATO_DEV_CPU, 0, err));
+    int64_t n = w->shape[0], kdim = w->shape[1], m = dato_tensor_numel(x) / kdim;
     if (m == 0) return DATO_OK;
-    if (m > INT_MAX || n > INT_MAX || kdim > INT_MAX)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "linear: x %s, weight %s exceed the int sizes of BLAS",
-                         dato_shape_str(x, sx, sizeof sx), dato_shape_str(w, sw, sizeof sw));
 
     const float* xd = x->data; // (M, K)
     const float* wd = w->data; // (N, K)

@@ -1,5 +1,5 @@
-// Private to the CPU backend: its state, the checks every op shares, a vectorizable exp, and
-// the ops each file of engine/cpu/ implements (backend_cpu.c puts them in the table).
+// Private to the CPU backend: its state, a vectorizable exp, and the ops each file of engine/cpu/
+// implements (backend_cpu.c puts them in the table); their argument checks are op_check.h's.
 #ifndef DATO_CPU_OPS_H
 #define DATO_CPU_OPS_H
 
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "op_check.h"
 
 // Fixed scratch sizes, allocated once at init: ops tile their work to fit them.
 #define CPU_COL_FLOATS_PER_THREAD ((size_t)1 << 20)  // conv2d im2col tile: 4 MiB per thread,
@@ -29,13 +30,6 @@ static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backe
 
 // Elementwise loops below this size run on one thread: a parallel region costs microseconds.
 #define CPU_PARALLEL_MIN 32768
-
-// DATO_OK if t is a CPU F32 tensor with data and ndim dims (any of 1..4 when ndim == 0);
-// otherwise an error naming op and arg ("conv2d: weight is F16; ...").
-dato_status cpu_check(const char* op, const char* arg, const dato_tensor* t, int ndim, dato_error* err);
-// DATO_OK if out has the same shape as x, else DATO_ERR_INVALID naming both shapes.
-dato_status cpu_check_same_shape(const char* op, const char* out_name, const dato_tensor* out,
-                                 const char* x_name, const dato_tensor* x, dato_error* err);
 
 // C (M, N) = A (M, K) @ B for B (K, N), or A @ B^T for B (N, K) when b_transposed; leading
 // dimensions lda, ldb, ldc. Called by every thread of an OpenMP parallel region (an orphaned
