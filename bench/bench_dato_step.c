@@ -96,12 +96,12 @@ int main(int argc, char** argv) {
         for (int it = 0; it < iters; it++) {
             dato_unet_plan plan = {.depth = pol[p].depth};
             if (dato_runtime_prepare(rt, 5, pol[p].ratio, &plan, &err)) return 1;
-            double t0 = now_s();
+            double t0 = dato_clock_s();
             if (dato_unet_forward(&u, &ws, &plan, &in, &ty, &err)) {
                 fprintf(stderr, "bench_dato_step: %s: %s\n", pol[p].name, err.msg);
                 return 1;
             }
-            double ms = (now_s() - t0) * 1e3;
+            double ms = (dato_clock_s() - t0) * 1e3;
             best = ms < best ? ms : best;
         }
         if (p == 0) base_ms = best;

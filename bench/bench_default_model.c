@@ -58,7 +58,7 @@ static char** read_lines(const char* path, int* n) {
 
 // Images done of total, with the rate and an ETA, on stderr.
 static void print_progress(void* ctx, int done, int total) {
-    double el = now_s() - *(const double*)ctx;
+    double el = dato_clock_s() - *(const double*)ctx;
     fprintf(stderr, "\rbench_default_model: %d/%d images, %.1f img/s, ETA %.0f s   ", done, total, done / el,
             el / done * (total - done));
     if (done == total) fprintf(stderr, "\n");
@@ -159,7 +159,7 @@ int main(int argc, char** argv) {
             goto done;
         }
     }
-    double t_progress = now_s();
+    double t_progress = dato_clock_s();
     dato_eval_config ec = {.steps = steps, .guidance = guidance, .sampler = p.sched.kind, .seed = (uint64_t)seed,
                            .images = n_prompts * per_class, .batch = batch, .progress = print_progress,
                            .progress_ctx = &t_progress};
@@ -174,13 +174,13 @@ int main(int argc, char** argv) {
            n_prompts, per_class, dato_sampler_kind_name(ec.sampler), steps, (double)guidance,
            schedule_spec ? schedule_spec : "baseline", ev.cfg.batch, threads);
     fflush(stdout);
-    double t0 = t_progress = now_s();
+    double t0 = t_progress = dato_clock_s();
     dato_eval_timing timing;
     if (dato_evaluator_run(&ev, sched, features, predicted, &timing, &err)) {
         fprintf(stderr, "bench_default_model: %s\n", err.msg);
         goto done;
     }
-    double total = now_s() - t0, denoise = timing.total_s;
+    double total = dato_clock_s() - t0, denoise = timing.total_s;
 
     // class accuracy
     int correct = 0;

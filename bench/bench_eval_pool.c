@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "clock.h"
 #include "eval_pool.h"
-#include "latency.h"
 
 #ifdef DATO_HAVE_MPI
 #include <mpi.h>

@@ -123,10 +123,10 @@ static void bench_attention(dato_backend* be, bench_ctx* cx, dato_rng* rng, cons
             dato_status st = dato_backend_cuda_configure(be, &opt, &err);
             for (int i = 0; st == DATO_OK && i < cx->warmup + cx->iters; i++) {
                 be->ops->synchronize(be);
-                double t0 = now_s();
+                double t0 = dato_clock_s();
                 st = be->ops->attention(be, &o, &q, &k, &v, c->heads, scale, 0, &err);
                 be->ops->synchronize(be);
-                if (i >= cx->warmup) cx->ms[i - cx->warmup] = (now_s() - t0) * 1e3;
+                if (i >= cx->warmup) cx->ms[i - cx->warmup] = (dato_clock_s() - t0) * 1e3;
             }
             if (st == DATO_OK && !all_finite(be, &o)) {
                 st = DATO_ERR_INVALID;
@@ -182,10 +182,10 @@ static void bench_conv(dato_backend* be, bench_ctx* cx, dato_rng* rng, const con
             dato_status st = dato_backend_cuda_configure(be, &opt, &err);
             for (int i = 0; st == DATO_OK && i < cx->warmup + cx->iters; i++) {
                 be->ops->synchronize(be);
-                double t0 = now_s();
+                double t0 = dato_clock_s();
                 st = be->ops->conv2d(be, &o, &x, &w, &bias, c->stride, c->stride, c->pad, c->pad, &err);
                 be->ops->synchronize(be);
-                if (i >= cx->warmup) cx->ms[i - cx->warmup] = (now_s() - t0) * 1e3;
+                if (i >= cx->warmup) cx->ms[i - cx->warmup] = (dato_clock_s() - t0) * 1e3;
             }
             if (st == DATO_ERR_UNSUPPORTED && modes[m] == DATO_CUDA_CONV_CUDNN) {
                 fprintf(stderr, "bench_gpu_ops: conv2d %s %s cudnn: skipped, cuDNN refuses it: %s\n", name,
@@ -260,7 +260,8 @@ int main(int argc, char** argv) {
     }
 #ifdef DATO_HAVE_CUDA
     dato_backend be;
-    if (!bench_backend_init(&be, "cuda", device, 0, "bench_gpu_ops")) return 1; // no GPU: says why
+    dato_backend_spec spec = {.name = "cuda", .device = device};
+    if (!bench_backend_init(&be, &spec, "bench_gpu_ops")) return 1; // no GPU: says why
     int failed = run_all(&be, iters, warmup, batch);
     dato_backend_destroy(&be);
     return failed ? 1 : 0;

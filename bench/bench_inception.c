@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
     if (batch < 1 || iters < 1) return 2;
     dato_error err;
     dato_backend be;
-    if (!bench_backend_init(&be, backend, device, threads, "bench_inception")) return 1;
+    dato_backend_spec spec = {.name = backend, .threads = threads, .device = device};
+    if (!bench_backend_init(&be, &spec, "bench_inception")) return 1;
     dato_inception net;
     dato_inception_init(&net, &be);
 
@@ -71,13 +72,13 @@ int main(int argc, char** argv) {
     }
     double best = 1e30;
     for (int it = 0; it < iters + 1; it++) { // the first forward plans the workspace: not timed
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         if (dato_inception_forward(&net, &tx, &tf, &err)) {
             fprintf(stderr, "bench_inception: %s\n", err.msg);
             return 1;
         }
         be.ops->synchronize(&be);
-        double s = now_s() - t0;
+        double s = dato_clock_s() - t0;
         if (it > 0 && s < best) best = s;
     }
     printf("{\"impl\":\"dato\",\"backend\":\"%s\",\"batch\":%d,\"threads\":%d,\"images_per_s\":%.2f,\"ms_per_batch\":%.1f,"

@@ -36,10 +36,10 @@ typedef struct {
 #define TIMED(kind, flop, call)                          \
     timed_backend* tb = (timed_backend*)be;             \
     tb->inner->synchronize(be);                          \
-    double t0 = now_s();                                 \
+    double t0 = dato_clock_s();                          \
     dato_status st = tb->inner->call;                    \
     tb->inner->synchronize(be);                          \
-    tb->seconds[kind] += now_s() - t0;                   \
+    tb->seconds[kind] += dato_clock_s() - t0;            \
     tb->flops[kind] += (flop);                           \
     return st
 
@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
     dato_unet_config cfg;
     dato_unet u;
     dato_unet_ws ws;
-    if (!bench_backend_init(&base, backend, device, threads, "bench_unet")) return 1;
-    if (!bench_backend_configure(&base, backend, dtype, conv, "bench_unet")) return 1;
+    dato_backend_spec spec = {.name = backend, .threads = threads, .device = device, .attention = dtype, .conv = conv};
+    if (!bench_backend_init(&base, &spec, "bench_unet")) return 1;
     timed_backend_wrap(&tb, &base);
     dato_backend* be = profile ? &tb.be : &base;
     if (dato_unet_config_from_json(&cfg, config, &err) || dato_unet_build(&u, &cfg, be, &err) ||
@@ -211,13 +211,13 @@ int main(int argc, char** argv) {
             memset(tb.seconds, 0, sizeof tb.seconds);
             memset(tb.flops, 0, sizeof tb.flops);
         }
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         if (dato_unet_forward(&u, &ws, &plan, &in, &ty, &err)) {
             fprintf(stderr, "bench_unet: %s\n", err.msg);
             return 1;
         }
         be->ops->synchronize(be);
-        double dt = (now_s() - t0) * 1e3;
+        double dt = (dato_clock_s() - t0) * 1e3;
         if (i >= warmup) ms[i - warmup] = dt;
         fprintf(stderr, "bench_unet: forward %d/%d: %.1f ms\n", i + 1, warmup + iters, dt);
     }

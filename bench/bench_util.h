@@ -1,5 +1,5 @@
-// Small helpers shared by the bench programs: a monotonic clock, the peak RSS, a comparator
-// for medians, and the command-line parser they all use.
+// Small helpers shared by the bench programs: the peak RSS, a comparator for medians, and the
+// command-line parser they all use (the clock is the engine's dato_clock_s, clock.h).
 #ifndef DATO_BENCH_UTIL_H
 #define DATO_BENCH_UTIL_H
 
@@ -7,13 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
-static inline double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "clock.h"
 
 // Peak resident set size of this process so far, in MiB (Linux reports KiB).
 static inline double peak_rss_mb(void) {

@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
     dato_vae_config cfg;
     dato_vae v;
     dato_vae_ws ws;
-    if (!bench_backend_init(&be, backend, device, threads, "bench_vae")) return 1;
-    if (!bench_backend_configure(&be, backend, dtype, conv, "bench_vae")) return 1;
+    dato_backend_spec spec = {.name = backend, .threads = threads, .device = device, .attention = dtype, .conv = conv};
+    if (!bench_backend_init(&be, &spec, "bench_vae")) return 1;
     dato_status st = config ? dato_vae_config_from_json(&cfg, config, &err)
                             : dato_vae_config_from_json_text(&cfg, SD_VAE_CONFIG, "sd-vae", &err);
     if (st || dato_vae_build(&v, &cfg, &be, &err) || dato_vae_set_weight_dtype(&v, dtype, &err) ||
@@ -96,13 +96,13 @@ int main(int argc, char** argv) {
 
     double* s = malloc((size_t)iters * sizeof *s);
     for (int i = 0; i < iters; i++) {
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         if (dato_vae_decode(&v, &ws, &tz, &ti, &err)) {
             fprintf(stderr, "bench_vae: %s\n", err.msg);
             return 1;
         }
         be.ops->synchronize(&be);
-        s[i] = now_s() - t0;
+        s[i] = dato_clock_s() - t0;
         fprintf(stderr, "bench_vae: decode %d/%d: %.2f s\n", i + 1, iters, s[i]);
     }
     qsort(s, (size_t)iters, sizeof *s, cmp_double);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schedule.h"
+
 struct dato_runtime {
     const dato_unet* u;
     dato_backend* be;
@@ -13,7 +15,8 @@ struct dato_runtime {
     int step;
     float ratio;
     int last_p;                   // patches of the last block that pruned
-    int clamped;
+    int clamped;                  // blocks whose ratio asked more than their non-base tokens
+    char warning[200];            // the first of them, said for the caller to print ("" if none)
     dato_rng rng;                 // random base choice and noise, reseeded per step
     // Dynamics: the two latest raw predictions and the scores of the current step.
     float* pred[2];               // (batch, c, h, w): [0] the newest
@@ -206,6 +209,8 @@ void dato_runtime_reset(dato_runtime* rt) {
 
 int dato_runtime_clamped(const dato_runtime* rt) { return rt->clamped; }
 
+const char* dato_runtime_warning(const dato_runtime* rt) { return rt->warning; }
+
 const int32_t* dato_runtime_base(const dato_runtime* rt, int row, int* P) {
     *P = rt->last_p;
     return rt->base + (size_t)row * rt->last_p;
@@ -261,8 +266,8 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
     int n = (int)floorf(rt->ratio * (float)N + 1e-4f);
     if (n > N - P) {
         if (!rt->clamped++)
-            fprintf(stderr, "dato: ratio %.2f prunes more than the %d non-base tokens of %s; clamped\n",
-                    (double)rt->ratio, N - P, site->layer);
+            snprintf(rt->warning, sizeof rt->warning, "ratio %.2f prunes more than the %d non-base tokens of %s; "
+                     "clamped", (double)rt->ratio, N - P, site->layer);
         n = N - P;
     }
     int Nk = N - n;
@@ -340,7 +345,9 @@ dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_u
         choose_bases(rt, hw[0], hw[1], rt->base_host + (size_t)k * rt->batch * rt->max_p);
     }
     rt->precomputed = 1;
-    plan->replayable = 1;
-    plan->variant = (int)lroundf(ratio * 10.0f); // the genome's ratios are tenths
+    // One graph per (depth, ratio index); a ratio outside the table (a direct caller's) is not replayed.
+    int ri = dato_schedule_ratio_index(ratio);
+    plan->replayable = ri >= 0;
+    plan->variant = ri >= 0 ? ri : 0;
     return DATO_OK;
 }

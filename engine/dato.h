@@ -47,8 +47,11 @@ dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_u
 void dato_runtime_record(dato_runtime* rt, const float* raw);
 // The base tokens (P flat indices) of UNet row `row` in the last block that pruned; *P gets P.
 const int32_t* dato_runtime_base(const dato_runtime* rt, int row, int* P);
-// Ratios above the cap N - N/s^2 that were clamped so far (each is also a warning on stderr once).
+// Pruned blocks whose ratio asked for more than their N - P non-base tokens, clamped to N - P so
+// far; the runtime prints nothing: its caller says it.
 int dato_runtime_clamped(const dato_runtime* rt);
+// The first such clamp as text naming the ratio, the cap and the layer ("" when none).
+const char* dato_runtime_warning(const dato_runtime* rt);
 
 // ---- the reference pieces, exposed for tests (and as the spec of the CUDA kernels) -----------------
 

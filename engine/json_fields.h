@@ -8,9 +8,25 @@
 
 #include "status.h"
 
+// Parses text into *root, which must be a JSON object (the caller frees it with cJSON_Delete);
+// label names the text in messages.
+dato_status dato_json_parse_object(const char* text, const char* label, cJSON** root, dato_error* err);
+// Reads the file at path (at most 1 MiB) and parses it as dato_json_parse_object.
+dato_status dato_json_read_object(const char* path, cJSON** root, dato_error* err);
+
 // An exact integer; required: absent or null is an error.
 dato_status dato_json_int(const cJSON* obj, const char* key, int* out, int required, const char* label,
                           dato_error* err);
+// An exact integer in [lo, hi], required.
+dato_status dato_json_int_in(const cJSON* obj, const char* key, int lo, int hi, int* out, const char* label,
+                             dato_error* err);
+// A list of 1 to n_max exact integers, each in [lo, hi], required: out gets them, *n their count.
+dato_status dato_json_int_list(const cJSON* obj, const char* key, int lo, int hi, int* out, int n_max, int* n,
+                               const char* label, dato_error* err);
+// A finite number; required: absent or null is an error.
+dato_status dato_json_number(const cJSON* obj, const char* key, float* out, int required, const char* label,
+                             dato_error* err);
+// An optional dato_json_number.
 dato_status dato_json_float(const cJSON* obj, const char* key, float* out, const char* label, dato_error* err);
 dato_status dato_json_bool(const cJSON* obj, const char* key, int* out, const char* label, dato_error* err);
 // An integer, or a list of exactly n integers (per level): a single value fills all n.

@@ -201,6 +201,7 @@ fail:
 }
 
 void dato_pipeline_close(dato_pipeline* p) {
+    dato_denoiser_free(&p->den);
     if (p->unet.params) dato_unet_free(&p->unet);
     for (int i = 0; i < 2; i++) {
         if (p->tokenizer[i]) dato_tokenizer_free(p->tokenizer[i]);
@@ -362,55 +363,41 @@ dato_status dato_pipeline_encode(dato_pipeline* p, const char* const* prompts, c
 
 // ---- the denoising loop ---------------------------------------------------------------------------
 
-// The model function the sampler calls: batch [x; x] through the UNet with [uncond; cond]
+// The model function the sampler calls: batch [x; x] through the denoiser with [uncond; cond]
 // conditioning and combine eps = u + g (c - u).
 typedef struct {
     dato_pipeline* p;
+    dato_denoiser* d;             // p->den, begun for this call's rows
     const dato_generate_params* gp;
     int n_calls;
-    dato_unet_ws ws;
-    dato_runtime* rt;             // token pruning, when the schedule prunes; else NULL
     int batch, cfg;               // images; 1 when guidance runs both halves
     size_t latent_numel;          // one image's latent elements
     float guidance;
     float* x2;                    // (cfg ? 2B : B, C, h, w) model input
     float* y2;                    // (cfg ? 2B : B, C, h, w) model output
     float* t2;                    // (2B) timesteps on the host
-    dato_tensor x, ctx, te, y;    // device views: x (n2, C, h, w) model input, y (n2, C, h, w) raw output
-    dato_tensor t, ids;           // device views: t (n2) timesteps, ids (n2, 6) SDXL time ids
-    void* dev;                    // device block for x, y, ctx, te, t, ids
-    dato_unet_graphs graphs;      // device loop: the UNet calls, captured
 } guided_model;
 
-// One UNet call of plan on g's buffers, replayed from g->graphs where the backend can (use_graphs).
-static dato_status unet_call(guided_model* g, const dato_unet_plan* plan, int use_graphs, dato_error* err) {
-    dato_unet_inputs in = {.sample = &g->x, .timesteps = &g->t, .context = &g->ctx,
-                           .text_embeds = g->te.data ? &g->te : NULL, .time_ids = g->ids.data ? &g->ids : NULL};
-    if (!use_graphs) return dato_unet_forward(&g->p->unet, &g->ws, plan, &in, &g->y, err);
-    return dato_unet_forward_graphed(&g->p->unet, &g->ws, plan, &in, &g->y, &g->graphs, err);
+// The schedule's gene of sampler step `step` (PLMS's two calls of step 0 share it); NULL: full.
+static const dato_gene* step_gene(const guided_model* g, int step) {
+    return g->gp->schedule ? &g->gp->schedule->genes[step] : NULL;
 }
 
 static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, const float* model_in, float* model_out,
                                      dato_error* err) {
     guided_model* g = vctx;
+    dato_denoiser* d = g->d;
     dato_backend* be = g->p->be;
     int B = g->batch, n2 = g->cfg ? 2 * B : B;
     size_t n = (size_t)B * g->latent_numel;
-    // The step's policy (a sampler step, so PLMS's two calls of step 0 share it). Depth 0
-    // reuses the previous raw prediction y2 (both halves, before guidance) without a UNet call.
-    int full = g->p->unet.n_branches + 1;
-    const dato_gene* gene = g->gp->schedule ? &g->gp->schedule->genes[call->step] : NULL;
-    int depth = gene ? gene->depth : full;
-    if (depth > 0) {
+    // Depth 0 reuses the previous raw prediction y2 (both halves, before guidance) without a call.
+    const dato_gene* gene = step_gene(g, call->step);
+    if (dato_denoiser_depth(d, gene) > 0) {
         for (int half = 0; half < n2 / B; half++) memcpy(g->x2 + (size_t)half * n, model_in, n * sizeof(float));
         for (int i = 0; i < n2; i++) g->t2[i] = call->timestep;
-        be->ops->upload(be, g->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
-        be->ops->upload(be, g->t.data, g->t2, (size_t)n2 * sizeof(float));
-        dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && g->ws.cache_block != NULL};
-        if (g->rt) DATO_TRY(dato_runtime_prepare(g->rt, call->step, gene->ratio, &plan, err));
-        DATO_TRY(unet_call(g, &plan, 0, err));
-        be->ops->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
-        if (g->rt) dato_runtime_record(g->rt, g->y2); // raw, both halves, before guidance
+        be->ops->upload(be, d->x.data, g->x2, (size_t)n2 * g->latent_numel * sizeof(float));
+        be->ops->upload(be, d->t.data, g->t2, (size_t)n2 * sizeof(float));
+        DATO_TRY(dato_denoiser_call(d, call->step, gene, 0, g->y2, err));
     }
     if (g->gp->raw_out)
         memcpy(g->gp->raw_out + (size_t)call->call * n2 * g->latent_numel, g->y2,
@@ -427,17 +414,16 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
 
 // The device loop (DATO_LOOP_DEVICE): the latent x (B, C, h, w) stays on the backend from the first
 // call to the last. Per call: x * input_scale into both halves of the model input, the call's
-// timesteps copied from a table uploaded once, the UNet (replayed as a graph where it can be), the
+// timesteps copied from a table uploaded once, the denoiser (replayed as a graph where it can be), the
 // guidance and the sampler program as axpby ops. The host waits between calls only to hand the
 // pruning runtime a prediction, to fill raw_out, to report progress, or before it overwrites the
 // pinned noise buffer; never inside a call. latents: (B, C, h, w), in: the initial latent, out: the final.
 static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* latents, dato_rng* noise_rng,
                                      dato_error* err) {
+    dato_denoiser* d = g->d;
     dato_backend* be = g->p->be;
     const dato_backend_ops* op = be->ops;
-    const dato_unet_config* c = &g->p->unet.cfg;
-    int B = g->batch, n2 = g->cfg ? 2 * B : B, calls = g->n_calls, full = g->p->unet.n_branches + 1;
-    int h = (int)g->x.shape[2], w = (int)g->x.shape[3];
+    int B = g->batch, n2 = g->cfg ? 2 * B : B, calls = g->n_calls;
     size_t n = (size_t)B * g->latent_numel, slots = DATO_SLOT_H0 + (size_t)dato_sampler_program_slots(s);
     float* dev = op->alloc(be, (slots * n + (size_t)calls * n2) * sizeof(float)); // the slots, then t_all
     float* pinned = op->alloc_host(be, ((size_t)calls * n2 + n) * sizeof(float)); // t_all staging, a noise draw
@@ -446,10 +432,10 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
     dato_tensor slot[DATO_SLOT_COUNT]; // (B, C, h, w) each
     for (size_t k = 0; k < DATO_SLOT_COUNT && !st; k++)
         slot[k] = dato_tensor_make(k < slots ? dev + k * n : NULL, DATO_F32, be->device, 4,
-                                   (int64_t[]){B, c->in_channels, h, w});
-    int64_t half_shape[4] = {B, c->out_channels, h, w};
-    dato_tensor y_u = dato_tensor_make(g->y.data, DATO_F32, be->device, 4, half_shape);       // (B, C, h, w)
-    dato_tensor y_c = dato_tensor_make((float*)g->y.data + (g->cfg ? n : 0), DATO_F32, be->device, 4, half_shape);
+                                   (int64_t[]){B, d->dims.in_channels, d->h, d->w});
+    int64_t half_shape[4] = {B, d->dims.out_channels, d->h, d->w};
+    dato_tensor y_u = dato_tensor_make(d->y.data, DATO_F32, be->device, 4, half_shape);       // (B, C, h, w)
+    dato_tensor y_c = dato_tensor_make((float*)d->y.data + (g->cfg ? n : 0), DATO_F32, be->device, 4, half_shape);
     if (!st && !g->cfg) slot[DATO_SLOT_OUT] = y_c; // no guidance: the raw output is the model output
     float* t_all = dev + slots * n;   // (calls, n2) every call's timesteps
     float* noise_host = pinned + (size_t)calls * n2; // (B, C, h, w)
@@ -463,23 +449,16 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
     }
     for (int k = 0; k < calls && !st; k++) {
         dato_sampler_call call = dato_sampler_call_info(s, k);
-        const dato_gene* gene = g->gp->schedule ? &g->gp->schedule->genes[call.step] : NULL;
-        int depth = gene ? gene->depth : full;
-        if (depth > 0) {
+        const dato_gene* gene = step_gene(g, call.step);
+        if (dato_denoiser_depth(d, gene) > 0) {
             dato_tensor t_k = dato_tensor_make(t_all + (size_t)k * n2, DATO_F32, be->device, 1, (int64_t[]){n2});
-            if ((st = op->copy(be, &g->t, &t_k, err))) break;
+            if ((st = op->copy(be, &d->t, &t_k, err))) break;
             for (int half = 0; half < n2 / B && !st; half++) {
-                dato_tensor in_half = dato_tensor_make((float*)g->x.data + half * n, DATO_F32, be->device, 4,
+                dato_tensor in_half = dato_tensor_make((float*)d->x.data + half * n, DATO_F32, be->device, 4,
                                                        slot[DATO_SLOT_X].shape);
                 st = op->axpby(be, &in_half, call.input_scale, &slot[DATO_SLOT_X], 0.0f, &slot[DATO_SLOT_X], err);
             }
-            dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && g->ws.cache_block != NULL};
-            if (!st && g->rt) st = dato_runtime_prepare(g->rt, call.step, gene->ratio, &plan, err);
-            if (!st) st = unet_call(g, &plan, 1, err);
-            if (!st && (g->rt || g->gp->raw_out)) {
-                op->download(be, g->y2, g->y.data, (size_t)n2 * g->latent_numel * sizeof(float));
-                if (g->rt) dato_runtime_record(g->rt, g->y2);
-            }
+            if (!st) st = dato_denoiser_call(d, call.step, gene, 1, d->rt || g->gp->raw_out ? g->y2 : NULL, err);
         }
         if (st) break;
         if (g->gp->raw_out) // depth 0: y2 still holds the previous call's prediction, as on the host
@@ -506,7 +485,6 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
     }
     if (!st) op->download(be, latents, slot[DATO_SLOT_X].data, n * sizeof(float));
     else op->synchronize(be); // nothing in flight reads pinned or dev once they are freed
-    dato_unet_graphs_free(&g->graphs, be);
     if (pinned) op->free_host(be, pinned);
     if (dev) op->free(be, dev);
     return st;
@@ -527,10 +505,11 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
                          "time_ids", P);
     int B = cond->batch, cfg = gp->guidance > 1.0f, n2 = cfg ? 2 * B : B;
     size_t latent = (size_t)c->in_channels * gp->height * gp->width;
-    size_t ctx_row = (size_t)cond->seq * cond->dim;
     size_t skip_rows = cfg ? 0 : (size_t)B; // without guidance only the cond half runs
 
-    guided_model g = {.p = p, .gp = gp, .batch = B, .cfg = cfg, .latent_numel = latent, .guidance = gp->guidance};
+    if (!p->den.model) dato_denoiser_init(&p->den, &dato_denoiser_unet, &p->unet, be);
+    guided_model g = {.p = p, .d = &p->den, .gp = gp, .batch = B, .cfg = cfg, .latent_numel = latent,
+                      .guidance = gp->guidance};
     dato_sampler* s = NULL;
     float* host = NULL;
     dato_scheduler_config sched;
@@ -545,41 +524,22 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     }
     if ((st = dato_sampler_create(&s, &sched, gp->sampler, gp->steps, (size_t)B * latent, err))) return st;
     g.n_calls = dato_sampler_num_calls(s);
-    if ((st = dato_unet_ws_create(&g.ws, &p->unet, n2, gp->height, gp->width, cond->seq, cached, err))) goto done;
-    if (prunes) {
-        dato_prune_config pc = gp->prune ? *gp->prune : dato_prune_config_default();
-        if (!gp->prune) pc.seed = gp->seed;
-        if ((st = dato_runtime_create(&g.rt, &p->unet, n2, cfg ? B : 0, gp->height, gp->width, &pc, err))) goto done;
-    }
+    dato_prune_config pc = gp->prune ? *gp->prune : dato_prune_config_default();
+    if (!gp->prune) pc.seed = gp->seed;
+    if ((st = dato_denoiser_begin(&p->den, n2, cfg ? B : 0, gp->height, gp->width, cond->seq, cached,
+                                  prunes ? &pc : NULL, err)))
+        goto done;
+    dato_denoiser_condition(&p->den, cond->context + skip_rows * cond->seq * cond->dim,
+                            P ? cond->text_embeds + skip_rows * P : NULL, P ? cond->time_ids + skip_rows * 6 : NULL);
 
     host = calloc(2 * (size_t)n2 * latent + (size_t)n2, sizeof *host);
-    size_t dev_bytes = ((size_t)2 * n2 * latent + (size_t)n2 * ctx_row + (size_t)n2 * (P + 7)) * sizeof(float);
-    g.dev = be->ops->alloc(be, dev_bytes);
-    if (!host || !g.dev) {
+    if (!host) {
         st = dato_fail(err, DATO_ERR_NOMEM, "generate: cannot allocate the loop's buffers");
         goto done;
     }
     g.x2 = host;
     g.y2 = g.x2 + (size_t)n2 * latent;
     g.t2 = g.y2 + (size_t)n2 * latent;
-    float* d = g.dev;
-    g.x = dato_tensor_make(d, DATO_F32, be->device, 4, (int64_t[]){n2, c->in_channels, gp->height, gp->width});
-    g.y = dato_tensor_make(d + (size_t)n2 * latent, DATO_F32, be->device, 4,
-                           (int64_t[]){n2, c->out_channels, gp->height, gp->width});
-    g.ctx = dato_tensor_make(d + 2 * (size_t)n2 * latent, DATO_F32, be->device, 3,
-                             (int64_t[]){n2, cond->seq, cond->dim});
-    be->ops->upload(be, g.ctx.data, cond->context + skip_rows * ctx_row, (size_t)n2 * ctx_row * sizeof(float));
-    if (P) {
-        g.te = dato_tensor_make(d + 2 * (size_t)n2 * latent + (size_t)n2 * ctx_row, DATO_F32, be->device, 2,
-                                (int64_t[]){n2, P});
-        be->ops->upload(be, g.te.data, cond->text_embeds + skip_rows * P, (size_t)n2 * P * sizeof(float));
-    }
-    float* d_t = d + 2 * (size_t)n2 * latent + (size_t)n2 * (ctx_row + P); // (n2), then ids (n2, 6)
-    g.t = dato_tensor_make(d_t, DATO_F32, be->device, 1, (int64_t[]){n2});
-    if (P) {
-        g.ids = dato_tensor_make(d_t + n2, DATO_F32, be->device, 2, (int64_t[]){n2, 6});
-        be->ops->upload(be, g.ids.data, cond->time_ids + skip_rows * 6, (size_t)n2 * 6 * sizeof(float));
-    }
 
     // Initial latent: per-image noise streams so an image does not depend on its batch.
     float sigma = dato_sampler_init_noise_sigma(s);
@@ -599,10 +559,7 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
                    : dato_sampler_run(s, out, guided_model_call, &g, &noise_rng, err);
 
 done:
-    if (g.dev) be->ops->free(be, g.dev);
     free(host);
-    dato_runtime_destroy(g.rt);
-    if (g.ws.block) dato_unet_ws_free(&g.ws, &p->unet);
     dato_sampler_destroy(s);
     return st;
 }

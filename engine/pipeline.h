@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "dato.h"
+#include "denoiser.h"
 #include "sampler.h"
 #include "schedule.h"
 #include "single_file.h"
@@ -53,6 +54,10 @@ typedef struct {
     int force_zeros_for_empty_prompt; // SDXL: a missing negative prompt is zeros, not an encoding
     int has_vae;                      // 0: a pixel-space model
     dato_vae vae;
+    // The UNet as a denoiser: its workspace, pruning runtime, buffers and graphs, made at the first
+    // generate and kept across generate calls (denoiser.h: when it is planned again); den.stats.plans
+    // counts its workspace plans.
+    dato_denoiser den;
 } dato_pipeline;
 
 // Opens a diffusers folder (model_index.json, unet/, vae/, text_encoder[_2]/, tokenizer[_2]/,

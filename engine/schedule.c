@@ -13,17 +13,22 @@
 #include "file_util.h"
 #include "text_buffer.h"
 
-// The allowed prune ratios; loaded and preset schedules store exactly these floats.
-static const float allowed_ratios[] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
-#define N_ALLOWED_RATIOS 6
 #define RATIO_TOLERANCE 1e-6
 #define SCHEDULE_MAX_FILE_BYTES (1 << 20)
 
-// The canonical ratio within RATIO_TOLERANCE of r, or -1 if there is none.
-static float canonical_ratio(double r) {
-    for (int i = 0; i < N_ALLOWED_RATIOS; i++)
-        if (fabs(r - (double)allowed_ratios[i]) <= RATIO_TOLERANCE) return allowed_ratios[i];
-    return -1.0f;
+int dato_schedule_ratio_index(double r) {
+    for (int i = 0; i < DATO_SCHEDULE_N_RATIOS; i++)
+        if (fabs(r - (double)dato_schedule_ratios[i]) <= RATIO_TOLERANCE) return i;
+    return -1;
+}
+
+// The allowed ratios from index `first` on, for messages: "0, 0.3, 0.4, 0.5, 0.6, 0.7" (first 0).
+static const char* ratio_list(char* buf, size_t cap, int first) {
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = first; i < DATO_SCHEDULE_N_RATIOS && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%g", i > first ? ", " : "", (double)dato_schedule_ratios[i]);
+    return buf;
 }
 
 dato_status dato_schedule_validate(const dato_schedule* s, int steps, int n_branches, dato_error* err) {
@@ -49,10 +54,10 @@ dato_status dato_schedule_validate(const dato_schedule* s, int steps, int n_bran
             return dato_fail(err, DATO_ERR_INVALID,
                              "schedule: step %d: field 'depth' = %d is out of range 0..%d for a UNet with %d branches",
                              k, g->depth, full, s->n_branches);
-        if (canonical_ratio(g->ratio) < 0)
-            return dato_fail(err, DATO_ERR_INVALID,
-                             "schedule: step %d: field 'ratio' = %g is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7", k,
-                             (double)g->ratio);
+        char list[64];
+        if (dato_schedule_ratio_index(g->ratio) < 0)
+            return dato_fail(err, DATO_ERR_INVALID, "schedule: step %d: field 'ratio' = %g is not one of %s", k,
+                             (double)g->ratio, ratio_list(list, sizeof list, 0));
     }
     if (s->genes[0].depth != full)
         return dato_fail(err, DATO_ERR_INVALID,
@@ -144,11 +149,12 @@ static dato_status parse_object(dato_schedule* s, const cJSON* root, const char*
         const cJSON* r = cJSON_GetObjectItemCaseSensitive(g, "ratio");
         if (!r) return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio' is missing", label, where);
         if (!cJSON_IsNumber(r)) return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio': expected a number", label, where);
-        float canon = canonical_ratio(r->valuedouble);
-        if (canon < 0)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio' = %g is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7",
-                             label, where, r->valuedouble);
-        s->genes[k].ratio = canon;
+        int ri = dato_schedule_ratio_index(r->valuedouble);
+        char list[64];
+        if (ri < 0)
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: %sfield 'ratio' = %g is not one of %s", label, where,
+                             r->valuedouble, ratio_list(list, sizeof list, 0));
+        s->genes[k].ratio = dato_schedule_ratios[ri];
     }
     dato_error inner;
     if (dato_schedule_validate(s, s->steps, s->n_branches, &inner))
@@ -472,23 +478,24 @@ dato_status dato_schedule_preset(dato_schedule* out, const char* spec, int steps
         for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, 0.0f};
     } else if (strcmp(name, "tome") == 0 && n_parts == 2) {
         double r;
-        float canon = parse_double(parts[1], &r) ? canonical_ratio(r) : -1.0f;
-        if (canon < 0.3f)
-            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': ratio '%s' is not one of 0.3, 0.4, 0.5, 0.6, 0.7",
-                             spec, parts[1]);
-        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, canon};
+        int ri = parse_double(parts[1], &r) ? dato_schedule_ratio_index(r) : -1;
+        char list[64];
+        if (ri < 1) // 0 would be the baseline
+            return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': ratio '%s' is not one of %s", spec, parts[1],
+                             ratio_list(list, sizeof list, 1));
+        for (int k = 0; k < steps; k++) s->genes[k] = (dato_gene){full, dato_schedule_ratios[ri]};
     } else if (strcmp(name, "deepcache") == 0 && n_parts >= 2) {
         return deepcache_preset(s, spec, parts, n_parts, err);
     } else if (strcmp(name, "dato-paper") == 0 && n_parts == 1) {
         // Full at steps 0, 2, 5 (features move fastest early) and every 10th step; partial steps
         // through DeepCache's branch 1 (its paper's SD setting) in the first half and branch 0 in
-        // the second; the prune ratio rises with k from 0.3 to 0.7 in fifths of the run; step 0
-        // does not prune (no dynamics score exists yet).
+        // the second; the prune ratio rises with k through the five nonzero ratios (0.3 to 0.7),
+        // one per fifth of the run; step 0 does not prune (no dynamics score exists yet).
         for (int k = 0; k < steps; k++) {
             int is_full = k == 0 || k == 2 || k == 5 || k % 10 == 0;
             int depth = is_full ? full : branch_depth(2 * k < steps ? 1 : 0, n_branches);
             int fifth = 5 * k / steps; // 0..4
-            s->genes[k] = (dato_gene){depth, k == 0 ? 0.0f : allowed_ratios[1 + fifth]};
+            s->genes[k] = (dato_gene){depth, k == 0 ? 0.0f : dato_schedule_ratios[1 + fifth]};
         }
     } else {
         return dato_fail(err, DATO_ERR_INVALID, "schedule '%s': unknown preset (expected " PRESET_FORMS ")", spec);

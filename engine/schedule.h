@@ -1,7 +1,7 @@
 // DaTo schedules as data (METHOD.md §2): for each sampler step k, a cache depth and a token
 // prune ratio. depth B+1 is a full step (B = the UNet's skip branches), 1..B a partial step
-// through branch depth-1, 0 reuses the previous raw noise prediction; ratio is 0 (off) or
-// one of 0.3, 0.4, 0.5, 0.6, 0.7. Step 0 is always full.
+// through branch depth-1, 0 reuses the previous raw noise prediction; ratio is one of
+// dato_schedule_ratios (0: off). Step 0 is always full.
 #ifndef DATO_SCHEDULE_H
 #define DATO_SCHEDULE_H
 
@@ -9,9 +9,18 @@
 
 #define DATO_SCHEDULE_MAX_STEPS 1000
 
+// The prune ratios a gene may hold, as the exact floats every schedule stores (parsed, loaded and
+// preset alike): the one list of them. Index i is also the genome's ratio code (search/genome.h),
+// the latency table's column (metrics/latency.h) and the graph variant of a pruning step (dato.c).
+#define DATO_SCHEDULE_N_RATIOS 6
+static const float dato_schedule_ratios[DATO_SCHEDULE_N_RATIOS] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
+
+// The index of the allowed ratio within 1e-6 of r, or -1 if there is none.
+int dato_schedule_ratio_index(double r);
+
 typedef struct {
     int depth;   // 0..n_branches + 1
-    float ratio; // 0 or 0.3..0.7 in steps of 0.1
+    float ratio; // one of dato_schedule_ratios
 } dato_gene;
 
 typedef struct {
@@ -24,7 +33,7 @@ typedef struct {
 } dato_schedule;
 
 // Checks s against a run of `steps` steps on a UNet with n_branches branches; errors name the
-// step and field. Ratios match the allowed values within 1e-6.
+// step and field. Ratios match dato_schedule_ratios within 1e-6.
 dato_status dato_schedule_validate(const dato_schedule* s, int steps, int n_branches, dato_error* err);
 
 // JSON (docs/SCHEDULES.md): {"format": "dato-schedule", "version": 1, ..., "genes": [{"depth": d,

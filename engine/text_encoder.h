@@ -26,6 +26,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "param_table.h"
 #include "status.h"
 #include "tensor.h"
 #include "tensor_source.h"
@@ -94,18 +95,11 @@ dato_te_acts dato_te_acts_carve(dato_arena* a, dato_device dev, int64_t M, int64
 dato_status dato_te_layer_forward(dato_backend* be, const dato_te_layer* ly, int B, int L, int heads, float eps,
                                   dato_te_act act, int causal, dato_te_acts* s, dato_error* err);
 
-// One parameter: its names in both layouts (without the checkpoint prefix), its shape in the
-// engine, and where OpenCLIP stores it differently: a row block of the fused in_proj
-// (oc_slice 0, 1, 2 = q, k, v; -1 otherwise) or transposed (text_projection).
-typedef struct {
-    char name[2][128]; // [DATO_TE_LAYOUT_HF], [DATO_TE_LAYOUT_OPENCLIP]
-    int ndim;
-    int64_t shape[2];
-    int oc_slice;
-    int oc_transposed;
-    int gemm;          // a Linear weight: stored in the encoder's weight_dtype
-    dato_tensor* slot; // a view into the weight block once loaded
-} dato_te_param;
+// One parameter (engine/param_table.h): name[DATO_TE_LAYOUT_HF] and name[DATO_TE_LAYOUT_OPENCLIP]
+// without the checkpoint prefix, its shape in the engine, and where OpenCLIP stores it
+// differently: a row block of the fused in_proj (oc_slice 0, 1, 2 = q, k, v; -1 otherwise) or
+// transposed (oc_transposed: text_projection).
+typedef dato_param dato_te_param;
 
 typedef struct {
     dato_te_config cfg;

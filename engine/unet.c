@@ -322,17 +322,23 @@ dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_u
                               const dato_unet_inputs* in, dato_tensor* out, dato_error* err) {
     DATO_TRY(check_inputs(u, in, out, err));
     const dato_tensor* x = in->sample;
-    if (x->shape[0] != ws->batch || x->shape[2] != ws->h || x->shape[3] != ws->w || in->context->shape[1] != ws->seq)
+    if (x->shape[0] > ws->batch || x->shape[2] != ws->h || x->shape[3] != ws->w || in->context->shape[1] != ws->seq)
         return dato_fail(err, DATO_ERR_INVALID,
-                         "unet: inputs (B=%lld, %lldx%lld, S=%lld) do not match the workspace (B=%d, %dx%d, S=%d)",
+                         "unet: inputs (B=%lld, %lldx%lld, S=%lld) do not fit the workspace (B<=%d, %dx%d, S=%d)",
                          (long long)x->shape[0], (long long)x->shape[2], (long long)x->shape[3],
                          (long long)in->context->shape[1], ws->batch, ws->h, ws->w, ws->seq);
     int full = plan->depth == u->n_branches + 1;
-    if (!full && !ws->cache_valid)
-        return dato_fail(err, DATO_ERR_INVALID, "unet: partial step (depth %d) before any full step filled the cache",
-                         plan->depth);
-    dato_status st = forward_impl(u, u->be, &ws->arena, ws->cache_block ? ws->cache : NULL, plan, in, out, err);
-    if (st == DATO_OK && full && plan->write_cache) ws->cache_valid = 1;
+    if (!full && ws->cache_valid != x->shape[0])
+        return dato_fail(err, DATO_ERR_INVALID, "unet: partial step (depth %d, B=%lld) before a full step of that "
+                         "batch filled the cache", plan->depth, (long long)x->shape[0]);
+    // A smaller batch carves the same offsets as in a workspace of its own, and reads the cache's first rows.
+    dato_tensor cache[DATO_UNET_MAX_LAYERS]; // (B, C_j, h_j, w_j) views
+    for (int j = 0; j < u->n_branches; j++) {
+        cache[j] = ws->cache[j];
+        cache[j].shape[0] = x->shape[0];
+    }
+    dato_status st = forward_impl(u, u->be, &ws->arena, ws->cache_block ? cache : NULL, plan, in, out, err);
+    if (st == DATO_OK && full && plan->write_cache) ws->cache_valid = (int)x->shape[0];
     return st;
 }
 
@@ -422,27 +428,28 @@ dato_status dato_unet_ws_bytes(const dato_unet* u, int batch, int h, int w, int 
 dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
                                 int with_cache, dato_error* err) {
     memset(ws, 0, sizeof *ws);
-    dato_tensor cache_shapes[DATO_UNET_MAX_LAYERS];
-    size_t cache_bytes = 0, peak = 0;
-    DATO_TRY(plan_ws(u, batch, h, w, seq, cache_shapes, &cache_bytes, &peak, err));
+    size_t peak = 0;
+    DATO_TRY(plan_ws(u, batch, h, w, seq, ws->cache, &ws->cache_bytes, &peak, err));
     ws->batch = batch;
     ws->h = h;
     ws->w = w;
     ws->seq = seq;
-    dato_device dev = u->be->device;
     ws->block = u->be->ops->alloc(u->be, peak);
     if (!ws->block) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a %zu-byte workspace", peak);
     ws->arena = dato_arena_over(ws->block, peak);
-    if (with_cache) {
-        ws->cache_block = u->be->ops->alloc(u->be, cache_bytes);
-        if (!ws->cache_block) {
-            dato_unet_ws_free(ws, u);
-            return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a %zu-byte feature cache", cache_bytes);
-        }
-        dato_arena ca = dato_arena_over(ws->cache_block, cache_bytes);
-        for (int j = 0; j < u->n_branches; j++)
-            ws->cache[j] = dato_arena_tensor(&ca, DATO_F32, dev, 4, cache_shapes[j].shape);
-    }
+    dato_status st = with_cache ? dato_unet_ws_add_cache(ws, u, err) : DATO_OK;
+    if (st) dato_unet_ws_free(ws, u);
+    return st;
+}
+
+dato_status dato_unet_ws_add_cache(dato_unet_ws* ws, const dato_unet* u, dato_error* err) {
+    if (ws->cache_block) return DATO_OK;
+    ws->cache_block = u->be->ops->alloc(u->be, ws->cache_bytes);
+    if (!ws->cache_block)
+        return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a %zu-byte feature cache", ws->cache_bytes);
+    dato_arena ca = dato_arena_over(ws->cache_block, ws->cache_bytes);
+    for (int j = 0; j < u->n_branches; j++) // the planned shapes (data NULL) get their memory
+        ws->cache[j] = dato_arena_tensor(&ca, DATO_F32, u->be->device, 4, ws->cache[j].shape);
     return DATO_OK;
 }
 

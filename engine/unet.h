@@ -15,6 +15,8 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "param_table.h"
+#include "schedule.h" // DATO_SCHEDULE_N_RATIOS: the plan variants of the DaTo runtime
 #include "status.h"
 #include "tensor.h"
 
@@ -104,14 +106,9 @@ typedef struct {
     dato_unet_module mods[DATO_UNET_MAX_MODULES];
 } dato_unet_layer;
 
-// One parameter: its names in both layouts (without the model prefix), expected shape, slot.
-typedef struct {
-    char name[2][128];        // [DATO_LAYOUT_DIFFUSERS], [DATO_LAYOUT_LDM]
-    int ndim;
-    int64_t shape[4];
-    int gemm;                 // a Linear/Conv2d weight: stored in the model's weight_dtype
-    dato_tensor* slot;        // filled with a view into the weight block at load
-} dato_unet_param;
+// One parameter (engine/param_table.h): name[DATO_LAYOUT_DIFFUSERS] and name[DATO_LAYOUT_LDM]
+// without the model prefix, expected shape, gemm, slot.
+typedef dato_param dato_unet_param;
 
 typedef struct {
     dato_unet_config cfg;
@@ -159,7 +156,7 @@ typedef struct {
 typedef dato_status (*dato_unet_self_attn_hook)(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
                                                 const dato_tensor* x, dato_arena* arena, dato_error* err);
 
-#define DATO_UNET_PLAN_VARIANTS 11 // plan.variant: 0..10
+#define DATO_UNET_PLAN_VARIANTS DATO_SCHEDULE_N_RATIOS // plan.variant: 0..5
 
 typedef struct {
     int depth;                          // 1..n_branches: partial step; n_branches + 1: full step
@@ -168,7 +165,7 @@ typedef struct {
     void* hook_ctx;
     // For dato_unet_forward_graphed: a hook whose host work is done before the forward (the hook's
     // device inputs are read at launch) can be replayed; plans of one depth and variant (the DaTo
-    // runtime: the prune ratio in tenths) replay one graph.
+    // runtime: the prune ratio's index in dato_schedule_ratios) replay one graph.
     int replayable;
     int variant;
 } dato_unet_plan;
@@ -184,19 +181,26 @@ typedef struct {
     const dato_tensor* time_ids;        // SDXL: (B, 6) original size, crop, target size; else NULL
 } dato_unet_inputs;
 
-// Workspace for one (model, batch, H, W, context length): planned once by a measuring pass on
-// the null backend, then one allocation. Optionally holds the deep-feature cache.
+// Workspace for one (model, H, W, context length) and up to `batch` rows: planned once by a
+// measuring pass on the null backend, then one allocation. A forward of fewer rows runs in it
+// (its tensors land where a workspace of its own would put them). Optionally holds the
+// deep-feature cache.
 typedef struct {
-    int batch, h, w, seq;
+    int batch, h, w, seq;                    // batch: the most rows a forward may have
     dato_arena arena;
     void* block;
-    dato_tensor cache[DATO_UNET_MAX_LAYERS]; // main-path input of each up layer (with_cache)
-    int cache_valid;                         // set by a full step with write_cache
+    dato_tensor cache[DATO_UNET_MAX_LAYERS]; // (batch, C_j, h_j, w_j) main-path input of each up layer; data NULL
+                                             // until the cache is allocated
+    size_t cache_bytes;                      // what the cache takes
+    int cache_valid;                         // rows of the last full step with write_cache; 0: none (clear it to
+                                             // forget the cache)
     void* cache_block;
 } dato_unet_ws;
 
 dato_status dato_unet_ws_create(dato_unet_ws* ws, const dato_unet* u, int batch, int h, int w, int seq,
                                 int with_cache, dato_error* err);
+// Allocates the feature cache of a workspace made without it (no new plan); nothing if it has one.
+dato_status dato_unet_ws_add_cache(dato_unet_ws* ws, const dato_unet* u, dato_error* err);
 // The bytes dato_unet_ws_create would allocate for these sizes (the workspace, and the cache), planned
 // without allocating.
 dato_status dato_unet_ws_bytes(const dato_unet* u, int batch, int h, int w, int seq, size_t* ws_bytes,

@@ -1,60 +1,17 @@
-// UNet weights: one block carved into the parameter table's slots; filled from a checkpoint
-// (diffusers or LDM names, F32/F16/BF16 converted to f32) or from a seeded generator.
+// UNet weights: the parameter table loaded by the shared loader (engine/param_table.h) from a
+// checkpoint (diffusers or LDM names) or filled by a seeded generator; an LDM file's config from
+// its tensor shapes.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "file_util.h"
-#include "rng.h"
+#include "param_table.h"
 #include "unet.h"
 #include "unet_load.h"
-#include "weight_dtype.h"
-
-// The block holds every slot at its dtype: GEMM weights in weight_dtype, the rest f32.
-static dato_status alloc_weights(dato_unet* u, dato_error* err) {
-    if (u->weights) return DATO_OK;
-    size_t bytes = 0;
-    for (int i = 0; i < u->n_params; i++) {
-        const dato_tensor* t = u->params[i].slot;
-        bytes += dato_arena_bytes(t->dtype, (size_t)dato_tensor_numel(t));
-    }
-    u->weights = u->be->ops->alloc(u->be, bytes);
-    if (!u->weights) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate %zu bytes of weights", bytes);
-    dato_arena a = dato_arena_over(u->weights, bytes);
-    for (int i = 0; i < u->n_params; i++) {
-        dato_tensor* t = u->params[i].slot;
-        t->data = dato_arena_alloc(&a, dato_tensor_nbytes(t));
-    }
-    return DATO_OK;
-}
 
 dato_status dato_unet_set_weight_dtype(dato_unet* u, dato_dtype dt, dato_error* err) {
-    DATO_TRY(dato_weight_dtype_check(u->be, dt, "unet", err));
-    if (u->weights)
-        return dato_fail(err, DATO_ERR_INVALID, "unet: the weight dtype must be set before the weights are loaded");
-    u->weight_dtype = dt;
-    for (int i = 0; i < u->n_params; i++)
-        if (u->params[i].gemm) u->params[i].slot->dtype = dt;
-    return DATO_OK;
-}
-
-// Host staging for the largest parameter: its f32 values (with_f32: not needed on the CPU
-// backend, whose slots are filled in place) and their half copy when GEMM weights are half.
-static dato_status alloc_staging(const dato_unet* u, int with_f32, float** f32, uint16_t** half, dato_error* err) {
-    size_t max_n = 0;
-    for (int i = 0; i < u->n_params; i++) {
-        size_t n = (size_t)dato_tensor_numel(u->params[i].slot);
-        max_n = n > max_n ? n : max_n;
-    }
-    int with_half = u->weight_dtype != DATO_F32;
-    *f32 = with_f32 ? malloc(max_n * sizeof **f32) : NULL;
-    *half = with_half ? malloc(max_n * sizeof **half) : NULL;
-    if ((with_f32 && !*f32) || (with_half && !*half)) {
-        free(*f32);
-        free(*half);
-        return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate a staging buffer");
-    }
-    return DATO_OK;
+    return dato_params_set_gemm_dtype(DATO_PARAM_TABLE(u, "unet"), dt, err);
 }
 
 void dato_unet_free(dato_unet* u) {
@@ -64,110 +21,38 @@ void dato_unet_free(dato_unet* u) {
     memset(u, 0, sizeof *u);
 }
 
-// A norm's gamma: its parameter name ends in "norm*.weight" or is a GroupNorm/LayerNorm slot.
-static int is_norm_gamma(const dato_unet_param* p) {
-    const char* n = p->name[DATO_LAYOUT_DIFFUSERS];
-    size_t len = strlen(n);
-    return p->ndim == 1 && len > 7 && strcmp(n + len - 7, ".weight") == 0 && strstr(n, "norm") != NULL;
-}
-
 dato_status dato_unet_init_random(dato_unet* u, unsigned long long seed, float scale, dato_error* err) {
-    dato_status st = alloc_weights(u, err);
-    if (st) return st;
-    dato_rng rng;
-    float* host;    // (max numel) f32 values
-    uint16_t* half; // (max numel) their half copy, or NULL
-    if ((st = alloc_staging(u, 1, &host, &half, err))) return st;
-    for (int i = 0; i < u->n_params; i++) {
-        const dato_unet_param* p = &u->params[i];
-        size_t n = (size_t)dato_tensor_numel(p->slot);
-        dato_rng_seed_stream(&rng, seed, (uint64_t)i); // each tensor its own stream: order-independent
-        int gamma = is_norm_gamma(p);
-        for (size_t k = 0; k < n; k++) host[k] = (gamma ? 1.0f : 0.0f) + scale * (float)dato_rng_normal(&rng);
-        dato_weight_upload(u->be, p->slot->data, host, n, p->slot->dtype, half);
-    }
-    free(host);
-    free(half);
-    return DATO_OK;
-}
-
-static const char* shape_text(int ndim, const int64_t* shape, char* buf, size_t n) {
-    dato_tensor t = dato_tensor_make(NULL, DATO_F32, DATO_DEV_CPU, ndim, shape);
-    return dato_shape_str(&t, buf, n);
+    return dato_params_init_random(DATO_PARAM_TABLE(u, "unet"), seed, scale, err);
 }
 
 dato_status dato_unet_check_names(const dato_unet* u, const dato_tensor_source* src, dato_layout layout,
                                   const char* prefix, int strict, dato_error* err) {
-    char name[256], s1[64], s2[64];
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < u->n_params; i++) {
-        const dato_unet_param* p = &u->params[i];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name[layout]);
-        const dato_st_tensor* t = src->find(src->ctx, name);
-        if (!t) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: tensor '%s' is missing", src->label, name);
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config expects %s", src->label, name,
-                             shape_text(t->ndim, t->shape, s1, sizeof s1), shape_text(p->ndim, p->shape, s2, sizeof s2));
-    }
-    if (!strict) return DATO_OK;
-    // Every tensor under the prefix must be one the model uses: an extra one means a config mismatch.
-    int n = src->count(src->ctx);
-    for (int i = 0; i < n; i++) {
-        const dato_st_tensor* t = src->at(src->ctx, i);
-        if (strncmp(t->name, prefix, plen) != 0) continue;
-        if (!dato_unet_find_param(u, layout, t->name + plen))
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' is not part of the configured UNet", src->label,
-                             t->name);
-    }
-    return DATO_OK;
+    dato_param_names names = {.src = src, .layout = layout, .prefix = prefix, .strict = strict ? "" : NULL,
+                              .model = "UNet"};
+    return dato_params_check(u->params, u->n_params, &names, err);
 }
 
 dato_status dato_unet_load_weights(dato_unet* u, const dato_tensor_source* src, dato_layout layout, const char* prefix,
                                    dato_error* err) {
-    dato_status st = dato_unet_check_names(u, src, layout, prefix, 1, err);
-    if (st) return st;
-    if ((st = alloc_weights(u, err))) return st;
-    float* host;    // (max numel) f32 staging, NULL on the CPU backend
-    uint16_t* half; // (max numel) half staging, NULL for f32 weights
-    if ((st = alloc_staging(u, u->be->device != DATO_DEV_CPU, &host, &half, err))) return st;
-    char name[256];
-    for (int i = 0; i < u->n_params && !st; i++) {
-        const dato_unet_param* p = &u->params[i];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name[layout]);
-        const dato_st_tensor* t = src->find(src->ctx, name);
-        size_t n = (size_t)dato_tensor_numel(p->slot);
-        float* dst = host ? host : p->slot->data;
-        st = dato_st_tensor_to_f32(t, dst, n, err);
-        if (!st && host) dato_weight_upload(u->be, p->slot->data, host, n, p->slot->dtype, half);
-    }
-    free(host);
-    free(half);
-    return st;
+    dato_param_names names = {.src = src, .layout = layout, .prefix = prefix, .strict = "", .model = "UNet"};
+    return dato_params_load(DATO_PARAM_TABLE(u, "unet"), &names, err);
 }
 
 // ---- LDM single files: the config from tensor shapes -----------------------------------------------
 
-static const dato_st_tensor* find_fmt(const dato_tensor_source* src, const char* prefix, const char* fmt, int a, int b) {
-    char name[256], tail[192];
-    snprintf(tail, sizeof tail, fmt, a, b);
-    snprintf(name, sizeof name, "%s%s", prefix, tail);
-    return src->find(src->ctx, name);
-}
-
-static int count_transformer_blocks(const dato_tensor_source* src, const char* prefix, const char* fmt, int layer) {
+// The transformer blocks of an LDM module ("input_blocks.4.1", "middle_block.1").
+static int count_transformer_blocks(const dato_tensor_source* src, const char* prefix, const char* module) {
     int n = 0;
-    while (find_fmt(src, prefix, fmt, layer, n)) n++;
+    while (dato_source_findf(src, "%s%s.transformer_blocks.%d.norm1.weight", prefix, module, n)) n++;
     return n;
 }
 
 dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_source* src, const char* prefix,
                                        const dato_unet_ldm_hints* hints, dato_error* err) {
     memset(cfg, 0, sizeof *cfg);
-    const dato_st_tensor* conv_in = find_fmt(src, prefix, "input_blocks.0.0.weight", 0, 0);
-    const dato_st_tensor* conv_out = find_fmt(src, prefix, "out.2.weight", 0, 0);
-    const dato_st_tensor* t0 = find_fmt(src, prefix, "time_embed.0.weight", 0, 0);
+    const dato_st_tensor* conv_in = dato_source_findf(src, "%sinput_blocks.0.0.weight", prefix);
+    const dato_st_tensor* conv_out = dato_source_findf(src, "%sout.2.weight", prefix);
+    const dato_st_tensor* t0 = dato_source_findf(src, "%stime_embed.0.weight", prefix);
     if (!conv_in || conv_in->ndim != 4 || !conv_out || conv_out->ndim != 4 || !t0 || t0->ndim != 2)
         return dato_fail(err, DATO_ERR_FORMAT,
                          "%s: no LDM UNet under '%s' (input_blocks.0.0.weight, out.2.weight and time_embed.0.weight "
@@ -184,9 +69,9 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
     // Levels and layers per block from where the downsamplers ("input_blocks.k.0.op") sit.
     int n_input = 0, first_op = -1, n_ops = 0;
     for (; n_input <= DATO_UNET_MAX_LAYERS; n_input++) {
-        int is_op = find_fmt(src, prefix, "input_blocks.%d.0.op.weight", n_input, 0) != NULL;
-        int exists = is_op || find_fmt(src, prefix, "input_blocks.%d.0.weight", n_input, 0) ||
-                     find_fmt(src, prefix, "input_blocks.%d.0.in_layers.0.weight", n_input, 0);
+        int is_op = dato_source_findf(src, "%sinput_blocks.%d.0.op.weight", prefix, n_input) != NULL;
+        int exists = is_op || dato_source_findf(src, "%sinput_blocks.%d.0.weight", prefix, n_input) ||
+                     dato_source_findf(src, "%sinput_blocks.%d.0.in_layers.0.weight", prefix, n_input);
         if (!exists) break;
         if (is_op && first_op < 0) first_op = n_input;
         n_ops += is_op;
@@ -201,28 +86,31 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
     cfg->cross_attention_dim = 0;
     for (int i = 0; i < cfg->n_levels; i++) {
         int k = (lpb + 1) * i + 1;
-        const dato_st_tensor* c2 = find_fmt(src, prefix, "input_blocks.%d.0.out_layers.3.weight", k, 0);
+        const dato_st_tensor* c2 = dato_source_findf(src, "%sinput_blocks.%d.0.out_layers.3.weight", prefix, k);
         if (!c2 || c2->ndim != 4)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%sinput_blocks.%d.0.out_layers.3.weight' is missing",
                              src->label, prefix, k);
         cfg->block_channels[i] = (int)c2->shape[0];
-        const dato_st_tensor* pin = find_fmt(src, prefix, "input_blocks.%d.1.proj_in.weight", k, 0);
+        const dato_st_tensor* pin = dato_source_findf(src, "%sinput_blocks.%d.1.proj_in.weight", prefix, k);
         cfg->level_has_attn[i] = pin != NULL;
         if (pin) {
             cfg->use_linear_projection = pin->ndim == 2;
-            cfg->transformer_depth[i] =
-                count_transformer_blocks(src, prefix, "input_blocks.%d.1.transformer_blocks.%d.norm1.weight", k);
-            const dato_st_tensor* tk = find_fmt(src, prefix, "input_blocks.%d.1.transformer_blocks.0.attn2.to_k.weight", k, 0);
+            char module[32];
+            snprintf(module, sizeof module, "input_blocks.%d.1", k);
+            cfg->transformer_depth[i] = count_transformer_blocks(src, prefix, module);
+            const dato_st_tensor* tk =
+                dato_source_findf(src, "%sinput_blocks.%d.1.transformer_blocks.0.attn2.to_k.weight", prefix, k);
             if (tk && tk->ndim == 2) cfg->cross_attention_dim = (int)tk->shape[1];
         } else {
             cfg->transformer_depth[i] = 1;
         }
     }
-    cfg->mid_transformer_depth = count_transformer_blocks(src, prefix, "middle_block.%d.transformer_blocks.%d.norm1.weight", 1);
+    cfg->mid_transformer_depth = count_transformer_blocks(src, prefix, "middle_block.1");
     if (cfg->mid_transformer_depth == 0)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: the mid block has no transformer (middle_block.1)", src->label);
     if (!cfg->cross_attention_dim) {
-        const dato_st_tensor* tk = find_fmt(src, prefix, "middle_block.1.transformer_blocks.0.attn2.to_k.weight", 0, 0);
+        const dato_st_tensor* tk =
+            dato_source_findf(src, "%smiddle_block.1.transformer_blocks.0.attn2.to_k.weight", prefix);
         if (tk && tk->ndim == 2) cfg->cross_attention_dim = (int)tk->shape[1];
     }
     // Heads cannot be read off shapes: SD1 (context 768) has 8 heads everywhere, SD2 and SDXL
@@ -233,7 +121,7 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
         if (cfg->heads[i] < 1) cfg->heads[i] = 1;
     }
     cfg->upcast_attention = cfg->cross_attention_dim == 1024; // SD2.x
-    const dato_st_tensor* label = find_fmt(src, prefix, "label_emb.0.0.weight", 0, 0);
+    const dato_st_tensor* label = dato_source_findf(src, "%slabel_emb.0.0.weight", prefix);
     if (label) {
         if (label->ndim != 2)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%slabel_emb.0.0.weight' must be 2-D", src->label, prefix);

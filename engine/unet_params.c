@@ -75,8 +75,7 @@ static const affine_spec UPSAMPLE_SPEC[] = {{"conv", "conv", 0, GEMM, {D_COUT, D
 
 typedef struct {
     dato_unet* u;
-    int cap;
-    dato_error* err;
+    dato_param_builder rows; // into u->params
 } builder;
 
 static int resolve_dims(const int* sym, int max, const dims_t* d, int64_t* shape) {
@@ -103,31 +102,6 @@ static int resolve_dims(const int* sym, int max, const dims_t* d, int64_t* shape
     return n;
 }
 
-static dato_status push_param(builder* bld, const char* dname, const char* lname, int ndim, const int64_t* shape,
-                              int gemm, dato_tensor* slot) {
-    dato_unet* u = bld->u;
-    if (u->n_params == bld->cap) {
-        int cap = bld->cap ? 2 * bld->cap : 512;
-        dato_unet_param* p = realloc(u->params, (size_t)cap * sizeof *p);
-        if (!p) return dato_fail(bld->err, DATO_ERR_NOMEM, "unet: cannot grow the parameter table");
-        u->params = p;
-        bld->cap = cap;
-    }
-    dato_unet_param* p = &u->params[u->n_params++];
-    memset(p, 0, sizeof *p);
-    int a = snprintf(p->name[DATO_LAYOUT_DIFFUSERS], sizeof p->name[0], "%s", dname);
-    int b = snprintf(p->name[DATO_LAYOUT_LDM], sizeof p->name[1], "%s", lname);
-    if (a < 0 || b < 0 || (size_t)a >= sizeof p->name[0] || (size_t)b >= sizeof p->name[1])
-        return dato_fail(bld->err, DATO_ERR_INVALID, "unet: parameter name too long: %s", dname);
-    p->ndim = ndim;
-    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
-    p->gemm = gemm;
-    p->slot = slot;
-    *slot = dato_tensor_make(NULL, DATO_F32, u->be->device, ndim, shape);
-    u->n_weights += (size_t)dato_tensor_numel(slot);
-    return DATO_OK;
-}
-
 // Joins prefix and suffix with a dot (either may be empty) and the ".weight"/".bias" tail.
 static void join_name(char* out, size_t n, const char* prefix, const char* suffix, const char* tail) {
     snprintf(out, n, "%s%s%s%s", prefix, (*prefix && *suffix) ? "." : "", suffix, tail);
@@ -144,13 +118,13 @@ static dato_status add_spec(builder* bld, const affine_spec* spec, int n_spec, v
         int nd = resolve_dims(s->w, 4, d, shape);
         join_name(dn, sizeof dn, dprefix, s->diffusers, ".weight");
         join_name(ln, sizeof ln, lprefix, s->ldm, ".weight");
-        dato_status st = push_param(bld, dn, ln, nd, shape, s->gemm, &a->w);
+        dato_status st = dato_param_push(&bld->rows, dn, ln, nd, shape, s->gemm, &a->w);
         if (st) return st;
         if (s->b[0] != D_END) {
             nd = resolve_dims(s->b, 1, d, shape);
             join_name(dn, sizeof dn, dprefix, s->diffusers, ".bias");
             join_name(ln, sizeof ln, lprefix, s->ldm, ".bias");
-            if ((st = push_param(bld, dn, ln, nd, shape, 0, &a->b))) return st;
+            if ((st = dato_param_push(&bld->rows, dn, ln, nd, shape, 0, &a->b))) return st;
         }
     }
     return DATO_OK;
@@ -223,7 +197,8 @@ dato_status dato_unet_build(dato_unet* u, const dato_unet_config* cfg, dato_back
     u->tblocks = calloc((size_t)total_transformer_blocks(c) + 1, sizeof *u->tblocks);
     if (!u->tblocks) return dato_fail(err, DATO_ERR_NOMEM, "unet: cannot allocate transformer blocks");
     dato_transformer_block* tb = u->tblocks;
-    builder bld = {.u = u, .err = err};
+    builder bld = {.u = u, .rows = {.params = &u->params, .n = &u->n_params, .numel = &u->n_weights,
+                                    .device = be->device, .what = "unet", .err = err}};
     char dp[96], lp[96], name[32];
 
     // Top-level MLPs and the output head.
@@ -319,7 +294,5 @@ fail:
 }
 
 const dato_unet_param* dato_unet_find_param(const dato_unet* u, dato_layout layout, const char* name) {
-    for (int i = 0; i < u->n_params; i++)
-        if (strcmp(u->params[i].name[layout], name) == 0) return &u->params[i];
-    return NULL;
+    return dato_param_find(u->params, u->n_params, layout, name);
 }

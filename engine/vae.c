@@ -14,9 +14,8 @@
 
 #include "file_util.h"
 #include "json_fields.h"
-#include "rng.h"
+#include "param_table.h"
 #include "vae.h"
-#include "weight_dtype.h"
 
 // ---- configuration -------------------------------------------------------------------------------
 
@@ -51,19 +50,10 @@ static dato_status config_from_cjson(dato_vae_config* cfg, const cJSON* root, co
     const cJSON* cls = cJSON_GetObjectItemCaseSensitive(root, "_class_name");
     if (cls && (!cJSON_IsString(cls) || strcmp(cls->valuestring, "AutoencoderKL") != 0))
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field '_class_name': only AutoencoderKL is supported", label);
-    const cJSON* boc = cJSON_GetObjectItemCaseSensitive(root, "block_out_channels");
-    if (!cJSON_IsArray(boc) || cJSON_GetArraySize(boc) < 1 || cJSON_GetArraySize(boc) > DATO_VAE_MAX_LEVELS)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'block_out_channels': expected a list of 1 to %d integers",
-                         label, DATO_VAE_MAX_LEVELS);
-    cfg->n_levels = cJSON_GetArraySize(boc);
-    for (int i = 0; i < cfg->n_levels; i++) {
-        const cJSON* e = cJSON_GetArrayItem(boc, i);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'block_out_channels'[%d]: expected an integer", label, i);
-        cfg->block_channels[i] = (int)e->valuedouble;
-    }
+    dato_status st = dato_json_int_list(root, "block_out_channels", 1, 65536, cfg->block_channels, DATO_VAE_MAX_LEVELS,
+                                        &cfg->n_levels, label, err);
+    if (st) return st;
     int n_up = -1;
-    dato_status st;
     if ((st = json_all_strings(root, "up_block_types", "UpDecoderBlock2D", &n_up, label, err))) return st;
     if (n_up >= 0 && n_up != cfg->n_levels)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'up_block_types' has %d entries, block_out_channels %d", label,
@@ -93,11 +83,8 @@ static dato_status config_from_cjson(dato_vae_config* cfg, const cJSON* root, co
 
 dato_status dato_vae_config_from_json_text(dato_vae_config* cfg, const char* text, const char* label,
                                            dato_error* err) {
-    cJSON* root = cJSON_Parse(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: not a JSON object", label);
-    }
+    cJSON* root;
+    DATO_TRY(dato_json_parse_object(text, label, &root, err));
     dato_status st = config_from_cjson(cfg, root, label, err);
     cJSON_Delete(root);
     return st;
@@ -134,18 +121,11 @@ dato_status dato_vae_config_validate(const dato_vae_config* c, dato_error* err) 
     return DATO_OK;
 }
 
-static const dato_st_tensor* find_fmt(const dato_tensor_source* src, const char* prefix, const char* fmt, int a, int b) {
-    char name[256], tail[192];
-    snprintf(tail, sizeof tail, fmt, a, b);
-    snprintf(name, sizeof name, "%s%s", prefix, tail);
-    return src->find(src->ctx, name);
-}
-
 dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_source* src, const char* prefix,
                                       float scaling_factor, int norm_groups, dato_error* err) {
     memset(cfg, 0, sizeof *cfg);
-    const dato_st_tensor* conv_in = find_fmt(src, prefix, "decoder.conv_in.weight", 0, 0);
-    const dato_st_tensor* conv_out = find_fmt(src, prefix, "decoder.conv_out.weight", 0, 0);
+    const dato_st_tensor* conv_in = dato_source_findf(src, "%sdecoder.conv_in.weight", prefix);
+    const dato_st_tensor* conv_out = dato_source_findf(src, "%sdecoder.conv_out.weight", prefix);
     if (!conv_in || conv_in->ndim != 4 || !conv_out || conv_out->ndim != 4)
         return dato_fail(err, DATO_ERR_FORMAT,
                          "%s: no LDM VAE decoder under '%s' (decoder.conv_in.weight and decoder.conv_out.weight must "
@@ -156,22 +136,24 @@ dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_so
     cfg->norm_groups = norm_groups > 0 ? norm_groups : 32;
     cfg->norm_eps = 1e-6f;
     cfg->scaling_factor = scaling_factor;
-    cfg->mid_attention = find_fmt(src, prefix, "decoder.mid.attn_1.q.weight", 0, 0) != NULL;
-    cfg->post_quant_conv = find_fmt(src, prefix, "post_quant_conv.weight", 0, 0) != NULL;
-    while (cfg->n_levels <= DATO_VAE_MAX_LEVELS && find_fmt(src, prefix, "decoder.up.%d.block.0.conv2.weight", cfg->n_levels, 0))
+    cfg->mid_attention = dato_source_findf(src, "%sdecoder.mid.attn_1.q.weight", prefix) != NULL;
+    cfg->post_quant_conv = dato_source_findf(src, "%spost_quant_conv.weight", prefix) != NULL;
+    while (cfg->n_levels <= DATO_VAE_MAX_LEVELS &&
+           dato_source_findf(src, "%sdecoder.up.%d.block.0.conv2.weight", prefix, cfg->n_levels))
         cfg->n_levels++;
     if (cfg->n_levels < 1 || cfg->n_levels > DATO_VAE_MAX_LEVELS)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: %d decoder up blocks under '%sdecoder.up.', expected 1..%d",
                          src->label, cfg->n_levels, prefix, DATO_VAE_MAX_LEVELS);
     for (int i = 0; i < cfg->n_levels; i++) {
-        const dato_st_tensor* c2 = find_fmt(src, prefix, "decoder.up.%d.block.0.conv2.weight", i, 0);
+        const dato_st_tensor* c2 = dato_source_findf(src, "%sdecoder.up.%d.block.0.conv2.weight", prefix, i);
         if (c2->ndim != 4)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%sdecoder.up.%d.block.0.conv2.weight' must have 4 dims",
                              src->label, prefix, i);
         cfg->block_channels[i] = (int)c2->shape[0];
     }
     int n_res = 0;
-    while (n_res < DATO_VAE_MAX_RES && find_fmt(src, prefix, "decoder.up.0.block.%d.conv1.weight", n_res, 0)) n_res++;
+    while (n_res < DATO_VAE_MAX_RES && dato_source_findf(src, "%sdecoder.up.0.block.%d.conv1.weight", prefix, n_res))
+        n_res++;
     cfg->layers_per_block = n_res - 1;
     dato_status st = dato_vae_config_validate(cfg, err);
     if (st) return dato_fail(err, st, "%s: inferred VAE config: %s", src->label, err ? err->msg : "");
@@ -180,32 +162,8 @@ dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_so
 
 // ---- weights ---------------------------------------------------------------------------------------
 
-// The block holds every slot at its dtype: GEMM weights in weight_dtype, the rest f32.
-static dato_status alloc_weights(dato_vae* v, dato_error* err) {
-    if (v->weights) return DATO_OK;
-    size_t bytes = 0;
-    for (int i = 0; i < v->n_params; i++) {
-        const dato_tensor* t = v->params[i].slot;
-        bytes += dato_arena_bytes(t->dtype, (size_t)dato_tensor_numel(t));
-    }
-    v->weights = v->be->ops->alloc(v->be, bytes);
-    if (!v->weights) return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate %zu bytes of weights", bytes);
-    dato_arena a = dato_arena_over(v->weights, bytes);
-    for (int i = 0; i < v->n_params; i++) {
-        dato_tensor* t = v->params[i].slot;
-        t->data = dato_arena_alloc(&a, dato_tensor_nbytes(t));
-    }
-    return DATO_OK;
-}
-
 dato_status dato_vae_set_weight_dtype(dato_vae* v, dato_dtype dt, dato_error* err) {
-    DATO_TRY(dato_weight_dtype_check(v->be, dt, "vae", err));
-    if (v->weights)
-        return dato_fail(err, DATO_ERR_INVALID, "vae: the weight dtype must be set before the weights are loaded");
-    v->weight_dtype = dt;
-    for (int i = 0; i < v->n_params; i++)
-        if (v->params[i].gemm) v->params[i].slot->dtype = dt;
-    return DATO_OK;
+    return dato_params_set_gemm_dtype(DATO_PARAM_TABLE(v, "vae"), dt, err);
 }
 
 void dato_vae_free(dato_vae* v) {
@@ -214,113 +172,15 @@ void dato_vae_free(dato_vae* v) {
     memset(v, 0, sizeof *v);
 }
 
-static size_t max_param_numel(const dato_vae* v) {
-    size_t m = 0;
-    for (int i = 0; i < v->n_params; i++) {
-        size_t n = (size_t)dato_tensor_numel(v->params[i].slot);
-        m = n > m ? n : m;
-    }
-    return m;
-}
-
 dato_status dato_vae_init_random(dato_vae* v, unsigned long long seed, float scale, dato_error* err) {
-    DATO_TRY(alloc_weights(v, err));
-    float* host = malloc(max_param_numel(v) * sizeof *host); // (max numel) f32 values
-    uint16_t* half = v->weight_dtype != DATO_F32 ? malloc(max_param_numel(v) * sizeof *half) : NULL; // their half copy
-    if (!host || (v->weight_dtype != DATO_F32 && !half)) {
-        free(host);
-        free(half);
-        return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
-    }
-    dato_rng rng;
-    for (int i = 0; i < v->n_params; i++) {
-        const dato_vae_param* p = &v->params[i];
-        const char* n = p->name[DATO_LAYOUT_DIFFUSERS];
-        size_t len = strlen(n), count = (size_t)dato_tensor_numel(p->slot);
-        int gamma = p->ndim == 1 && len > 7 && strcmp(n + len - 7, ".weight") == 0 && strstr(n, "norm") != NULL;
-        dato_rng_seed_stream(&rng, seed, (uint64_t)i); // each tensor its own stream
-        for (size_t k = 0; k < count; k++) host[k] = (gamma ? 1.0f : 0.0f) + scale * (float)dato_rng_normal(&rng);
-        dato_weight_upload(v->be, p->slot->data, host, count, p->slot->dtype, half);
-    }
-    free(host);
-    free(half);
-    return DATO_OK;
-}
-
-static const char* shape_text(int ndim, const int64_t* shape, char* buf, size_t n) {
-    dato_tensor t = dato_tensor_make(NULL, DATO_F32, DATO_DEV_CPU, ndim, shape);
-    return dato_shape_str(&t, buf, n);
-}
-
-// The file's tensor for p: its name in the layout, or the legacy diffusers name.
-static const dato_st_tensor* find_param(const dato_tensor_source* src, const dato_vae_param* p, dato_layout layout,
-                                        const char* prefix, char* name, size_t n) {
-    snprintf(name, n, "%s%s", prefix, p->name[layout]);
-    const dato_st_tensor* t = src->find(src->ctx, name);
-    if (!t && layout == DATO_LAYOUT_DIFFUSERS && p->legacy[0]) {
-        char alt[256];
-        snprintf(alt, sizeof alt, "%s%s", prefix, p->legacy);
-        t = src->find(src->ctx, alt);
-    }
-    return t;
-}
-
-static dato_status check_names(const dato_vae* v, const dato_tensor_source* src, dato_layout layout, const char* prefix,
-                               dato_error* err) {
-    char name[256], s1[64], s2[64];
-    for (int i = 0; i < v->n_params; i++) {
-        const dato_vae_param* p = &v->params[i];
-        const dato_st_tensor* t = find_param(src, p, layout, prefix, name, sizeof name);
-        if (!t) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: tensor '%s' is missing", src->label, name);
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same && p->matrix) // a (C, C) Linear stored as a 1x1 conv (LDM)
-            same = t->ndim == 4 && t->shape[0] == p->shape[0] && t->shape[1] == p->shape[1] && t->shape[2] == 1 &&
-                   t->shape[3] == 1;
-        if (!same)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config expects %s", src->label, name,
-                             shape_text(t->ndim, t->shape, s1, sizeof s1), shape_text(p->ndim, p->shape, s2, sizeof s2));
-    }
-    // Every decoder tensor must be one the model uses: an extra one means a config mismatch.
-    char dec[256];
-    snprintf(dec, sizeof dec, "%sdecoder.", prefix);
-    size_t plen = strlen(prefix), dlen = strlen(dec);
-    int n = src->count(src->ctx);
-    for (int i = 0; i < n; i++) {
-        const dato_st_tensor* t = src->at(src->ctx, i);
-        if (strncmp(t->name, dec, dlen) != 0) continue;
-        if (!dato_vae_find_param(v, layout, t->name + plen))
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' is not part of the configured VAE decoder",
-                             src->label, t->name);
-    }
-    return DATO_OK;
+    return dato_params_init_random(DATO_PARAM_TABLE(v, "vae"), seed, scale, err);
 }
 
 dato_status dato_vae_load_weights(dato_vae* v, const dato_tensor_source* src, dato_layout layout, const char* prefix,
                                   dato_error* err) {
-    DATO_TRY(check_names(v, src, layout, prefix, err));
-    DATO_TRY(alloc_weights(v, err));
-    int on_host = v->be->device == DATO_DEV_CPU, with_half = v->weight_dtype != DATO_F32;
-    float* host = on_host ? NULL : malloc(max_param_numel(v) * sizeof *host);             // (max numel) f32
-    uint16_t* half = with_half ? malloc(max_param_numel(v) * sizeof *half) : NULL;       // (max numel) half
-    if ((!on_host && !host) || (with_half && !half)) {
-        free(host);
-        free(half);
-        return dato_fail(err, DATO_ERR_NOMEM, "vae: cannot allocate a staging buffer");
-    }
-    char name[256];
-    dato_status st = DATO_OK;
-    for (int i = 0; i < v->n_params && !st; i++) {
-        const dato_vae_param* p = &v->params[i];
-        const dato_st_tensor* t = find_param(src, p, layout, prefix, name, sizeof name);
-        size_t n = (size_t)dato_tensor_numel(p->slot);
-        float* dst = host ? host : p->slot->data;
-        st = dato_st_tensor_to_f32(t, dst, n, err);
-        if (!st && host) dato_weight_upload(v->be, p->slot->data, host, n, p->slot->dtype, half);
-    }
-    free(host);
-    free(half);
-    return st;
+    dato_param_names names = {.src = src, .layout = layout, .prefix = prefix, .strict = "decoder.",
+                              .model = "VAE decoder"};
+    return dato_params_load(DATO_PARAM_TABLE(v, "vae"), &names, err);
 }
 
 dato_status dato_vae_open_folder(dato_vae* v, const char* dir, dato_backend* be, dato_error* err) {

@@ -15,6 +15,7 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "param_table.h"
 #include "status.h"
 #include "tensor.h"
 #include "tensor_source.h"
@@ -63,16 +64,10 @@ typedef struct {
     dato_affine upsample; // conv 3x3 after the nearest x2
 } dato_vae_up_block;
 
-// One parameter: its names in both layouts (without the prefix), expected shape, slot.
-typedef struct {
-    char name[2][128];   // [DATO_LAYOUT_DIFFUSERS], [DATO_LAYOUT_LDM]
-    char legacy[128];    // older diffusers name (attention query/key/value/proj_attn), or ""
-    int ndim;
-    int64_t shape[4];
-    int matrix;          // a (C, C) Linear that a file may store as a (C, C, 1, 1) conv
-    int gemm;            // a Linear/Conv2d weight: stored in the model's weight_dtype
-    dato_tensor* slot;   // a view into the weight block after load
-} dato_vae_param;
+// One parameter (engine/param_table.h): name[DATO_LAYOUT_DIFFUSERS] and name[DATO_LAYOUT_LDM]
+// without the prefix, the attention matrices' older diffusers name (legacy) and 1x1-conv form
+// (matrix), shape, slot.
+typedef dato_param dato_vae_param;
 
 typedef struct {
     dato_vae_config cfg;

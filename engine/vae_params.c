@@ -1,50 +1,31 @@
 // The VAE decoder's parameter table: each parameter with its diffusers and its LDM name
-// (ENGINE.md §9), its shape and the slot it fills. The loader and the random initializer walk it.
+// (ENGINE.md §9), its shape and the slot it fills. The shared loader (engine/param_table.h) and
+// the random initializer walk it.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "vae.h"
 
-typedef struct {
-    dato_vae* v;
-    int cap;
-    dato_error* err;
-} builder;
-
-static dato_status push_param(builder* bld, const char* dname, const char* lname, const char* legacy, int ndim,
-                              const int64_t* shape, int matrix, int gemm, dato_tensor* slot) {
-    dato_vae* v = bld->v;
-    if (v->n_params == bld->cap) {
-        int cap = bld->cap ? 2 * bld->cap : 128;
-        dato_vae_param* p = realloc(v->params, (size_t)cap * sizeof *p);
-        if (!p) return dato_fail(bld->err, DATO_ERR_NOMEM, "vae: cannot grow the parameter table");
-        v->params = p;
-        bld->cap = cap;
-    }
-    dato_vae_param* p = &v->params[v->n_params++];
-    memset(p, 0, sizeof *p);
-    int a = snprintf(p->name[DATO_LAYOUT_DIFFUSERS], sizeof p->name[0], "%s", dname);
-    int b = snprintf(p->name[DATO_LAYOUT_LDM], sizeof p->name[1], "%s", lname);
-    int c = snprintf(p->legacy, sizeof p->legacy, "%s", legacy);
-    if (a < 0 || b < 0 || c < 0 || (size_t)a >= sizeof p->name[0] || (size_t)b >= sizeof p->name[1] ||
-        (size_t)c >= sizeof p->legacy)
-        return dato_fail(bld->err, DATO_ERR_INVALID, "vae: parameter name too long: %s", dname);
-    p->ndim = ndim;
-    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
+// A row as dato_param_push makes it, with the attention matrices' extras: the older diffusers
+// name (legacy, "" for none) and the (C, C, 1, 1) conv form an LDM file stores (matrix).
+static dato_status push_param(dato_param_builder* bld, const char* dname, const char* lname, const char* legacy,
+                              int ndim, const int64_t* shape, int matrix, int gemm, dato_tensor* slot) {
+    DATO_TRY(dato_param_push(bld, dname, lname, ndim, shape, gemm, slot));
+    dato_param* p = &(*bld->params)[*bld->n - 1];
+    int len = snprintf(p->legacy, sizeof p->legacy, "%s", legacy);
+    if (len < 0 || (size_t)len >= sizeof p->legacy)
+        return dato_fail(bld->err, DATO_ERR_INVALID, "vae: parameter name too long: %s", legacy);
     p->matrix = matrix;
-    p->gemm = gemm;
-    p->slot = slot;
-    *slot = dato_tensor_make(NULL, DATO_F32, v->be->device, ndim, shape);
-    v->n_weights += (size_t)dato_tensor_numel(slot);
     return DATO_OK;
 }
 
 typedef enum { K_NORM, K_CONV1, K_CONV3, K_MATRIX } affine_kind;
 
 // Adds "<prefix>.<suffix>.weight" and ".bias" in both layouts (an empty prefix drops its dot). legacy: the old diffusers suffix or NULL.
-static dato_status add_affine(builder* bld, dato_affine* a, affine_kind kind, int cin, int cout, const char* dprefix,
-                              const char* dsuffix, const char* lprefix, const char* lsuffix, const char* legacy) {
+static dato_status add_affine(dato_param_builder* bld, dato_affine* a, affine_kind kind, int cin, int cout,
+                              const char* dprefix, const char* dsuffix, const char* lprefix, const char* lsuffix,
+                              const char* legacy) {
     int64_t w[4] = {cout, cin, 3, 3}, b[1] = {cout};
     int ndim = kind == K_NORM ? 1 : kind == K_MATRIX ? 2 : 4;
     if (kind == K_CONV1) w[2] = w[3] = 1;
@@ -63,7 +44,8 @@ static dato_status add_affine(builder* bld, dato_affine* a, affine_kind kind, in
     return DATO_OK;
 }
 
-static dato_status add_resblock(builder* bld, dato_vae_resblock* r, int cin, int cout, const char* dp, const char* lp) {
+static dato_status add_resblock(dato_param_builder* bld, dato_vae_resblock* r, int cin, int cout, const char* dp,
+                                const char* lp) {
     r->cin = cin;
     r->cout = cout;
     dato_status st;
@@ -85,7 +67,8 @@ dato_status dato_vae_build(dato_vae* v, const dato_vae_config* cfg, dato_backend
     v->be = be;
     const dato_vae_config* c = &v->cfg;
     int nl = c->n_levels, top = c->block_channels[nl - 1], zc = c->latent_channels;
-    builder bld = {.v = v, .err = err};
+    dato_param_builder bld = {.params = &v->params, .n = &v->n_params, .numel = &v->n_weights,
+                              .device = be->device, .what = "vae", .err = err};
     char dp[96], lp[96];
 
     if (c->post_quant_conv &&
@@ -141,9 +124,5 @@ fail:
 }
 
 const dato_vae_param* dato_vae_find_param(const dato_vae* v, dato_layout layout, const char* name) {
-    for (int i = 0; i < v->n_params; i++)
-        if (strcmp(v->params[i].name[layout], name) == 0 || (layout == DATO_LAYOUT_DIFFUSERS && v->params[i].legacy[0] &&
-                                                              strcmp(v->params[i].legacy, name) == 0))
-            return &v->params[i];
-    return NULL;
+    return dato_param_find(v->params, v->n_params, layout, name);
 }

@@ -13,6 +13,7 @@
 #include "clip.h"
 #include "file_util.h"
 #include "json_fields.h"
+#include "param_table.h"
 #include "tensor_source.h"
 #include "weight_files.h"
 
@@ -20,19 +21,6 @@ static const float OPENAI_MEAN[3] = {0.48145466f, 0.4578275f, 0.40821073f}; // C
 static const float OPENAI_STD[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 
 // ---- configs ----------------------------------------------------------------------------------
-
-static dato_status read_json(const char* path, cJSON** out, dato_error* err) {
-    char* text = NULL;
-    DATO_TRY(dato_read_text_file(path, &text, 1 << 20, err));
-    cJSON* root = cJSON_Parse(text);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    *out = root;
-    return DATO_OK;
-}
 
 static dato_status json_object(const cJSON* root, const char* key, const cJSON** out, const char* path,
                                dato_error* err) {
@@ -213,7 +201,7 @@ static dato_status open_image_processor(dato_clip* c, const char* dir, dato_erro
                              "%s: neither preprocessor_config.json nor processor_config.json (the image processor)", dir);
         nested = 1;
     }
-    DATO_TRY(read_json(path, &root, err));
+    DATO_TRY(dato_json_read_object(path, &root, err));
     const cJSON* ip = root;
     dato_status st = nested ? json_object(root, "image_processor", &ip, path, err) : DATO_OK;
     if (!st) st = parse_image_processor(ip, c->cfg.image_size, &c->prep, path, err);
@@ -226,7 +214,7 @@ static dato_status read_configs(dato_clip* c, const char* dir, dato_te_config* t
     cJSON* root = NULL;
     DATO_TRY(dato_path_join(path, sizeof path, dir, "config.json", err));
     if (!dato_is_dir(dir)) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: not a CLIP model folder (no such directory)", dir);
-    DATO_TRY(read_json(path, &root, err));
+    DATO_TRY(dato_json_read_object(path, &root, err));
     const cJSON *vc = NULL, *tc = NULL;
     dato_status st;
     if ((st = json_object(root, "vision_config", &vc, path, err)) ||
@@ -308,44 +296,27 @@ static dato_tensor* vparam_at(dato_clip* c, int i, char* name, size_t n, int64_t
     return (dato_tensor*)(base + p->field);
 }
 
-static const char* shape_text(int ndim, const int64_t* shape, char* buf, size_t n) {
-    dato_tensor t = dato_tensor_make(NULL, DATO_F32, DATO_DEV_CPU, ndim, shape);
-    return dato_shape_str(&t, buf, n);
-}
-
+// Checks and loads the vision tower through the shared loader (engine/param_table.h): a table
+// over the slots, one layout (the file's names).
 static dato_status load_vision(dato_clip* c, const dato_tensor_source* src, dato_error* err) {
     int n_params = N_OF(MODEL_PARAMS) + c->cfg.n_layers * N_OF(LAYER_PARAMS);
-    char name[160], s1[64], s2[64];
+    dato_param* params = NULL; // (n)
+    int n = 0;
+    dato_param_builder bld = {.params = &params, .n = &n, .device = c->be->device, .what = "clip vision tower",
+                              .err = err};
+    char name[160];
     int64_t shape[4];
     int ndim;
-    size_t total = 0, max_numel = 0;
-    for (int i = 0; i < n_params; i++) { // check every tensor before allocating
-        dato_tensor* slot = vparam_at(c, i, name, sizeof name, shape, &ndim);
-        *slot = dato_tensor_make(NULL, DATO_F32, c->be->device, ndim, shape);
-        const dato_st_tensor* t = src->find(src->ctx, name);
-        if (!t) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: tensor '%s' is missing", src->label, name);
-        int same = t->ndim == ndim;
-        for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
-        if (!same)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s' has shape %s, the config expects %s", src->label, name,
-                             shape_text(t->ndim, t->shape, s1, sizeof s1), shape_text(ndim, shape, s2, sizeof s2));
-        total += dato_arena_bytes(DATO_F32, (size_t)t->numel);
-        max_numel = (size_t)t->numel > max_numel ? (size_t)t->numel : max_numel;
-    }
-    c->weights = c->be->ops->alloc(c->be, total);
-    float* stage = malloc(max_numel * sizeof *stage); // one tensor in f32
     dato_status st = DATO_OK;
-    if (!c->weights || !stage)
-        st = dato_fail(err, DATO_ERR_NOMEM, "clip: cannot allocate %zu bytes of vision weights", total);
-    dato_arena a = dato_arena_over(c->weights, total);
     for (int i = 0; i < n_params && !st; i++) {
         dato_tensor* slot = vparam_at(c, i, name, sizeof name, shape, &ndim);
-        const dato_st_tensor* t = src->find(src->ctx, name);
-        slot->data = dato_arena_alloc(&a, dato_tensor_nbytes(slot));
-        st = dato_st_tensor_to_f32(t, stage, (size_t)t->numel, err);
-        if (!st) c->be->ops->upload(c->be, slot->data, stage, (size_t)t->numel * sizeof(float));
+        st = dato_param_push(&bld, name, name, ndim, shape, 0, slot);
     }
-    free(stage);
+    dato_param_table t = {.params = params, .n = n, .be = c->be, .weights = &c->weights,
+                          .what = "clip vision tower"};
+    dato_param_names names = {.src = src, .prefix = ""};
+    if (!st) st = dato_params_load(t, &names, err);
+    free(params);
     return st;
 }
 

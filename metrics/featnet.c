@@ -4,7 +4,6 @@
 // them, so the same code runs on any backend.
 #include "featnet.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "arena.h"
 #include "file_util.h"
 #include "json_fields.h"
+#include "param_table.h"
 #include "tensor_source.h"
 
 #define MAX_CONVS (DATO_FEATNET_MAX_STAGES * DATO_FEATNET_MAX_CONVS_PER_STAGE)
@@ -21,69 +21,30 @@
 
 // ---- config -------------------------------------------------------------------------------------
 
-// A required finite number.
-static dato_status json_number(const cJSON* obj, const char* key, float* out, const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s' is missing", label, key);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a finite number", label, key);
-    *out = (float)v->valuedouble;
-    return DATO_OK;
-}
-
-// A required integer in [lo, hi].
-static dato_status json_int_in(const cJSON* obj, const char* key, int lo, int hi, int* out, const char* label,
-                               dato_error* err) {
-    DATO_TRY(dato_json_int(obj, key, out, 1, label, err));
-    if (*out < lo || *out > hi)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s' = %d is outside [%d, %d]", label, key, *out, lo, hi);
-    return DATO_OK;
-}
-
-// A required array of n integers, each in [lo, hi]; n_max bounds its length (n_out gets it).
-static dato_status json_int_list(const cJSON* obj, const char* key, int lo, int hi, int* out, int n_max, int* n_out,
-                                 const char* label, dato_error* err) {
-    const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s' is missing", label, key);
-    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
-    if (n < 1 || n > n_max)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a list of 1 to %d integers", label, key, n_max);
-    for (int i = 0; i < n; i++) {
-        const cJSON* e = cJSON_GetArrayItem(v, i);
-        if (!cJSON_IsNumber(e) || e->valuedouble != (double)(int)e->valuedouble || e->valuedouble < lo ||
-            e->valuedouble > hi)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s'[%d]: expected an integer in [%d, %d]", label, key, i,
-                             lo, hi);
-        out[i] = (int)e->valuedouble;
-    }
-    *n_out = n;
-    return DATO_OK;
-}
-
 static dato_status config_parse(dato_featnet_config* cfg, const cJSON* root, const char* label, dato_error* err) {
     memset(cfg, 0, sizeof *cfg);
-    if (!cJSON_IsObject(root)) return dato_fail(err, DATO_ERR_FORMAT, "%s: not a JSON object", label);
     const cJSON* arch = cJSON_GetObjectItemCaseSensitive(root, "architecture");
     if (!cJSON_IsString(arch) || strcmp(arch->valuestring, "dato-featnet") != 0)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'architecture' must be \"dato-featnet\"", label);
     int input[3], n_input;
-    DATO_TRY(json_int_list(root, "input", 1, MAX_SIDE, input, 3, &n_input, label, err));
+    DATO_TRY(dato_json_int_list(root, "input", 1, MAX_SIDE, input, 3, &n_input, label, err));
     if (n_input != 3) return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'input': expected [C, H, W]", label);
     if (input[0] != 1)
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field 'input': %d channels, only grey (1) is supported", label,
                          input[0]);
     cfg->in_c = input[0], cfg->in_h = input[1], cfg->in_w = input[2];
-    DATO_TRY(json_number(root, "mean", &cfg->mean, label, err));
-    DATO_TRY(json_number(root, "std", &cfg->std, label, err));
+    DATO_TRY(dato_json_number(root, "mean", &cfg->mean, 1, label, err));
+    DATO_TRY(dato_json_number(root, "std", &cfg->std, 1, label, err));
     if (!(cfg->std > 0)) return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'std' = %g must be > 0", label, (double)cfg->std);
-    DATO_TRY(json_int_list(root, "stages", 1, DATO_FEATNET_MAX_CHANNELS, cfg->stages, DATO_FEATNET_MAX_STAGES,
-                           &cfg->n_stages, label, err));
+    DATO_TRY(dato_json_int_list(root, "stages", 1, DATO_FEATNET_MAX_CHANNELS, cfg->stages, DATO_FEATNET_MAX_STAGES,
+                                &cfg->n_stages, label, err));
     if ((cfg->in_h >> cfg->n_stages) < 1 || (cfg->in_w >> cfg->n_stages) < 1)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'stages': %d 2x2 pools leave nothing of a %dx%d input", label,
                          cfg->n_stages, cfg->in_h, cfg->in_w);
-    DATO_TRY(json_int_in(root, "convs_per_stage", 1, DATO_FEATNET_MAX_CONVS_PER_STAGE, &cfg->convs_per_stage, label, err));
-    DATO_TRY(json_int_in(root, "feature_dim", 1, DATO_FEATNET_MAX_FEATURES, &cfg->feature_dim, label, err));
-    DATO_TRY(json_int_in(root, "classes", 1, DATO_FEATNET_MAX_CLASSES, &cfg->classes, label, err));
+    DATO_TRY(dato_json_int_in(root, "convs_per_stage", 1, DATO_FEATNET_MAX_CONVS_PER_STAGE, &cfg->convs_per_stage,
+                              label, err));
+    DATO_TRY(dato_json_int_in(root, "feature_dim", 1, DATO_FEATNET_MAX_FEATURES, &cfg->feature_dim, label, err));
+    DATO_TRY(dato_json_int_in(root, "classes", 1, DATO_FEATNET_MAX_CLASSES, &cfg->classes, label, err));
     const cJSON* names = cJSON_GetObjectItemCaseSensitive(root, "class_names");
     if (!cJSON_IsArray(names) || cJSON_GetArraySize(names) != cfg->classes)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: field 'class_names': expected a list of %d strings", label,
@@ -106,11 +67,8 @@ static dato_status config_parse(dato_featnet_config* cfg, const cJSON* root, con
 }
 
 dato_status dato_featnet_config_read(dato_featnet_config* cfg, const char* path, dato_error* err) {
-    char* text = NULL;
-    DATO_TRY(dato_read_text_file(path, &text, 1 << 20, err));
-    cJSON* root = cJSON_Parse(text);
-    free(text);
-    if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON", path);
+    cJSON* root;
+    DATO_TRY(dato_json_read_object(path, &root, err));
     dato_status st = config_parse(cfg, root, path, err);
     cJSON_Delete(root);
     return st;
@@ -193,12 +151,10 @@ static dato_status featnet_load(featnet* net, const dato_tensor_source* src, dat
         int same = f->ndim == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = f->shape[d] == t->shape[d];
         if (!same) {
-            char got[128] = "(", want[96];
-            for (int d = 0; d < f->ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)f->shape[d]);
-            snprintf(got + strlen(got), sizeof got - strlen(got), ")");
+            char got[128], want[96];
             return dato_fail(err, DATO_ERR_FORMAT, "%s: featnet tensor '%s' has shape %s, expected %s", src->label,
-                             params[j].name, got, dato_shape_str(t, want, sizeof want));
+                             params[j].name, dato_shape_text(f->ndim, f->shape, got, sizeof got),
+                             dato_shape_str(t, want, sizeof want));
         }
         size_t numel = (size_t)dato_tensor_numel(t);
         bytes += dato_arena_bytes(DATO_F32, numel);

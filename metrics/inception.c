@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "inception.h"
+#include "param_table.h"
 #include "safetensors.h"
 
 #define BN_EPS 1e-3 // TF's BatchNorm epsilon, kept by the port
@@ -111,13 +112,10 @@ static dato_status find_checked(const dato_tensor_source* src, const char* prefi
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
     if (!same) {
-        char got[128] = "(", want[96];
-        for (int d = 0; d < t->ndim; d++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        snprintf(got + strlen(got), sizeof got - strlen(got), ")");
-        dato_tensor tw = dato_tensor_make(NULL, DATO_F32, DATO_DEV_CPU, ndim, shape);
+        char got[128], want[96];
         return dato_fail(err, DATO_ERR_FORMAT, "%s: inception tensor '%s' has shape %s, expected %s", src->label, name,
-                         got, dato_shape_str(&tw, want, sizeof want));
+                         dato_shape_text(t->ndim, t->shape, got, sizeof got),
+                         dato_shape_text(ndim, shape, want, sizeof want));
     }
     *out = t;
     return DATO_OK;

@@ -6,21 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "dato.h"
+#include "denoiser.h"
 #include "file_util.h"
 #include "rng.h"
 
-static const float lat_ratios[DATO_LAT_N_RATIOS] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
-
 // ---- the meter ---------------------------------------------------------------------------------------
-
-double dato_clock_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void* a, const void* b) {
     double x = *(const double*)a, y = *(const double*)b;
@@ -63,12 +55,6 @@ dato_status dato_time_fn(dato_timing* out, dato_timed_fn fn, void* ctx, int warm
 }
 
 // ---- keys ------------------------------------------------------------------------------------------------
-
-int dato_latency_ratio_index(float r) {
-    for (int i = 0; i < DATO_LAT_N_RATIOS; i++)
-        if (fabsf(r - lat_ratios[i]) < 1e-4f) return i;
-    return -1;
-}
 
 // FNV-1a 64 over every parameter's LDM name and shape: two models with the same hash run the
 // same layers on the same shapes, so they cost the same whatever their weights.
@@ -125,39 +111,21 @@ dato_status dato_latency_key_check(const dato_latency_key* t, const dato_latency
 
 // ---- calibration ----------------------------------------------------------------------------------------
 
-// One guided UNet call as the pipeline makes it (engine/pipeline.c guided_model_call): upload,
-// the step's plan (pruning hook via the runtime), forward, download, record.
+// One guided UNet call as the pipeline makes it: the input uploaded, then the pipeline's own
+// dato_denoiser_call (plan, pruning hook, forward replayed from graphs, download, record).
 typedef struct {
-    const dato_unet* u;
-    dato_backend* be;
-    dato_unet_ws* ws;
-    dato_runtime* rt;
-    int depth;
-    float ratio;
-    int rows;                 // UNet rows: 2 * batch when guided
-    size_t latent;            // one row's latent elements
+    dato_denoiser d;
+    dato_gene gene;           // the entry's (depth, ratio)
+    size_t bytes;             // of x_host and y_host
     float* x_host;            // (rows, C, h, w)
     float* y_host;            // (rows, C, h, w)
-    float* t_host;            // (rows)
-    int sdxl;                 // time_ids used
-    dato_tensor x, y, ctx, te, t, ids; // device views; t (rows), ids (rows, 6)
-    dato_unet_graphs graphs;  // replayed as the pipeline's device loop replays them
 } unet_call;
 
 static dato_status time_unet_call(void* vctx, dato_error* err) {
     unet_call* c = vctx;
-    dato_backend* be = c->be;
-    size_t bytes = (size_t)c->rows * c->latent * sizeof(float);
-    be->ops->upload(be, c->x.data, c->x_host, bytes);
-    int full = c->u->n_branches + 1;
-    dato_unet_plan plan = {.depth = c->depth, .write_cache = c->depth == full};
-    if (c->ratio > 0) DATO_TRY(dato_runtime_prepare(c->rt, 2, c->ratio, &plan, err));
-    dato_unet_inputs in = {.sample = &c->x, .timesteps = &c->t, .context = &c->ctx,
-                           .text_embeds = c->te.data ? &c->te : NULL, .time_ids = c->sdxl ? &c->ids : NULL};
-    DATO_TRY(dato_unet_forward_graphed(c->u, c->ws, &plan, &in, &c->y, &c->graphs, err));
-    be->ops->download(be, c->y_host, c->y.data, bytes);
-    if (c->ratio > 0) dato_runtime_record(c->rt, c->y_host);
-    return DATO_OK;
+    c->d.be->ops->upload(c->d.be, c->d.x.data, c->x_host, c->bytes);
+    // Step 0 only seeds the runtime's random base choice, unused: it has predictions to score.
+    return dato_denoiser_call(&c->d, 0, &c->gene, 1, c->y_host, err);
 }
 
 // The host work of one model call outside the UNet: input copies, guidance, sampler update.
@@ -244,19 +212,16 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     size_t latent = (size_t)cfg->in_channels * s->height * s->width;
     size_t ctx_n = (size_t)rows * s->seq * cfg->cross_attention_dim;
     size_t n = (size_t)s->batch * latent;
-    unet_call uc = {.u = u, .be = be, .rows = rows, .latent = latent};
+    unet_call uc = {.bytes = (size_t)rows * latent * sizeof(float)};
     overhead_call oc = {.guided = s->guided != 0, .n = n};
-    dato_unet_ws ws = {0};
-    dato_runtime* rt = NULL;
     dato_prune_config pc = dato_prune_config_default();
     double* samples = NULL;
     // Host: x, y (rows latents each), t, time ids, context staging; the overhead buffers.
     size_t host_n = 2 * (size_t)rows * latent + (size_t)rows * 7 + ctx_n + (size_t)rows * P + 6 * n;
     float* host = malloc(host_n * sizeof *host);
-    void* dev = be->ops->alloc(be, (2 * (size_t)rows * latent + ctx_n + (size_t)rows * (P + 7)) * sizeof(float));
-    dato_status st = host && dev ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "latency calibrate: out of memory");
-    if (!st) st = dato_unet_ws_create(&ws, u, rows, s->height, s->width, s->seq, 1, err);
-    if (!st) st = dato_runtime_create(&rt, u, rows, s->guided ? s->batch : 0, s->height, s->width, &pc, err);
+    dato_status st = host ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "latency calibrate: out of memory");
+    dato_denoiser_init(&uc.d, &dato_denoiser_unet, u, be);
+    if (!st) st = dato_denoiser_begin(&uc.d, rows, s->guided ? s->batch : 0, s->height, s->width, s->seq, 1, &pc, err);
     if (!st) st = dato_sampler_create(&oc.s, sched, s->sampler, 50, n, err);
     if (st) goto done;
 
@@ -265,8 +230,8 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     dato_rng_fill_normal(&rng, host, host_n);
     uc.x_host = host;
     uc.y_host = uc.x_host + (size_t)rows * latent;
-    uc.t_host = uc.y_host + (size_t)rows * latent;
-    float* ids = uc.t_host + rows;
+    float* t_host = uc.y_host + (size_t)rows * latent;
+    float* ids = t_host + rows;
     float* ctx_host = ids + (size_t)rows * 6;
     float* te_host = ctx_host + ctx_n;
     oc.x = te_host + (size_t)rows * P;
@@ -275,41 +240,23 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     oc.y = oc.model_out + n;
     oc.noise = oc.y + 2 * n;
     for (int i = 0; i < rows; i++) {
-        uc.t_host[i] = 500.0f;
+        t_host[i] = 500.0f;
         float id6[6] = {(float)(8 * s->height), (float)(8 * s->width), 0, 0, (float)(8 * s->height),
                         (float)(8 * s->width)};
         memcpy(ids + (size_t)i * 6, id6, sizeof id6);
     }
-    uc.sdxl = P > 0;
-    float* d = dev;
-    uc.x = dato_tensor_make(d, DATO_F32, be->device, 4, (int64_t[]){rows, cfg->in_channels, s->height, s->width});
-    uc.y = dato_tensor_make(d + (size_t)rows * latent, DATO_F32, be->device, 4,
-                            (int64_t[]){rows, cfg->out_channels, s->height, s->width});
-    uc.ctx = dato_tensor_make(d + 2 * (size_t)rows * latent, DATO_F32, be->device, 3,
-                              (int64_t[]){rows, s->seq, cfg->cross_attention_dim});
-    be->ops->upload(be, uc.ctx.data, ctx_host, ctx_n * sizeof(float));
-    if (P) {
-        uc.te = dato_tensor_make(d + 2 * (size_t)rows * latent + ctx_n, DATO_F32, be->device, 2,
-                                 (int64_t[]){rows, P});
-        be->ops->upload(be, uc.te.data, te_host, (size_t)rows * P * sizeof(float));
-    }
-    float* d_t = d + 2 * (size_t)rows * latent + ctx_n + (size_t)rows * P; // (rows), then ids (rows, 6)
-    uc.t = dato_tensor_make(d_t, DATO_F32, be->device, 1, (int64_t[]){rows});
-    uc.ids = dato_tensor_make(d_t + rows, DATO_F32, be->device, 2, (int64_t[]){rows, 6});
-    be->ops->upload(be, uc.t.data, uc.t_host, (size_t)rows * sizeof(float));
-    be->ops->upload(be, uc.ids.data, ids, (size_t)rows * 6 * sizeof(float));
-    uc.ws = &ws;
-    uc.rt = rt;
+    dato_denoiser_condition(&uc.d, ctx_host, te_host, ids);
+    be->ops->upload(be, uc.d.t.data, t_host, (size_t)rows * sizeof(float));
     // The runtime scores tokens from the two latest predictions: give it two fake ones, and the
     // workspace a valid feature cache (one full step writing it) before timing partial steps.
-    dato_runtime_record(rt, uc.x_host);
-    dato_runtime_record(rt, uc.y_host);
-    uc.depth = u->n_branches + 1;
+    dato_runtime_record(uc.d.rt, uc.x_host);
+    dato_runtime_record(uc.d.rt, uc.y_host);
+    uc.gene = (dato_gene){.depth = u->n_branches + 1};
     if ((st = time_unet_call(&uc, err))) goto done;
 
     // Round j times every entry once: an entry's samples are spread over the whole calibration,
     // so a burst of load from another process spoils one sample of many entries, not all of one.
-    dato_timing tm;
+    dato_timing tm = {0};
     int n_entries = (u->n_branches + 1) * DATO_LAT_N_RATIOS;
     samples = malloc((size_t)n_entries * s->runs * sizeof *samples); // (n_entries, runs)
     if (!samples) {
@@ -318,8 +265,7 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     }
     for (int j = 0; j < s->runs && !st; j++)
         for (int e = 0; e < n_entries && !st; e++) {
-            uc.depth = 1 + e / DATO_LAT_N_RATIOS;
-            uc.ratio = lat_ratios[e % DATO_LAT_N_RATIOS];
+            uc.gene = (dato_gene){.depth = 1 + e / DATO_LAT_N_RATIOS, .ratio = dato_schedule_ratios[e % DATO_LAT_N_RATIOS]};
             st = dato_time_fn(&tm, time_unet_call, &uc, j == 0 ? s->warmup : 0, 1, be, err);
             samples[(size_t)e * s->runs + j] = tm.median_s;
         }
@@ -344,10 +290,7 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
 done:
     free(samples);
     dato_sampler_destroy(oc.s);
-    dato_runtime_destroy(rt);
-    dato_unet_graphs_free(&uc.graphs, be);
-    if (ws.block) dato_unet_ws_free(&ws, u);
-    if (dev) be->ops->free(be, dev);
+    dato_denoiser_free(&uc.d);
     free(host);
     return st;
 }
@@ -366,7 +309,7 @@ dato_status dato_latency_predict(const dato_latency_table* t, const dato_schedul
     for (int call = 0; call < out->n_calls; call++) {
         int step = kind == DATO_SAMPLER_PNDM ? (call < 2 ? 0 : call - 1) : call;
         int depth = s ? s->genes[step].depth : full;
-        int r = s ? dato_latency_ratio_index(s->genes[step].ratio) : 0;
+        int r = s ? dato_schedule_ratio_index(s->genes[step].ratio) : 0;
         if (r < 0)
             return dato_fail(err, DATO_ERR_INVALID, "latency predict: step %d: ratio %g has no table entry", step,
                              (double)s->genes[step].ratio);
@@ -399,7 +342,7 @@ dato_status dato_latency_save(const dato_latency_table* t, const char* path, dat
     cJSON_AddNumberToObject(key, "seq", k->seq);
     cJSON_AddStringToObject(key, "sampler", k->sampler);
     cJSON_AddNumberToObject(root, "n_branches", t->n_branches);
-    cJSON_AddItemToObject(root, "ratios", cJSON_CreateFloatArray(lat_ratios, DATO_LAT_N_RATIOS));
+    cJSON_AddItemToObject(root, "ratios", cJSON_CreateFloatArray(dato_schedule_ratios, DATO_LAT_N_RATIOS));
     cJSON* calls = cJSON_AddArrayToObject(root, "call_s"); // [depth][ratio], depth 0..B+1
     for (int dpt = 0; dpt <= t->n_branches + 1; dpt++)
         cJSON_AddItemToArray(calls, cJSON_CreateDoubleArray(t->call_s[dpt], DATO_LAT_N_RATIOS));
@@ -479,8 +422,8 @@ static dato_status parse_table(dato_latency_table* t, const cJSON* root, const c
         return dato_fail(err, DATO_ERR_FORMAT, "%s: 'ratios' must list %d ratios", path, DATO_LAT_N_RATIOS);
     for (int r = 0; r < DATO_LAT_N_RATIOS; r++) {
         const cJSON* v = cJSON_GetArrayItem(ratios, r);
-        if (!cJSON_IsNumber(v) || fabs(v->valuedouble - lat_ratios[r]) > 1e-4)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: 'ratios'[%d] is not %g", path, r, (double)lat_ratios[r]);
+        if (!cJSON_IsNumber(v) || fabs(v->valuedouble - dato_schedule_ratios[r]) > 1e-4)
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: 'ratios'[%d] is not %g", path, r, (double)dato_schedule_ratios[r]);
     }
     const cJSON* calls = cJSON_GetObjectItemCaseSensitive(root, "call_s");
     if (!cJSON_IsArray(calls) || cJSON_GetArraySize(calls) != t->n_branches + 2)

@@ -4,7 +4,7 @@
 //    (CLOCK_MONOTONIC). With a backend it calls be->ops->synchronize before every clock read, so
 //    an asynchronous backend (CUDA) is timed to the end of its queued work.
 // 2. A per-call cost table lat[depth][ratio]: one UNet call at every cache depth 0..B+1 and prune
-//    ratio {0, 0.3, ..., 0.7}, plus the fixed cost of a model call outside the UNet (host copies,
+//    ratio of dato_schedule_ratios, plus the fixed cost of a model call outside the UNet (host copies,
 //    guidance, sampler update) and the fixed cost of a generate call (workspace, pruning runtime,
 //    sampler). Calibrated once per key (model, latent size, batch, device, threads, ...), saved as
 //    JSON and reused, so the latency of a schedule is predicted without running it.
@@ -12,6 +12,7 @@
 #define DATO_LATENCY_H
 
 #include "backend.h"
+#include "clock.h" // dato_clock_s: the meter's clock
 #include "sampler.h"
 #include "schedule.h"
 #include "unet.h"
@@ -26,8 +27,6 @@ typedef struct {
     int runs;
 } dato_timing;
 
-// Seconds on CLOCK_MONOTONIC.
-double dato_clock_s(void);
 // Runs fn `warmup` times, then times `runs` >= 1 runs one by one. be may be NULL (host-only work);
 // otherwise it is synchronized before each clock read.
 dato_status dato_time_fn(dato_timing* out, dato_timed_fn fn, void* ctx, int warmup, int runs, dato_backend* be,
@@ -37,7 +36,7 @@ double dato_median(double* x, int n);
 
 // ---- the cost table -------------------------------------------------------------------------------------
 
-#define DATO_LAT_N_RATIOS 6   // prune ratios 0, 0.3, 0.4, 0.5, 0.6, 0.7
+#define DATO_LAT_N_RATIOS DATO_SCHEDULE_N_RATIOS // the columns: schedule.h's dato_schedule_ratios
 #define DATO_LAT_MAX_DEPTH (DATO_UNET_MAX_LAYERS + 1)
 
 // What a table is valid for: a table is refused for a run whose key differs in any field.
@@ -73,8 +72,6 @@ typedef struct {
     int runs;                 // samples per entry (>= 1), taken in rounds over the whole table; median
 } dato_latency_setup;
 
-// The ratio index of r in {0, 0.3, ..., 0.7} (within 1e-4), or -1.
-int dato_latency_ratio_index(float r);
 // Fills key for u on be with the setup's sizes.
 void dato_latency_key_make(dato_latency_key* key, const dato_unet* u, const dato_backend* be,
                            const dato_latency_setup* setup);

@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "genome.h"
 #include "h5_util.h"
 
 // DATO_VERSION comes from the build: project(dato VERSION ...) in CMakeLists.txt.
 
-#define RATIO_CODES 6          // genome.h: code 0 = off, 1..5 = 0.3..0.7
 #define MAX_STEPS 100000       // sanity bounds on a file's counts, so a damaged header cannot ask
 #define MAX_POP (1 << 24)      // for absurd allocations
 #define MAX_EVALUATIONS ((int64_t)1 << 32)
@@ -234,7 +234,9 @@ static dato_status write_genomes(hid_t group, const char* path, const uint8_t* g
 
 static dato_status write_table_group(hid_t file, const char* path, const char* name, const dato_checkpoint* c,
                                      const uint8_t* genomes, const double* objectives, size_t n, dato_error* err) {
-    static const double ratios[RATIO_CODES] = {0, 0.3, 0.4, 0.5, 0.6, 0.7};
+    // The genome's ratio codes as the file documents them: dato_schedule_ratios as decimal float64s
+    // (0.3, not (double)0.3f), so readers see the values the format has always written.
+    static const double ratios[DATO_GENOME_N_RATIO_CODES] = {0, 0.3, 0.4, 0.5, 0.6, 0.7};
     errno = 0;
     hid_t group = H5Gcreate2(file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0) return write_failure(err, path, "creating group", name);
@@ -246,7 +248,7 @@ static dato_status write_table_group(hid_t file, const char* path, const char* n
     // attributes on the datasets just written say what the numbers mean
     hid_t code_ds = st == DATO_OK ? H5Dopen2(group, "prune_ratio_code", H5P_DEFAULT) : -1;
     if (st == DATO_OK && code_ds < 0) st = write_failure(err, path, "opening dataset", "prune_ratio_code");
-    if (st == DATO_OK) st = write_f64_array_attr(code_ds, path, "ratios", ratios, RATIO_CODES, err);
+    if (st == DATO_OK) st = write_f64_array_attr(code_ds, path, "ratios", ratios, DATO_GENOME_N_RATIO_CODES, err);
     if (code_ds >= 0) H5Dclose(code_ds);
     hid_t obj_ds = st == DATO_OK ? H5Dopen2(group, "objectives", H5P_DEFAULT) : -1;
     if (st == DATO_OK && obj_ds < 0) st = write_failure(err, path, "opening dataset", "objectives");
@@ -363,9 +365,9 @@ static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, i
             if (depth > n_branches + 1)
                 return dato_fail(err, status, "%s: '/%s/cache_depth'[%zu][%zu] is %d, expected 0..%d", path, group, i,
                                  k, depth, n_branches + 1);
-            if (code >= RATIO_CODES)
+            if (code >= DATO_GENOME_N_RATIO_CODES)
                 return dato_fail(err, status, "%s: '/%s/prune_ratio_code'[%zu][%zu] is %d, expected 0..%d", path,
-                                 group, i, k, code, RATIO_CODES - 1);
+                                 group, i, k, code, DATO_GENOME_N_RATIO_CODES - 1);
         }
     return DATO_OK;
 }

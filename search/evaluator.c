@@ -4,16 +4,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "featnet.h"
 #include "rng.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void dato_evaluator_free(dato_evaluator* ev) {
     if (ev->conds)
@@ -156,9 +150,9 @@ dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule
                                    .seed = ev->cfg.seed + (uint64_t)b, .height = ev->h, .width = ev->w,
                                    .cond = &ev->conds[b], .init_latent = ev->noise + (size_t)first * latent,
                                    .schedule = schedule};
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         DATO_TRY(dato_pipeline_generate(ev->pipe, &gp, ev->latents, err));
-        double dt = now_s() - t0;
+        double dt = dato_clock_s() - t0;
         denoise += dt;
         best = fmin(best, dt / nb);
         int ch = 0;

@@ -7,6 +7,10 @@
 // I / P and the first I % P one more (a prompt past the I-th gets none when I < P). Image n is
 // image i of prompt j (n = first[j] + i); its initial noise is stream i of seed + j, as in
 // dato-generate, so any image can be reproduced there.
+//
+// Every generate call goes through the pipeline's denoiser (engine/denoiser.h), which the pipeline
+// keeps: the calls of a run (a short last one included) and of every later run share one workspace,
+// planned at the first call.
 #ifndef DATO_EVALUATOR_H
 #define DATO_EVALUATOR_H
 

@@ -1,12 +1,8 @@
 #include "genome.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// The canonical floats of schedule.c, so genome -> schedule -> genome is exact.
-static const float ratio_of_code[DATO_GENOME_N_RATIO_CODES] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
 
 // DeepCache's branch 1 (its paper's SD setting): slower and closer to the baseline than its
 // default branch 0, which mutation reaches from these in one step per gene.
@@ -56,16 +52,6 @@ dato_status dato_genome_space_check(const dato_genome_space* space, dato_error* 
 
 size_t dato_genome_bytes(const dato_genome_space* space) { return 2 * (size_t)space->steps; }
 
-float dato_genome_ratio_of_code(int code) {
-    return code >= 0 && code < DATO_GENOME_N_RATIO_CODES ? ratio_of_code[code] : -1.0f;
-}
-
-int dato_genome_code_of_ratio(double ratio) {
-    for (int c = 0; c < DATO_GENOME_N_RATIO_CODES; c++)
-        if (fabs(ratio - (double)ratio_of_code[c]) <= 1e-6) return c;
-    return -1;
-}
-
 dato_status dato_genome_check(const dato_genome_space* space, const uint8_t* genome, dato_error* err) {
     DATO_TRY(dato_genome_space_check(space, err));
     int full = space->n_branches + 1;
@@ -91,7 +77,7 @@ dato_status dato_genome_from_schedule(const dato_genome_space* space, const dato
         return dato_fail(err, DATO_ERR_INVALID, "genome from schedule: %s", inner.msg);
     for (int k = 0; k < space->steps; k++) {
         genome[2 * k] = (uint8_t)schedule->genes[k].depth;
-        genome[2 * k + 1] = (uint8_t)dato_genome_code_of_ratio(schedule->genes[k].ratio); // validated above
+        genome[2 * k + 1] = (uint8_t)dato_schedule_ratio_index(schedule->genes[k].ratio); // validated above
     }
     return DATO_OK;
 }
@@ -103,7 +89,7 @@ dato_status dato_genome_to_schedule(const dato_genome_space* space, const uint8_
     out->steps = space->steps;
     out->n_branches = space->n_branches;
     for (int k = 0; k < space->steps; k++)
-        out->genes[k] = (dato_gene){genome[2 * k], ratio_of_code[genome[2 * k + 1]]};
+        out->genes[k] = (dato_gene){genome[2 * k], dato_schedule_ratios[genome[2 * k + 1]]};
     return DATO_OK;
 }
 
@@ -257,7 +243,7 @@ dato_status dato_genome_to_text(const dato_genome_space* space, const uint8_t* g
         if (code >= DATO_GENOME_N_RATIO_CODES)
             return dato_fail(err, DATO_ERR_INVALID, "genome text: step %d: ratio code %d is out of range 0..%d", k,
                              code, DATO_GENOME_N_RATIO_CODES - 1);
-        int n = snprintf(text + len, cap - len, "%s%d/%.1f", k ? " " : "", genome[2 * k], (double)ratio_of_code[code]);
+        int n = snprintf(text + len, cap - len, "%s%d/%.1f", k ? " " : "", genome[2 * k], (double)dato_schedule_ratios[code]);
         if (n < 0 || (size_t)n >= cap - len)
             return dato_fail(err, DATO_ERR_INVALID, "genome text: buffer of %zu bytes is too small", cap);
         len += (size_t)n;

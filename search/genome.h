@@ -1,7 +1,8 @@
 // The DaTo genome (METHOD.md §5, docs/GENOME.md): T genes of two bytes each, byte 2k the cache
-// depth of step k (0..B+1) and byte 2k+1 its prune-ratio code (0 = off, 1..5 = 0.3..0.7). The
-// NSGA-II core sees genomes as opaque byte blocks; this file gives their meaning, the exact
-// conversions to and from dato_schedule, the variation operators, and the initial population.
+// depth of step k (0..B+1) and byte 2k+1 its prune-ratio code c: the ratio dato_schedule_ratios[c]
+// (schedule.h; 0 = off, 1..5 = 0.3..0.7). The NSGA-II core sees genomes as opaque byte blocks;
+// this file gives their meaning, the exact conversions to and from dato_schedule, the variation
+// operators, and the initial population.
 #ifndef DATO_GENOME_H
 #define DATO_GENOME_H
 
@@ -13,7 +14,7 @@
 #include "schedule.h"
 #include "status.h"
 
-#define DATO_GENOME_N_RATIO_CODES 6 // code c -> ratio 0 (c = 0) or 0.2 + 0.1 c (c = 1..5)
+#define DATO_GENOME_N_RATIO_CODES DATO_SCHEDULE_N_RATIOS // code c -> dato_schedule_ratios[c]
 
 typedef struct {
     int steps;            // T
@@ -31,11 +32,6 @@ dato_status dato_genome_space_init(dato_genome_space* space, int steps, int n_br
 dato_status dato_genome_space_check(const dato_genome_space* space, dato_error* err);
 // 2 * T.
 size_t dato_genome_bytes(const dato_genome_space* space);
-
-// The ratio a code stands for (the canonical floats of schedule.c), and the code of a ratio
-// within 1e-6 of an allowed value (-1 if none).
-float dato_genome_ratio_of_code(int code);
-int dato_genome_code_of_ratio(double ratio);
 
 // Every gene in range and step 0 full; errors name the step and the field.
 dato_status dato_genome_check(const dato_genome_space* space, const uint8_t* genome, dato_error* err);

@@ -13,6 +13,7 @@
 #include "bootstrap.h"
 #include "clip.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "eval_pool.h"
 #include "evaluator.h"
 #include "featnet.h"
@@ -157,8 +158,6 @@ static dato_status model_hash(const char* path, const char* const* parts, char* 
     return DATO_OK;
 }
 
-static double now_s(void) { return dato_clock_s(); }
-
 // ---- setup -------------------------------------------------------------------------------------------------
 
 // One prompt per non-empty line, any count (COCO-30k's captions file too).
@@ -262,14 +261,12 @@ static int threads_used(const search_ctx* s) {
     return cores > 0 ? (int)cores : 1;
 }
 
-// This rank's backend: the CPU, or the CUDA device of its local rank (or --device).
+// This rank's backend: the CPU, or the CUDA device of its local rank (or --device), modulo the devices.
 static dato_status open_backend(search_ctx* s, dato_error* err) {
-    if (s->cfg.backend == DATO_SEARCH_BACKEND_CPU) return dato_backend_cpu_init(&s->be, rank_threads(s), err);
-    if (!s->o->open_cuda)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "backend cuda: this program has no CUDA backend (rebuild with "
-                         "-DDATO_CUDA=ON on a machine with nvcc)");
-    int device = s->o->device >= 0 ? s->o->device : s->pool->local_rank;
-    dato_status st = s->o->open_cuda(device, &s->be, err);
+    dato_backend_spec spec = {.name = dato_search_backend_name(s->cfg.backend), .threads = rank_threads(s),
+                              .device = s->o->device >= 0 ? s->o->device : s->pool->local_rank, .device_modulo = 1};
+    dato_backend_open_fn open = s->o->open_backend ? s->o->open_backend : dato_backend_open;
+    dato_status st = open(&s->be, &spec, NULL, 0, err);
     if (st && s->pool->size > 1) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
@@ -641,12 +638,12 @@ typedef struct {
 } progress;
 
 static void progress_start(progress* p, const char* what) {
-    *p = (progress){.what = what, .t0 = now_s(), .tty = isatty(STDERR_FILENO), .quarter = 0};
+    *p = (progress){.what = what, .t0 = dato_clock_s(), .tty = isatty(STDERR_FILENO), .quarter = 0};
 }
 
 static void progress_update(void* ctx, int done, int total) {
     progress* p = ctx;
-    double el = now_s() - p->t0, eta = done ? el / done * (total - done) : 0;
+    double el = dato_clock_s() - p->t0, eta = done ? el / done * (total - done) : 0;
     if (p->tty) {
         int w = 30, fill = total ? done * w / total : w;
         fprintf(stderr, "\rdato-search: %s [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", p->what, fill,
@@ -671,10 +668,10 @@ static dato_status map_genomes(search_ctx* s, int kind, int n_tasks, const char*
     progress p;
     progress_start(&p, label);
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
-    double t0 = now_s();
+    double t0 = dato_clock_s();
     DATO_TRY(dato_eval_pool_map(s->pool, &local, kind, s->tasks, n_tasks, s->gbytes, s->results, sizeof *s->results,
                                 s->trace, s->o->quiet || !n_tasks ? NULL : progress_update, &p, err));
-    s->eval_wall_s += now_s() - t0;
+    s->eval_wall_s += dato_clock_s() - t0;
     int images = kind == TASK_SCREEN ? s->cfg.screen_images : s->cfg.images;
     for (int t = 0; t < n_tasks; t++) { // the trace: each task under its first candidate's index
         int i = 0;
@@ -846,7 +843,7 @@ static dato_status save_checkpoint(search_ctx* s, dato_error* err) {
     dato_checkpoint c = {.cfg = s->cfg, .pop = s->cfg.pop, .genome_bytes = (int)s->gbytes, .n_obj = DATO_SEARCH_N_OBJ,
                          .n_extra = DATO_SEARCH_N_EXTRA, .steps = s->cfg.steps,
                          .n_evaluations = (int64_t)dato_archive_count(&s->archive),
-                         .elapsed_s = s->elapsed_before + now_s() - s->t_start, .n_final = s->n_final,
+                         .elapsed_s = s->elapsed_before + dato_clock_s() - s->t_start, .n_final = s->n_final,
                          .final_genomes = s->final_genomes, .final_scores = s->final_scores};
     memcpy(c.final_baseline, s->final_baseline, sizeof c.final_baseline);
     size_t n = dato_archive_count(&s->archive), P = (size_t)s->cfg.pop;
@@ -922,7 +919,7 @@ static void print_generation(search_ctx* s, int gen, double gen_seconds) {
     int n_front = dato_nsga2_first_front(s->ga, front);
     double best, fastest, hv = front_hypervolume(s, front, n_front, &best, &fastest);
     const char* objective = dato_quality_objective_name(s->cfg.objective);
-    double el = s->elapsed_before + now_s() - s->t_start;
+    double el = s->elapsed_before + dato_clock_s() - s->t_start;
     int left = s->cfg.gens - gen;
     s->gen_s_sum += gen_seconds;
     s->gens_timed++;
@@ -1382,7 +1379,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         snprintf(export_cmd, sizeof export_cmd, "dato-export %s --pick knee --out knee.json", s->ckpt_path);
         dato_report rep = {.cfg = c, .run_dir = s->o->run_dir, .command = s->o->command,
                            .generation = (int)s->ga->generation, .n_evaluations = (int)dato_archive_count(&s->archive),
-                           .threads = threads_used(s), .elapsed_s = s->elapsed_before + now_s() - s->t_start,
+                           .threads = threads_used(s), .elapsed_s = s->elapsed_before + dato_clock_s() - s->t_start,
                            .front = front, .n_front = n_front, .refs = pts, .n_refs = N_REFS, .dropped = dropped,
                            .n_dropped = n_dropped, .confirm = conf, .n_confirm = n_conf,
                            .confirm_images = n_conf ? c->confirm_images : 0, .verdict = verdict.data,
@@ -1696,7 +1693,7 @@ static dato_status run(search_ctx* s, dato_error* err) {
     double* objectives = malloc(P * DATO_SEARCH_N_OBJ * sizeof *objectives);
     double* violations = malloc(P * sizeof *violations);
     dato_status st = children && objectives && violations ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    s->t_start = now_s();
+    s->t_start = dato_clock_s();
     if (!st && resuming) {
         st = dato_archive_import(&s->archive, (size_t)ck.n_evaluations, ck.arch_genomes, ck.arch_objectives,
                                  ck.arch_extras, ck.arch_generations, err);
@@ -1708,24 +1705,24 @@ static dato_status run(search_ctx* s, dato_error* err) {
     } else if (!st) {
         dato_rng rng;
         dato_rng_seed_stream(&rng, s->cfg.seed, 1); // the initial population's own stream
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         st = dato_genome_initial_population(&s->space, s->cfg.pop, &rng, children, err);
         if (!st) st = evaluate_all(s, children, s->cfg.pop, 0, objectives, violations, err);
         if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
-        if (!st) st = write_trace(s, 0, now_s() - t0, err);
-        if (!st) print_generation(s, 0, now_s() - t0);
+        if (!st) st = write_trace(s, 0, dato_clock_s() - t0, err);
+        if (!st) print_generation(s, 0, dato_clock_s() - t0);
     }
     dato_checkpoint_free(&ck);
     while (!st && s->ga->generation < s->cfg.gens) {
-        double t0 = now_s();
+        double t0 = dato_clock_s();
         int gen = (int)s->ga->generation + 1;
         st = dato_nsga2_make_offspring(s->ga, children, err);
         if (!st) st = evaluate_all(s, children, s->cfg.pop, gen, objectives, violations, err);
         if (!st) st = dato_nsga2_select(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
-        if (!st) st = write_trace(s, gen, now_s() - t0, err);
-        if (!st) print_generation(s, gen, now_s() - t0);
+        if (!st) st = write_trace(s, gen, dato_clock_s() - t0, err);
+        if (!st) print_generation(s, gen, dato_clock_s() - t0);
     }
     free(children);
     free(objectives);

@@ -21,6 +21,7 @@
 #define DATO_SEARCH_RUN_H
 
 #include "backend.h"
+#include "backend_open.h"
 #include "eval_pool.h"
 #include "search_config.h"
 #include "status.h"
@@ -40,10 +41,9 @@ typedef struct {
     int log_json;            // per-generation lines as JSON objects on stdout
     const char* command;     // the reproducing command line, for the report
     dato_eval_pool* pool;    // the ranks that evaluate (a pool of one without MPI); required
-    // Opens the CUDA backend on device (any number >= 0: taken modulo the devices), or fails saying
-    // why; NULL when the program has no CUDA backend. The program supplies it: this library is
-    // built without CUDA.
-    dato_status (*open_cuda)(int device, dato_backend* be, dato_error* err);
+    // The program's dato_backend_open (backend_open.h): this library is built without CUDA, the
+    // program's copy starts it where the program was built with it. NULL: the library's (CPU only).
+    dato_backend_open_fn open_backend;
     int device;              // this rank's CUDA device; -1: its local rank (one GPU per rank on a host)
 } dato_search_options;
 

@@ -13,10 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "backend_open.h"
 #include "cli_args.h"
+#include "clock.h"
 #include "cost.h"
 #include "file_util.h"
 #include "image.h"
@@ -28,17 +29,11 @@
 #include "single_file.h"
 #include "torch_rng.h"
 #include "weight_dtype.h"
-#ifdef DATO_HAVE_CUDA
-#include "backend_cuda.h"
-#include "cuda_device.h"
-#endif
 
 #define MAX_PROMPTS 4096
 #define DATO_MAX_HINTS 16 // room for single_file.h's hint rows
 
-static const char* const BACKENDS[] = {"cpu", "cuda", NULL};
 static const char* const LOOPS[] = {"auto", "host", "device", NULL}; // dato_loop_kind's order
-static const char* const CONVS[] = {"auto", "im2col", "cudnn", NULL}; // dato_cuda_conv's order
 static const char* const NOISES[] = {"dato", "torch", "torch-avx2", "torch-default", NULL};
 enum { NOISE_DATO, NOISE_TORCH, NOISE_TORCH_AVX2, NOISE_TORCH_DEFAULT };
 
@@ -126,7 +121,7 @@ static int options_table(options* o, dato_arg* t, int* n_fixed) {
         {"tokenizer", NULL, DATO_ARG_TEXT, &o->tokenizer, 0, 0, NULL, NULL, "DIR",
          "single files: a CLIP tokenizer folder, vocab.json + merges.txt or tokenizer.json "
          "(default: dato's models/clip_tokenizer)"},
-        {"backend", NULL, DATO_ARG_CHOICE, &o->backend, 0, 0, BACKENDS, NULL, "cpu|cuda",
+        {"backend", NULL, DATO_ARG_CHOICE, &o->backend, 0, 0, dato_backend_names, NULL, "cpu|cuda",
          "where the networks run (default cpu); cuda needs a build with -DDATO_CUDA=ON"},
         {"device", NULL, DATO_ARG_INT, &o->device, 0, 1023, NULL, NULL, "N",
          "the CUDA device for --backend cuda (default 0)"},
@@ -135,7 +130,7 @@ static int options_table(options* o, dato_arg* t, int* n_fixed) {
          "and multiply on tensor cores with f32 accumulation; needs --backend cuda"},
         {"loop", NULL, DATO_ARG_CHOICE, &o->loop, 0, 0, LOOPS, NULL, "auto|host|device",
          "where the sampler runs (default auto: host on the CPU, device on CUDA)"},
-        {"conv", NULL, DATO_ARG_CHOICE, &o->conv, 0, 0, CONVS, NULL, "auto|im2col|cudnn",
+        {"conv", NULL, DATO_ARG_CHOICE, &o->conv, 0, 0, dato_backend_conv_names, NULL, "auto|im2col|cudnn",
          "how CUDA runs convolutions (default auto: cuDNN where the build has it)"},
         {"threads", NULL, DATO_ARG_INT, &o->threads, 1, 1024, NULL, NULL, "N", "CPU threads (default: all)"},
         {"help", NULL, DATO_ARG_FLAG, &o->help, 0, 0, NULL, NULL, NULL, "this text"},
@@ -258,31 +253,17 @@ static int apply_schedule_file(options* o) {
 
 // Starts the backend --backend names; 0 with a message when it cannot run here.
 static int backend_init(dato_backend* be, const options* o) {
+    // Half weights take the attention products onto the tensor cores too.
+    dato_backend_spec spec = {.name = dato_backend_names[o->backend], .threads = o->threads, .device = o->device,
+                              .attention = o->dtype, .conv = o->conv ? dato_backend_conv_names[o->conv] : NULL};
+    char desc[320];
     dato_error err;
-    if (!strcmp(BACKENDS[o->backend], "cpu")) {
-        if (!dato_backend_cpu_init(be, o->threads, &err)) return 1;
+    if (dato_backend_open(be, &spec, desc, sizeof desc, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
         return 0;
     }
-#ifdef DATO_HAVE_CUDA
-    // Half weights take the attention products onto the tensor cores too.
-    dato_cuda_options copt = {.attention = o->dtype, .conv = (dato_cuda_conv)o->conv};
-    dato_status st = dato_backend_cuda_init(be, o->device, &err);
-    if (!st && (st = dato_backend_cuda_configure(be, &copt, &err))) dato_backend_destroy(be);
-    if (st) {
-        fprintf(stderr, "dato-generate: --backend cuda --device %d: %s\n", o->device, err.msg);
-        return 0;
-    }
-    char desc[256];
-    if (!dato_cuda_describe(o->device, desc, sizeof desc, &err))
-        fprintf(stderr, "dato-generate: CUDA device %d: %s\n", o->device, desc);
+    if (desc[0]) fprintf(stderr, "dato-generate: %s\n", desc);
     return 1;
-#else
-    (void)be;
-    fprintf(stderr, "dato-generate: --backend cuda: this build has no CUDA backend (rebuild with -DDATO_CUDA=ON on a "
-                    "machine with nvcc)\n");
-    return 0;
-#endif
 }
 
 // Reads non-empty lines (without their newline) of path; *n gets the count.
@@ -318,16 +299,10 @@ typedef struct {
     int tty; // stderr is a terminal: one line rewritten in place
 } progress_state;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void print_progress(void* ctx, int done, int total) {
     progress_state* ps = ctx;
     if (done < total && !ps->tty) return; // a log file gets the last line only, not one per call
-    double el = now_s() - ps->t0, eta = done ? el / done * (total - done) : 0;
+    double el = dato_clock_s() - ps->t0, eta = done ? el / done * (total - done) : 0;
     fprintf(stderr, "%sdato-generate: %s: UNet call %d/%d, %.1f s elapsed, ETA %.1f s%s", ps->tty ? "\r" : "", ps->what,
             done, total, el, eta, ps->tty && done < total ? "   " : "\n");
 }
@@ -469,13 +444,13 @@ int main(int argc, char** argv) {
     dato_backend be;
     if (!backend_init(&be, &o)) return 1;
     dato_pipeline p;
-    double t_load = now_s();
+    double t_load = dato_clock_s();
     if (dato_pipeline_open(&p, o.model, &be, &popt, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
         dato_backend_destroy(&be);
         return 1;
     }
-    fprintf(stderr, "dato-generate: loaded %s in %.2f s\n", o.model, now_s() - t_load);
+    fprintf(stderr, "dato-generate: loaded %s in %.2f s\n", o.model, dato_clock_s() - t_load);
     dato_model_defaults md;
     if (dato_model_defaults_load(&md, o.model, &err)) {
         fprintf(stderr, "dato-generate: %s\n", err.msg);
@@ -552,7 +527,7 @@ int main(int argc, char** argv) {
             }
             char what[96];
             snprintf(what, sizeof what, "prompt %d/%d, images %d-%d of %d", j + 1, n_prompts, i0 + 1, i0 + b, N);
-            progress_state ps = {.t0 = now_s(), .what = what, .tty = isatty(STDERR_FILENO)};
+            progress_state ps = {.t0 = dato_clock_s(), .what = what, .tty = isatty(STDERR_FILENO)};
             dato_generate_params gp = {.steps = o.steps, .sampler = kind, .guidance = o.guidance,
                                        .seed = o.seed + (uint64_t)j, .height = h, .width = w, .cond = &cond,
                                        .init_latent = noise + first * latent, .schedule = sched,
@@ -564,22 +539,22 @@ int main(int argc, char** argv) {
                 gp.schedule = NULL;
                 ps.what = "baseline";
                 st = dato_pipeline_generate(&p, &gp, lj, &err);
-                t_base = now_s() - ps.t0;
+                t_base = dato_clock_s() - ps.t0;
                 gp.schedule = sched;
                 ps.what = what;
-                ps.t0 = now_s();
+                ps.t0 = dato_clock_s();
             }
             if (!st) st = dato_pipeline_generate(&p, &gp, lj, &err);
-            double t_denoise = now_s() - ps.t0;
+            double t_denoise = dato_clock_s() - ps.t0;
             if (!st && sched)
                 printf("%s: denoising %.2f s with the schedule%s", what, t_denoise, t_base > 0 ? "" : "\n");
             if (!st && t_base > 0)
                 printf(", %.2f s baseline: measured speedup %.2fx\n", t_base, t_base / t_denoise);
             dato_conditioning_free(&cond);
-            double t_decode = now_s();
+            double t_decode = dato_clock_s();
             if (!st) st = dato_pipeline_decode(&p, lj, b, h, w, px + first * image, NULL, &ch, &err);
             if (!st) fprintf(stderr, "dato-generate: %s: denoised in %.2f s, decoded in %.2f s\n", what, t_denoise,
-                             now_s() - t_decode);
+                             dato_clock_s() - t_decode);
             if (st) {
                 fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
                 goto done;

@@ -15,9 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli_args.h"
+#include "clock.h"
 #include "data_dir.h"
 #include "fid.h"
 #include "file_util.h"
@@ -203,12 +203,6 @@ static dato_status image_set_load(const image_set* s, int i, dato_feature_extrac
 
 // ---- features --------------------------------------------------------------------------------------------
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Runs every image of s through the network: stats accumulate; all (n, 2048) kept if keep != NULL.
 static dato_status extract(dato_feature_extractor* fx, const image_set* s, const options* o, const char* what,
                            dato_feature_stats* stats, float** keep, dato_error* err) {
@@ -218,7 +212,7 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
     float* f = malloc((size_t)B * D * sizeof *f);
     float* all = keep ? malloc((size_t)s->n * D * sizeof *all) : NULL;
     dato_status st = x && f && (!keep || all) ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    double t0 = now_s();
+    double t0 = dato_clock_s();
     for (int i = 0; i < s->n && !st; i += B) {
         int b = s->n - i < B ? s->n - i : B;
         for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, fx, x + (size_t)k * in, err);
@@ -227,7 +221,7 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
         if ((st = fx->forward(fx, &tx, &tf, err))) break;
         if ((st = dato_feature_stats_add(stats, f, b, err))) break;
         if (all) memcpy(all + (size_t)i * D, f, (size_t)b * D * sizeof *f);
-        double el = now_s() - t0, done = i + b;
+        double el = dato_clock_s() - t0, done = i + b;
         fprintf(stderr, "\rdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s   ", what, i + b, s->n, done / el,
                 el / done * (s->n - done));
     }

@@ -12,14 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend_open.h"
 #include "cli_args.h"
 #include "model_defaults.h"
 #include "sampler.h"
 #include "search_run.h"
-#ifdef DATO_HAVE_CUDA
-#include "backend_cuda.h"
-#include "cuda_device.h"
-#endif
 
 // What the command line sets: the run's options and the values that need a check or a default
 // after parsing.
@@ -35,7 +32,6 @@ typedef struct {
 static const char* const EXTRACTORS[] = {"featnet", "inception", NULL};   // dato_extractor_kind's order
 static const char* const OBJECTIVES[] = {"teacher", "fid", "clip", NULL}; // dato_quality_objective's order
 static const char* const LATENCIES[] = {"table", "measured", NULL};      // dato_latency_mode's order
-static const char* const BACKENDS[] = {"cpu", "cuda", NULL};             // dato_search_backend's order
 static const char* const PREPROCESS[] = {"pytorch-fid", "tf", "clean", NULL};
 
 #define N_OPTIONS 42
@@ -130,7 +126,7 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
          "run folder (default results/<model>-pop<P>-gens<G>-seed<S>; folders are created)"},
         {"resume", NULL, DATO_ARG_TEXT, &c->o.resume, 0, 0, NULL, NULL, "FILE",
          "continue a run from its checkpoint (the run folder is FILE's folder)"},
-        {"backend", NULL, DATO_ARG_CHOICE, &c->backend, 0, 0, BACKENDS, NULL, "cpu|cuda",
+        {"backend", NULL, DATO_ARG_CHOICE, &c->backend, 0, 0, dato_backend_names, NULL, "cpu|cuda",
          "where the networks run (default cpu). Under MPI each rank takes the GPU of its "
          "local rank: one rank per GPU on each host"},
         {"device", NULL, DATO_ARG_INT, &c->o.device, 0, 1023, NULL, NULL, "N",
@@ -194,15 +190,6 @@ static void usage(FILE* f) {
     dato_text_free(&h);
 }
 
-#ifdef DATO_HAVE_CUDA
-// The search's CUDA backend on device (modulo the devices present).
-static dato_status open_cuda(int device, dato_backend* be, dato_error* err) {
-    int n = dato_cuda_device_count();
-    if (n < 1) return dato_fail(err, DATO_ERR_UNSUPPORTED, "backend cuda: no CUDA device (or driver) on this host");
-    return dato_backend_cuda_init(be, device % n, err);
-}
-#endif
-
 // Messages come from rank 0 alone: every rank parses the same command line.
 static FILE* msg_out;
 
@@ -264,7 +251,7 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
                                     : c.fid_weights ? DATO_EXTRACTOR_INCEPTION : DATO_EXTRACTOR_FEATNET;
     g->objective = (dato_quality_objective)c.objective;
     g->latency_mode = (dato_latency_mode)c.latency;
-    g->backend = (dato_search_backend)c.backend;
+    g->backend = (dato_search_backend)c.backend; // dato_backend_names is in dato_search_backend's order
     if (c.preprocess) {
         int known = 0;
         for (int k = 0; PREPROCESS[k]; k++) known |= !strcmp(c.preprocess, PREPROCESS[k]);
@@ -347,9 +334,7 @@ int main(int argc, char** argv) {
     if (rc < 0) {
         o.command = cmd;
         o.pool = &pool;
-#ifdef DATO_HAVE_CUDA
-        o.open_cuda = open_cuda;
-#endif
+        o.open_backend = dato_backend_open; // this program's copy: CUDA where it was built with it
         if (pool.rank == 0) {
             snprintf(stop_note, sizeof stop_note, "\ndato-search: stopped by a signal; continue from the last finished "
                      "generation with: dato-search --resume %s/checkpoint.h5\n", run_dir);

@@ -61,8 +61,7 @@ int main(void) {
     }
     int B = t.n_branches;
     printf("cost table (ms per guided UNet call, batch 2, %dx%d latent, seq %d)\ndepth", LAT, LAT, cond.seq);
-    static const float ratios[DATO_LAT_N_RATIOS] = {0.0f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f};
-    for (int r = 0; r < DATO_LAT_N_RATIOS; r++) printf("   r=%.1f", (double)ratios[r]);
+    for (int r = 0; r < DATO_LAT_N_RATIOS; r++) printf("   r=%.1f", (double)dato_schedule_ratios[r]);
     printf("\n");
     for (int d = 0; d <= B + 1; d++) {
         printf("%5d", d);

@@ -81,6 +81,7 @@ static void test_runtime(void) {
     dato_runtime_record(rt, p1);
     dato_unet_plan plan = {0};
     CHECK(dato_runtime_prepare(rt, 3, 0.0f, &plan, &err) == DATO_OK && plan.self_attn == NULL, "ratio 0 hooks");
+    CHECK(dato_runtime_clamped(rt) == 0 && dato_runtime_warning(rt)[0] == 0, "a warning before any clamp");
 
     // Tokens: base b gets a unit axis; every other token points mostly at one chosen base.
     //   bases (from the scores): 5 -> e0, 2 -> e1, 9 -> e2, 15 -> e3.
@@ -104,6 +105,10 @@ static void test_runtime(void) {
     const int32_t* b0 = dato_runtime_base(rt, 0, &P);
     const int32_t* b1 = dato_runtime_base(rt, 1, &P);
     CHECK(dato_runtime_clamped(rt) == 1, "the clamp was not reported");
+    // Said to the caller (the library prints nothing): the ratio, the cap and the layer.
+    CHECK(strstr(dato_runtime_warning(rt), "ratio 0.90") && strstr(dato_runtime_warning(rt), "the 12 non-base") &&
+              strstr(dato_runtime_warning(rt), site.layer),
+          "clamp warning '%s'", dato_runtime_warning(rt));
     CHECK(P == 4 && b1[0] == 5 && b1[1] == 2 && b1[2] == 9 && b1[3] == 15, "cond bases %d %d %d %d", b1[0], b1[1],
           b1[2], b1[3]);
     CHECK(memcmp(b0, b1, 4 * sizeof *b0) == 0, "the uncond row does not take its cond twin's base positions");
@@ -137,6 +142,9 @@ static void test_runtime(void) {
     // 7 (0.1), 4 (0.2), 10 (0.25), 3 (0.3)) are pruned; the others attend with the bases, so
     // their outputs differ from their base's.
     CHECK(dato_runtime_prepare(rt, 4, 0.25f, &plan, &err) == DATO_OK, "prepare");
+    // The depth's blocks are known now, but 0.25 is not a schedule ratio: it has no graph of its own
+    // (its tenths, 3, were 0.3's), so the plan is not replayable.
+    CHECK(!plan.replayable, "ratio 0.25 replayable as variant %d", plan.variant);
     arena.top = 0;
     CHECK(plan.self_attn(plan.hook_ctx, &site, &to, &tx, &arena, &err) == DATO_OK, "%s", err.msg);
     static const int pruned_expected[4] = {7, 4, 10, 3};
@@ -151,6 +159,8 @@ static void test_runtime(void) {
     // Before two predictions exist: seeded random bases, one inside each patch, reproducible.
     dato_runtime_reset(rt);
     CHECK(dato_runtime_prepare(rt, 0, 0.5f, &plan, &err) == DATO_OK, "prepare");
+    CHECK(plan.replayable && plan.variant == 3 && plan.variant == dato_schedule_ratio_index(0.5f),
+          "ratio 0.5: replayable %d, variant %d (its index in dato_schedule_ratios: 3)", plan.replayable, plan.variant);
     arena.top = 0;
     plan.self_attn(plan.hook_ctx, &site, &to, &tx, &arena, &err);
     int32_t first[4];

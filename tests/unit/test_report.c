@@ -57,7 +57,7 @@ static void fill_point(dato_report_point* p, int i) {
     p->schedule.genes[0] = (dato_gene){.depth = BRANCHES + 1, .ratio = 0};
     for (int k = 1; k < STEPS; k++)
         p->schedule.genes[k] = (dato_gene){.depth = (i + k) % (BRANCHES + 2),
-                                           .ratio = dato_genome_ratio_of_code((i * k + k) % DATO_GENOME_N_RATIO_CODES)};
+                                           .ratio = dato_schedule_ratios[(i * k + k) % DATO_SCHEDULE_N_RATIOS]};
     // latency rises, FID falls: a convex front with irrational-looking values
     p->latency_s = 0.0123456789123 * (1 + i) + 1e-7 * i * i;
     p->fid = 12.3456789 + 40.0 / (1.0 + i) + 1e-9 / 3.0;

@@ -287,7 +287,7 @@ static void test_validate(void) {
     sched.genes[7].depth = 0;
     sched.genes[3].ratio = 0.35f;
     CHECK(dato_schedule_validate(&sched, 50, 12, &err) != DATO_OK && contains(err.msg, "step 3") &&
-              contains(err.msg, "'ratio'"),
+              contains(err.msg, "'ratio'") && contains(err.msg, "is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7"),
           "ratio: %s", err.msg);
     sched.genes[3].ratio = 0.3f + 5e-7f; // within the 1e-6 tolerance
     CHECK(dato_schedule_validate(&sched, 50, 12, &err) == DATO_OK, "ratio tolerance: %s", err.msg);
@@ -299,6 +299,33 @@ static void test_validate(void) {
     sched.steps = 1001;
     CHECK(dato_schedule_validate(&sched, 1001, 12, &err) != DATO_OK && contains(err.msg, "'steps'"), "steps: %s",
           err.msg);
+}
+
+// The one ratio table: its index within 1e-6, exact floats stored by every preset, the messages
+// listing it.
+static void test_ratio_table(void) {
+    CHECK(DATO_SCHEDULE_N_RATIOS == 6 && dato_schedule_ratios[0] == 0.0f && dato_schedule_ratios[5] == 0.7f,
+          "the table");
+    for (int i = 0; i < DATO_SCHEDULE_N_RATIOS; i++)
+        CHECK(dato_schedule_ratio_index(dato_schedule_ratios[i]) == i, "index of ratio %d", i);
+    CHECK(dato_schedule_ratio_index(0.3 + 9e-7) == 1 && dato_schedule_ratio_index(0.3 + 2e-6) == -1 &&
+              dato_schedule_ratio_index(0.35) == -1 && dato_schedule_ratio_index(-0.3) == -1,
+          "tolerance 1e-6");
+    dato_error err = {{0}};
+    CHECK(dato_schedule_preset(&sched, "tome:0.4", 10, 12, &err) == DATO_OK &&
+              sched.genes[9].ratio == dato_schedule_ratios[2],
+          "tome:0.4 stores %.9g", (double)sched.genes[9].ratio);
+    CHECK(dato_schedule_preset(&sched, "dato-paper", 50, 12, &err) == DATO_OK, "%s", err.msg);
+    int in_table = 1;
+    for (int k = 0; k < 50; k++) in_table &= dato_schedule_ratio_index(sched.genes[k].ratio) >= 0;
+    CHECK(in_table && sched.genes[1].ratio == dato_schedule_ratios[1] && sched.genes[49].ratio == dato_schedule_ratios[5],
+          "dato-paper ratios");
+    CHECK(dato_schedule_preset(&sched, "tome:0.2", 10, 12, &err) != DATO_OK &&
+              contains(err.msg, "is not one of 0.3, 0.4, 0.5, 0.6, 0.7"),
+          "tome:0.2: %s", err.msg);
+    check_rejected("{\"format\": \"dato-schedule\", \"version\": 1, \"steps\": 1, \"n_branches\": 2, "
+                   "\"genes\": [{\"depth\": 3, \"ratio\": 0.25}]}",
+                   "genes[0]", "is not one of 0, 0.3, 0.4, 0.5, 0.6, 0.7");
 }
 
 static void test_files(void) {
@@ -419,6 +446,7 @@ int main(void) {
     test_deepcache_fixture();
     test_presets();
     test_validate();
+    test_ratio_table();
     test_files();
     test_hostile_json();
     printf("schedule: max mean-ratio error %.3g (tolerance 1e-6)\n", max_ratio_err);
