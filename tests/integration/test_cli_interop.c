@@ -81,6 +81,20 @@ static int max_diff(const uint8_t* a, const uint8_t* b, size_t n) {
     return m;
 }
 
+// The largest pixel difference between tmp/<a> and tmp/<b> (RGB PNGs of one size), or -1 if they
+// cannot be read or differ in size.
+static int png_diff(const char* a, const char* b) {
+    char pa[4200], pb[4200];
+    snprintf(pa, sizeof pa, "%s/%s", tmp, a);
+    snprintf(pb, sizeof pb, "%s/%s", tmp, b);
+    int h1 = 0, w1 = 0, h2 = 0, w2 = 0;
+    uint8_t *x = read_png(pa, &h1, &w1), *y = read_png(pb, &h2, &w2);
+    int d = x && y && h1 == h2 && w1 == w2 ? max_diff(x, y, (size_t)h1 * w1 * 3) : -1;
+    free(x);
+    free(y);
+    return d;
+}
+
 // diffusers' image for seed 3 (tests/fixtures/noise/parity.*) against dato-generate --noise torch-avx2.
 static void torch_noise_matches_diffusers(void) {
     dato_safetensors st;
@@ -116,16 +130,9 @@ static void torch_noise_matches_diffusers(void) {
     // The same noise from a file: the same image, bit for bit.
     CHECK(run("%s --model " SD15 " --prompt \"a photo of a cat\" --latents " NOISE "seed3_f32.npy --steps 10 "
               "--sampler ddim --out %s/file.png --threads 2", generate, tmp) == 0, "--latents: %s", captured("err.txt"));
-    char a[4200], b[4200];
-    snprintf(a, sizeof a, "%s/torch_ddim.png", tmp);
-    snprintf(b, sizeof b, "%s/file.png", tmp);
-    int h1 = 0, w1 = 0, h2 = 0, w2 = 0;
-    uint8_t *x = read_png(a, &h1, &w1), *y = read_png(b, &h2, &w2);
-    int d = x && y && h1 == h2 && w1 == w2 ? max_diff(x, y, (size_t)h1 * w1 * 3) : 256;
+    int d = png_diff("torch_ddim.png", "file.png");
     printf("--latents seed3_f32.npy vs --noise torch-avx2: max diff %d/255\n", d);
     CHECK(d == 0, "--latents gives %d/255 from the same noise drawn by --noise torch-avx2", d);
-    free(x);
-    free(y);
     CHECK(run("%s --model " SD15 " --prompt cat --latents " NOISE "seed3_f32.npy --num-images-per-prompt 2 --steps 2 "
               "--out %s/f2.png", generate, tmp) == 1, "a latents file of the wrong shape must be refused");
     CHECK(strstr(captured("err.txt"), "seed3_f32.npy") && strstr(captured("err.txt"), "(2, 4, 8, 8)"),
@@ -140,15 +147,11 @@ static void generate_options(void) {
               "--out %s/b2/x.png", generate, tmp) == 0, "%s", captured("err.txt"));
     int worst = 0;
     for (int i = 0; i < 3; i++) {
-        char a[4200], b[4200];
-        snprintf(a, sizeof a, "%s/b3/x-0-%d.png", tmp, i);
-        snprintf(b, sizeof b, "%s/b2/x-0-%d.png", tmp, i);
-        int h1 = 0, w1 = 0, h2 = 0, w2 = 0;
-        uint8_t *x = read_png(a, &h1, &w1), *y = read_png(b, &h2, &w2);
-        int d = x && y && h1 == h2 && w1 == w2 ? max_diff(x, y, (size_t)h1 * w1 * 3) : 256;
-        worst = d > worst ? d : worst;
-        free(x);
-        free(y);
+        char a[64], b[64];
+        snprintf(a, sizeof a, "b3/x-0-%d.png", i);
+        snprintf(b, sizeof b, "b2/x-0-%d.png", i);
+        int d = png_diff(a, b);
+        worst = d < 0 ? 256 : d > worst ? d : worst;
     }
     printf("--batch 2 vs --batch 3: max diff %d/255 over 3 images\n", worst);
     CHECK(worst == 0, "images depend on --batch (%d/255)", worst);
@@ -207,16 +210,9 @@ static void conventions(void) {
     CHECK(run("%s --model " SD15 " --prompt cat --steps 3 --sampler ddim --out %s/eps.png && %s --model " SD15
               " --prompt cat --steps 3 --sampler ddim --prediction-type v_prediction --out %s/v.png",
               generate, tmp, generate, tmp) == 0, "%s", captured("err.txt"));
-    char a[4200], b[4200];
-    snprintf(a, sizeof a, "%s/eps.png", tmp);
-    snprintf(b, sizeof b, "%s/v.png", tmp);
-    int h1 = 0, w1 = 0, h2 = 0, w2 = 0;
-    uint8_t *x = read_png(a, &h1, &w1), *y = read_png(b, &h2, &w2);
-    int d = x && y && h1 == h2 && w1 == w2 ? max_diff(x, y, (size_t)h1 * w1 * 3) : 0;
+    int d = png_diff("eps.png", "v.png");
     printf("--prediction-type v_prediction vs the folder's epsilon: max diff %d/255\n", d);
     CHECK(d > 8, "--prediction-type v_prediction did not change the image (%d/255)", d);
-    free(x);
-    free(y);
     const char* tools[] = {generate, search, fid};
     for (int i = 0; i < 3; i++) {
         CHECK(run("%s --help", tools[i]) == 0, "%s --help", tools[i]);
