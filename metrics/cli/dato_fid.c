@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_args.h"
 #include "clock.h"
@@ -213,6 +214,7 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
     float* all = keep ? malloc((size_t)s->n * D * sizeof *all) : NULL;
     dato_status st = x && f && (!keep || all) ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     double t0 = dato_clock_s();
+    int tty = isatty(STDERR_FILENO); // a terminal: one progress line rewritten in place
     for (int i = 0; i < s->n && !st; i += B) {
         int b = s->n - i < B ? s->n - i : B;
         for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, fx, x + (size_t)k * in, err);
@@ -222,10 +224,11 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
         if ((st = dato_feature_stats_add(stats, f, b, err))) break;
         if (all) memcpy(all + (size_t)i * D, f, (size_t)b * D * sizeof *f);
         double el = dato_clock_s() - t0, done = i + b;
-        fprintf(stderr, "\rdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s   ", what, i + b, s->n, done / el,
-                el / done * (s->n - done));
+        if (tty || i + b == s->n) // a log file gets the last line only
+            fprintf(stderr, "%sdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s%s", tty ? "\r" : "", what, i + b,
+                    s->n, done / el, el / done * (s->n - done), tty ? "   " : "\n");
     }
-    fprintf(stderr, "\n");
+    if (tty) fprintf(stderr, "\n");
     free(x);
     free(f);
     if (keep && !st) *keep = all;
