@@ -1,6 +1,6 @@
 // CLIP score (metrics/clip.h): the folder's configs, the vision tower's parameter table and
 // forward, the image processor's resize, crop and normalization, the text path through
-// engine/text_encoder.h, and the score. Compiled as ISO C11 (no FMA contraction), so the
+// engine/models/text_encoder.h, and the score. Compiled as ISO C11 (no FMA contraction), so the
 // preprocessing's double and float operations round as ATen's and torch's do.
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -296,7 +296,7 @@ static dato_tensor* vparam_at(dato_clip* c, int i, char* name, size_t n, int64_t
     return (dato_tensor*)(base + p->field);
 }
 
-// Checks and loads the vision tower through the shared loader (engine/param_table.h): a table
+// Checks and loads the vision tower through the shared loader (engine/io/param_table.h): a table
 // over the slots, one layout (the file's names).
 static dato_status load_vision(dato_clip* c, const dato_tensor_source* src, dato_error* err) {
     int n_params = N_OF(MODEL_PARAMS) + c->cfg.n_layers * N_OF(LAYER_PARAMS);

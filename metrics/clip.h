@@ -6,7 +6,7 @@
 //        -> encoder layers (pre-LN, MHA, MLP with quick_gelu or gelu) -> post_layernorm of the
 //        class token -> visual_projection (no bias)                               -> (D)
 //   prompt -> CLIP BPE ids, cut to 77 as torchmetrics cuts them -> text tower and
-//     text_projection (engine/text_encoder.h, pooled at the eos)                  -> (D)
+//     text_projection (engine/models/text_encoder.h, pooled at the eos)                  -> (D)
 //   score = 100 * cos(image, text): per pair max(score, 0); over N pairs max(mean score, 0).
 //
 // The image processor is transformers 5's CLIPImageProcessor, the torchvision backend that
@@ -23,7 +23,7 @@
 //   (x - 255 mean) / (255 std) in float32 (rescale fused into normalize).
 // Prompts are tokenized without truncation and cut to the first 77 ids (no eos when longer),
 // as torchmetrics does; the text tower then pools as transformers does for the config's
-// eos_token_id (engine/text_encoder.h).
+// eos_token_id (engine/models/text_encoder.h).
 #ifndef DATO_CLIP_H
 #define DATO_CLIP_H
 

@@ -296,7 +296,7 @@ dato_status dato_stats_fid(const dato_fid_stats* a, const dato_stats_meta* meta_
     return dato_fid_from_stats(a, b, out, err);
 }
 
-// ---- .npz (its .npy entries parsed by engine/npy.c) -------------------------------------------
+// ---- .npz (its .npy entries parsed by engine/io/npy.c) -------------------------------------------
 
 // Reads entry name of the open archive z into a malloc'd buffer.
 static dato_status read_zip_entry(zip_t* z, const char* path, const char* name, unsigned char** out, size_t* n,

@@ -8,7 +8,7 @@
 // image i of prompt j (n = first[j] + i); its initial noise is stream i of seed + j, as in
 // dato-generate, so any image can be reproduced there.
 //
-// Every generate call goes through the pipeline's denoiser (engine/denoiser.h), which the pipeline
+// Every generate call goes through the pipeline's denoiser (engine/runtime/denoiser.h), which the pipeline
 // keeps: the calls of a run (a short last one included) and of every later run share one workspace,
 // planned at the first call.
 #ifndef DATO_EVALUATOR_H

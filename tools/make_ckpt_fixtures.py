@@ -1,4 +1,4 @@
-"""Writes tests/fixtures/ckpt/: PyTorch zip checkpoints for engine/ckpt.c and the hostile files
+"""Writes tests/fixtures/ckpt/: PyTorch zip checkpoints for engine/io/ckpt.c and the hostile files
 its test expects to be refused. Run from the repo root: python tools/make_ckpt_fixtures.py
 
 Good files (torch.save):

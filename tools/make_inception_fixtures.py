@@ -8,7 +8,7 @@ by the same hash, and writes under --out (default tests/fixtures/inception):
                          batch (I64, shape [1]) so the C test regenerates weights and images
   truncated.pth          torch.save of a truncated state dict: Conv2d_1a_3x3's five tensors and
                          num_batches_tracked, plus fc.bias; the C test loads it through
-                         engine/ckpt.h and expects the next unit to be reported missing
+                         engine/io/ckpt.h and expects the next unit to be reported missing
 The full weights (95 MB) are not stored: the C test regenerates them and writes a safetensors
 file in a temp dir, which exercises the same loader path the real weights take.
 

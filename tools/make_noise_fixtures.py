@@ -1,4 +1,4 @@
-"""Reference noise for dato's torch generator (engine/torch_rng.c) and latents files (engine/latents_file.c),
+"""Reference noise for dato's torch generator (engine/core/torch_rng.c) and latents files (engine/io/latents_file.c),
 and diffusers runs started from `generator=torch.Generator().manual_seed(3)` (tests/parity/test_noise_parity.c).
 
 Writes, under --out (default tests/fixtures/noise); see its README.md:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Expected A1111 "parameters" texts for tests/unit/test_image.c (engine/image.h dato_a1111_parameters).
+"""Expected A1111 "parameters" texts for tests/unit/test_image.c (engine/io/image.h dato_a1111_parameters).
 
 For each case (fixed ones for the rules, then seeded random ones over an alphabet of the characters that
 matter: ',', ':', '"', '\\', newlines, control bytes, non-ASCII and Unicode spaces), this script

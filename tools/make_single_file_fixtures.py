@@ -1,4 +1,4 @@
-"""Fixtures for the scheduler an LDM single file gets (engine/single_file.c, docs/SINGLE_FILE.md): what
+"""Fixtures for the scheduler an LDM single file gets (engine/models/single_file.c, docs/SINGLE_FILE.md): what
 diffusers' from_single_file chooses, and images of the tiny SD1.5 pipeline under every sampler.
 
 diffusers' from_single_file (no `config`, no legacy `prediction_type`/`scheduler_type` kwargs) reads the

@@ -1,4 +1,4 @@
-// libFuzzer target for the restricted unpickler of PyTorch checkpoints (engine/pickle.c): any
+// libFuzzer target for the restricted unpickler of PyTorch checkpoints (engine/io/pickle.c): any
 // byte string must be accepted or refused without reading outside the input, leaking, running
 // away in time or memory, or breaking the invariants of the tensor table. Build and run:
 // docs/CKPT.md (same setup as docs/FUZZING.md).

@@ -1,4 +1,4 @@
-// The one backend start-up (engine/backend_open.h) compiled with DATO_HAVE_CUDA, as the programs
+// The one backend start-up (engine/backends/backend_open.h) compiled with DATO_HAVE_CUDA, as the programs
 // compile it: cuda starts on a device with the CUDA options, describes it, takes a device modulo
 // the devices when asked (dato-search's rank per GPU), and names the device when it cannot start.
 #include <stdio.h>

@@ -1,4 +1,4 @@
-// Parity of the CUDA backend's tensor-core attention (kernels/cuda_attention_mma.cu, chosen by
+// Parity of the CUDA backend's tensor-core attention (engine/backends/cuda/cuda_attention_mma.cu, chosen by
 // dato_backend_cuda_configure's .attention = F16 or BF16) with the CPU backend, on seeded random
 // inputs at Stable Diffusion's head dims (40, 64, 80, 160) and shapes, cross-attention on 77
 // text tokens, causal, and ragged sizes (head dims 2..160, sizes off the 64-query and 64-key

@@ -1,5 +1,5 @@
 // The CUDA backend's conv2d in its three modes (dato_backend_cuda_configure: IM2COL, CUDNN, AUTO;
-// kernels/cuda_gemm.cu, kernels/cuda_conv_cudnn.cu) against the CPU backend, on seeded random
+// engine/backends/cuda/cuda_gemm.cu, engine/backends/cuda/cuda_conv_cudnn.cu) against the CPU backend, on seeded random
 // inputs in the shapes of SD's UNet and VAE, Inception's rectangular kernels and an odd size.
 // Every GPU output starts poisoned with NaN, so an element a mode misses fails the test.
 //
@@ -121,7 +121,7 @@ static void run_case(dato_backend* cpu, dato_backend* gpu, const conv_case* c, d
 int main(int argc, char** argv) {
     (void)argc, (void)argv; // argv[1]: dato-generate's path, unused
     if (!dato_backend_cuda_has_cudnn()) {
-        printf("this build has no cuDNN (kernels/CMakeLists.txt did not find it, or -DDATO_CUDNN=OFF): skipped\n");
+        printf("this build has no cuDNN (engine/backends/cuda/CMakeLists.txt did not find it, or -DDATO_CUDNN=OFF): skipped\n");
         return 77;
     }
     dato_error err = {{0}};

@@ -1,6 +1,6 @@
-// The DaTo pruning kernels of the CUDA backend (kernels/cuda_dato.h) against the CPU reference
-// pieces of engine/dato.h and, for the similarity / gather / scatter chain, plain loops that
-// mirror prune_self_attention in engine/dato.c. Seeded random inputs at SD sizes (B 4, a 64 x 64
+// The DaTo pruning kernels of the CUDA backend (engine/backends/cuda/cuda_dato.h) against the CPU reference
+// pieces of engine/runtime/dato.h and, for the similarity / gather / scatter chain, plain loops that
+// mirror prune_self_attention in engine/runtime/dato.c. Seeded random inputs at SD sizes (B 4, a 64 x 64
 // grid, C 320, patch 2 -> P 1024), an odd grid (7 x 9, C 77) and a long one (N 5200 > 4096,
 // patch 3), with deliberate ties (duplicate and power-of-two-scaled tokens, quantized scores and
 // similarities, -0 next to +0). Integer outputs must match exactly; float outputs to 1e-5

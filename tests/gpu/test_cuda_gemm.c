@@ -1,5 +1,5 @@
-// Parity of the CUDA backend's GEMM-backed ops (linear, conv2d on im2col; kernels/cuda_gemm.cu) and
-// its f32 fused attention (kernels/cuda_attention.cu) with the CPU backend, on seeded random inputs.
+// Parity of the CUDA backend's GEMM-backed ops (linear, conv2d on im2col; engine/backends/cuda/cuda_gemm.cu) and
+// its f32 fused attention (engine/backends/cuda/cuda_attention.cu) with the CPU backend, on seeded random inputs.
 // Every GPU output starts poisoned with NaN, so an element the op misses fails the test.
 //
 // Tolerances, all max|got - ref| / max|ref| (an abs tolerance scaled by the output's largest

@@ -1,4 +1,4 @@
-// The pipeline keeps one denoiser (engine/denoiser.h) across generate calls, on the default model:
+// The pipeline keeps one denoiser (engine/runtime/denoiser.h) across generate calls, on the default model:
 //  1. a tiny search's evaluator (5 images in calls of 2, 2 and 1; the baseline and a schedule with
 //     partial and pruned steps, twice each: 12 generate calls) plans the workspace once, and the
 //     second pass gives the first pass's images and features bit for bit (the kept denoiser forgets

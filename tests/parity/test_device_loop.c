@@ -1,5 +1,5 @@
 // The device loop (DATO_LOOP_DEVICE: latents on the backend, guidance and sampler updates as axpby
-// programs, engine/sampler_program.h) against the host loop (dato_sampler_step, diffusers'
+// programs, engine/runtime/sampler_program.h) against the host loop (dato_sampler_step, diffusers'
 // arithmetic), both on the CPU backend, so the loop the GPU runs is checked here without one
 // (tests/loop_compare.h has the cases). The two loops differ only in the rounding of the guidance
 // and sampler arithmetic: the final latents and every call's raw UNet outputs agree to

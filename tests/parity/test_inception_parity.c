@@ -3,7 +3,7 @@
 // the fixture's seeds with the same integer hash, writes the weights as a safetensors file in a
 // temp dir (the loader path the real weights take; the 95 MB file is never committed), and
 // compares the pool_3 features. Also: batch-size independence, and the loader's errors on a
-// truncated .pth (engine/ckpt.h) and on a misshaped tensor.
+// truncated .pth (engine/io/ckpt.h) and on a misshaped tensor.
 #define _GNU_SOURCE // mkdtemp
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// The one backend start-up (engine/backend_open.h) as this build of a library sees it (no
+// The one backend start-up (engine/backends/backend_open.h) as this build of a library sees it (no
 // DATO_HAVE_CUDA here): the CPU starts with its threads, every refusal names the option and says
 // what was expected, and cuda says the build has none. tests/gpu/test_backend_open_cuda.c checks
 // the CUDA part.

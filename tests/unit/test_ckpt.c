@@ -1,4 +1,4 @@
-// PyTorch checkpoints (engine/ckpt.c, engine/pickle.c) against tools/make_ckpt_fixtures.py:
+// PyTorch checkpoints (engine/io/ckpt.c, engine/io/pickle.c) against tools/make_ckpt_fixtures.py:
 // 1. torch.save files, zip and legacy: every tensor bit-exact against expected.safetensors
 //    (tolerance 0), shared storages as views, the tensor source;
 // 2. hostile files: each refused with its status and a message naming the file and the culprit;

@@ -1,5 +1,5 @@
-// The .npy parser (engine/npy.c) and initial latents from .npy and safetensors files
-// (engine/latents_file.c): numpy's own files of tests/fixtures/noise (tools/make_noise_fixtures.py)
+// The .npy parser (engine/io/npy.c) and initial latents from .npy and safetensors files
+// (engine/io/latents_file.c): numpy's own files of tests/fixtures/noise (tools/make_noise_fixtures.py)
 // equal the torch generator's draw exactly; hostile headers and files are refused with messages
 // that name the file, the tensor and the expected shape.
 #include <dirent.h>

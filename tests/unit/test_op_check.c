@@ -1,4 +1,4 @@
-// engine/op_check.h, the argument rule the CPU and CUDA backends share, checked without a GPU:
+// engine/backends/op_check.h, the argument rule the CPU and CUDA backends share, checked without a GPU:
 // each case below runs once with CPU tensors and once with CUDA tensors and must give the same
 // status and the same message on both (a message that names the op, the tensor and what was
 // expected); then what differs by device: a tensor on the other device, and the half weights

@@ -84,7 +84,7 @@ static void check_full_steps(const char* spec, int steps, int n_branches, int pa
 }
 
 static void test_quad_center(void) {
-    // Expected values: DeepCache's sample_from_quad_center (the loop quoted in engine/schedule.c)
+    // Expected values: DeepCache's sample_from_quad_center (the loop quoted in engine/runtime/schedule.c)
     // run in Python 3 with numpy 2.4.6 on (total_numbers, n_samples = total // N, center, pow);
     // a grid of 4,860 such cases (steps 2..300, N 1..12, pow 1.01..4) matched bit for bit.
     static const struct {

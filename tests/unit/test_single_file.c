@@ -1,4 +1,4 @@
-// What a single file is taken for and the options that override it (engine/single_file.h,
+// What a single file is taken for and the options that override it (engine/models/single_file.h,
 // dato_pipeline_options):
 // - the model type of name/shape sets equals diffusers' infer_diffusers_model_type
 //   (tests/fixtures/single_file/model_types.json);

@@ -1,4 +1,4 @@
-// torch's CPU generator and torch.randn (engine/torch_rng.c) against torch's own draws
+// torch's CPU generator and torch.randn (engine/core/torch_rng.c) against torch's own draws
 // (tests/fixtures/noise/torch_randn.safetensors, tools/make_noise_fixtures.py): every tensor
 // "<kernel>.seed<S>.n<N>" is torch.randn(N, generator=torch.Generator().manual_seed(S)) on that
 // kernel's CPU capability, "<kernel>.seed<S>.sequence" successive draws of sizes sequence_sizes

@@ -1,4 +1,4 @@
-// Weights converted at load (--dtype, engine/weight_dtype.h). On a recording fake backend (host
+// Weights converted at load (--dtype, engine/io/weight_dtype.h). On a recording fake backend (host
 // memory tagged as the CUDA device, so half weights are allowed; every other op is the null
 // backend's), the SD1.5-shaped fixture pipeline (UNet, VAE, text encoder) is loaded with F16 and
 // with BF16 weights, and each model is checked:

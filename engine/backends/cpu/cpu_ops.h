@@ -1,0 +1,147 @@
+// Private to the CPU backend: its state, a vectorizable exp, and the ops each file of engine/backends/cpu/
+// implements (backend_cpu.c puts them in the table); their argument checks are op_check.h's.
+#ifndef DATO_CPU_OPS_H
+#define DATO_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+#include "op_check.h"
+
+// Fixed scratch sizes, allocated once at init: ops tile their work to fit them.
+#define CPU_COL_FLOATS_PER_THREAD ((size_t)1 << 20)  // conv2d im2col tile: 4 MiB per thread,
+#define CPU_COL_FLOATS_MIN ((size_t)4 << 20)         // 16 MiB at least
+#define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
+
+typedef struct {
+    // First member by the convention of dato_backend_destroy (backend_cpu.c): every backend
+    // with private state puts its destroy function first in its impl struct.
+    void (*destroy)(dato_backend* be);
+    int threads;       // OpenMP threads of every parallel region
+    int avx512;        // the CPU has AVX-512F: attention runs its 16-float kernels
+    float* col;        // (col_floats) im2col tile of conv2d, shared by the team; dato_select_keep's sort
+    size_t col_floats;
+    float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
+} cpu_backend;
+
+static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backend*)be->impl)->threads; }
+
+// Elementwise loops below this size run on one thread: a parallel region costs microseconds.
+#define CPU_PARALLEL_MIN 32768
+
+// C (M, N) = A (M, K) @ B for B (K, N), or A @ B^T for B (N, K) when b_transposed; leading
+// dimensions lda, ldb, ldc. Called by every thread of an OpenMP parallel region (an orphaned
+// `omp for`, with its barrier): C is cut into one block per thread, each block one
+// single-threaded OpenBLAS call. See backend_cpu.c for why GEMMs never run on OpenBLAS threads.
+void cpu_gemm_team(int m, int n, int k, const float* a, int lda, const float* b, int ldb, int b_transposed, float* c,
+                   int ldc);
+
+// Bits of a float and back (compile to register moves, vectorize).
+static inline uint32_t cpu_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float cpu_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+// 2^x for any float x, relative error ~2e-7 (Cephes exp2f polynomial on [-0.5, 0.5]), in
+// steps that vectorize when inlined into a loop (libm's exp2f does not; nor do float compares,
+// which GCC will not if-convert without -fno-trapping-math, so the clamps work on the bits).
+// x is clamped to [-127, 127] (-inf and negative NaNs to -127, +inf and positive NaNs to 127);
+// below about 2^-126.5 the result is 0, so 2^-inf = 0 exactly.
+static inline float cpu_exp2f(float x) {
+    uint32_t u = cpu_f32_bits(x);
+    u = u > 0xC2FE0000u ? 0xC2FE0000u : u;         // sign set and |x| > 127: -127
+    u = (int32_t)u > 0x42FE0000 ? 0x42FE0000u : u; // sign clear and x > 127: 127
+    x = cpu_bits_f32(u);
+    float n = (x + 12582912.0f) - 12582912.0f; // round to nearest by adding 1.5 * 2^23
+    float f = x - n;                           // in [-0.5, 0.5]
+    float p = 1.535336188319500e-4f;
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+    // 2^n: n + 127 + 1.5 * 2^23 holds n + 127 in its low mantissa bits; shift them into the exponent
+    return p * cpu_bits_f32(cpu_f32_bits(n + 12583039.0f) << 23);
+}
+
+// e^x by cpu_exp2f.
+static inline float cpu_expf(float x) { return cpu_exp2f(x * 1.44269504088896341f); }
+
+// erf(x) as x P(x^2) / Q(x^2) on [-4, 4] (outside, erf rounds to +-1 in float): a rational
+// minimax fit (the one XLA and Eigen use for float), branch-free so loops vectorize where libm's
+// erff does not; |x| is clamped on the bits, as in cpu_exp2f (NaN clamps to +-4). Max abs error
+// 4.5e-7 against erf in double (libm's erff: 5.4e-8), measured over [-8, 8] in steps of 1e-6.
+static inline float cpu_erff(float x) {
+    uint32_t u = cpu_f32_bits(x), a = u & 0x7FFFFFFFu;
+    a = a > 0x40800000u ? 0x40800000u : a; // |x| > 4: 4
+    x = cpu_bits_f32(a | (u & 0x80000000u));
+    float z = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * z + 2.77068142495902e-08f;
+    p = p * z - 2.10102402082508e-06f;
+    p = p * z - 5.69250639462346e-05f;
+    p = p * z - 7.34990630326855e-04f;
+    p = p * z - 2.95459980854025e-03f;
+    p = p * z - 1.60960333262415e-02f;
+    float q = -1.45660718464996e-05f;
+    q = q * z - 2.13374055278905e-04f;
+    q = q * z - 1.68282697438203e-03f;
+    q = q * z - 7.37332916720468e-03f;
+    q = q * z - 1.42647390514189e-02f;
+    return x * p / q;
+}
+
+// ---- ops (each file implements its group; shapes and aliasing as in backend.h) ---------------
+
+// cpu_conv.c
+dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                       const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
+// cpu_linear.c
+dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                       const dato_tensor* b, dato_error* err);
+// cpu_norm.c
+dato_status cpu_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                           const dato_tensor* beta, int groups, float eps, int fuse_silu, dato_error* err);
+dato_status cpu_layer_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                           const dato_tensor* beta, float eps, dato_error* err);
+// cpu_activation.c
+dato_status cpu_silu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_quick_gelu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_softmax(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_relu(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+// cpu_pool.c
+dato_status cpu_max_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                           dato_error* err);
+dato_status cpu_avg_pool2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, int k, int stride, int pad,
+                           int count_include_pad, dato_error* err);
+dato_status cpu_mean_hw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+// cpu_attention.c
+dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
+                          const dato_tensor* v, int heads, float scale, int causal, dato_error* err);
+// cpu_layout.c
+dato_status cpu_upsample_nearest2x(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_concat_channels(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b,
+                                dato_error* err);
+dato_status cpu_nchw_to_tokens(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_tokens_to_nchw(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_add(dato_backend* be, dato_tensor* out, const dato_tensor* a, const dato_tensor* b, dato_error* err);
+dato_status cpu_add_channel_bias(dato_backend* be, dato_tensor* x, const dato_tensor* v, dato_error* err);
+dato_status cpu_axpby(dato_backend* be, dato_tensor* out, float alpha, const dato_tensor* a, float beta,
+                      const dato_tensor* b, dato_error* err);
+dato_status cpu_copy(dato_backend* be, dato_tensor* out, const dato_tensor* x, dato_error* err);
+dato_status cpu_timestep_embedding(dato_backend* be, dato_tensor* out, const dato_tensor* t, int flip_sin_to_cos,
+                                   float freq_shift, float max_period, dato_error* err);
+// cpu_dato.c
+dato_status cpu_dato_similarity(dato_backend* be, dato_tensor* sim, dato_tensor* assign, dato_tensor* is_base,
+                                const dato_tensor* x, const dato_tensor* base, dato_tensor* work, dato_error* err);
+dato_status cpu_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato_tensor* sim,
+                                 const dato_tensor* is_base, int P, int n, dato_error* err);
+dato_status cpu_dato_gather_kept(dato_backend* be, dato_tensor* pos, dato_tensor* x_kept, const dato_tensor* x,
+                                 const dato_tensor* keep, dato_error* err);
+dato_status cpu_dato_scatter_recover(dato_backend* be, dato_tensor* out, const dato_tensor* o_kept,
+                                     const dato_tensor* pos, const dato_tensor* assign, dato_error* err);
+
+#endif
