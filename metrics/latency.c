@@ -160,35 +160,50 @@ static dato_status time_overhead(void* vctx, dato_error* err) {
     return DATO_OK;
 }
 
-// Setup costs of one generate call.
+// The setup of one generate call on a kept denoiser (denoiser.h): its sampler and host buffers, and
+// dato_denoiser_begin on the planned workspace (no plan: the search plans once per shape). prune
+// adds the runtime's reset, with_cache the cache's; the graphs are dropped when either changes, as
+// between a search's schedules.
 typedef struct {
-    const dato_unet* u;
+    dato_denoiser* d;
     const dato_scheduler_config* sched;
     const dato_latency_setup* setup;
     int rows, with_cache;
+    const dato_prune_config* prune; // NULL: the call does not prune
 } setup_call;
 
-static dato_status time_workspace(void* vctx, dato_error* err) {
+static dato_status time_begin(void* vctx, dato_error* err) {
     setup_call* c = vctx;
     const dato_latency_setup* s = c->setup;
-    dato_unet_ws ws;
-    DATO_TRY(dato_unet_ws_create(&ws, c->u, c->rows, s->height, s->width, s->seq, c->with_cache, err));
-    dato_unet_ws_free(&ws, c->u);
+    size_t n = (size_t)s->batch * c->d->dims.in_channels * s->height * s->width;
     dato_sampler* smp = NULL;
-    size_t n = (size_t)s->batch * c->u->cfg.in_channels * s->height * s->width;
     DATO_TRY(dato_sampler_create(&smp, c->sched, s->sampler, 50, n, err));
+    float* host = calloc(2 * (size_t)c->rows * c->d->dims.in_channels * s->height * s->width + c->rows, sizeof *host);
+    dato_status st = host ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "latency calibrate: out of memory");
+    if (!st) st = dato_denoiser_begin(c->d, c->rows, s->guided ? s->batch : 0, s->height, s->width, s->seq,
+                                      c->with_cache, c->prune, err);
+    free(host);
     dato_sampler_destroy(smp);
-    return DATO_OK;
+    return st;
 }
 
-static dato_status time_runtime(void* vctx, dato_error* err) {
-    setup_call* c = vctx;
-    dato_prune_config pc = dato_prune_config_default();
-    dato_runtime* rt = NULL;
-    DATO_TRY(dato_runtime_create(&rt, c->u, c->rows, c->setup->guided ? c->setup->batch : 0, c->setup->height,
-                                 c->setup->width, &pc, err));
-    dato_runtime_destroy(rt);
-    return DATO_OK;
+// Median time of time_begin under (with_cache, prune), alternating with a plain call so that every
+// timed call finds the state a schedule of the other kind left.
+static dato_status time_setup(double* out, setup_call* c, int with_cache, const dato_prune_config* prune,
+                              int runs, dato_backend* be, dato_error* err) {
+    double* x = malloc((size_t)runs * sizeof *x);
+    if (!x) return dato_fail(err, DATO_ERR_NOMEM, "latency calibrate: out of memory");
+    dato_status st = DATO_OK;
+    dato_timing tm = {0};
+    for (int j = 0; j < runs && !st; j++) {
+        *c = (setup_call){.d = c->d, .sched = c->sched, .setup = c->setup, .rows = c->rows};
+        if ((st = time_begin(c, err))) break;
+        c->with_cache = with_cache, c->prune = prune;
+        if (!(st = dato_time_fn(&tm, time_begin, c, 0, 1, be, err))) x[j] = tm.median_s;
+    }
+    if (!st) *out = dato_median(x, runs);
+    free(x);
+    return st;
 }
 
 dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, const dato_scheduler_config* sched,
@@ -278,14 +293,16 @@ dato_status dato_latency_calibrate(dato_latency_table* t, const dato_unet* u, co
     if ((st = dato_time_fn(&tm, time_overhead, &oc, 5, 20 * s->runs + 1, NULL, err))) goto done;
     t->call_overhead_s = tm.median_s;
 
-    setup_call sc = {.u = u, .sched = sched, .setup = s, .rows = rows, .with_cache = 0};
-    if ((st = dato_time_fn(&tm, time_workspace, &sc, 1, 2 * s->runs + 1, be, err))) goto done;
-    t->setup_s = tm.median_s;
-    sc.with_cache = 1;
-    if ((st = dato_time_fn(&tm, time_workspace, &sc, 1, 2 * s->runs + 1, be, err))) goto done;
-    t->setup_cache_s = tm.median_s > t->setup_s ? tm.median_s - t->setup_s : 0.0;
-    if ((st = dato_time_fn(&tm, time_runtime, &sc, 1, 2 * s->runs + 1, be, err))) goto done;
-    t->setup_prune_s = tm.median_s;
+    setup_call sc = {.d = &uc.d, .sched = sched, .setup = s, .rows = rows};
+    double plain, cache, prune;
+    int setup_runs = 2 * s->runs + 1;
+    if ((st = time_setup(&plain, &sc, 0, NULL, setup_runs, be, err)) ||
+        (st = time_setup(&cache, &sc, 1, NULL, setup_runs, be, err)) ||
+        (st = time_setup(&prune, &sc, 0, &pc, setup_runs, be, err)))
+        goto done;
+    t->setup_s = plain;
+    t->setup_cache_s = cache > plain ? cache - plain : 0.0;
+    t->setup_prune_s = prune > plain ? prune - plain : 0.0;
 
 done:
     free(samples);

@@ -5,8 +5,8 @@
 //    an asynchronous backend (CUDA) is timed to the end of its queued work.
 // 2. A per-call cost table lat[depth][ratio]: one UNet call at every cache depth 0..B+1 and prune
 //    ratio of dato_schedule_ratios, plus the fixed cost of a model call outside the UNet (host copies,
-//    guidance, sampler update) and the fixed cost of a generate call (workspace, pruning runtime,
-//    sampler). Calibrated once per key (model, latent size, batch, device, threads, ...), saved as
+//    guidance, sampler update) and the fixed cost of a generate call on a kept denoiser (sampler,
+//    dato_denoiser_begin, cache and runtime resets). Calibrated once per key (model, latent size, batch, device, threads, ...), saved as
 //    JSON and reused, so the latency of a schedule is predicted without running it.
 #ifndef DATO_LATENCY_H
 #define DATO_LATENCY_H
@@ -57,9 +57,9 @@ typedef struct {
     int n_branches;                                    // B: depth B+1 is a full step
     double call_s[DATO_LAT_MAX_DEPTH + 1][DATO_LAT_N_RATIOS]; // one UNet call at (depth, ratio); depth 0: 0
     double call_overhead_s;   // every model call, depth 0 included: copies, guidance, sampler update
-    double setup_s;           // every generate: workspace and sampler creation
-    double setup_cache_s;     // more when the schedule has partial steps (workspace with the feature cache)
-    double setup_prune_s;     // more when the schedule prunes (the DaTo runtime)
+    double setup_s;           // every generate on a kept denoiser: sampler, host buffers, dato_denoiser_begin
+    double setup_cache_s;     // more when the schedule has partial steps (the cache reset, graphs dropped)
+    double setup_prune_s;     // more when the schedule prunes (the kept DaTo runtime reset)
 } dato_latency_table;
 
 // How to calibrate: the run's sizes and the meter's settings.
