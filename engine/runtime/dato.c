@@ -12,6 +12,7 @@ struct dato_runtime {
     dato_backend* be;
     dato_prune_config cfg;
     int batch, cfg_half, h, w, c; // UNet rows, CFG twins, latent size and channels
+    int cap_batch;                // the rows every buffer is sized for (batch <= cap_batch)
     int step;
     float ratio;
     int last_p;                   // patches of the last block that pruned
@@ -149,8 +150,8 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
                          c.patch, batch, cfg_half, h, w);
     dato_runtime* rt = calloc(1, sizeof *rt);
     if (!rt) return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: out of memory");
-    *rt = (dato_runtime){.u = u, .be = u->be, .cfg = c, .batch = batch, .cfg_half = cfg_half, .h = h, .w = w,
-                         .c = u->cfg.out_channels};
+    *rt = (dato_runtime){.u = u, .be = u->be, .cfg = c, .batch = batch, .cap_batch = batch, .cfg_half = cfg_half,
+                         .h = h, .w = w, .c = u->cfg.out_channels};
     // The largest prunable block: tokens, channels and patches at the levels <= max_level.
     for (int l = 0; l <= c.max_level && l < u->cfg.n_levels; l++) {
         if (!u->cfg.level_has_attn[l]) continue;
@@ -202,9 +203,18 @@ void dato_runtime_destroy(dato_runtime* rt) {
     free(rt);
 }
 
-void dato_runtime_reset(dato_runtime* rt) {
+dato_status dato_runtime_reset(dato_runtime* rt, int batch, int cfg_half, uint64_t seed, dato_error* err) {
+    if (batch < 1 || batch > rt->cap_batch || (cfg_half && 2 * cfg_half != batch))
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: reset to %d rows (cfg half %d); made for 1..%d rows",
+                         batch, cfg_half, rt->cap_batch);
+    // Rows are independent and every buffer is laid out row-major for the current batch, so a call
+    // of fewer rows runs in the first rows, as a runtime made for them would.
+    rt->batch = batch, rt->cfg_half = cfg_half, rt->cfg.seed = seed;
     rt->n_recorded = 0;
     rt->have_score = 0;
+    rt->clamped = 0;
+    rt->warning[0] = '\0';
+    return DATO_OK;
 }
 
 int dato_runtime_clamped(const dato_runtime* rt) { return rt->clamped; }

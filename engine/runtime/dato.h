@@ -38,8 +38,10 @@ typedef struct dato_runtime dato_runtime;
 dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batch, int cfg_half, int h, int w,
                                 const dato_prune_config* cfg, dato_error* err);
 void dato_runtime_destroy(dato_runtime* rt);
-// Forgets the scores: each image starts fresh (METHOD.md §3).
-void dato_runtime_reset(dato_runtime* rt);
+// A new trajectory (each image starts fresh, METHOD.md §3) of batch rows, at most the created
+// batch, with cfg_half as in create, drawing from seed: forgets the predictions, the scores and the
+// clamps; keeps the buffers and the pruned blocks it has recorded (same model and latent size).
+dato_status dato_runtime_reset(dato_runtime* rt, int batch, int cfg_half, uint64_t seed, dato_error* err);
 // Sets plan's self-attention hook for a call of sampler step `step` pruning `ratio` (0: none).
 // Computes the step's dynamics scores from the recorded predictions.
 dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err);

@@ -153,19 +153,21 @@ dato_status dato_denoiser_begin(dato_denoiser* d, int rows, int cfg_half, int h,
     DATO_TRY(d->model->ws_begin(d->ws, d->net, with_cache, err));
     d->rt = NULL;
     if (prune) {
-        int same = d->rt_kept && d->rt_rows == rows && d->rt_half == cfg_half &&
-                   !memcmp(&d->rt_cfg, prune, sizeof *prune);
-        if (same) {
-            dato_runtime_reset(d->rt_kept);
-        } else {
+        // The seed is a reset's argument, not a reason for a new runtime: a search's calls each
+        // have their own.
+        const dato_prune_config* had = &d->rt_cfg;
+        int kept = d->rt_kept && rows <= d->rt_rows && d->rt_h == h && d->rt_w == w &&
+                   had->max_level == prune->max_level && had->patch == prune->patch && had->alpha == prune->alpha;
+        if (!kept) {
             dato_runtime_destroy(d->rt_kept);
             d->rt_kept = NULL;
             DATO_TRY(d->model->runtime_create(&d->rt_kept, d->net, rows, cfg_half, h, w, prune, err));
             d->stats.runtimes++;
-            d->rt_cfg = *prune;
-            d->rt_rows = rows, d->rt_half = cfg_half;
+            d->rt_rows = rows, d->rt_h = h, d->rt_w = w;
             d->graph_rows = 0; // new buffers, perhaps at the old runtime's address
         }
+        d->rt_cfg = *prune;
+        DATO_TRY(dato_runtime_reset(d->rt_kept, rows, cfg_half, prune->seed, err));
         d->rt = d->rt_kept;
     }
     // A graph is bound to its buffers but not to the rows, the cache writes or the runtime's buffers.

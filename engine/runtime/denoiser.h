@@ -20,8 +20,9 @@
 //   - more rows: planned again for those rows (the largest seen so far);
 //   - another latent size or context length: planned again for that shape.
 // Every plan is counted (stats.plans). The feature cache is allocated the first time a call needs
-// it and kept; the DaTo runtime is kept while its rows and prune settings stay the same (reset for
-// each call), else made anew (stats.runtimes); the graphs are dropped when the rows, the cache use
+// it and kept; the DaTo runtime is kept while the latent size and the prune settings but the seed
+// stay the same and the rows fit (reset with the call's rows and seed), else made anew
+// (stats.runtimes); the graphs are dropped when the rows, the cache use
 // or the runtime change (stats.graph_resets).
 #ifndef DATO_DENOISER_H
 #define DATO_DENOISER_H
@@ -86,8 +87,8 @@ typedef struct {
     dato_tensor t;                    // (rows) timesteps
     dato_runtime* rt;                 // pruning runtime; NULL when the call does not prune
     dato_runtime* rt_kept;            // the runtime kept for a later call (rt is it or NULL)
-    dato_prune_config rt_cfg;         // rt_kept's settings
-    int rt_rows, rt_half;
+    dato_prune_config rt_cfg;         // rt_kept's settings (the seed: its last reset's)
+    int rt_rows, rt_h, rt_w;          // rt_kept's buffers: up to rt_rows rows of (rt_h, rt_w) latents
     int graph_rows, graph_cache;      // what the graphs were captured under
     const dato_runtime* graph_rt;
     dato_denoiser_stats stats;

@@ -1,10 +1,13 @@
 // The pipeline keeps one denoiser (engine/runtime/denoiser.h) across generate calls, on the default model:
 //  1. a tiny search's evaluator (5 images in calls of 2, 2 and 1; the baseline and a schedule with
-//     partial and pruned steps, twice each: 12 generate calls) plans the workspace once, and the
-//     second pass gives the first pass's images and features bit for bit (the kept denoiser forgets
-//     its feature cache and pruning scores between calls);
-//  2. a call of 1 image run inside the workspace planned for 2 (after a call of 2) equals, bit for
-//     bit, the same call on a fresh pipeline, whose workspace is planned for 1 image.
+//     partial and pruned steps, twice each: 12 generate calls, each batch its own seed) plans the
+//     workspace once and makes one pruning runtime, and the second pass gives the first pass's
+//     images and features bit for bit (the kept denoiser forgets its feature cache and pruning
+//     scores between calls);
+//  2. a call of 1 image run inside the workspace and runtime made for 2 (after calls of other
+//     seeds) equals, bit for bit, the same call on a fresh pipeline, whose workspace and runtime
+//     are made for 1 image and its seed. Step 1 prunes before two predictions exist: its base
+//     tokens are the seed's random draws.
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +22,11 @@
 
 static const char* const prompts[] = {"a photo of a t-shirt", "a photo of a trouser", "a photo of a sneaker"};
 
-// Full, partial (depth 2), full pruning 0.5, reuse (depth 0), partial pruning 0.3, full.
+// Full, partial (depth 2) pruning 0.3, full pruning 0.5, reuse (depth 0), partial pruning 0.3, full.
 static dato_schedule test_schedule(const dato_pipeline* p) {
     int full = p->unet.n_branches + 1;
     dato_schedule s = {.steps = STEPS, .n_branches = p->unet.n_branches};
-    const dato_gene genes[STEPS] = {{full, 0.0f}, {2, 0.0f}, {full, 0.5f}, {0, 0.0f}, {3, 0.3f}, {full, 0.0f}};
+    const dato_gene genes[STEPS] = {{full, 0.0f}, {2, 0.3f}, {full, 0.5f}, {0, 0.0f}, {3, 0.3f}, {full, 0.0f}};
     memcpy(s.genes, genes, sizeof genes);
     return s;
 }
@@ -72,6 +75,8 @@ int main(void) {
     printf("evaluator: 4 runs x %d generate calls: %d workspace plan(s), %d runtime(s), %ld UNet calls\n",
            ev.n_batches, st->plans, st->runtimes, st->calls);
     CHECK(st->plans == 1, "the workspace was planned %d times for one shape; expected once", st->plans);
+    CHECK(st->runtimes == 1, "%d pruning runtimes for calls of one shape and another seed each; expected one",
+          st->runtimes);
     for (int r = 2; r < 4 && px && feat; r++) {
         double fd = test_max_abs_diff(feat + r * n_f, feat + (r - 2) * n_f, n_f);
         printf("run %d vs run %d (%s): pixels %s, features max |diff| %g\n", r, r - 2, r % 2 ? "schedule" : "baseline",
@@ -99,6 +104,8 @@ int main(void) {
     CHECK(d == 0.0, "one image in the larger workspace differs by %g", d);
     CHECK(p.den.stats.plans == plans && fresh.den.stats.plans == 1, "plans: %d after, %d before; fresh %d",
           p.den.stats.plans, plans, fresh.den.stats.plans);
+    CHECK(p.den.stats.runtimes == 1, "the kept runtime was made again (%d runtimes) for fewer rows or another seed",
+          p.den.stats.runtimes);
     free(out);
     free(ref);
 

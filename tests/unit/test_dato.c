@@ -157,7 +157,10 @@ static void test_runtime(void) {
     CHECK(ok, "ratio 0.25: the pruned set or its recovery is wrong");
 
     // Before two predictions exist: seeded random bases, one inside each patch, reproducible.
-    dato_runtime_reset(rt);
+    CHECK(dato_runtime_reset(rt, 4, 2, pc.seed, &err) != DATO_OK && strstr(err.msg, "made for 1..2 rows"),
+          "a reset to more rows than the runtime was made for: '%s'", err.msg);
+    CHECK(dato_runtime_reset(rt, 2, 1, pc.seed, &err) == DATO_OK, "%s", err.msg);
+    CHECK(dato_runtime_clamped(rt) == 0 && dato_runtime_warning(rt)[0] == 0, "a reset kept the last trajectory's clamp");
     CHECK(dato_runtime_prepare(rt, 0, 0.5f, &plan, &err) == DATO_OK, "prepare");
     CHECK(plan.replayable && plan.variant == 3 && plan.variant == dato_schedule_ratio_index(0.5f),
           "ratio 0.5: replayable %d, variant %d (its index in dato_schedule_ratios: 3)", plan.replayable, plan.variant);
