@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     dato_tensor ty = dato_tensor_f32_4d(y, batch, cfg.out_channels, latent, latent);
     dato_tensor tc = dato_tensor_f32_3d(ctx, batch, seq, cfg.cross_attention_dim);
     dato_tensor tt = dato_tensor_f32_1d(t, batch);
-    dato_unet_inputs in = {.sample = &tx, .timesteps = &tt, .context = &tc};
+    dato_net_inputs in = {.sample = &tx, .timesteps = &tt, .context = &tc};
 
     int B = u.n_branches;
     policy pol[] = {{"full (baseline)", B + 1, 0},   {"partial, depth 1", 1, 0}, {"partial, depth 2", 2, 0},
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
                     {"full, r = 0.5", B + 1, 0.5f},  {"full, r = 0.7", B + 1, 0.7f}, {"depth 2, r = 0.7", 2, 0.7f}};
     int n_pol = (int)(sizeof pol / sizeof pol[0]);
     // Fill the cache, and give the runtime two predictions to score from.
-    dato_unet_plan fill = {.depth = B + 1, .write_cache = 1};
+    dato_net_plan fill = {.depth = B + 1, .write_cache = 1};
     for (int k = 0; k < 2; k++) {
         if (dato_unet_forward(&u, &ws, &fill, &in, &ty, &err)) {
             fprintf(stderr, "bench_dato_step: %s\n", err.msg);
@@ -94,7 +94,7 @@ int main(int argc, char** argv) {
     for (int p = 0; p < n_pol; p++) {
         double best = 1e30;
         for (int it = 0; it < iters; it++) {
-            dato_unet_plan plan = {.depth = pol[p].depth};
+            dato_net_plan plan = {.depth = pol[p].depth};
             if (dato_runtime_prepare(rt, 5, pol[p].ratio, &plan, &err)) return 1;
             double t0 = dato_clock_s();
             if (dato_unet_forward(&u, &ws, &plan, &in, &ty, &err)) {

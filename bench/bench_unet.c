@@ -201,9 +201,9 @@ int main(int argc, char** argv) {
         fprintf(stderr, "bench_unet: cannot allocate the inputs on the %s backend\n", be->name);
         return 1;
     }
-    dato_unet_inputs in = {.sample = &tx, .timesteps = &tts, .context = &tc, .text_embeds = P ? &tt : NULL,
+    dato_net_inputs in = {.sample = &tx, .timesteps = &tts, .context = &tc, .text_embeds = P ? &tt : NULL,
                            .time_ids = P ? &tids : NULL};
-    dato_unet_plan plan = dato_unet_plan_full(&u);
+    dato_net_plan plan = dato_unet_plan_full(&u);
 
     double* ms = malloc((size_t)iters * sizeof *ms);
     for (int i = 0; i < warmup + iters; i++) {

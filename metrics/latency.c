@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "dato.h"
-#include "denoiser.h"
+#include "unet_denoiser.h"
 #include "file_util.h"
 #include "rng.h"
 

@@ -13,7 +13,7 @@ typedef struct {
     dato_backend* be;
     const dato_backend_ops* op;
     dato_arena* a;
-    const dato_unet_plan* plan;
+    const dato_net_plan* plan;
     const dato_tensor* context;  // (B, S, X)
     const dato_tensor* temb;     // (B, T): SiLU(time embedding), as every ResBlock consumes it
     dato_error* err;
@@ -55,6 +55,11 @@ dato_status dato_unet_attention(dato_backend* be, const dato_attention* at, int 
     DATO_TRY(op->linear(be, out, &o, &at->to_out.w, &at->to_out.b, err));
     dato_arena_release(arena, mark);
     return DATO_OK;
+}
+
+dato_status dato_unet_self_attention(const dato_attn_site* site, dato_backend* be, dato_tensor* out,
+                                     const dato_tensor* x, dato_arena* arena, dato_error* err) {
+    return dato_unet_attention(be, site->attn, site->heads, out, x, x, arena, err);
 }
 
 // ---- modules -----------------------------------------------------------------------------------
@@ -113,8 +118,9 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
 
         DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm1.w, &tb->norm1.b, 1e-5f, f->err));
         if (f->plan->self_attn) {
-            dato_unet_attn_site site = {.layer = layer->name, .block = k, .level = layer->level, .h = (int)H,
-                                        .w = (int)W, .heads = tf->heads, .attn = &tb->attn1};
+            dato_attn_site site = {.layer = layer->name, .block = k, .level = layer->level, .h = (int)H,
+                                   .w = (int)W, .heads = tf->heads, .attn = &tb->attn1,
+                                   .attend = dato_unet_self_attention};
             DATO_TRY(f->plan->self_attn(f->plan->hook_ctx, &site, &o, &n, f->a, f->err));
         } else {
             DATO_TRY(dato_unet_attention(f->be, &tb->attn1, tf->heads, &o, &n, &n, f->a, f->err));
@@ -201,7 +207,7 @@ static dato_status layer_forward(fwd_ctx* f, const dato_unet_layer* L, dato_tens
 }
 
 // (B, T) time embedding, SiLU applied (what the ResBlocks consume).
-static dato_status time_embedding_forward(fwd_ctx* f, const dato_unet_inputs* in, int64_t B, dato_tensor* temb) {
+static dato_status time_embedding_forward(fwd_ctx* f, const dato_net_inputs* in, int64_t B, dato_tensor* temb) {
     const dato_unet* u = f->u;
     const dato_unet_config* c = &u->cfg;
     int64_t T = c->time_embed_dim, c0 = c->block_channels[0];
@@ -244,7 +250,7 @@ static dato_status time_embedding_forward(fwd_ctx* f, const dato_unet_inputs* in
     return DATO_OK;
 }
 
-static dato_status check_inputs(const dato_unet* u, const dato_unet_inputs* in, const dato_tensor* out,
+static dato_status check_inputs(const dato_unet* u, const dato_net_inputs* in, const dato_tensor* out,
                                 dato_error* err) {
     const dato_unet_config* c = &u->cfg;
     const dato_tensor *x = in->sample, *ctx = in->context;
@@ -267,7 +273,7 @@ static dato_status check_inputs(const dato_unet* u, const dato_unet_inputs* in, 
 
 // The forward on backend be over arena a; cache is NULL or one tensor per up layer.
 static dato_status forward_impl(const dato_unet* u, dato_backend* be, dato_arena* a, dato_tensor* cache,
-                                const dato_unet_plan* plan, const dato_unet_inputs* in, dato_tensor* out,
+                                const dato_net_plan* plan, const dato_net_inputs* in, dato_tensor* out,
                                 dato_error* err) {
     int nb = u->n_branches;
     if (plan->depth < 1 || plan->depth > nb + 1)
@@ -316,10 +322,10 @@ static dato_status forward_impl(const dato_unet* u, dato_backend* be, dato_arena
     return DATO_OK;
 }
 
-dato_unet_plan dato_unet_plan_full(const dato_unet* u) { return (dato_unet_plan){.depth = u->n_branches + 1}; }
+dato_net_plan dato_unet_plan_full(const dato_unet* u) { return (dato_net_plan){.depth = u->n_branches + 1}; }
 
-dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
-                              const dato_unet_inputs* in, dato_tensor* out, dato_error* err) {
+dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_net_plan* plan,
+                              const dato_net_inputs* in, dato_tensor* out, dato_error* err) {
     DATO_TRY(check_inputs(u, in, out, err));
     const dato_tensor* x = in->sample;
     if (x->shape[0] > ws->batch || x->shape[2] != ws->h || x->shape[3] != ws->w || in->context->shape[1] != ws->seq)
@@ -342,13 +348,13 @@ dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_u
     return st;
 }
 
-dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
-                                      const dato_unet_inputs* in, dato_tensor* out, dato_unet_graphs* g,
+dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_net_plan* plan,
+                                      const dato_net_inputs* in, dato_tensor* out, dato_unet_graphs* g,
                                       dato_error* err) {
     dato_backend* be = u->be;
     int d = plan->depth, v = plan->variant;
     if (!be->ops->capture_begin || (plan->self_attn && !plan->replayable) || d < 0 || d > DATO_UNET_MAX_LAYERS + 1 ||
-        v < 0 || v >= DATO_UNET_PLAN_VARIANTS)
+        v < 0 || v >= DATO_NET_PLAN_VARIANTS)
         return dato_unet_forward(u, ws, plan, in, out, err);
     void** graph = &g->graph[d][v];
     const void* bound[6] = {ws->block, in->sample->data, in->timesteps ? in->timesteps->data : NULL,
@@ -375,7 +381,7 @@ dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, cons
 
 void dato_unet_graphs_free(dato_unet_graphs* g, dato_backend* be) {
     for (int d = 0; d < DATO_UNET_MAX_LAYERS + 2; d++)
-        for (int v = 0; v < DATO_UNET_PLAN_VARIANTS; v++)
+        for (int v = 0; v < DATO_NET_PLAN_VARIANTS; v++)
             if (g->graph[d][v]) be->ops->graph_free(be, g->graph[d][v]);
     memset(g, 0, sizeof *g);
 }
@@ -409,9 +415,9 @@ static dato_status plan_ws(const dato_unet* u, int batch, int h, int w, int seq,
     dato_tensor out = dato_tensor_make(NULL, DATO_F32, dev, 4, (int64_t[]){batch, c->out_channels, h, w});
     dato_tensor t = dato_tensor_make(NULL, DATO_F32, dev, 1, (int64_t[]){batch});
     dato_tensor ids = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){batch, 6});
-    dato_unet_inputs in = {.sample = &x, .timesteps = &t, .context = &ctx,
+    dato_net_inputs in = {.sample = &x, .timesteps = &t, .context = &ctx,
                            .text_embeds = c->add_embed_in ? &te : NULL, .time_ids = c->add_embed_in ? &ids : NULL};
-    dato_unet_plan plan = {.depth = u->n_branches + 1, .write_cache = 1};
+    dato_net_plan plan = {.depth = u->n_branches + 1, .write_cache = 1};
     dato_status st = check_inputs(u, &in, &out, err);
     if (!st) st = forward_impl(u, &null_be, &meas, fake_cache, &plan, &in, &out, err);
     dato_backend_destroy(&null_be);

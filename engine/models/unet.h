@@ -15,8 +15,8 @@
 
 #include "arena.h"
 #include "backend.h"
+#include "net_call.h" // the plan and inputs of a call; attention sites
 #include "param_table.h"
-#include "schedule.h" // DATO_SCHEDULE_N_RATIOS: the plan variants of the DaTo runtime
 #include "status.h"
 #include "tensor.h"
 
@@ -143,43 +143,8 @@ const dato_unet_param* dato_unet_find_param(const dato_unet* u, dato_layout layo
 
 // ---- forward -------------------------------------------------------------------------------------
 
-typedef struct {
-    const char* layer;        // LDM name of the layer holding the transformer
-    int block;                // transformer block index within it
-    int level, h, w;          // resolution level and token grid
-    int heads;
-    const dato_attention* attn;
-} dato_unet_attn_site;
-
-// Replaces the self-attention of one transformer block: out (B, N, C) = attn1(x (B, N, C)),
-// x being the LayerNorm'd block input. Temporaries come from arena (released by the caller).
-typedef dato_status (*dato_unet_self_attn_hook)(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
-                                                const dato_tensor* x, dato_arena* arena, dato_error* err);
-
-#define DATO_UNET_PLAN_VARIANTS DATO_SCHEDULE_N_RATIOS // plan.variant: 0..5
-
-typedef struct {
-    int depth;                          // 1..n_branches: partial step; n_branches + 1: full step
-    int write_cache;                    // full step: store every up layer's main-path input
-    dato_unet_self_attn_hook self_attn; // NULL: plain self-attention everywhere
-    void* hook_ctx;
-    // For dato_unet_forward_graphed: a hook whose host work is done before the forward (the hook's
-    // device inputs are read at launch) can be replayed; plans of one depth and variant (the DaTo
-    // runtime: the prune ratio's index in dato_schedule_ratios) replay one graph.
-    int replayable;
-    int variant;
-} dato_unet_plan;
-
 // A full step that does not touch the cache.
-dato_unet_plan dato_unet_plan_full(const dato_unet* u);
-
-typedef struct {
-    const dato_tensor* sample;          // (B, in_channels, H, W)
-    const dato_tensor* timesteps;       // (B)
-    const dato_tensor* context;         // (B, S, cross_attention_dim)
-    const dato_tensor* text_embeds;     // SDXL: (B, P) pooled text embedding; else NULL
-    const dato_tensor* time_ids;        // SDXL: (B, 6) original size, crop, target size; else NULL
-} dato_unet_inputs;
+dato_net_plan dato_unet_plan_full(const dato_unet* u);
 
 // Workspace for one (model, H, W, context length) and up to `batch` rows: planned once by a
 // measuring pass on the null backend, then one allocation. A forward of fewer rows runs in it
@@ -208,15 +173,15 @@ dato_status dato_unet_ws_bytes(const dato_unet* u, int batch, int h, int w, int 
 void dato_unet_ws_free(dato_unet_ws* ws, const dato_unet* u);
 
 // out (B, out_channels, H, W) = UNet(inputs) over plan. No allocation: everything comes from ws.
-dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
-                              const dato_unet_inputs* in, dato_tensor* out, dato_error* err);
+dato_status dato_unet_forward(const dato_unet* u, dato_unet_ws* ws, const dato_net_plan* plan,
+                              const dato_net_inputs* in, dato_tensor* out, dato_error* err);
 
 // UNet calls captured as backend graphs (backend.h), one per depth, replayed by
 // dato_unet_forward_graphed. Zero-initialize; free with dato_unet_graphs_free.
 typedef struct {
-    void* graph[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS];          // by depth and variant
-    const void* bound[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS][6]; // the buffers each reads and writes
-    int runs[DATO_UNET_MAX_LAYERS + 2][DATO_UNET_PLAN_VARIANTS];             // direct calls so far
+    void* graph[DATO_UNET_MAX_LAYERS + 2][DATO_NET_PLAN_VARIANTS];          // by depth and variant
+    const void* bound[DATO_UNET_MAX_LAYERS + 2][DATO_NET_PLAN_VARIANTS][6]; // the buffers each reads and writes
+    int runs[DATO_UNET_MAX_LAYERS + 2][DATO_NET_PLAN_VARIANTS];             // direct calls so far
 } dato_unet_graphs;
 
 // dato_unet_forward, replayed from a graph where it can be: on a backend with graphs, a plan
@@ -225,13 +190,16 @@ typedef struct {
 // and replayed from then on. A graph reads its inputs' contents at launch but is bound
 // to their buffers: a call with other buffers (or workspace) captures anew. The backend's other ops
 // may run between calls; nothing may wait for the device during the capture. Elsewhere: a plain call.
-dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_unet_plan* plan,
-                                      const dato_unet_inputs* in, dato_tensor* out, dato_unet_graphs* g,
+dato_status dato_unet_forward_graphed(const dato_unet* u, dato_unet_ws* ws, const dato_net_plan* plan,
+                                      const dato_net_inputs* in, dato_tensor* out, dato_unet_graphs* g,
                                       dato_error* err);
 void dato_unet_graphs_free(dato_unet_graphs* g, dato_backend* be);
 
+// A site's attend (net_call.h): dato_unet_attention of x over itself with the site's weights.
+dato_status dato_unet_self_attention(const dato_attn_site* site, dato_backend* be, dato_tensor* out,
+                                     const dato_tensor* x, dato_arena* arena, dato_error* err);
 // Plain multi-head attention of one block: out (B, Nq, C) = to_out(attn(to_q x, to_k kv, to_v kv)),
-// kv = x for self-attention. Exposed so a self-attention hook can run it on a subset of tokens.
+// kv = x for self-attention.
 dato_status dato_unet_attention(dato_backend* be, const dato_attention* a, int heads, dato_tensor* out,
                                 const dato_tensor* x, const dato_tensor* kv, dato_arena* arena, dato_error* err);
 

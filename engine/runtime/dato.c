@@ -263,11 +263,11 @@ static void choose_bases(dato_runtime* rt, int H, int W, int32_t* base_all) {
 }
 
 // out (B, N, C) = self-attention of x (B, N, C) over its kept tokens, pruned ones recovered.
-static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* site, dato_tensor* out,
+static dato_status prune_self_attention(void* ctx, const dato_attn_site* site, dato_tensor* out,
                                         const dato_tensor* x, dato_arena* arena, dato_error* err) {
     dato_runtime* rt = ctx;
     if (site->level > rt->cfg.max_level || rt->ratio <= 0.0f)
-        return dato_unet_attention(rt->be, site->attn, site->heads, out, x, x, arena, err);
+        return site->attend(site, rt->be, out, x, arena, err);
     int B = (int)x->shape[0], N = (int)x->shape[1], C = (int)x->shape[2], H = site->h, W = site->w, s = rt->cfg.patch;
     int P = ((H + s - 1) / s) * ((W + s - 1) / s);
     if (B != rt->batch || N > rt->max_n || C > rt->max_c || P > rt->max_p)
@@ -322,11 +322,11 @@ static dato_status prune_self_attention(void* ctx, const dato_unet_attn_site* si
     DATO_TRY(op->dato_similarity(be, &sim, &assign, &is_base, x, &base, &work, err));
     DATO_TRY(op->dato_select_keep(be, &keep, &sim, &is_base, P, n, err));
     DATO_TRY(op->dato_gather_kept(be, &pos, &xk, x, &keep, err));
-    DATO_TRY(dato_unet_attention(be, site->attn, site->heads, &ok, &xk, &xk, arena, err));
+    DATO_TRY(site->attend(site, be, &ok, &xk, arena, err));
     return op->dato_scatter_recover(be, out, &ok, &pos, &assign, err);
 }
 
-dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err) {
+dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_net_plan* plan, dato_error* err) {
     rt->step = step;
     rt->ratio = ratio;
     rt->site = 0; // the previous step's uploads are done: the caller waited for its prediction

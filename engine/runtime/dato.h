@@ -44,7 +44,7 @@ void dato_runtime_destroy(dato_runtime* rt);
 dato_status dato_runtime_reset(dato_runtime* rt, int batch, int cfg_half, uint64_t seed, dato_error* err);
 // Sets plan's self-attention hook for a call of sampler step `step` pruning `ratio` (0: none).
 // Computes the step's dynamics scores from the recorded predictions.
-dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_unet_plan* plan, dato_error* err);
+dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_net_plan* plan, dato_error* err);
 // Records a raw prediction (batch, C, h, w), host memory, of the call just made.
 void dato_runtime_record(dato_runtime* rt, const float* raw);
 // The base tokens (P flat indices) of UNet row `row` in the last block that pruned; *P gets P.

@@ -4,73 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// ---- the UNet as a denoiser ------------------------------------------------------------------------
-
-typedef struct {
-    dato_unet_ws ws;
-    dato_unet_graphs graphs;
-} unet_ws;
-
-static int unet_depth_units(const void* net) { return ((const dato_unet*)net)->n_branches; }
-
-static void unet_dims(const void* net, dato_denoiser_dims* out) {
-    const dato_unet_config* c = &((const dato_unet*)net)->cfg;
-    *out = (dato_denoiser_dims){.in_channels = c->in_channels, .out_channels = c->out_channels,
-                                .context_dim = c->cross_attention_dim,
-                                .pooled_dim = c->add_embed_in ? c->add_embed_in - 6 * c->addition_time_embed_dim : 0};
-}
-
-static dato_status unet_ws_create(void** out, const void* net, int rows, int h, int w, int seq, dato_error* err) {
-    unet_ws* u = calloc(1, sizeof *u);
-    if (!u) return dato_fail(err, DATO_ERR_NOMEM, "denoiser: out of memory");
-    dato_status st = dato_unet_ws_create(&u->ws, net, rows, h, w, seq, 0, err);
-    if (st) free(u);
-    *out = st ? NULL : u;
-    return st;
-}
-
-static void unet_graphs_free(void* ws, const void* net) {
-    dato_unet_graphs_free(&((unet_ws*)ws)->graphs, ((const dato_unet*)net)->be);
-}
-
-static void unet_ws_free(void* ws, const void* net) {
-    unet_graphs_free(ws, net);
-    dato_unet_ws_free(&((unet_ws*)ws)->ws, net);
-    free(ws);
-}
-
-static dato_status unet_ws_begin(void* ws, const void* net, int with_cache, dato_error* err) {
-    unet_ws* u = ws;
-    u->ws.cache_valid = 0;
-    return with_cache ? dato_unet_ws_add_cache(&u->ws, net, err) : DATO_OK;
-}
-
-static dato_status unet_forward(const void* net, void* ws, const dato_unet_plan* plan, const dato_unet_inputs* in,
-                                dato_tensor* out, int graphed, dato_error* err) {
-    unet_ws* u = ws;
-    if (!graphed) return dato_unet_forward(net, &u->ws, plan, in, out, err);
-    return dato_unet_forward_graphed(net, &u->ws, plan, in, out, &u->graphs, err);
-}
-
-static dato_status unet_runtime_create(dato_runtime** rt, const void* net, int rows, int cfg_half, int h, int w,
-                                       const dato_prune_config* pc, dato_error* err) {
-    return dato_runtime_create(rt, net, rows, cfg_half, h, w, pc, err);
-}
-
-const dato_denoiser_model dato_denoiser_unet = {
-    .name = "unet",
-    .depth_units = unet_depth_units,
-    .dims = unet_dims,
-    .ws_create = unet_ws_create,
-    .ws_free = unet_ws_free,
-    .ws_begin = unet_ws_begin,
-    .forward = unet_forward,
-    .graphs_free = unet_graphs_free,
-    .runtime_create = unet_runtime_create,
-};
-
-// ---- the denoiser ----------------------------------------------------------------------------------
-
 void dato_denoiser_init(dato_denoiser* d, const dato_denoiser_model* model, const void* net, dato_backend* be) {
     memset(d, 0, sizeof *d);
     d->model = model;
@@ -197,9 +130,9 @@ dato_status dato_denoiser_call(dato_denoiser* d, int step, const dato_gene* gene
     if (!d->ws || depth < 1 || depth > full || (d->rt && (!gene || !raw)))
         return dato_fail(err, DATO_ERR_INVALID, "denoiser: call of depth %d (1..%d) needs dato_denoiser_begin first, "
                          "and with pruning a gene and a host buffer for the prediction", depth, full);
-    dato_unet_plan plan = {.depth = depth, .write_cache = depth == full && d->cache_on};
+    dato_net_plan plan = {.depth = depth, .write_cache = depth == full && d->cache_on};
     if (d->rt) DATO_TRY(dato_runtime_prepare(d->rt, step, gene->ratio, &plan, err));
-    dato_unet_inputs in = {.sample = &d->x, .timesteps = &d->t, .context = &d->ctx,
+    dato_net_inputs in = {.sample = &d->x, .timesteps = &d->t, .context = &d->ctx,
                            .text_embeds = d->te.data ? &d->te : NULL, .time_ids = d->ids.data ? &d->ids : NULL};
     DATO_TRY(d->model->forward(d->net, d->ws, &plan, &in, &d->y, graphed, err));
     d->stats.calls++;

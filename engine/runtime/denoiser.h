@@ -2,16 +2,16 @@
 // (pipeline.c) and the latency meter (metrics/latency.c) all run a step's gene through
 // dato_denoiser_call.
 //
-// A denoiser is the noise-prediction network as the loop sees it:
+// A denoiser is the noise-prediction network as the loop sees it (net_call.h: the plan and inputs
+// of one call):
 //   - depth units: a call at depth d (1..units) runs the outer d units and reads what lies inside
 //     from the feature cache the last full call wrote (DeepCache); depth units + 1 is a full call;
 //   - attention sites: self-attention blocks a hook may replace (DaTo token pruning, dato.h);
 //   - a workspace planned once (a measuring forward on the null backend), then no allocation;
 //   - graphs: each (depth, variant) captured once and replayed, where the backend has them.
-// The UNet is its first implementation (dato_denoiser_unet: skip branches as depth units, its
+// The UNet is its first implementation (unet_denoiser.h: skip branches as depth units, its
 // transformer blocks as sites). Another network (a DiT: blocks as depth units, every block a site)
-// fills the same table of functions; the plan and inputs types it takes are unet.h's
-// dato_unet_plan and dato_unet_inputs, which name nothing UNet-specific.
+// fills the same table of functions over the same plan and inputs, and hands the hook its sites.
 //
 // Made once and kept across generate calls (the pipeline keeps one for its life). Its buffers are
 // sized for (rows, h, w, seq); dato_denoiser_begin readies a generate call and applies the rule:
@@ -22,15 +22,15 @@
 // Every plan is counted (stats.plans). The feature cache is allocated the first time a call needs
 // it and kept; the DaTo runtime is kept while the latent size and the prune settings but the seed
 // stay the same and the rows fit (reset with the call's rows and seed), else made anew
-// (stats.runtimes); the graphs are dropped when the rows, the cache use
-// or the runtime change (stats.graph_resets).
+// (stats.runtimes); the graphs are dropped when the rows, the cache use or the runtime change
+// (stats.graph_resets).
 #ifndef DATO_DENOISER_H
 #define DATO_DENOISER_H
 
 #include "backend.h"
 #include "dato.h"
 #include "schedule.h"
-#include "unet.h"
+#include "net_call.h"
 
 // The sizes of a network's inputs and output.
 typedef struct {
@@ -50,16 +50,13 @@ typedef struct {
     // A new trajectory: forget the cached features; allocate the cache when with_cache and absent.
     dato_status (*ws_begin)(void* ws, const void* net, int with_cache, dato_error* err);
     // out = net(in) over plan; graphed: replay captured graphs where the backend can.
-    dato_status (*forward)(const void* net, void* ws, const dato_unet_plan* plan, const dato_unet_inputs* in,
+    dato_status (*forward)(const void* net, void* ws, const dato_net_plan* plan, const dato_net_inputs* in,
                            dato_tensor* out, int graphed, dato_error* err);
     void (*graphs_free)(void* ws, const void* net);
     // The token-pruning runtime over this network's attention sites.
     dato_status (*runtime_create)(dato_runtime** rt, const void* net, int rows, int cfg_half, int h, int w,
                                   const dato_prune_config* pc, dato_error* err);
 } dato_denoiser_model;
-
-// The UNet (unet.h) as a denoiser.
-extern const dato_denoiser_model dato_denoiser_unet;
 
 typedef struct {
     int plans;        // workspaces planned (one measuring forward each)

@@ -11,6 +11,7 @@
 #include "image.h"
 #include "rng.h"
 #include "sampler_program.h"
+#include "unet_denoiser.h"
 
 // ---- opening -------------------------------------------------------------------------------------
 

@@ -235,12 +235,12 @@ static dato_status unit_run(dato_backend* be, const char* path, int up, float* o
     if (!rc) {
         dato_runtime_record(rt, p0);
         dato_runtime_record(rt, p1);
-        dato_unet_plan plan = {0};
+        dato_net_plan plan = {0};
         rc = dato_runtime_prepare(rt, 2, ratio[0], &plan, err);
         const dato_unet_layer* L = up ? &u.up[u.n_branches - 1] : &u.down[1];
         const dato_transformer* tf = &L->mods[1].tf;
-        dato_unet_attn_site site = {.layer = L->name, .block = 0, .level = 0, .h = 16, .w = 16, .heads = tf->heads,
-                                    .attn = &tf->blocks[0].attn1};
+        dato_attn_site site = {.layer = L->name, .block = 0, .level = 0, .h = 16, .w = 16, .heads = tf->heads,
+                               .attn = &tf->blocks[0].attn1, .attend = dato_unet_self_attention};
         dato_arena arena = dato_arena_over(mem, wsz);
         if (!rc) rc = plan.self_attn(plan.hook_ctx, &site, &to, &tx, &arena, err);
         be->ops->download(be, out, to.data, nx * 4);

@@ -93,14 +93,14 @@ static dato_status unet_run(dato_backend* be, dato_dtype dt, const unet_io* io, 
     dato_status st = x.data && c.data && t.data && y.data && nan && part
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "unet %s: cannot allocate the inputs", DIR);
     if (!st) st = dato_unet_ws_create(&ws, &u, (int)xs[0], (int)xs[2], (int)xs[3], (int)io->cs[1], 1, err);
-    dato_unet_inputs in = {.sample = &x, .timesteps = &t, .context = &c};
-    dato_unet_plan plan = dato_unet_plan_full(&u);
+    dato_net_inputs in = {.sample = &x, .timesteps = &t, .context = &c};
+    dato_net_plan plan = dato_unet_plan_full(&u);
     plan.write_cache = 1;
     if (!st) st = dato_unet_forward(&u, &ws, &plan, &in, &y, err);
     if (!st) be->ops->download(be, got, y.data, io->n_out * sizeof *got);
     *partial = 0;
     for (int d = 1; d <= u.n_branches && !st; d++) {
-        dato_unet_plan pd = {.depth = d};
+        dato_net_plan pd = {.depth = d};
         st = dato_unet_forward(&u, &ws, &pd, &in, &y, err);
         if (!st) be->ops->download(be, part, y.data, io->n_out * sizeof *part);
         double e = test_rel_err(part, got, io->n_out);

@@ -101,8 +101,8 @@ static void check_unit(dato_backend* be, const char* name, int up) {
     // The block: LDM input_blocks.1 (down_blocks.0.attentions.0) or output_blocks.11 (up_blocks.3.attentions.2).
     const dato_unet_layer* L = up ? &u.up[u.n_branches - 1] : &u.down[1];
     const dato_transformer* tf = &L->mods[1].tf;
-    dato_unet_attn_site site = {.layer = L->name, .block = 0, .level = 0, .h = 16, .w = 16, .heads = tf->heads,
-                                .attn = &tf->blocks[0].attn1};
+    dato_attn_site site = {.layer = L->name, .block = 0, .level = 0, .h = 16, .w = 16, .heads = tf->heads,
+                           .attn = &tf->blocks[0].attn1, .attend = dato_unet_self_attention};
     // Two recorded predictions whose mean |difference| over channels is the fixture's score.
     size_t lat = (size_t)2 * 4 * 256;
     float *p0 = calloc(lat, sizeof *p0), *p1 = calloc(lat, sizeof *p1);
@@ -113,7 +113,7 @@ static void check_unit(dato_backend* be, const char* name, int up) {
     if (rt) {
         dato_runtime_record(rt, p0);
         dato_runtime_record(rt, p1);
-        dato_unet_plan plan = {0};
+        dato_net_plan plan = {0};
         dato_runtime_prepare(rt, 2, ratio[0], &plan, &err);
         float* got = malloc(nx * sizeof *got);
         dato_tensor tx = dato_tensor_f32_3d(x, 2, 256, (int64_t)(nx / 512)), to = dato_tensor_f32_3d(got, 2, 256, (int64_t)(nx / 512));

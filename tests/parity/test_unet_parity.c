@@ -114,10 +114,10 @@ static void free_io(io_fixture* io) {
     free(io->time_ids);
 }
 
-static dato_unet_inputs inputs_of(io_fixture* io) {
+static dato_net_inputs inputs_of(io_fixture* io) {
     io->t_t = dato_tensor_f32_1d(io->t, io->x.shape[0]);
     io->ids_t = dato_tensor_f32_2d(io->time_ids, io->x.shape[0], 6);
-    return (dato_unet_inputs){.sample = &io->x, .timesteps = &io->t_t, .context = &io->c,
+    return (dato_net_inputs){.sample = &io->x, .timesteps = &io->t_t, .context = &io->c,
                               .text_embeds = io->text_embeds ? &io->te : NULL,
                               .time_ids = io->time_ids ? &io->ids_t : NULL};
 }
@@ -125,9 +125,9 @@ static dato_unet_inputs inputs_of(io_fixture* io) {
 // Runs a full forward of u on the fixture and returns max|diff|/max|ref|.
 static double run_full(const dato_unet* u, io_fixture* io, dato_unet_ws* ws, int write_cache) {
     dato_error err;
-    dato_unet_plan plan = dato_unet_plan_full(u);
+    dato_net_plan plan = dato_unet_plan_full(u);
     plan.write_cache = write_cache;
-    dato_unet_inputs in = inputs_of(io);
+    dato_net_inputs in = inputs_of(io);
     if (dato_unet_forward(u, ws, &plan, &in, &io->out, &err)) {
         fprintf(stderr, "forward: %s\n", err.msg);
         return 1e30;
@@ -177,8 +177,8 @@ static void check_model(dato_backend* be, const char* name) {
     memcpy(full, io.got, io.n_out * sizeof *full);
     double worst = 0;
     for (int d = 1; d <= u.n_branches; d++) {
-        dato_unet_plan plan = {.depth = d};
-        dato_unet_inputs in = inputs_of(&io);
+        dato_net_plan plan = {.depth = d};
+        dato_net_inputs in = inputs_of(&io);
         st = dato_unet_forward(&u, &ws, &plan, &in, &io.out, &err);
         CHECK(st == DATO_OK, "%s: partial depth %d: %s", name, d, err.msg);
         double dd = test_max_abs_diff(io.got, full, io.n_out);

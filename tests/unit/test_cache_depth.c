@@ -79,7 +79,7 @@ static void check_model(const char* name) {
     dato_tensor tc = dato_tensor_f32_3d(c, cs->shape[0], cs->shape[1], cs->shape[2]);
     dato_tensor tt = dato_tensor_f32_2d(te, xs->shape[0], u.cfg.add_embed_in - 6 * u.cfg.addition_time_embed_dim);
     dato_tensor t_t = dato_tensor_f32_1d(t, xs->shape[0]), ids_t = dato_tensor_f32_2d(ids, xs->shape[0], 6);
-    dato_unet_inputs in = {.sample = &tx, .timesteps = &t_t, .context = &tc, .text_embeds = te ? &tt : NULL,
+    dato_net_inputs in = {.sample = &tx, .timesteps = &t_t, .context = &tc, .text_embeds = te ? &tt : NULL,
                            .time_ids = ids ? &ids_t : NULL};
     dato_unet_ws ws;
     st = dato_unet_ws_create(&ws, &u, (int)xs->shape[0], (int)xs->shape[2], (int)xs->shape[3], (int)cs->shape[1], 1,
@@ -87,13 +87,13 @@ static void check_model(const char* name) {
     CHECK(st == DATO_OK, "%s", err.msg);
 
     // A partial step before any full step has no cache to read.
-    dato_unet_plan early = {.depth = 1};
+    dato_net_plan early = {.depth = 1};
     CHECK(!st && dato_unet_forward(&u, &ws, &early, &in, &ty, &err) == DATO_ERR_INVALID && strstr(err.msg, "cache"),
           "%s: a partial step before a full one was accepted", name);
 
     int B = u.n_branches, counts_ok = 1, reuse_ok = 1;
     for (int d = B + 1; d >= 1 && !st; d--) {
-        dato_unet_plan plan = {.depth = d, .write_cache = d == B + 1};
+        dato_net_plan plan = {.depth = d, .write_cache = d == B + 1};
         cb.conv_calls = 0;
         st = dato_unet_forward(&u, &ws, &plan, &in, &ty, &err);
         int want = expected_convs(&u, d);

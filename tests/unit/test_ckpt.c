@@ -332,9 +332,9 @@ static dato_status forward(const dato_unet* u, io_fixture* io, float* dst, dato_
     dato_status st = dato_unet_ws_create(&ws, u, (int)io->x.shape[0], (int)io->x.shape[2], (int)io->x.shape[3],
                                          (int)io->c.shape[1], 0, err);
     if (st) return st;
-    dato_unet_plan plan = dato_unet_plan_full(u);
+    dato_net_plan plan = dato_unet_plan_full(u);
     dato_tensor t = dato_tensor_f32_1d(io->t, io->x.shape[0]);
-    dato_unet_inputs in = {.sample = &io->x, .timesteps = &t, .context = &io->c};
+    dato_net_inputs in = {.sample = &io->x, .timesteps = &t, .context = &io->c};
     st = dato_unet_forward(u, &ws, &plan, &in, &io->out, err);
     if (!st) memcpy(dst, io->got, io->n_out * sizeof *dst);
     dato_unet_ws_free(&ws, u);

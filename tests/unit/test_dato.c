@@ -62,7 +62,8 @@ static void test_runtime(void) {
     }
     dato_affine id = {.w = dato_tensor_f32_2d(eye, 4, 4), .b = dato_tensor_f32_1d(zero4, 4)};
     dato_attention at = {.to_q = id, .to_k = id, .to_v = id, .to_out = id};
-    dato_unet_attn_site site = {.layer = "test", .level = 0, .h = 4, .w = 4, .heads = 1, .attn = &at};
+    dato_attn_site site = {.layer = "test", .level = 0, .h = 4, .w = 4, .heads = 1, .attn = &at,
+                           .attend = dato_unet_self_attention};
 
     // Two recorded predictions whose difference gives the score grid of test_pieces (cond row),
     // and a different one for the uncond row.
@@ -79,7 +80,7 @@ static void test_runtime(void) {
     if (!rt) return;
     dato_runtime_record(rt, p0);
     dato_runtime_record(rt, p1);
-    dato_unet_plan plan = {0};
+    dato_net_plan plan = {0};
     CHECK(dato_runtime_prepare(rt, 3, 0.0f, &plan, &err) == DATO_OK && plan.self_attn == NULL, "ratio 0 hooks");
     CHECK(dato_runtime_clamped(rt) == 0 && dato_runtime_warning(rt)[0] == 0, "a warning before any clamp");
 
