@@ -13,6 +13,7 @@
 #include "dato.h"
 #include "rng.h"
 #include "unet.h"
+#include "unet_denoiser.h"
 
 static void usage(void) {
     printf("usage: bench_dato_step --config PATH [--latent N] [--batch B] [--seq S] [--threads T] [--iters K]\n"
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
     if (dato_backend_cpu_init(&be, threads, &err) || dato_unet_config_from_json(&cfg, config, &err) ||
         dato_unet_build(&u, &cfg, &be, &err) || dato_unet_init_random(&u, 1234, 0.02f, &err) ||
         dato_unet_ws_create(&ws, &u, batch, latent, latent, seq, 1, &err) ||
-        dato_runtime_create(&rt, &u, batch, cfg_half, latent, latent, NULL, &err)) {
+        dato_unet_runtime_create(&rt, &u, batch, cfg_half, latent, latent, NULL, &err)) {
         fprintf(stderr, "bench_dato_step: %s\n", err.msg);
         return 1;
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dato.h"
+#include "unet_denoiser.h"
 
 // Sizes and pruning shared by every module of one count. Products stay below 2^53: exact doubles.
 typedef struct {
@@ -118,8 +119,10 @@ dato_status dato_unet_layer_macs_list(const dato_unet* u, int batch, int h, int 
 
     memset(out, 0, sizeof *out);
     out->n_branches = u->n_branches;
+    dato_site_layout sites;
+    dato_unet_site_layout(u, &sites);
     cost_ctx cc = {.cfg = c, .B = batch, .S = seq, .ratio = ratio,
-                   .max_level = max_level < 0 ? dato_default_max_level(u) : max_level, .patch = patch};
+                   .max_level = max_level < 0 ? dato_default_max_level(&sites) : max_level, .patch = patch};
     double B = batch, T = c->time_embed_dim, c0 = c->block_channels[0];
 
     dato_macs te = {.linear = B * (c0 * T + T * T)}; // time MLP: c0 -> T -> T

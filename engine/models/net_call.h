@@ -16,6 +16,19 @@
 #include "status.h"
 #include "tensor.h"
 
+#define DATO_NET_MAX_LEVELS 8       // token-grid resolutions a network's sites may sit at
+#define DATO_NET_MAX_DEPTH_UNITS 16 // depth units of the deepest network (calls of depth 1..units + 1)
+
+// Where a network's attention sites are, as a pruning runtime sizes its buffers: at level l the
+// tokens form the latent grid downsampled by 2^l, with channels[l] channels; sites[l] is how many
+// sites a full call passes there (0: none).
+typedef struct {
+    int n_levels;
+    int channels[DATO_NET_MAX_LEVELS];
+    int sites[DATO_NET_MAX_LEVELS];
+    int out_channels;                  // channels of the raw prediction (what dynamics are scored on)
+} dato_site_layout;
+
 typedef struct dato_attn_site dato_attn_site;
 
 // out (B, N, C) = the site's self-attention of x (B, N, C), x being the normalized block input, on

@@ -23,6 +23,8 @@
 #define DATO_UNET_MAX_LEVELS 4
 #define DATO_UNET_MAX_LAYERS 16 // per path: 1 + levels * (layers_per_block + 1) <= 16
 #define DATO_UNET_MAX_MODULES 3 // Res + Transformer + Up/Downsample
+_Static_assert(DATO_UNET_MAX_LAYERS <= DATO_NET_MAX_DEPTH_UNITS && DATO_UNET_MAX_LEVELS <= DATO_NET_MAX_LEVELS,
+               "a UNet's depth units and levels fit net_call.h's bounds");
 
 // ---- configuration ---------------------------------------------------------------------------
 
@@ -54,7 +56,8 @@ dato_status dato_unet_config_from_json(dato_unet_config* cfg, const char* path, 
 // Same, from the JSON text (label names the source in errors).
 dato_status dato_unet_config_from_json_text(dato_unet_config* cfg, const char* text, const char* label,
                                             dato_error* err);
-// Checks ranges and divisibility (channels by groups and heads, levels, depths).
+// Checks every int's range first (no arithmetic on a hostile value), then divisibility (channels by
+// groups and heads), depths, the time embedding's width (4 x block_out_channels[0]), finite norm_eps.
 dato_status dato_unet_config_validate(const dato_unet_config* cfg, dato_error* err);
 // Number of skip branches (= down layers = up layers): 1 + levels * (layers_per_block + 1) - 1.
 int dato_unet_n_branches(const dato_unet_config* cfg);

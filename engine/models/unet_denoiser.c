@@ -50,9 +50,27 @@ static dato_status unet_forward(const void* net, void* ws, const dato_net_plan* 
     return dato_unet_forward_graphed(net, &u->ws, plan, in, out, &u->graphs, err);
 }
 
+void dato_unet_site_layout(const dato_unet* u, dato_site_layout* out) {
+    const dato_unet_config* c = &u->cfg;
+    *out = (dato_site_layout){.n_levels = c->n_levels, .out_channels = c->out_channels};
+    for (int l = 0; l < c->n_levels; l++) {
+        out->channels[l] = c->block_channels[l];
+        // layers_per_block down blocks and layers_per_block + 1 up blocks at each level
+        if (c->level_has_attn[l]) out->sites[l] = c->transformer_depth[l] * (2 * c->layers_per_block + 1);
+    }
+    out->sites[c->n_levels - 1] += c->mid_transformer_depth;
+}
+
+dato_status dato_unet_runtime_create(dato_runtime** rt, const dato_unet* u, int batch, int cfg_half, int h, int w,
+                                     const dato_prune_config* pc, dato_error* err) {
+    dato_site_layout sites;
+    dato_unet_site_layout(u, &sites);
+    return dato_runtime_create(rt, &sites, u->be, batch, cfg_half, h, w, pc, err);
+}
+
 static dato_status unet_runtime_create(dato_runtime** rt, const void* net, int rows, int cfg_half, int h, int w,
                                        const dato_prune_config* pc, dato_error* err) {
-    return dato_runtime_create(rt, net, rows, cfg_half, h, w, pc, err);
+    return dato_unet_runtime_create(rt, net, rows, cfg_half, h, w, pc, err);
 }
 
 const dato_denoiser_model dato_denoiser_unet = {

@@ -8,7 +8,6 @@
 #include "schedule.h"
 
 struct dato_runtime {
-    const dato_unet* u;
     dato_backend* be;
     dato_prune_config cfg;
     int batch, cfg_half, h, w, c; // UNet rows, CFG twins, latent size and channels
@@ -37,9 +36,9 @@ struct dato_runtime {
     // graph would skip (plan.replayable).
     int depth;                    // this step's plan depth
     int precomputed;              // prepare filled this step's slots
-    int8_t* site_state;           // (DATO_UNET_MAX_LAYERS + 2) by depth: 0 unseen, 1 recording, 2 known
-    int* n_sites;                 // (DATO_UNET_MAX_LAYERS + 2) pruned blocks recorded per depth
-    int* site_hw;                 // (DATO_UNET_MAX_LAYERS + 2, max_sites, 2) their H, W
+    int8_t* site_state;           // (DATO_NET_MAX_DEPTH_UNITS + 2) by depth: 0 unseen, 1 recording, 2 known
+    int* n_sites;                 // (DATO_NET_MAX_DEPTH_UNITS + 2) pruned blocks recorded per depth
+    int* site_hw;                 // (DATO_NET_MAX_DEPTH_UNITS + 2, max_sites, 2) their H, W
     int32_t* base;                // (batch, P) the last pruned block's slot: what dato_runtime_base returns
     // Backend memory (be->ops->alloc), one block carved by carve_device.
     void* dev;
@@ -59,10 +58,10 @@ dato_prune_config dato_prune_config_default(void) {
     return (dato_prune_config){.max_level = -1, .patch = 2, .alpha = 0.0f, .seed = 0};
 }
 
-int dato_default_max_level(const dato_unet* u) {
-    for (int l = 0; l < u->cfg.n_levels; l++)
-        if (u->cfg.level_has_attn[l]) return l;
-    return u->cfg.n_levels - 1;
+int dato_default_max_level(const dato_site_layout* sites) {
+    for (int l = 0; l < sites->n_levels; l++)
+        if (sites->sites[l]) return l;
+    return sites->n_levels - 1;
 }
 
 // ---- reference pieces ------------------------------------------------------------------------------
@@ -137,45 +136,44 @@ static void carve_device(dato_runtime* rt, dato_arena* a) {
     rt->o_kept = dato_arena_alloc(a, dato_arena_bytes(DATO_F32, B * N * C));
 }
 
-dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batch, int cfg_half, int h, int w,
-                                const dato_prune_config* cfg, dato_error* err) {
+dato_status dato_runtime_create(dato_runtime** out, const dato_site_layout* sites, dato_backend* be, int batch,
+                                int cfg_half, int h, int w, const dato_prune_config* cfg, dato_error* err) {
     *out = NULL;
-    const dato_backend_ops* op = u->be->ops;
+    const dato_backend_ops* op = be->ops;
     if (!op->dato_similarity || !op->dato_select_keep || !op->dato_gather_kept || !op->dato_scatter_recover)
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "dato runtime: the %s backend has no DaTo pruning ops", u->be->name);
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "dato runtime: the %s backend has no DaTo pruning ops", be->name);
     dato_prune_config c = cfg ? *cfg : dato_prune_config_default();
-    if (c.max_level < 0) c.max_level = dato_default_max_level(u);
-    if (c.patch < 1 || batch < 1 || h < 1 || w < 1 || (cfg_half && 2 * cfg_half != batch))
-        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: bad patch %d, batch %d, cfg half %d or size %dx%d",
-                         c.patch, batch, cfg_half, h, w);
+    if (c.max_level < 0) c.max_level = dato_default_max_level(sites);
+    if (c.patch < 1 || batch < 1 || h < 1 || w < 1 || (cfg_half && 2 * cfg_half != batch) || sites->n_levels < 1 ||
+        sites->n_levels > DATO_NET_MAX_LEVELS)
+        return dato_fail(err, DATO_ERR_INVALID, "dato runtime: bad patch %d, batch %d, cfg half %d, size %dx%d or "
+                         "%d site levels (1..%d)", c.patch, batch, cfg_half, h, w, sites->n_levels, DATO_NET_MAX_LEVELS);
     dato_runtime* rt = calloc(1, sizeof *rt);
     if (!rt) return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: out of memory");
-    *rt = (dato_runtime){.u = u, .be = u->be, .cfg = c, .batch = batch, .cap_batch = batch, .cfg_half = cfg_half,
-                         .h = h, .w = w, .c = u->cfg.out_channels};
-    // The largest prunable block: tokens, channels and patches at the levels <= max_level.
-    for (int l = 0; l <= c.max_level && l < u->cfg.n_levels; l++) {
-        if (!u->cfg.level_has_attn[l]) continue;
+    *rt = (dato_runtime){.be = be, .cfg = c, .batch = batch, .cap_batch = batch, .cfg_half = cfg_half, .h = h,
+                         .w = w, .c = sites->out_channels};
+    // The largest prunable block (tokens, channels, patches) and every site a step can prune, at the
+    // levels <= max_level.
+    for (int l = 0; l <= c.max_level && l < sites->n_levels; l++) {
+        if (!sites->sites[l]) continue;
         int H = h >> l, W = w >> l, N = H * W, P = ((H + c.patch - 1) / c.patch) * ((W + c.patch - 1) / c.patch);
         rt->max_n = N > rt->max_n ? N : rt->max_n;
         rt->max_p = P > rt->max_p ? P : rt->max_p;
-        rt->max_c = u->cfg.block_channels[l] > rt->max_c ? u->cfg.block_channels[l] : rt->max_c;
+        rt->max_c = sites->channels[l] > rt->max_c ? sites->channels[l] : rt->max_c;
+        rt->max_sites += sites->sites[l];
     }
+    rt->max_sites = rt->max_sites > 0 ? rt->max_sites : 1;
     size_t N = (size_t)rt->max_n, C = (size_t)rt->max_c, P = (size_t)rt->max_p, B = (size_t)batch;
     size_t lat = B * rt->c * h * w;
     rt->pred[0] = malloc(lat * sizeof(float));
     rt->pred[1] = malloc(lat * sizeof(float));
     rt->score = malloc(B * h * w * sizeof(float));
     rt->pooled = malloc((N + 1) * sizeof(float));
-    // Sites a step can prune: every transformer block at the pruned levels (the mid block's at the deepest).
-    for (int l = 0; l <= c.max_level && l < u->cfg.n_levels; l++)
-        if (u->cfg.level_has_attn[l]) rt->max_sites += u->cfg.transformer_depth[l] * (2 * u->cfg.layers_per_block + 1);
-    if (c.max_level >= u->cfg.n_levels - 1) rt->max_sites += u->cfg.mid_transformer_depth;
-    rt->max_sites = rt->max_sites > 0 ? rt->max_sites : 1;
     rt->base_host = rt->be->ops->alloc_host(rt->be, (size_t)rt->max_sites * B * P * sizeof(int32_t) + 64);
     rt->base = rt->base_host;
-    rt->site_state = calloc(DATO_UNET_MAX_LAYERS + 2, 1);
-    rt->n_sites = calloc(DATO_UNET_MAX_LAYERS + 2, sizeof(int));
-    rt->site_hw = calloc((size_t)(DATO_UNET_MAX_LAYERS + 2) * rt->max_sites * 2, sizeof(int));
+    rt->site_state = calloc(DATO_NET_MAX_DEPTH_UNITS + 2, 1);
+    rt->n_sites = calloc(DATO_NET_MAX_DEPTH_UNITS + 2, sizeof(int));
+    rt->site_hw = calloc((size_t)(DATO_NET_MAX_DEPTH_UNITS + 2) * rt->max_sites * 2, sizeof(int));
     rt->work_floats = B * N * C + P * (N + C);
     dato_arena measure = dato_arena_measure();
     carve_device(rt, &measure);
@@ -188,7 +186,7 @@ dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batc
         !rt->site_state || !rt->n_sites || !rt->site_hw) {
         dato_runtime_destroy(rt);
         return dato_fail(err, DATO_ERR_NOMEM, "dato runtime: cannot allocate its buffers (%zu bytes on the %s backend)",
-                         measure.peak, u->be->name);
+                         measure.peak, be->name);
     }
     *out = rt;
     return DATO_OK;
@@ -341,9 +339,9 @@ dato_status dato_runtime_prepare(dato_runtime* rt, int step, float ratio, dato_n
     rt->precomputed = 0;
     if (ratio <= 0.0f) return DATO_OK;
     int d = plan->depth;
-    if (d < 0 || d > DATO_UNET_MAX_LAYERS + 1)
+    if (d < 0 || d > DATO_NET_MAX_DEPTH_UNITS + 1)
         return dato_fail(err, DATO_ERR_INVALID, "dato runtime: plan depth %d outside [0, %d]", d,
-                         DATO_UNET_MAX_LAYERS + 1);
+                         DATO_NET_MAX_DEPTH_UNITS + 1);
     rt->depth = d;
     // A depth's first pruning step records its blocks; from its second on they are known.
     if (rt->site_state[d] < 2) {

@@ -3,8 +3,8 @@
 // token to the base tokens, the most redundant tokens pruned from self-attention and given
 // back the output of their most similar base token.
 //
-// Per UNet call the pipeline asks dato_runtime_prepare for the call's plan (it installs the
-// self-attention hook when the step prunes), runs the UNet, and hands the raw prediction to
+// Per network call the denoiser asks dato_runtime_prepare for the call's plan (it installs the
+// self-attention hook when the step prunes), runs the network, and hands the raw prediction to
 // dato_runtime_record. Everything is allocated at create; a step allocates nothing.
 //
 // Any backend: the scores and the base choice run on the host (from the recorded host
@@ -16,8 +16,9 @@
 
 #include <stdint.h>
 
+#include "backend.h"
+#include "net_call.h"
 #include "rng.h"
-#include "unet.h"
 
 typedef struct {
     int max_level;  // blocks at resolution levels <= max_level prune (-1: the first level with transformers)
@@ -28,15 +29,16 @@ typedef struct {
 
 // Defaults: max_level -1 (resolved per model), patch 2, alpha 0, seed 0.
 dato_prune_config dato_prune_config_default(void);
-// The first resolution level that has transformer blocks (0 for SD1/2, 1 for SDXL).
-int dato_default_max_level(const dato_unet* u);
+// The first resolution level that has attention sites (the UNet's: 0 for SD1/2, 1 for SDXL).
+int dato_default_max_level(const dato_site_layout* sites);
 
 typedef struct dato_runtime dato_runtime;
 
-// A runtime for UNet calls of `batch` rows on (h, w) latents. cfg_half = B when the rows are
-// [uncond x B; cond x B] (the uncond rows take their cond twin's base positions), else 0.
-dato_status dato_runtime_create(dato_runtime** out, const dato_unet* u, int batch, int cfg_half, int h, int w,
-                                const dato_prune_config* cfg, dato_error* err);
+// A runtime for network calls of `batch` rows on (h, w) latents on be, its buffers sized for the
+// sites of the layout at levels <= max_level. cfg_half = B when the rows are [uncond x B; cond x B]
+// (the uncond rows take their cond twin's base positions), else 0.
+dato_status dato_runtime_create(dato_runtime** out, const dato_site_layout* sites, dato_backend* be, int batch,
+                                int cfg_half, int h, int w, const dato_prune_config* cfg, dato_error* err);
 void dato_runtime_destroy(dato_runtime* rt);
 // A new trajectory (each image starts fresh, METHOD.md §3) of batch rows, at most the created
 // batch, with cfg_half as in create, drawing from seed: forgets the predictions, the scores and the

@@ -27,6 +27,7 @@
 #include "pipeline.h"
 #include "rng.h"
 #include "test_util.h"
+#include "unet_denoiser.h"
 
 #define TOL 1e-4     // the UNet-level outputs, as test_dato_parity and test_cuda_pipeline
 #define SIM_TOL 1e-5 // sim: absolute, cosines lie in [-1, 1]
@@ -230,7 +231,7 @@ static dato_status unit_run(dato_backend* be, const char* path, int up, float* o
         for (int r = 0; r < 2; r++)
             for (int c = 0; c < 4; c++) memcpy(p1 + ((size_t)r * 4 + c) * 256, score + (size_t)r * 256, 1024);
         be->ops->upload(be, tx.data, x, nx * 4);
-        rc = dato_runtime_create(&rt, &u, 2, 1, 16, 16, NULL, err);
+        rc = dato_unet_runtime_create(&rt, &u, 2, 1, 16, 16, NULL, err);
     }
     if (!rc) {
         dato_runtime_record(rt, p0);

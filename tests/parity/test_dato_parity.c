@@ -10,6 +10,7 @@
 #include "fixture.h"
 #include "pipeline.h"
 #include "test_util.h"
+#include "unet_denoiser.h"
 
 #define MODEL "tests/fixtures/unet/sd15"
 #define TOL 1e-4
@@ -109,7 +110,7 @@ static void check_unit(dato_backend* be, const char* name, int up) {
     for (int r = 0; r < 2; r++)
         for (int c = 0; c < 4; c++) memcpy(p1 + ((size_t)r * 4 + c) * 256, score + (size_t)r * 256, 256 * sizeof(float));
     dato_runtime* rt = NULL;
-    CHECK(dato_runtime_create(&rt, &u, 2, 1, 16, 16, NULL, &err) == DATO_OK, "%s", err.msg);
+    CHECK(dato_unet_runtime_create(&rt, &u, 2, 1, 16, 16, NULL, &err) == DATO_OK, "%s", err.msg);
     if (rt) {
         dato_runtime_record(rt, p0);
         dato_runtime_record(rt, p1);

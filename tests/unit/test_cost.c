@@ -7,8 +7,17 @@
 #include "cost.h"
 #include "dato.h"
 #include "test_util.h"
+#include "unet_denoiser.h"
 
 #define G 1e9
+
+// The default pruning level from the UNet's site layout (dato_default_max_level).
+static int default_max_level(const dato_unet* u) {
+    dato_site_layout sites;
+    dato_unet_site_layout(u, &sites);
+    return dato_default_max_level(&sites);
+}
+
 
 static int build(dato_unet* u, dato_backend* be, const char* model) {
     char path[128];
@@ -43,7 +52,7 @@ static void test_sd15(void) {
     dato_error err = {{0}};
     int nb = u.n_branches;
     CHECK(nb == 12, "sd15 has %d branches", nb);
-    CHECK(dato_default_max_level(&u) == 0, "sd15 default max level %d", dato_default_max_level(&u));
+    CHECK(default_max_level(&u) == 0, "sd15 default max level %d", default_max_level(&u));
 
     // Full step, batch 1, 64x64, 77 tokens: ENGINE.md §11 to its printed precision (0.05 G).
     dato_unet_macs list;
@@ -154,7 +163,7 @@ static void test_sdxl(void) {
     if (!build(&u, &be, "sdxl")) return;
     dato_error err = {{0}};
     int nb = u.n_branches;
-    CHECK(dato_default_max_level(&u) == 1, "sdxl default max level %d", dato_default_max_level(&u));
+    CHECK(default_max_level(&u) == 1, "sdxl default max level %d", default_max_level(&u));
     dato_macs full, lvl0, lvl1, dflt;
     CHECK(dato_unet_step_macs(&u, 1, 128, 128, 77, nb + 1, 0.0f, -1, 2, &full, &err) == DATO_OK, "%s", err.msg);
     CHECK(dato_unet_step_macs(&u, 1, 128, 128, 77, nb + 1, 0.5f, 0, 2, &lvl0, &err) == DATO_OK, "%s", err.msg);

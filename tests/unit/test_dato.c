@@ -9,6 +9,7 @@
 
 #include "dato.h"
 #include "test_util.h"
+#include "unet_denoiser.h"
 
 static const char* TINY =
     "{\"block_out_channels\": [4, 8], \"down_block_types\": [\"CrossAttnDownBlock2D\", \"DownBlock2D\"],"
@@ -76,7 +77,7 @@ static void test_runtime(void) {
         }
     dato_runtime* rt = NULL;
     dato_prune_config pc = dato_prune_config_default();
-    CHECK(dato_runtime_create(&rt, &u, 2, 1, 4, 4, &pc, &err) == DATO_OK, "%s", err.msg);
+    CHECK(dato_unet_runtime_create(&rt, &u, 2, 1, 4, 4, &pc, &err) == DATO_OK, "%s", err.msg);
     if (!rt) return;
     dato_runtime_record(rt, p0);
     dato_runtime_record(rt, p1);
