@@ -10,6 +10,7 @@
 // draws them), or a --latents file. A model without text encoders takes its conditioning as
 // tensors (--context). Every PNG records the run: dato's own keys and an AUTOMATIC1111-style
 // "parameters" text.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,31 +267,69 @@ static int backend_init(dato_backend* be, const options* o) {
     return 1;
 }
 
-// Reads non-empty lines (without their newline) of path; *n gets the count.
-static char** read_prompts(const char* path, int* n) {
+// The non-empty lines of a --prompts-file, without their newlines, and where each was.
+typedef struct {
+    char** text; // (n)
+    int* line;   // (n) its line in the file, from 1
+    int n;
+} prompt_list;
+
+static void prompts_free(prompt_list* pl) {
+    for (int j = 0; pl->text && j < pl->n; j++) free(pl->text[j]);
+    free(pl->text);
+    free(pl->line);
+    *pl = (prompt_list){0};
+}
+
+// Reads path into pl: 1, or 0 with a message (unreadable, a folder, no prompts, too many).
+static int read_prompts(const char* path, prompt_list* pl) {
+    *pl = (prompt_list){0};
     FILE* f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "dato-generate: --prompts-file %s: cannot open\n", path);
-        return NULL;
+        fprintf(stderr, "dato-generate: --prompts-file %s: cannot open: %s\n", path, strerror(errno));
+        return 0;
     }
-    char** lines = calloc(MAX_PROMPTS, sizeof *lines);
-    char* line = NULL;
+    pl->text = calloc(MAX_PROMPTS, sizeof *pl->text);
+    pl->line = calloc(MAX_PROMPTS, sizeof *pl->line);
+    int ok = pl->text && pl->line, line = 0;
+    if (!ok) fprintf(stderr, "dato-generate: --prompts-file %s: out of memory\n", path);
+    char* buf = NULL;
     size_t cap = 0;
     ssize_t len;
-    *n = 0;
-    while (lines && (len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+    while (ok && (len = getline(&buf, &cap, f)) >= 0) {
+        line++;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = 0;
         if (len == 0) continue;
-        if (*n == MAX_PROMPTS) {
-            fprintf(stderr, "dato-generate: %s: more than %d prompts\n", path, MAX_PROMPTS);
+        if (pl->n == MAX_PROMPTS) {
+            fprintf(stderr, "dato-generate: --prompts-file %s:%d: more than %d prompts\n", path, line, MAX_PROMPTS);
+            ok = 0;
             break;
         }
-        lines[(*n)++] = strdup(line);
+        pl->line[pl->n] = line;
+        if (!(pl->text[pl->n++] = strdup(buf))) {
+            fprintf(stderr, "dato-generate: --prompts-file %s:%d: out of memory\n", path, line);
+            ok = 0;
+        }
     }
-    free(line);
+    if (ok && ferror(f)) { // a folder opens, then fails to read
+        fprintf(stderr, "dato-generate: --prompts-file %s: cannot read: %s\n", path, strerror(errno));
+        ok = 0;
+    }
+    if (ok && pl->n == 0) {
+        fprintf(stderr, "dato-generate: --prompts-file %s: no prompts (every line is empty)\n", path);
+        ok = 0;
+    }
+    free(buf);
     fclose(f);
-    if (*n == 0 && lines) fprintf(stderr, "dato-generate: %s: no prompts\n", path);
-    return lines;
+    if (!ok) prompts_free(pl);
+    return ok;
+}
+
+// Where prompt j came from, for messages: FILE:LINE of --prompts-file, else the option.
+static const char* prompt_origin(const options* o, const prompt_list* pl, int j, char* buf, size_t n) {
+    if (pl->n) snprintf(buf, n, "--prompts-file %s:%d", o->prompts_file, pl->line[j]);
+    else snprintf(buf, n, "%s", o->context ? "--context" : "--prompt");
+    return buf;
 }
 
 typedef struct {
@@ -335,13 +374,25 @@ static int print_schedule_costs(const dato_pipeline* p, const dato_schedule* s, 
     return 1;
 }
 
-// A malloc'd f32 copy of tensor `name` of st, or NULL with a message.
+// A malloc'd f32 copy of the --context file's tensor `name`, or NULL with a message: missing, of a
+// dtype that is not F32/F16/BF16, or holding a NaN or infinity (which would make every latent NaN).
 static float* tensor_f32(const dato_safetensors* st, const char* name) {
     const dato_st_tensor* t = dato_safetensors_find(st, name);
-    float* x = t ? malloc(((size_t)t->numel + 1) * sizeof *x) : NULL;
+    if (!t) {
+        fprintf(stderr, "dato-generate: --context %s: tensor '%s' is missing\n", st->path, name);
+        return NULL;
+    }
+    size_t n = (size_t)t->numel;
+    float* x = malloc((n + 1) * sizeof *x); // (numel) its values
     dato_error err;
-    if (x && dato_st_tensor_to_f32(t, x, (size_t)t->numel, &err) == DATO_OK) return x;
-    fprintf(stderr, "dato-generate: %s: tensor '%s': %s\n", st->path, name, t ? err.msg : "missing");
+    size_t bad;
+    if (!x) fprintf(stderr, "dato-generate: --context %s: out of memory for tensor '%s'\n", st->path, name);
+    else if (dato_st_tensor_to_f32(t, x, n, &err)) fprintf(stderr, "dato-generate: --context: %s\n", err.msg);
+    else if ((bad = dato_first_nonfinite(x, n)) < n)
+        fprintf(stderr, "dato-generate: --context %s: tensor '%s': value %zu of %zu is %g (conditioning must be "
+                        "finite)\n", st->path, name, bad, n, (double)x[bad]);
+    else
+        return x;
     free(x);
     return NULL;
 }
@@ -351,7 +402,7 @@ static int load_context(const char* path, const dato_unet_config* c, int B, dato
     dato_error err;
     dato_safetensors st;
     if (dato_safetensors_open(&st, path, &err)) {
-        fprintf(stderr, "dato-generate: %s\n", err.msg);
+        fprintf(stderr, "dato-generate: --context: %s\n", err.msg);
         return 0;
     }
     int P = c->add_embed_in ? c->add_embed_in - 6 * c->addition_time_embed_dim : 0, ok = 0;
@@ -360,15 +411,15 @@ static int load_context(const char* path, const dato_unet_config* c, int B, dato
     const dato_st_tensor* b = dato_safetensors_find(&st, "time_ids");
     float *ctx = NULL, *te = NULL, *ids = NULL;
     if (!t || t->ndim != 3 || t->shape[0] != 2 || t->shape[2] != c->cross_attention_dim)
-        fprintf(stderr, "dato-generate: %s: tensor 'context' must be (2, S, %d) = [uncond; cond]\n", path,
+        fprintf(stderr, "dato-generate: --context %s: tensor 'context' must be (2, S, %d) = [uncond; cond]\n", path,
                 c->cross_attention_dim);
     else if (P && (!a || a->ndim != 2 || a->shape[0] != 2 || a->shape[1] != P || !b || b->numel != 12))
-        fprintf(stderr, "dato-generate: %s: this SDXL-style model needs 'text_embeds' (2, %d) and 'time_ids' (2, 6)\n",
-                path, P);
+        fprintf(stderr, "dato-generate: --context %s: this SDXL-style model needs 'text_embeds' (2, %d) and 'time_ids' "
+                        "(2, 6)\n", path, P);
     else if ((ctx = tensor_f32(&st, "context")) && (!P || ((te = tensor_f32(&st, "text_embeds")) &&
                                                            (ids = tensor_f32(&st, "time_ids"))))) {
         ok = !dato_conditioning_repeat(cond, B, (int)t->shape[1], (int)t->shape[2], ctx, P, te, ids, &err);
-        if (!ok) fprintf(stderr, "dato-generate: %s\n", err.msg);
+        if (!ok) fprintf(stderr, "dato-generate: --context %s: %s\n", path, err.msg);
     }
     free(ctx);
     free(te);
@@ -426,10 +477,10 @@ int main(int argc, char** argv) {
     int pr = parse_args(argc, argv, &o);
     if (pr <= 0) return pr < 0 ? 2 : 0;
     if (!apply_schedule_file(&o)) return 2;
-    int n_prompts = 1;
-    char** prompts = NULL;
-    if (o.prompts_file && !(prompts = read_prompts(o.prompts_file, &n_prompts))) return 2;
-    if (o.prompts_file && n_prompts == 0) return 2;
+    prompt_list pl = {0};
+    if (o.prompts_file && !read_prompts(o.prompts_file, &pl)) return 2;
+    int n_prompts = pl.n ? pl.n : 1;
+    char** prompts = pl.text;
     dato_error err;
 
     dato_pipeline_options popt = {.tokenizer_dir = o.tokenizer, .scheduler_config = o.scheduler_config,
@@ -477,8 +528,12 @@ int main(int argc, char** argv) {
     const char** texts = malloc((size_t)o.batch * sizeof *texts);
     const char** negs = malloc((size_t)o.batch * sizeof *negs);
     if (H % div || W % div) {
-        fprintf(stderr, "dato-generate: the image size %dx%d (width x height) must be a multiple of %d for this model\n",
-                W, H, div);
+        const char* from = o.size                  ? "--size"
+                           : o.height || o.width ? "--height/--width"
+                           : md.height || md.width ? "the model's dato.json"
+                                                   : "the UNet's sample_size";
+        fprintf(stderr, "dato-generate: the image size %dx%d (width x height, from %s) must be a multiple of %d for "
+                        "this model\n", W, H, from, div);
         goto done;
     }
     if (!lat || !noise || !px || !texts || !negs) {
@@ -505,6 +560,7 @@ int main(int argc, char** argv) {
         }
         if (!print_schedule_costs(&p, sched, &o, h, w)) goto done;
     }
+    char origin[4200]; // where a failing prompt came from
     for (int j = 0; j < n_prompts; j++) {
         const char* prompt = prompts ? prompts[j] : o.prompt;
         float* noise_j = noise + (size_t)j * N * latent;
@@ -521,7 +577,7 @@ int main(int argc, char** argv) {
                     negs[i] = o.negative;
                 }
                 if (dato_pipeline_encode(&p, texts, negs, b, H, W, &cond, &err)) {
-                    fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
+                    fprintf(stderr, "dato-generate: %s: %s\n", prompt_origin(&o, &pl, j, origin, sizeof origin), err.msg);
                     goto done;
                 }
             }
@@ -546,6 +602,8 @@ int main(int argc, char** argv) {
             }
             if (!st) st = dato_pipeline_generate(&p, &gp, lj, &err);
             double t_denoise = dato_clock_s() - ps.t0;
+            if (!st && dato_pipeline_warning(&p)[0])
+                fprintf(stderr, "dato-generate: %s: warning: %s\n", what, dato_pipeline_warning(&p));
             if (!st && sched)
                 printf("%s: denoising %.2f s with the schedule%s", what, t_denoise, t_base > 0 ? "" : "\n");
             if (!st && t_base > 0)
@@ -556,7 +614,7 @@ int main(int argc, char** argv) {
             if (!st) fprintf(stderr, "dato-generate: %s: denoised in %.2f s, decoded in %.2f s\n", what, t_denoise,
                              dato_clock_s() - t_decode);
             if (st) {
-                fprintf(stderr, "dato-generate: prompt %d: %s\n", j, err.msg);
+                fprintf(stderr, "dato-generate: %s: %s\n", prompt_origin(&o, &pl, j, origin, sizeof origin), err.msg);
                 goto done;
             }
         }
@@ -576,7 +634,7 @@ int main(int argc, char** argv) {
         uint8_t* grid = NULL;
         int ok = !dato_image_grid_size(total, H, W, N, pad, &gh, &gw, &err) && (grid = malloc((size_t)gh * gw * ch)) &&
                  !dato_image_grid(grid, px, total, H, W, ch, N, pad, &err);
-        if (!ok) fprintf(stderr, "dato-generate: grid: %s\n", grid ? err.msg : "out of memory");
+        if (!ok) fprintf(stderr, "dato-generate: --grid: %s\n", grid ? err.msg : "out of memory");
         ok = ok && write_png(o.out, grid, gh, gw, ch, &o, n_prompts == 1 ? (prompts ? prompts[0] : o.prompt) : "(several)",
                              o.seed, kind, run_sched.timestep_spacing);
         free(grid);
@@ -586,7 +644,7 @@ int main(int argc, char** argv) {
         int64_t shape[4] = {total, c->out_channels, h, w};
         dato_st_write_entry e = {.name = "latents", .dtype = DATO_F32, .ndim = 4, .shape = shape, .data = lat};
         if (dato_mkdir_parents(o.latents_out, &err) || dato_safetensors_write(o.latents_out, &e, 1, NULL, &err)) {
-            fprintf(stderr, "dato-generate: %s\n", err.msg);
+            fprintf(stderr, "dato-generate: --latents-out: %s\n", err.msg);
             goto done;
         }
         printf("wrote %s\n", o.latents_out);
@@ -599,9 +657,7 @@ done:
     free(px);
     free(texts);
     free(negs);
-    if (prompts)
-        for (int j = 0; j < n_prompts; j++) free(prompts[j]);
-    free(prompts);
+    prompts_free(&pl);
     dato_pipeline_close(&p);
     dato_backend_destroy(&be);
     return rc;

@@ -52,8 +52,9 @@ static const char* bound(double x, char* buf, size_t cap) {
     return buf;
 }
 
-// Stores v into row a's target, checking its form and range.
-static dato_status store(const dato_arg* a, const char* v, dato_error* err) {
+// Stores v into row a's target, checking its form and range; messages name the option as the user
+// gave it (shown: its name or its alias).
+static dato_status store(const dato_arg* a, const char* shown, const char* v, dato_error* err) {
     char* end = NULL, lo[32], hi[32];
     errno = 0;
     switch (a->kind) {
@@ -66,7 +67,7 @@ static dato_status store(const dato_arg* a, const char* v, dato_error* err) {
     case DATO_ARG_INT: {
         long x = strtol(v, &end, 10);
         if (!*v || *end || errno || x < a->lo || x > a->hi)
-            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not an integer in %s..%s", a->name, v,
+            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not an integer in %s..%s", shown, v,
                              bound(a->lo, lo, sizeof lo), bound(a->hi, hi, sizeof hi));
         *(int*)a->value = (int)x;
         return DATO_OK;
@@ -74,7 +75,7 @@ static dato_status store(const dato_arg* a, const char* v, dato_error* err) {
     case DATO_ARG_U64: {
         unsigned long long x = strtoull(v, &end, 10);
         if (!*v || *v == '-' || *end || errno || (double)x < a->lo || (double)x > a->hi)
-            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not an integer in %s..%s", a->name, v,
+            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not an integer in %s..%s", shown, v,
                              bound(a->lo, lo, sizeof lo), bound(a->hi, hi, sizeof hi));
         *(uint64_t*)a->value = (uint64_t)x;
         return DATO_OK;
@@ -83,7 +84,7 @@ static dato_status store(const dato_arg* a, const char* v, dato_error* err) {
     case DATO_ARG_DOUBLE: {
         double x = strtod(v, &end);
         if (!*v || *end || !isfinite(x) || x < a->lo || x > a->hi)
-            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not a number in %g..%g", a->name, v, a->lo, a->hi);
+            return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s' is not a number in %g..%g", shown, v, a->lo, a->hi);
         if (a->kind == DATO_ARG_FLOAT) *(float*)a->value = (float)x;
         else *(double*)a->value = x;
         return DATO_OK;
@@ -99,10 +100,10 @@ static dato_status store(const dato_arg* a, const char* v, dato_error* err) {
             if (len < sizeof words)
                 len += (size_t)snprintf(words + len, sizeof words - len, "%s%s", k ? ", " : "", a->choices[k]);
         }
-        return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s': expected one of %s", a->name, v, words);
+        return dato_fail(err, DATO_ERR_INVALID, "--%s: '%s': expected one of %s", shown, v, words);
     }
     }
-    return dato_fail(err, DATO_ERR_INVALID, "--%s: unknown option kind %d", a->name, (int)a->kind);
+    return dato_fail(err, DATO_ERR_INVALID, "--%s: unknown option kind %d", shown, (int)a->kind);
 }
 
 dato_status dato_args_parse(int argc, char** argv, const dato_arg* table, int n, const char** positional,
@@ -129,13 +130,13 @@ dato_status dato_args_parse(int argc, char** argv, const dato_arg* table, int n,
                 st = dato_fail(err, DATO_ERR_INVALID, "unexpected argument '%s' (see --help)", optarg);
             else positional[(*n_positional)++] = optarg;
         } else if (c == 'h') {
-            st = store(&table[help], NULL, err);
+            st = store(&table[help], table[help].name, NULL, err);
         } else if (c == ':') {
             char name[128];
             st = dato_fail(err, DATO_ERR_INVALID, "option '%s' needs a value (see --help)", written(arg, name, sizeof name));
         } else if (c >= 256 && c < 256 + 2 * n) {
             const dato_arg* a = &table[(c - 256) / 2];
-            st = store(a, optarg, err);
+            st = store(a, (c - 256) % 2 ? a->alias : a->name, optarg, err);
             if (!st && a->given) *a->given = 1;
         } else {
             st = unknown_option(arg, table, n, err);

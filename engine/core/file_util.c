@@ -10,12 +10,18 @@ dato_status dato_read_text_file(const char* path, char** out, size_t max_bytes, 
     *out = NULL;
     FILE* f = fopen(path, "rb");
     if (!f) return dato_fail(err, DATO_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char* buf = malloc(max_bytes + 1);
+    // A regular file's size bounds the buffer (a 1 KB config does not take max_bytes); one byte
+    // more is read, and room kept for the NUL, so that a file that grows meanwhile cannot overrun it.
+    struct stat sb;
+    size_t cap = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) && (unsigned long long)sb.st_size < max_bytes
+                     ? (size_t)sb.st_size
+                     : max_bytes;
+    char* buf = malloc(cap + 2);
     if (!buf) {
         fclose(f);
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, max_bytes + 1);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap + 2);
     }
-    size_t n = fread(buf, 1, max_bytes + 1, f);
+    size_t n = fread(buf, 1, cap + 1, f);
     int bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -25,6 +31,12 @@ dato_status dato_read_text_file(const char* path, char** out, size_t max_bytes, 
     if (n > max_bytes) {
         free(buf);
         return dato_fail(err, DATO_ERR_FORMAT, "%s: larger than the %zu bytes expected of it", path, max_bytes);
+    }
+    const char* nul = memchr(buf, 0, n); // a reader would stop there and never see the rest
+    if (nul) {
+        size_t at = (size_t)(nul - buf);
+        free(buf);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: byte %zu is NUL: not a text file", path, at);
     }
     buf[n] = 0;
     *out = buf;

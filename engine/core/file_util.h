@@ -6,7 +6,8 @@
 
 #include "status.h"
 
-// Reads a whole text file (at most max_bytes) into a NUL-terminated malloc'd buffer.
+// Reads a whole text file (at most max_bytes) into a NUL-terminated malloc'd buffer; a NUL byte in
+// the file is an error naming its offset (every reader would stop there, blind to the rest).
 dato_status dato_read_text_file(const char* path, char** out, size_t max_bytes, dato_error* err);
 // 1 if path names an existing regular file / directory.
 int dato_is_file(const char* path);

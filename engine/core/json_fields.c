@@ -1,6 +1,7 @@
 // Typed config fields from cJSON objects, messages naming the file and the field.
 #include "json_fields.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -95,8 +96,10 @@ dato_status dato_json_number(const cJSON* obj, const char* key, float* out, int 
     const cJSON* v;
     DATO_TRY(field(obj, key, required, &v, label, err));
     if (!v) return DATO_OK;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a finite number", label, key);
+    // Converting a double beyond float's range to float is undefined: such a value is refused too.
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > FLT_MAX)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: field '%s': expected a finite number (at most %g in magnitude)",
+                         label, key, (double)FLT_MAX);
     *out = (float)v->valuedouble;
     return DATO_OK;
 }
@@ -139,4 +142,14 @@ dato_status dato_json_expect_string(const cJSON* obj, const char* key, const cha
             if (strcmp(v->valuestring, accepted[i]) == 0) return DATO_OK;
     return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field '%s' = %s is not supported (expected %s)", label, key,
                      cJSON_IsString(v) ? v->valuestring : "(not a string)", accepted[0]);
+}
+
+dato_status dato_check_int_ranges(const void* cfg, const dato_int_range* ranges, int n, dato_error* err) {
+    for (int i = 0; i < n; i++) {
+        const dato_int_range* r = &ranges[i];
+        int v = *(const int*)((const char*)cfg + r->offset);
+        if (v < r->lo || v > r->hi)
+            return dato_fail(err, DATO_ERR_INVALID, "%s = %d is outside %d..%d", r->name, v, r->lo, r->hi);
+    }
+    return DATO_OK;
 }

@@ -27,6 +27,12 @@ typedef struct {
 // `return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s': ...", path, name);`
 dato_status dato_fail(dato_error* err, dato_status st, const char* fmt, ...)
     __attribute__((format(printf, 3, 4)));
+// Puts a printf-style prefix before the message err already holds and returns st: the caller
+// adds what it knows (the file, the component) to a callee's message. Passing err->msg to
+// dato_fail instead would format into the buffer it reads. Use as
+// `if (st) return dato_error_prefix(err, st, "%s: ", path);`
+dato_status dato_error_prefix(dato_error* err, dato_status st, const char* fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 // Returns from the calling function when expr fails, passing its status on.
 #define DATO_TRY(expr)                       \

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -135,4 +136,10 @@ void dato_convert_to_f32(float* dst, const void* src, dato_dtype src_dt, size_t 
         for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
         break;
     }
+}
+
+size_t dato_first_nonfinite(const float* x, size_t n) {
+    size_t i = 0;
+    while (i < n && isfinite(x[i])) i++;
+    return i;
 }

@@ -51,6 +51,8 @@ float dato_bf16_to_f32(uint16_t b);
 uint16_t dato_f32_to_bf16(float f);
 // Converts n little-endian elements of dtype src_dt to f32.
 void dato_convert_to_f32(float* dst, const void* src, dato_dtype src_dt, size_t n);
+// The index of the first NaN or infinite value of x[0..n), or n when every value is finite.
+size_t dato_first_nonfinite(const float* x, size_t n);
 
 #ifdef __cplusplus
 }

@@ -2,6 +2,7 @@
 #include "latents_file.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +73,12 @@ static dato_status load_npy(const char* path, const int64_t* want, size_t numel,
     dato_npy_array a;
     dato_status st = dato_npy_parse(bytes, n, path, &a, err);
     if (st == DATO_OK) st = check_shape(path, "the array", a.ndim, a.shape, want, err);
-    if (st == DATO_OK)
-        for (size_t i = 0; i < numel; i++) out[i] = (float)dato_npy_at(&a, (int64_t)i);
+    for (size_t i = 0; st == DATO_OK && i < numel; i++) {
+        double v = dato_npy_at(&a, (int64_t)i); // a finite f8 value beyond float's range has no float (undefined)
+        if (isfinite(v) && fabs(v) > FLT_MAX)
+            st = dato_fail(err, DATO_ERR_FORMAT, "%s: latent value %zu is not a finite float (%g)", path, i, v);
+        else out[i] = (float)v;
+    }
     free(bytes);
     return st;
 }

@@ -1,6 +1,7 @@
 // Parameter tables: building rows, one weight block, and the loader every model shares (check
 // names and shapes, convert F32/F16/BF16 to f32, take apart what a layout stores fused or
 // transposed, convert GEMM weights to their dtype, upload).
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,10 @@ dato_status dato_params_init_random(dato_param_table t, unsigned long long seed,
 
 // ---- loading ----------------------------------------------------------------------------------------
 
+int dato_st_dim(const dato_st_tensor* t, int d) {
+    return t->shape[d] > INT_MAX ? INT_MAX : (int)t->shape[d];
+}
+
 const char* dato_shape_text(int ndim, const int64_t* shape, char* buf, size_t n) {
     size_t off = (size_t)snprintf(buf, n, "(");
     for (int d = 0; d < ndim && off < n; d++)
@@ -208,6 +213,15 @@ dato_status dato_params_check(const dato_param* params, int n_params, const dato
     return DATO_OK;
 }
 
+// Weights must be finite: one NaN or infinity would make every image black, with no error.
+// x: (n) the file's tensor `name` in f32.
+static dato_status check_finite(const char* label, const char* name, const float* x, size_t n, dato_error* err) {
+    size_t i = dato_first_nonfinite(x, n);
+    if (i == n) return DATO_OK;
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%s': value %zu of %zu is %g (weights must be finite)", label,
+                     name, i, n, (double)x[i]);
+}
+
 // A row the CPU backend converts straight into its f32 slot: no staging, no upload.
 static int in_place(const dato_backend* be, const dato_param* p, int layout) {
     return be->device == DATO_DEV_CPU && p->slot->dtype == DATO_F32 && !is_fused(p, layout) &&
@@ -238,9 +252,11 @@ dato_status dato_params_load(dato_param_table t, const dato_param_names* nm, dat
         size_t n = (size_t)dato_tensor_numel(p->slot);
         if (in_place(t.be, p, layout)) {
             st = dato_st_tensor_to_f32(f, p->slot->data, n, err);
+            if (!st) st = check_finite(nm->src->label, name, p->slot->data, n, err);
             continue;
         }
         if ((st = dato_st_tensor_to_f32(f, file, (size_t)f->numel, err))) break;
+        if ((st = check_finite(nm->src->label, name, file, (size_t)f->numel, err))) break;
         const float* mine = file; // (n) the row's values
         if (is_fused(p, layout)) {
             mine = file + (size_t)p->oc_slice * n; // rows [s R, (s + 1) R) of the (3R, C) file tensor

@@ -95,6 +95,9 @@ dato_status dato_params_check(const dato_param* params, int n, const dato_param_
 // apart as the layout stores it, GEMM weights converted to their dtype.
 dato_status dato_params_load(dato_param_table t, const dato_param_names* names, dato_error* err);
 
+// Dimension d of a checkpoint tensor as a config's int: INT_MAX when larger (every config refuses
+// that), so that a config inferred from shapes is range-checked before any arithmetic.
+int dato_st_dim(const dato_st_tensor* t, int d);
 // "(a, b, c)": a shape for messages.
 const char* dato_shape_text(int ndim, const int64_t* shape, char* buf, size_t n);
 // The tensor whose whole name is printf(fmt, ...), or NULL.

@@ -13,6 +13,14 @@
 static const char* const KNOWN_KEYS[] = {"format", "version", "steps", "guidance", "height", "width",
                                          "eval_prompts", "feature_net", "reference_stats", NULL};
 
+// The numbers' ranges are the command line's (--steps, --height, --width; 0: not set).
+#define RANGE(name, field, lo, hi) DATO_INT_RANGE(dato_model_defaults, name, field, lo, hi)
+static const dato_int_range INT_RANGES[] = {
+    RANGE("steps", steps, 0, 1000),
+    RANGE("height", height, 0, 16384),
+    RANGE("width", width, 0, 16384),
+};
+
 // A relative path in the file is relative to the model folder.
 static dato_status read_path(const cJSON* root, const char* key, const char* model_dir, char* out, size_t n,
                              const char* label, dato_error* err) {
@@ -59,8 +67,11 @@ dato_status dato_model_defaults_load(dato_model_defaults* d, const char* model_d
     if (!st) st = dato_json_float(root, "guidance", &d->guidance, path, err);
     if (!st) st = dato_json_int(root, "height", &d->height, 0, path, err);
     if (!st) st = dato_json_int(root, "width", &d->width, 0, path, err);
-    if (!st && (d->steps < 0 || d->steps > 1000 || d->height < 0 || d->width < 0 || !(d->guidance >= 0)))
-        st = dato_fail(err, DATO_ERR_INVALID, "%s: steps must be in 0..1000, guidance, height, width >= 0", path);
+    if (!st && (st = dato_check_int_ranges(d, INT_RANGES, (int)(sizeof INT_RANGES / sizeof *INT_RANGES), err)))
+        dato_error_prefix(err, st, "%s: ", path);
+    if (!st && !(d->guidance >= 0 && d->guidance <= 100))
+        st = dato_fail(err, DATO_ERR_INVALID, "%s: guidance = %g is outside 0..100 (as --guidance)", path,
+                       (double)d->guidance);
     if (!st) st = read_path(root, "eval_prompts", model_dir, d->eval_prompts, sizeof d->eval_prompts, path, err);
     if (!st) st = read_path(root, "feature_net", model_dir, d->feature_net, sizeof d->feature_net, path, err);
     if (!st)

@@ -14,12 +14,21 @@
 
 // ---- config -----------------------------------------------------------------------------------
 
+// The config's ints in range before any arithmetic on them (a config is untrusted input); the
+// bounds are far above any released model's.
+#define RANGE(name, field, lo, hi) DATO_INT_RANGE(dato_te_config, name, field, lo, hi)
+static const dato_int_range INT_RANGES[] = {
+    RANGE("vocab_size", vocab_size, 1, 1 << 20),
+    RANGE("hidden_size", width, 1, 65536),
+    RANGE("intermediate_size", intermediate, 1, 1 << 18),
+    RANGE("num_hidden_layers", n_layers, 1, 1024),
+    RANGE("max_position_embeddings", max_positions, 1, 65536),
+    RANGE("projection_dim", projection_dim, 0, 65536),
+};
+
 dato_status dato_te_config_validate(const dato_te_config* c, dato_error* err) {
-    if (c->vocab_size < 1 || c->width < 1 || c->intermediate < 1 || c->n_layers < 1 || c->max_positions < 1)
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "text encoder config: vocab_size %d, hidden_size %d, intermediate_size %d, "
-                         "num_hidden_layers %d and max_position_embeddings %d must all be positive",
-                         c->vocab_size, c->width, c->intermediate, c->n_layers, c->max_positions);
+    dato_status st = dato_check_int_ranges(c, INT_RANGES, (int)(sizeof INT_RANGES / sizeof *INT_RANGES), err);
+    if (st) return dato_error_prefix(err, st, "text encoder config: ");
     if (c->heads < 1 || c->width % c->heads != 0)
         return dato_fail(err, DATO_ERR_INVALID, "text encoder config: %d attention heads do not divide hidden_size %d",
                          c->heads, c->width);
@@ -27,8 +36,6 @@ dato_status dato_te_config_validate(const dato_te_config* c, dato_error* err) {
         return dato_fail(err, DATO_ERR_INVALID, "text encoder config: hidden_act must be quick_gelu or gelu");
     if (!(c->eps > 0.0f && c->eps < 1.0f))
         return dato_fail(err, DATO_ERR_INVALID, "text encoder config: layer_norm_eps %g is not in (0, 1)", (double)c->eps);
-    if (c->projection_dim < 0)
-        return dato_fail(err, DATO_ERR_INVALID, "text encoder config: projection_dim %d is negative", c->projection_dim);
     return DATO_OK;
 }
 
@@ -57,9 +64,7 @@ dato_status dato_te_config_from_json_text(dato_te_config* cfg, const char* text,
         st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: field 'hidden_act': '%s' is not quick_gelu or gelu", label, a);
         goto done;
     }
-    dato_error why = {{0}};
-    st = dato_te_config_validate(cfg, &why);
-    if (st) st = dato_fail(err, st, "%s: %s", label, why.msg);
+    if ((st = dato_te_config_validate(cfg, err))) dato_error_prefix(err, st, "%s: ", label);
 done:
     cJSON_Delete(root);
     return st;
@@ -218,9 +223,9 @@ dato_status dato_te_config_infer(dato_te_config* cfg, const dato_tensor_source* 
     if (!tok || !pos)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: no %s text encoder under '%s' (%s and %s must exist, 2-D)",
                          src->label, oc ? "OpenCLIP" : "CLIP", prefix, tok_name, pos_name);
-    cfg->vocab_size = (int)tok->shape[0];
-    cfg->width = (int)tok->shape[1];
-    cfg->max_positions = (int)pos->shape[0];
+    cfg->vocab_size = dato_st_dim(tok, 0);
+    cfg->width = dato_st_dim(tok, 1);
+    cfg->max_positions = dato_st_dim(pos, 0);
     while (dato_source_findf(src, oc ? "%s" LAYER_OC "ln_1.weight" : "%sencoder.layers.%d.layer_norm1.weight", inner,
                              cfg->n_layers))
         cfg->n_layers++;
@@ -230,15 +235,14 @@ dato_status dato_te_config_infer(dato_te_config* cfg, const dato_tensor_source* 
     if (cfg->n_layers == 0 || !fc1)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: the text encoder under '%s' has no layers (or no 2-D '%s')",
                          src->label, prefix, name);
-    cfg->intermediate = (int)fc1->shape[0];
+    cfg->intermediate = dato_st_dim(fc1, 0);
     const dato_st_tensor* proj = find_2d(src, prefix, oc ? "text_projection" : "text_projection.weight");
-    if (proj) cfg->projection_dim = (int)proj->shape[oc ? 1 : 0];
+    if (proj) cfg->projection_dim = dato_st_dim(proj, oc ? 1 : 0);
     cfg->heads = hints && hints->heads ? hints->heads : cfg->width / 64;
     cfg->act = hints && hints->act ? hints->act : oc ? DATO_TE_ACT_GELU : DATO_TE_ACT_QUICK_GELU;
     cfg->eps = hints && hints->eps > 0 ? hints->eps : 1e-5f;
     cfg->eos_token_id = hints && hints->eos_token_id ? hints->eos_token_id : DATO_TE_LEGACY_EOS;
-    dato_error why = {{0}};
-    dato_status st = dato_te_config_validate(cfg, &why);
-    if (st) return dato_fail(err, st, "%s: inferred text encoder config: %s", src->label, why.msg);
+    dato_status st = dato_te_config_validate(cfg, err);
+    if (st) return dato_error_prefix(err, st, "%s: inferred text encoder config: ", src->label);
     return DATO_OK;
 }

@@ -1,5 +1,6 @@
 // UNet configuration: diffusers unet/config.json in, validated dato_unet_config out.
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,35 @@
 
 int dato_unet_n_branches(const dato_unet_config* cfg) {
     return 1 + cfg->n_levels * (cfg->layers_per_block + 1) - 1;
+}
+
+// Every integer of a config in its range, before any arithmetic on it: the layer list multiplies
+// them (4 x block channels, 6 x the time embedding, channels x channels weights), and a config is
+// untrusted input. The bounds are far above any released model's.
+#define RANGE(name, field, lo, hi) DATO_INT_RANGE(dato_unet_config, name, field, lo, hi)
+static const dato_int_range INT_RANGES[] = {
+    RANGE("levels", n_levels, 1, DATO_UNET_MAX_LEVELS),
+    RANGE("in_channels", in_channels, 1, 4096),
+    RANGE("out_channels", out_channels, 1, 4096),
+    RANGE("layers_per_block", layers_per_block, 1, DATO_UNET_MAX_LAYERS - 1),
+    RANGE("cross_attention_dim", cross_attention_dim, 1, 65536),
+    RANGE("norm_num_groups", norm_groups, 1, 65536),
+    RANGE("sample_size", sample_size, 1, 4096),
+    RANGE("addition_time_embed_dim", addition_time_embed_dim, 0, 65536),
+    RANGE("projection_class_embeddings_input_dim", add_embed_in, 0, 1 << 20),
+};
+#define MAX_CHANNELS 65536 // block_out_channels
+
+static dato_status check_ranges(const dato_unet_config* c, dato_error* err) {
+    DATO_TRY(dato_check_int_ranges(c, INT_RANGES, (int)(sizeof INT_RANGES / sizeof *INT_RANGES), err));
+    for (int i = 0; i < c->n_levels; i++)
+        if (c->block_channels[i] < 1 || c->block_channels[i] > MAX_CHANNELS)
+            return dato_fail(err, DATO_ERR_INVALID, "block_out_channels[%d] = %d is outside 1..%d", i,
+                             c->block_channels[i], MAX_CHANNELS);
+    if (dato_unet_n_branches(c) > DATO_UNET_MAX_LAYERS)
+        return dato_fail(err, DATO_ERR_INVALID, "%d levels of layers_per_block %d give %d skip branches (at most %d)",
+                         c->n_levels, c->layers_per_block, dato_unet_n_branches(c), DATO_UNET_MAX_LAYERS);
+    return DATO_OK;
 }
 
 static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const char* label, dato_error* err) {
@@ -106,20 +136,20 @@ static dato_status parse_config(dato_unet_config* cfg, const cJSON* root, const 
     for (int i = 0; i < n; i++) cfg->transformer_depth[i] = 1;
     if ((st = dato_json_int_or_list(root, "transformer_layers_per_block", cfg->transformer_depth, n, label, err))) return st;
     cfg->mid_transformer_depth = cfg->transformer_depth[n - 1];
-    cfg->time_embed_dim = 4 * cfg->block_channels[0];
-
     const cJSON* add = cJSON_GetObjectItemCaseSensitive(root, "addition_embed_type");
     if (cJSON_IsString(add)) {
         if ((st = dato_json_int(root, "addition_time_embed_dim", &cfg->addition_time_embed_dim, 0, label, err))) return st;
         if ((st = dato_json_int(root, "projection_class_embeddings_input_dim", &cfg->add_embed_in, 0, label, err))) return st;
-        if (cfg->addition_time_embed_dim <= 0 || cfg->add_embed_in <= 6 * cfg->addition_time_embed_dim)
+        if (cfg->addition_time_embed_dim <= 0 || cfg->add_embed_in <= 0)
             return dato_fail(err, DATO_ERR_INVALID,
-                             "%s: 'text_time' needs addition_time_embed_dim > 0 and "
-                             "projection_class_embeddings_input_dim > 6 * addition_time_embed_dim",
-                             label);
+                             "%s: 'text_time' needs addition_time_embed_dim and projection_class_embeddings_input_dim "
+                             "(got %d and %d)", label, cfg->addition_time_embed_dim, cfg->add_embed_in);
     }
-    return dato_unet_config_validate(cfg, err) ? dato_fail(err, DATO_ERR_INVALID, "%s: %s", label, err ? err->msg : "")
-                                               : DATO_OK;
+    // The time embedding's width is derived, once the channels are known to be in range.
+    if ((st = check_ranges(cfg, err))) return dato_error_prefix(err, st, "%s: ", label);
+    cfg->time_embed_dim = 4 * cfg->block_channels[0];
+    if ((st = dato_unet_config_validate(cfg, err))) return dato_error_prefix(err, st, "%s: ", label);
+    return DATO_OK;
 }
 
 dato_status dato_unet_config_from_json_text(dato_unet_config* cfg, const char* text, const char* label,
@@ -141,20 +171,14 @@ dato_status dato_unet_config_from_json(dato_unet_config* cfg, const char* path, 
 }
 
 dato_status dato_unet_config_validate(const dato_unet_config* c, dato_error* err) {
-    if (c->n_levels < 1 || c->n_levels > DATO_UNET_MAX_LEVELS)
-        return dato_fail(err, DATO_ERR_INVALID, "levels %d outside 1..%d", c->n_levels, DATO_UNET_MAX_LEVELS);
-    if (c->layers_per_block < 1 || dato_unet_n_branches(c) > DATO_UNET_MAX_LAYERS)
-        return dato_fail(err, DATO_ERR_INVALID, "layers_per_block %d gives more than %d skip branches",
-                         c->layers_per_block, DATO_UNET_MAX_LAYERS);
-    if (c->in_channels < 1 || c->out_channels < 1 || c->cross_attention_dim < 1 || c->norm_groups < 1)
-        return dato_fail(err, DATO_ERR_INVALID, "in/out channels, cross_attention_dim and norm_num_groups must be >= 1");
+    DATO_TRY(check_ranges(c, err));
     for (int i = 0; i < c->n_levels; i++) {
         int ch = c->block_channels[i];
-        if (ch < 1 || ch % c->norm_groups)
-            return dato_fail(err, DATO_ERR_INVALID, "block_out_channels[%d] = %d is not a positive multiple of "
-                             "norm_num_groups %d", i, ch, c->norm_groups);
-        if (c->level_has_attn[i] || i == c->n_levels - 1) {
-            if (c->heads[i] < 1 || ch % c->heads[i])
+        if (ch % c->norm_groups)
+            return dato_fail(err, DATO_ERR_INVALID, "block_out_channels[%d] = %d is not a multiple of norm_num_groups %d",
+                             i, ch, c->norm_groups);
+        if (c->level_has_attn[i] || i == c->n_levels - 1) { // the last level's heads serve the mid block
+            if (c->heads[i] < 1 || c->heads[i] > ch || ch % c->heads[i])
                 return dato_fail(err, DATO_ERR_INVALID, "level %d: %d channels do not split into %d heads", i, ch,
                                  c->heads[i]);
             if (c->transformer_depth[i] < 1 || c->transformer_depth[i] > 64)
@@ -162,5 +186,18 @@ dato_status dato_unet_config_validate(const dato_unet_config* c, dato_error* err
                                  c->transformer_depth[i]);
         }
     }
+    if (c->mid_transformer_depth < 1 || c->mid_transformer_depth > 64)
+        return dato_fail(err, DATO_ERR_INVALID, "mid block: transformer depth %d outside 1..64", c->mid_transformer_depth);
+    if (c->time_embed_dim != 4 * c->block_channels[0])
+        return dato_fail(err, DATO_ERR_INVALID, "time embedding width %d is not 4 x block_out_channels[0] = %d",
+                         c->time_embed_dim, 4 * c->block_channels[0]);
+    if (c->add_embed_in && (c->addition_time_embed_dim < 1 || c->add_embed_in <= 6 * c->addition_time_embed_dim))
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "projection_class_embeddings_input_dim %d must exceed 6 x addition_time_embed_dim %d (the "
+                         "pooled text embedding takes the rest)", c->add_embed_in, c->addition_time_embed_dim);
+    if (!isfinite(c->norm_eps) || !(c->norm_eps > 0.0f))
+        return dato_fail(err, DATO_ERR_INVALID, "norm_eps %g must be finite and > 0", (double)c->norm_eps);
+    if (!isfinite(c->freq_shift))
+        return dato_fail(err, DATO_ERR_INVALID, "freq_shift %g must be finite", (double)c->freq_shift);
     return DATO_OK;
 }

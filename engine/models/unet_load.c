@@ -58,9 +58,9 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
                          "%s: no LDM UNet under '%s' (input_blocks.0.0.weight, out.2.weight and time_embed.0.weight "
                          "must exist with 4, 4 and 2 dims)",
                          src->label, prefix);
-    cfg->in_channels = (int)conv_in->shape[1];
-    cfg->out_channels = (int)conv_out->shape[0];
-    cfg->time_embed_dim = (int)t0->shape[0];
+    cfg->in_channels = dato_st_dim(conv_in, 1);
+    cfg->out_channels = dato_st_dim(conv_out, 0);
+    cfg->time_embed_dim = dato_st_dim(t0, 0);
     cfg->flip_sin_to_cos = 1;
     cfg->freq_shift = 0;
     cfg->norm_eps = 1e-5f;
@@ -90,7 +90,7 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
         if (!c2 || c2->ndim != 4)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%sinput_blocks.%d.0.out_layers.3.weight' is missing",
                              src->label, prefix, k);
-        cfg->block_channels[i] = (int)c2->shape[0];
+        cfg->block_channels[i] = dato_st_dim(c2, 0);
         const dato_st_tensor* pin = dato_source_findf(src, "%sinput_blocks.%d.1.proj_in.weight", prefix, k);
         cfg->level_has_attn[i] = pin != NULL;
         if (pin) {
@@ -100,7 +100,7 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
             cfg->transformer_depth[i] = count_transformer_blocks(src, prefix, module);
             const dato_st_tensor* tk =
                 dato_source_findf(src, "%sinput_blocks.%d.1.transformer_blocks.0.attn2.to_k.weight", prefix, k);
-            if (tk && tk->ndim == 2) cfg->cross_attention_dim = (int)tk->shape[1];
+            if (tk && tk->ndim == 2) cfg->cross_attention_dim = dato_st_dim(tk, 1);
         } else {
             cfg->transformer_depth[i] = 1;
         }
@@ -111,7 +111,7 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
     if (!cfg->cross_attention_dim) {
         const dato_st_tensor* tk =
             dato_source_findf(src, "%smiddle_block.1.transformer_blocks.0.attn2.to_k.weight", prefix);
-        if (tk && tk->ndim == 2) cfg->cross_attention_dim = (int)tk->shape[1];
+        if (tk && tk->ndim == 2) cfg->cross_attention_dim = dato_st_dim(tk, 1);
     }
     // Heads cannot be read off shapes: SD1 (context 768) has 8 heads everywhere, SD2 and SDXL
     // heads of 64 dims (ENGINE.md §4), unless the caller knows better.
@@ -125,15 +125,12 @@ dato_status dato_unet_config_infer_ldm(dato_unet_config* cfg, const dato_tensor_
     if (label) {
         if (label->ndim != 2)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%slabel_emb.0.0.weight' must be 2-D", src->label, prefix);
-        cfg->add_embed_in = (int)label->shape[1];
+        cfg->add_embed_in = dato_st_dim(label, 1);
         cfg->addition_time_embed_dim = hints && hints->addition_time_embed_dim ? hints->addition_time_embed_dim : 256;
     }
     cfg->sample_size = 64;
-    if (cfg->time_embed_dim != 4 * cfg->block_channels[0])
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: time embedding width %d is not 4 x %d channels", src->label,
-                         cfg->time_embed_dim, cfg->block_channels[0]);
-    dato_status st = dato_unet_config_validate(cfg, err);
-    if (st) return dato_fail(err, st, "%s: inferred UNet config: %s", src->label, err ? err->msg : "");
+    dato_status st = dato_unet_config_validate(cfg, err); // the time embedding's width too: 4 x the channels
+    if (st) return dato_error_prefix(err, st, "%s: inferred UNet config: ", src->label);
     return DATO_OK;
 }
 

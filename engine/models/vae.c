@@ -77,7 +77,7 @@ static dato_status config_from_cjson(dato_vae_config* cfg, const cJSON* root, co
     if ((st = dato_json_bool(root, "mid_block_add_attention", &cfg->mid_attention, label, err))) return st;
     if ((st = dato_json_bool(root, "use_post_quant_conv", &cfg->post_quant_conv, label, err))) return st;
     st = dato_vae_config_validate(cfg, err);
-    if (st) return dato_fail(err, st, "%s: %s", label, err ? err->msg : "invalid config");
+    if (st) return dato_error_prefix(err, st, "%s: ", label);
     return DATO_OK;
 }
 
@@ -99,16 +99,19 @@ dato_status dato_vae_config_from_json(dato_vae_config* cfg, const char* path, da
     return st;
 }
 
+// The config's ints in range before any arithmetic on them (a config is untrusted input).
+#define RANGE(name, field, lo, hi) DATO_INT_RANGE(dato_vae_config, name, field, lo, hi)
+static const dato_int_range INT_RANGES[] = {
+    RANGE("levels", n_levels, 1, DATO_VAE_MAX_LEVELS),
+    RANGE("layers_per_block", layers_per_block, 0, DATO_VAE_MAX_RES - 1),
+    RANGE("latent_channels", latent_channels, 1, 4096),
+    RANGE("out_channels", out_channels, 1, 4096),
+    RANGE("norm_num_groups", norm_groups, 1, 65536),
+};
+
 dato_status dato_vae_config_validate(const dato_vae_config* c, dato_error* err) {
-    if (c->n_levels < 1 || c->n_levels > DATO_VAE_MAX_LEVELS)
-        return dato_fail(err, DATO_ERR_INVALID, "vae config: %d levels, expected 1..%d", c->n_levels, DATO_VAE_MAX_LEVELS);
-    if (c->layers_per_block < 0 || c->layers_per_block + 1 > DATO_VAE_MAX_RES)
-        return dato_fail(err, DATO_ERR_INVALID, "vae config: layers_per_block %d outside 0..%d", c->layers_per_block,
-                         DATO_VAE_MAX_RES - 1);
-    if (c->latent_channels < 1 || c->latent_channels > 4096 || c->out_channels < 1 || c->out_channels > 4096)
-        return dato_fail(err, DATO_ERR_INVALID, "vae config: latent_channels %d / out_channels %d outside 1..4096",
-                         c->latent_channels, c->out_channels);
-    if (c->norm_groups < 1) return dato_fail(err, DATO_ERR_INVALID, "vae config: norm_num_groups %d", c->norm_groups);
+    dato_status st = dato_check_int_ranges(c, INT_RANGES, (int)(sizeof INT_RANGES / sizeof *INT_RANGES), err);
+    if (st) return dato_error_prefix(err, st, "vae config: ");
     for (int i = 0; i < c->n_levels; i++)
         if (c->block_channels[i] < 1 || c->block_channels[i] > 65536 || c->block_channels[i] % c->norm_groups)
             return dato_fail(err, DATO_ERR_INVALID,
@@ -117,7 +120,8 @@ dato_status dato_vae_config_validate(const dato_vae_config* c, dato_error* err) 
     if (!isfinite(c->scaling_factor) || c->scaling_factor == 0.0f || !isfinite(c->shift_factor))
         return dato_fail(err, DATO_ERR_INVALID, "vae config: scaling_factor %g / shift_factor %g", c->scaling_factor,
                          c->shift_factor);
-    if (!(c->norm_eps > 0)) return dato_fail(err, DATO_ERR_INVALID, "vae config: norm eps %g", c->norm_eps);
+    if (!isfinite(c->norm_eps) || !(c->norm_eps > 0))
+        return dato_fail(err, DATO_ERR_INVALID, "vae config: norm eps %g must be finite and > 0", c->norm_eps);
     return DATO_OK;
 }
 
@@ -131,8 +135,8 @@ dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_so
                          "%s: no LDM VAE decoder under '%s' (decoder.conv_in.weight and decoder.conv_out.weight must "
                          "exist with 4 dims)",
                          src->label, prefix);
-    cfg->latent_channels = (int)conv_in->shape[1];
-    cfg->out_channels = (int)conv_out->shape[0];
+    cfg->latent_channels = dato_st_dim(conv_in, 1);
+    cfg->out_channels = dato_st_dim(conv_out, 0);
     cfg->norm_groups = norm_groups > 0 ? norm_groups : 32;
     cfg->norm_eps = 1e-6f;
     cfg->scaling_factor = scaling_factor;
@@ -149,14 +153,14 @@ dato_status dato_vae_config_infer_ldm(dato_vae_config* cfg, const dato_tensor_so
         if (c2->ndim != 4)
             return dato_fail(err, DATO_ERR_FORMAT, "%s: tensor '%sdecoder.up.%d.block.0.conv2.weight' must have 4 dims",
                              src->label, prefix, i);
-        cfg->block_channels[i] = (int)c2->shape[0];
+        cfg->block_channels[i] = dato_st_dim(c2, 0);
     }
     int n_res = 0;
     while (n_res < DATO_VAE_MAX_RES && dato_source_findf(src, "%sdecoder.up.0.block.%d.conv1.weight", prefix, n_res))
         n_res++;
     cfg->layers_per_block = n_res - 1;
     dato_status st = dato_vae_config_validate(cfg, err);
-    if (st) return dato_fail(err, st, "%s: inferred VAE config: %s", src->label, err ? err->msg : "");
+    if (st) return dato_error_prefix(err, st, "%s: inferred VAE config: ", src->label);
     return DATO_OK;
 }
 

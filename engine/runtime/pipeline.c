@@ -1,6 +1,7 @@
 #include "pipeline.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,8 +264,9 @@ dato_status dato_conditioning_repeat(dato_conditioning* out, int B, int seq, int
     return DATO_OK;
 }
 
-// Runs encoder i over n texts: hidden (n, L, W) and, if pooled != NULL, pooled (n, pooled_w), on the host.
-static dato_status encode_texts(dato_pipeline* p, int i, const char* const* texts, int n, float* hidden,
+// Runs encoder i over n texts, the first n_neg of them negative prompts: hidden (n, L, W) and, if
+// pooled != NULL, pooled (n, pooled_w), on the host.
+static dato_status encode_texts(dato_pipeline* p, int i, const char* const* texts, int n, int n_neg, float* hidden,
                                 float* pooled, dato_error* err) {
     dato_tokenizer* tok = p->tokenizer[i];
     dato_text_encoder* te = &p->text[i];
@@ -275,7 +277,11 @@ static dato_status encode_texts(dato_pipeline* p, int i, const char* const* text
     size_t hbytes = (size_t)n * L * W * sizeof(float), pbytes = (size_t)n * pooled_w * sizeof(float);
     void* dev = be->ops->alloc(be, hbytes + pbytes);
     dato_status st = ids && dev ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "encode: cannot allocate for %d texts", n);
-    for (int k = 0; k < n && !st; k++) st = dato_tokenizer_encode(tok, texts[k], ids + (size_t)k * L, NULL, err);
+    for (int k = 0; k < n && !st; k++) {
+        st = dato_tokenizer_encode(tok, texts[k], ids + (size_t)k * L, NULL, err);
+        if (st && k < n_neg) dato_error_prefix(err, st, "encode: a negative prompt: ");
+        else if (st) dato_error_prefix(err, st, "encode: prompt %d: ", k - n_neg);
+    }
     if (!st) {
         dato_tensor h = dato_tensor_make(dev, DATO_F32, be->device, 3, (int64_t[]){n, L, W});
         dato_tensor pl = dato_tensor_make((char*)dev + hbytes, DATO_F32, be->device, 2, (int64_t[]){n, pooled_w});
@@ -333,7 +339,7 @@ dato_status dato_pipeline_encode(dato_pipeline* p, const char* const* prompts, c
             st = dato_fail(err, DATO_ERR_NOMEM, "encode: out of memory");
             break;
         }
-        st = encode_texts(p, i, texts, n, hidden, want_pooled ? pooled : NULL, err);
+        st = encode_texts(p, i, texts, n, n_neg, hidden, want_pooled ? pooled : NULL, err);
         // Scatter rows into [uncond x B; cond x B]; zeroed rows stay 0.
         for (int r = 0, k = 0; r < 2 * B && !st; r++) {
             int is_neg = r < B;
@@ -417,18 +423,23 @@ static dato_status guided_model_call(void* vctx, const dato_sampler_call* call, 
 // The device loop (DATO_LOOP_DEVICE): the latent x (B, C, h, w) stays on the backend from the first
 // call to the last. Per call: x * input_scale into both halves of the model input, the call's
 // timesteps copied from a table uploaded once, the denoiser (replayed as a graph where it can be), the
-// guidance and the sampler program as axpby ops. The host waits between calls only to hand the
-// pruning runtime a prediction, to fill raw_out, to report progress, or before it overwrites the
-// pinned noise buffer; never inside a call. latents: (B, C, h, w), in: the initial latent, out: the final.
+// guidance and the sampler program as axpby ops, then x's mean per (image, channel) into a table on
+// the device: a mean is finite exactly when its values are (summed in double), so the table, read
+// once after the loop, names the first call whose latents hold a NaN or infinity, at the cost of
+// one tiny reduction per call and no wait. The host waits between calls only to hand the pruning
+// runtime a prediction, to fill raw_out, to report progress, or before it overwrites the pinned noise
+// buffer; never inside a call. latents: (B, C, h, w), in: the initial latent, out: the final.
 static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* latents, dato_rng* noise_rng,
                                      dato_error* err) {
     dato_denoiser* d = g->d;
     dato_backend* be = g->p->be;
     const dato_backend_ops* op = be->ops;
-    int B = g->batch, n2 = g->guided ? 2 * B : B, calls = g->n_calls;
+    int B = g->batch, n2 = g->guided ? 2 * B : B, calls = g->n_calls, C = d->dims.in_channels;
     size_t n = (size_t)B * g->latent_numel, slots = DATO_SLOT_H0 + (size_t)dato_sampler_program_slots(s);
-    float* dev = op->alloc(be, (slots * n + (size_t)calls * n2) * sizeof(float)); // the slots, then t_all
-    float* pinned = op->alloc_host(be, ((size_t)calls * n2 + n) * sizeof(float)); // t_all staging, a noise draw
+    size_t n_means = (size_t)calls * B * C;
+    // the slots, t_all, the means; on the host: t_all's staging, a noise draw, the means
+    float* dev = op->alloc(be, (slots * n + (size_t)calls * n2 + n_means) * sizeof(float));
+    float* pinned = op->alloc_host(be, ((size_t)calls * n2 + n + n_means) * sizeof(float));
     dato_status st = dev && pinned ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "generate: cannot allocate the "
                                                          "device loop's buffers");
     dato_tensor slot[DATO_SLOT_COUNT]; // (B, C, h, w) each
@@ -440,7 +451,9 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
     dato_tensor y_c = dato_tensor_make((float*)d->y.data + (g->guided ? n : 0), DATO_F32, be->device, 4, half_shape);
     if (!st && !g->guided) slot[DATO_SLOT_OUT] = y_c; // no guidance: the raw output is the model output
     float* t_all = dev + slots * n;   // (calls, n2) every call's timesteps
+    float* means = t_all + (size_t)calls * n2;       // (calls, B, C) x's mean after each call
     float* noise_host = pinned + (size_t)calls * n2; // (B, C, h, w)
+    float* means_host = noise_host + n;              // (calls, B, C)
     for (int k = 0; k < calls && !st; k++) {
         float t = dato_sampler_call_info(s, k).timestep;
         for (int i = 0; i < n2; i++) pinned[(size_t)k * n2 + i] = t;
@@ -480,16 +493,39 @@ static dato_status denoise_on_device(guided_model* g, dato_sampler* s, float* la
             const dato_sampler_instr* in = &prog[i];
             st = op->axpby(be, &slot[in->dst], in->alpha, &slot[in->a], in->beta, &slot[in->b], err);
         }
+        dato_tensor mean_k = dato_tensor_make(means + (size_t)k * B * C, DATO_F32, be->device, 2, (int64_t[]){B, C});
+        if (!st) st = op->mean_hw(be, &mean_k, &slot[DATO_SLOT_X], err);
         if (!st && g->gp->progress) {
             op->synchronize(be);
             g->gp->progress(g->gp->progress_ctx, k + 1, calls);
         }
     }
-    if (!st) op->download(be, latents, slot[DATO_SLOT_X].data, n * sizeof(float));
-    else op->synchronize(be); // nothing in flight reads pinned or dev once they are freed
+    if (!st) {
+        op->download(be, latents, slot[DATO_SLOT_X].data, n * sizeof(float));
+        op->download(be, means_host, means, n_means * sizeof(float));
+        size_t bad = dato_first_nonfinite(means_host, n_means), per_call = (size_t)B * C;
+        if (bad < n_means) {
+            char what[96];
+            snprintf(what, sizeof what, "image %zu, channel %zu holds a NaN or infinity", bad % per_call / C, bad % C);
+            st = dato_sampler_nonfinite(s, (int)(bad / per_call), what, err);
+        }
+    } else {
+        op->synchronize(be); // nothing in flight reads pinned or dev once they are freed
+    }
     if (pinned) op->free_host(be, pinned);
     if (dev) op->free(be, dev);
     return st;
+}
+
+// Conditioning must be finite: a NaN or infinity in it makes every latent NaN. x: (rows, per_row),
+// rows [uncond x B; cond x B].
+static dato_status check_conditioning(const char* name, const float* x, int rows, size_t per_row, dato_error* err) {
+    size_t n = (size_t)rows * per_row, bad = dato_first_nonfinite(x, n);
+    if (bad == n) return DATO_OK;
+    return dato_fail(err, DATO_ERR_INVALID,
+                     "generate: conditioning '%s' is not finite: row %zu of %d ([uncond x %d; cond x %d]), value %zu "
+                     "of %zu is %g", name, bad / per_row, rows, rows / 2, rows / 2, bad % per_row, per_row,
+                     (double)x[bad]);
 }
 
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err) {
@@ -505,7 +541,14 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     if (pooled_w && (cond->pooled_dim != pooled_w || !cond->text_embeds || !cond->time_ids))
         return dato_fail(err, DATO_ERR_INVALID, "generate: this model (SDXL-style) needs text_embeds (%d wide) and "
                          "time_ids", pooled_w);
+    if (!isfinite(gp->guidance)) // NaN > 1 is false: it would silently mean no guidance
+        return dato_fail(err, DATO_ERR_INVALID, "generate: guidance %g is not a finite number", (double)gp->guidance);
     int B = cond->batch, guided = gp->guidance > 1.0f, n2 = guided ? 2 * B : B;
+    DATO_TRY(check_conditioning("context", cond->context, 2 * B, (size_t)cond->seq * cond->dim, err));
+    if (pooled_w) {
+        DATO_TRY(check_conditioning("text_embeds", cond->text_embeds, 2 * B, (size_t)pooled_w, err));
+        DATO_TRY(check_conditioning("time_ids", cond->time_ids, 2 * B, 6, err));
+    }
     size_t latent = (size_t)c->in_channels * gp->height * gp->width;
     size_t skip_rows = guided ? 0 : (size_t)B; // without guidance only the cond half runs
 
@@ -549,6 +592,12 @@ dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params*
     if (gp->init_latent) memcpy(out, gp->init_latent, (size_t)B * latent * sizeof(float));
     else dato_rng_image_noise(gp->seed, B, latent, out);
     for (size_t k = 0; k < (size_t)B * latent; k++) out[k] *= sigma;
+    size_t bad = dato_first_nonfinite(out, (size_t)B * latent);
+    if (bad < (size_t)B * latent) {
+        st = dato_fail(err, DATO_ERR_INVALID, "generate: the initial latents are not finite: value %zu is %g (image %zu)",
+                       bad, (double)out[bad], bad / latent);
+        goto done;
+    }
     dato_rng noise_rng;
     dato_rng_seed_stream(&noise_rng, gp->seed, 0x5a4d504c4552ull); // the sampler's own stream ("SAMPLER")
     int on_device = gp->loop == DATO_LOOP_DEVICE || (gp->loop == DATO_LOOP_AUTO && be->device != DATO_DEV_CPU);
@@ -568,6 +617,8 @@ done:
 }
 
 // ---- decoding -----------------------------------------------------------------------------------------
+
+const char* dato_pipeline_warning(const dato_pipeline* p) { return p->den.rt ? dato_runtime_warning(p->den.rt) : ""; }
 
 int dato_pipeline_image_channels(const dato_pipeline* p) {
     if (p->has_vae) return p->vae.cfg.out_channels;

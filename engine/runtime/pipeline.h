@@ -126,8 +126,13 @@ typedef struct {
 } dato_generate_params;
 
 // Runs the whole loop; out (batch, C, h, w) receives the final latents on the host.
-// Every buffer is allocated before the loop; the loop itself allocates nothing.
+// Every buffer is allocated before the loop; the loop itself allocates nothing. A NaN or infinity
+// in the guidance, the conditioning, the initial latents or the latents after a step is
+// DATO_ERR_INVALID naming where it first appeared (docs/SAMPLERS.md).
 dato_status dato_pipeline_generate(dato_pipeline* p, const dato_generate_params* gp, float* out, dato_error* err);
+// What the last generate call warns of, "" when nothing: a prune ratio clamped to the non-base tokens
+// of some block (dato_runtime_warning); for the caller to say.
+const char* dato_pipeline_warning(const dato_pipeline* p);
 
 // Channels of the decoded images: the VAE's out_channels (3 for SD, 1 for a gray model), or for a
 // pixel-space model its UNet's (a 4-channel latent UNet without a VAE shows a 3-channel preview).

@@ -5,8 +5,10 @@
 // sigmas) it computes in double. Results then match diffusers to a few float32 ulps.
 #include "sampler.h"
 #include "sampler_impl.h"
+#include "tensor.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -406,6 +408,19 @@ dato_status dato_sampler_run(dato_sampler* s, float* x, dato_model_fn fn, void* 
         }
         st = dato_sampler_step(s, call, s->model_out, x, noise, err);
         if (st) return st;
+        size_t bad = dato_first_nonfinite(x, s->numel);
+        if (bad < s->numel) {
+            char what[64];
+            snprintf(what, sizeof what, "latent value %zu is %g", bad, (double)x[bad]);
+            return dato_sampler_nonfinite(s, call, what, err);
+        }
     }
     return DATO_OK;
+}
+
+dato_status dato_sampler_nonfinite(const dato_sampler* s, int call, const char* what, dato_error* err) {
+    dato_sampler_call info = dato_sampler_call_info(s, call);
+    return dato_fail(err, DATO_ERR_INVALID,
+                     "sampler: the latents are not finite after step %d of %d (model call %d of %d; every earlier "
+                     "step was finite): %s", info.step + 1, s->steps, call + 1, s->num_calls, what);
 }

@@ -62,12 +62,18 @@ dato_status dato_sampler_step(dato_sampler* s, int call, const float* model_out,
 typedef dato_status (*dato_model_fn)(void* ctx, const dato_sampler_call* call, const float* model_in, float* model_out,
                                      dato_error* err);
 
+// The error for latents that stopped being finite at model call `call`: names the call's step;
+// what says where ("latent value 17 is nan"). The host loop (dato_sampler_run) checks x after
+// every step; the device loop (pipeline.c) a per-call mean of x, which is finite exactly when every
+// value is.
+dato_status dato_sampler_nonfinite(const dato_sampler* s, int call, const char* what, dato_error* err);
+
 // The whole denoising loop: resets the sampler, then for each call computes model_in = x * input_scale,
 // calls fn, draws noise with dato_rng_fill_normal(rng, noise, latent_numel) after the model call when
 // the call needs noise, and steps. x: (latent_numel), the initial latent already multiplied by
 // init_noise_sigma; overwritten with the final latent. rng may be NULL for deterministic samplers.
 // The model_in, model_out and noise buffers belong to the sampler. A failing fn stops the loop and
-// its status is returned.
+// its status is returned; so does a NaN or infinity in x after a step (dato_sampler_nonfinite).
 dato_status dato_sampler_run(dato_sampler* s, float* x, dato_model_fn fn, void* ctx, dato_rng* rng, dato_error* err);
 
 // Forgets the history (for a new image) without reallocating.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "file_util.h"
 #include "text_buffer.h"
@@ -156,15 +157,38 @@ static dato_status parse_object(dato_schedule* s, const cJSON* root, const char*
                              r->valuedouble, ratio_list(list, sizeof list, 0));
         s->genes[k].ratio = dato_schedule_ratios[ri];
     }
-    dato_error inner;
-    if (dato_schedule_validate(s, s->steps, s->n_branches, &inner))
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: %s", label, inner.msg);
+    if (dato_schedule_validate(s, s->steps, s->n_branches, err))
+        return dato_error_prefix(err, DATO_ERR_FORMAT, "%s: ", label);
     return DATO_OK;
 }
 
+// JSON text is UTF-8 (RFC 8259): the offset of the first of text's len bytes that is not, or len.
+static size_t utf8_valid_prefix(const char* text, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t step = utf8proc_iterate((const utf8proc_uint8_t*)text + i, (utf8proc_ssize_t)(len - i), &c);
+        if (step <= 0) return i;
+        i += (size_t)step;
+    }
+    return len;
+}
+
 dato_status dato_schedule_parse(dato_schedule* out, const char* json, const char* label, dato_error* err) {
-    cJSON* root = cJSON_Parse(json);
-    if (!root) return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON", label);
+    size_t len = strlen(json), bad = utf8_valid_prefix(json, len);
+    if (bad < len)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: byte %zu (0x%02x) is not valid UTF-8", label, bad,
+                         (unsigned)(unsigned char)json[bad]);
+    const char* end = NULL;
+    cJSON* root = cJSON_ParseWithOpts(json, &end, 0);
+    if (!root)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: not valid JSON (at byte %zu)", label, end ? (size_t)(end - json) : 0);
+    end += strspn(end, " \t\r\n"); // JSON's whitespace may follow the object; nothing else may
+    if (*end) {
+        cJSON_Delete(root);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: byte %zu: more text after the JSON object", label,
+                         (size_t)(end - json));
+    }
     dato_schedule* s = calloc(1, sizeof(*s)); // built aside so that *out is untouched on error
     if (!s) {
         cJSON_Delete(root);
@@ -211,9 +235,8 @@ dato_status dato_schedule_to_json(const dato_schedule* s, char** out, dato_error
 }
 
 dato_status dato_schedule_save(const dato_schedule* s, const char* path, dato_error* err) {
-    dato_error inner;
-    if (dato_schedule_validate(s, s->steps, s->n_branches, &inner))
-        return dato_fail(err, DATO_ERR_INVALID, "%s: not saved: %s", path, inner.msg);
+    if (dato_schedule_validate(s, s->steps, s->n_branches, err))
+        return dato_error_prefix(err, DATO_ERR_INVALID, "%s: not saved: ", path);
     char* text;
     DATO_TRY(dato_schedule_to_json(s, &text, err));
     char tmp[4096];
@@ -515,13 +538,8 @@ dato_status dato_schedule_resolve(dato_schedule* out, const char* file_or_preset
     dato_schedule* s = malloc(sizeof(*s)); // validated before *out is touched
     if (!s) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate a schedule", file_or_preset);
     dato_status st = dato_schedule_load(s, file_or_preset, err);
-    if (st == DATO_OK) {
-        dato_error inner;
-        if (dato_schedule_validate(s, steps, n_branches, &inner))
-            st = dato_fail(err, DATO_ERR_INVALID, "%s: %s", file_or_preset, inner.msg);
-        else
-            *out = *s;
-    }
+    if (!st && (st = dato_schedule_validate(s, steps, n_branches, err))) dato_error_prefix(err, st, "%s: ", file_or_preset);
+    if (!st) *out = *s;
     free(s);
     return st;
 }

@@ -84,6 +84,7 @@ int main(void) {
         {{"--popx", "5"}, "unknown option '--popx'"},
         {{"--seed", "-1"}, "--seed: '-1' is not an integer in 0..18446744073709551615"},
         {{"--guidance", "nan"}, "--guidance: 'nan' is not a number in 0..100"},
+        {{"--guidance-scale=inf"}, "--guidance-scale: 'inf' is not a number in 0..100"}, // the alias as given
         {{"--limit", "3"}, "--limit: '3' is not a number in 0.5..2"},
         {{"--latency", "fast"}, "--latency: 'fast': expected one of table, measured"},
         {{"a", "b", "c"}, "unexpected argument 'c'"},

@@ -210,6 +210,8 @@ static void test_refusals(void) {
              write_npy(p[3], "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 8, 8), }", 256, INFINITY, 0) &&
              write_npy(p[4], "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4, 8, 8), }", 256, 0, 4) &&
              write_npy(p[5], "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 1, 1), }", 300000, 0, 0) &&
+             // f8 values near 1e301 (each double's high half is the float 1e38's bits): beyond float
+             write_npy(p[6], "{'descr': '<f8', 'fortran_order': False, 'shape': (1, 4, 8, 8), }", 512, 1e38f, 0) &&
              write_st(p[8], "{\"latents\":{\"dtype\":\"F32\",\"shape\":[1,4,8,9],\"data_offsets\":[0,1152]}}", 1152) &&
              write_st(p[9], "{\"noise\":{\"dtype\":\"I32\",\"shape\":[1,4,8,8],\"data_offsets\":[0,1024]}}", 1024) &&
              write_st(p[10],
@@ -235,6 +237,7 @@ static void test_refusals(void) {
         {p[3], 1, 4, 8, 8, DATO_ERR_FORMAT, "latent value 0 of (1, 4, 8, 8) is not finite"},
         {p[4], 1, 4, 8, 8, DATO_ERR_FORMAT, "shape needs 256 values of 4 bytes but 1020 data bytes follow"},
         {p[5], 1, 1, 1, 1, DATO_ERR_FORMAT, "more than the 1048584 that the expected latents can take"},
+        {p[6], 1, 4, 8, 8, DATO_ERR_FORMAT, "latent value 0 is not a finite float (6.0174e+301)"},
         {p[8], 1, 4, 8, 8, DATO_ERR_INVALID,
          "tensor 'latents' has shape (1, 4, 8, 9), expected (B, C, h, w) = (1, 4, 8, 8)"},
         {p[9], 1, 4, 8, 8, DATO_ERR_UNSUPPORTED, "dtype I32"},

@@ -435,6 +435,35 @@ static void test_hostile_json(void) {
              "\"genes\": [{\"depth\": 4, \"ratio\": 0}]}", 0);
     check_rejected(long_model, "'model'", "longer");
 
+    // Strict to the last byte (docs/SCHEDULES.md): nothing but whitespace after the object, UTF-8
+    // throughout; the message names the byte.
+    check_rejected(HEAD "\"steps\": 1, \"n_branches\": 3, \"genes\": [{\"depth\": 4, \"ratio\": 0}]} \n{}",
+                   "hostile.json", "byte 109: more text after the JSON object");
+    check_rejected(HEAD "\"steps\": 1, \"n_branches\": 3, \"genes\": [{\"depth\": 4, \"ratio\": 0}]}x",
+                   "hostile.json", "byte 107: more text");
+    check_rejected(HEAD "\"model\": \"sd\xff\", \"steps\": 1, \"n_branches\": 3, \"genes\": [{\"depth\": 4, "
+                        "\"ratio\": 0}]}",
+                   "hostile.json", "byte 54 (0xff) is not valid UTF-8");
+    check_rejected(HEAD "\"model\": \"\xed\xa0\x80\", \"steps\": 1, \"n_branches\": 3, \"genes\": [{\"depth\": "
+                        "4, \"ratio\": 0}]}", // a UTF-16 surrogate, which UTF-8 must not encode
+                   "hostile.json", "byte 52 (0xed)");
+    check_rejected("{\"format\": dato}", "hostile.json", "not valid JSON (at byte 11)");
+    CHECK(dato_schedule_parse(&sched, HEAD "\"model\": \"caf\xc3\xa9\", \"steps\": 1, \"n_branches\": 3, "
+                                       "\"genes\": [{\"depth\": 4, \"ratio\": 0}]}\r\n\t ",
+                              "ok.json", &err) == DATO_OK && strcmp(sched.model, "caf\xc3\xa9") == 0,
+          "UTF-8 model and trailing whitespace: %s", err.msg);
+    // A NUL byte in a file would hide what follows it from the parser: the file reader refuses it.
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/dato_test_schedule_nul_%ld.json", (long)getpid());
+    static const char with_nul[] = HEAD "\"steps\": 1, \"n_branches\": 3, \"genes\": [{\"depth\": 4, \"ratio\": "
+                                        "0}]}\0junk";
+    CHECK(write_bytes(path, with_nul, sizeof with_nul - 1), "cannot write %s", path);
+    CHECK(dato_schedule_load(&sched, path, &err) == DATO_ERR_FORMAT && contains(err.msg, path) &&
+              contains(err.msg, "byte 107 is NUL"),
+          "NUL byte: %s", err.msg);
+    printf("trailing NUL: %s\n", err.msg);
+    remove(path);
+
     // A schedule with a hostile model name survives the writer's escaping.
     CHECK(dato_schedule_preset(&sched, "baseline", 3, 2, &err) == DATO_OK, "%s", err.msg);
     strcpy(sched.model, "a \"quoted\" \\ name\twith\ncontrol");
