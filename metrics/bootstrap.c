@@ -129,12 +129,7 @@ dato_status dato_bootstrap_fid(const float* features, int n, int dim, const dato
         dato_fid_result r;
         st = dato_fid_from_features(rows, m, dim, ref, &r, err);
         if (st != DATO_OK) {
-            if (err) {
-                char why[sizeof err->msg];
-                memcpy(why, err->msg, sizeof why);
-                why[sizeof why - 1] = 0;
-                dato_fail(err, st, "FID interval: replicate %d: %.900s", b, why);
-            }
+            dato_error_prefix(err, st, "FID interval: replicate %d: ", b);
             goto done;
         }
         if (!isfinite(r.fid)) {

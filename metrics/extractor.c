@@ -5,17 +5,17 @@
 #include <string.h>
 
 #include "ckpt.h"
+#include "file_seal.h"
 #include "inception.h"
 #include "tensor_source.h"
 
 dato_status dato_file_hash(const char* path, char* out, size_t n, dato_error* err) {
     FILE* fp = fopen(path, "rb");
     if (!fp) return dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = DATO_FNV_OFFSET;
     unsigned char buf[1 << 16];
     size_t got;
-    while ((got = fread(buf, 1, sizeof buf, fp)) > 0)
-        for (size_t i = 0; i < got; i++) h = (h ^ buf[i]) * 1099511628211ull;
+    while ((got = fread(buf, 1, sizeof buf, fp)) > 0) h = dato_fnv1a64(h, buf, got);
     fclose(fp);
     snprintf(out, n, "fnv1a64:%016llx", (unsigned long long)h);
     return DATO_OK;

@@ -1,7 +1,7 @@
-// The default model's feature network: config.json -> parameter table -> one weight block, then a
-// sequential forward whose activations ping-pong between two workspace buffers sized for the
-// largest layer output. Inputs and outputs are host memory; the forward uploads and downloads
-// them, so the same code runs on any backend.
+// The default model's feature network: config.json -> parameter table, loaded by the engine's one
+// loader (param_table.h) into one weight block, then a sequential forward whose activations
+// ping-pong between two workspace buffers sized for the largest layer output. Inputs and outputs
+// are host memory; the forward uploads and downloads them, so the same code runs on any backend.
 #include "featnet.h"
 
 #include <stdio.h>
@@ -79,6 +79,10 @@ dato_status dato_featnet_config_read(dato_featnet_config* cfg, const char* path,
 typedef struct {
     dato_featnet_config cfg;
     dato_backend* be;
+    dato_param* params;            // the parameter table (param_table.h): conv{i}.*, fc1.*, fc2.*
+    int n_params;
+    void* weights;                 // one backend block holding every tensor below
+    dato_dtype weight_dtype;       // F32: the table's GEMM weights are never converted
     int n_convs;
     dato_tensor conv_w[MAX_CONVS]; // (Cout, Cin, 3, 3), BatchNorm folded in
     dato_tensor conv_b[MAX_CONVS]; // (Cout)
@@ -86,7 +90,6 @@ typedef struct {
     dato_tensor fc1_b;             // (feature_dim)
     dato_tensor fc2_w;             // (classes, feature_dim)
     dato_tensor fc2_b;             // (classes)
-    void* weights;                 // one backend block holding every tensor above
     void* workspace;               // activations of a forward, planned for workspace_batch images
     size_t workspace_bytes;
     int64_t workspace_batch;
@@ -94,87 +97,34 @@ typedef struct {
 
 static int64_t side_after(int side, int n_stages) { return side >> n_stages; } // floor at each 2x2 pool
 
-// Fills the parameter table from the config; no memory yet.
-static void featnet_build(featnet* net) {
+// One row of the table: a weight (gemm) or bias named prefix + suffix, the same in both layouts.
+static dato_status push(dato_param_builder* b, const char* prefix, const char* suffix, int ndim, const int64_t* shape,
+                        dato_tensor* slot) {
+    char name[64];
+    snprintf(name, sizeof name, "%s%s", prefix, suffix);
+    return dato_param_push(b, name, name, ndim, shape, ndim > 1, slot);
+}
+
+// The parameter table from the config, in file order: no memory yet.
+static dato_status featnet_build(featnet* net, dato_error* err) {
     const dato_featnet_config* c = &net->cfg;
-    dato_device dev = net->be->device;
+    dato_param_builder b = {.params = &net->params, .n = &net->n_params, .device = net->be->device,
+                            .what = "featnet", .err = err};
     int cin = c->in_c, i = 0;
+    char layer[32];
     for (int s = 0; s < c->n_stages; s++)
         for (int j = 0; j < c->convs_per_stage; j++, i++) {
-            net->conv_w[i] = dato_tensor_make(NULL, DATO_F32, dev, 4, (int64_t[]){c->stages[s], cin, 3, 3});
-            net->conv_b[i] = dato_tensor_make(NULL, DATO_F32, dev, 1, (int64_t[]){c->stages[s]});
+            snprintf(layer, sizeof layer, "conv%d", i);
+            DATO_TRY(push(&b, layer, ".weight", 4, (int64_t[]){c->stages[s], cin, 3, 3}, &net->conv_w[i]));
+            DATO_TRY(push(&b, layer, ".bias", 1, (int64_t[]){c->stages[s]}, &net->conv_b[i]));
             cin = c->stages[s];
         }
     net->n_convs = i;
     int64_t flat = (int64_t)cin * side_after(c->in_h, c->n_stages) * side_after(c->in_w, c->n_stages);
-    net->fc1_w = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){c->feature_dim, flat});
-    net->fc1_b = dato_tensor_make(NULL, DATO_F32, dev, 1, (int64_t[]){c->feature_dim});
-    net->fc2_w = dato_tensor_make(NULL, DATO_F32, dev, 2, (int64_t[]){c->classes, c->feature_dim});
-    net->fc2_b = dato_tensor_make(NULL, DATO_F32, dev, 1, (int64_t[]){c->classes});
-}
-
-typedef struct {
-    char name[32];
-    dato_tensor* t;
-} param;
-
-// Every parameter with its name, in file order; returns the count.
-static int featnet_params(featnet* net, param* p) {
-    int n = 0;
-    for (int i = 0; i < net->n_convs; i++) {
-        snprintf(p[n].name, sizeof p[n].name, "conv%d.weight", i), p[n++].t = &net->conv_w[i];
-        snprintf(p[n].name, sizeof p[n].name, "conv%d.bias", i), p[n++].t = &net->conv_b[i];
-    }
-    snprintf(p[n].name, sizeof p[n].name, "fc1.weight"), p[n++].t = &net->fc1_w;
-    snprintf(p[n].name, sizeof p[n].name, "fc1.bias"), p[n++].t = &net->fc1_b;
-    snprintf(p[n].name, sizeof p[n].name, "fc2.weight"), p[n++].t = &net->fc2_w;
-    snprintf(p[n].name, sizeof p[n].name, "fc2.bias"), p[n++].t = &net->fc2_b;
-    return n;
-}
-
-// Checks src holds exactly the parameters, in their shapes, and uploads them into one weight block.
-static dato_status featnet_load(featnet* net, const dato_tensor_source* src, dato_error* err) {
-    dato_backend* be = net->be;
-    param params[2 * MAX_CONVS + 4];
-    int n = featnet_params(net, params);
-    for (int i = 0; i < src->count(src->ctx); i++) {
-        const char* name = src->at(src->ctx, i)->name;
-        int known = 0;
-        for (int j = 0; j < n && !known; j++) known = strcmp(name, params[j].name) == 0;
-        if (!known) return dato_fail(err, DATO_ERR_FORMAT, "%s: unexpected featnet tensor '%s'", src->label, name);
-    }
-    size_t bytes = 0, max_numel = 0;
-    for (int j = 0; j < n; j++) {
-        const dato_tensor* t = params[j].t;
-        const dato_st_tensor* f = src->find(src->ctx, params[j].name);
-        if (!f) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: featnet tensor '%s' is missing", src->label, params[j].name);
-        int same = f->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = f->shape[d] == t->shape[d];
-        if (!same) {
-            char got[128], want[96];
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: featnet tensor '%s' has shape %s, expected %s", src->label,
-                             params[j].name, dato_shape_text(f->ndim, f->shape, got, sizeof got),
-                             dato_shape_str(t, want, sizeof want));
-        }
-        size_t numel = (size_t)dato_tensor_numel(t);
-        bytes += dato_arena_bytes(DATO_F32, numel);
-        max_numel = numel > max_numel ? numel : max_numel;
-    }
-    net->weights = be->ops->alloc(be, bytes);
-    if (!net->weights) return dato_fail(err, DATO_ERR_NOMEM, "featnet: cannot allocate %zu bytes of weights", bytes);
-    dato_arena a = dato_arena_over(net->weights, bytes);
-    float* staging = malloc(max_numel * sizeof *staging); // one tensor in f32 on the host
-    if (!staging) return dato_fail(err, DATO_ERR_NOMEM, "featnet: cannot allocate a staging buffer");
-    dato_status st = DATO_OK;
-    for (int j = 0; st == DATO_OK && j < n; j++) {
-        dato_tensor* t = params[j].t;
-        size_t numel = (size_t)dato_tensor_numel(t);
-        t->data = dato_arena_alloc(&a, dato_tensor_nbytes(t));
-        st = dato_st_tensor_to_f32(src->find(src->ctx, params[j].name), staging, numel, err);
-        if (st == DATO_OK) be->ops->upload(be, t->data, staging, numel * sizeof(float));
-    }
-    free(staging);
-    return st;
+    DATO_TRY(push(&b, "fc1", ".weight", 2, (int64_t[]){c->feature_dim, flat}, &net->fc1_w));
+    DATO_TRY(push(&b, "fc1", ".bias", 1, (int64_t[]){c->feature_dim}, &net->fc1_b));
+    DATO_TRY(push(&b, "fc2", ".weight", 2, (int64_t[]){c->classes, c->feature_dim}, &net->fc2_w));
+    return push(&b, "fc2", ".bias", 1, (int64_t[]){c->classes}, &net->fc2_b);
 }
 
 // Floats per image of the largest conv or pool output.
@@ -187,17 +137,11 @@ static int64_t max_activation(const dato_featnet_config* c) {
     return m;
 }
 
-// Reports a failed op with the layer it ran for.
-static dato_status layer_fail(dato_error* err, dato_status st, const char* layer) {
-    char msg[sizeof err->msg];
-    snprintf(msg, sizeof msg, "%s", err->msg);
-    return dato_fail(err, st, "featnet %s: %s", layer, msg);
-}
-
-#define LAYER(call, layer)                                       \
-    do {                                                         \
-        dato_status st_ = (call);                                \
-        if (st_ != DATO_OK) return layer_fail(err, st_, layer);  \
+// Runs an op; a failure is reported with the layer it ran for.
+#define LAYER(call, layer)                                                               \
+    do {                                                                                 \
+        dato_status st_ = (call);                                                        \
+        if (st_ != DATO_OK) return dato_error_prefix(err, st_, "featnet %s: ", layer);  \
     } while (0)
 
 // features_host (B, F) and logits_host (B, K), each NULL if not wanted, of x_host (B, 1, H, W).
@@ -315,6 +259,7 @@ static void featnet_destroy(dato_feature_extractor* fx) {
     if (!net) return;
     if (net->weights) net->be->ops->free(net->be, net->weights);
     if (net->workspace) net->be->ops->free(net->be, net->workspace);
+    free(net->params);
     free(net);
     fx->impl = NULL;
 }
@@ -332,13 +277,14 @@ dato_status dato_extractor_featnet_open(dato_feature_extractor* fx, const char* 
                                    .destroy = featnet_destroy, .impl = net};
     dato_status st = dato_featnet_config_read(&net->cfg, config_path, err);
     if (!st) st = dato_file_hash(weights_path, fx->weights_hash, sizeof fx->weights_hash, err);
+    if (!st) st = featnet_build(net, err);
     if (!st) {
-        featnet_build(net);
         dato_weight_files wf;
         st = dato_weight_files_open(&wf, weights_path, err);
-        if (!st) {
+        if (!st) { // every tensor of the file must be a row: an extra one means a config mismatch
             dato_tensor_source src = dato_tensor_source_files(&wf);
-            st = featnet_load(net, &src, err);
+            dato_param_names names = {.src = &src, .layout = 0, .prefix = "", .strict = "", .model = "featnet"};
+            st = dato_params_load(DATO_PARAM_TABLE(net, "featnet"), &names, err);
             dato_weight_files_close(&wf);
         }
     }

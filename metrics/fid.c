@@ -141,6 +141,65 @@ static dato_status check_finite(const double* x, size_t n, const char* what, dat
     return DATO_OK;
 }
 
+dato_status dato_fid_stats_check(const dato_fid_stats* s, const char* label, dato_status status, dato_error* err) {
+    if (s->dim < 1 || s->dim > DATO_FID_MAX_DIM || !s->mu || !s->sigma)
+        return dato_fail(err, status, "%s: statistics of dim %d without mu/sigma or out of [1, %d]", label, s->dim,
+                         DATO_FID_MAX_DIM);
+    size_t d = (size_t)s->dim;
+    const double* arrays[2] = {s->mu, s->sigma};
+    const char* names[2] = {"mu", "sigma"};
+    const size_t counts[2] = {d, d * d};
+    for (int a = 0; a < 2; a++)
+        for (size_t i = 0; i < counts[a]; i++) {
+            double v = arrays[a][i];
+            if (!isfinite(v)) return dato_fail(err, status, "%s: '%s'[%zu] = %g is not finite", label, names[a], i, v);
+            if (fabs(v) > DATO_FID_MAX_ABS)
+                return dato_fail(err, status, "%s: '%s'[%zu] = %g is beyond %g in magnitude: the FID would overflow",
+                                 label, names[a], i, v, DATO_FID_MAX_ABS);
+        }
+    const double* sg = s->sigma; // (d, d)
+    double scale = 0;            // the largest variance: bounds every |sigma_ij| of a PSD matrix
+    for (size_t i = 0; i < d; i++) scale = fmax(scale, fabs(sg[i * d + i]));
+    for (size_t i = 0; i < d; i++)
+        for (size_t j = i + 1; j < d; j++)
+            if (fabs(sg[i * d + j] - sg[j * d + i]) > DATO_FID_SYM_TOL * scale)
+                return dato_fail(err, status,
+                                 "%s: 'sigma' is not symmetric: [%zu][%zu] = %.17g, [%zu][%zu] = %.17g (allowed "
+                                 "difference %g x the largest variance %g)",
+                                 label, i, j, sg[i * d + j], j, i, sg[j * d + i], DATO_FID_SYM_TOL, scale);
+    double* work = malloc(d * d * sizeof *work); // (d, d) sigma, destroyed by dsyevd
+    double* eig = malloc(d * sizeof *eig);       // (d) ascending
+    dato_status st = work && eig ? DATO_OK
+                                 : dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate a %d x %d eigen workspace",
+                                             label, s->dim, s->dim);
+    if (!st) {
+        memcpy(work, sg, d * d * sizeof *work);
+        st = symmetric_eigen(work, eig, s->dim, 0, "sigma", err);
+    }
+    if (!st && eig[0] < -DATO_FID_PSD_TOL * fmax(eig[d - 1], 0))
+        st = dato_fail(err, status,
+                       "%s: 'sigma' is not positive semi-definite: smallest eigenvalue %.6g, largest %.6g (allowed "
+                       "down to -%g x the largest)",
+                       label, eig[0], eig[d - 1], DATO_FID_PSD_TOL);
+    free(work);
+    free(eig);
+    return st;
+}
+
+// fid = mean_term + trace1 + trace2 - 2 trace_sqrt. Below 0 by at most DATO_FID_ROUND_TOL of the
+// terms it is rounding and becomes 0; further below, the covariances were not PSD.
+static dato_status finish_fid(dato_fid_result* out, dato_error* err) {
+    double fid = out->mean_term + out->trace1 + out->trace2 - 2 * out->trace_sqrt;
+    double allowed = DATO_FID_ROUND_TOL * (out->mean_term + fabs(out->trace1) + fabs(out->trace2));
+    if (fid < -allowed)
+        return dato_fail(err, DATO_ERR_INVALID,
+                         "fid: %.6g is negative beyond rounding (allowed -%.3g): a covariance is not positive "
+                         "semi-definite (tr sigma1 %.6g, tr sigma2 %.6g, tr sqrt %.6g)",
+                         fid, allowed, out->trace1, out->trace2, out->trace_sqrt);
+    out->fid = fid > 0 ? fid : 0;
+    return DATO_OK;
+}
+
 dato_status dato_frechet_distance(int dim, const double* mu1, const double* sigma1, const double* mu2,
                                   const double* sigma2, dato_fid_result* out, dato_error* err) {
     memset(out, 0, sizeof *out);
@@ -190,7 +249,7 @@ dato_status dato_frechet_distance(int dim, const double* mu1, const double* sigm
         if (eig[k] < 0) out->clipped_product++;
         else out->trace_sqrt += sqrt(eig[k]);
     }
-    out->fid = out->mean_term + out->trace1 + out->trace2 - 2 * out->trace_sqrt;
+    st = finish_fid(out, err);
 done:
     free(factor);
     free(product);
@@ -262,7 +321,7 @@ dato_status dato_fid_from_features(const float* features, int n, int dim, const 
         if (eig[k] < 0) out->clipped_product++;
         else out->trace_sqrt += sqrt(eig[k]);
     }
-    if (!st) out->fid = out->mean_term + out->trace1 + out->trace2 - 2 * out->trace_sqrt;
+    if (!st) st = finish_fid(out, err);
     free(a);
     free(p);
     free(m);

@@ -19,6 +19,20 @@ typedef struct {
 dato_status dato_fid_stats_alloc(dato_fid_stats* s, int dim, dato_error* err);
 void dato_fid_stats_free(dato_fid_stats* s);
 
+// What statistics must be for the Fréchet distance to mean something (docs/EVALUATION.md,
+// "Checks on statistics files").
+#define DATO_FID_MAX_ABS 1e100  // |mu_i|, |sigma_ij| at most this: no term of the FID can overflow
+#define DATO_FID_SYM_TOL 1e-5   // |sigma_ij - sigma_ji| <= tol * max_k sigma_kk (float32 rounding passes)
+#define DATO_FID_PSD_TOL 1e-6   // smallest eigenvalue of sigma >= -tol * largest (rounding of a
+                                // rank-deficient float32 sigma is ~5e-9 of the largest)
+#define DATO_FID_ROUND_TOL 1e-6 // a FID in [-tol * (|mu1-mu2|² + tr Σ1 + tr Σ2), 0) is rounding: 0
+
+// Refuses with st statistics that are not a Gaussian's: non-finite or larger than
+// DATO_FID_MAX_ABS, sigma not symmetric within DATO_FID_SYM_TOL or not positive semi-definite
+// within DATO_FID_PSD_TOL (LAPACK dsyevd). The message names label (the file), the array and the
+// failing value.
+dato_status dato_fid_stats_check(const dato_fid_stats* s, const char* label, dato_status st, dato_error* err);
+
 // Streaming accumulation of Σ(x - shift) and Σ(x - shift)(x - shift)ᵀ in float64. The shift is
 // the mean of the first batch, which keeps the one-pass covariance free of cancellation when
 // features sit far from zero (ReLU features do).
@@ -55,7 +69,9 @@ typedef struct {
 
 // FID between two Gaussians by the symmetric form in float64 (LAPACK dsyevd):
 // eigh(Σ1) -> Q, λ; A = Q diag(sqrt(max(λ, 0))); M = Aᵀ Σ2 A symmetrised; tr = Σ sqrt(max(eig M, 0)).
-// Only the upper triangles of the covariances are read. Non-finite inputs are refused.
+// Only the upper triangles of the covariances are read. Non-finite inputs are refused; a FID
+// below 0 by at most DATO_FID_ROUND_TOL of its terms is rounding and comes out 0, one below
+// that is refused (the covariances are not positive semi-definite).
 dato_status dato_frechet_distance(int dim, const double* mu1, const double* sigma1, const double* mu2,
                                   const double* sigma2, dato_fid_result* out, dato_error* err);
 // FID of features (n, dim) (n >= 2) against ref. With n <= dim the features' covariance Σ1 = A Aᵀ,

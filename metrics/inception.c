@@ -215,11 +215,7 @@ static dato_status unit(fwd_ctx* f, const dato_tensor* dst, const dato_tensor* x
     int64_t wo = (x->shape[3] + 2 * u->pad_w - u->kw) / u->stride + 1;
     DATO_TRY(new_act(f, dst, x->shape[0], u->cout, ho, wo, out));
     dato_status st = f->op->conv2d(f->be, out, x, &u->w, &u->b, u->stride, u->stride, u->pad_h, u->pad_w, f->err);
-    if (st) {
-        char msg[sizeof f->err->msg];
-        snprintf(msg, sizeof msg, "%s", f->err->msg);
-        return dato_fail(f->err, st, "inception %s: %s", u->name, msg);
-    }
+    if (st) return dato_error_prefix(f->err, st, "inception %s: ", u->name);
     return f->op->relu(f->be, out, out, f->err);
 }
 

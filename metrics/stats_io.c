@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zip.h>
 
+#include "file_seal.h"
 #include "h5_util.h"
 #include "npy.h"
 
@@ -16,14 +17,8 @@
 // Largest .npz entry read into memory: a float64 sigma of dim 16384 is 2 GiB.
 #define NPZ_MAX_ENTRY ((uint64_t)4 << 30)
 
-// A non-finite value is DATO_ERR_INVALID in statistics to write, DATO_ERR_FORMAT in a file read.
-static dato_status check_finite(const double* x, size_t n, const char* path, const char* name, dato_status status,
-                                dato_error* err) {
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return dato_fail(err, status, "%s: '%s'[%zu] is not finite (%g)", path, name, i, x[i]);
-    return DATO_OK;
-}
+// The first line of the seal (file_seal.h) in the user block of a file dato_stats_write_h5 wrote.
+#define STATS_SEAL_MAGIC "dato-fid-stats seal\n"
 
 // ---- HDF5 --------------------------------------------------------------------------------------
 
@@ -103,14 +98,16 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
         return dato_fail(err, DATO_ERR_INVALID, "%s: count %ld: must be 0 (unknown) or at least 2", path,
                          stats->count);
     DATO_TRY(check_meta(meta, path, err));
-    size_t dim = (size_t)stats->dim;
-    DATO_TRY(check_finite(stats->mu, dim, path, "mu", DATO_ERR_INVALID, err));
-    DATO_TRY(check_finite(stats->sigma, dim * dim, path, "sigma", DATO_ERR_INVALID, err));
+    DATO_TRY(dato_fid_stats_check(stats, path, DATO_ERR_INVALID, err));
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
     dato_h5_quiet quiet = dato_h5_silence();
-    hid_t file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE); // with a user block for the seal
+    hid_t file = fcpl >= 0 && H5Pset_userblock(fcpl, DATO_SEAL_BYTES) >= 0
+                     ? H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)
+                     : -1;
+    if (fcpl >= 0) H5Pclose(fcpl);
     dato_status st;
     if (file < 0) {
         st = dato_fail(err, DATO_ERR_IO, "%s: cannot create the HDF5 file", tmp);
@@ -119,6 +116,7 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
         if (H5Fclose(file) < 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: cannot close", tmp);
     }
     dato_h5_restore(quiet);
+    if (st == DATO_OK) st = dato_seal_file(tmp, STATS_SEAL_MAGIC, err);
     if (st == DATO_OK && rename(tmp, path) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: cannot rename from %s", path, tmp);
     if (st != DATO_OK) remove(tmp);
     return st;
@@ -130,10 +128,11 @@ static dato_status read_string_attr(hid_t root, const char* path, const char* na
     if (attr < 0) return DATO_ERR_FORMAT;
     hid_t type = H5Aget_type(attr);
     dato_status st = DATO_OK;
-    if (H5Tis_variable_str(type) > 0) { // as h5py writes str attributes
-        hid_t mem = H5Tcopy(H5T_C_S1);
+    if (H5Tis_variable_str(type) > 0) { // as h5py writes str attributes: UTF-8, which HDF5 does not
+        hid_t mem = H5Tcopy(H5T_C_S1);  // convert to or from ASCII, so read in the file's character set
         char* value = NULL;
-        if (H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Aread(attr, mem, &value) < 0 || !value)
+        if (H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Tset_cset(mem, H5Tget_cset(type)) < 0 ||
+            H5Aread(attr, mem, &value) < 0 || !value)
             st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s'", path, name);
         else if (strlen(value) >= cap)
             st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s' is longer than %zu bytes", path, name, cap - 1);
@@ -241,24 +240,28 @@ static dato_status read_h5_contents(hid_t file, const char* path, dato_fid_stats
     H5Dclose(sigma);
     if (st != DATO_OK) return st;
     stats->count = (long)count;
-    size_t dim = (size_t)stats->dim;
-    DATO_TRY(check_finite(stats->mu, dim, path, "mu", DATO_ERR_FORMAT, err));
-    return check_finite(stats->sigma, dim * dim, path, "sigma", DATO_ERR_FORMAT, err);
+    return dato_fid_stats_check(stats, path, DATO_ERR_FORMAT, err);
+}
+
+// Sealed files (what dato_stats_write_h5 writes) must match their seal; unsealed ones (written by
+// h5py or older dato) must start with the HDF5 signature: a user block that is not a seal may be a
+// damaged one, and what it covered could not be checked.
+static dato_status check_stats_seal(const char* path, dato_error* err) {
+    dato_seal_state seal;
+    DATO_TRY(dato_seal_check(path, STATS_SEAL_MAGIC, &seal, err));
+    if (seal != DATO_SEAL_NONE) return DATO_OK;
+    if (H5Fis_hdf5(path) > 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: an HDF5 file whose user block is not a '%.*s' (a damaged seal?)",
+                         path, (int)strlen(STATS_SEAL_MAGIC) - 1, STATS_SEAL_MAGIC);
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
 }
 
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err) {
     memset(stats, 0, sizeof *stats);
     memset(meta, 0, sizeof *meta);
     dato_h5_quiet quiet = dato_h5_silence();
-    dato_status st;
-    FILE* probe = fopen(path, "rb"); // tells a missing file (I/O) from one that is not HDF5 (format)
-    int readable = probe != NULL;
-    if (probe) fclose(probe);
-    if (!readable) {
-        st = dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
-    } else if (H5Fis_hdf5(path) <= 0) {
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
-    } else {
+    dato_status st = check_stats_seal(path, err); // a missing file is I/O, one that is not HDF5 format
+    if (st == DATO_OK) {
         hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (file < 0) {
             st = dato_fail(err, DATO_ERR_IO, "%s: cannot open the HDF5 file", path);
@@ -310,16 +313,34 @@ static dato_status read_zip_entry(zip_t* z, const char* path, const char* name, 
     if (info.size > NPZ_MAX_ENTRY)
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: entry '%s' has %llu bytes, more than the %llu read", path,
                          name, (unsigned long long)info.size, (unsigned long long)NPZ_MAX_ENTRY);
-    unsigned char* buf = malloc(info.size ? (size_t)info.size : 1);
-    if (!buf) return dato_fail(err, DATO_ERR_NOMEM, "%s: entry '%s': cannot allocate %llu bytes", path, name,
-                               (unsigned long long)info.size);
+    // The buffer grows as the entry inflates (1 MiB, then doubling): an entry whose directory
+    // record promises gigabytes costs what the archive really holds.
     zip_file_t* f = zip_fopen_index(z, (zip_uint64_t)index, 0);
-    zip_int64_t got = f ? zip_fread(f, buf, info.size) : -1;
+    unsigned char* buf = malloc(1); // (cap) bytes, at least 1 for an empty entry
+    zip_uint64_t got = 0, cap = 1;
+    zip_int64_t r = f ? 1 : -1;
+    int nomem = !buf;
+    while (!nomem && r > 0 && got < info.size) {
+        if (got == cap) {
+            cap = cap > 1 ? (cap > info.size / 2 ? info.size : 2 * cap) : (info.size < (1 << 20) ? info.size : 1 << 20);
+            unsigned char* grown = realloc(buf, (size_t)cap);
+            nomem = !grown;
+            if (nomem) break;
+            buf = grown;
+        }
+        r = zip_fread(f, buf + got, cap - got);
+        if (r > 0) got += (zip_uint64_t)r;
+    }
     if (f) zip_fclose(f);
-    if (got < 0 || (zip_uint64_t)got != info.size) {
+    if (nomem) {
         free(buf);
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: entry '%s': read %lld of %llu bytes (corrupt archive)", path, name,
-                         (long long)got, (unsigned long long)info.size);
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: entry '%s': cannot allocate %llu bytes", path, name,
+                         (unsigned long long)info.size);
+    }
+    if (r < 0 || got != info.size) {
+        free(buf);
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: entry '%s': read %llu of %llu bytes (corrupt archive)", path, name,
+                         (unsigned long long)got, (unsigned long long)info.size);
     }
     *out = buf;
     *n = (size_t)info.size;
@@ -352,8 +373,7 @@ static dato_status read_npz_contents(zip_t* z, const char* path, dato_fid_stats*
     if (st == DATO_OK) {
         npy_to_double(&mu, stats->mu);
         npy_to_double(&sigma, stats->sigma);
-        st = check_finite(stats->mu, (size_t)mu.numel, path, "mu", DATO_ERR_FORMAT, err);
-        if (st == DATO_OK) st = check_finite(stats->sigma, (size_t)sigma.numel, path, "sigma", DATO_ERR_FORMAT, err);
+        st = dato_fid_stats_check(stats, path, DATO_ERR_FORMAT, err);
     }
     free(mu_bytes);
     free(sigma_bytes);

@@ -1,10 +1,13 @@
-// FID reference statistics on disk (docs/FID.md §8): dato's own HDF5 files, which carry what the
+// FID reference statistics on disk (docs/EVALUATION.md): dato's own HDF5 files, which carry what the
 // statistics were taken with, and import of the .npz files of pytorch-fid / TTUR and of ADM's
 // reference batches (openai/guided-diffusion), whose `mu` and `sigma` entries are .npy arrays.
 //
 // HDF5 layout ("dato-fid-stats" version 1): datasets /mu (dim) and /sigma (dim, dim), float64
 // (float32 accepted on read); root attributes format = "dato-fid-stats", version = 1,
-// count (int64), extractor, weights_hash, preprocessing, source (strings).
+// count (int64), extractor, weights_hash, preprocessing, source (strings: fixed-size, or
+// variable-length ASCII/UTF-8 as h5py writes them). A 512-byte user block holds the file's seal
+// (file_seal.h), checked on read when present. Statistics read or written pass
+// dato_fid_stats_check (finite, bounded, sigma symmetric and positive semi-definite).
 #ifndef DATO_STATS_IO_H
 #define DATO_STATS_IO_H
 
@@ -26,14 +29,16 @@ typedef struct {
     char source[512];       // free text: the data set or run behind the statistics
 } dato_stats_meta;
 
-// Writes stats and meta to path (via path.tmp and a rename: no partial file is left at path).
-// stats->count is the number of images behind the statistics: at least 2, or 0 when unknown
-// (statistics imported from .npz). Non-finite values are refused.
+// Writes stats and meta to path, sealed (via path.tmp and a rename: no partial file is left at
+// path). stats->count is the number of images behind the statistics: at least 2, or 0 when
+// unknown (statistics imported from .npz). Statistics failing dato_fid_stats_check are refused.
 dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, const dato_stats_meta* meta,
                                 dato_error* err);
-// Reads and validates a file written by dato_stats_write_h5. stats is allocated here (free with
-// dato_fid_stats_free). A missing dataset or attribute, a wrong shape, a non-float dataset, a
-// wrong format name or version, or non-finite values are refused with a message naming them.
+// Reads and validates a file written by dato_stats_write_h5 (or by h5py in its layout). stats is
+// allocated here (free with dato_fid_stats_free). A seal that does not match, a user block that is
+// not a seal, a missing dataset or attribute, a wrong shape, a non-float dataset, a wrong format
+// name or version, or statistics failing dato_fid_stats_check are refused with a message naming
+// them.
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err);
 
 // Refuses (DATO_ERR_INVALID) two statistics whose extractor, weights hash or preprocessing
@@ -46,8 +51,9 @@ dato_status dato_stats_fid(const dato_fid_stats* a, const dato_stats_meta* meta_
                            const dato_stats_meta* meta_b, dato_fid_result* out, dato_error* err);
 
 // Imports `mu` and `sigma` from an .npz archive (stored or deflated entries; other entries such
-// as ADM's arr_0 images are ignored). count is set to 0: .npz files do not record it. The caller
-// fills the dato_stats_meta: the file does not say what produced it.
+// as ADM's arr_0 images are ignored), checked by dato_fid_stats_check. count is set to 0: .npz
+// files do not record it. The caller fills the dato_stats_meta: the file does not say what
+// produced it.
 dato_status dato_stats_read_npz(const char* path, dato_fid_stats* stats, dato_error* err);
 
 #endif

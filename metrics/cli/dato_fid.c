@@ -10,8 +10,6 @@
 // Features: pytorch-fid's Inception-v3 pool3 (2048-d) after the chosen preprocessing (pytorch-fid
 // by default; tf; clean). Statistics record the extractor, a hash of its weights file and the
 // preprocessing; scoring refuses statistics made differently.
-#include <dirent.h>
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +20,9 @@
 #include "data_dir.h"
 #include "fid.h"
 #include "file_util.h"
-#include "idx.h"
-#include "image.h"
 #include "extractor.h"
 #include "featnet.h"
+#include "image_set.h"
 #include "stats_io.h"
 
 typedef struct {
@@ -93,119 +90,15 @@ static void usage(FILE* f) {
     dato_text_free(&h);
 }
 
-// ---- image sets ---------------------------------------------------------------------------------------
-
-typedef struct {
-    char** files;   // PNG paths, or NULL for an in-memory set
-    dato_idx idx;   // an IDX set: (n, rows, cols) grey
-    uint8_t* h5;    // an HDF5 set: (n, h, w, c)
-    int h, w, c;
-    int n;
-} image_set;
-
-// Reads dataset "images", uint8 (N, H, W, C) with C 1 or 3, of an HDF5 file.
-static dato_status read_h5_images(image_set* s, const char* path, dato_error* err) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); // errors come back as statuses, not prints
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open as HDF5", path);
-    dato_status st = DATO_OK;
-    hid_t d = H5Dopen2(f, "images", H5P_DEFAULT);
-    hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
-    hid_t ty = d >= 0 ? H5Dget_type(d) : -1;
-    hsize_t dims[4] = {0};
-    if (d < 0) st = dato_fail(err, DATO_ERR_NOT_FOUND, "%s: no dataset 'images'", path);
-    else if (H5Sget_simple_extent_ndims(sp) != 4 || H5Sget_simple_extent_dims(sp, dims, NULL) != 4 ||
-             (dims[3] != 1 && dims[3] != 3) || !dims[0] || !dims[1] || !dims[2] || dims[1] > 16384 || dims[2] > 16384)
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'images' must be (N, H, W, 1 or 3)", path);
-    else if (H5Tget_class(ty) != H5T_INTEGER || H5Tget_size(ty) != 1 || H5Tget_sign(ty) != H5T_SGN_NONE)
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset 'images' must be uint8", path);
-    else if (!(s->h5 = malloc((size_t)(dims[0] * dims[1] * dims[2] * dims[3]))))
-        st = dato_fail(err, DATO_ERR_NOMEM, "%s: cannot hold %llu images", path, (unsigned long long)dims[0]);
-    else if (H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, s->h5) < 0)
-        st = dato_fail(err, DATO_ERR_IO, "%s: cannot read dataset 'images'", path);
-    if (!st) {
-        s->n = (int)dims[0];
-        s->h = (int)dims[1];
-        s->w = (int)dims[2];
-        s->c = (int)dims[3];
-    }
-    if (ty >= 0) H5Tclose(ty);
-    if (sp >= 0) H5Sclose(sp);
-    if (d >= 0) H5Dclose(d);
-    H5Fclose(f);
-    return st;
-}
-
 static int has_suffix(const char* s, const char* suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static int cmp_str(const void* a, const void* b) { return strcmp(*(char* const*)a, *(char* const*)b); }
-
-static dato_status image_set_open(image_set* s, const char* path, int limit, dato_error* err) {
-    memset(s, 0, sizeof *s);
-    if (has_suffix(path, ".h5") || has_suffix(path, ".hdf5")) {
-        DATO_TRY(read_h5_images(s, path, err));
-        if (limit > 0 && s->n > limit) s->n = limit;
-        return DATO_OK;
-    }
-    DIR* d = opendir(path);
-    if (!d) {
-        dato_status st = dato_idx_read(&s->idx, path, err);
-        if (st) return st;
-        if (s->idx.ndim != 3)
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: an IDX image file has 3 dimensions (n, rows, cols)", path);
-        s->n = (int)s->idx.shape[0];
-    } else {
-        int cap = 0;
-        struct dirent* e;
-        while ((e = readdir(d))) {
-            if (!has_suffix(e->d_name, ".png")) continue;
-            if (s->n == cap) {
-                cap = cap ? 2 * cap : 256;
-                s->files = realloc(s->files, (size_t)cap * sizeof *s->files);
-            }
-            s->files[s->n] = malloc(strlen(path) + strlen(e->d_name) + 2);
-            sprintf(s->files[s->n++], "%s/%s", path, e->d_name);
-        }
-        closedir(d);
-        if (s->n == 0) return dato_fail(err, DATO_ERR_NOT_FOUND, "%s: no .png images", path);
-        qsort(s->files, (size_t)s->n, sizeof *s->files, cmp_str);
-    }
-    if (limit > 0 && s->n > limit) s->n = limit;
-    return DATO_OK;
-}
-
-static void image_set_close(image_set* s) {
-    for (int i = 0; s->files && i < s->n; i++) free(s->files[i]);
-    free(s->files);
-    free(s->h5);
-    dato_idx_free(&s->idx);
-}
-
-// Image i through the extractor's preprocessing into out (in_c, in_h, in_w).
-static dato_status image_set_load(const image_set* s, int i, dato_feature_extractor* fx, float* out, dato_error* err) {
-    if (s->h5) {
-        size_t px = (size_t)s->h * s->w * s->c;
-        return fx->preprocess(fx, s->h5 + (size_t)i * px, s->h, s->w, s->c, out, err);
-    }
-    if (!s->files) {
-        int h = (int)s->idx.shape[1], w = (int)s->idx.shape[2];
-        return fx->preprocess(fx, s->idx.data + (size_t)i * h * w, h, w, 1, out, err);
-    }
-    uint8_t* px = NULL;
-    int h, w, c;
-    DATO_TRY(dato_png_read(s->files[i], &px, &h, &w, &c, err));
-    dato_status st = fx->preprocess(fx, px, h, w, c, out, err);
-    free(px);
-    return st;
-}
-
 // ---- features --------------------------------------------------------------------------------------------
 
 // Runs every image of s through the network: stats accumulate; all (n, 2048) kept if keep != NULL.
-static dato_status extract(dato_feature_extractor* fx, const image_set* s, const options* o, const char* what,
+static dato_status extract(dato_feature_extractor* fx, const dato_image_set* s, const options* o, const char* what,
                            dato_feature_stats* stats, float** keep, dato_error* err) {
     int B = o->batch, D = fx->dim;
     size_t in = (size_t)fx->in_c * fx->in_h * fx->in_w;
@@ -215,9 +108,9 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
     dato_status st = x && f && (!keep || all) ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     double t0 = dato_clock_s();
     int tty = isatty(STDERR_FILENO); // a terminal: one progress line rewritten in place
-    for (int i = 0; i < s->n && !st; i += B) {
-        int b = s->n - i < B ? s->n - i : B;
-        for (int k = 0; k < b && !st; k++) st = image_set_load(s, i + k, fx, x + (size_t)k * in, err);
+    for (int64_t i = 0; i < s->n && !st; i += B) {
+        int b = s->n - i < B ? (int)(s->n - i) : B;
+        for (int k = 0; k < b && !st; k++) st = dato_image_set_load(s, i + k, fx, x + (size_t)k * in, err);
         if (st) break;
         dato_tensor tx = dato_tensor_f32_4d(x, b, fx->in_c, fx->in_h, fx->in_w), tf = dato_tensor_f32_2d(f, b, D);
         if ((st = fx->forward(fx, &tx, &tf, err))) break;
@@ -225,8 +118,8 @@ static dato_status extract(dato_feature_extractor* fx, const image_set* s, const
         if (all) memcpy(all + (size_t)i * D, f, (size_t)b * D * sizeof *f);
         double el = dato_clock_s() - t0, done = i + b;
         if (tty || i + b == s->n) // a log file gets the last line only
-            fprintf(stderr, "%sdato-fid: %s: %d/%d images, %.1f img/s, ETA %.0f s%s", tty ? "\r" : "", what, i + b,
-                    s->n, done / el, el / done * (s->n - done), tty ? "   " : "\n");
+            fprintf(stderr, "%sdato-fid: %s: %lld/%lld images, %.1f img/s, ETA %.0f s%s", tty ? "\r" : "", what,
+                    (long long)(i + b), (long long)s->n, done / el, el / done * (s->n - done), tty ? "   " : "\n");
     }
     if (tty) fprintf(stderr, "\n");
     free(x);
@@ -296,7 +189,7 @@ static int parse(int argc, char** argv, options* o) {
 // Statistics of one side of a two-path comparison: read from a statistics file (.npz, or an .h5
 // that dato-fid stats wrote), or computed from an image set through fx (opened on first use).
 static dato_status side_stats(const char* path, const options* o, dato_backend* be, dato_feature_extractor* fx,
-                              dato_fid_stats* stats, dato_stats_meta* meta, int* n_images, dato_error* err) {
+                              dato_fid_stats* stats, dato_stats_meta* meta, int64_t* n_images, dato_error* err) {
     memset(meta, 0, sizeof *meta);
     *n_images = 0;
     if (has_suffix(path, ".npz")) {
@@ -305,26 +198,29 @@ static dato_status side_stats(const char* path, const options* o, dato_backend* 
         meta->extractor[0] = 0; // no metadata: taken as made like the other side (said on stderr)
         return DATO_OK;
     }
-    dato_error stats_err;
+    dato_error stats_err = {{0}};
     if ((has_suffix(path, ".h5") || has_suffix(path, ".hdf5")) && !dato_stats_read_h5(path, stats, meta, &stats_err))
         return DATO_OK;
     if (!fx->forward) {
+        if (!o->weights && !o->featnet_dir[0] && stats_err.msg[0]) // an .h5 that is not statistics says why
+            return dato_fail(err, DATO_ERR_INVALID, "not statistics (%s); as an image set it needs --weights FILE "
+                             "(Inception's) or --extractor featnet", stats_err.msg);
         if (!o->weights && !o->featnet_dir[0])
             return dato_fail(err, DATO_ERR_INVALID, "%s is an image set: --weights FILE (Inception's) or --extractor "
                              "featnet is needed to take its features", path);
         DATO_TRY(o->featnet_dir[0] ? dato_extractor_featnet_open(fx, o->featnet_dir, be, err)
                                    : dato_extractor_inception_open(fx, o->weights, o->prep, be, err));
     }
-    image_set set;
+    dato_image_set set;
     dato_feature_stats acc = {0};
-    dato_status st = image_set_open(&set, path, o->limit, err);
+    dato_status st = dato_image_set_open(&set, path, o->limit, err);
     int singular = 0;
     if (!st) st = dato_feature_stats_init(&acc, fx->dim, err);
     if (!st) st = extract(fx, &set, o, path, &acc, NULL, err);
     if (!st) st = dato_feature_stats_finalize(&acc, stats, &singular, err);
     if (!st && singular)
-        fprintf(stderr, "dato-fid: warning: %s: %d images <= %d features: the covariance is singular; compare only "
-                        "FIDs taken with the same number of images\n", path, set.n, fx->dim);
+        fprintf(stderr, "dato-fid: warning: %s: %lld images <= %d features: the covariance is singular; compare only "
+                        "FIDs taken with the same number of images\n", path, (long long)set.n, fx->dim);
     if (!st) {
         snprintf(meta->extractor, sizeof meta->extractor, "%s", fx->name);
         snprintf(meta->weights_hash, sizeof meta->weights_hash, "%s", fx->weights_hash);
@@ -333,7 +229,7 @@ static dato_status side_stats(const char* path, const options* o, dato_backend* 
         *n_images = set.n;
     }
     dato_feature_stats_free(&acc);
-    image_set_close(&set);
+    dato_image_set_close(&set);
     return st;
 }
 
@@ -343,7 +239,8 @@ static int run_two_paths(const options* o, dato_backend* be) {
     dato_feature_extractor fx = {0};
     dato_fid_stats s[2] = {{0}};
     dato_stats_meta m[2];
-    int n[2] = {0}, rc = 1;
+    int64_t n[2] = {0};
+    int rc = 1;
     dato_status st = DATO_OK;
     for (int i = 0; i < 2 && !st; i++) st = side_stats(o->paths[i], o, be, &fx, &s[i], &m[i], &n[i], &err);
     for (int i = 0; i < 2 && !st; i++) // a side without metadata (.npz) is taken as made like the other
@@ -366,7 +263,7 @@ static int run_two_paths(const options* o, dato_backend* be) {
                 dato_text_append_json_string(&j, o->paths[i]);
                 dato_text_append(&j, i ? "], \"images\": [" : ", ");
             }
-            dato_text_append(&j, "%d, %d], \"extractor\": ", n[0], n[1]);
+            dato_text_append(&j, "%lld, %lld], \"extractor\": ", (long long)n[0], (long long)n[1]);
             dato_text_append_json_string(&j, m[0].extractor);
             dato_text_append(&j, ", \"preprocessing\": ");
             dato_text_append_json_string(&j, m[0].preprocessing);
@@ -399,16 +296,17 @@ int main(int argc, char** argv) {
         return rc;
     }
     dato_feature_extractor fx = {0};
-    image_set set, ref = {0};
+    dato_image_set set, ref;
     dato_feature_stats acc = {0}, acc_ref = {0};
     dato_fid_stats mine = {0}, theirs = {0};
     float *feat = NULL, *feat_ref = NULL;
     dato_stats_meta meta = {0}, ref_meta = {0};
     int rc = 1, singular = 0;
     memset(&set, 0, sizeof set);
+    memset(&ref, 0, sizeof ref);
     dato_status st = o.featnet_dir[0] ? dato_extractor_featnet_open(&fx, o.featnet_dir, &be, &err)
                                       : dato_extractor_inception_open(&fx, o.weights, o.prep, &be, &err);
-    if (!st) st = image_set_open(&set, o.images, o.limit, &err);
+    if (!st) st = dato_image_set_open(&set, o.images, o.limit, &err);
     if (!st) st = dato_feature_stats_init(&acc, fx.dim, &err);
     snprintf(meta.extractor, sizeof meta.extractor, "%s", fx.name);
     snprintf(meta.weights_hash, sizeof meta.weights_hash, "%s", fx.weights_hash);
@@ -417,17 +315,18 @@ int main(int argc, char** argv) {
     if (!st) st = extract(&fx, &set, &o, "images", &acc, o.kid_ref ? &feat : NULL, &err);
     if (!st) st = dato_feature_stats_finalize(&acc, &mine, &singular, &err);
     if (!st && singular)
-        fprintf(stderr, "dato-fid: warning: %d images <= %d features: the covariance is singular; compare only FIDs "
-                        "taken with the same number of images\n", set.n, fx.dim);
+        fprintf(stderr, "dato-fid: warning: %lld images <= %d features: the covariance is singular; compare only FIDs "
+                        "taken with the same number of images\n", (long long)set.n, fx.dim);
     dato_text j = {0};
     if (!st && o.json) st = dato_text_init(&j, 1024, "json", &err);
     if (!st && !strcmp(o.cmd, "stats")) {
         if (!(st = dato_mkdir_parents(o.out, &err))) st = dato_stats_write_h5(o.out, &mine, &meta, &err);
-        if (!st && !o.json) printf("wrote %s (%d images, %s preprocessing)\n", o.out, set.n, meta.preprocessing);
+        if (!st && !o.json)
+            printf("wrote %s (%lld images, %s preprocessing)\n", o.out, (long long)set.n, meta.preprocessing);
         if (!st && o.json) {
             dato_text_append(&j, "{\"stats\": ");
             dato_text_append_json_string(&j, o.out);
-            dato_text_append(&j, ", \"images\": %d, \"extractor\": ", set.n);
+            dato_text_append(&j, ", \"images\": %lld, \"extractor\": ", (long long)set.n);
         }
     } else if (!st) {
         if (has_suffix(o.stats, ".npz")) { // pytorch-fid / ADM statistics carry no metadata: assume ours
@@ -440,18 +339,20 @@ int main(int argc, char** argv) {
         }
         dato_fid_result r;
         if (!st) st = dato_stats_fid(&mine, &meta, &theirs, &ref_meta, &r, &err);
-        if (!st && !o.json) printf("FID %.6f (%d images vs %s; %s preprocessing)\n", r.fid, set.n, o.stats, meta.preprocessing);
+        if (!st && !o.json)
+            printf("FID %.6f (%lld images vs %s; %s preprocessing)\n", r.fid, (long long)set.n, o.stats,
+                   meta.preprocessing);
         if (!st && o.json) {
             dato_text_append(&j, "{\"fid\": %.17g, \"stats\": ", r.fid);
             dato_text_append_json_string(&j, o.stats);
-            dato_text_append(&j, ", \"images\": %d, ", set.n);
+            dato_text_append(&j, ", \"images\": %lld, ", (long long)set.n);
         }
         if (!st && o.kid_ref) {
-            st = image_set_open(&ref, o.kid_ref, o.limit, &err);
+            st = dato_image_set_open(&ref, o.kid_ref, o.limit, &err);
             if (!st) st = dato_feature_stats_init(&acc_ref, fx.dim, &err);
             if (!st) st = extract(&fx, &ref, &o, "KID reference", &acc_ref, &feat_ref, &err);
-            int m = o.kid_subset_size < set.n ? o.kid_subset_size : set.n;
-            m = m < ref.n ? m : ref.n;
+            int64_t smaller = set.n < ref.n ? set.n : ref.n;
+            int m = o.kid_subset_size < smaller ? o.kid_subset_size : (int)smaller;
             dato_kid_config ko = {.n_subsets = o.kid_subsets, .subset_size = m, .seed = 0};
             dato_kid_result kr;
             if (!st) st = dato_kid(feat, set.n, feat_ref, ref.n, fx.dim, &ko, &kr, &err);
@@ -479,8 +380,8 @@ int main(int argc, char** argv) {
     dato_fid_stats_free(&theirs);
     dato_feature_stats_free(&acc);
     dato_feature_stats_free(&acc_ref);
-    image_set_close(&set);
-    image_set_close(&ref);
+    dato_image_set_close(&set);
+    dato_image_set_close(&ref);
     if (fx.destroy) fx.destroy(&fx);
     dato_backend_destroy(&be);
     return rc;

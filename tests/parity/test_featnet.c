@@ -208,13 +208,13 @@ int main(void) {
     write_config(tmp, "dato-featnet", "[8, 16]", "\"std\": 0.353,", NAMES9);
     expect_open_error(tmp, &be, DATO_ERR_FORMAT, "'class_names'", "9 class names");
     write_config(tmp, "dato-featnet", "[8, 32]", "\"std\": 0.353,", NAMES10);
-    expect_open_error(tmp, &be, DATO_ERR_FORMAT, "'conv2.weight' has shape (16, 8, 3, 3), expected (32, 8, 3, 3)",
+    expect_open_error(tmp, &be, DATO_ERR_FORMAT, "model.safetensors: tensor 'conv2.weight' has shape (16, 8, 3, 3), the config expects (32, 8, 3, 3)",
                       "stages not matching the weights");
     write_config(tmp, "dato-featnet", "[8, 16]", "\"std\": 0.353,", NAMES10);
     write_weights(tmp, &model, "fc2.bias", NULL);
-    expect_open_error(tmp, &be, DATO_ERR_NOT_FOUND, "'fc2.bias' is missing", "missing tensor");
+    expect_open_error(tmp, &be, DATO_ERR_NOT_FOUND, "model.safetensors: tensor 'fc2.bias' is missing", "missing tensor");
     write_weights(tmp, &model, NULL, "conv4.weight");
-    expect_open_error(tmp, &be, DATO_ERR_FORMAT, "unexpected featnet tensor 'conv4.weight'", "extra tensor");
+    expect_open_error(tmp, &be, DATO_ERR_FORMAT, "model.safetensors: tensor 'conv4.weight' is not part of the configured featnet", "extra tensor");
     char path[512];
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     remove(path);

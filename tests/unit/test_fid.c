@@ -285,8 +285,63 @@ static void test_fid_from_features(void) {
           "one feature vector accepted");
 }
 
+// FID is never negative beyond rounding: identical rank-deficient statistics (n features <= d,
+// whose rounding-level eigenvalues' roots push tr sqrt above the traces) come out 0 within
+// DATO_FID_ROUND_TOL; statistics no Gaussian has are refused, by the check and by the distance.
+static void test_never_negative(void) {
+    dato_error err;
+    int raw_negative = 0;
+    double worst = 0;
+    for (int seed = 1; seed <= 20; seed++) {
+        int d = 64, n = 3 + seed % 7;
+        float* f = malloc((size_t)n * d * sizeof *f); // (n, d)
+        uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)seed;
+        for (int i = 0; i < n * d; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            f[i] = (float)((double)(x >> 11) / 9007199254740992.0) * (float)(1 + i % 5);
+        }
+        dato_fid_stats s = {0};
+        dato_fid_result r;
+        int singular = 0;
+        CHECK(stats_of(f, n, d, &s, &singular) == DATO_OK && singular, "seed %d", seed);
+        CHECK(dato_fid_stats_check(&s, "rank-deficient", DATO_ERR_FORMAT, &err) == DATO_OK, "%s", err.msg);
+        CHECK(dato_frechet_distance(d, s.mu, s.sigma, s.mu, s.sigma, &r, &err) == DATO_OK, "%s", err.msg);
+        double raw = r.mean_term + r.trace1 + r.trace2 - 2 * r.trace_sqrt;
+        raw_negative += raw < 0;
+        worst = fmax(worst, -raw / (r.trace1 + r.trace2));
+        CHECK(r.fid >= 0 && r.fid <= 1e-6 * (r.trace1 + r.trace2), "seed %d: FID %.3g (raw %.3g)", seed, r.fid, raw);
+        dato_fid_stats_free(&s);
+        free(f);
+    }
+    printf("identical rank-deficient stats, 20 seeds: %d raw sums negative, worst -%.2e of the traces (tol %g): "
+           "FID 0\n", raw_negative, worst, DATO_FID_ROUND_TOL);
+    CHECK(raw_negative > 0, "no raw sum came out negative: the case no longer tests the clamp");
+
+    // Negative definite: the distance itself refuses rather than report -1.9e10-like values.
+    double mu[2] = {0, 0}, neg[4] = {-1e10, 0, 0, -1e10}, pos[4] = {1, 0, 0, 1};
+    dato_fid_result r;
+    dato_status st = dato_frechet_distance(2, mu, pos, mu, neg, &r, &err);
+    printf("negative-definite sigma2: %s\n", err.msg);
+    CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "negative beyond rounding") && r.fid == 0, "status %d FID %g: %s",
+          (int)st, r.fid, err.msg);
+    dato_fid_stats bad = {.dim = 2, .mu = mu, .sigma = neg};
+    CHECK(dato_fid_stats_check(&bad, "neg.h5", DATO_ERR_FORMAT, &err) == DATO_ERR_FORMAT &&
+              strstr(err.msg, "neg.h5: 'sigma' is not positive semi-definite: smallest eigenvalue -1e+10"),
+          "%s", err.msg);
+    double tilt[4] = {1, 1e-3, 0, 1}, nan_mu[2] = {0, NAN};
+    bad.sigma = tilt;
+    CHECK(dato_fid_stats_check(&bad, "tilt.npz", DATO_ERR_FORMAT, &err) == DATO_ERR_FORMAT &&
+              strstr(err.msg, "tilt.npz: 'sigma' is not symmetric: [0][1] = 0.001"),
+          "%s", err.msg);
+    bad.sigma = pos, bad.mu = nan_mu;
+    CHECK(dato_fid_stats_check(&bad, "nan.npz", DATO_ERR_FORMAT, &err) == DATO_ERR_FORMAT &&
+              strstr(err.msg, "nan.npz: 'mu'[1] = nan is not finite"),
+          "%s", err.msg);
+}
+
 int main(void) {
     test_anchors();
+    test_never_negative();
     test_fid_from_features();
     test_mmd_by_hand();
     dato_safetensors st;

@@ -1,5 +1,6 @@
-// FID statistics files (metrics/stats_io.c): HDF5 round trip and validation, the comparability
-// check and .npz files written by numpy (tools/make_fid_fixtures.py); the .npy parser has test_npy.c.
+// FID statistics files (metrics/stats_io.c): HDF5 round trip, seal and validation, the comparability
+// check, .npz files written by numpy (tools/make_fid_fixtures.py), statistics that are not a
+// Gaussian's and an h5py-written file (tools/make_stats_fixtures.py); the .npy parser has test_npy.c.
 #include <hdf5.h>
 #include <string.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ typedef struct {
     const char* skip_attr; // attribute not written
     const char* format;
     int64_t version;
+    const double* sigma4; // (4, 4) values of sigma instead of SIGMA4, or NULL
 } h5_spec;
 
 static void write_attr_string(hid_t root, const char* name, const char* value) {
@@ -103,7 +105,7 @@ static void write_h5_spec(const char* path, const h5_spec* spec) {
     hsize_t mu_dims[1] = {4}, sigma_dims[2] = {spec->sigma_rows, spec->sigma_cols};
     double sigma[64] = {0}; // up to (8, 8)
     for (hsize_t i = 0; i < 4 && i < spec->sigma_rows && spec->sigma_cols == 4; i++)
-        for (int j = 0; j < 4; j++) sigma[i * 4 + j] = SIGMA4[i * 4 + j];
+        for (int j = 0; j < 4; j++) sigma[i * 4 + j] = (spec->sigma4 ? spec->sigma4 : SIGMA4)[i * 4 + j];
     hid_t space = H5Screate_simple(1, mu_dims, NULL);
     hid_t ds = H5Dcreate2(file, "mu", spec->mu_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, MU4);
@@ -134,11 +136,19 @@ static void write_h5_spec(const char* path, const h5_spec* spec) {
     H5Fclose(file);
 }
 
+// Statistics no Gaussian has: the FID of each came out -6.4e7-like, negative or ~1e301, with exit 0.
+static double ASYM4[16], NEGDEF4[16], HUGE4[16];
+
+static void make_bad_sigmas(void) {
+    for (int i = 0; i < 16; i++) ASYM4[i] = SIGMA4[i], NEGDEF4[i] = -SIGMA4[i], HUGE4[i] = 1e300 * SIGMA4[i];
+    ASYM4[1] += 0.25; // [0][1]
+}
+
 static void test_h5_validation(const char* path) {
     dato_error err;
     dato_fid_stats s;
     dato_stats_meta meta;
-    h5_spec good = {H5T_IEEE_F32LE, H5T_IEEE_F32LE, 4, 4, NULL, DATO_STATS_FORMAT, 1};
+    h5_spec good = {H5T_IEEE_F32LE, H5T_IEEE_F32LE, 4, 4, NULL, DATO_STATS_FORMAT, 1, NULL};
     write_h5_spec(path, &good);
     CHECK(dato_stats_read_h5(path, &s, &meta, &err) == DATO_OK, "%s", err.msg);
     double max_diff = 0;
@@ -153,14 +163,19 @@ static void test_h5_validation(const char* path) {
         h5_spec spec;
         const char* expect; // in the message
     } bad[] = {
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 0, 0, NULL, DATO_STATS_FORMAT, 1}, "dataset 'sigma' is missing"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 3, NULL, DATO_STATS_FORMAT, 1}, "'sigma' is (4, 3)"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 8, 8, NULL, DATO_STATS_FORMAT, 1}, "'sigma' is (8, 8)"},
-        {{H5T_STD_I32LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1}, "dataset 'mu' must be"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "weights_hash", DATO_STATS_FORMAT, 1}, "'weights_hash' is missing"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "count", DATO_STATS_FORMAT, 1}, "'count' is missing"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, "other-stats", 1}, "'other-stats'"},
-        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 2}, "version 2"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 0, 0, NULL, DATO_STATS_FORMAT, 1, NULL}, "dataset 'sigma' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 3, NULL, DATO_STATS_FORMAT, 1, NULL}, "'sigma' is (4, 3)"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 8, 8, NULL, DATO_STATS_FORMAT, 1, NULL}, "'sigma' is (8, 8)"},
+        {{H5T_STD_I32LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1, NULL}, "dataset 'mu' must be"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "weights_hash", DATO_STATS_FORMAT, 1, NULL}, "'weights_hash' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, "count", DATO_STATS_FORMAT, 1, NULL}, "'count' is missing"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, "other-stats", 1, NULL}, "'other-stats'"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 2, NULL}, "version 2"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1, ASYM4},
+         "'sigma' is not symmetric: [0][1] = 0.75, [1][0] = 0.5"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1, NEGDEF4},
+         "'sigma' is not positive semi-definite: smallest eigenvalue"},
+        {{H5T_IEEE_F64LE, H5T_IEEE_F64LE, 4, 4, NULL, DATO_STATS_FORMAT, 1, HUGE4}, "'sigma'[0] = 2e+300 is beyond"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         write_h5_spec(path, &bad[i].spec);
@@ -203,6 +218,9 @@ static void test_npz(void) {
         {FIX "no_sigma.npz", DATO_ERR_NOT_FOUND, "entry 'sigma.npy' is missing"},
         {FIX "not_a_zip.npz", DATO_ERR_FORMAT, "cannot open as .npz"},
         {FIX "absent.npz", DATO_ERR_IO, "cannot open as .npz"},
+        {FIX "sigma_asym.npz", DATO_ERR_FORMAT, "sigma_asym.npz: 'sigma' is not symmetric: [0][1] = 0.75"},
+        {FIX "sigma_negdef.npz", DATO_ERR_FORMAT, "sigma_negdef.npz: 'sigma' is not positive semi-definite"},
+        {FIX "sigma_huge.npz", DATO_ERR_FORMAT, "sigma_huge.npz: 'sigma'[0] = 2e+300 is beyond 1e+100"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         dato_status st = dato_stats_read_npz(bad[i].file, &s, &err);
@@ -212,10 +230,82 @@ static void test_npz(void) {
     }
 }
 
+// dato_stats_write_h5 seals its file; every single-bit flip after it is refused or changes nothing
+// read (a bit of the seal block's padding); files without a seal (h5py's) still open.
+static void test_seal(const char* path) {
+    dato_error err;
+    dato_fid_stats s, back;
+    dato_stats_meta meta = make_meta("featnet", "fnv1a64:00", "featnet", "seal test"), got;
+    CHECK(dato_fid_stats_alloc(&s, 4, &err) == DATO_OK, "%s", err.msg);
+    memcpy(s.mu, MU4, sizeof MU4), memcpy(s.sigma, SIGMA4, sizeof SIGMA4);
+    s.count = 100;
+    CHECK(dato_stats_write_h5(path, &s, &meta, &err) == DATO_OK, "%s", err.msg);
+    FILE* f = fopen(path, "rb");
+    unsigned char bytes[1 << 16];
+    size_t n = f ? fread(bytes, 1, sizeof bytes, f) : 0;
+    if (f) fclose(f);
+    CHECK(n > 512 && n < sizeof bytes && memcmp(bytes, "dato-fid-stats seal\n", 20) == 0, "no seal in %zu bytes", n);
+    int refused = 0, harmless = 0, silent = 0;
+    for (size_t i = 0; i < n; i++) {
+        bytes[i] ^= (unsigned char)(1u << (i % 8));
+        f = fopen(path, "wb");
+        fwrite(bytes, 1, n, f);
+        fclose(f);
+        bytes[i] ^= (unsigned char)(1u << (i % 8));
+        if (dato_stats_read_h5(path, &back, &got, &err) != DATO_OK) {
+            refused++;
+            continue;
+        }
+        int same = memcmp(back.mu, MU4, sizeof MU4) == 0 && memcmp(back.sigma, SIGMA4, sizeof SIGMA4) == 0 &&
+                   memcmp(&got, &meta, sizeof meta) == 0 && back.count == 100;
+        harmless += same && i < 512; // padding of the seal block
+        silent += !same || i >= 512;
+        dato_fid_stats_free(&back);
+    }
+    printf("seal: %zu single-bit flips: %d refused, %d in the seal's padding (same values), %d read silently\n", n,
+           refused, harmless, silent);
+    CHECK(silent == 0 && refused > (int)n - 512, "%d flips read silently", silent);
+    bytes[1000] ^= 4;
+    f = fopen(path, "wb");
+    fwrite(bytes, 1, n, f);
+    fclose(f);
+    CHECK(dato_stats_read_h5(path, &back, &got, &err) == DATO_ERR_FORMAT && strstr(err.msg, path) &&
+              strstr(err.msg, "checksum mismatch"),
+          "%s", err.msg);
+    printf("refused: %s\n", err.msg);
+    f = fopen(path, "wb");
+    fwrite(bytes, 1, n - 1, f);
+    fclose(f);
+    CHECK(dato_stats_read_h5(path, &back, &got, &err) == DATO_ERR_FORMAT && strstr(err.msg, "truncated"), "%s",
+          err.msg);
+    dato_fid_stats_free(&s);
+}
+
+// h5py's defaults: str attributes are variable-length UTF-8 strings (today: "cannot read attribute
+// 'format'"), no user block and so no seal.
+static void test_h5py_file(void) {
+    dato_error err;
+    dato_fid_stats s;
+    dato_stats_meta meta;
+    dato_status st = dato_stats_read_h5(FIX "stats_dim4_h5py.h5", &s, &meta, &err);
+    CHECK(st == DATO_OK, "%s", err.msg);
+    if (st) return;
+    int exact = s.dim == 4 && s.count == 50000 && memcmp(s.mu, MU4, sizeof MU4) == 0 &&
+                memcmp(s.sigma, SIGMA4, sizeof SIGMA4) == 0;
+    printf("h5py file: exact %d, extractor '%s', source '%s'\n", exact, meta.extractor, meta.source);
+    CHECK(exact && strcmp(meta.extractor, "pytorch-fid-inception-v3-pool3") == 0 &&
+              strcmp(meta.source, "h5py default strings: variable-length UTF-8 \xc3\xa9") == 0,
+          "h5py file read wrong");
+    dato_fid_stats_free(&s);
+}
+
 int main(void) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/dato_test_stats_io_%d.h5", (int)getpid());
+    make_bad_sigmas();
     test_round_trip(path);
+    test_seal(path);
+    test_h5py_file();
     test_h5_validation(path);
     remove(path);
     test_npz();
