@@ -2,6 +2,7 @@
 #include "latency.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,8 +381,10 @@ dato_status dato_latency_save(const dato_latency_table* t, const char* path, dat
     ok = (f && fclose(f) == 0) && ok;
     free(text);
     if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
         remove(tmp);
-        return dato_fail(err, DATO_ERR_IO, "%s: cannot write the latency table", path);
+        return dato_fail(err, DATO_ERR_IO, "%s: cannot write the latency table (through %s): %s", path, tmp,
+                         strerror(e ? e : EIO));
     }
     return DATO_OK;
 }
@@ -390,6 +393,18 @@ static dato_status json_number(const cJSON* obj, const char* name, double* out, 
     const cJSON* v = cJSON_GetObjectItemCaseSensitive(obj, name);
     if (!cJSON_IsNumber(v)) return dato_fail(err, DATO_ERR_FORMAT, "%s: '%s' missing or not a number", path, name);
     *out = v->valuedouble;
+    return DATO_OK;
+}
+
+// Every time in a table, in seconds: 1e6 (11 days a call) is far above any real entry, and a
+// prediction summing 1000 steps of it stays finite (1e999 reads as infinity and was accepted).
+#define LAT_MAX_TIME_S 1e6
+
+static dato_status json_time(const cJSON* obj, const char* name, double* out, const char* path, dato_error* err) {
+    DATO_TRY(json_number(obj, name, out, path, err));
+    if (!(*out >= 0 && *out <= LAT_MAX_TIME_S))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: '%s' = %g is not a time in 0..%g s", path, name, *out,
+                         LAT_MAX_TIME_S);
     return DATO_OK;
 }
 
@@ -453,15 +468,16 @@ static dato_status parse_table(dato_latency_table* t, const cJSON* root, const c
                              DATO_LAT_N_RATIOS);
         for (int r = 0; r < DATO_LAT_N_RATIOS; r++) {
             const cJSON* v = cJSON_GetArrayItem(row, r);
-            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || !isfinite(v->valuedouble))
-                return dato_fail(err, DATO_ERR_FORMAT, "%s: 'call_s'[%d][%d] is not a time >= 0", path, dpt, r);
+            if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= LAT_MAX_TIME_S))
+                return dato_fail(err, DATO_ERR_FORMAT, "%s: 'call_s'[%d][%d] is not a time in 0..%g s", path, dpt, r,
+                                 LAT_MAX_TIME_S);
             t->call_s[dpt][r] = v->valuedouble;
         }
     }
-    DATO_TRY(json_number(root, "call_overhead_s", &t->call_overhead_s, path, err));
-    DATO_TRY(json_number(root, "setup_s", &t->setup_s, path, err));
-    DATO_TRY(json_number(root, "setup_cache_s", &t->setup_cache_s, path, err));
-    DATO_TRY(json_number(root, "setup_prune_s", &t->setup_prune_s, path, err));
+    DATO_TRY(json_time(root, "call_overhead_s", &t->call_overhead_s, path, err));
+    DATO_TRY(json_time(root, "setup_s", &t->setup_s, path, err));
+    DATO_TRY(json_time(root, "setup_cache_s", &t->setup_cache_s, path, err));
+    DATO_TRY(json_time(root, "setup_prune_s", &t->setup_prune_s, path, err));
     return DATO_OK;
 }
 

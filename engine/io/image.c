@@ -12,6 +12,9 @@
 
 // libpng's default limit on width and height; larger sides are refused before allocating.
 #define DATO_PNG_MAX_SIDE 1000000
+// What a PNG may decode to (256 MiB: 9459 x 9459 RGB): within the sides above a 42-byte header
+// could otherwise make the reader allocate terabytes before its data turns out to be missing.
+#define DATO_PNG_MAX_BYTES ((size_t)256 << 20)
 
 // ---- libpng error handling ----------------------------------------------------------------------
 // libpng reports an error by calling on_png_error, which must not return: it keeps the message
@@ -322,6 +325,10 @@ static int read_png_header(png_structp png, png_infop info, FILE* f, png_uint_32
     png_init_io(png, f);
     png_set_sig_bytes(png, 8);
     png_set_user_limits(png, DATO_PNG_MAX_SIDE, DATO_PNG_MAX_SIDE);
+    // Every ancillary chunk (text, ICC profile, gamma, tRNS: all ignored here) is skipped unread:
+    // libpng would otherwise allocate whatever length a text chunk's header claims (1.7 GB for a
+    // 45-byte file), its size limit being only a warning when reading.
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
     png_read_info(png, info);
     int color_type = png_get_color_type(png, info);
     int bit_depth = png_get_bit_depth(png, info);
@@ -374,6 +381,9 @@ dato_status dato_png_read(const char* path, uint8_t** pixels, int* h, int* w, in
     } else if ((nchannels != 1 && nchannels != 3) || depth != 8) {
         st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: PNG decodes to %d channels of %d bits, expected 8-bit gray or RGB",
                        path, nchannels, depth);
+    } else if ((size_t)height * width * nchannels > DATO_PNG_MAX_BYTES) {
+        st = dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: a %ux%u PNG decodes to more than the %zu MiB this reader allows",
+                       path, (unsigned)width, (unsigned)height, DATO_PNG_MAX_BYTES >> 20);
     } else {
         size_t row_bytes = (size_t)width * (size_t)nchannels;
         buf = malloc((size_t)height * row_bytes);

@@ -50,7 +50,8 @@ dato_status dato_a1111_parameters(const dato_a1111_params* p, dato_text* out, da
 // Reads a PNG into a malloc'd (h, w, channels) 8-bit buffer that the caller frees.
 // Gray files give channels 1, color and palette files give 3: palettes are expanded, 16-bit
 // samples scaled to 8 bits, low-bit gray expanded, and alpha (or tRNS) dropped without
-// compositing. Gamma and color-profile chunks are ignored.
+// compositing. Ancillary chunks (gamma, color profile, text, tRNS) are skipped unread; an image
+// that decodes to more than 256 MiB is refused (DATO_ERR_UNSUPPORTED) before allocating.
 dato_status dato_png_read(const char* path, uint8_t** pixels, int* h, int* w, int* channels,
                           dato_error* err);
 
