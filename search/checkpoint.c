@@ -4,43 +4,44 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "file_seal.h"
 #include "genome.h"
 #include "h5_util.h"
+#include "scheduler_config.h"
 
 // DATO_VERSION comes from the build: project(dato VERSION ...) in CMakeLists.txt.
 
 #define MAX_STEPS 100000       // sanity bounds on a file's counts, so a damaged header cannot ask
 #define MAX_POP (1 << 24)      // for absurd allocations
 #define MAX_EVALUATIONS ((int64_t)1 << 32)
+#define MAX_GUIDANCE 100.0 // the largest --guidance dato-search takes
 #define PATH_CAP 4200
 // The HDF5 user block: bytes the library skips at the start of the file, where the seal goes.
-#define SEAL_BYTES 512
-#define SEAL_MAGIC "dato-search-checkpoint seal\n"
+#define SEAL_BYTES DATO_SEAL_BYTES
+#define SEAL_MAGIC DATO_CHECKPOINT_SEAL_MAGIC
 
-// ---- the checksum -----------------------------------------------------------------------------
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
-
-static uint64_t fnv_bytes(uint64_t h, const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
-    return h;
-}
+// ---- the checksum (FNV-1a 64, file_seal.h) ------------------------------------------------------
 
 // Values are hashed as their little-endian bytes, whatever the host, so the file's checksum is portable.
 static uint64_t fnv_le(uint64_t h, uint64_t v, int n_bytes) {
-    for (int i = 0; i < n_bytes; i++) h = (h ^ ((v >> (8 * i)) & 0xff)) * FNV_PRIME;
-    return h;
+    uint8_t le[8];
+    for (int i = 0; i < n_bytes; i++) le[i] = (uint8_t)(v >> (8 * i));
+    return dato_fnv1a64(h, le, (size_t)n_bytes);
 }
 
 static uint64_t fnv_doubles(uint64_t h, const double* x, size_t n) {
@@ -58,17 +59,17 @@ static uint64_t fnv_doubles(uint64_t h, const double* x, size_t n) {
 // DATO_SEARCH_N_FINAL_V2, which read checks before it widens the rows to this build's layout.
 static uint64_t payload_checksum(const dato_checkpoint* c, int n_extra, int n_final_cols) {
     size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes;
-    uint64_t h = FNV_OFFSET;
-    h = fnv_bytes(h, c->pop_genomes, pop * gb);
+    uint64_t h = DATO_FNV_OFFSET;
+    h = dato_fnv1a64(h, c->pop_genomes, pop * gb);
     h = fnv_doubles(h, c->pop_objectives, pop * (size_t)c->n_obj);
     h = fnv_doubles(h, c->pop_violations, pop);
     for (int i = 0; i < 4; i++) h = fnv_le(h, c->rng_state[i], 8);
-    h = fnv_bytes(h, c->arch_genomes, n * gb);
+    h = dato_fnv1a64(h, c->arch_genomes, n * gb);
     h = fnv_doubles(h, c->arch_objectives, n * (size_t)c->n_obj);
     h = fnv_doubles(h, c->arch_extras, n * (size_t)n_extra);
     for (size_t i = 0; i < n; i++) h = fnv_le(h, (uint32_t)c->arch_generations[i], 4);
     if (c->n_final > 0) {
-        h = fnv_bytes(h, c->final_genomes, (size_t)c->n_final * gb);
+        h = dato_fnv1a64(h, c->final_genomes, (size_t)c->n_final * gb);
         h = fnv_doubles(h, c->final_scores, (size_t)c->n_final * (size_t)n_final_cols);
         h = fnv_doubles(h, c->final_baseline, (size_t)n_final_cols);
     }
@@ -101,7 +102,12 @@ static dato_status write_dataset(hid_t loc, const char* path, const char* name, 
     hsize_t numel = 1;
     for (int i = 0; i < ndim; i++) numel *= dims[i];
     hid_t space = H5Screate_simple(ndim, dims, NULL);
-    hid_t ds = space < 0 ? -1 : H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    // no modification times: the same checkpoint makes the same bytes (and the fuzz seeds are reproducible)
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t ds = space < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0
+                   ? -1
+                   : H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dcpl >= 0) H5Pclose(dcpl);
     herr_t rc = ds < 0 ? -1 : 0;
     if (rc >= 0 && numel > 0) rc = H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     if (ds >= 0 && H5Dclose(ds) < 0) rc = -1;
@@ -356,10 +362,14 @@ static dato_status write_contents(hid_t file, const char* path, const dato_check
     return c->n_final > 0 ? write_final_group(file, path, c, err) : DATO_OK;
 }
 
-// Every gene of genomes (n, 2T) in range: depth 0..n_branches+1, ratio code 0..5.
+// Every gene of genomes (n, 2T) in range: depth 0..n_branches+1, ratio code 0..5, and step 0 full
+// (depth n_branches+1), as dato_genome_check wants them (search/genome.h).
 static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, int n_branches, const char* path,
                                const char* group, dato_status status, dato_error* err) {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (steps > 0 && genomes[i * steps * 2] != n_branches + 1)
+            return dato_fail(err, status, "%s: '/%s/cache_depth'[%zu][0] is %d, expected %d (step 0 is a full call)",
+                             path, group, i, genomes[i * steps * 2], n_branches + 1);
         for (size_t k = 0; k < steps; k++) {
             int depth = genomes[(i * steps + k) * 2], code = genomes[(i * steps + k) * 2 + 1];
             if (depth > n_branches + 1)
@@ -369,6 +379,7 @@ static dato_status check_genes(const uint8_t* genomes, size_t n, size_t steps, i
                 return dato_fail(err, status, "%s: '/%s/prune_ratio_code'[%zu][%zu] is %d, expected 0..%d", path,
                                  group, i, k, code, DATO_GENOME_N_RATIO_CODES - 1);
         }
+    }
     return DATO_OK;
 }
 
@@ -386,7 +397,107 @@ static dato_status check_extra_images(const double* extras, size_t n, const char
     return DATO_OK;
 }
 
-// The checks write makes before touching the disk.
+// What a number of a checkpoint may be: finite, and where a rule says so also NaN (not computed),
+// > 0 (a latency) or >= 0 (a violation).
+enum { MAY_BE_NAN = 1, POSITIVE = 2, NON_NEGATIVE = 4 };
+static const int OBJECTIVE_RULES[DATO_SEARCH_N_OBJ] = {POSITIVE, 0};
+static const int VIOLATION_RULES[1] = {NON_NEGATIVE};
+static const int EXTRA_RULES[DATO_SEARCH_N_EXTRA] = {MAY_BE_NAN, MAY_BE_NAN | POSITIVE, MAY_BE_NAN | POSITIVE,
+                                                     MAY_BE_NAN, MAY_BE_NAN, POSITIVE};
+static const int FINAL_RULES[DATO_SEARCH_N_FINAL] = {POSITIVE,   MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN,
+                                                     MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN,
+                                                     MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN, MAY_BE_NAN};
+
+// Column k of a comma-separated names list into out[cap] ("" past its end).
+static void column_name(const char* names, int k, char* out, size_t cap) {
+    for (; k > 0 && names; k--) names = strchr(names, ',') ? strchr(names, ',') + 1 : NULL;
+    size_t n = names ? strcspn(names, ",") : 0;
+    snprintf(out, cap, "%.*s", (int)n, names ? names : "");
+}
+
+// Every value of a (rows, cols) against rules[cols]; messages name dataset name, the cell and its column.
+static dato_status check_numbers(const double* a, size_t rows, int cols, const int* rules, const char* names,
+                                 const char* path, const char* name, dato_status status, dato_error* err) {
+    for (size_t r = 0; r < rows; r++)
+        for (int k = 0; k < cols; k++) {
+            double v = a[r * (size_t)cols + (size_t)k];
+            int rule = rules[k];
+            if ((isnan(v) && (rule & MAY_BE_NAN)) ||
+                (isfinite(v) && !((rule & POSITIVE) && v <= 0) && !((rule & NON_NEGATIVE) && v < 0)))
+                continue;
+            char column[64];
+            column_name(names, k, column, sizeof column);
+            return dato_fail(err, status, "%s: '%s'[%zu][%d] (%s) is %.17g, expected %sa finite number%s", path, name,
+                             r, k, column, v, rule & MAY_BE_NAN ? "NaN or " : "",
+                             rule & POSITIVE ? " > 0" : rule & NON_NEGATIVE ? " >= 0" : "");
+        }
+    return DATO_OK;
+}
+
+// What a resume relies on, checked when a checkpoint is written and again when it is read: counts
+// that agree with the config, every genome in range with step 0 full, a known sampler, a guidance
+// in 0..MAX_GUIDANCE, and every number finite (NaN only where the format means "not computed"),
+// latencies > 0. Messages name the file, the field and the value expected.
+static dato_status check_checkpoint(const dato_checkpoint* c, const char* path, dato_status status, dato_error* err) {
+    const dato_search_config* cfg = &c->cfg;
+    if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
+        return dato_fail(err, status, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
+                         DATO_CHECKPOINT_MAX_FINAL);
+    if (c->pop < 1 || c->pop > MAX_POP || c->pop != cfg->pop)
+        return dato_fail(err, status, "%s: pop %d must be 1..%d and equal config 'pop' %d", path, c->pop, MAX_POP,
+                         cfg->pop);
+    dato_genome_space space; // steps 1..DATO_SCHEDULE_MAX_STEPS and n_branches 1..254, as the genome wants them
+    dato_error inner;
+    if (dato_genome_space_init(&space, c->steps, cfg->n_branches, &inner))
+        return dato_fail(err, status, "%s: config 'steps' %d or 'n_branches' %d: %s", path, c->steps, cfg->n_branches,
+                         inner.msg);
+    if (c->steps != cfg->steps || c->genome_bytes != 2 * c->steps)
+        return dato_fail(err, status, "%s: steps %d must equal config 'steps' %d, and genome_bytes %d be 2 steps", path,
+                         c->steps, cfg->steps, c->genome_bytes);
+    if (c->n_obj != DATO_SEARCH_N_OBJ || c->n_extra != DATO_SEARCH_N_EXTRA)
+        return dato_fail(err, status, "%s: n_obj %d and n_extra %d must be %d and %d", path, c->n_obj, c->n_extra,
+                         DATO_SEARCH_N_OBJ, DATO_SEARCH_N_EXTRA);
+    if (c->generation < 0 || c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS)
+        return dato_fail(err, status, "%s: generation %lld and n_evaluations %lld must be >= 0 (and <= %lld)", path,
+                         (long long)c->generation, (long long)c->n_evaluations, (long long)MAX_EVALUATIONS);
+    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations ||
+        (c->n_evaluations > 0 && (!c->arch_genomes || !c->arch_objectives || !c->arch_extras || !c->arch_generations)))
+        return dato_fail(err, status, "%s: an array of the checkpoint is NULL", path);
+    dato_sampler_kind kind; // "bogus" must not quietly become the model's sampler on resume
+    if (dato_sampler_kind_parse(cfg->sampler, &kind, &inner))
+        return dato_fail(err, status, "%s: config 'sampler': %s", path, inner.msg);
+    if (!(isfinite(cfg->guidance) && cfg->guidance >= 0 && cfg->guidance <= MAX_GUIDANCE))
+        return dato_fail(err, status, "%s: config 'guidance' is %g, expected a finite number in 0..%g", path,
+                         (double)cfg->guidance, MAX_GUIDANCE);
+    if (!(isfinite(c->elapsed_s) && c->elapsed_s >= 0))
+        return dato_fail(err, status, "%s: attribute 'elapsed_s' is %g, expected a finite number >= 0", path,
+                         c->elapsed_s);
+
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, steps = (size_t)c->steps, nf = (size_t)c->n_final;
+    char objective_names[64];
+    snprintf(objective_names, sizeof objective_names, "latency_s_per_image,%s",
+             dato_quality_objective_name(cfg->objective));
+    DATO_TRY(check_genes(c->pop_genomes, pop, steps, cfg->n_branches, path, "population", status, err));
+    DATO_TRY(check_genes(c->arch_genomes, n, steps, cfg->n_branches, path, "archive", status, err));
+    DATO_TRY(check_genes(c->final_genomes, nf, steps, cfg->n_branches, path, "final", status, err));
+    DATO_TRY(check_numbers(c->pop_objectives, pop, DATO_SEARCH_N_OBJ, OBJECTIVE_RULES, objective_names, path,
+                           "/population/objectives", status, err));
+    DATO_TRY(check_numbers(c->pop_violations, pop, 1, VIOLATION_RULES, "violation", path, "/population/violations",
+                           status, err));
+    DATO_TRY(check_numbers(c->arch_objectives, n, DATO_SEARCH_N_OBJ, OBJECTIVE_RULES, objective_names, path,
+                           "/archive/objectives", status, err));
+    DATO_TRY(check_extra_images(c->arch_extras, n, path, status, err));
+    DATO_TRY(check_numbers(c->arch_extras, n, DATO_SEARCH_N_EXTRA, EXTRA_RULES, EXTRA_NAMES, path, "/archive/extras",
+                           status, err));
+    if (nf == 0) return DATO_OK;
+    DATO_TRY(check_numbers(c->final_scores, nf, DATO_SEARCH_N_FINAL, FINAL_RULES, FINAL_SCORE_NAMES, path,
+                           "/final/scores", status, err));
+    return check_numbers(c->final_baseline, 1, DATO_SEARCH_N_FINAL, FINAL_RULES, FINAL_SCORE_NAMES, path,
+                         "/final/baseline", status, err);
+}
+
+// The checks write makes before touching the disk: the config's text NUL-terminated, its enums
+// known, then everything a reader checks.
 static dato_status check_to_write(const char* path, const dato_checkpoint* c, dato_error* err) {
     const dato_search_config* cfg = &c->cfg;
     for (int i = 0; i < dato_search_config_n_fields; i++) {
@@ -398,114 +509,23 @@ static dato_status check_to_write(const char* path, const dato_checkpoint* c, da
         if (f->kind == DATO_FIELD_ENUM && (memcpy(&v, p, sizeof v), v < 0 || v >= f->n_names))
             return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is %d", path, f->name, v);
     }
-    if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
-        return dato_fail(err, DATO_ERR_INVALID, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
-                         DATO_CHECKPOINT_MAX_FINAL);
-    if (c->pop < 1 || c->pop > MAX_POP || c->pop != cfg->pop)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: pop %d must be 1..%d and equal config 'pop' %d", path, c->pop,
-                         MAX_POP, cfg->pop);
-    if (c->steps < 1 || c->steps > MAX_STEPS || c->steps != cfg->steps || c->genome_bytes != 2 * c->steps)
-        return dato_fail(err, DATO_ERR_INVALID,
-                         "%s: steps %d must be 1..%d, equal config 'steps' %d, and genome_bytes %d be 2 steps", path,
-                         c->steps, MAX_STEPS, cfg->steps, c->genome_bytes);
-    if (c->n_obj != DATO_SEARCH_N_OBJ || c->n_extra != DATO_SEARCH_N_EXTRA)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: n_obj %d and n_extra %d must be %d and %d", path, c->n_obj,
-                         c->n_extra, DATO_SEARCH_N_OBJ, DATO_SEARCH_N_EXTRA);
-    if (cfg->n_branches < 1 || cfg->n_branches > 254)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: config 'n_branches' %d must be 1..254", path, cfg->n_branches);
-    if (c->generation < 0 || c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS)
-        return dato_fail(err, DATO_ERR_INVALID, "%s: generation %lld and n_evaluations %lld must be >= 0 (and <= %lld)",
-                         path, (long long)c->generation, (long long)c->n_evaluations, (long long)MAX_EVALUATIONS);
-    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations ||
-        (c->n_evaluations > 0 && (!c->arch_genomes || !c->arch_objectives || !c->arch_extras || !c->arch_generations)))
-        return dato_fail(err, DATO_ERR_INVALID, "%s: an array of the checkpoint is NULL", path);
-    DATO_TRY(check_extra_images(c->arch_extras, (size_t)c->n_evaluations, path, DATO_ERR_INVALID, err));
-    DATO_TRY(check_genes(c->pop_genomes, (size_t)c->pop, (size_t)c->steps, cfg->n_branches, path, "population",
-                         DATO_ERR_INVALID, err));
-    if (c->n_final > 0)
-        DATO_TRY(check_genes(c->final_genomes, (size_t)c->n_final, (size_t)c->steps, cfg->n_branches, path, "final",
-                             DATO_ERR_INVALID, err));
-    return check_genes(c->arch_genomes, (size_t)c->n_evaluations, (size_t)c->steps, cfg->n_branches, path, "archive",
-                       DATO_ERR_INVALID, err);
+    return check_checkpoint(c, path, DATO_ERR_INVALID, err);
 }
 
 // ---- the seal: a whole-file checksum in the user block --------------------------------------------
 // HDF5 1.10 trusts its metadata: a flipped bit in a heap or an object header can make it read out of
-// bounds or double-free. The seal (size and FNV-1a 64 of every byte after the user block) is checked
+// bounds or double-free. The seal (file_seal.h: size and FNV-1a 64 of every byte after the user block) is checked
 // before HDF5 parses anything, so HDF5 only ever sees files exactly as dato_checkpoint_write left them.
 
-// FNV-1a 64 of bytes [SEAL_BYTES, end) of the open file fd; *size gets the file's size.
-static dato_status hash_after_seal(int fd, const char* path, uint64_t* hash, uint64_t* size, dato_error* err) {
-    uint8_t buf[1 << 14];
-    uint64_t h = FNV_OFFSET, total = SEAL_BYTES;
-    if (lseek(fd, SEAL_BYTES, SEEK_SET) != SEAL_BYTES)
-        return dato_fail(err, DATO_ERR_IO, "%s: cannot seek past the seal (%s)", path, strerror(errno));
-    for (;;) {
-        ssize_t got = read(fd, buf, sizeof buf);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) return dato_fail(err, DATO_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
-        if (got == 0) break;
-        h = fnv_bytes(h, buf, (size_t)got);
-        total += (uint64_t)got;
-    }
-    *hash = h;
-    *size = total;
-    return DATO_OK;
-}
+dato_status dato_checkpoint_seal(const char* path, dato_error* err) { return dato_seal_file(path, SEAL_MAGIC, err); }
 
-// The seal block for a file of size bytes whose bytes after the block hash to hash.
-static void make_seal(char seal[SEAL_BYTES], uint64_t size, uint64_t hash) {
-    memset(seal, 0, SEAL_BYTES);
-    snprintf(seal, SEAL_BYTES, SEAL_MAGIC "file_bytes %llu\nfnv1a64 %016llx\n", (unsigned long long)size,
-             (unsigned long long)hash);
-}
-
-dato_status dato_checkpoint_seal(const char* path, dato_error* err) {
-    int fd = open(path, O_RDWR);
-    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open to seal (%s)", path, strerror(errno));
-    uint64_t hash = 0, size = 0;
-    dato_status st = hash_after_seal(fd, path, &hash, &size, err);
-    char seal[SEAL_BYTES];
-    make_seal(seal, size, hash);
-    errno = 0;
-    if (st == DATO_OK && pwrite(fd, seal, sizeof seal, 0) != (ssize_t)sizeof seal)
-        st = dato_fail(err, DATO_ERR_IO, "%s: writing the seal failed (%s)", path, errno ? strerror(errno) : "short write");
-    if (st == DATO_OK && fsync(fd) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: fsync failed (%s)", path, strerror(errno));
-    if (close(fd) != 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: close failed (%s)", path, strerror(errno));
-    return st;
-}
-
-// Checks the seal of path: DATO_ERR_IO if it cannot be read, DATO_ERR_FORMAT if damaged.
-static dato_status check_seal(const char* path, dato_error* err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
-    char seal[SEAL_BYTES + 1];
-    ssize_t got = read(fd, seal, SEAL_BYTES);
-    seal[got > 0 ? got : 0] = 0;
-    unsigned long long want_size = 0, want_hash = 0;
-    int magic = got == SEAL_BYTES && strncmp(seal, SEAL_MAGIC, strlen(SEAL_MAGIC)) == 0;
-    dato_status st = DATO_OK;
-    if (!magic) {
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not a dato-search checkpoint (no seal block%s)", path,
-                       got >= 8 && memcmp(seal, "\x89HDF\r\n\x1a\n", 8) == 0 ? "; an HDF5 file of another kind"
-                                                                          : "; not an HDF5 file");
-    } else if (sscanf(seal + strlen(SEAL_MAGIC), "file_bytes %llu\nfnv1a64 %16llx", &want_size, &want_hash) != 2) {
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: damaged seal block", path);
-    } else {
-        uint64_t hash = 0, size = 0;
-        st = hash_after_seal(fd, path, &hash, &size, err);
-        if (st == DATO_OK && size < want_size)
-            st = dato_fail(err, DATO_ERR_FORMAT, "%s: truncated: %llu of %llu bytes", path, (unsigned long long)size,
-                           want_size);
-        else if (st == DATO_OK && size > want_size)
-            st = dato_fail(err, DATO_ERR_FORMAT, "%s: %llu bytes, the seal says %llu", path, (unsigned long long)size,
-                           want_size);
-        else if (st == DATO_OK && hash != want_hash)
-            st = dato_fail(err, DATO_ERR_FORMAT, "%s: file checksum mismatch (sealed %016llx, now %016llx): damaged",
-                           path, want_hash, (unsigned long long)hash);
-    }
-    close(fd);
-    return st;
+// Checks the seal of a checkpoint file's bytes: DATO_ERR_FORMAT, naming path, if damaged or absent.
+static dato_status check_seal(const uint8_t* image, size_t size, const char* path, dato_error* err) {
+    dato_seal_state seal;
+    DATO_TRY(dato_seal_check_image(image, size, path, SEAL_MAGIC, &seal, err));
+    if (seal == DATO_SEAL_INTACT) return DATO_OK;
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: not a dato-search checkpoint (no seal block%s)", path,
+                     seal == DATO_SEAL_NONE_HDF5 ? "; an HDF5 file of another kind" : "; not an HDF5 file");
 }
 
 // open, fsync, close of a directory: makes a rename in it durable.
@@ -566,7 +586,7 @@ static dato_status build_image(const char* path, const dato_checkpoint* c, uint8
         return st;
     }
     *size = SEAL_BYTES + (size_t)n;
-    make_seal((char*)*image, *size, fnv_bytes(FNV_OFFSET, *image + SEAL_BYTES, *size - SEAL_BYTES));
+    dato_seal_image(*image, *size, SEAL_MAGIC);
     return DATO_OK;
 }
 
@@ -626,12 +646,15 @@ static dato_status read_text_attr(hid_t loc, const char* path, const char* where
     hid_t attr = dato_h5_open_attr(loc, path, where, name, H5T_STRING, err);
     if (attr < 0) return DATO_ERR_FORMAT;
     hid_t type = H5Aget_type(attr);
+    H5T_cset_t cset = type < 0 ? H5T_CSET_ERROR : H5Tget_cset(type);
     dato_status st = DATO_OK;
-    if (H5Tis_variable_str(type) > 0) {
+    if (cset != H5T_CSET_ASCII && cset != H5T_CSET_UTF8) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is not an ASCII or UTF-8 string", path, where, name);
+    } else if (H5Tis_variable_str(type) > 0) {
         hid_t mem = H5Tcopy(H5T_C_S1);
         char* value = NULL;
         // HDF5 converts no character set into another: read in the file's (ASCII or UTF-8)
-        if (mem < 0 || H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Tset_cset(mem, H5Tget_cset(type)) < 0 ||
+        if (mem < 0 || H5Tset_size(mem, H5T_VARIABLE) < 0 || H5Tset_cset(mem, cset) < 0 ||
             H5Aread(attr, mem, &value) < 0 || !value)
             st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s%s'", path, where, name);
         else if (strlen(value) >= cap)
@@ -653,18 +676,27 @@ static dato_status read_text_attr(hid_t loc, const char* path, const char* where
             out[size] = 0;
         }
     }
-    H5Tclose(type);
+    if (type >= 0) H5Tclose(type);
     H5Aclose(attr);
     return st;
 }
 
-// A numeric attribute of class cls, converted to mem_type into out.
+// A numeric attribute of class cls, converted to mem_type into out: an integer of 1 to 8 bytes or a
+// float of 4 or 8 (HDF5 would convert other sizes too, through code paths no checkpoint needs).
 static dato_status read_number_attr(hid_t loc, const char* path, const char* where, const char* name,
                                     H5T_class_t cls, hid_t mem_type, void* out, dato_error* err) {
     hid_t attr = dato_h5_open_attr(loc, path, where, name, cls, err);
     if (attr < 0) return DATO_ERR_FORMAT;
-    herr_t rc = H5Aread(attr, mem_type, out);
+    hid_t type = H5Aget_type(attr);
+    size_t size = type < 0 ? 0 : H5Tget_size(type);
+    int size_ok = cls == H5T_INTEGER ? (size == 1 || size == 2 || size == 4 || size == 8) : (size == 4 || size == 8);
+    herr_t rc = size_ok ? H5Aread(attr, mem_type, out) : -1;
+    if (type >= 0) H5Tclose(type);
     H5Aclose(attr);
+    if (!size_ok)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s%s' is a %zu-byte %s, expected %s", path, where, name,
+                         size, cls == H5T_INTEGER ? "integer" : "float",
+                         cls == H5T_INTEGER ? "1, 2, 4 or 8 bytes" : "4 or 8 bytes");
     if (rc < 0) return dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read attribute '%s%s'", path, where, name);
     return DATO_OK;
 }
@@ -716,6 +748,9 @@ static dato_status read_config(hid_t group, const char* path, dato_search_config
         case DATO_FIELD_FLOAT: {
             double v;
             DATO_TRY(read_number_attr(group, path, "/config/", f->name, H5T_FLOAT, H5T_NATIVE_DOUBLE, &v, err));
+            if (fabs(v) > FLT_MAX && !isinf(v)) // the conversion of a finite double beyond float is undefined
+                return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '/config/%s' is %g, outside float", path,
+                                 f->name, v);
             float fv = (float)v;
             memcpy(p, &fv, sizeof fv);
             break;
@@ -761,6 +796,8 @@ static dato_status read_dataset(hid_t file, const char* path, const char* name, 
         numel *= dims[i];
     }
     const char* type_name = cls == H5T_FLOAT ? "float" : is_signed ? "int" : "uint";
+    // the bytes the file stores for it must be those its shape needs (written contiguous, unfiltered)
+    hsize_t stored = type_ok && shape_ok ? H5Dget_storage_size(ds) : 0;
     dato_status st = DATO_OK;
     if (!type_ok)
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' is not %s%zu", path, name, type_name, 8 * elem_size);
@@ -768,6 +805,9 @@ static dato_status read_dataset(hid_t file, const char* path, const char* name, 
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' has %d dims (%llu, %llu), expected (%llu, %llu)", path,
                        name, rank, (unsigned long long)got[0], (unsigned long long)got[1],
                        (unsigned long long)dims[0], (unsigned long long)(ndim > 1 ? dims[1] : 0));
+    else if (numel > 0 && stored != numel * elem_size)
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: dataset '%s' stores %llu bytes, its shape needs %llu", path, name,
+                       (unsigned long long)stored, (unsigned long long)(numel * elem_size));
     else if (numel > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read dataset '%s' (damaged or truncated)", path, name);
     if (type >= 0) H5Tclose(type);
@@ -846,6 +886,58 @@ static void* alloc_array(size_t n, size_t size) {
     return malloc(n * size > 0 ? n * size : 1);
 }
 
+// The arrays of c for its counts (pop, n_evaluations, n_final, genome_bytes); final_scores has
+// DATO_SEARCH_N_FINAL columns whatever the file's format. Free with dato_checkpoint_free.
+static dato_status alloc_arrays(dato_checkpoint* c, const char* path, dato_error* err) {
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes, nf = (size_t)c->n_final;
+    c->pop_genomes = alloc_array(pop, gb);
+    c->pop_objectives = alloc_array(pop, DATO_SEARCH_N_OBJ * sizeof(double));
+    c->pop_violations = alloc_array(pop, sizeof(double));
+    c->arch_genomes = alloc_array(n, gb);
+    c->arch_objectives = alloc_array(n, DATO_SEARCH_N_OBJ * sizeof(double));
+    c->arch_extras = alloc_array(n, DATO_SEARCH_N_EXTRA * sizeof(double));
+    c->arch_generations = alloc_array(n, sizeof(int32_t));
+    c->final_genomes = nf ? alloc_array(nf, gb) : NULL;
+    c->final_scores = nf ? alloc_array(nf, DATO_SEARCH_N_FINAL * sizeof(double)) : NULL;
+    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations || !c->arch_genomes || !c->arch_objectives ||
+        !c->arch_extras || !c->arch_generations || (nf && (!c->final_genomes || !c->final_scores)))
+        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the arrays of %zu evaluations", path, n);
+    return DATO_OK;
+}
+
+// Sets the array pointers of c to NULL, freeing nothing.
+static void forget_arrays(dato_checkpoint* c) {
+    c->pop_genomes = c->arch_genomes = c->final_genomes = NULL;
+    c->pop_objectives = c->pop_violations = c->arch_objectives = c->arch_extras = c->final_scores = NULL;
+    c->arch_generations = NULL;
+}
+
+// The code -> ratio table that /<group>/prune_ratio_code carries must be dato_schedule_ratios
+// (within 1e-6: the file holds decimal float64s), or the file's codes mean other ratios than this build's.
+static dato_status check_ratio_table(hid_t file, const char* path, const char* group, dato_error* err) {
+    char name[64];
+    snprintf(name, sizeof name, "/%s/prune_ratio_code", group);
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t attr = ds >= 0 && H5Aexists(ds, "ratios") > 0 ? H5Aopen(ds, "ratios", H5P_DEFAULT) : -1;
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+    hid_t space = attr >= 0 ? H5Aget_space(attr) : -1;
+    double ratios[DATO_SCHEDULE_N_RATIOS];
+    int ok = type >= 0 && space >= 0 && H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 8 &&
+             H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_npoints(space) == DATO_SCHEDULE_N_RATIOS &&
+             H5Aread(attr, H5T_NATIVE_DOUBLE, ratios) >= 0;
+    for (int k = 0; k < DATO_SCHEDULE_N_RATIOS && ok; k++) ok = fabs(ratios[k] - dato_schedule_ratios[k]) <= 1e-6;
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (attr >= 0) H5Aclose(attr);
+    if (ds >= 0) H5Dclose(ds);
+    if (ok) return DATO_OK;
+    char expected[128] = "";
+    for (int k = 0, m = 0; k < DATO_SCHEDULE_N_RATIOS && m < (int)sizeof expected; k++)
+        m += snprintf(expected + m, sizeof expected - m, "%s%g", k ? ", " : "", (double)dato_schedule_ratios[k]);
+    return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute '%s/ratios' must be the %d float64 ratios %s", path, name,
+                     DATO_SCHEDULE_N_RATIOS, expected);
+}
+
 // /final, present once the run has finished: its rows count from the scores' first dim. The file's
 // rows have cols columns (DATO_SEARCH_N_FINAL, or DATO_SEARCH_N_FINAL_V2 in format 2), read compact
 // into the first cols x n_final values of final_scores (allocated for DATO_SEARCH_N_FINAL) and the
@@ -871,9 +963,8 @@ static dato_status read_final_group(hid_t file, const char* path, dato_checkpoin
     DATO_TRY(read_genomes(file, path, "final", nf, (size_t)c->steps, c->final_genomes, err));
     DATO_TRY(read_dataset(file, path, "/final/scores", H5T_FLOAT, 8, 0, 2, dims, H5T_NATIVE_DOUBLE, c->final_scores,
                           err));
-    DATO_TRY(read_dataset(file, path, "/final/baseline", H5T_FLOAT, 8, 0, 1, base_dims, H5T_NATIVE_DOUBLE,
-                          c->final_baseline, err));
-    return check_genes(c->final_genomes, nf, (size_t)c->steps, c->cfg.n_branches, path, "final", DATO_ERR_FORMAT, err);
+    return read_dataset(file, path, "/final/baseline", H5T_FLOAT, 8, 0, 1, base_dims, H5T_NATIVE_DOUBLE,
+                        c->final_baseline, err);
 }
 
 // Widens rows (rows, from) stored compact at the start of a (its buffer holding rows x to values) to
@@ -912,17 +1003,7 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
     c->n_obj = DATO_SEARCH_N_OBJ;
     c->n_extra = DATO_SEARCH_N_EXTRA;
     size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, steps = (size_t)c->steps;
-    size_t gb = (size_t)c->genome_bytes;
-    c->pop_genomes = alloc_array(pop, gb);
-    c->pop_objectives = alloc_array(pop * DATO_SEARCH_N_OBJ, sizeof(double));
-    c->pop_violations = alloc_array(pop, sizeof(double));
-    c->arch_genomes = n > SIZE_MAX / gb ? NULL : alloc_array(n, gb);
-    c->arch_objectives = alloc_array(n, DATO_SEARCH_N_OBJ * sizeof(double));
-    c->arch_extras = alloc_array(n, DATO_SEARCH_N_EXTRA * sizeof(double));
-    c->arch_generations = alloc_array(n, sizeof(int32_t));
-    if (!c->pop_genomes || !c->pop_objectives || !c->pop_violations || !c->arch_genomes || !c->arch_objectives ||
-        !c->arch_extras || !c->arch_generations)
-        return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the arrays of %zu evaluations", path, n);
+    DATO_TRY(alloc_arrays(c, path, err)); // n_final is 0 until read_final_group
 
     hsize_t pop_obj[2] = {pop, DATO_SEARCH_N_OBJ}, pop_1d[1] = {pop}, rng_1d[1] = {4};
     hsize_t arch_obj[2] = {n, DATO_SEARCH_N_OBJ}, arch_extra[2] = {n, (hsize_t)extra_cols}, arch_1d[1] = {n};
@@ -941,8 +1022,8 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
     DATO_TRY(read_dataset(file, path, "/archive/generation", H5T_INTEGER, 4, 1, 1, arch_1d, H5T_NATIVE_INT32,
                           c->arch_generations, err));
 
-    DATO_TRY(check_genes(c->pop_genomes, pop, steps, cfg->n_branches, path, "population", DATO_ERR_FORMAT, err));
-    DATO_TRY(check_genes(c->arch_genomes, n, steps, cfg->n_branches, path, "archive", DATO_ERR_FORMAT, err));
+    DATO_TRY(check_ratio_table(file, path, "population", err));
+    DATO_TRY(check_ratio_table(file, path, "archive", err));
     if (H5Lexists(file, "/final", H5P_DEFAULT) > 0) DATO_TRY(read_final_group(file, path, c, final_cols, err));
     // over the arrays as stored, so a format 2 file verifies before its rows are widened
     uint64_t checksum = payload_checksum(c, extra_cols, final_cols);
@@ -958,26 +1039,213 @@ static dato_status read_contents(hid_t file, const char* path, dato_checkpoint* 
         }
         return DATO_OK;
     }
-    return check_extra_images(c->arch_extras, n, path, DATO_ERR_FORMAT, err);
+    return DATO_OK; // the caller checks the numbers and genes (check_checkpoint), outside this process
+}
+
+// HDF5 opens image (size bytes, the whole file) from memory: the core driver with the image and no
+// backing store. The name is a path that cannot exist, because the core driver refuses to open an
+// image under the name of an existing file.
+static hid_t open_image(const uint8_t* image, size_t size) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t file = -1;
+    if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0 &&
+        H5Pset_file_image(fapl, (void*)image, size) >= 0) // HDF5 copies the image
+        file = H5Fopen("/dev/null/dato-checkpoint-image", H5F_ACC_RDONLY, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    return file;
+}
+
+// Everything HDF5 does with a checkpoint's bytes: open the image, read and check the contents.
+static dato_status parse_image(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
+                               dato_error* err) {
+    memset(c, 0, sizeof *c);
+    dato_h5_quiet quiet = dato_h5_silence();
+    dato_status st;
+    hid_t file = open_image(image, size);
+    if (file < 0) {
+        st = dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 cannot open it (truncated or damaged)", label);
+    } else {
+        st = read_contents(file, label, c, err);
+        H5Fclose(file);
+    }
+    dato_h5_restore(quiet);
+    return st;
+}
+
+// ---- HDF5 in a child process ------------------------------------------------------------------------
+// HDF5 1.10 trusts a file's metadata: a crafted object header or global heap makes it read freed
+// memory or jump through a wild pointer (one byte flipped and the seal recomputed is enough), and no
+// check made before H5Aread can prevent that, since HDF5 parses the headers on its own. So HDF5
+// parses the checkpoint in a forked child, which sends the result back through a pipe: the caller's
+// process only ever receives bytes and checks them, and a child that dies is a refusal.
+
+// A child still parsing after 3 s plus 1 s per 4 MB of file is killed: HDF5 may loop forever on a
+// crafted file, and parses a real one in milliseconds per MB.
+#define CHILD_SECONDS 3
+#define CHILD_BYTES_PER_SECOND ((size_t)4 << 20)
+
+// The arrays of c (allocated for its counts) and their sizes in bytes, in the order the child sends them.
+#define N_ARRAYS 9
+static void checkpoint_arrays(const dato_checkpoint* c, void* ptr[N_ARRAYS], size_t bytes[N_ARRAYS]) {
+    size_t pop = (size_t)c->pop, n = (size_t)c->n_evaluations, gb = (size_t)c->genome_bytes, nf = (size_t)c->n_final;
+    void* p[N_ARRAYS] = {c->pop_genomes,     c->pop_objectives, c->pop_violations,
+                         c->arch_genomes,    c->arch_objectives, c->arch_extras,
+                         c->arch_generations, c->final_genomes,  c->final_scores};
+    size_t b[N_ARRAYS] = {pop * gb,       pop * DATO_SEARCH_N_OBJ * 8, pop * 8,
+                          n * gb,         n * DATO_SEARCH_N_OBJ * 8,   n * DATO_SEARCH_N_EXTRA * 8,
+                          n * 4,          nf * gb,                     nf * DATO_SEARCH_N_FINAL * 8};
+    memcpy(ptr, p, sizeof p);
+    memcpy(bytes, b, sizeof b);
+}
+
+static int send_all(int fd, const void* p, size_t n) {
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(fd, (const uint8_t*)p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        done += (size_t)w;
+    }
+    return 1;
+}
+
+// n bytes from fd into p before deadline (time(NULL) seconds); 0 on end of file, an error or the deadline.
+static int receive_all(int fd, void* p, size_t n, time_t deadline) {
+    for (size_t done = 0; done < n;) {
+        long left = (long)(deadline - time(NULL));
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int ready = left > 0 ? poll(&pfd, 1, (int)(left > INT_MAX / 1000 ? INT_MAX : left * 1000)) : 0;
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return 0;
+        ssize_t r = read(fd, (uint8_t*)p + done, n - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return 0;
+        done += (size_t)r;
+    }
+    return 1;
+}
+
+// The child: parse, send [status, message] and on success [the struct, its arrays], exit.
+static void child_main(int fd, const uint8_t* image, size_t size, const char* label) {
+    dato_checkpoint c;
+    dato_error e = {{0}};
+    int32_t status = (int32_t)parse_image(image, size, label, &c, &e);
+    int ok = send_all(fd, &status, sizeof status) && send_all(fd, e.msg, sizeof e.msg);
+    if (ok && status == DATO_OK) {
+        void* ptr[N_ARRAYS];
+        size_t bytes[N_ARRAYS];
+        checkpoint_arrays(&c, ptr, bytes);
+        ok = send_all(fd, &c, sizeof c);
+        for (int i = 0; i < N_ARRAYS && ok; i++) ok = send_all(fd, ptr[i], bytes[i]);
+    }
+    _exit(ok ? 0 : 1); // no atexit handlers, no flush of the parent's buffers: the child only answers
+}
+
+// The parent's side: the child's answer into c. Its counts are bounded before anything is allocated.
+static dato_status receive_checkpoint(int fd, size_t size, const char* label, dato_checkpoint* c, dato_error* err) {
+    time_t deadline = time(NULL) + CHILD_SECONDS + (time_t)(size / CHILD_BYTES_PER_SECOND);
+    int32_t status = 0;
+    dato_error e;
+    if (!receive_all(fd, &status, sizeof status, deadline) || !receive_all(fd, e.msg, sizeof e.msg, deadline))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 gave no answer in %lld s (the file is damaged or crafted)",
+                         label, (long long)(CHILD_SECONDS + size / CHILD_BYTES_PER_SECOND));
+    if (status != DATO_OK) {
+        e.msg[sizeof e.msg - 1] = 0;
+        return dato_fail(err, status > DATO_OK && status <= DATO_ERR_PEER ? (dato_status)status : DATO_ERR_FORMAT, "%s",
+                         e.msg);
+    }
+    if (!receive_all(fd, c, sizeof *c, deadline))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer stopped short", label);
+    forget_arrays(c); // the child's pointers
+    if (c->pop < 1 || c->pop > MAX_POP || c->steps < 1 || c->steps > MAX_STEPS || c->genome_bytes != 2 * c->steps ||
+        c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS || c->n_final < 0 ||
+        c->n_final > DATO_CHECKPOINT_MAX_FINAL)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer has counts out of range", label);
+    DATO_TRY(alloc_arrays(c, label, err));
+    void* ptr[N_ARRAYS];
+    size_t bytes[N_ARRAYS];
+    checkpoint_arrays(c, ptr, bytes);
+    for (int i = 0; i < N_ARRAYS; i++)
+        if (!receive_all(fd, ptr[i], bytes[i], deadline))
+            return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer stopped short", label);
+    return DATO_OK;
+}
+
+// parse_image in a child; c is filled on DATO_OK and left with what was received otherwise.
+static dato_status parse_in_child(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
+                                  dato_error* err) {
+    int fds[2];
+    if (pipe(fds) != 0) return dato_fail(err, DATO_ERR_IO, "%s: pipe failed (%s)", label, strerror(errno));
+    pid_t pid = fork();
+    if (pid == 0) { // the child prints nothing: its stdout and stderr (HDF5's, a sanitizer's) go to /dev/null
+        close(fds[0]);
+        int null_fd = open("/dev/null", O_WRONLY);
+        if (null_fd >= 0) dup2(null_fd, STDOUT_FILENO), dup2(null_fd, STDERR_FILENO);
+        child_main(fds[1], image, size, label);
+    }
+    int fork_errno = errno;
+    close(fds[1]);
+    dato_status st = pid < 0 ? dato_fail(err, DATO_ERR_IO, "%s: fork failed (%s)", label, strerror(fork_errno))
+                             : receive_checkpoint(fds[0], size, label, c, err);
+    close(fds[0]);
+    if (pid < 0) return st;
+    if (st != DATO_OK) kill(pid, SIGKILL); // a child that stopped answering, maybe still parsing
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    }
+    if (st != DATO_OK && WIFSIGNALED(ws) && WTERMSIG(ws) != SIGKILL)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 crashed parsing it (signal %d, %s): the file is damaged or crafted",
+                         label, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+    if (st != DATO_OK && WIFEXITED(ws) && WEXITSTATUS(ws) != 0)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 failed parsing it (exit status %d): the file is damaged or crafted",
+                         label, WEXITSTATUS(ws));
+    return st;
+}
+
+dato_status dato_checkpoint_read_image(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
+                                       dato_error* err) {
+    memset(c, 0, sizeof *c);
+    dato_status st = check_seal(image, size, label, err);
+    if (st == DATO_OK) st = parse_in_child(image, size, label, c, err);
+    if (st == DATO_OK) st = check_checkpoint(c, label, DATO_ERR_FORMAT, err);
+    if (st != DATO_OK) dato_checkpoint_free(c); // a refused checkpoint holds nothing
+    return st;
+}
+
+// The whole file at path into *image (malloc'd) of *size bytes.
+static dato_status read_file(const char* path, uint8_t** image, size_t* size, dato_error* err) {
+    *image = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return dato_fail(err, DATO_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    dato_status st = DATO_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = dato_fail(err, DATO_ERR_IO, "%s: not a regular file", path);
+    else if ((unsigned long long)sb.st_size > SIZE_MAX - 1 || !(*image = malloc((size_t)sb.st_size + 1)))
+        st = dato_fail(err, DATO_ERR_NOMEM, "%s: cannot hold its %lld bytes in memory", path, (long long)sb.st_size);
+    size_t done = 0;
+    while (st == DATO_OK && done < (size_t)sb.st_size) {
+        ssize_t got = read(fd, *image + done, (size_t)sb.st_size - done);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) st = dato_fail(err, DATO_ERR_IO, "%s: read failed (%s)", path, strerror(errno));
+        if (got == 0) break; // shrank meanwhile: the seal check sees the short size
+        done += (size_t)(got > 0 ? got : 0);
+    }
+    close(fd);
+    if (st != DATO_OK) {
+        free(*image);
+        *image = NULL;
+    }
+    *size = done;
+    return st;
 }
 
 dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err) {
     memset(c, 0, sizeof *c);
-    DATO_TRY(check_seal(path, err));
-    dato_h5_quiet quiet = dato_h5_silence();
-    dato_status st;
-    if (H5Fis_hdf5(path) <= 0) {
-        st = dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
-    } else {
-        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (file < 0) {
-            st = dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 cannot open it (truncated or damaged)", path);
-        } else {
-            st = read_contents(file, path, c, err);
-            H5Fclose(file);
-        }
-    }
-    dato_h5_restore(quiet);
+    size_t size = 0;
+    uint8_t* image = NULL;
+    DATO_TRY(read_file(path, &image, &size, err));
+    dato_status st = dato_checkpoint_read_image(image, size, path, c, err);
+    free(image);
     return st;
 }
 
@@ -991,12 +1259,8 @@ void dato_checkpoint_free(dato_checkpoint* c) {
     free(c->arch_generations);
     free(c->final_genomes);
     free(c->final_scores);
-    c->final_genomes = NULL;
-    c->final_scores = NULL;
+    forget_arrays(c);
     c->n_final = 0;
-    c->pop_genomes = c->arch_genomes = NULL;
-    c->pop_objectives = c->pop_violations = c->arch_objectives = c->arch_extras = NULL;
-    c->arch_generations = NULL;
 }
 
 // ---- stale temp files ------------------------------------------------------------------------------

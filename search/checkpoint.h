@@ -4,7 +4,7 @@
 // it, so a kill or a full disk at any moment leaves either the old or the new checkpoint at path.
 //
 //   dato_checkpoint_remove_stale_temps(path, &err);        // at start-up
-//   dato_checkpoint c;  dato_checkpoint_read(path, &c, &err);   // resume: validated, or refused
+//   dato_checkpoint c;  dato_checkpoint_read(path, &c, &err);   // resume: validated, or refused (holding nothing)
 //   ... dato_search_config_check_resume(&c.cfg, &cfg, &err); dato_nsga2_set_state(...) ...
 //   dato_checkpoint_free(&c);
 //   ... after each generation: fill a dato_checkpoint (pointers to the run's arrays) and
@@ -12,6 +12,7 @@
 #ifndef DATO_CHECKPOINT_H
 #define DATO_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "search_config.h"
@@ -21,6 +22,7 @@
 #define DATO_CHECKPOINT_FORMAT_VERSION 3 // 3: archive extras gain the fidelity column, final rows their
                                          // intervals and paired ratios; format 2 files are still read
 #define DATO_CHECKPOINT_MAX_FINAL 256 // final-front rows
+#define DATO_CHECKPOINT_SEAL_MAGIC "dato-search-checkpoint seal\n" // the seal's first line (file_seal.h)
 
 // The columns of a final row (and of final_baseline). Format 2 files had the first 4; reading one
 // fills the rest with NaN.
@@ -65,17 +67,27 @@ typedef struct {
 // temp file is removed, a previous checkpoint at path is untouched, and the error names the file
 // and what failed (with errno's reason, e.g. "No space left on device").
 // c must be consistent: pop == cfg.pop, steps == cfg.steps, genome_bytes == 2 steps,
-// n_obj == DATO_SEARCH_N_OBJ, n_extra == DATO_SEARCH_N_EXTRA, genes in range (depth
-// 0..cfg.n_branches+1, ratio code 0..5); dato_version and hdf5_version are ignored.
+// n_obj == DATO_SEARCH_N_OBJ, n_extra == DATO_SEARCH_N_EXTRA, and pass every check read makes
+// (genes, sampler, guidance, numbers), so that no checkpoint is written that read would refuse;
+// dato_version and hdf5_version are ignored.
 dato_status dato_checkpoint_write(const char* path, const dato_checkpoint* c, dato_error* err);
 
-// Reads and validates a checkpoint into c (allocating its arrays; free with dato_checkpoint_free,
-// also after a failure). Checks the format name and version, every dataset's type and shape,
-// the genes' ranges and the checksum, after the seal (a whole-file checksum checked before HDF5
-// parses anything, since HDF5 itself may crash on a damaged file); any damage is DATO_ERR_FORMAT (a missing or unreadable
-// file DATO_ERR_IO, a newer format version DATO_ERR_UNSUPPORTED) naming the file and the problem.
+// Reads and validates a checkpoint into c (allocating its arrays). The seal (a whole-file checksum)
+// is checked first; HDF5 then parses the file in a forked child process, because HDF5 1.10 can
+// crash on crafted metadata (docs/CHECKPOINT.md), and sends the checkpoint back through a pipe. It
+// checks the format name and version, every dataset's type, shape and stored size, the payload
+// checksum; then this process checks what a resume relies on: genes in range with step 0 full, a
+// known sampler, guidance in 0..100, every number finite (NaN only where the format means "not
+// computed"), latencies > 0. Any damage is DATO_ERR_FORMAT (a missing or unreadable file
+// DATO_ERR_IO, a newer format version DATO_ERR_UNSUPPORTED) naming the file and the field. On
+// failure c holds nothing (dato_checkpoint_free is then a no-op, and safe).
 dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_error* err);
+// The same from a whole checkpoint file already in memory (image, size bytes, seal included);
+// messages name label. dato_checkpoint_read reads the file and calls this.
+dato_status dato_checkpoint_read_image(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
+                                       dato_error* err);
 
+// Frees c's arrays and sets their pointers to NULL: safe on a checkpoint that read refused, and twice.
 void dato_checkpoint_free(dato_checkpoint* c);
 
 // Writes the seal of the checkpoint file at path (its size and FNV-1a 64 of every byte after the

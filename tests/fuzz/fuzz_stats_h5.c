@@ -1,0 +1,32 @@
+// libFuzzer target for the HDF5 statistics reader (dato_stats_read_h5, metrics/stats_io.c: the
+// seal check, then libhdf5). It takes a path: the input is written to a scratch file on tmpfs and
+// the real reader runs on it. A mutated sealed file stops at its seal, so the seeds include
+// unsealed files (as h5py writes them), whose HDF5 structures the mutations reach. Any bytes must
+// be accepted or refused without a sanitizer report; accepted statistics have dim >= 1, a count of
+// 0 or >= 2, finite values (every one read) and terminated metadata strings.
+// Build and run: docs/FUZZING.md.
+#include <math.h>
+
+#include "fuzz_util.h"
+#include "stats_io.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    const char* path = fuzz_file(0, "input.h5", data, size);
+    dato_fid_stats s;
+    dato_stats_meta meta;
+    dato_error err;
+    if (dato_stats_read_h5(path, &s, &meta, &err) != DATO_OK) {
+        fuzz_check_error(&err, path);
+        INVARIANT(s.mu == NULL && s.sigma == NULL);
+        return 0;
+    }
+    INVARIANT(s.dim >= 1 && (s.count == 0 || s.count >= 2));
+    for (int i = 0; i < s.dim; i++) INVARIANT(isfinite(s.mu[i]));
+    for (size_t i = 0; i < (size_t)s.dim * s.dim; i++) INVARIANT(isfinite(s.sigma[i]));
+    INVARIANT(memchr(meta.extractor, '\0', sizeof meta.extractor) &&
+              memchr(meta.weights_hash, '\0', sizeof meta.weights_hash) &&
+              memchr(meta.preprocessing, '\0', sizeof meta.preprocessing) &&
+              memchr(meta.source, '\0', sizeof meta.source));
+    dato_fid_stats_free(&s);
+    return 0;
+}
