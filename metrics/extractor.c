@@ -5,14 +5,14 @@
 #include <string.h>
 
 #include "ckpt.h"
-#include "file_seal.h"
+#include "hash.h"
 #include "inception.h"
 #include "tensor_source.h"
 
 dato_status dato_file_hash(const char* path, char* out, size_t n, dato_error* err) {
     FILE* fp = fopen(path, "rb");
     if (!fp) return dato_fail(err, DATO_ERR_IO, "%s: cannot open", path);
-    uint64_t h = DATO_FNV_OFFSET;
+    uint64_t h = DATO_FNV_RECORDED_OFFSET; // statistics files record this hash
     unsigned char buf[1 << 16];
     size_t got;
     while ((got = fread(buf, 1, sizeof buf, fp)) > 0) h = dato_fnv1a64(h, buf, got);

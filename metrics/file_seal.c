@@ -7,14 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define FNV_PRIME 0x100000001b3ULL
-
-uint64_t dato_fnv1a64(uint64_t h, const void* bytes, size_t n) {
-    const uint8_t* p = bytes;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * FNV_PRIME;
-    return h;
-}
-
 // FNV-1a 64 of bytes [DATO_SEAL_BYTES, end) of the open file fd; *size gets the file's size.
 static dato_status hash_after_seal(int fd, const char* path, uint64_t* hash, uint64_t* size, dato_error* err) {
     uint8_t buf[1 << 14];

@@ -9,13 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h" // dato_fnv1a64: the checksum
 #include "status.h"
 
 #define DATO_SEAL_BYTES 512
-#define DATO_FNV_OFFSET 0xcbf29ce484222325ULL // FNV-1a 64 offset basis: the hash of no bytes
-
-// FNV-1a 64 of n bytes, continuing from h (DATO_FNV_OFFSET to start).
-uint64_t dato_fnv1a64(uint64_t h, const void* bytes, size_t n);
 // Writes the seal of image (size bytes, its first DATO_SEAL_BYTES reserved) into its start.
 void dato_seal_image(uint8_t* image, size_t size, const char* magic);
 // Seals the file at path in place (its first DATO_SEAL_BYTES reserved), then fsyncs it.

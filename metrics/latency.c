@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "dato.h"
-#include "unet_denoiser.h"
 #include "file_util.h"
+#include "hash.h"
 #include "rng.h"
+#include "unet_denoiser.h"
 
 // ---- the meter ---------------------------------------------------------------------------------------
 
@@ -60,12 +61,15 @@ dato_status dato_time_fn(dato_timing* out, dato_timed_fn fn, void* ctx, int warm
 // FNV-1a 64 over every parameter's LDM name and shape: two models with the same hash run the
 // same layers on the same shapes, so they cost the same whatever their weights.
 static void architecture_hash(const dato_unet* u, char out[17]) {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = DATO_FNV_RECORDED_OFFSET; // latency tables record this hash
     for (int i = 0; i < u->n_params; i++) {
         const dato_unet_param* p = &u->params[i];
-        for (const char* c = p->name[DATO_LAYOUT_LDM]; *c; c++) h = (h ^ (uint8_t)*c) * 1099511628211ull;
-        for (int d = 0; d < p->ndim; d++)
-            for (int b = 0; b < 8; b++) h = (h ^ (uint8_t)(p->shape[d] >> (8 * b))) * 1099511628211ull;
+        h = dato_fnv1a64(h, p->name[DATO_LAYOUT_LDM], strlen(p->name[DATO_LAYOUT_LDM]));
+        for (int d = 0; d < p->ndim; d++) {
+            uint8_t le[8]; // the dimension's 8 bytes, least significant first
+            for (int b = 0; b < 8; b++) le[b] = (uint8_t)(p->shape[d] >> (8 * b));
+            h = dato_fnv1a64(h, le, sizeof le);
+        }
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

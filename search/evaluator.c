@@ -85,8 +85,10 @@ dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_fea
     memset(ev, 0, sizeof *ev);
     if (!p || !fx || !prompts || n_prompts < 1 || !cfg)
         return dato_fail(err, DATO_ERR_INVALID, "evaluator: model, feature network and prompts are required");
-    if (cfg->images < 1 || cfg->batch < 1 || cfg->steps < 1 || cfg->steps > DATO_SCHEDULE_MAX_STEPS)
-        return dato_fail(err, DATO_ERR_INVALID, "evaluator: images and batch must be >= 1, steps in 1..%d",
+    if (cfg->images < 1 || cfg->images > DATO_EVAL_MAX_IMAGES || cfg->batch < 1 || cfg->steps < 1 ||
+        cfg->steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "evaluator: images %d, batch %d, steps %d: expected images in 1..%d, "
+                         "batch >= 1, steps in 1..%d", cfg->images, cfg->batch, cfg->steps, DATO_EVAL_MAX_IMAGES,
                          DATO_SCHEDULE_MAX_STEPS);
     if (p->n_text == 0) return dato_fail(err, DATO_ERR_INVALID, "evaluator: the model has no text encoder");
     for (int j = 0; j < n_prompts; j++)
@@ -100,7 +102,7 @@ dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_fea
                            .H = H, .W = W, .C = c->in_channels, .ch = dato_pipeline_image_channels(p)};
     if (ev->cfg.batch > ev->n_images) ev->cfg.batch = ev->n_images;
     int B = ev->cfg.batch;
-    ev->n_batches = (ev->n_images + B - 1) / B;
+    ev->n_batches = ev->n_images / B + (ev->n_images % B != 0);
     size_t latent = (size_t)ev->C * ev->h * ev->w;
     ev->first = malloc(((size_t)n_prompts + 1) * sizeof *ev->first);
     ev->noise = malloc((size_t)ev->n_images * latent * sizeof(float));
@@ -124,7 +126,7 @@ dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_fea
         }
     }
     for (int b = 0; b < ev->n_batches && !st; b++) {
-        int first = b * B, nb = first + B <= ev->n_images ? B : ev->n_images - first;
+        int first = b * B, nb = ev->n_images - first < B ? ev->n_images - first : B;
         for (int i = 0; i < nb; i++) texts[i] = prompts[prompt_of[first + i]];
         st = dato_pipeline_encode(p, texts, NULL, nb, ev->H, ev->W, &ev->conds[b], err);
     }

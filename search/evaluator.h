@@ -21,12 +21,14 @@
 #include "pipeline.h"
 #include "schedule.h"
 
+#define DATO_EVAL_MAX_IMAGES 1000000 // images of one evaluator: the counts stay far from int overflow
+
 typedef struct {
     int steps;
     float guidance;
     dato_sampler_kind sampler;
     uint64_t seed;
-    int images;      // images in all, spread over the prompts
+    int images;      // images in all, spread over the prompts: 1..DATO_EVAL_MAX_IMAGES
     int height, width; // image size in pixels (multiples of the VAE factor); 0: the model's default
     int batch;       // images per generate call (the last call may be smaller)
     dato_clip* clip; // optional (not owned): each image's CLIP score against its prompt, in clip_scores

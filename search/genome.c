@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 // DeepCache's branch 1 (its paper's SD setting): slower and closer to the baseline than its
 // default branch 0, which mutation reaches from these in one step per gene.
 const char* const dato_genome_preset_specs[DATO_GENOME_N_PRESETS] = {
@@ -218,14 +220,7 @@ dato_status dato_genome_initial_population(const dato_genome_space* space, int p
 // ---------------------------------------------------------------------------------------------
 // Hash and text
 
-uint64_t dato_genome_hash(const uint8_t* bytes, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ULL; // FNV-1a 64 offset basis
-    for (size_t i = 0; i < n; i++) {
-        h ^= bytes[i];
-        h *= 0x100000001b3ULL; // FNV-1a 64 prime
-    }
-    return h;
-}
+uint64_t dato_genome_hash(const uint8_t* bytes, size_t n) { return dato_fnv1a64(DATO_FNV_OFFSET, bytes, n); }
 
 // "ddd/0.r " is at most 8 bytes per gene (depth <= 255).
 size_t dato_genome_text_bytes(const dato_genome_space* space) { return 8 * (size_t)space->steps + 1; }

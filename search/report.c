@@ -95,17 +95,15 @@ static void append_html_number(dato_text* b, double x, int decimals) {
 // ---------------------------------------------------------------------------------------------
 // files
 
-// Writes text to dir/name through dir/name.tmp.<pid> and a rename; frees nothing.
-static dato_status write_file_atomic(const char* dir, const char* name, const dato_text* text, dato_error* err) {
+dato_status dato_report_write_file(const char* dir, const char* name, const char* data, size_t n, dato_error* err) {
     char path[4096], tmp[4200];
     int len = snprintf(path, sizeof(path), "%s/%s", dir, name);
     if (len < 0 || (size_t)len >= sizeof(path))
         return dato_fail(err, DATO_ERR_INVALID, "%s/%s: path too long", dir, name);
-    if (text->failed) return dato_fail(err, DATO_ERR_NOMEM, "%s: cannot allocate the text", path);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
     FILE* f = fopen(tmp, "wb");
     if (!f) return dato_fail(err, DATO_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    int bad = fwrite(text->data, 1, text->len, f) != text->len;
+    int bad = fwrite(data, 1, n, f) != n;
     bad |= fclose(f) != 0;
     if (bad || rename(tmp, path) != 0) {
         int e = errno;
@@ -113,6 +111,12 @@ static dato_status write_file_atomic(const char* dir, const char* name, const da
         return dato_fail(err, DATO_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     }
     return DATO_OK;
+}
+
+// A text as dato_report_write_file; frees nothing.
+static dato_status write_file_atomic(const char* dir, const char* name, const dato_text* text, dato_error* err) {
+    if (text->failed) return dato_fail(err, DATO_ERR_NOMEM, "%s/%s: cannot allocate the text", dir, name);
+    return dato_report_write_file(dir, name, text->data, text->len, err);
 }
 
 // The schedule file of point i of a set, relative to the run folder ("" for a dropped member).
@@ -225,23 +229,21 @@ static dato_status check_point(const dato_report_point* p, point_set set, int i,
 // A latency ratio is usable when finite and positive (a zeroed struct's 0 is no measurement).
 static int has_ratio(const dato_report_point* p) { return isfinite(p->latency_ratio) && p->latency_ratio > 0; }
 
-// No front member may dominate another in (time, FID): the paired latency ratios when both members
-// have one (the measurement the front was cut on), else latency_s. Equal points dominate neither.
+// No front member may dominate another in (latency_s, FID): the numbers the front was cut on. The
+// paired ratios are a re-measure reported beside them, and may disagree. Equal points dominate neither.
 static dato_status check_dominance(const dato_report* r, dato_error* err) {
     for (int i = 0; i < r->n_front; i++)
         for (int j = i + 1; j < r->n_front; j++) {
             const dato_report_point *a = &r->front[i], *b = &r->front[j];
-            int ratio = has_ratio(a) && has_ratio(b);
-            double xa = ratio ? a->latency_ratio : a->latency_s, xb = ratio ? b->latency_ratio : b->latency_s;
+            double xa = a->latency_s, xb = b->latency_s;
             int winner = -1, loser = -1;
             if (xa <= xb && a->fid <= b->fid && (xa < xb || a->fid < b->fid)) winner = i, loser = j;
             else if (xb <= xa && b->fid <= a->fid && (xb < xa || b->fid < a->fid)) winner = j, loser = i;
             if (winner < 0) continue;
             const dato_report_point *w = &r->front[winner], *l = &r->front[loser];
-            return dato_fail(err, DATO_ERR_INVALID, "report: front %d dominates front %d (%s %.6g <= %.6g, FID %.6g <= "
-                             "%.6g): no member of the front may dominate another", winner, loser,
-                             ratio ? "latency ratio" : "latency", ratio ? w->latency_ratio : w->latency_s,
-                             ratio ? l->latency_ratio : l->latency_s, w->fid, l->fid);
+            return dato_fail(err, DATO_ERR_INVALID, "report: front %d dominates front %d (latency %.6g <= %.6g s, FID "
+                             "%.6g <= %.6g): no member of the front may dominate another", winner, loser, w->latency_s,
+                             l->latency_s, w->fid, l->fid);
         }
     return DATO_OK;
 }
@@ -663,7 +665,8 @@ static void svg_front(dato_text* b, const dato_report* r) {
         }
     }
     // the front: the boundary of the region it dominates (away from the faster end, then down), then
-    // its points; the front is sorted by latency, so the path runs from the fastest member
+    // its points; the front is sorted by latency_s, so the path runs from the fastest member (x is the
+    // re-measured speedup: where the re-measure disagrees with latency_s the path steps back)
     if (r->n_front > 0) {
         dato_text_append(b, "<path fill=\"none\" stroke=\"#2471a3\" stroke-width=\"2\" d=\"M%.2f,%.2f",
                map_x(ax, point_x(&xa, &r->front[0])), map_y(ay, r->front[0].fid));
@@ -938,14 +941,17 @@ static void html_report(dato_text* b, const dato_report* r, const dato_text* svg
     }
     dato_text_append(b, "<h2>Front</h2>\n");
     dato_text_append(b, "%s", svg->data);
-    dato_text_append(b, "<h2>Front members</h2>\n<p>Sorted by latency. Latency is per image: the baseline's measured "
-              "time &times; the member's time ratio, the median over interleaved pairs; the speedup is 1 / that "
+    dato_text_append(b, "<h2>Front members</h2>\n<p>Sorted by latency, per image: the search's latency objective (the "
+              "cost table's prediction, or the time measured during the search), so the front does not depend on "
+              "the clock of the final stages. Measured latency: the baseline's measured time &times; the member's "
+              "time ratio, the median over interleaved pairs; the speedup is 1 / that "
               "ratio, with the slowest and the fastest pair in brackets. Brackets after FID, teacher distance and "
               "CLIP score: bootstrap 95%% intervals over the images.</p>\n");
     html_table(b, r, r->front, r->n_front, SET_FRONT);
     if (r->n_dropped > 0) {
-        dato_text_append(b, "<h2>Dropped by the re-measure</h2>\n<p>Candidates the search kept that the final "
-                         "re-score and paired timing removed from the front, each with the reason.</p>\n");
+        dato_text_append(b, "<h2>Dropped by the re-measure</h2>\n<p>Candidates the search kept that the re-score "
+                         "on the final images showed dominated in latency and FID, or that are not faster than the "
+                         "baseline, each with the reason.</p>\n");
         html_table(b, r, r->dropped, r->n_dropped, SET_DROPPED);
     }
     dato_text_append(b, "<h2>References</h2>\n");

@@ -11,7 +11,7 @@
 //                           (the latency in ms on x instead when some front member has no speedup: no
 //                           latency ratio and no baseline to divide)
 //   report.html             self-contained: summary, verdict, warnings, the SVG inline, tables with
-//                           intervals, members dropped by the re-measure, command, how to export
+//                           intervals, members dropped by the final FID, command, how to export
 // Every file goes through a temporary file in the same folder and a rename, so a failure never
 // leaves a partial file. Nothing depends on the clock: the same report gives the same bytes.
 //
@@ -37,7 +37,9 @@ typedef struct {
     char label[64];            // "front 0", or for references "baseline", "deepcache:5:branch=1", "tome:0.5",
                                // "dato-paper", or in the confirmation "knee (front 5)"
     dato_schedule schedule;
-    double latency_s;          // seconds per image: the baseline's measured time x latency_ratio
+    double latency_s;          // seconds per image the front is ranked by: the search's latency objective (the
+                               // cost table's prediction, or the time measured during the search), not the clock
+                               // of the final stages, so a resumed run ranks as an uninterrupted one
     double fid;                // FID against the reference on `images` images
     dato_interval fid_ci;      // its 95% interval (half-sampling)
     double kid;                // KID x 1000 against the baseline's images; NaN where not computed
@@ -45,7 +47,7 @@ typedef struct {
     dato_interval teacher_ci;
     double clip;               // CLIP score of the images against their prompts (NaN without --clip)
     dato_interval clip_ci;
-    double measured_latency_s; // NaN if not measured (= latency_s when it was)
+    double measured_latency_s; // the final re-measure: the baseline's measured time x latency_ratio (NaN if none)
     double latency_ratio;      // median paired ratio of the member's time to the baseline's (1 for the baseline)
     dato_interval ratio_range; // least and greatest of the pairs' ratios
     int pairs;                 // interleaved pairs behind latency_ratio (0: not paired)
@@ -66,13 +68,12 @@ typedef struct {
     int n_screened;                    // of those, scored only on the screening images (multi-fidelity)
     int threads;                       // CPU threads each rank used (the actual count, not the flag's 0)
     double elapsed_s;
-    const dato_report_point* front;    // (n_front) sorted by latency ascending; latency and FID finite;
-    int n_front;                       // no member dominates another in (latency_ratio, fid), latency_s
-                                       // standing in for the ratio where either member has none
+    const dato_report_point* front;    // (n_front) sorted by latency_s ascending; latency and FID finite;
+    int n_front;                       // no member dominates another in (latency_s, fid)
     const dato_report_point* refs;     // (n_refs) baseline + presets, scored the same way; the one labelled
     int n_refs;                        // "baseline" also draws the +10% FID line
-    const dato_report_point* dropped;  // (n_dropped) candidates the re-measure removed from the front, each
-    int n_dropped;                     // with its note (e.g. "dominated by front 3", "not faster than the baseline")
+    const dato_report_point* dropped;  // (n_dropped) candidates the final FID removed from the front, each with
+    int n_dropped;                     // its note (e.g. "dominated by candidate 3", "not faster than the baseline")
     const dato_report_point* confirm;  // (n_confirm) the confirmation: baseline first, presets, then the picks
     int n_confirm;                     // on confirm_images fresh images (0: no confirmation stage ran)
     int confirm_images;
@@ -90,6 +91,11 @@ typedef struct {
 // front member dominating another, a non-finite objective, an interval with lo > hi or one NaN
 // end, a negative count, an index out of range, a bad schedule).
 dato_status dato_report_write(const dato_report* r, dato_error* err);
+
+// Writes n bytes to dir/name through a temporary file in dir and a rename (how every file of a run
+// folder is written): a failure (a full disk) leaves the old file or none, never a partial one.
+// Errors name the file and the system's reason.
+dato_status dato_report_write_file(const char* dir, const char* name, const char* data, size_t n, dato_error* err);
 
 // The knee of a 2-D front (both objectives minimized): both objectives are scaled to [0, 1] by
 // their min and max over the n points; the line through the two extremes (the point of least

@@ -5,9 +5,10 @@
 #include <stddef.h>
 #include <string.h>
 
-// Every field, in the header's order. gens, threads and the final stage's counts (final_images,
-// confirm_images, pairs, timing_images, bootstrap) do not change the search's answer: a resume may run
-// longer, re-score or confirm the final front with more images or pairs, or use other threads.
+// Every field, in the header's order. gens and the final stage's counts (final_images, confirm_images,
+// pairs, timing_images, bootstrap) do not change the search's answer: a resume may run longer, re-score
+// or confirm the final front with more images or pairs. threads is checked apart
+// (dato_search_threads_same_bits): some changes keep the answer, others do not.
 // Enums are stored as ints: the checkpoint and the check read them that way.
 _Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
                    sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int) &&
@@ -82,8 +83,17 @@ static int text_length(const char* s, size_t cap) {
     return (int)(end ? (size_t)(end - s) : cap);
 }
 
+int dato_search_threads_same_bits(int a, int b) {
+    int same = DATO_SEARCH_SAME_BITS_THREADS;
+    return a == b || (a >= 1 && a <= same && b >= 1 && b <= same);
+}
+
 dato_status dato_search_config_check_resume(const dato_search_config* saved, const dato_search_config* now,
                                             dato_error* err) {
+    if (!dato_search_threads_same_bits(saved->threads, now->threads))
+        return dato_fail(err, DATO_ERR_INVALID, "threads: checkpoint %d vs now %d: only 1 to %d threads (or the same "
+                         "count; 0 is all the cores) give the same images, so resume with --threads %d", saved->threads,
+                         now->threads, DATO_SEARCH_SAME_BITS_THREADS, saved->threads);
     const char* a = (const char*)saved;
     const char* b = (const char*)now;
     for (int i = 0; i < dato_search_config_n_fields; i++) {

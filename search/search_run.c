@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "fid.h"
 #include "file_util.h"
 #include "genome.h"
+#include "hash.h"
 #include "hypervolume.h"
 #include "image.h"
 #include "latency.h"
@@ -124,15 +126,26 @@ typedef struct {
     double eval_wall_s;         // this generation's time inside dato_eval_pool_map
     dato_text trace_rows;       // this generation's evaluations.csv rows, written after its checkpoint
     int gen;                    // the generation being evaluated
+    dato_checkpoint ck;         // a resume's checkpoint, until its state is taken
+    char made_top[4096];        // the uppermost folder this run created for run_dir ("" if it existed)
+    int made_sub[2];            // 1: this run created grids/, schedules/
+    int saved;                  // 1 once this run wrote a checkpoint
+    char size_from[4200];       // where the image size came from, for a complaint about it
 } search_ctx;
 
-// ---- identities ------------------------------------------------------------------------------------------
-
-static uint64_t fnv1a(uint64_t h, const void* bytes, size_t n) {
-    const uint8_t* p = bytes;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+// A message for the caller's observer (search_run.h), on rank 0 alone.
+static void say(const search_ctx* s, dato_search_level level, const char* fmt, ...) {
+    const dato_search_observer* ob = &s->o->observer;
+    if (!ob->message || s->pool->rank != 0) return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    ob->message(ob->ctx, level, text);
 }
+
+// ---- identities ------------------------------------------------------------------------------------------
 
 // The files that identify a model folder: a diffusers pipeline's, and a CLIP model's (transformers').
 static const char* const PIPELINE_PARTS[] = {"unet/diffusion_pytorch_model.safetensors",
@@ -143,14 +156,14 @@ static const char* const CLIP_PARTS[] = {"config.json", "model.safetensors", "mo
 // A model's identity: the hash of its weight files (a single file, or the folder's parts).
 static dato_status model_hash(const char* path, const char* const* parts, char* out, size_t n, dato_error* err) {
     if (dato_is_file(path)) return dato_file_hash(path, out, n, err);
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = DATO_FNV_OFFSET;
     int found = 0;
     for (size_t i = 0; parts[i]; i++) {
         char p[4096], fh[64];
         DATO_TRY(dato_path_join(p, sizeof p, path, parts[i], err));
         if (!dato_is_file(p)) continue;
         DATO_TRY(dato_file_hash(p, fh, sizeof fh, err));
-        h = fnv1a(h, fh, strlen(fh));
+        h = dato_fnv1a64(h, fh, strlen(fh));
         found++;
     }
     if (!found) return dato_fail(err, DATO_ERR_INVALID, "%s: no model weights found to identify the model", path);
@@ -162,6 +175,9 @@ static dato_status model_hash(const char* path, const char* const* parts, char* 
 
 // One prompt per non-empty line, any count (COCO-30k's captions file too).
 static dato_status read_prompts(search_ctx* s, dato_error* err) {
+    if (!dato_is_file(s->cfg.prompts_file))
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s, not a file of prompts (one per line expected)",
+                         s->cfg.prompts_file, dato_is_dir(s->cfg.prompts_file) ? "a folder" : "no such file");
     DATO_TRY(dato_read_text_file(s->cfg.prompts_file, &s->prompt_text, MAX_PROMPTS_BYTES, err));
     DATO_TRY(dato_file_hash(s->cfg.prompts_file, s->cfg.prompts_hash, sizeof s->cfg.prompts_hash, err));
     size_t lines = 1;
@@ -189,6 +205,29 @@ static dato_status final_defaults(dato_search_config* c, dato_error* err) {
     return DATO_OK;
 }
 
+// The counts a run rests on, for a new run and for a resumed one (a checkpoint is a file like any other).
+static dato_status check_config(const dato_search_config* c, dato_error* err) {
+    if (c->steps < 2 || c->steps > DATO_SCHEDULE_MAX_STEPS)
+        return dato_fail(err, DATO_ERR_INVALID, "steps %d: expected 2..%d", c->steps, DATO_SCHEDULE_MAX_STEPS);
+    const struct {
+        const char* name;
+        int value, least;
+    } counts[] = {{"--images", c->images, 2}, {"--final-images", c->final_images, 2}, {"--pop", c->pop, 4}};
+    for (size_t i = 0; i < sizeof counts / sizeof *counts; i++)
+        if (counts[i].value < counts[i].least || counts[i].value > DATO_EVAL_MAX_IMAGES)
+            return dato_fail(err, DATO_ERR_INVALID, "%s %d: expected %d..%d", counts[i].name, counts[i].value,
+                             counts[i].least, DATO_EVAL_MAX_IMAGES);
+    if (c->confirm_images > DATO_EVAL_MAX_IMAGES || c->timing_images > DATO_EVAL_MAX_IMAGES)
+        return dato_fail(err, DATO_ERR_INVALID, "--confirm-images %d, --timing-images %d: expected at most %d",
+                         c->confirm_images, c->timing_images, DATO_EVAL_MAX_IMAGES);
+    if (c->screen_images && (c->screen_images < 2 || c->screen_images >= c->images))
+        return dato_fail(err, DATO_ERR_INVALID, "--screen-images %d: expected 0 (off) or 2..%d (fewer than --images %d)",
+                         c->screen_images, c->images - 1, c->images);
+    if (!(c->promote > 0 && c->promote <= 1))
+        return dato_fail(err, DATO_ERR_INVALID, "--promote %g: expected a fraction in (0, 1]", (double)c->promote);
+    return DATO_OK;
+}
+
 // Fills what a new run left unset from the model's dato.json and checks the rest.
 static dato_status resolve_config(search_ctx* s, dato_error* err) {
     dato_search_config* c = &s->cfg;
@@ -198,6 +237,13 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
     DATO_TRY(dato_model_defaults_load(&md, c->model, err));
     if (!c->steps) c->steps = md.steps ? md.steps : 50;
     if (c->guidance < 0) c->guidance = md.guidance ? md.guidance : 7.5f;
+    if (c->height || c->width) {
+        snprintf(s->size_from, sizeof s->size_from, "--height/--width (or --size)");
+    } else if (md.height) { // else the model's sample size, once the model is open
+        c->height = md.height;
+        c->width = md.width ? md.width : md.height;
+        snprintf(s->size_from, sizeof s->size_from, "%s/dato.json (height %d, width %d)", c->model, c->height, c->width);
+    }
     if (!c->prompts_file[0]) {
         if (!md.eval_prompts[0])
             return dato_fail(err, DATO_ERR_INVALID, "%s has no dato.json eval_prompts: give --prompts-file FILE", c->model);
@@ -230,16 +276,10 @@ static dato_status resolve_config(search_ctx* s, dato_error* err) {
         else
             c->ref_mode = DATO_REF_BASELINE;
     }
-    if (c->steps < 2 || c->steps > DATO_SCHEDULE_MAX_STEPS)
-        return dato_fail(err, DATO_ERR_INVALID, "steps %d: expected 2..%d", c->steps, DATO_SCHEDULE_MAX_STEPS);
     // Multi-fidelity: screening on a fifth of the images, from 10 images up (fewer leave nothing to screen on).
     if (c->screen_images < 0) c->screen_images = c->images >= 10 ? c->images / 5 : 0;
-    if (c->screen_images && (c->screen_images < 2 || c->screen_images >= c->images))
-        return dato_fail(err, DATO_ERR_INVALID, "--screen-images %d: expected 0 (off) or 2..%d (fewer than --images %d)",
-                         c->screen_images, c->images - 1, c->images);
-    if (!(c->promote > 0 && c->promote <= 1))
-        return dato_fail(err, DATO_ERR_INVALID, "--promote %g: expected a fraction in (0, 1]", (double)c->promote);
-    return final_defaults(c, err);
+    DATO_TRY(final_defaults(c, err));
+    return check_config(c, err);
 }
 
 // CPU threads of this rank: --threads, else all the host's cores split among the ranks on it.
@@ -287,9 +327,8 @@ static dato_status read_reference(search_ctx* s, dato_error* err) {
                              path, s->ref.dim, dato_extractor_kind_name(s->cfg.extractor), s->fx.dim);
         s->ref_meta = s->fx_meta;
         snprintf(s->ref_meta.source, sizeof s->ref_meta.source, "%.480s", path);
-        if (!s->o->quiet && s->pool->rank == 0)
-            fprintf(stderr, "dato-search: %s records no provenance: taken as %s features with %s preprocessing\n",
-                    path, s->fx.name, s->fx.preprocessing);
+        say(s, DATO_SEARCH_INFO, "%s records no provenance: taken as %s features with %s preprocessing", path,
+            s->fx.name, s->fx.preprocessing);
         return DATO_OK;
     }
     DATO_TRY(dato_stats_read_h5(path, &s->ref, &s->ref_meta, err));
@@ -309,8 +348,16 @@ static dato_status open_model(search_ctx* s, dato_error* err) {
     c->n_branches = s->pipe.unet.n_branches;
     if (!c->sampler[0]) snprintf(c->sampler, sizeof c->sampler, "%s", dato_sampler_kind_name(s->pipe.sched.kind));
     int f = dato_pipeline_vae_factor(&s->pipe);
-    if (!c->height) c->height = s->pipe.unet.cfg.sample_size * f;
-    if (!c->width) c->width = s->pipe.unet.cfg.sample_size * f;
+    if (!c->height && !c->width)
+        snprintf(s->size_from, sizeof s->size_from, "the model's default (UNet sample_size %d x VAE factor %d)",
+                 s->pipe.unet.cfg.sample_size, f);
+    if (!c->height) c->height = c->width ? c->width : s->pipe.unet.cfg.sample_size * f;
+    if (!c->width) c->width = c->height;
+    if (dato_evaluator_check_size(&s->pipe, c->height, c->width, err)) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return dato_fail(err, DATO_ERR_INVALID, "%s: %s", s->size_from[0] ? s->size_from : "the image size", why);
+    }
     if (c->extractor == DATO_EXTRACTOR_INCEPTION) {
         dato_fid_prep prep;
         DATO_TRY(dato_fid_prep_parse(c->preprocess, &prep, err));
@@ -354,9 +401,8 @@ static dato_status choose_batch(search_ctx* s, dato_error* err) {
         if (!avail || need <= budget || B == 1) break;
     }
     c->batch = B;
-    if (!s->o->quiet)
-        fprintf(stderr, "dato-search: %d image%s per UNet call: its workspace and cache take %.0f MiB of the %.0f MiB "
-                "free on %s%s\n", B, B == 1 ? "" : "s", need / 1048576.0, avail / 1048576.0,
+    say(s, DATO_SEARCH_INFO, "%d image%s per UNet call: its workspace and cache take %.0f MiB of the %.0f MiB "
+                "free on %s%s", B, B == 1 ? "" : "s", need / 1048576.0, avail / 1048576.0,
                 s->be.name ? s->be.name : "?", avail ? (need > budget ? " (more than 60%: expect swapping or an "
                 "out-of-memory stop; lower --height/--width)" : "") : " (free memory unknown)");
     return DATO_OK;
@@ -384,16 +430,20 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
         char* text = NULL;
         DATO_TRY(dato_latency_load(&s->table, s->o->latency_table, &key, err));
         DATO_TRY(dato_read_text_file(s->o->latency_table, &text, 1 << 24, err));
-        FILE* f = fopen(s->table_path, "w");
-        int ok = f && fputs(text, f) >= 0;
-        ok = f && !fclose(f) && ok;
+        dato_status st = dato_report_write_file(s->o->run_dir, "latency_table.json", text, strlen(text), err);
         free(text);
-        if (!ok) return dato_fail(err, DATO_ERR_IO, "%s: cannot write: %s", s->table_path, strerror(errno));
-    } else if (resuming || dato_is_file(s->table_path)) {
+        DATO_TRY(st);
+    } else if (resuming) {
+        // The run's own table, whose hash the checkpoint holds: the thread count it was timed at is
+        // the resume check's to judge (dato_search_threads_same_bits), every other key field must agree.
+        DATO_TRY(dato_latency_load(&s->table, s->table_path, NULL, err));
+        key.threads = s->table.key.threads;
+        DATO_TRY(dato_latency_key_check(&s->table.key, &key, s->table_path, err));
+    } else if (dato_is_file(s->table_path)) { // a run that stopped before its first checkpoint calibrated it
         DATO_TRY(dato_latency_load(&s->table, s->table_path, &key, err));
     } else {
-        if (!s->o->quiet) fprintf(stderr, "dato-search: calibrating the latency table (%d depths x 6 ratios)\n",
-                                  c->n_branches + 2);
+        say(s, DATO_SEARCH_INFO, "calibrating the latency table (%d depths x %d ratios)", c->n_branches + 2,
+            DATO_LAT_N_RATIOS);
         dato_scheduler_config sched; // the run's sampler's config, as the evaluations read it
         DATO_TRY(dato_pipeline_scheduler(&s->pipe, setup.sampler, &sched, err));
         DATO_TRY(dato_latency_calibrate(&s->table, &s->pipe.unet, &sched, &setup, err));
@@ -629,33 +679,21 @@ static double quality_objective(const search_ctx* s, const score* sc) {
 
 // ---- progress ----------------------------------------------------------------------------------------------
 
-// One stage's progress on stderr: a bar redrawn in place on a terminal; elsewhere (a log file, CI)
-// a line at each quarter, so that logs stay readable.
+// One stage's progress for the observer, timed from the stage's start.
 typedef struct {
+    const dato_search_observer* ob;
     const char* what; // e.g. "gen 3/50 screening"
     double t0;
-    int tty, quarter;
 } progress;
 
-static void progress_start(progress* p, const char* what) {
-    *p = (progress){.what = what, .t0 = dato_clock_s(), .tty = isatty(STDERR_FILENO), .quarter = 0};
+static void progress_start(progress* p, const search_ctx* s, const char* what) {
+    *p = (progress){.ob = &s->o->observer, .what = what, .t0 = dato_clock_s()};
 }
 
 static void progress_update(void* ctx, int done, int total) {
     progress* p = ctx;
     double el = dato_clock_s() - p->t0, eta = done ? el / done * (total - done) : 0;
-    if (p->tty) {
-        int w = 30, fill = total ? done * w / total : w;
-        fprintf(stderr, "\rdato-search: %s [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", p->what, fill,
-                "##############################", w - fill, "", done, total, el, eta);
-        if (done == total) fprintf(stderr, "\r%*s\r", 110, "");
-        return;
-    }
-    int q = total ? 4 * done / total : 4;
-    if (q > p->quarter) {
-        p->quarter = q;
-        fprintf(stderr, "dato-search: %s %d/%d  %.0f s, ETA %.0f s\n", p->what, done, total, el, eta);
-    }
+    if (p->ob->progress) p->ob->progress(p->ob->ctx, p->what, done, total, el, eta);
 }
 
 // ---- one generation -----------------------------------------------------------------------------------------
@@ -666,11 +704,11 @@ static dato_status map_genomes(search_ctx* s, int kind, int n_tasks, const char*
     char label[96];
     snprintf(label, sizeof label, "gen %d/%d %s", s->gen, s->cfg.gens, what);
     progress p;
-    progress_start(&p, label);
+    progress_start(&p, s, label);
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
     double t0 = dato_clock_s();
     DATO_TRY(dato_eval_pool_map(s->pool, &local, kind, s->tasks, n_tasks, s->gbytes, s->results, sizeof *s->results,
-                                s->trace, s->o->quiet || !n_tasks ? NULL : progress_update, &p, err));
+                                s->trace, !s->o->observer.progress || !n_tasks ? NULL : progress_update, &p, err));
     s->eval_wall_s += dato_clock_s() - t0;
     int images = kind == TASK_SCREEN ? s->cfg.screen_images : s->cfg.images;
     for (int t = 0; t < n_tasks; t++) { // the trace: each task under its first candidate's index
@@ -771,7 +809,7 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
     s->hits = s->evals = s->screened = s->promoted = 0;
     s->gen = generation;
     s->eval_wall_s = 0;
-    int* keep = malloc((size_t)n * sizeof *keep);
+    int* keep = calloc((size_t)n, sizeof *keep); // zeroed: gcc's sanitizer build cannot see it filled below
     int* promoted = malloc((size_t)n * sizeof *promoted);
     size_t* rows = malloc((size_t)n * sizeof *rows);      // (m) the screened genomes' archive rows
     size_t* row_of = malloc((size_t)n * sizeof *row_of);  // (n) each child's archive row, once scored
@@ -821,7 +859,6 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
             if (!st) st = dato_archive_update(&s->archive, row_of[i], obj, extra, err);
         }
     }
-    if (!st && !s->o->quiet && s->pool->size == 1 && isatty(STDERR_FILENO)) fprintf(stderr, "\r%*s\r", 110, "");
     // 3. Every child's objectives from the archive; a screening-only score is infeasible.
     for (int i = 0; !st && i < n; i++) {
         dato_archive_record r = dato_archive_get(&s->archive, row_of[i]);
@@ -840,6 +877,7 @@ static dato_status evaluate_all(search_ctx* s, const uint8_t* genomes, int n, in
 // ---- checkpoints ------------------------------------------------------------------------------------------
 
 static dato_status save_checkpoint(search_ctx* s, dato_error* err) {
+    s->saved = 1; // from the first try on: a failed write may have replaced nothing, but the folder is in use
     dato_checkpoint c = {.cfg = s->cfg, .pop = s->cfg.pop, .genome_bytes = (int)s->gbytes, .n_obj = DATO_SEARCH_N_OBJ,
                          .n_extra = DATO_SEARCH_N_EXTRA, .steps = s->cfg.steps,
                          .n_evaluations = (int64_t)dato_archive_count(&s->archive),
@@ -913,31 +951,23 @@ static double final_stages_s(const search_ctx* s) {
     return per_image * images;
 }
 
-static void print_generation(search_ctx* s, int gen, double gen_seconds) {
-    int* front = malloc((size_t)s->cfg.pop * sizeof *front);
-    if (!front) return;
-    int n_front = dato_nsga2_first_front(s->ga, front);
-    double best, fastest, hv = front_hypervolume(s, front, n_front, &best, &fastest);
-    const char* objective = dato_quality_objective_name(s->cfg.objective);
-    double el = s->elapsed_before + dato_clock_s() - s->t_start;
-    int left = s->cfg.gens - gen;
+// The generation's summary for the observer.
+static void report_generation(search_ctx* s, int gen, double gen_seconds) {
+    const dato_search_observer* ob = &s->o->observer;
     s->gen_s_sum += gen_seconds;
     s->gens_timed++;
-    double search_eta = s->gen_s_sum / s->gens_timed * left, final_eta = final_stages_s(s);
-    if (s->o->log_json)
-        printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"objective\": \"%s\", "
-               "\"best_quality\": %.6f, \"fastest_ms\": %.6f, \"evaluations\": %d, \"screened_only\": %d, "
-               "\"promoted\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f, "
-               "\"eta_s\": %.1f, \"eta_final_s\": %.1f}\n",
-               gen, n_front, hv, objective, best, 1e3 * fastest, s->evals, s->screened, s->promoted, s->hits,
-               dato_archive_count(&s->archive), gen_seconds, el, search_eta + final_eta, final_eta);
-    else if (!s->o->quiet)
-        printf("gen %3d/%d  front %2d  HV %.4f  best %s %8.3f  fastest %7.3f ms/img  new %2d  promoted %2d  "
-               "cache hits %2d  %5.1f s  ETA %.0f s (final stages ~%.0f s)\n", gen, s->cfg.gens, n_front, hv,
-               s->cfg.objective == DATO_OBJECTIVE_FID ? "FID" : objective, best, 1e3 * fastest, s->evals,
-               s->promoted, s->hits, gen_seconds, search_eta + final_eta, final_eta);
-    fflush(stdout);
+    int* front = ob->generation ? malloc((size_t)s->cfg.pop * sizeof *front) : NULL;
+    if (!front) return;
+    dato_search_generation g = {.generation = gen, .gens = s->cfg.gens, .objective = s->cfg.objective,
+                                .evaluations = s->evals, .screened_only = s->screened, .promoted = s->promoted,
+                                .cache_hits = s->hits, .archive = dato_archive_count(&s->archive),
+                                .seconds = gen_seconds, .elapsed_s = s->elapsed_before + dato_clock_s() - s->t_start,
+                                .eta_final_s = final_stages_s(s)};
+    g.front = dato_nsga2_first_front(s->ga, front);
+    g.hypervolume = front_hypervolume(s, front, g.front, &g.best_quality, &g.fastest_s);
+    g.eta_s = s->gen_s_sum / s->gens_timed * (s->cfg.gens - gen) + g.eta_final_s;
     free(front);
+    ob->generation(ob->ctx, &g);
 }
 
 // ---- the final front -----------------------------------------------------------------------------------------
@@ -957,7 +987,8 @@ static dato_status write_grid(search_ctx* s, const dato_evaluator* ev, const uin
     return st;
 }
 
-// A report point from a score on `images` images; its latency is set_ratio's.
+// A report point from a score on `images` images: its latency_s the score's (the latency objective's
+// measure); the paired re-measure is set_ratio's.
 static void fill_point(dato_report_point* p, const char* label, const dato_schedule* sched, const score* sc, int images) {
     memset(p, 0, sizeof *p);
     snprintf(p->label, sizeof p->label, "%s", label);
@@ -970,7 +1001,8 @@ static void fill_point(dato_report_point* p, const char* label, const dato_sched
     p->clip = sc->clip;
     p->clip_ci = sc->clip_ci;
     p->images = images;
-    p->latency_s = p->measured_latency_s = p->latency_ratio = p->speedup = NAN;
+    p->latency_s = sc->latency;
+    p->measured_latency_s = p->latency_ratio = p->speedup = NAN;
     p->ratio_range = NO_INTERVAL;
     dato_schedule_counts k = dato_schedule_count(sched);
     p->full = k.full;
@@ -985,7 +1017,7 @@ static void set_ratio(dato_report_point* p, const double* ratio, int pairs, doub
     p->latency_ratio = ratio[0];
     p->ratio_range = (dato_interval){ratio[1], ratio[2]};
     p->pairs = pairs;
-    p->latency_s = p->measured_latency_s = base_s * ratio[0];
+    p->measured_latency_s = base_s * ratio[0];
     p->speedup = 1 / ratio[0];
 }
 
@@ -1052,7 +1084,7 @@ static dato_status measure_ratios(search_ctx* s, const dato_schedule* scheds, in
     progress pr;
     char label[96];
     snprintf(label, sizeof label, "timing %d pairs x %d schedules on %d images", P, n, set->ev.n_images);
-    progress_start(&pr, label);
+    progress_start(&pr, s, label);
     dato_eval_timing t;
     dato_status st = DATO_OK;
     for (int round = 0; !st && round < P; round++) {
@@ -1065,7 +1097,7 @@ static dato_status measure_ratios(search_ctx* s, const dato_schedule* scheds, in
             if (st) break;
             r[(size_t)i * P + round] = mine / (0.5 * (before + t.total_s));
             before = b[nb++] = t.total_s;
-            if (!s->o->quiet) progress_update(&pr, round * n + i + 1, P * n);
+            progress_update(&pr, round * n + i + 1, P * n);
         }
     }
     for (int i = 0; !st && i < n; i++) {
@@ -1087,10 +1119,14 @@ static dato_status measure_ratios(search_ctx* s, const dato_schedule* scheds, in
     return st;
 }
 
-// 1 when a dominates b in (latency ratio, FID), both minimized.
+// 1 when (time xa, FID fa) dominates (xb, fb), both minimized.
+static int dominates_at(double xa, double fa, double xb, double fb) {
+    return xa <= xb && fa <= fb && (xa < xb || fa < fb);
+}
+
+// 1 when a dominates b in (paired latency ratio, FID): what the verdict says of the picks.
 static int dominates(const dato_report_point* a, const dato_report_point* b) {
-    return a->latency_ratio <= b->latency_ratio && a->fid <= b->fid &&
-           (a->latency_ratio < b->latency_ratio || a->fid < b->fid);
+    return dominates_at(a->latency_ratio, a->fid, b->latency_ratio, b->fid);
 }
 
 // Scores schedules (n) on set k (TASK_FINAL or TASK_CONFIRM) on every rank, with intervals, into
@@ -1113,16 +1149,17 @@ static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule*
     score sc = {0};
     memcpy(set->features, set->base, (size_t)set->ev.n_images * s->fx.dim * sizeof(float));
     dato_status st = score_quality(s, k, set->base_s_per_image, 1, &sc, err);
+    if (!st) st = score_latency(s, &scheds[0], &sc, err);
     if (!st) fill_point(&points[0], labels[0], &scheds[0], &sc, set->ev.n_images);
     if (!st && cells) memcpy(cells, set->base_cells, row);
     char what[96];
     snprintf(what, sizeof what, "%d schedules on the %d %s images", n - 1, set->ev.n_images, SET_NAMES[k]);
     progress pr;
-    progress_start(&pr, what);
+    progress_start(&pr, s, what);
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
     if (!st && n > 1)
         st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + 1), n - 1, sizeof *scheds, results,
-                                result_bytes, trace, s->o->quiet ? NULL : progress_update, &pr, err);
+                                result_bytes, trace, s->o->observer.progress ? progress_update : NULL, &pr, err);
     for (int i = 1; !st && i < n; i++) {
         rank_result q;
         memcpy(&q, results + (size_t)(i - 1) * result_bytes, sizeof q);
@@ -1192,8 +1229,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     int* order = malloc((size_t)cap * sizeof *order);
     uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
     dato_text verdict = {0};
-    char warn_text[4][320];
-    const char* warnings[4];
+    char warn_text[5][320];
+    const char* warnings[5];
     int n_warn = 0, n_front = 0, n_dropped = 0, n_conf = 0, knee = -1, fastest_ok = -1;
     dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
@@ -1211,9 +1248,9 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     }
     int n = N_REFS + (n_cand > 0 ? n_cand : 0);
     // 1. Quality on the final images, with intervals.
-    if (!st && !s->o->quiet)
-        fprintf(stderr, "dato-search: final stages: %d front candidates and %d presets on %d images, %d timing pairs, "
-                "confirmation on %d fresh images\n", n_cand, N_REFS - 1, c->final_images, c->pairs, c->confirm_images);
+    if (!st)
+        say(s, DATO_SEARCH_INFO, "final stages: %d front candidates and %d presets on %d images, %d timing pairs, "
+            "confirmation on %d fresh images", n_cand, N_REFS - 1, c->final_images, c->pairs, c->confirm_images);
     if (!st) st = prepare_set(s, SET_FINAL, c->final_images, err);
     image_set* fin = &s->sets[SET_FINAL];
     size_t cell_row = st ? 0 : (size_t)grid_prompts(&fin->ev) * fin->ev.H * fin->ev.W * fin->ev.ch;
@@ -1225,27 +1262,33 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     if (!st) st = measure_ratios(s, scheds + 1, n - 1, ratios + 3, ratios, err);
     double base_s = fin->base_s_per_image;
     for (int i = 0; !st && i < n; i++) set_ratio(&pts[i], ratios + 3 * i, c->pairs, base_s);
-    // 3. The front: candidates faster than the baseline that no other candidate dominates, by latency.
+    // 3. The front: the candidates faster than the baseline that no other such candidate dominates in
+    // (latency_s, FID on the final images), in the candidates' order (by latency_s). latency_s is the
+    // search's latency objective as the archive holds it (the cost table's prediction, or the time
+    // measured during the search), so the front's members and order do not depend on the clock: a
+    // resumed run ends with the uninterrupted run's front, row for row. The re-measure is reported beside.
+    for (int i = 0; !st && i < n_cand; i++) pts[N_REFS + i].latency_s = dato_archive_get(&s->archive, rows[i]).objectives[0];
+    size_t base_row;
+    double base_latency = dato_archive_find(&s->archive, base_genome, &base_row)
+                              ? dato_archive_get(&s->archive, base_row).objectives[0] : pts[0].latency_s;
+    int slow_measured = 0; // front members the re-measure shows no faster than the baseline
     for (int i = 0; !st && i < n_cand; i++) {
         dato_report_point* p = &pts[N_REFS + i];
         int by = -1;
-        for (int j = 0; j < n_cand && by < 0; j++)
-            if (j != i && dominates(&pts[N_REFS + j], p) && pts[N_REFS + j].latency_ratio < 1) by = j;
-        if (p->latency_ratio >= 1)
-            snprintf(p->note, sizeof p->note, "not faster than the baseline: time ratio %.3f (pairs %.3f to %.3f)",
-                     p->latency_ratio, p->ratio_range.lo, p->ratio_range.hi);
-        else if (by >= 0)
-            snprintf(p->note, sizeof p->note, "dominated by %s: time ratio %.3f vs %.3f, FID %.2f vs %.2f",
-                     pts[N_REFS + by].label, pts[N_REFS + by].latency_ratio, p->latency_ratio, pts[N_REFS + by].fid, p->fid);
-        if (p->note[0]) dropped[n_dropped++] = *p;
-        else order[n_front++] = i;
-    }
-    for (int i = 1; i < n_front; i++) // by latency (insertion sort: stable)
-        for (int j = i; j > 0 && pts[N_REFS + order[j]].latency_ratio < pts[N_REFS + order[j - 1]].latency_ratio; j--) {
-            int t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
+        for (int j = 0; j < n_cand && by < 0; j++) {
+            const dato_report_point* q = &pts[N_REFS + j];
+            if (j != i && q->latency_s < base_latency && dominates_at(q->latency_s, q->fid, p->latency_s, p->fid)) by = j;
         }
+        if (p->latency_s >= base_latency)
+            snprintf(p->note, sizeof p->note, "not faster than the baseline: latency %.3f ms vs %.3f ms",
+                     1e3 * p->latency_s, 1e3 * base_latency);
+        else if (by >= 0)
+            snprintf(p->note, sizeof p->note, "dominated by %s: latency %.3f vs %.3f ms, FID %.2f vs %.2f",
+                     pts[N_REFS + by].label, 1e3 * pts[N_REFS + by].latency_s, 1e3 * p->latency_s,
+                     pts[N_REFS + by].fid, p->fid);
+        if (p->note[0]) dropped[n_dropped++] = *p;
+        else order[n_front++] = i, slow_measured += p->latency_ratio >= 1;
+    }
     for (int i = 0; !st && i < n_front; i++) {
         front[i] = pts[N_REFS + order[i]];
         snprintf(front[i].label, sizeof front[i].label, "front %d", i);
@@ -1256,12 +1299,12 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         grid_name(pts[r].grid_png, sizeof pts[r].grid_png, pts[r].label);
         st = write_grid(s, &fin->ev, cells + (size_t)r * cell_row, pts[r].grid_png, err);
     }
-    // 4. The picks: the knee, the fastest within +10% of the baseline's FID.
+    // 4. The picks, on the front's own latency: the knee, the fastest within +10% of the baseline's FID.
     double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
            *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
     if (!st && (!lat || !fid)) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     for (int i = 0; !st && i < n_front; i++) {
-        lat[i] = front[i].latency_ratio;
+        lat[i] = front[i].latency_s;
         fid[i] = front[i].fid;
     }
     if (!st) {
@@ -1272,7 +1315,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     if (!st && n_front) { // of the front in (time ratio, FID / baseline FID), reference (1, 2)
         double* hp = malloc((size_t)n_front * 2 * sizeof *hp), ref_pt[2] = {1, 2};
         for (int i = 0; hp && i < n_front; i++) {
-            hp[2 * i] = fmin(lat[i], 1);
+            hp[2 * i] = fmin(front[i].latency_ratio, 1);
             hp[2 * i + 1] = fmin(pts[0].fid > 0 ? fid[i] / pts[0].fid : fid[i], 2);
         }
         dato_error e;
@@ -1306,7 +1349,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             conf[i].ratio_range = src[i]->ratio_range;
             conf[i].pairs = src[i]->pairs;
             conf[i].speedup = src[i]->speedup;
-            conf[i].latency_s = conf[i].measured_latency_s = src[i]->latency_s;
+            conf[i].latency_s = src[i]->latency_s;
+            conf[i].measured_latency_s = src[i]->measured_latency_s;
             snprintf(conf[i].grid_png, sizeof conf[i].grid_png, "%s", src[i]->grid_png);
         }
         n_conf = st ? 0 : m;
@@ -1335,20 +1379,25 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                  "re-run with more --images for a front nearer the baseline. ", pts[0].fid);
     int dims = s->fx.dim, counts[2] = {c->final_images, n_conf ? c->confirm_images : 0};
     for (int k = 0; k < 2; k++)
-        if (counts[k] && counts[k] <= dims && n_warn < 4)
+        if (counts[k] && counts[k] <= dims)
             snprintf(warn_text[n_warn], sizeof warn_text[0], "FID on the %s images rests on %d images, no more than the "
                      "%d feature dimensions: its covariance is singular and FID biased upward; compare FIDs only "
                      "within one table, and confirm on more than %d images", k ? "confirmation" : "final", counts[k],
                      dims, dims), warnings[n_warn] = warn_text[n_warn], n_warn++;
-    if (!st && pts[0].ratio_range.hi / pts[0].ratio_range.lo > 1.2 && n_warn < 4)
+    if (!st && pts[0].ratio_range.hi / pts[0].ratio_range.lo > 1.2)
         snprintf(warn_text[n_warn], sizeof warn_text[0], "the machine was noisy: the baseline's own times ranged "
                  "%.3f to %.3f of their median; the paired ratios cancel slow drift, not sudden load (more --pairs "
                  "narrow the median)",
                  pts[0].ratio_range.lo, pts[0].ratio_range.hi), warnings[n_warn] = warn_text[n_warn], n_warn++;
-    if (!st && n_dropped && n_warn < 4)
-        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped: the re-measured "
-                 "latency or FID showed them dominated or not faster than the baseline (listed below; they stay in "
-                 "the archive)", n_dropped, n_cand), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    if (!st && n_dropped)
+        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped: their FID on the "
+                 "final images showed them dominated, or they are not faster than the baseline (listed below; they "
+                 "stay in the archive)", n_dropped, n_cand), warnings[n_warn] = warn_text[n_warn], n_warn++;
+    if (!st && slow_measured)
+        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d front member%s no faster than the baseline when "
+                 "re-measured (paired time ratio >= 1): the front rests on the search's latency, which the cost "
+                 "table predicts; a loaded machine or a table from another one disagrees", slow_measured,
+                 slow_measured == 1 ? " was" : "s were"), warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && verdict.failed) st = dato_fail(err, DATO_ERR_NOMEM, "the verdict: out of memory");
     // 7. The checkpoint's /final: dato-export picks from it.
     s->n_final = 0;
@@ -1359,7 +1408,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     for (int i = -1; !st && i < n_front; i++) {
         const dato_report_point* p = i < 0 ? &pts[0] : &front[i];
         double v[DATO_SEARCH_N_FINAL] = {
-            [DATO_FINAL_LATENCY] = p->latency_s, [DATO_FINAL_FID] = p->fid, [DATO_FINAL_KID] = p->kid,
+            [DATO_FINAL_LATENCY] = p->measured_latency_s, [DATO_FINAL_FID] = p->fid, [DATO_FINAL_KID] = p->kid,
             [DATO_FINAL_TEACHER] = p->teacher, [DATO_FINAL_FID_LO] = p->fid_ci.lo, [DATO_FINAL_FID_HI] = p->fid_ci.hi,
             [DATO_FINAL_TEACHER_LO] = p->teacher_ci.lo, [DATO_FINAL_TEACHER_HI] = p->teacher_ci.hi,
             [DATO_FINAL_CLIP] = p->clip, [DATO_FINAL_CLIP_LO] = p->clip_ci.lo, [DATO_FINAL_CLIP_HI] = p->clip_ci.hi,
@@ -1373,7 +1422,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         memcpy(s->final_scores + (size_t)i * DATO_SEARCH_N_FINAL, v, sizeof v);
     }
     if (!st) s->n_final = n_front;
-    // 8. The report.
+    // 8. The report, and the same for the caller's observer.
     if (!st) {
         char export_cmd[4300];
         snprintf(export_cmd, sizeof export_cmd, "dato-export %s --pick knee --out knee.json", s->ckpt_path);
@@ -1388,34 +1437,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         for (size_t i = 0; i < dato_archive_count(&s->archive); i++)
             rep.n_screened += dato_archive_get(&s->archive, i).extras[DATO_EXTRA_IMAGES] < c->images;
         st = dato_report_write(&rep, err);
-    }
-    if (!st && s->o->log_json)
-        printf("{\"final_front\": %d, \"dropped\": %d, \"final_images\": %d, \"confirm_images\": %d, \"knee\": %d, "
-               "\"fastest_within_10pct_fid\": %d, \"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", n_front,
-               n_dropped, c->final_images, n_conf ? c->confirm_images : 0, knee, fastest_ok, 1e3 * base_s, pts[0].fid);
-    else if (!st && !s->o->quiet) {
-        const dato_report_point* tables[2] = {pts, conf};
-        int sizes[2] = {N_REFS, n_conf};
-        for (int t = 0; t < 2; t++) {
-            if (!sizes[t]) continue;
-            printf("%s (%d images per schedule; speedup: median of %d interleaved pairs against the baseline):\n",
-                   t ? "confirmation on fresh images" : "final front and presets", t ? c->confirm_images : c->final_images,
-                   c->pairs);
-            printf("  %-34s %8s %16s %26s\n", "schedule", "ms/img", "speedup (pairs)", "FID [95% interval]");
-            for (int i = 0; i < sizes[t] + (t ? 0 : n_front); i++) {
-                const dato_report_point* p = i < sizes[t] ? &tables[t][i] : &front[i - sizes[t]];
-                int fi = i - sizes[t];
-                printf("  %-34s %8.3f %6.2fx (%.2f-%.2f) %8.2f [%7.2f, %7.2f]%s%s\n", p->label, 1e3 * p->latency_s,
-                       p->speedup, 1 / p->ratio_range.hi, 1 / p->ratio_range.lo, p->fid, p->fid_ci.lo, p->fid_ci.hi,
-                       !t && fi >= 0 && fi == knee ? "  knee" : "",
-                       !t && fi >= 0 && fi == fastest_ok ? "  fastest within +10% FID" : "");
-            }
-        }
-        if (n_dropped) printf("%d candidate%s dropped by the re-measure (report.html lists them)\n", n_dropped,
-                              n_dropped == 1 ? "" : "s");
-        for (int w = 0; w < n_warn; w++) printf("warning: %s\n", warnings[w]);
-        printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", verdict.data,
-               s->o->run_dir);
+        const dato_search_observer* ob = &s->o->observer;
+        if (!st && ob->summary) ob->summary(ob->ctx, &rep);
     }
     free(lat);
     free(fid);
@@ -1449,7 +1472,7 @@ typedef struct {
     char backend[64];           // its backend's name (the CUDA device)
 } setup_reply;
 
-static uint64_t features_hash(const float* f, size_t n) { return fnv1a(0xcbf29ce484222325ull, f, n * sizeof *f); }
+static uint64_t features_hash(const float* f, size_t n) { return dato_fnv1a64(DATO_FNV_OFFSET, f, n * sizeof *f); }
 
 // What every evaluating rank holds besides the model and the image sets: the genome space.
 static dato_status alloc_evaluation(search_ctx* s, dato_error* err) {
@@ -1525,25 +1548,24 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
     setup_reply* replies = malloc((size_t)(p->size - 1) * sizeof *replies);
     uint8_t* msg = malloc(sizeof(request_header) + nfeat * sizeof(float));
     dato_status st = replies && msg ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    if (!st && !s->o->quiet) fprintf(stderr, "dato-search: setting up %d worker ranks\n", p->size - 1);
+    if (!st) say(s, DATO_SEARCH_INFO, "setting up %d worker ranks", p->size - 1);
     if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
     uint64_t ours = features_hash(set->base, nfeat);
-    if (!st && !s->o->quiet)
-        fprintf(stderr, "dato-search: %d ranks evaluate; %s: %s, threads %d, baseline %.2f ms/img\n", p->size,
-                p->where[0], s->be.name ? s->be.name : "?", threads_used(s), 1e3 * base_s);
+    if (!st)
+        say(s, DATO_SEARCH_INFO, "%d ranks evaluate; %s: %s, threads %d, baseline %.2f ms/img", p->size, p->where[0],
+            s->be.name ? s->be.name : "?", threads_used(s), 1e3 * base_s);
     for (int r = 1; !st && r < p->size; r++) {
         const setup_reply* y = &replies[r - 1];
         if ((size_t)y->n_features != nfeat)
             st = dato_fail(err, DATO_ERR_PEER, "%s made %d baseline features, rank 0 %zu", p->where[r], y->n_features, nfeat);
         else if (y->baseline_s > 0)
             s->rank_speed[r] = base_s / y->baseline_s;
-        if (!st && !s->o->quiet)
-            fprintf(stderr, "dato-search: %s: %.63s, threads %d, baseline %.2f ms/img (%.2fx rank 0's time)\n",
-                    p->where[r], y->backend, y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
+        if (!st)
+            say(s, DATO_SEARCH_INFO, "%s: %.63s, threads %d, baseline %.2f ms/img (%.2fx rank 0's time)", p->where[r],
+                y->backend, y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
         if (!st && y->features_hash != ours)
-            fprintf(stderr, "dato-search: warning: %s made other baseline images than rank 0 (another CPU or library "
-                    "build?): it scores against rank 0's baseline, but the front can differ from a one-process run\n",
-                    p->where[r]);
+            say(s, DATO_SEARCH_WARNING, "%s made other baseline images than rank 0 (another CPU or library build?): it "
+                "scores against rank 0's baseline, but the front can differ from a one-process run", p->where[r]);
     }
     if (!st) {
         request_header h = {REQUEST_SET, SET_SEARCH, s->cfg.images, 0};
@@ -1586,14 +1608,37 @@ static dato_status write_trace(search_ctx* s, int gen, double gen_s, dato_error*
 
 // ---- the run --------------------------------------------------------------------------------------------------
 
-static dato_status make_dirs(const char* run_dir, dato_error* err) {
+// The run folder (with any parents missing) and its grids/ and schedules/, noting what this run made.
+static dato_status make_dirs(search_ctx* s, dato_error* err) {
     char p[4096];
-    const char* subs[] = {"grids/", "schedules/"}; // the run folder itself comes with the first
+    snprintf(p, sizeof p, "%s", s->o->run_dir);
+    while (p[0] && !dato_is_dir(p)) { // climb to the first folder that exists: below it, all is this run's
+        snprintf(s->made_top, sizeof s->made_top, "%s", p);
+        char* slash = strrchr(p, '/');
+        if (!slash) break;
+        *slash = 0;
+    }
     for (int i = 0; i < 2; i++) {
-        DATO_TRY(dato_path_join(p, sizeof p, run_dir, subs[i], err));
+        DATO_TRY(dato_path_join(p, sizeof p, s->o->run_dir, i ? "schedules/" : "grids/", err));
+        s->made_sub[i] = !dato_is_dir(p);
         DATO_TRY(dato_mkdir_parents(p, err));
     }
     return DATO_OK;
+}
+
+// A run that fails before its first checkpoint removes the folders it made, where they are empty.
+static void remove_made_dirs(search_ctx* s) {
+    char p[4096];
+    for (int i = 0; i < 2; i++)
+        if (s->made_sub[i] && snprintf(p, sizeof p, "%s/%s", s->o->run_dir, i ? "schedules" : "grids") < (int)sizeof p)
+            rmdir(p);
+    snprintf(p, sizeof p, "%s", s->o->run_dir);
+    for (size_t top = strlen(s->made_top); top && strlen(p) >= top;) { // the run folder up to made_top
+        rmdir(p);
+        char* slash = strrchr(p, '/');
+        if (!slash) break;
+        *slash = 0;
+    }
 }
 
 static void ctx_free(search_ctx* s) {
@@ -1609,6 +1654,7 @@ static void ctx_free(search_ctx* s) {
     free(s->results);
     free(s->trace);
     dato_text_free(&s->trace_rows);
+    dato_checkpoint_free(&s->ck);
     free(s->prompt_text);
     free(s->prompts);
     if (s->fx.destroy) s->fx.destroy(&s->fx);
@@ -1617,13 +1663,12 @@ static void ctx_free(search_ctx* s) {
     if (s->have_be) dato_backend_destroy(&s->be);
 }
 
-static dato_status run(search_ctx* s, dato_error* err) {
+static dato_status run_search(search_ctx* s, dato_error* err) {
     const dato_search_options* o = s->o;
-    dato_checkpoint ck = {0};
     int resuming = o->resume != NULL;
     if (resuming) {
-        DATO_TRY(dato_checkpoint_read(o->resume, &ck, err));
-        s->cfg = ck.cfg;
+        DATO_TRY(dato_checkpoint_read(o->resume, &s->ck, err));
+        s->cfg = s->ck.cfg;
         if (o->gens_override > 0) s->cfg.gens = o->gens_override;
         if (o->final_images_override > 0) s->cfg.final_images = o->final_images_override;
         if (o->threads_override > 0) s->cfg.threads = o->threads_override;
@@ -1632,7 +1677,9 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (o->timing_images_override > 0) s->cfg.timing_images = o->timing_images_override;
         if (o->bootstrap_override > 0) s->cfg.bootstrap = o->bootstrap_override;
         DATO_TRY(final_defaults(&s->cfg, err)); // a checkpoint of format 2 has none of them
-        s->elapsed_before = ck.elapsed_s;
+        DATO_TRY(check_config(&s->cfg, err));
+        if (s->cfg.height) snprintf(s->size_from, sizeof s->size_from, "%s's height/width", o->resume);
+        s->elapsed_before = s->ck.elapsed_s;
     } else {
         s->cfg = o->cfg;
         DATO_TRY(resolve_config(s, err));
@@ -1645,11 +1692,12 @@ static dato_status run(search_ctx* s, dato_error* err) {
     if (dato_is_dir(o->run_dir)) DATO_TRY(dato_checkpoint_remove_stale_temps(s->ckpt_path, err));
     // The identities are recomputed from the files as they are now; a resume refuses a change.
     dato_search_config saved = s->cfg;
+    if (resuming) saved.threads = s->ck.cfg.threads; // the resume check judges a thread change
     DATO_TRY(open_model(s, err));
     if (!saved.height) saved.height = s->cfg.height, saved.width = s->cfg.width; // a checkpoint from before sizes
     if (!resuming && !s->cfg.batch) DATO_TRY(choose_batch(s, err));
     DATO_TRY(make_set(s, SET_SEARCH, s->cfg.images, err));
-    DATO_TRY(make_dirs(o->run_dir, err)); // only now: a run that cannot start leaves no folder behind
+    DATO_TRY(make_dirs(s, err)); // only now: a run that cannot open its model makes none
     DATO_TRY(setup_latency_table(s, resuming, err));
     if (resuming) DATO_TRY(dato_search_config_check_resume(&saved, &s->cfg, err));
 
@@ -1679,9 +1727,8 @@ static dato_status run(search_ctx* s, dato_error* err) {
     if (s->cfg.screen_images > 0)
         snprintf(screen, sizeof screen, ", new candidates screened on %d of them (the best %.0f%% go on)",
                  s->cfg.screen_images, 100.0 * s->cfg.promote);
-    if (!o->quiet)
-        fprintf(stderr, "dato-search: %s on %s, %dx%d images (h x w), %s%s, %s %d steps, guidance %g, pop %d, %d "
-                        "generations, objective %s on %s features, FID vs %s, latency %s\n", s->cfg.model,
+    say(s, DATO_SEARCH_INFO, "%s on %s, %dx%d images (h x w), %s%s, %s %d steps, guidance %g, pop %d, %d "
+        "generations, objective %s on %s features, FID vs %s, latency %s", s->cfg.model,
                 s->be.name ? s->be.name : "?", search->ev.H, search->ev.W,
                 spread_text(&search->ev, spread, sizeof spread), screen,
                 s->cfg.sampler, s->cfg.steps, (double)s->cfg.guidance, s->cfg.pop, s->cfg.gens,
@@ -1695,13 +1742,13 @@ static dato_status run(search_ctx* s, dato_error* err) {
     dato_status st = children && objectives && violations ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
     s->t_start = dato_clock_s();
     if (!st && resuming) {
-        st = dato_archive_import(&s->archive, (size_t)ck.n_evaluations, ck.arch_genomes, ck.arch_objectives,
-                                 ck.arch_extras, ck.arch_generations, err);
-        if (!st) st = dato_nsga2_set_state(s->ga, ck.pop_genomes, ck.pop_objectives, ck.pop_violations, ck.rng_state,
-                                           ck.generation, err);
-        if (!st && !o->quiet)
-            fprintf(stderr, "dato-search: resumed %s at generation %lld (%lld evaluations)\n", o->resume,
-                    (long long)ck.generation, (long long)ck.n_evaluations);
+        st = dato_archive_import(&s->archive, (size_t)s->ck.n_evaluations, s->ck.arch_genomes, s->ck.arch_objectives,
+                                 s->ck.arch_extras, s->ck.arch_generations, err);
+        if (!st) st = dato_nsga2_set_state(s->ga, s->ck.pop_genomes, s->ck.pop_objectives, s->ck.pop_violations, s->ck.rng_state,
+                                           s->ck.generation, err);
+        if (!st)
+            say(s, DATO_SEARCH_INFO, "resumed %s at generation %lld (%lld evaluations)", o->resume,
+                (long long)s->ck.generation, (long long)s->ck.n_evaluations);
     } else if (!st) {
         dato_rng rng;
         dato_rng_seed_stream(&rng, s->cfg.seed, 1); // the initial population's own stream
@@ -1711,9 +1758,9 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (!st) st = dato_nsga2_set_population(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
         if (!st) st = write_trace(s, 0, dato_clock_s() - t0, err);
-        if (!st) print_generation(s, 0, dato_clock_s() - t0);
+        if (!st) report_generation(s, 0, dato_clock_s() - t0);
     }
-    dato_checkpoint_free(&ck);
+    dato_checkpoint_free(&s->ck); // taken: its arrays are the largest part of a resume
     while (!st && s->ga->generation < s->cfg.gens) {
         double t0 = dato_clock_s();
         int gen = (int)s->ga->generation + 1;
@@ -1722,13 +1769,20 @@ static dato_status run(search_ctx* s, dato_error* err) {
         if (!st) st = dato_nsga2_select(s->ga, children, objectives, violations, err);
         if (!st) st = save_checkpoint(s, err);
         if (!st) st = write_trace(s, gen, dato_clock_s() - t0, err);
-        if (!st) print_generation(s, gen, dato_clock_s() - t0);
+        if (!st) report_generation(s, gen, dato_clock_s() - t0);
     }
     free(children);
     free(objectives);
     free(violations);
     if (!st) st = finish(s, err);
     if (!st) st = save_checkpoint(s, err); // the elapsed time including the final re-scoring
+    return st;
+}
+
+// A run, and a failure before its first checkpoint leaves no folders of its own behind.
+static dato_status run(search_ctx* s, dato_error* err) {
+    dato_status st = run_search(s, err);
+    if (st && !s->saved) remove_made_dirs(s);
     return st;
 }
 

@@ -2,9 +2,10 @@
 // scored on the same prompts and initial noises (search/evaluator.h) for latency and FID, every
 // evaluated genome kept in an archive (never evaluated twice), a crash-safe checkpoint after every
 // generation (search/checkpoint.h), and at the end the archive's front re-scored on a larger image
-// set with bootstrap intervals, its latency re-measured as paired ratios against the baseline, the
-// members that re-measure dominates dropped, the picks confirmed beside the presets on fresh images,
-// and the result files written (search/report.h).
+// set with bootstrap intervals, the members dominated in (the search's latency, that FID) dropped
+// (nothing in the front's membership or order depends on the clock), its latency re-measured as
+// paired ratios against the baseline, the picks confirmed beside the presets on fresh images, and
+// the result files written (search/report.h).
 //
 //   setup -> initial population (presets + seeded random) -> evaluate -> [offspring -> screen on few
 //   images -> promote the best to all -> select -> checkpoint] x gens -> final stages: re-score,
@@ -23,8 +24,40 @@
 #include "backend.h"
 #include "backend_open.h"
 #include "eval_pool.h"
+#include "report.h"
 #include "search_config.h"
 #include "status.h"
+
+// The library prints nothing: it tells the caller what happens through an observer, every callback
+// optional (NULL: not told), all called on rank 0 from the thread that runs dato_search_run.
+typedef enum { DATO_SEARCH_INFO = 0, DATO_SEARCH_WARNING } dato_search_level;
+
+// One generation's summary (after its checkpoint).
+typedef struct {
+    int generation, gens;       // this one (0: the initial population) of gens
+    int front;                  // members of the population's first front
+    double hypervolume;         // of that front, both objectives over the initial population's largest values
+    dato_quality_objective objective;
+    double best_quality;        // the front's least quality objective
+    double fastest_s;           // the front's least latency objective, s per image
+    int evaluations, screened_only, promoted, cache_hits; // new genomes scored; of them left at the screening;
+                                // promoted to all images; children the archive (or an earlier sibling) held
+    size_t archive;             // genomes evaluated so far
+    double seconds, elapsed_s;  // this generation's wall time; the run's, resumes included
+    double eta_s, eta_final_s;  // the time left to the end, and of it the final stages' rough estimate
+} dato_search_generation;
+
+typedef struct {
+    void* ctx;
+    // A line of news (INFO) or a warning, without the program's prefix or a newline.
+    void (*message)(void* ctx, dato_search_level level, const char* text);
+    // A stage's progress, e.g. "gen 3/50 screening": done of total, seconds since the stage began and left.
+    void (*progress)(void* ctx, const char* stage, int done, int total, double elapsed_s, double eta_s);
+    // After every generation's checkpoint.
+    void (*generation)(void* ctx, const dato_search_generation* g);
+    // Once, after the result files are written: the report they were written from.
+    void (*summary)(void* ctx, const dato_report* r);
+} dato_search_observer;
 
 typedef struct {
     dato_search_config cfg;  // for a new run; ignored on resume except the fields below
@@ -37,8 +70,7 @@ typedef struct {
     int threads_override;    // resume: CPU threads (0: the checkpoint's)
     int confirm_images_override, pairs_override, timing_images_override, bootstrap_override; // resume: the final
                              // stages' counts (-1, or 0 for all but confirm_images: the checkpoint's)
-    int quiet;               // no progress bar, no per-generation lines
-    int log_json;            // per-generation lines as JSON objects on stdout
+    dato_search_observer observer; // what the run tells its caller (all NULL: nothing)
     const char* command;     // the reproducing command line, for the report
     dato_eval_pool* pool;    // the ranks that evaluate (a pool of one without MPI); required
     // The program's dato_backend_open (backend_open.h): this library is built without CUDA, the

@@ -7,18 +7,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hash.h"
+
 #define MAX_INDEX_BYTES (100u << 20) // an index of a few thousand names is well under 1 MB
 
 // ---- hash table ------------------------------------------------------------------------------------
 
-static uint64_t name_hash(const char* s) { // FNV-1a
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
+static uint64_t name_hash(const char* s) { return dato_fnv1a64(DATO_FNV_OFFSET, s, strlen(s)); }
 
 // Indexes wf->tensors by name; a name seen twice is an error naming what (the index or file).
 static dato_status build_table(dato_weight_files* wf, const char* what, dato_error* err) {

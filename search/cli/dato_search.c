@@ -14,6 +14,7 @@
 
 #include "backend_open.h"
 #include "cli_args.h"
+#include "evaluator.h"
 #include "model_defaults.h"
 #include "sampler.h"
 #include "search_run.h"
@@ -25,7 +26,7 @@ typedef struct {
     const char *model, *out, *prompts, *sampler, *ref, *fid_weights, *preprocess, *clip, *scheduler_config,
         *prediction_type;
     uint64_t seed;
-    int size, batch, extractor, objective, latency, backend, help;
+    int size, batch, extractor, objective, latency, backend, help, quiet, log_json;
     int have_gens, have_final, have_confirm, have_pairs, have_timing, have_bootstrap, have_extractor;
 } cli;
 
@@ -49,20 +50,20 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
         {"size", NULL, DATO_ARG_INT, &c->size, 1, 16384, NULL, NULL, "PX", "sets --height and --width"},
         {"pop", NULL, DATO_ARG_INT, &g->pop, 4, 4096, NULL, NULL, "N", "population size (default 32)"},
         {"gens", NULL, DATO_ARG_INT, &g->gens, 0, 100000, NULL, &c->have_gens, "N", "generations (default 50)"},
-        {"images", NULL, DATO_ARG_INT, &g->images, 2, 1000000, NULL, NULL, "N",
+        {"images", NULL, DATO_ARG_INT, &g->images, 2, DATO_EVAL_MAX_IMAGES, NULL, NULL, "N",
          "images per evaluation, spread over the prompts in order: each gets N / P, the "
          "first N % P one more (default 10)"},
-        {"screen-images", NULL, DATO_ARG_INT, &g->screen_images, 0, 1000000, NULL, NULL, "K",
+        {"screen-images", NULL, DATO_ARG_INT, &g->screen_images, 0, DATO_EVAL_MAX_IMAGES, NULL, NULL, "K",
          "multi-fidelity: each new candidate is scored first on K of the images (the first "
          "of each prompt), and only the best --promote fraction of them (by non-dominated "
          "rank, then crowding) on all --images; 0: all on all (default: --images / 5 from "
          "10 images up, else 0)"},
         {"promote", NULL, DATO_ARG_FLOAT, &g->promote, 0.001, 1, NULL, NULL, "F",
          "the fraction promoted from the screening (default 0.25)"},
-        {"final-images", NULL, DATO_ARG_INT, &g->final_images, 2, 1000000, NULL, &c->have_final, "M",
+        {"final-images", NULL, DATO_ARG_INT, &g->final_images, 2, DATO_EVAL_MAX_IMAGES, NULL, &c->have_final, "M",
          "images per schedule when the archive's front and the presets are re-scored, with "
          "95% intervals over images (default 200)"},
-        {"confirm-images", NULL, DATO_ARG_INT, &g->confirm_images, 0, 1000000, NULL, &c->have_confirm, "C",
+        {"confirm-images", NULL, DATO_ARG_INT, &g->confirm_images, 0, DATO_EVAL_MAX_IMAGES, NULL, &c->have_confirm, "C",
          "fresh images on which the picks (knee, fastest within +10% FID) are confirmed beside "
          "the baseline and every preset (default 1000; 0: none)"},
         {"pairs", NULL, DATO_ARG_INT, &g->pairs, 1, 1000, NULL, &c->have_pairs, "N",
@@ -133,11 +134,12 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
          "the CUDA device of every rank instead (taken modulo the devices)"},
         {"threads", NULL, DATO_ARG_INT, &g->threads, 1, 1024, NULL, NULL, "N",
          "CPU threads per rank (default: all the cores, split among the ranks on a host); "
-         "above 4, the images' last bits, and so the front, depend on it"},
+         "1 to 4 give the same images bit for bit, above 4 their last bits (and so the front) "
+         "depend on it; --resume takes another count within 1..4"},
         {"rank-timeout", NULL, DATO_ARG_DOUBLE, &pool->timeout_s, 1, 1e9, NULL, NULL, "S",
          "under MPI: a rank silent this long on one task stops the run (default 600)"},
-        {"quiet", NULL, DATO_ARG_FLAG, &c->o.quiet, 0, 0, NULL, NULL, NULL, "no progress output"},
-        {"log-json", NULL, DATO_ARG_FLAG, &c->o.log_json, 0, 0, NULL, NULL, NULL, "one JSON object per generation on stdout"},
+        {"quiet", NULL, DATO_ARG_FLAG, &c->quiet, 0, 0, NULL, NULL, NULL, "no progress output"},
+        {"log-json", NULL, DATO_ARG_FLAG, &c->log_json, 0, 0, NULL, NULL, NULL, "one JSON object per generation on stdout"},
         {"help", NULL, DATO_ARG_FLAG, &c->help, 0, 0, NULL, NULL, NULL, "this text"},
     };
     int n = 0;
@@ -193,6 +195,98 @@ static void usage(FILE* f) {
 // Messages come from rank 0 alone: every rank parses the same command line.
 static FILE* msg_out;
 
+// ---- what the run shows (the library's observer, search_run.h) ---------------------------------------
+
+// Messages on stderr; each stage's progress as a bar redrawn in place on a terminal, elsewhere (a log
+// file, CI) a line at each quarter so that logs stay readable; a line per generation (or with
+// --log-json an object) and the final tables (or an object) on stdout.
+typedef struct {
+    int quiet, log_json, tty;
+    char stage[96]; // the stage the quarters are counted for
+    int quarter;
+} view;
+
+static void show_message(void* ctx, dato_search_level level, const char* text) {
+    view* v = ctx;
+    if (level == DATO_SEARCH_WARNING) fprintf(stderr, "dato-search: warning: %s\n", text);
+    else if (!v->quiet) fprintf(stderr, "dato-search: %s\n", text);
+}
+
+static void show_progress(void* ctx, const char* stage, int done, int total, double elapsed_s, double eta_s) {
+    view* v = ctx;
+    if (v->tty) {
+        int w = 30, fill = total ? done * w / total : w;
+        fprintf(stderr, "\rdato-search: %s [%.*s%*s] %d/%d  %.0f s, ETA %.0f s   ", stage, fill,
+                "##############################", w - fill, "", done, total, elapsed_s, eta_s);
+        if (done == total) fprintf(stderr, "\r%*s\r", 110, "");
+        return;
+    }
+    if (strncmp(v->stage, stage, sizeof v->stage - 1)) { // a new stage
+        snprintf(v->stage, sizeof v->stage, "%s", stage);
+        v->quarter = 0;
+    }
+    int q = total ? 4 * done / total : 4;
+    if (q > v->quarter) {
+        v->quarter = q;
+        fprintf(stderr, "dato-search: %s %d/%d  %.0f s, ETA %.0f s\n", stage, done, total, elapsed_s, eta_s);
+    }
+}
+
+static void show_generation(void* ctx, const dato_search_generation* g) {
+    view* v = ctx;
+    const char* objective = dato_quality_objective_name(g->objective);
+    if (v->log_json)
+        printf("{\"generation\": %d, \"front\": %d, \"hypervolume\": %.6f, \"objective\": \"%s\", "
+               "\"best_quality\": %.6f, \"fastest_ms\": %.6f, \"evaluations\": %d, \"screened_only\": %d, "
+               "\"promoted\": %d, \"cache_hits\": %d, \"archive\": %zu, \"seconds\": %.3f, \"elapsed_s\": %.3f, "
+               "\"eta_s\": %.1f, \"eta_final_s\": %.1f}\n",
+               g->generation, g->front, g->hypervolume, objective, g->best_quality, 1e3 * g->fastest_s, g->evaluations,
+               g->screened_only, g->promoted, g->cache_hits, g->archive, g->seconds, g->elapsed_s, g->eta_s,
+               g->eta_final_s);
+    else if (!v->quiet)
+        printf("gen %3d/%d  front %2d  HV %.4f  best %s %8.3f  fastest %7.3f ms/img  new %2d  promoted %2d  "
+               "cache hits %2d  %5.1f s  ETA %.0f s (final stages ~%.0f s)\n", g->generation, g->gens, g->front,
+               g->hypervolume, g->objective == DATO_OBJECTIVE_FID ? "FID" : objective, g->best_quality,
+               1e3 * g->fastest_s, g->evaluations, g->promoted, g->cache_hits, g->seconds, g->eta_s, g->eta_final_s);
+    fflush(stdout);
+}
+
+// The final front and presets, then the confirmation: one table each.
+static void show_summary(void* ctx, const dato_report* r) {
+    view* v = ctx;
+    const dato_report_point* base = &r->refs[0];
+    if (v->log_json) {
+        printf("{\"final_front\": %d, \"dropped\": %d, \"final_images\": %d, \"confirm_images\": %d, \"knee\": %d, "
+               "\"fastest_within_10pct_fid\": %d, \"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", r->n_front,
+               r->n_dropped, r->cfg->final_images, r->confirm_images, r->knee_index, r->fastest_ok_index,
+               1e3 * base->measured_latency_s, base->fid);
+        return;
+    }
+    if (v->quiet) return;
+    const dato_report_point* tables[2] = {r->refs, r->confirm};
+    int sizes[2] = {r->n_refs, r->n_confirm};
+    for (int t = 0; t < 2; t++) {
+        if (!sizes[t]) continue;
+        printf("%s (%d images per schedule; speedup: median of %d interleaved pairs against the baseline):\n",
+               t ? "confirmation on fresh images" : "final front and presets", t ? r->confirm_images : r->cfg->final_images,
+               r->cfg->pairs);
+        printf("  %-34s %8s %16s %26s\n", "schedule", "ms/img", "speedup (pairs)", "FID [95% interval]");
+        for (int i = 0; i < sizes[t] + (t ? 0 : r->n_front); i++) {
+            const dato_report_point* p = i < sizes[t] ? &tables[t][i] : &r->front[i - sizes[t]];
+            int fi = i - sizes[t];
+            printf("  %-34s %8.3f %6.2fx (%.2f-%.2f) %8.2f [%7.2f, %7.2f]%s%s\n", p->label, 1e3 * p->measured_latency_s,
+                   p->speedup, 1 / p->ratio_range.hi, 1 / p->ratio_range.lo, p->fid, p->fid_ci.lo, p->fid_ci.hi,
+                   !t && fi >= 0 && fi == r->knee_index ? "  knee" : "",
+                   !t && fi >= 0 && fi == r->fastest_ok_index ? "  fastest within +10% FID" : "");
+        }
+    }
+    if (r->n_dropped) printf("%d candidate%s dropped by the final re-score (report.html lists them)\n", r->n_dropped,
+                             r->n_dropped == 1 ? "" : "s");
+    for (int w = 0; w < r->n_warnings; w++) printf("warning: %s\n", r->warnings[w]);
+    printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", r->verdict,
+           r->run_dir);
+}
+
 // Where a run stopped by a signal (Ctrl-C; mpirun ending the job when a rank died) goes on from.
 // Checkpoints are replaced atomically, so the last one is whole.
 static char stop_note[4500];
@@ -206,8 +300,8 @@ static void on_stop_signal(int sig) {
 }
 
 // Fills o from the command line: -1 when the run should go on, else the exit code.
-static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_pool* pool, char* cmd, size_t cmd_size,
-                      char* run_dir, char* model_dir) {
+static int parse_args(int argc, char** argv, dato_search_options* o_, view* v, dato_eval_pool* pool, char* cmd,
+                      size_t cmd_size, char* run_dir, char* model_dir) {
     cli c = {.o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .screen_images = -1, .promote = 0.25f,
                            .final_images = 200, .confirm_images = 1000, .pairs = 5, .timing_images = 2,
                            .bootstrap = 200, .guidance = -1.0f},
@@ -277,7 +371,8 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
             return 2;
         }
     }
-    if (o->resume) { // the run folder is the checkpoint's; only gens, the final stages' counts and threads may change
+    if (o->resume) { // the run folder is the checkpoint's; only gens, the final stages' counts and threads
+                     // (dato_search_threads_same_bits) may change
         const char* slash = strrchr(o->resume, '/');
         snprintf(run_dir, 4096, "%.*s", slash ? (int)(slash - o->resume) : 1, slash ? o->resume : ".");
         o->run_dir = run_dir;
@@ -315,6 +410,8 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, dato_eval_
         o->run_dir = run_dir;
     }
     *o_ = *o;
+    v->quiet = c.quiet;
+    v->log_json = c.log_json;
     return -1;
 }
 
@@ -330,10 +427,15 @@ int main(int argc, char** argv) {
     if (pool.rank != 0) msg_out = fopen("/dev/null", "w");
     if (!msg_out) msg_out = stderr;
     dato_search_options o;
-    int rc = parse_args(argc, argv, &o, &pool, cmd, sizeof cmd, run_dir, model_dir);
+    view v = {.tty = isatty(STDERR_FILENO)};
+    int rc = parse_args(argc, argv, &o, &v, &pool, cmd, sizeof cmd, run_dir, model_dir);
     if (rc < 0) {
         o.command = cmd;
         o.pool = &pool;
+        if (pool.rank == 0) // quiet: no progress at all (the evaluations skip its bookkeeping)
+            o.observer = (dato_search_observer){.ctx = &v, .message = show_message,
+                                                .progress = v.quiet ? NULL : show_progress,
+                                                .generation = show_generation, .summary = show_summary};
         o.open_backend = dato_backend_open; // this program's copy: CUDA where it was built with it
         if (pool.rank == 0) {
             snprintf(stop_note, sizeof stop_note, "\ndato-search: stopped by a signal; continue from the last finished "
