@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zip.h>
 
 #include "file_seal.h"
 #include "h5_util.h"
+#include "isolated.h"
 #include "npy.h"
 
 // Feature dimensions above this are refused (sigma alone would be 32 GiB); matches fid.c.
@@ -77,15 +79,15 @@ static dato_status write_h5_contents(hid_t file, const char* path, const dato_fi
     return st;
 }
 
-// Every field of meta must be NUL-terminated within its array.
-static dato_status check_meta(const dato_stats_meta* meta, const char* path, dato_error* err) {
+// Every field of meta must be NUL-terminated within its array; st is the status of a refusal.
+static dato_status check_meta(const dato_stats_meta* meta, const char* path, dato_status st, dato_error* err) {
     const char* fields[4] = {meta->extractor, meta->weights_hash, meta->preprocessing, meta->source};
     const size_t caps[4] = {sizeof meta->extractor, sizeof meta->weights_hash, sizeof meta->preprocessing,
                             sizeof meta->source};
     const char* names[4] = {"extractor", "weights_hash", "preprocessing", "source"};
     for (int i = 0; i < 4; i++)
         if (!memchr(fields[i], 0, caps[i]))
-            return dato_fail(err, DATO_ERR_INVALID, "%s: metadata field '%s' is not NUL-terminated", path, names[i]);
+            return dato_fail(err, st, "%s: metadata field '%s' is not NUL-terminated", path, names[i]);
     return DATO_OK;
 }
 
@@ -97,7 +99,7 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
     if (stats->count < 0 || stats->count == 1)
         return dato_fail(err, DATO_ERR_INVALID, "%s: count %ld: must be 0 (unknown) or at least 2", path,
                          stats->count);
-    DATO_TRY(check_meta(meta, path, err));
+    DATO_TRY(check_meta(meta, path, DATO_ERR_INVALID, err));
     DATO_TRY(dato_fid_stats_check(stats, path, DATO_ERR_INVALID, err));
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -238,9 +240,8 @@ static dato_status read_h5_contents(hid_t file, const char* path, dato_fid_stats
         st = dato_fail(err, DATO_ERR_FORMAT, "%s: cannot read datasets 'mu' and 'sigma'", path);
     H5Dclose(mu);
     H5Dclose(sigma);
-    if (st != DATO_OK) return st;
     stats->count = (long)count;
-    return dato_fid_stats_check(stats, path, DATO_ERR_FORMAT, err);
+    return st;
 }
 
 // Sealed files (what dato_stats_write_h5 writes) must match their seal; unsealed ones (written by
@@ -256,22 +257,78 @@ static dato_status check_stats_seal(const char* path, dato_error* err) {
     return dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
 }
 
+// ---- reading in a child process (isolated.h: libhdf5 1.10 crashes on some crafted files) ----------
+// The child's answer: [meta (dato_stats_meta, 4 char arrays), count (int64), dim (int32),
+// mu (dim float64), sigma (dim * dim float64)], in this machine's byte order.
+#define ANSWER_HEAD (sizeof(dato_stats_meta) + sizeof(int64_t) + sizeof(int32_t))
+// The largest statistics the format allows (dim STATS_MAX_DIM); the parent's buffer grows as the
+// bytes arrive, so a child that announces more than it sends costs only what it sends.
+#define ANSWER_MAX (ANSWER_HEAD + 8 * ((size_t)STATS_MAX_DIM + (size_t)STATS_MAX_DIM * STATS_MAX_DIM))
+
+// Runs in the child: HDF5 parses the file at ctx (a path) and the statistics are appended to answer.
+static dato_status parse_stats_file(void* ctx, dato_bytes* answer, dato_error* err) {
+    const char* path = ctx;
+    dato_fid_stats stats = {0};
+    dato_stats_meta meta;
+    memset(&meta, 0, sizeof meta);
+    dato_h5_quiet quiet = dato_h5_silence();
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    dato_status st = file < 0 ? dato_fail(err, DATO_ERR_IO, "%s: cannot open the HDF5 file", path)
+                              : read_h5_contents(file, path, &stats, &meta, err);
+    if (file >= 0) H5Fclose(file);
+    dato_h5_restore(quiet);
+    if (st == DATO_OK) {
+        int64_t count = stats.count;
+        int32_t dim = stats.dim;
+        dato_bytes_append(answer, &meta, sizeof meta);
+        dato_bytes_append(answer, &count, sizeof count);
+        dato_bytes_append(answer, &dim, sizeof dim);
+        dato_bytes_append(answer, stats.mu, sizeof(double) * (size_t)dim);
+        dato_bytes_append(answer, stats.sigma, sizeof(double) * (size_t)dim * (size_t)dim);
+    }
+    dato_fid_stats_free(&stats);
+    return st;
+}
+
+// The parent's side: the answer into stats and meta, its dim and length checked before allocating.
+static dato_status decode_stats(const dato_bytes* answer, const char* path, dato_fid_stats* stats,
+                                dato_stats_meta* meta, dato_error* err) {
+    size_t at = 0;
+    int64_t count = 0;
+    int32_t dim = 0;
+    if (!dato_bytes_take(answer, &at, meta, sizeof *meta) || !dato_bytes_take(answer, &at, &count, sizeof count) ||
+        !dato_bytes_take(answer, &at, &dim, sizeof dim) || dim < 1 || dim > STATS_MAX_DIM ||
+        answer->len - at != 8 * ((size_t)dim + (size_t)dim * (size_t)dim))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer of %zu bytes is not statistics of dim 1..%d", path,
+                         answer->len, STATS_MAX_DIM);
+    if (count < 0 || count == 1)
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: attribute 'count' is %lld: must be 0 (unknown) or at least 2", path,
+                         (long long)count);
+    DATO_TRY(check_meta(meta, path, DATO_ERR_FORMAT, err));
+    DATO_TRY(dato_fid_stats_alloc(stats, dim, err));
+    stats->count = (long)count;
+    dato_bytes_take(answer, &at, stats->mu, sizeof(double) * (size_t)dim);
+    dato_bytes_take(answer, &at, stats->sigma, sizeof(double) * (size_t)dim * (size_t)dim);
+    return dato_fid_stats_check(stats, path, DATO_ERR_FORMAT, err);
+}
+
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err) {
     memset(stats, 0, sizeof *stats);
     memset(meta, 0, sizeof *meta);
     dato_h5_quiet quiet = dato_h5_silence();
     dato_status st = check_stats_seal(path, err); // a missing file is I/O, one that is not HDF5 format
-    if (st == DATO_OK) {
-        hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-        if (file < 0) {
-            st = dato_fail(err, DATO_ERR_IO, "%s: cannot open the HDF5 file", path);
-        } else {
-            st = read_h5_contents(file, path, stats, meta, err);
-            H5Fclose(file);
-        }
-    }
     dato_h5_restore(quiet);
-    if (st != DATO_OK) dato_fid_stats_free(stats);
+    struct stat sb;
+    size_t size = stat(path, &sb) == 0 && sb.st_size > 0 ? (size_t)sb.st_size : 0; // scales the child's time
+    dato_bytes answer = {0};
+    if (st == DATO_OK)
+        st = dato_isolated_run(parse_stats_file, (void*)path, path, "HDF5", size, ANSWER_MAX, &answer, err);
+    if (st == DATO_OK) st = decode_stats(&answer, path, stats, meta, err);
+    dato_bytes_free(&answer);
+    if (st != DATO_OK) {
+        dato_fid_stats_free(stats);
+        memset(meta, 0, sizeof *meta);
+    }
     return st;
 }
 

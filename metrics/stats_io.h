@@ -35,8 +35,10 @@ typedef struct {
 dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, const dato_stats_meta* meta,
                                 dato_error* err);
 // Reads and validates a file written by dato_stats_write_h5 (or by h5py in its layout). stats is
-// allocated here (free with dato_fid_stats_free). A seal that does not match, a user block that is
-// not a seal, a missing dataset or attribute, a wrong shape, a non-float dataset, a wrong format
+// allocated here (free with dato_fid_stats_free). The seal is checked here, then libhdf5 parses the
+// file in a child process (isolated.h: it crashes on some crafted files, which are then refused)
+// and the statistics it sends back are checked here. A seal that does not match, a user block that
+// is not a seal, a missing dataset or attribute, a wrong shape, a non-float dataset, a wrong format
 // name or version, or statistics failing dato_fid_stats_check are refused with a message naming
 // them.
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err);

@@ -8,20 +8,18 @@
 #include <hdf5.h>
 #include <limits.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "file_seal.h"
 #include "genome.h"
 #include "h5_util.h"
+#include "isolated.h"
 #include "scheduler_config.h"
 
 // DATO_VERSION comes from the build: project(dato VERSION ...) in CMakeLists.txt.
@@ -1076,13 +1074,13 @@ static dato_status parse_image(const uint8_t* image, size_t size, const char* la
 // HDF5 1.10 trusts a file's metadata: a crafted object header or global heap makes it read freed
 // memory or jump through a wild pointer (one byte flipped and the seal recomputed is enough), and no
 // check made before H5Aread can prevent that, since HDF5 parses the headers on its own. So HDF5
-// parses the checkpoint in a forked child, which sends the result back through a pipe: the caller's
-// process only ever receives bytes and checks them, and a child that dies is a refusal.
+// parses the checkpoint in a forked child (engine/core/isolated.h) whose answer is
+// [the struct, its 9 arrays]: the caller's process only ever receives bytes and checks them, and a
+// child that dies is a refusal.
 
-// A child still parsing after 3 s plus 1 s per 4 MB of file is killed: HDF5 may loop forever on a
-// crafted file, and parses a real one in milliseconds per MB.
-#define CHILD_SECONDS 3
-#define CHILD_BYTES_PER_SECOND ((size_t)4 << 20)
+// The answer's arrays are the file's datasets, each read at most 8 times wider than stored (a
+// 1-byte integer into a float64); a larger answer comes from a crafted file.
+#define ANSWER_PER_FILE_BYTE 8
 
 // The arrays of c (allocated for its counts) and their sizes in bytes, in the order the child sends them.
 #define N_ARRAYS 9
@@ -1098,62 +1096,35 @@ static void checkpoint_arrays(const dato_checkpoint* c, void* ptr[N_ARRAYS], siz
     memcpy(bytes, b, sizeof b);
 }
 
-static int send_all(int fd, const void* p, size_t n) {
-    for (size_t done = 0; done < n;) {
-        ssize_t w = write(fd, (const uint8_t*)p + done, n - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 0;
-        done += (size_t)w;
-    }
-    return 1;
-}
+typedef struct {
+    const uint8_t* image; // (size) bytes: the whole file
+    size_t size;
+    const char* label;
+} image_job;
 
-// n bytes from fd into p before deadline (time(NULL) seconds); 0 on end of file, an error or the deadline.
-static int receive_all(int fd, void* p, size_t n, time_t deadline) {
-    for (size_t done = 0; done < n;) {
-        long left = (long)(deadline - time(NULL));
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int ready = left > 0 ? poll(&pfd, 1, (int)(left > INT_MAX / 1000 ? INT_MAX : left * 1000)) : 0;
-        if (ready < 0 && errno == EINTR) continue;
-        if (ready <= 0) return 0;
-        ssize_t r = read(fd, (uint8_t*)p + done, n - done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return 0;
-        done += (size_t)r;
-    }
-    return 1;
-}
-
-// The child: parse, send [status, message] and on success [the struct, its arrays], exit.
-static void child_main(int fd, const uint8_t* image, size_t size, const char* label) {
+// Runs in the child: parse_image, and on success the struct and its arrays into answer.
+static dato_status parse_checkpoint(void* ctx, dato_bytes* answer, dato_error* err) {
+    const image_job* job = ctx;
     dato_checkpoint c;
-    dato_error e = {{0}};
-    int32_t status = (int32_t)parse_image(image, size, label, &c, &e);
-    int ok = send_all(fd, &status, sizeof status) && send_all(fd, e.msg, sizeof e.msg);
-    if (ok && status == DATO_OK) {
-        void* ptr[N_ARRAYS];
-        size_t bytes[N_ARRAYS];
-        checkpoint_arrays(&c, ptr, bytes);
-        ok = send_all(fd, &c, sizeof c);
-        for (int i = 0; i < N_ARRAYS && ok; i++) ok = send_all(fd, ptr[i], bytes[i]);
+    dato_status st = parse_image(job->image, job->size, job->label, &c, err);
+    if (st != DATO_OK) {
+        dato_checkpoint_free(&c);
+        return st;
     }
-    _exit(ok ? 0 : 1); // no atexit handlers, no flush of the parent's buffers: the child only answers
+    void* ptr[N_ARRAYS];
+    size_t bytes[N_ARRAYS];
+    checkpoint_arrays(&c, ptr, bytes);
+    dato_bytes_append(answer, &c, sizeof c);
+    for (int i = 0; i < N_ARRAYS; i++) dato_bytes_append(answer, ptr[i], bytes[i]);
+    dato_checkpoint_free(&c);
+    return DATO_OK;
 }
 
-// The parent's side: the child's answer into c. Its counts are bounded before anything is allocated.
-static dato_status receive_checkpoint(int fd, size_t size, const char* label, dato_checkpoint* c, dato_error* err) {
-    time_t deadline = time(NULL) + CHILD_SECONDS + (time_t)(size / CHILD_BYTES_PER_SECOND);
-    int32_t status = 0;
-    dato_error e;
-    if (!receive_all(fd, &status, sizeof status, deadline) || !receive_all(fd, e.msg, sizeof e.msg, deadline))
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 gave no answer in %lld s (the file is damaged or crafted)",
-                         label, (long long)(CHILD_SECONDS + size / CHILD_BYTES_PER_SECOND));
-    if (status != DATO_OK) {
-        e.msg[sizeof e.msg - 1] = 0;
-        return dato_fail(err, status > DATO_OK && status <= DATO_ERR_PEER ? (dato_status)status : DATO_ERR_FORMAT, "%s",
-                         e.msg);
-    }
-    if (!receive_all(fd, c, sizeof *c, deadline))
+// The parent's side: the answer into c. Its counts are bounded before anything is allocated.
+static dato_status decode_checkpoint(const dato_bytes* answer, const char* label, dato_checkpoint* c,
+                                     dato_error* err) {
+    size_t at = 0;
+    if (!dato_bytes_take(answer, &at, c, sizeof *c))
         return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer stopped short", label);
     forget_arrays(c); // the child's pointers
     if (c->pop < 1 || c->pop > MAX_POP || c->steps < 1 || c->steps > MAX_STEPS || c->genome_bytes != 2 * c->steps ||
@@ -1165,39 +1136,21 @@ static dato_status receive_checkpoint(int fd, size_t size, const char* label, da
     size_t bytes[N_ARRAYS];
     checkpoint_arrays(c, ptr, bytes);
     for (int i = 0; i < N_ARRAYS; i++)
-        if (!receive_all(fd, ptr[i], bytes[i], deadline))
+        if (!dato_bytes_take(answer, &at, ptr[i], bytes[i]))
             return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer stopped short", label);
+    if (at != answer->len) return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer is longer than its counts", label);
     return DATO_OK;
 }
 
 // parse_image in a child; c is filled on DATO_OK and left with what was received otherwise.
 static dato_status parse_in_child(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
                                   dato_error* err) {
-    int fds[2];
-    if (pipe(fds) != 0) return dato_fail(err, DATO_ERR_IO, "%s: pipe failed (%s)", label, strerror(errno));
-    pid_t pid = fork();
-    if (pid == 0) { // the child prints nothing: its stdout and stderr (HDF5's, a sanitizer's) go to /dev/null
-        close(fds[0]);
-        int null_fd = open("/dev/null", O_WRONLY);
-        if (null_fd >= 0) dup2(null_fd, STDOUT_FILENO), dup2(null_fd, STDERR_FILENO);
-        child_main(fds[1], image, size, label);
-    }
-    int fork_errno = errno;
-    close(fds[1]);
-    dato_status st = pid < 0 ? dato_fail(err, DATO_ERR_IO, "%s: fork failed (%s)", label, strerror(fork_errno))
-                             : receive_checkpoint(fds[0], size, label, c, err);
-    close(fds[0]);
-    if (pid < 0) return st;
-    if (st != DATO_OK) kill(pid, SIGKILL); // a child that stopped answering, maybe still parsing
-    int ws = 0;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
-    }
-    if (st != DATO_OK && WIFSIGNALED(ws) && WTERMSIG(ws) != SIGKILL)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 crashed parsing it (signal %d, %s): the file is damaged or crafted",
-                         label, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
-    if (st != DATO_OK && WIFEXITED(ws) && WEXITSTATUS(ws) != 0)
-        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5 failed parsing it (exit status %d): the file is damaged or crafted",
-                         label, WEXITSTATUS(ws));
+    image_job job = {image, size, label};
+    size_t max_answer = sizeof *c + ANSWER_PER_FILE_BYTE * size; // size bytes are in memory: no overflow
+    dato_bytes answer;
+    dato_status st = dato_isolated_run(parse_checkpoint, &job, label, "HDF5", size, max_answer, &answer, err);
+    if (st == DATO_OK) st = decode_checkpoint(&answer, label, c, err);
+    dato_bytes_free(&answer);
     return st;
 }
 
