@@ -22,6 +22,7 @@
 #endif
 #endif
 
+#ifndef UNDER_ASAN
 // The process's address space now (from /proc/self/statm), in bytes; 0 if unknown.
 static size_t address_space_bytes(void) {
     unsigned long pages = 0;
@@ -32,7 +33,6 @@ static size_t address_space_bytes(void) {
     return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
 }
 
-#ifndef UNDER_ASAN
 // Every malloc of the process (libpng's included) goes through here: the largest request since
 // the last reset shows what a reader asked for, even where the allocation succeeded.
 extern void* __libc_malloc(size_t n);
