@@ -41,21 +41,6 @@ static void usage(void) {
            "  --threads N         CPU threads (default: all)\n");
 }
 
-static char** read_lines(const char* path, int* n) {
-    FILE* f = fopen(path, "r");
-    if (!f) return NULL;
-    char** lines = calloc(MAX_PROMPTS, sizeof *lines);
-    char buf[1024];
-    *n = 0;
-    while (lines && *n < MAX_PROMPTS && fgets(buf, sizeof buf, f)) {
-        size_t len = strcspn(buf, "\r\n");
-        buf[len] = 0;
-        if (len) lines[(*n)++] = strdup(buf);
-    }
-    fclose(f);
-    return lines;
-}
-
 // Images done of total, with the rate and an ETA, on stderr.
 static void print_progress(void* ctx, int done, int total) {
     double el = dato_clock_s() - *(const double*)ctx;
@@ -121,7 +106,7 @@ int main(int argc, char** argv) {
         floor_path = floor_buf;
     }
     int n_prompts = 0;
-    char** prompts = read_lines(md.eval_prompts, &n_prompts);
+    char** prompts = bench_read_lines(md.eval_prompts, MAX_PROMPTS, &n_prompts);
     if (!prompts || n_prompts < 1) {
         fprintf(stderr, "bench_default_model: %s: cannot read prompts\n", md.eval_prompts);
         return 1;
@@ -259,7 +244,6 @@ done:
     if (fx.destroy) fx.destroy(&fx);
     if (have_pipe) dato_pipeline_close(&p);
     dato_backend_destroy(&be);
-    for (int i = 0; i < n_prompts; i++) free(prompts[i]);
-    free(prompts);
+    bench_free_lines(prompts, n_prompts);
     return rc;
 }

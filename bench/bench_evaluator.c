@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     dato_error err = {{0}};
-    char model[4096], prompt_buf[64][256];
-    const char* prompts[64];
+    char model[4096];
     dato_model_defaults md;
     if (dato_default_model_dir(model, sizeof model, &err) || dato_model_defaults_load(&md, model, &err)) {
         fprintf(stderr, "bench_evaluator: %s\n", err.msg);
@@ -48,13 +47,8 @@ int main(int argc, char** argv) {
     }
     if (!steps) steps = md.steps;
     int n_prompts = 0;
-    FILE* f = fopen(md.eval_prompts, "r");
-    while (f && n_prompts < 64 && fgets(prompt_buf[n_prompts], sizeof prompt_buf[0], f)) {
-        prompt_buf[n_prompts][strcspn(prompt_buf[n_prompts], "\r\n")] = 0;
-        if (prompt_buf[n_prompts][0]) prompts[n_prompts] = prompt_buf[n_prompts], n_prompts++;
-    }
-    if (f) fclose(f);
-    if (n_prompts < 1) {
+    char** prompts = bench_read_lines(md.eval_prompts, 64, &n_prompts);
+    if (!prompts || n_prompts < 1) {
         fprintf(stderr, "bench_evaluator: %s: no prompts\n", md.eval_prompts);
         return 1;
     }
@@ -86,7 +80,7 @@ int main(int argc, char** argv) {
     dato_eval_config ec = {.steps = steps, .guidance = md.guidance, .sampler = p.sched.kind, .images = images,
                            .batch = batch};
     if (dato_extractor_featnet_open(&fx, md.feature_net, &be, &err) ||
-        dato_evaluator_create(&ev, &p, &fx, prompts, n_prompts, &ec, &err)) {
+        dato_evaluator_create(&ev, &p, &fx, (const char* const*)prompts, n_prompts, &ec, &err)) {
         fprintf(stderr, "bench_evaluator: %s\n", err.msg);
         return 1;
     }
@@ -125,5 +119,6 @@ int main(int argc, char** argv) {
     fx.destroy(&fx);
     dato_pipeline_close(&p);
     dato_backend_destroy(&be);
+    bench_free_lines(prompts, n_prompts);
     return 0;
 }

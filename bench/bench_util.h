@@ -1,5 +1,5 @@
-// Small helpers shared by the bench programs: the peak RSS, a comparator for medians, and the
-// command-line parser they all use (the clock is the engine's dato_clock_s, clock.h).
+// Small helpers shared by the bench programs: the peak RSS, a comparator for medians, a prompts
+// file's lines, and the command-line parser they all use (the clock is the engine's dato_clock_s, clock.h).
 #ifndef DATO_BENCH_UTIL_H
 #define DATO_BENCH_UTIL_H
 
@@ -15,6 +15,28 @@ static inline double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0;
+}
+
+// The non-empty lines of a text file (up to max, each at most 1023 bytes), strdup'd into a
+// calloc'd array; *n gets their count. NULL if the file cannot be opened. Free with bench_free_lines.
+static inline char** bench_read_lines(const char* path, int max, int* n) {
+    FILE* f = fopen(path, "r");
+    if (!f) return NULL;
+    char** lines = calloc((size_t)max, sizeof *lines);
+    char buf[1024];
+    *n = 0;
+    while (lines && *n < max && fgets(buf, sizeof buf, f)) {
+        size_t len = strcspn(buf, "\r\n");
+        buf[len] = 0;
+        if (len) lines[(*n)++] = strdup(buf);
+    }
+    fclose(f);
+    return lines;
+}
+
+static inline void bench_free_lines(char** lines, int n) {
+    for (int i = 0; lines && i < n; i++) free(lines[i]);
+    free(lines);
 }
 
 static inline int cmp_double(const void* a, const void* b) {
