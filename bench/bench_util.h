@@ -3,6 +3,7 @@
 #ifndef DATO_BENCH_UTIL_H
 #define DATO_BENCH_UTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,19 @@ static inline int bench_parse(int argc, char** argv, const char* prog, const ben
         }
     }
     return 0;
+}
+
+// Fills x (n) with uniform floats in [-1, 1) from a 64-bit LCG: the same values on every machine.
+static inline void bench_fill_uniform(float* x, size_t n, uint64_t seed) {
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        x[i] = (float)((double)(seed >> 40) / (double)(1ULL << 23) - 1.0);
+    }
+}
+
+// How many back-to-back calls of dt seconds each make a timing sample of at least min_s seconds.
+static inline int bench_calls_for(double dt, double min_s) {
+    return dt >= min_s ? 1 : (int)(min_s / (dt > 1e-7 ? dt : 1e-7)) + 1;
 }
 
 #endif

@@ -7,8 +7,8 @@
 
 // Every field, in the header's order. gens and the final stage's counts (final_images, confirm_images,
 // pairs, timing_images, bootstrap) do not change the search's answer: a resume may run longer, re-score
-// or confirm the final front with more images or pairs. threads is checked apart
-// (dato_search_threads_same_bits): some changes keep the answer, others do not.
+// or confirm the final front with more images or pairs. Nor does threads: the engine's bits do not
+// depend on the thread count (the CPU GEMM is one FMA chain per element, engine/backends/cpu/cpu_gemm.c).
 // Enums are stored as ints: the checkpoint and the check read them that way.
 _Static_assert(sizeof(dato_latency_mode) == sizeof(int) && sizeof(dato_ref_mode) == sizeof(int) &&
                    sizeof(dato_quality_objective) == sizeof(int) && sizeof(dato_search_backend) == sizeof(int) &&
@@ -83,17 +83,8 @@ static int text_length(const char* s, size_t cap) {
     return (int)(end ? (size_t)(end - s) : cap);
 }
 
-int dato_search_threads_same_bits(int a, int b) {
-    int same = DATO_SEARCH_SAME_BITS_THREADS;
-    return a == b || (a >= 1 && a <= same && b >= 1 && b <= same);
-}
-
 dato_status dato_search_config_check_resume(const dato_search_config* saved, const dato_search_config* now,
                                             dato_error* err) {
-    if (!dato_search_threads_same_bits(saved->threads, now->threads))
-        return dato_fail(err, DATO_ERR_INVALID, "threads: checkpoint %d vs now %d: only 1 to %d threads (or the same "
-                         "count; 0 is all the cores) give the same images, so resume with --threads %d", saved->threads,
-                         now->threads, DATO_SEARCH_SAME_BITS_THREADS, saved->threads);
     const char* a = (const char*)saved;
     const char* b = (const char*)now;
     for (int i = 0; i < dato_search_config_n_fields; i++) {

@@ -77,9 +77,8 @@ typedef struct {
     int gens;                   // generations to run in total (a resume may raise it)
     uint64_t seed;
     int n_branches;             // B of the UNet: genome depths 0..B+1
-    int threads;                // CPU threads per rank, 0: all (split among a host's ranks). 1 to
-                                // DATO_SEARCH_SAME_BITS_THREADS give the same bits; above, the CPU GEMM splits by
-                                // thread count, which changes the last bits (dato_search_threads_same_bits)
+    int threads;                // CPU threads per rank, 0: all (split among a host's ranks); any count
+                                // gives the same bits, so a resume may change it
 } dato_search_config;
 
 // Every field as data, for the checkpoint (all fields) and the resume check (those with answer = 1),
@@ -107,16 +106,9 @@ const char* dato_search_backend_name(dato_search_backend b);
 // "featnet" or "inception".
 const char* dato_extractor_kind_name(dato_extractor_kind k);
 
-// The thread counts that give the same images bit for bit (the CPU GEMM splits work by thread count above).
-#define DATO_SEARCH_SAME_BITS_THREADS 4
-
-// The one rule for a thread change on resume: 1 when runs at a and b threads per rank give the same
-// bits: equal counts, or both in 1..DATO_SEARCH_SAME_BITS_THREADS (0, all the cores, only equals 0).
-int dato_search_threads_same_bits(int a, int b);
-
 // Compares a checkpoint's config with a resume's. Fields that change the answer (model, prompts,
 // reference, images, steps, guidance, sampler, seed, pop, latency mode, ...) must agree; gens and
-// the final stages' counts may differ, threads as dato_search_threads_same_bits allows.
+// the final stages' counts and threads may differ.
 // DATO_ERR_INVALID names the first field that differs with both values, e.g. "model_hash: checkpoint
 // fnv1a64:ab.. vs now fnv1a64:cd..".
 dato_status dato_search_config_check_resume(const dato_search_config* saved, const dato_search_config* now,

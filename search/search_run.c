@@ -434,8 +434,8 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
         free(text);
         DATO_TRY(st);
     } else if (resuming) {
-        // The run's own table, whose hash the checkpoint holds: the thread count it was timed at is
-        // the resume check's to judge (dato_search_threads_same_bits), every other key field must agree.
+        // The run's own table, whose hash the checkpoint holds: it keeps the thread count it was timed
+        // at (a resume may change threads: the bits do not depend on it), every other key field must agree.
         DATO_TRY(dato_latency_load(&s->table, s->table_path, NULL, err));
         key.threads = s->table.key.threads;
         DATO_TRY(dato_latency_key_check(&s->table.key, &key, s->table_path, err));

@@ -372,7 +372,7 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, view* v, d
         }
     }
     if (o->resume) { // the run folder is the checkpoint's; only gens, the final stages' counts and threads
-                     // (dato_search_threads_same_bits) may change
+                     // may change
         const char* slash = strrchr(o->resume, '/');
         snprintf(run_dir, 4096, "%.*s", slash ? (int)(slash - o->resume) : 1, slash ? o->resume : ".");
         o->run_dir = run_dir;

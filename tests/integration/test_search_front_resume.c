@@ -1,10 +1,9 @@
 // dato-search on the embedded default model, small (pop 6, 10 images, 10 steps, table latency), issue 23:
 // - A runs 2 generations at --threads 1; B runs 1 generation on A's latency table, then resumes to 2
-//   at --threads 2 (1 to 4 threads give the same bits, so the resume must be allowed, the table's
+//   at --threads 5 (any thread count gives the same bits, so the resume must be allowed, the table's
 //   key notwithstanding). Both end with the same population and archive bit for bit, and with the
 //   same front.csv and confirm.csv in every column the clock does not measure, rows in the same
 //   order (the front is ranked by the search's latency, not by the final re-measure);
-// - a resume at 8 threads (other bits) is refused naming threads;
 // - a run refused at start (an empty --latency-table) leaves no run folder behind;
 // - a checkpoint whose config claims 2^31 - 1 images is refused naming --images, before any image;
 // - an image size from the model's dato.json that the model cannot take is refused naming dato.json.
@@ -133,16 +132,12 @@ int main(int argc, char** argv) {
     snprintf(cmd, sizeof cmd, "%s " FLAGS " --threads 1 --gens 1 --latency-table %s/latency_table.json --out %s",
              search_exe, a, b);
     CHECK(run(cmd) == 0, "run B (1 generation) failed");
-    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 2 --threads 2 --quiet", search_exe, cb);
-    CHECK(run(cmd) == 0, "--resume --threads 2 of a 1-thread run failed");
+    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 2 --threads 5 --quiet", search_exe, cb);
+    CHECK(run(cmd) == 0, "--resume --threads 5 of a 1-thread run failed");
     CHECK(search_test_same_result(ca, cb), "the resumed run's population or archive differs");
     CHECK(same_csv(a, b, "front.csv"), "front.csv differs between the run and the resumed run");
     CHECK(same_csv(a, b, "confirm.csv"), "confirm.csv differs between the run and the resumed run");
     CHECK(front_sorted(a) && front_sorted(b), "a front.csv is not sorted by latency_s");
-
-    // 8 threads give other bits: refused, naming the field and both counts.
-    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 3 --threads 8 --quiet", search_exe, cb);
-    CHECK(run(cmd) == 1 && err_has("threads: checkpoint 2 vs now 8"), "--threads 8 on a 2-thread run was not refused");
 
     // A run refused at start leaves nothing: an empty latency table (a full disk's leftover).
     snprintf(path, sizeof path, "%s/empty.json", tmpdir);

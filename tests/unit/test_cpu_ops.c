@@ -636,8 +636,9 @@ int main(void) {
 
     // attention on each kernel set this CPU can run: AVX-512 (if present), then the 8-float one
     cpu_backend* cpu = be.impl;
-    for (int avx512 = cpu->avx512 ? 1 : 0; avx512 >= 0; avx512--) {
-        cpu->avx512 = avx512;
+    cpu_isa best = cpu->isa;
+    for (int avx512 = best >= CPU_ISA_AVX512; avx512 >= 0; avx512--) {
+        cpu->isa = avx512 ? CPU_ISA_AVX512 : (best < CPU_ISA_AVX2 ? best : CPU_ISA_AVX2);
         printf("attention kernels: %s\n", avx512 ? "AVX-512" : "8-float (AVX2 or portable)");
         test_attention(&be, 2, 300, 600, 3, 40, 1.0f, 0);   // self-attention size class, several key blocks
         test_attention(&be, 2, 130, 77, 2, 20, 1.0f, 0);    // cross-attention, Nq != Nk, head dim not a multiple of 8

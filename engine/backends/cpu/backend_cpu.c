@@ -1,20 +1,20 @@
-// The CPU backend: the reference implementation of every op in backend.h, in C + OpenMP with
-// GEMMs through OpenBLAS. This file holds the memory ops, the ops table, init and destroy; the
-// ops live in cpu_conv.c, cpu_linear.c, cpu_norm.c, cpu_activation.c, cpu_attention.c,
-// cpu_layout.c, cpu_pool.c and cpu_dato.c, each checking its arguments by the rule op_check.h
-// shares with the CUDA backend.
+// The CPU backend: the reference implementation of every op in backend.h, in C + OpenMP. This
+// file holds the memory ops, the ops table, init and destroy; the ops live in cpu_conv.c,
+// cpu_linear.c, cpu_gemm.c, cpu_norm.c, cpu_activation.c, cpu_attention.c, cpu_layout.c,
+// cpu_pool.c and cpu_dato.c, each checking its arguments by the rule op_check.h shares with the
+// CUDA backend.
 //
-// Threads: one pool, OpenMP's. OpenBLAS is set to one thread and every GEMM is cut into
-// blocks that the OpenMP threads multiply side by side (cpu_gemm_team in cpu_linear.c).
-// Letting OpenBLAS thread its own GEMMs (Debian ships its pthread build) between OpenMP loops
-// halves the speed: after each OpenMP region libgomp's idle threads spin for milliseconds
-// (OMP_WAIT_POLICY unset), stealing the cores OpenBLAS's threads need (measured: conv 3x3
-// 320->320 at 64x64 ran at 58 GFLOP/s that way on 2 cores, 224 with OMP_WAIT_POLICY=passive,
-// 216 as a team). OpenBLAS 0.3.21 does not know Zen 4/5 and picks its AVX2 (Haswell) kernels
-// there; OPENBLAS_CORETYPE=SkylakeX in the environment gives its AVX-512 ones (conv 1.7x).
+// Threads: one pool, OpenMP's. GEMMs are our own (cpu_gemm.c): their bits do not depend on the
+// thread count. OpenBLAS, which the metrics' double-precision algebra still uses, is set to one
+// thread: letting its pthreads run between OpenMP loops halves the speed, as libgomp's idle
+// threads spin for milliseconds after each region (OMP_WAIT_POLICY unset) and steal its cores.
 //
-// The ops share the backend's scratch (im2col tile, attention blocks): a backend serves one
-// calling thread at a time.
+// Instruction sets: the build's baseline is x86-64-v3 (AVX2 + FMA); attention has AVX-512
+// kernels picked at run time; $DATO_CPU_ISA (generic, avx2, avx512) caps the level so that
+// the lower paths run, and are tested, on any machine.
+//
+// The ops share the backend's scratch (im2col tile, GEMM panels, attention blocks): a backend
+// serves one calling thread at a time.
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -95,7 +95,28 @@ static void cpu_destroy(dato_backend* be) {
     cpu_backend* cpu = be->impl;
     free(cpu->col);
     free(cpu->attn);
+    free(cpu->pack);
     free(cpu);
+}
+
+// The best level the CPU has, capped by $DATO_CPU_ISA when it is set.
+static dato_status detect_isa(cpu_isa* isa, dato_error* err) {
+    static const char* const names[] = {"generic", "avx2", "avx512"}; // by cpu_isa
+    *isa = CPU_ISA_GENERIC;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) *isa = CPU_ISA_AVX2;
+    if (*isa == CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f")) *isa = CPU_ISA_AVX512;
+#endif
+    const char* cap = getenv("DATO_CPU_ISA");
+    if (!cap || !*cap) return DATO_OK;
+    for (int level = 0; level < (int)(sizeof names / sizeof names[0]); level++)
+        if (strcmp(cap, names[level]) == 0) {
+            if ((cpu_isa)level < *isa) *isa = (cpu_isa)level;
+            return DATO_OK;
+        }
+    return dato_fail(err, DATO_ERR_INVALID, "cpu backend: $DATO_CPU_ISA is '%.32s': expected generic, avx2 or avx512",
+                     cap);
 }
 
 dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err) {
@@ -103,22 +124,23 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
     *be = (dato_backend){0};
     if (threads > 0) omp_set_num_threads(threads);
     else threads = omp_get_max_threads();
-    openblas_set_num_threads(1); // the OpenMP threads run the GEMM blocks, see the top of this file
+    openblas_set_num_threads(1); // see the top of this file
+    cpu_isa isa;
+    DATO_TRY(detect_isa(&isa, err));
     cpu_backend* cpu = calloc(1, sizeof *cpu);
     if (!cpu) return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for its state");
     cpu->destroy = cpu_destroy;
     cpu->threads = threads;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    cpu->avx512 = __builtin_cpu_supports("avx512f") != 0;
-#endif
+    cpu->isa = isa;
     cpu->col_floats = (size_t)threads * CPU_COL_FLOATS_PER_THREAD;
     if (cpu->col_floats < CPU_COL_FLOATS_MIN) cpu->col_floats = CPU_COL_FLOATS_MIN;
     cpu->col = aligned_alloc(64, cpu->col_floats * sizeof(float));
     cpu->attn = aligned_alloc(64, (size_t)threads * CPU_ATTN_FLOATS_PER_THREAD * sizeof(float));
-    if (!cpu->col || !cpu->attn) {
+    cpu->pack = aligned_alloc(64, (size_t)threads * CPU_GEMM_PACK_FLOATS * sizeof(float));
+    if (!cpu->col || !cpu->attn || !cpu->pack) {
         free(cpu->col);
         free(cpu->attn);
+        free(cpu->pack);
         free(cpu);
         return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for %d threads' scratch", threads);
     }

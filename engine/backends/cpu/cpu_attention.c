@@ -318,7 +318,7 @@ dato_status cpu_attention(dato_backend* be, dato_tensor* out, const dato_tensor*
     attn_tile_fn* tile_fn = attn8_tile;
     int64_t qt_width = ATTN8_QT;
 #ifdef ATTN_HAVE_AVX512
-    if (cpu->avx512) tile_fn = attn16_tile, qt_width = ATTN16_QT;
+    if (cpu->isa >= CPU_ISA_AVX512) tile_fn = attn16_tile, qt_width = ATTN16_QT;
 #endif
     // Chunks of up to ATTN_CHUNK_TILES tiles, shortened when that is needed for 4 tasks per
     // thread or to fit the scratch (qt and ot dominate it: d * chunk each).

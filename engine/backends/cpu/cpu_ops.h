@@ -15,15 +15,28 @@
 #define CPU_COL_FLOATS_MIN ((size_t)4 << 20)         // 16 MiB at least
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
 
+// GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B.
+#define CPU_GEMM_MR 6
+#define CPU_GEMM_NR 16
+#define CPU_GEMM_KC 256
+#define CPU_GEMM_MC 72
+#define CPU_GEMM_NC 512
+#define CPU_GEMM_PACK_FLOATS ((size_t)CPU_GEMM_MC * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC) // per thread
+
+// The instruction set the kernels use: the best the CPU has, or lower where $DATO_CPU_ISA says
+// (generic, avx2 or avx512), so one binary's other paths can be tested on any machine.
+typedef enum { CPU_ISA_GENERIC, CPU_ISA_AVX2, CPU_ISA_AVX512 } cpu_isa;
+
 typedef struct {
     // First member by the convention of dato_backend_destroy (backend_cpu.c): every backend
     // with private state puts its destroy function first in its impl struct.
     void (*destroy)(dato_backend* be);
     int threads;       // OpenMP threads of every parallel region
-    int avx512;        // the CPU has AVX-512F: attention runs its 16-float kernels
+    cpu_isa isa;       // AVX-512: attention runs its 16-float kernels; AVX2 or better: the GEMM's AVX2 kernel
     float* col;        // (col_floats) im2col tile of conv2d, shared by the team; dato_select_keep's sort
     size_t col_floats;
     float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
+    float* pack;       // (threads, CPU_GEMM_PACK_FLOATS) per-thread GEMM panels
 } cpu_backend;
 
 static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backend*)be->impl)->threads; }
@@ -31,12 +44,27 @@ static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backe
 // Elementwise loops below this size run on one thread: a parallel region costs microseconds.
 #define CPU_PARALLEL_MIN 32768
 
-// C (M, N) = A (M, K) @ B for B (K, N), or A @ B^T for B (N, K) when b_transposed; leading
-// dimensions lda, ldb, ldc. Called by every thread of an OpenMP parallel region (an orphaned
-// `omp for`, with its barrier): C is cut into one block per thread, each block one
-// single-threaded OpenBLAS call. See backend_cpu.c for why GEMMs never run on OpenBLAS threads.
-void cpu_gemm_team(int m, int n, int k, const float* a, int lda, const float* b, int ldb, int b_transposed, float* c,
-                   int ldc);
+// C (M, N) = A (M, K) @ B, B (K, N) or, when b_transposed, stored as B^T (N, K); plus a bias
+// per row and/or per column, added once after the product. Leading dimensions lda, ldb, ldc.
+typedef struct {
+    int m, n, k;
+    const float* a;        // (M, K) at lda
+    int lda;
+    const float* b;        // (K, N) at ldb, or (N, K) when b_transposed
+    int ldb, b_transposed;
+    float* c;              // (M, N) at ldc
+    int ldc;
+    const float* row_bias; // (M) or NULL
+    const float* col_bias; // (N) or NULL
+} cpu_gemm_args;
+
+// cpu_gemm.c. Each element of C is one FMA chain over k in order, so the bits do not depend on
+// the thread count, the blocking or the kernel (generic or AVX2).
+// The GEMM shared by the team: called by every thread of an OpenMP parallel region (an
+// orphaned `omp for`, with its barrier).
+void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g);
+// The whole GEMM on the calling thread (of a parallel region or not), in its own panels.
+void cpu_gemm_one(const cpu_backend* cpu, const cpu_gemm_args* g);
 
 // Bits of a float and back (compile to register moves, vectorize).
 static inline uint32_t cpu_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

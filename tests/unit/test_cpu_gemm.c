@@ -1,0 +1,158 @@
+// The CPU backend's GEMM (engine/backends/cpu/cpu_gemm.c) against a double-precision reference,
+// and its promise of bits: the portable kernel, the AVX2 kernel, one thread and a team of 2, 3
+// or 8, and conv2d's two ways of sharing work (one image per thread, the team over tiles) give
+// the same bits. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
+// several N blocks (N > 512), K = 0, padded leading dimensions, both B layouts and both biases.
+// Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu/cpu_ops.h" // white box: the GEMM entry points and the ISA level
+#include "rng.h"
+#include "test_util.h"
+
+static dato_rng rng;
+
+static float* randn(size_t n) {
+    float* x = malloc(n * sizeof(float) + 4);
+    dato_rng_fill_normal(&rng, x, n);
+    return x;
+}
+
+typedef struct {
+    int m, n, k, b_transposed, pad, row_bias, col_bias;
+} gemm_case;
+
+static dato_backend open_cpu(int threads, const char* isa) {
+    if (isa) setenv("DATO_CPU_ISA", isa, 1);
+    else unsetenv("DATO_CPU_ISA");
+    dato_backend be;
+    dato_error err;
+    dato_status st = dato_backend_cpu_init(&be, threads, &err);
+    CHECK(st == DATO_OK, "cpu init at %d threads: %s", threads, err.msg);
+    unsetenv("DATO_CPU_ISA");
+    return be;
+}
+
+// C on backend be: the team's GEMM in a parallel region of `threads`, or one thread's.
+static void run_gemm(const dato_backend* be, const cpu_gemm_args* g, int team) {
+    const cpu_backend* cpu = be->impl;
+    if (!team) {
+        cpu_gemm_one(cpu, g);
+        return;
+    }
+    #pragma omp parallel num_threads(cpu->threads)
+    cpu_gemm_team(cpu, g);
+}
+
+// One case on every backend; returns the largest error over the bound k * 2^-24 * sum |a b|.
+static void test_case(dato_backend* bes, int n_bes, const gemm_case* t) {
+    int lda = t->k + t->pad, ldb = (t->b_transposed ? t->k : t->n) + t->pad, ldc = t->n + t->pad;
+    size_t b_rows = t->b_transposed ? (size_t)t->n : (size_t)t->k;
+    float* a = randn((size_t)t->m * lda);   // (M, K) at lda
+    float* b = randn(b_rows * ldb);         // (K, N) or (N, K) at ldb
+    float* rb = randn((size_t)t->m);        // (M)
+    float* cb = randn((size_t)t->n);        // (N)
+    size_t c_size = (size_t)t->m * ldc;
+    float* first = malloc(c_size * sizeof(float) + 4); // (M, N) at ldc: the first run's result
+    float* c = malloc(c_size * sizeof(float) + 4);
+    cpu_gemm_args g = {.m = t->m, .n = t->n, .k = t->k, .a = a, .lda = lda, .b = b, .ldb = ldb,
+                       .b_transposed = t->b_transposed, .c = c, .ldc = ldc,
+                       .row_bias = t->row_bias ? rb : NULL, .col_bias = t->col_bias ? cb : NULL};
+    int differ = 0;
+    for (int i = 0; i < n_bes; i++)
+        for (int team = 0; team < 2; team++) {
+            for (size_t e = 0; e < c_size; e++) c[e] = NAN; // every element must be written
+            run_gemm(&bes[i], &g, team);
+            if (i == 0 && team == 0) memcpy(first, c, c_size * sizeof(float));
+            for (int r = 0; r < t->m; r++) differ |= memcmp(first + (size_t)r * ldc, c + (size_t)r * ldc, (size_t)t->n * 4) != 0;
+        }
+    double worst = 0; // |c - ref| / (k * 2^-24 * sum |a b| + |bias| 2^-23 + tiny)
+    for (int i = 0; i < t->m; i++)
+        for (int j = 0; j < t->n; j++) {
+            double ref = 0, mag = 0;
+            for (int p = 0; p < t->k; p++) {
+                double bv = t->b_transposed ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                ref += (double)a[(size_t)i * lda + p] * bv;
+                mag += fabs((double)a[(size_t)i * lda + p] * bv);
+            }
+            double bias = (t->row_bias ? rb[i] : 0.0) + (t->col_bias ? cb[j] : 0.0);
+            ref += bias;
+            double bound = (t->k + 2) * ldexp(1.0, -24) * (mag + fabs(bias)) + 1e-30;
+            double e = fabs((double)first[(size_t)i * ldc + j] - ref) / bound;
+            if (e > worst || e != e) worst = e;
+        }
+    printf("gemm %4dx%4dx%4d %s pad %d%s%s: error %.3f of the bound, %s\n", t->m, t->n, t->k,
+           t->b_transposed ? "B^T" : "B  ", t->pad, t->row_bias ? " +row bias" : "", t->col_bias ? " +col bias" : "",
+           worst, differ ? "BITS DIFFER" : "same bits on every backend and split");
+    CHECK(worst <= 1.0, "gemm %dx%dx%d: error %.3f of the bound k 2^-24 sum|ab|", t->m, t->n, t->k, worst);
+    CHECK(!differ, "gemm %dx%dx%d: bits differ between kernels, thread counts or splits", t->m, t->n, t->k);
+    free(a), free(b), free(rb), free(cb), free(first), free(c);
+}
+
+// conv2d at 1, 2 and 3 threads (batch 6: one image per thread at 1, 2 and 3; batch 5: the team
+// at 2 and 3) and with the portable kernel: the same bits.
+static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k) {
+    int pad = k / 2;
+    size_t nx = (size_t)batch * ci * hw * hw, nw = (size_t)co * ci * k * k, no = (size_t)batch * co * hw * hw;
+    float* x = randn(nx);  // (B, Ci, H, W)
+    float* w = randn(nw);  // (Co, Ci, k, k)
+    float* b = randn(co);  // (Co)
+    float* first = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float)); // (B, Co, H, W)
+    int differ = 0;
+    for (int i = 0; i < n_bes; i++) {
+        dato_tensor tx = dato_tensor_f32_4d(x, batch, ci, hw, hw), tw = dato_tensor_f32_4d(w, co, ci, k, k);
+        dato_tensor tb = dato_tensor_f32_1d(b, co), to = dato_tensor_f32_4d(out, batch, co, hw, hw);
+        dato_error err;
+        dato_status st = bes[i].ops->conv2d(&bes[i], &to, &tx, &tw, &tb, 1, 1, pad, pad, &err);
+        CHECK(st == DATO_OK, "conv2d: %s", err.msg);
+        if (i == 0) memcpy(first, out, no * sizeof(float));
+        differ |= memcmp(first, out, no * sizeof(float)) != 0;
+    }
+    printf("conv2d B%d %dx%dx%d -> %d k%d: %s\n", batch, ci, hw, hw, co, k, differ ? "BITS DIFFER" : "same bits at 1, 2, 3 threads and generic");
+    CHECK(!differ, "conv2d B%d: bits differ between thread counts or kernels", batch);
+    free(x), free(w), free(b), free(first), free(out);
+}
+
+static void test_isa_variable(void) {
+    dato_backend be;
+    dato_error err;
+    setenv("DATO_CPU_ISA", "avx3", 1);
+    dato_status st = dato_backend_cpu_init(&be, 1, &err);
+    CHECK(st == DATO_ERR_INVALID && strstr(err.msg, "DATO_CPU_ISA") && strstr(err.msg, "'avx3'") &&
+              strstr(err.msg, "generic, avx2 or avx512"),
+          "an unknown level is refused by name: %s", err.msg);
+    be = open_cpu(1, "generic");
+    CHECK(((cpu_backend*)be.impl)->isa == CPU_ISA_GENERIC, "generic caps the kernels");
+    dato_backend_destroy(&be);
+    dato_backend best = open_cpu(1, NULL), capped = open_cpu(1, "avx512");
+    CHECK(((cpu_backend*)capped.impl)->isa == ((cpu_backend*)best.impl)->isa, "a cap above the CPU changes nothing");
+    printf("this CPU's level: %s\n", (const char*[]){"generic", "avx2", "avx512"}[((cpu_backend*)best.impl)->isa]);
+    dato_backend_destroy(&best);
+    dato_backend_destroy(&capped);
+}
+
+int main(void) {
+    dato_rng_seed(&rng, 7);
+    test_isa_variable();
+    // generic at 1 thread first: every other result must equal its bits
+    dato_backend bes[5] = {open_cpu(1, "generic"), open_cpu(1, NULL), open_cpu(2, NULL), open_cpu(3, NULL),
+                           open_cpu(8, NULL)};
+    static const gemm_case cases[] = {
+        {1, 1, 1, 0, 0, 0, 0},       {5, 15, 7, 0, 0, 1, 0},     {6, 16, 256, 0, 0, 0, 0},
+        {7, 17, 257, 1, 0, 0, 1},    {13, 33, 600, 0, 3, 1, 1},  {32, 196, 288, 0, 0, 1, 0},
+        {48, 49, 432, 0, 0, 1, 0},   {73, 530, 300, 1, 5, 0, 1}, {150, 64, 32, 1, 0, 0, 1},
+        {392, 256, 32, 1, 0, 0, 1},  {40, 1100, 70, 0, 0, 1, 0}, {9, 20, 0, 0, 2, 1, 1},
+        {200, 3, 513, 1, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 5, &cases[i]);
+    dato_backend conv_bes[4] = {bes[0], bes[1], bes[2], bes[3]};
+    test_conv_bits(conv_bes, 4, 6, 8, 14, 32, 3); // one image per thread
+    test_conv_bits(conv_bes, 4, 5, 8, 14, 12, 3); // the team at 2 and 3 threads
+    test_conv_bits(conv_bes, 4, 6, 8, 9, 20, 1);  // 1x1: no im2col
+    for (int i = 0; i < 5; i++) dato_backend_destroy(&bes[i]);
+    return test_summary();
+}
