@@ -94,7 +94,8 @@ static void test_case(dato_backend* bes, int n_bes, const gemm_case* t) {
 }
 
 // conv2d at 1, 2 and 3 threads (batch 6: one image per thread at 1, 2 and 3; batch 5: the team
-// at 2 and 3) and with the portable kernel: the same bits.
+// at 2 and 3; a 64x260x260 input: the team over several bands) and with the portable kernel: the
+// same bits.
 static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k) {
     int pad = k / 2;
     size_t nx = (size_t)batch * ci * hw * hw, nw = (size_t)co * ci * k * k, no = (size_t)batch * co * hw * hw;
@@ -153,6 +154,7 @@ int main(void) {
     test_conv_bits(conv_bes, 4, 6, 8, 14, 32, 3); // one image per thread
     test_conv_bits(conv_bes, 4, 5, 8, 14, 12, 3); // the team at 2 and 3 threads
     test_conv_bits(conv_bes, 4, 6, 8, 9, 20, 1);  // 1x1: no im2col
+    test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3); // the team over several bands of rows
     for (int i = 0; i < 5; i++) dato_backend_destroy(&bes[i]);
     return test_summary();
 }

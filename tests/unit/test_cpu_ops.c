@@ -587,7 +587,9 @@ int main(void) {
     test_conv(&be, 2, 8, 5, 3, 4, 1, 1, 0, 1);    // 1x1: the direct GEMM path
     test_conv(&be, 1, 6, 9, 6, 5, 3, 1, 0, 1);    // valid conv
     test_conv(&be, 1, 3, 7, 9, 2, 1, 2, 0, 0);    // 1x1 stride 2: im2col path
-    test_conv(&be, 1, 64, 95, 97, 8, 3, 1, 1, 1); // two im2col tiles, split mid-row
+    test_conv(&be, 1, 64, 95, 97, 8, 3, 1, 1, 1); // batch 1: the team over one band
+    test_conv(&be, 1, 64, 260, 260, 4, 3, 1, 1, 1);  // padded input over the scratch: several bands of rows
+    test_conv(&be, 1, 32, 400, 401, 3, 3, 2, 1, 0);  // several bands at stride 2
     test_conv(&be, 1, 1, 1, 1, 1, 3, 1, 1, 1);    // a single pixel
     // Inception's rectangular kernels and per-dimension padding
     test_conv_rect(&be, 2, 6, 9, 11, 5, 1, 7, 1, 1, 0, 3, 1);  // 1x7 pad (0, 3)

@@ -13,7 +13,7 @@
 // kernels picked at run time; $DATO_CPU_ISA (generic, avx2, avx512) caps the level so that
 // the lower paths run, and are tested, on any machine.
 //
-// The ops share the backend's scratch (im2col tile, GEMM panels, attention blocks): a backend
+// The ops share the backend's scratch (conv2d's padded inputs, GEMM panels, attention blocks): a backend
 // serves one calling thread at a time.
 #include <cblas.h>
 #include <omp.h>
@@ -93,7 +93,7 @@ static const dato_backend_ops cpu_ops = {
 
 static void cpu_destroy(dato_backend* be) {
     cpu_backend* cpu = be->impl;
-    free(cpu->col);
+    free(cpu->scratch);
     free(cpu->attn);
     free(cpu->pack);
     free(cpu);
@@ -132,13 +132,13 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
     cpu->destroy = cpu_destroy;
     cpu->threads = threads;
     cpu->isa = isa;
-    cpu->col_floats = (size_t)threads * CPU_COL_FLOATS_PER_THREAD;
-    if (cpu->col_floats < CPU_COL_FLOATS_MIN) cpu->col_floats = CPU_COL_FLOATS_MIN;
-    cpu->col = aligned_alloc(64, cpu->col_floats * sizeof(float));
+    cpu->scratch_floats = (size_t)threads * CPU_SCRATCH_FLOATS_PER_THREAD;
+    if (cpu->scratch_floats < CPU_SCRATCH_FLOATS_MIN) cpu->scratch_floats = CPU_SCRATCH_FLOATS_MIN;
+    cpu->scratch = aligned_alloc(64, cpu->scratch_floats * sizeof(float));
     cpu->attn = aligned_alloc(64, (size_t)threads * CPU_ATTN_FLOATS_PER_THREAD * sizeof(float));
     cpu->pack = aligned_alloc(64, (size_t)threads * CPU_GEMM_PACK_FLOATS * sizeof(float));
-    if (!cpu->col || !cpu->attn || !cpu->pack) {
-        free(cpu->col);
+    if (!cpu->scratch || !cpu->attn || !cpu->pack) {
+        free(cpu->scratch);
         free(cpu->attn);
         free(cpu->pack);
         free(cpu);

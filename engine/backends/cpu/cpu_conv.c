@@ -1,50 +1,55 @@
-// conv2d on the CPU. A 1x1 stride-1 unpadded conv is one GEMM per image: out (Co, H*W) =
-// w (Co, Ci) @ x (Ci, H*W). Any other conv unrolls output positions into the im2col scratch,
-// col (Ci*kh*kw, n), and multiplies w (Co, Ci*kh*kw) @ col straight into out (the GEMM adds the
-// bias). Two ways to share the work, chosen by shape, with the same bits (cpu_gemm.c):
-// - one image per thread, when the batch divides among the threads and an image's columns fit a
-//   thread's share of the scratch: no barrier between images (the default model's 14x14 convs);
-// - otherwise the team fills a tile of output positions, then multiplies it, tile after tile
-//   (SD's 64x64 convs, whose columns are tens of MB).
+// conv2d on the CPU, as GEMMs: out (Co, Ho*Wo) = w (Co, Ci*kh*kw) @ im2col(x) per image, the bias
+// added by the GEMM. A 1x1 stride-1 unpadded conv multiplies x (Ci, H*W) itself. Any other conv
+// never writes its im2col matrix: it copies a band of input rows, zero-padded, into the scratch,
+// and the GEMM gathers its panels of im2col(x) straight from that copy through two offset
+// tables (B[r][q] = band[row_offset[r] + col_offset[q]], cpu_gemm.c). The copy is the input's
+// size, not kh*kw times it, and needs no bounds checks.
+//
+// Two ways to share the work, chosen by shape, with the same bits (cpu_gemm.c):
+// - one image per thread, when the batch divides among the threads and an image's padded copy
+//   fits a thread's share of the scratch: no barrier between images;
+// - otherwise the team copies a band of output rows' inputs, then multiplies it, band after band.
 // The scratch is fixed, so no op allocates.
 #include <omp.h>
 
 #include "cpu_ops.h"
 
-// Fills row r of col (K = Ci*kh*kw, n) for the output positions [p0, p0 + n) of one image
-// x (Ci, H, W). Row r = (ci*kh + ky)*kw + kx matches the memory order of w (Co, Ci, kh, kw).
-// The copies are inline loops, not memcpy: at 14x14 a segment is 14 floats, and a call per
-// segment cost as much as the multiply-adds the column feeds.
-static void im2col_row(float* restrict col, const float* restrict x, int64_t r, int64_t h, int64_t w, int kh, int kw,
-                       int stride_h, int stride_w, int pad_h, int pad_w, int64_t wo, int64_t p0, int64_t n) {
-    int64_t ci = r / (kh * kw);
-    int ky = (int)(r / kw % kh), kx = (int)(r % kw);
-    const float* xc = x + ci * h * w; // (H, W)
-    float* dst = col + r * n;         // (n)
-    // the output columns whose input column ox*stride_w - pad_w + kx lies in [0, w): [lo_all, hi_all)
-    int64_t lo_all = pad_w - kx > 0 ? (pad_w - kx + stride_w - 1) / stride_w : 0;
-    int64_t hi_all = (w - 1 + pad_w - kx) >= 0 ? (w - 1 + pad_w - kx) / stride_w + 1 : 0;
-    // walk the tile one output row segment [ox0, ox1) at a time
-    for (int64_t p = p0, oy = p0 / wo, ox0 = p0 % wo; p < p0 + n; oy++, ox0 = 0) {
-        int64_t ox1 = wo < ox0 + (p0 + n - p) ? wo : ox0 + (p0 + n - p);
-        float* d = dst + (p - p0); // d[ox - ox0] for ox in [ox0, ox1)
-        int64_t iy = oy * stride_h - pad_h + ky;
-        if (iy < 0 || iy >= h) {
-            for (int64_t ox = ox0; ox < ox1; ox++) d[ox - ox0] = 0.0f;
-        } else {
-            const float* xr = xc + iy * w; // (W)
-            int64_t shift = ox0 + kx - pad_w; // stride 1: d[e] reads input column e + shift
-            int64_t lo = lo_all < ox0 ? ox0 : (lo_all > ox1 ? ox1 : lo_all);
-            int64_t hi = hi_all > ox1 ? ox1 : (hi_all < lo ? lo : hi_all);
-            for (int64_t e = 0; e < lo - ox0; e++) d[e] = 0.0f;
-            if (stride_w == 1)
-                for (int64_t e = lo - ox0; e < hi - ox0; e++) d[e] = xr[e + shift];
-            else
-                for (int64_t e = lo - ox0; e < hi - ox0; e++) d[e] = xr[(e + ox0) * stride_w + kx - pad_w];
-            for (int64_t e = hi - ox0; e < ox1 - ox0; e++) d[e] = 0.0f;
+// One conv's geometry and the band size that fits the scratch.
+typedef struct {
+    int64_t ci, h, w, kh, kw, sh, sw, ph, pw, ho, wo;
+    int64_t wp;        // padded band width: W + 2 pw
+    int64_t band_rows; // output rows per band
+    int64_t hb;        // input rows per band: (band_rows - 1) * sh + kh
+} conv_geom;
+
+// Copies input rows [iy0, iy0 + hb) of channels [c0, c1) of x (Ci, H, W) into band (Ci, hb, Wp),
+// zero outside the image (rows < 0 or >= H, and pw columns on each side).
+static void pad_band(float* band, const float* x, const conv_geom* q, int64_t c0, int64_t c1, int64_t iy0) {
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t r = 0; r < q->hb; r++) {
+            float* dst = band + (c * q->hb + r) * q->wp; // (Wp)
+            int64_t iy = iy0 + r;
+            if (iy < 0 || iy >= q->h) {
+                for (int64_t i = 0; i < q->wp; i++) dst[i] = 0.0f;
+                continue;
+            }
+            const float* src = x + (c * q->h + iy) * q->w; // (W)
+            for (int64_t i = 0; i < q->pw; i++) dst[i] = 0.0f;
+            for (int64_t i = 0; i < q->w; i++) dst[q->pw + i] = src[i];
+            for (int64_t i = q->pw + q->w; i < q->wp; i++) dst[i] = 0.0f;
         }
-        p += ox1 - ox0;
-    }
+}
+
+// The offset tables of a band: row r = (ci*kh + ky)*kw + kx of im2col starts at
+// ci*hb*Wp + ky*Wp + kx; output position q = oy*Wo + ox of the band at (oy*sh)*Wp + ox*sw.
+// Positions past the band's end (up to a whole panel) get offset 0, a valid address.
+static void fill_offsets(int32_t* row_offset, int32_t* col_offset, int64_t n_cols, const conv_geom* q) {
+    for (int64_t c = 0; c < q->ci; c++)
+        for (int64_t ky = 0; ky < q->kh; ky++)
+            for (int64_t kx = 0; kx < q->kw; kx++)
+                row_offset[(c * q->kh + ky) * q->kw + kx] = (int32_t)(c * q->hb * q->wp + ky * q->wp + kx);
+    for (int64_t i = 0; i < n_cols; i++)
+        col_offset[i] = i < q->band_rows * q->wo ? (int32_t)(i / q->wo * q->sh * q->wp + i % q->wo * q->sw) : 0;
 }
 
 dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
@@ -60,49 +65,71 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     const float* bd = b ? b->data : NULL; // (Co)
     float* od = out->data;                // (B, Co, Ho*Wo)
     int64_t kdim = ci * kh * kw, npos = ho * wo;
-    int direct = kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0;
     int threads = cpu->threads;
-    size_t share = cpu->col_floats / (size_t)threads; // one thread's part of the scratch
-    int per_image = (direct || (size_t)(kdim * npos) <= share) && (batch % threads == 0 || batch >= 4 * threads);
-    int64_t tile = (int64_t)(cpu->col_floats / (size_t)kdim); // output positions per team im2col tile
-    if (!direct && tile < 1) {
-        char sw[96];
-        return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: weight %s needs %lld floats per im2col column, over the scratch",
-                         dato_shape_str(w, sw, sizeof sw), (long long)kdim);
-    }
-    if (tile > npos) tile = npos;
-    int64_t n_tiles = (npos + tile - 1) / tile;
-    tile = (npos + n_tiles - 1) / n_tiles; // equal tiles: no thin last GEMM
+    int divides = batch % threads == 0 || batch >= 4 * threads; // one image per thread keeps every thread busy
     cpu_gemm_args g = {.m = (int)co, .k = (int)kdim, .a = wt, .lda = (int)kdim, .ldc = (int)npos, .row_bias = bd};
+
+    if (kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0) {
+        g.n = (int)npos, g.ldb = (int)npos;
+        #pragma omp parallel num_threads(threads) firstprivate(g)
+        for (int64_t n = 0; n < batch; n++) {
+            g.b = xd + n * ci * h * wd, g.c = od + n * co * npos; // (Ci, H*W), (Co, H*W)
+            if (divides) {
+                #pragma omp single nowait // one image per thread, each whole
+                cpu_gemm_one(cpu, &g);
+            } else {
+                cpu_gemm_team(cpu, &g);
+            }
+        }
+        return DATO_OK;
+    }
+
+    // The scratch: the offset tables, then one band per thread (one image each) or one for the team.
+    conv_geom q = {ci, h, wd, kh, kw, stride_h, stride_w, pad_h, pad_w, ho, wo, wd + 2 * pad_w, ho, 0};
+    size_t table_floats = ((size_t)kdim + (size_t)npos + CPU_GEMM_NR + 15) / 16 * 16; // int32s, in floats
+    size_t band_floats_max = cpu->scratch_floats > table_floats ? cpu->scratch_floats - table_floats : 0;
+    size_t per_row = (size_t)(ci * stride_h * q.wp); // floats per more output row of a band
+    size_t first_row = (size_t)(ci * kh * q.wp);     // floats of a one-row band
+    int per_image = divides && first_row + (size_t)(ho - 1) * per_row <= band_floats_max / (size_t)threads;
+    size_t share = per_image ? band_floats_max / (size_t)threads : band_floats_max;
+    if (first_row > share) {
+        char sw[96];
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: weight %s on a %lldx%lld input needs %zu floats per "
+                         "output row, over the scratch", dato_shape_str(w, sw, sizeof sw), (long long)h, (long long)wd, first_row);
+    }
+    q.band_rows = per_image ? ho : 1 + (int64_t)((share - first_row) / per_row);
+    if (q.band_rows > ho) q.band_rows = ho;
+    int64_t n_bands = (ho + q.band_rows - 1) / q.band_rows;
+    q.band_rows = (ho + n_bands - 1) / n_bands; // equal bands: no thin last GEMM
+    q.hb = (q.band_rows - 1) * stride_h + kh;
+    int32_t* row_offset = (int32_t*)cpu->scratch;    // (K)
+    int32_t* col_offset = row_offset + kdim;     // (band positions rounded up to a panel)
+    float* bands = cpu->scratch + table_floats;      // (threads or 1, share)
+    fill_offsets(row_offset, col_offset, (q.band_rows * wo + CPU_GEMM_NR - 1) / CPU_GEMM_NR * CPU_GEMM_NR, &q);
+    g.row_offset = row_offset, g.col_offset = col_offset;
+
     #pragma omp parallel num_threads(threads) firstprivate(g)
     {
         if (per_image) {
-            float* col = cpu->col + (size_t)omp_get_thread_num() * share; // (K, Ho*Wo)
+            float* band = bands + (size_t)omp_get_thread_num() * share; // (Ci, hb, Wp) this thread's
+            g.im2col_x = band, g.n = (int)npos;
             #pragma omp for schedule(static)
             for (int64_t n = 0; n < batch; n++) {
-                const float* xn = xd + n * ci * h * wd; // (Ci, H, W)
-                if (!direct)
-                    for (int64_t r = 0; r < kdim; r++)
-                        im2col_row(col, xn, r, h, wd, (int)kh, (int)kw, stride_h, stride_w, pad_h, pad_w, wo, 0, npos);
-                g.n = (int)npos, g.b = direct ? xn : col, g.ldb = (int)npos, g.c = od + n * co * npos;
+                pad_band(band, xd + n * ci * h * wd, &q, 0, ci, -pad_h);
+                g.c = od + n * co * npos;
                 cpu_gemm_one(cpu, &g);
             }
         } else {
-            for (int64_t n = 0; n < batch; n++) {
-                const float* xn = xd + n * ci * h * wd; // (Ci, H, W)
-                for (int64_t p0 = 0; p0 < npos; p0 += direct ? npos : tile) {
-                    int64_t cols = direct ? npos : (npos - p0 < tile ? npos - p0 : tile);
-                    if (!direct) {
-                        #pragma omp for schedule(static)
-                        for (int64_t r = 0; r < kdim; r++)
-                            im2col_row(cpu->col, xn, r, h, wd, (int)kh, (int)kw, stride_h, stride_w, pad_h, pad_w, wo,
-                                       p0, cols);
-                    }
-                    g.n = (int)cols, g.b = direct ? xn : cpu->col, g.ldb = (int)cols;
-                    g.c = od + n * co * npos + p0;
-                    cpu_gemm_team(cpu, &g);
+            g.im2col_x = bands; // (Ci, hb, Wp), shared
+            for (int64_t n = 0; n < batch; n++)
+                for (int64_t oy0 = 0; oy0 < ho; oy0 += q.band_rows) {
+                    int64_t rows = ho - oy0 < q.band_rows ? ho - oy0 : q.band_rows;
+                    #pragma omp for schedule(static)
+                    for (int64_t c = 0; c < ci; c++)
+                        pad_band(bands, xd + n * ci * h * wd, &q, c, c + 1, oy0 * stride_h - pad_h);
+                    g.n = (int)(rows * wo), g.c = od + n * co * npos + oy0 * wo;
+                    cpu_gemm_team(cpu, &g); // its omp for ends with a barrier: the band is free after
                 }
-            }
         }
     }
     return DATO_OK;

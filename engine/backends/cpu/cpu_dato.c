@@ -57,12 +57,12 @@ dato_status cpu_dato_select_keep(dato_backend* be, dato_tensor* keep, const dato
     const char* op = "dato_select_keep";
     DATO_TRY(dato_op_check_dato_select_keep(keep, sim, is_base, P, n, DATO_DEV_CPU, err));
     int64_t B = sim->shape[0], N = sim->shape[1];
-    // dato_select_pruned's scratch in the backend's im2col tile: the sorted candidates, then the pruned indices.
+    // dato_select_pruned's scratch in the backend's scratch: the sorted candidates, then the pruned indices.
     cpu_backend* cpu = be->impl;
-    if ((size_t)N * (sizeof(dato_scored) + sizeof(int32_t)) > cpu->col_floats * sizeof(float))
+    if ((size_t)N * (sizeof(dato_scored) + sizeof(int32_t)) > cpu->scratch_floats * sizeof(float))
         return dato_fail(err, DATO_ERR_UNSUPPORTED, "%s: %lld tokens per row exceed the CPU backend's scratch", op,
                          (long long)N);
-    dato_scored* order = (dato_scored*)cpu->col; // (N)
+    dato_scored* order = (dato_scored*)cpu->scratch; // (N)
     int32_t* pruned = (int32_t*)(order + N);     // (N)
     for (int64_t b = 0; b < B; b++) {
         const float* sb = (const float*)sim->data + b * N;         // (N)

@@ -106,7 +106,13 @@ static void pack_a(float* ap, const cpu_gemm_args* g, int i0, int mc, int p0, in
 static void pack_b(float* bp, const cpu_gemm_args* g, int p0, int kc, int j0, int nc) {
     for (int jr = 0; jr < nc; jr += NR, bp += (size_t)NR * kc) {
         int cols = nc - jr < NR ? nc - jr : NR;
-        if (g->b_transposed) { // B stored as (N, K): column j of B is row j
+        if (g->im2col_x) { // gathered in place; lanes past N read valid offsets and are never stored
+            const int32_t* at = g->col_offset + j0 + jr; // (NR)
+            for (int p = 0; p < kc; p++) {
+                const float* src = g->im2col_x + g->row_offset[p0 + p];
+                for (int j = 0; j < NR; j++) bp[p * NR + j] = src[at[j]];
+            }
+        } else if (g->b_transposed) { // B stored as (N, K): column j of B is row j
             const float* src = g->b + (size_t)(j0 + jr) * g->ldb + p0; // (cols, kc) at ldb
             for (int j = 0; j < NR; j++)
                 if (j < cols)

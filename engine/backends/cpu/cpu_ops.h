@@ -11,8 +11,8 @@
 #include "op_check.h"
 
 // Fixed scratch sizes, allocated once at init: ops tile their work to fit them.
-#define CPU_COL_FLOATS_PER_THREAD ((size_t)1 << 20)  // conv2d im2col tile: 4 MiB per thread,
-#define CPU_COL_FLOATS_MIN ((size_t)4 << 20)         // 16 MiB at least
+#define CPU_SCRATCH_FLOATS_PER_THREAD ((size_t)1 << 20) // conv2d's padded input: 4 MiB per thread,
+#define CPU_SCRATCH_FLOATS_MIN ((size_t)4 << 20)        // 16 MiB at least
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
 
 // GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B.
@@ -33,8 +33,8 @@ typedef struct {
     void (*destroy)(dato_backend* be);
     int threads;       // OpenMP threads of every parallel region
     cpu_isa isa;       // AVX-512: attention runs its 16-float kernels; AVX2 or better: the GEMM's AVX2 kernel
-    float* col;        // (col_floats) im2col tile of conv2d, shared by the team; dato_select_keep's sort
-    size_t col_floats;
+    float* scratch;    // (scratch_floats) conv2d's offset tables and padded input bands; dato_select_keep's sort
+    size_t scratch_floats;
     float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
     float* pack;       // (threads, CPU_GEMM_PACK_FLOATS) per-thread GEMM panels
 } cpu_backend;
@@ -44,14 +44,19 @@ static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backe
 // Elementwise loops below this size run on one thread: a parallel region costs microseconds.
 #define CPU_PARALLEL_MIN 32768
 
-// C (M, N) = A (M, K) @ B, B (K, N) or, when b_transposed, stored as B^T (N, K); plus a bias
-// per row and/or per column, added once after the product. Leading dimensions lda, ldb, ldc.
+// C (M, N) = A (M, K) @ B, B (K, N) or, when b_transposed, stored as B^T (N, K), or a
+// convolution's im2col matrix read in place (B[r][q] = im2col_x[row_offset[r] + col_offset[q]],
+// conv2d's zero-padded input); plus a bias per row and/or per column, added once after the
+// product. Leading dimensions lda, ldb, ldc.
 typedef struct {
     int m, n, k;
     const float* a;        // (M, K) at lda
     int lda;
-    const float* b;        // (K, N) at ldb, or (N, K) when b_transposed
+    const float* b;        // (K, N) at ldb, or (N, K) when b_transposed; NULL when im2col_x is set
     int ldb, b_transposed;
+    const float* im2col_x;      // the padded input B gathers from, or NULL
+    const int32_t* row_offset;  // (K) where row r of B starts in im2col_x
+    const int32_t* col_offset;  // (N rounded up to CPU_GEMM_NR) where column q sits within a row; valid offsets past N
     float* c;              // (M, N) at ldc
     int ldc;
     const float* row_bias; // (M) or NULL
