@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 22, "measure first": the CPU's FP32 FMA peak, SGEMM at the UNets' shapes in OpenBLAS (with
+# Issue 22, "measure first": the CPU's FP32 FMA peak, SGEMM at the UNets' shapes in dato's own GEMM, OpenBLAS (with
 # OPENBLAS_CORETYPE pinned to Haswell and unset), BLIS and oneDNN, and 3x3 convolutions as im2col +
 # OpenBLAS against oneDNN's direct and Winograd algorithms; 1 and 2 threads.
 #   bash bench/cpu_libs.sh [build-dir] [repeats]
@@ -61,8 +61,8 @@ for run in ("before", "after"):
 print(f"\nReference 2-thread peak (max of the fastest 2-thread repeat and 2 x the fastest 1-thread one): {peak2:.1f} GFLOP/s.")
 cell = lambda r: f"{float(r['gflops']):.1f} / {float(r['gflops_best']):.1f} ({100 * float(r['gflops']) / peak2:.0f}%)"
 
-# GEMM: OpenBLAS pinned and unset, BLIS and oneDNN from the pinned process (paired with its OpenBLAS).
-libs = ["openblas", "blis", "onednn"]
+# GEMM: dato, OpenBLAS pinned and unset, BLIS and oneDNN from the pinned process (paired with its OpenBLAS).
+libs = ["dato", "openblas", "blis", "onednn"]
 errors = {}
 for s in ("sd", "default"):
     pinned, unset = rows(f"gemm-{s}-pinned.tsv"), rows(f"gemm-{s}-unset.tsv")
@@ -75,7 +75,7 @@ for s in ("sd", "default"):
             errors[name] = max(errors.get(name, 0.0), float(r["max_error"]))
             if r["library"] == "openblas" or tag == "pinned":
                 table.setdefault(key(r), {})[name] = r
-    cols = ["openblas (pinned)", "openblas (unset)"] + [l for l in have if l != "openblas"]
+    cols = ["dato"] * ("dato" in have) + ["openblas (pinned)", "openblas (unset)"] + [l for l in have if l not in ("openblas", "dato")]
     print(f"\nGEMM, set '{s}': GFLOP/s median / fastest round (median as % of the 2-thread peak)\n")
     print("| shape | M | N | K | threads | " + " | ".join(cols) + " |")
     print("|---|---|---|---|---|" + "---|" * len(cols))

@@ -1,4 +1,5 @@
-// SGEMM of the UNets' shapes in OpenBLAS, BLIS and oneDNN, interleaved in one run (issue 22).
+// SGEMM of the UNets' shapes in dato's own GEMM (engine/backends/cpu/cpu_gemm.c), OpenBLAS, BLIS and
+// oneDNN, interleaved in one run (issue 22).
 // Row-major C (M, N) = A (M, K) B (K, N), alpha 1, beta 0: the UNets' GEMMs as issue 22 states
 // them. BLIS and oneDNN are in the build only where CMake found them (DATO_HAVE_BLIS,
 // DATO_HAVE_DNNL); they are bench-only, never engine dependencies.
@@ -15,6 +16,7 @@
 #include <omp.h>
 
 #include "bench_util.h"
+#include "cpu/cpu_ops.h" // dato's GEMM entry point and its CPU backend state
 
 #ifdef DATO_HAVE_BLIS
 #define BLIS_DISABLE_BLAS // BLIS's own cblas_sgemm/sgemm_ would clash with OpenBLAS's declarations
@@ -83,6 +85,27 @@ static void onednn_gemm(int m, int n, int k, const float* a, const float* b, flo
 static void onednn_threads(int t) { omp_set_num_threads(t); } // the Debian build's runtime is OpenMP
 #endif
 
+// dato: the team GEMM that linear and conv2d call, on a CPU backend of the thread count last set
+// (one backend per count, made on first use and kept: its panels are planned once, as in the engine).
+#define DATO_MAX_THREADS 64
+static dato_backend dato_backends[DATO_MAX_THREADS + 1];
+static int dato_current;
+static void dato_gemm(int m, int n, int k, const float* a, const float* b, float* c) {
+    const cpu_backend* cpu = dato_backends[dato_current].impl;
+    cpu_gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = k, .b = b, .ldb = n, .c = c, .ldc = n};
+    #pragma omp parallel num_threads(cpu->threads)
+    cpu_gemm_team(cpu, &g);
+}
+static void dato_threads(int t) {
+    dato_error err;
+    dato_current = t < DATO_MAX_THREADS ? t : DATO_MAX_THREADS;
+    if (dato_backends[dato_current].impl) return;
+    if (dato_backend_cpu_init(&dato_backends[dato_current], dato_current, &err) != DATO_OK) {
+        fprintf(stderr, "gemm_libs: %s\n", err.msg); // the bench cannot go on without it
+        exit(1);
+    }
+}
+
 typedef struct {
     const char* name;
     void (*gemm)(int m, int n, int k, const float* a, const float* b, float* c);
@@ -90,6 +113,7 @@ typedef struct {
 } gemm_lib;
 
 static const gemm_lib LIBS[] = {
+    {"dato", dato_gemm, dato_threads},
     {"openblas", openblas_gemm, openblas_threads},
 #ifdef DATO_HAVE_BLIS
     {"blis", blis_gemm, blis_threads},

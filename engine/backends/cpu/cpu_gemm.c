@@ -1,5 +1,6 @@
 // The CPU backend's GEMM: C (M, N) = A (M, K) @ B (+ bias), in BLIS's loop order over packed
-// panels, with a 6x16 register micro-kernel (AVX2 + FMA) and a portable one beside it.
+// panels of B (A's rows are read in place), with a 6x16 register micro-kernel (AVX2 + FMA) and a
+// portable one beside it.
 //
 // Every element of C is one chain of fused multiply-adds over k = 0..K-1 in order, started at 0,
 // then the bias added once. A k-block continues the chain from C, so the bits do not depend on
@@ -10,8 +11,11 @@
 // positions) its calls ran at a third of this kernel's speed (docs/BENCHMARKS.md, issue 22).
 //
 // Blocking (per thread, cpu_ops.h sizes the scratch): a KC x NR panel of B (16 KiB) stays in L1
-// while the MR x KC panels of an MC x KC block of A (72 KiB) stream from L2; a KC x NC block of B
-// (512 KiB) is packed once and serves every block of A.
+// while the MR-row slices of an MC x KC block of A (72 KiB) stream from L2; a KC x NC block of B
+// (512 KiB) is packed once and serves every block of A. A is not packed: at the UNets' small K
+// (32 to 288 in the default model) copying it cost as much as the multiply-adds (measured: the
+// default model's linears 25% slower than OpenBLAS with A packed, level with it read in place);
+// only a last partial MR-row slice is copied, zero-padded.
 #include <math.h>
 #include <omp.h>
 
@@ -28,23 +32,25 @@
 #define MC CPU_GEMM_MC
 #define NC CPU_GEMM_NC
 
-// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + ap @ bp ----------------------------
-// ap: (kc, MR) packed panel of A; bp: (kc, NR) packed panel of B, 32-byte aligned.
+// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp ----------------------------
+// a: (MR, kc) rows of A read in place at lda (A is not packed: its rows stream from cache as they
+// are, which at the UNets' small K cost less than copying them); bp: (kc, NR) packed panel of B,
+// 32-byte aligned.
 
-static void kernel_generic(int kc, const float* ap, const float* bp, float* c, int ldc, int accumulate) {
+static void kernel_generic(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
-    for (int p = 0; p < kc; p++, ap += MR, bp += NR)
+    for (int p = 0; p < kc; p++, bp += NR)
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(ap[i], bp[j], acc[i][j]);
+            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(a[(size_t)i * lda + p], bp[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
 #ifdef GEMM_HAVE_AVX2
 // 12 accumulators (6 rows x 2 vectors of 8) hide the FMA latency on both FMA pipes.
-static void kernel_avx2(int kc, const float* ap, const float* bp, float* c, int ldc, int accumulate) {
+static void kernel_avx2(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate) {
     __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     if (accumulate) {
         c0a = _mm256_loadu_ps(c + 0 * ldc), c0b = _mm256_loadu_ps(c + 0 * ldc + 8);
@@ -56,14 +62,16 @@ static void kernel_avx2(int kc, const float* ap, const float* bp, float* c, int 
     } else {
         c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = _mm256_setzero_ps();
     }
-    for (int p = 0; p < kc; p++, ap += MR, bp += NR) {
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), a;
-        a = _mm256_broadcast_ss(ap + 0), c0a = _mm256_fmadd_ps(a, b0, c0a), c0b = _mm256_fmadd_ps(a, b1, c0b);
-        a = _mm256_broadcast_ss(ap + 1), c1a = _mm256_fmadd_ps(a, b0, c1a), c1b = _mm256_fmadd_ps(a, b1, c1b);
-        a = _mm256_broadcast_ss(ap + 2), c2a = _mm256_fmadd_ps(a, b0, c2a), c2b = _mm256_fmadd_ps(a, b1, c2b);
-        a = _mm256_broadcast_ss(ap + 3), c3a = _mm256_fmadd_ps(a, b0, c3a), c3b = _mm256_fmadd_ps(a, b1, c3b);
-        a = _mm256_broadcast_ss(ap + 4), c4a = _mm256_fmadd_ps(a, b0, c4a), c4b = _mm256_fmadd_ps(a, b1, c4b);
-        a = _mm256_broadcast_ss(ap + 5), c5a = _mm256_fmadd_ps(a, b0, c5a), c5b = _mm256_fmadd_ps(a, b1, c5b);
+    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * (size_t)lda, *a3 = a + 3 * (size_t)lda, *a4 = a + 4 * (size_t)lda,
+                *a5 = a + 5 * (size_t)lda;
+    for (int p = 0; p < kc; p++, bp += NR) {
+        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), x;
+        x = _mm256_broadcast_ss(a0 + p), c0a = _mm256_fmadd_ps(x, b0, c0a), c0b = _mm256_fmadd_ps(x, b1, c0b);
+        x = _mm256_broadcast_ss(a1 + p), c1a = _mm256_fmadd_ps(x, b0, c1a), c1b = _mm256_fmadd_ps(x, b1, c1b);
+        x = _mm256_broadcast_ss(a2 + p), c2a = _mm256_fmadd_ps(x, b0, c2a), c2b = _mm256_fmadd_ps(x, b1, c2b);
+        x = _mm256_broadcast_ss(a3 + p), c3a = _mm256_fmadd_ps(x, b0, c3a), c3b = _mm256_fmadd_ps(x, b1, c3b);
+        x = _mm256_broadcast_ss(a4 + p), c4a = _mm256_fmadd_ps(x, b0, c4a), c4b = _mm256_fmadd_ps(x, b1, c4b);
+        x = _mm256_broadcast_ss(a5 + p), c5a = _mm256_fmadd_ps(x, b0, c5a), c5b = _mm256_fmadd_ps(x, b1, c5b);
     }
     _mm256_storeu_ps(c + 0 * ldc, c0a), _mm256_storeu_ps(c + 0 * ldc + 8, c0b);
     _mm256_storeu_ps(c + 1 * ldc, c1a), _mm256_storeu_ps(c + 1 * ldc + 8, c1b);
@@ -74,7 +82,7 @@ static void kernel_avx2(int kc, const float* ap, const float* bp, float* c, int 
 }
 #endif
 
-typedef void (*gemm_kernel)(int kc, const float* ap, const float* bp, float* c, int ldc, int accumulate);
+typedef void (*gemm_kernel)(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate);
 
 // The kernel of each ISA level (cpu_ops.h); a level this build lacks runs the best one below it.
 static gemm_kernel kernel_for(cpu_isa isa) {
@@ -85,22 +93,7 @@ static gemm_kernel kernel_for(cpu_isa isa) {
     return kernel_generic;
 }
 
-// ---- packing: blocks of A and B into the kernels' panels, zero-padded to whole panels ------------
-
-// A rows [i0, i0 + mc), columns [p0, p0 + kc) into ceil(mc / MR) panels (kc, MR).
-static void pack_a(float* ap, const cpu_gemm_args* g, int i0, int mc, int p0, int kc) {
-    for (int ir = 0; ir < mc; ir += MR, ap += (size_t)MR * kc) {
-        const float* src = g->a + (size_t)(i0 + ir) * g->lda + p0; // (rows, kc) at lda
-        if (mc - ir >= MR) {
-            for (int p = 0; p < kc; p++)
-                for (int i = 0; i < MR; i++) ap[p * MR + i] = src[(size_t)i * g->lda + p];
-            continue;
-        }
-        int rows = mc - ir;
-        for (int p = 0; p < kc; p++)
-            for (int i = 0; i < MR; i++) ap[p * MR + i] = i < rows ? src[(size_t)i * g->lda + p] : 0.0f;
-    }
-}
+// ---- packing: blocks of B into the kernels' panels, zero-padded to whole panels --------------------
 
 // B rows [p0, p0 + kc), columns [j0, j0 + nc) into ceil(nc / NR) panels (kc, NR).
 static void pack_b(float* bp, const cpu_gemm_args* g, int p0, int kc, int j0, int nc) {
@@ -136,8 +129,8 @@ static void pack_b(float* bp, const cpu_gemm_args* g, int p0, int kc, int j0, in
 
 // Each KC x NC block of B is packed once and multiplied by every MC x KC block of A in the part.
 static void gemm_part(gemm_kernel kernel, const cpu_gemm_args* g, int i0, int m, int j0, int n, float* pack) {
-    float* ap = pack;                                 // (MC / MR panels of (KC, MR))
-    float* bp = pack + (size_t)MC * KC;               // (NC / NR panels of (KC, NR))
+    float* a_edge = pack;                             // (MR, KC) the last rows of A, zero-padded to MR
+    float* bp = pack + (size_t)MR * KC;               // (NC / NR panels of (KC, NR))
     float edge[MR * NR] __attribute__((aligned(32))); // (MR, NR) a partial tile of C
     int k_blocks = g->k == 0 ? 1 : (g->k + KC - 1) / KC; // K = 0 still writes C = 0 (+ bias)
     for (int jc = j0; jc < j0 + n; jc += NC) {
@@ -147,21 +140,27 @@ static void gemm_part(gemm_kernel kernel, const cpu_gemm_args* g, int i0, int m,
             pack_b(bp, g, p0, kc, jc, nc);
             for (int ic = i0; ic < i0 + m; ic += MC) {
                 int mc = i0 + m - ic < MC ? i0 + m - ic : MC;
-                pack_a(ap, g, ic, mc, p0, kc);
+                int full = mc / MR * MR; // rows in whole panels; the rest go through a_edge
+                if (full < mc) {
+                    memset(a_edge, 0, (size_t)MR * kc * sizeof(float));
+                    for (int i = 0; i < mc - full; i++)
+                        memcpy(a_edge + (size_t)i * kc, g->a + (size_t)(ic + full + i) * g->lda + p0, (size_t)kc * sizeof(float));
+                }
                 for (int jr = 0; jr < nc; jr += NR) {
                     int cols = nc - jr < NR ? nc - jr : NR;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
                         float* c = g->c + (size_t)(ic + ir) * g->ldc + jc + jr; // (rows, cols) at ldc
-                        const float* a_panel = ap + (size_t)ir * kc;
+                        const float* a_rows = rows == MR ? g->a + (size_t)(ic + ir) * g->lda + p0 : a_edge;
+                        int lda = rows == MR ? g->lda : kc;
                         const float* b_panel = bp + (size_t)jr * kc;
                         if (rows == MR && cols == NR) {
-                            kernel(kc, a_panel, b_panel, c, g->ldc, kb > 0);
+                            kernel(kc, a_rows, lda, b_panel, c, g->ldc, kb > 0);
                             continue;
                         }
                         for (int i = 0; i < rows; i++)
                             memcpy(edge + i * NR, c + (size_t)i * g->ldc, (size_t)cols * sizeof(float));
-                        kernel(kc, a_panel, b_panel, edge, NR, kb > 0);
+                        kernel(kc, a_rows, lda, b_panel, edge, NR, kb > 0);
                         for (int i = 0; i < rows; i++)
                             memcpy(c + (size_t)i * g->ldc, edge + i * NR, (size_t)cols * sizeof(float));
                     }

@@ -15,13 +15,14 @@
 #define CPU_SCRATCH_FLOATS_MIN ((size_t)4 << 20)        // 16 MiB at least
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
 
-// GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B.
+// GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B; the
+// panels: A's last partial MR rows and a packed KC x NC block of B.
 #define CPU_GEMM_MR 6
 #define CPU_GEMM_NR 16
 #define CPU_GEMM_KC 256
 #define CPU_GEMM_MC 72
 #define CPU_GEMM_NC 512
-#define CPU_GEMM_PACK_FLOATS ((size_t)CPU_GEMM_MC * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC) // per thread
+#define CPU_GEMM_PACK_FLOATS ((size_t)CPU_GEMM_MR * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC) // per thread
 
 // The instruction set the kernels use: the best the CPU has, or lower where $DATO_CPU_ISA says
 // (generic, avx2 or avx512), so one binary's other paths can be tested on any machine.
