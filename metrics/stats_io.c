@@ -265,6 +265,16 @@ static dato_status check_stats_seal(const char* path, dato_error* err) {
 // bytes arrive, so a child that announces more than it sends costs only what it sends.
 #define ANSWER_MAX (ANSWER_HEAD + 8 * ((size_t)STATS_MAX_DIM + (size_t)STATS_MAX_DIM * STATS_MAX_DIM))
 
+void dato_stats_encode_answer(const dato_fid_stats* stats, const dato_stats_meta* meta, dato_bytes* answer) {
+    int64_t count = stats->count;
+    int32_t dim = stats->dim;
+    dato_bytes_append(answer, meta, sizeof *meta);
+    dato_bytes_append(answer, &count, sizeof count);
+    dato_bytes_append(answer, &dim, sizeof dim);
+    dato_bytes_append(answer, stats->mu, sizeof(double) * (size_t)dim);
+    dato_bytes_append(answer, stats->sigma, sizeof(double) * (size_t)dim * (size_t)dim);
+}
+
 // Runs in the child: HDF5 parses the file at ctx (a path) and the statistics are appended to answer.
 static dato_status parse_stats_file(void* ctx, dato_bytes* answer, dato_error* err) {
     const char* path = ctx;
@@ -277,20 +287,12 @@ static dato_status parse_stats_file(void* ctx, dato_bytes* answer, dato_error* e
                               : read_h5_contents(file, path, &stats, &meta, err);
     if (file >= 0) H5Fclose(file);
     dato_h5_restore(quiet);
-    if (st == DATO_OK) {
-        int64_t count = stats.count;
-        int32_t dim = stats.dim;
-        dato_bytes_append(answer, &meta, sizeof meta);
-        dato_bytes_append(answer, &count, sizeof count);
-        dato_bytes_append(answer, &dim, sizeof dim);
-        dato_bytes_append(answer, stats.mu, sizeof(double) * (size_t)dim);
-        dato_bytes_append(answer, stats.sigma, sizeof(double) * (size_t)dim * (size_t)dim);
-    }
+    if (st == DATO_OK) dato_stats_encode_answer(&stats, &meta, answer);
     dato_fid_stats_free(&stats);
     return st;
 }
 
-// The parent's side: the answer into stats and meta, its dim and length checked before allocating.
+// The answer into stats and meta, its dim and length checked before allocating.
 static dato_status decode_stats(const dato_bytes* answer, const char* path, dato_fid_stats* stats,
                                 dato_stats_meta* meta, dato_error* err) {
     size_t at = 0;
@@ -312,23 +314,32 @@ static dato_status decode_stats(const dato_bytes* answer, const char* path, dato
     return dato_fid_stats_check(stats, path, DATO_ERR_FORMAT, err);
 }
 
+dato_status dato_stats_decode_answer(const uint8_t* answer, size_t len, const char* label, dato_fid_stats* stats,
+                                     dato_stats_meta* meta, dato_error* err) {
+    memset(stats, 0, sizeof *stats);
+    memset(meta, 0, sizeof *meta);
+    const dato_bytes view = {(uint8_t*)answer, len, len, 0}; // only read
+    dato_status st = decode_stats(&view, label, stats, meta, err);
+    if (st != DATO_OK) { // refused statistics hold nothing
+        dato_fid_stats_free(stats);
+        memset(meta, 0, sizeof *meta);
+    }
+    return st;
+}
+
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err) {
     memset(stats, 0, sizeof *stats);
     memset(meta, 0, sizeof *meta);
     dato_h5_quiet quiet = dato_h5_silence();
     dato_status st = check_stats_seal(path, err); // a missing file is I/O, one that is not HDF5 format
     dato_h5_restore(quiet);
+    if (st != DATO_OK) return st;
     struct stat sb;
     size_t size = stat(path, &sb) == 0 && sb.st_size > 0 ? (size_t)sb.st_size : 0; // scales the child's time
     dato_bytes answer = {0};
-    if (st == DATO_OK)
-        st = dato_isolated_run(parse_stats_file, (void*)path, path, "HDF5", size, ANSWER_MAX, &answer, err);
-    if (st == DATO_OK) st = decode_stats(&answer, path, stats, meta, err);
+    st = dato_isolated_run(parse_stats_file, (void*)path, path, "HDF5", size, ANSWER_MAX, &answer, err);
+    if (st == DATO_OK) st = dato_stats_decode_answer(answer.data, answer.len, path, stats, meta, err);
     dato_bytes_free(&answer);
-    if (st != DATO_OK) {
-        dato_fid_stats_free(stats);
-        memset(meta, 0, sizeof *meta);
-    }
     return st;
 }
 

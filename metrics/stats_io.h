@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "fid.h"
+#include "isolated.h"
 #include "status.h"
 
 #define DATO_STATS_FORMAT "dato-fid-stats"
@@ -42,6 +43,14 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
 // name or version, or statistics failing dato_fid_stats_check are refused with a message naming
 // them.
 dato_status dato_stats_read_h5(const char* path, dato_fid_stats* stats, dato_stats_meta* meta, dato_error* err);
+
+// The parent's side of the isolated parse, exposed for fuzzing and tests: the child's answer (answer,
+// len bytes: meta, count int64, dim int32, mu, sigma) into stats and meta, checked as
+// dato_stats_read_h5 checks them. DATO_ERR_FORMAT naming label; on failure both hold nothing.
+dato_status dato_stats_decode_answer(const uint8_t* answer, size_t len, const char* label, dato_fid_stats* stats,
+                                     dato_stats_meta* meta, dato_error* err);
+// The child's side: stats and meta appended to answer in the form decode_answer takes.
+void dato_stats_encode_answer(const dato_fid_stats* stats, const dato_stats_meta* meta, dato_bytes* answer);
 
 // Refuses (DATO_ERR_INVALID) two statistics whose extractor, weights hash or preprocessing
 // differ, naming the field and both values; labels name the two sides in the message.

@@ -432,12 +432,24 @@ static dato_status check_numbers(const double* a, size_t rows, int cols, const i
     return DATO_OK;
 }
 
-// What a resume relies on, checked when a checkpoint is written and again when it is read: counts
-// that agree with the config, every genome in range with step 0 full, a known sampler, a guidance
-// in 0..MAX_GUIDANCE, and every number finite (NaN only where the format means "not computed"),
-// latencies > 0. Messages name the file, the field and the value expected.
+// What a resume relies on, checked when a checkpoint is written and again when it is read: the
+// config's text NUL-terminated and its enums known, counts that agree with the config, every genome
+// in range with step 0 full, a known sampler, a guidance in 0..MAX_GUIDANCE, and every number finite
+// (NaN only where the format means "not computed"), latencies > 0. Messages name the file, the field
+// and the value expected.
 static dato_status check_checkpoint(const dato_checkpoint* c, const char* path, dato_status status, dato_error* err) {
     const dato_search_config* cfg = &c->cfg;
+    for (int i = 0; i < dato_search_config_n_fields; i++) { // first: the checks below read text and enums
+        const dato_config_field* f = &dato_search_config_fields[i];
+        const char* p = (const char*)cfg + f->offset;
+        if (f->kind == DATO_FIELD_TEXT && !memchr(p, 0, f->size))
+            return dato_fail(err, status, "%s: config field '%s' is not NUL-terminated within %zu bytes", path,
+                             f->name, f->size);
+        int v;
+        if (f->kind == DATO_FIELD_ENUM && (memcpy(&v, p, sizeof v), v < 0 || v >= f->n_names))
+            return dato_fail(err, status, "%s: config field '%s' is %d, expected 0..%d", path, f->name, v,
+                             f->n_names - 1);
+    }
     if (c->n_final < 0 || c->n_final > DATO_CHECKPOINT_MAX_FINAL || (c->n_final > 0 && (!c->final_genomes || !c->final_scores)))
         return dato_fail(err, status, "%s: n_final %d must be 0..%d, with its arrays", path, c->n_final,
                          DATO_CHECKPOINT_MAX_FINAL);
@@ -492,22 +504,6 @@ static dato_status check_checkpoint(const dato_checkpoint* c, const char* path, 
                            "/final/scores", status, err));
     return check_numbers(c->final_baseline, 1, DATO_SEARCH_N_FINAL, FINAL_RULES, FINAL_SCORE_NAMES, path,
                          "/final/baseline", status, err);
-}
-
-// The checks write makes before touching the disk: the config's text NUL-terminated, its enums
-// known, then everything a reader checks.
-static dato_status check_to_write(const char* path, const dato_checkpoint* c, dato_error* err) {
-    const dato_search_config* cfg = &c->cfg;
-    for (int i = 0; i < dato_search_config_n_fields; i++) {
-        const dato_config_field* f = &dato_search_config_fields[i];
-        const char* p = (const char*)cfg + f->offset;
-        if (f->kind == DATO_FIELD_TEXT && !memchr(p, 0, f->size))
-            return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is not NUL-terminated", path, f->name);
-        int v;
-        if (f->kind == DATO_FIELD_ENUM && (memcpy(&v, p, sizeof v), v < 0 || v >= f->n_names))
-            return dato_fail(err, DATO_ERR_INVALID, "%s: config field '%s' is %d", path, f->name, v);
-    }
-    return check_checkpoint(c, path, DATO_ERR_INVALID, err);
 }
 
 // ---- the seal: a whole-file checksum in the user block --------------------------------------------
@@ -609,7 +605,7 @@ static dato_status write_file(const char* tmp, const uint8_t* bytes, size_t size
 }
 
 dato_status dato_checkpoint_write(const char* path, const dato_checkpoint* c, dato_error* err) {
-    DATO_TRY(check_to_write(path, c, err));
+    DATO_TRY(check_checkpoint(c, path, DATO_ERR_INVALID, err));
     char tmp[PATH_CAP];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return dato_fail(err, DATO_ERR_INVALID, "%s: path too long", path);
@@ -1102,25 +1098,28 @@ typedef struct {
     const char* label;
 } image_job;
 
+void dato_checkpoint_encode_answer(const dato_checkpoint* c, dato_bytes* answer) {
+    dato_checkpoint head; // (the struct is about 30 KB: each text field of the config has 4 KB)
+    memcpy(&head, c, sizeof head);
+    forget_arrays(&head); // pointers mean nothing in the other process, and would make the bytes vary
+    dato_bytes_append(answer, &head, sizeof head);
+    void* ptr[N_ARRAYS];
+    size_t bytes[N_ARRAYS];
+    checkpoint_arrays(c, ptr, bytes);
+    for (int i = 0; i < N_ARRAYS; i++) dato_bytes_append(answer, ptr[i], bytes[i]);
+}
+
 // Runs in the child: parse_image, and on success the struct and its arrays into answer.
 static dato_status parse_checkpoint(void* ctx, dato_bytes* answer, dato_error* err) {
     const image_job* job = ctx;
     dato_checkpoint c;
     dato_status st = parse_image(job->image, job->size, job->label, &c, err);
-    if (st != DATO_OK) {
-        dato_checkpoint_free(&c);
-        return st;
-    }
-    void* ptr[N_ARRAYS];
-    size_t bytes[N_ARRAYS];
-    checkpoint_arrays(&c, ptr, bytes);
-    dato_bytes_append(answer, &c, sizeof c);
-    for (int i = 0; i < N_ARRAYS; i++) dato_bytes_append(answer, ptr[i], bytes[i]);
+    if (st == DATO_OK) dato_checkpoint_encode_answer(&c, answer);
     dato_checkpoint_free(&c);
-    return DATO_OK;
+    return st;
 }
 
-// The parent's side: the answer into c. Its counts are bounded before anything is allocated.
+// The answer into c: its counts bounded and the length they imply checked before anything is allocated.
 static dato_status decode_checkpoint(const dato_bytes* answer, const char* label, dato_checkpoint* c,
                                      dato_error* err) {
     size_t at = 0;
@@ -1131,36 +1130,41 @@ static dato_status decode_checkpoint(const dato_bytes* answer, const char* label
         c->n_evaluations < 0 || c->n_evaluations > MAX_EVALUATIONS || c->n_final < 0 ||
         c->n_final > DATO_CHECKPOINT_MAX_FINAL)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer has counts out of range", label);
-    DATO_TRY(alloc_arrays(c, label, err));
+    if (!memchr(c->dato_version, 0, sizeof c->dato_version) || !memchr(c->hdf5_version, 0, sizeof c->hdf5_version))
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer has a version string not NUL-terminated", label);
     void* ptr[N_ARRAYS];
-    size_t bytes[N_ARRAYS];
+    size_t bytes[N_ARRAYS], total = 0; // (counts bounded above: no overflow)
     checkpoint_arrays(c, ptr, bytes);
-    for (int i = 0; i < N_ARRAYS; i++)
-        if (!dato_bytes_take(answer, &at, ptr[i], bytes[i]))
-            return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer stopped short", label);
-    if (at != answer->len) return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer is longer than its counts", label);
+    for (int i = 0; i < N_ARRAYS; i++) total += bytes[i];
+    if (answer->len - at != total) // before allocating: counts alone may ask for terabytes
+        return dato_fail(err, DATO_ERR_FORMAT, "%s: HDF5's answer has %zu bytes of arrays, its counts say %zu", label,
+                         answer->len - at, total);
+    DATO_TRY(alloc_arrays(c, label, err));
+    checkpoint_arrays(c, ptr, bytes);
+    for (int i = 0; i < N_ARRAYS; i++) dato_bytes_take(answer, &at, ptr[i], bytes[i]);
     return DATO_OK;
 }
 
-// parse_image in a child; c is filled on DATO_OK and left with what was received otherwise.
-static dato_status parse_in_child(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
-                                  dato_error* err) {
-    image_job job = {image, size, label};
-    size_t max_answer = sizeof *c + ANSWER_PER_FILE_BYTE * size; // size bytes are in memory: no overflow
-    dato_bytes answer;
-    dato_status st = dato_isolated_run(parse_checkpoint, &job, label, "HDF5", size, max_answer, &answer, err);
-    if (st == DATO_OK) st = decode_checkpoint(&answer, label, c, err);
-    dato_bytes_free(&answer);
+dato_status dato_checkpoint_decode_answer(const uint8_t* answer, size_t len, const char* label, dato_checkpoint* c,
+                                          dato_error* err) {
+    memset(c, 0, sizeof *c);
+    const dato_bytes view = {(uint8_t*)answer, len, len, 0}; // only read
+    dato_status st = decode_checkpoint(&view, label, c, err);
+    if (st == DATO_OK) st = check_checkpoint(c, label, DATO_ERR_FORMAT, err);
+    if (st != DATO_OK) dato_checkpoint_free(c); // a refused checkpoint holds nothing
     return st;
 }
 
 dato_status dato_checkpoint_read_image(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
                                        dato_error* err) {
     memset(c, 0, sizeof *c);
-    dato_status st = check_seal(image, size, label, err);
-    if (st == DATO_OK) st = parse_in_child(image, size, label, c, err);
-    if (st == DATO_OK) st = check_checkpoint(c, label, DATO_ERR_FORMAT, err);
-    if (st != DATO_OK) dato_checkpoint_free(c); // a refused checkpoint holds nothing
+    DATO_TRY(check_seal(image, size, label, err));
+    image_job job = {image, size, label};
+    size_t max_answer = sizeof *c + ANSWER_PER_FILE_BYTE * size; // size bytes are in memory: no overflow
+    dato_bytes answer = {0};
+    dato_status st = dato_isolated_run(parse_checkpoint, &job, label, "HDF5", size, max_answer, &answer, err);
+    if (st == DATO_OK) st = dato_checkpoint_decode_answer(answer.data, answer.len, label, c, err);
+    dato_bytes_free(&answer);
     return st;
 }
 

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "isolated.h"
 #include "search_config.h"
 #include "status.h"
 
@@ -86,6 +87,14 @@ dato_status dato_checkpoint_read(const char* path, dato_checkpoint* c, dato_erro
 // messages name label. dato_checkpoint_read reads the file and calls this.
 dato_status dato_checkpoint_read_image(const uint8_t* image, size_t size, const char* label, dato_checkpoint* c,
                                        dato_error* err);
+
+// The parent's side of the isolated parse, exposed for fuzzing and tests: the child's answer (answer,
+// len bytes: the struct, then its 9 arrays) into c, checked as dato_checkpoint_read checks it.
+// DATO_ERR_FORMAT naming label; on failure c holds nothing.
+dato_status dato_checkpoint_decode_answer(const uint8_t* answer, size_t len, const char* label, dato_checkpoint* c,
+                                          dato_error* err);
+// The child's side: c (as read) appended to answer in the form decode_answer takes, pointers zeroed.
+void dato_checkpoint_encode_answer(const dato_checkpoint* c, dato_bytes* answer);
 
 // Frees c's arrays and sets their pointers to NULL: safe on a checkpoint that read refused, and twice.
 void dato_checkpoint_free(dato_checkpoint* c);
