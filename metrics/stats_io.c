@@ -20,7 +20,6 @@
 #define NPZ_MAX_ENTRY ((uint64_t)4 << 30)
 
 // The first line of the seal (file_seal.h) in the user block of a file dato_stats_write_h5 wrote.
-#define STATS_SEAL_MAGIC "dato-fid-stats seal\n"
 
 // ---- HDF5 --------------------------------------------------------------------------------------
 
@@ -118,7 +117,7 @@ dato_status dato_stats_write_h5(const char* path, const dato_fid_stats* stats, c
         if (H5Fclose(file) < 0 && st == DATO_OK) st = dato_fail(err, DATO_ERR_IO, "%s: cannot close", tmp);
     }
     dato_h5_restore(quiet);
-    if (st == DATO_OK) st = dato_seal_file(tmp, STATS_SEAL_MAGIC, err);
+    if (st == DATO_OK) st = dato_seal_file(tmp, DATO_STATS_SEAL_MAGIC, err);
     if (st == DATO_OK && rename(tmp, path) != 0) st = dato_fail(err, DATO_ERR_IO, "%s: cannot rename from %s", path, tmp);
     if (st != DATO_OK) remove(tmp);
     return st;
@@ -249,11 +248,11 @@ static dato_status read_h5_contents(hid_t file, const char* path, dato_fid_stats
 // damaged one, and what it covered could not be checked.
 static dato_status check_stats_seal(const char* path, dato_error* err) {
     dato_seal_state seal;
-    DATO_TRY(dato_seal_check(path, STATS_SEAL_MAGIC, &seal, err));
+    DATO_TRY(dato_seal_check(path, DATO_STATS_SEAL_MAGIC, &seal, err));
     if (seal != DATO_SEAL_NONE) return DATO_OK;
     if (H5Fis_hdf5(path) > 0)
         return dato_fail(err, DATO_ERR_FORMAT, "%s: an HDF5 file whose user block is not a '%.*s' (a damaged seal?)",
-                         path, (int)strlen(STATS_SEAL_MAGIC) - 1, STATS_SEAL_MAGIC);
+                         path, (int)strlen(DATO_STATS_SEAL_MAGIC) - 1, DATO_STATS_SEAL_MAGIC);
     return dato_fail(err, DATO_ERR_FORMAT, "%s: not an HDF5 file", path);
 }
 

@@ -19,6 +19,7 @@
 #include "status.h"
 
 #define DATO_STATS_FORMAT "dato-fid-stats"
+#define DATO_STATS_SEAL_MAGIC "dato-fid-stats seal\n" // the seal's first line (file_seal.h)
 #define DATO_STATS_VERSION 1
 
 // What the statistics were taken with. Two statistics are comparable only when extractor,

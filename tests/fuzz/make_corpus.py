@@ -162,6 +162,14 @@ def stats_h5():
     copy(d, "stats_dim4_h5py.h5", "tests/fixtures/fid/stats_dim4_h5py.h5")
 
 
+def file_seal():
+    # the selector byte (0: a checkpoint's magic, 1: a statistics file's), then a sealed file of dato's
+    d = out_dir("file_seal")
+    put(d, "stats_test.bin", b"\x01" + open(os.path.join(ROOT, "datasets/fashion-mnist/stats_test.h5"), "rb").read())
+    put(d, "stats_h5py_unsealed.bin", b"\x01" + open(os.path.join(ROOT, "tests/fixtures/fid/stats_dim4_h5py.h5"), "rb").read())
+    put(d, "checkpoint_unsealed.bin", b"\x00" + open(os.path.join(ROOT, "tests/fuzz/corpus-checkpoint/going.h5"), "rb").read())
+
+
 def png():
     d = out_dir("png")
     copy(d, "grey28.png", "tests/fixtures/clip/images/grey28.png")
@@ -254,6 +262,7 @@ if __name__ == "__main__":
     idx()
     npy_npz()
     stats_h5()
+    file_seal()
     png()
     for name in WRITTEN:
         d = os.path.join(ROOT, "tests", "fuzz", "corpus-" + name)
