@@ -94,6 +94,23 @@ static inline int bench_parse(int argc, char** argv, const char* prog, const ben
     return 0;
 }
 
+// The options of the library benches (gemm_libs, conv_libs): --threads-max N (>= 1), --repeats R
+// (1..max_repeats) and --set sd|default|all, checked. Returns as bench_parse does.
+static inline int bench_parse_lib_options(int argc, char** argv, const char* prog, void (*usage)(void),
+                                          int max_repeats, int* threads_max, int* repeats, const char** set) {
+    const bench_opt opts[] = {{"--threads-max", threads_max, NULL, NULL},
+                              {"--repeats", repeats, NULL, NULL},
+                              {"--set", NULL, set, NULL}};
+    int rc = bench_parse(argc, argv, prog, opts, 3, usage);
+    if (rc) return rc;
+    if (*threads_max < 1 || *repeats < 1 || *repeats > max_repeats ||
+        (strcmp(*set, "sd") && strcmp(*set, "default") && strcmp(*set, "all"))) {
+        fprintf(stderr, "%s: expected --threads-max >= 1, --repeats 1..%d, --set sd|default|all\n", prog, max_repeats);
+        return 2;
+    }
+    return 0;
+}
+
 // Fills x (n) with uniform floats in [-1, 1) from a 64-bit LCG: the same values on every machine.
 static inline void bench_fill_uniform(float* x, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i++) {

@@ -163,16 +163,8 @@ static void usage(void) {
 int main(int argc, char** argv) {
     int threads_max = 2, repeats = 5;
     const char* set = "all";
-    const bench_opt opts[] = {{"--threads-max", &threads_max, NULL, NULL},
-                              {"--repeats", &repeats, NULL, NULL},
-                              {"--set", NULL, &set, NULL}};
-    int rc = bench_parse(argc, argv, "gemm_libs", opts, 3, usage);
+    int rc = bench_parse_lib_options(argc, argv, "gemm_libs", usage, MAX_REPEATS, &threads_max, &repeats, &set);
     if (rc) return rc - 1;
-    if (threads_max < 1 || repeats < 1 || repeats > MAX_REPEATS ||
-        (strcmp(set, "sd") && strcmp(set, "default") && strcmp(set, "all"))) {
-        fprintf(stderr, "gemm_libs: expected --threads-max >= 1, --repeats 1..%d, --set sd|default|all\n", MAX_REPEATS);
-        return 1;
-    }
     // What each library picked for this CPU, for the record (stderr: the table stays clean).
     fprintf(stderr, "gemm_libs: OpenBLAS core %s (%s)\n", openblas_get_corename(), openblas_get_config());
 #ifdef DATO_HAVE_BLIS
