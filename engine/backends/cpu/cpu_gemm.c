@@ -7,15 +7,16 @@
 // how M, N and K are blocked nor on which thread computes which block: 1 to any number of
 // threads, one image at a time or the whole batch, give the same bits, and the portable kernel
 // (fmaf) gives the AVX2 kernel's bits. OpenBLAS could promise none of this (its result depended
-// on the block shape), and at the default model's small shapes (M = 32 channels, N = 196
-// positions) its calls ran at a third of this kernel's speed (docs/BENCHMARKS.md, issue 22).
+// on the block shape). Speed on a dense B is 10-30% behind OpenBLAS at SD's large shapes; the
+// engine gains where a library cannot follow: conv2d's B gathered from a padded input, no call
+// or thread start-up per small GEMM (docs/BENCHMARKS.md, issue 22).
 //
 // Blocking (per thread, cpu_ops.h sizes the scratch): a KC x NR panel of B (16 KiB) stays in L1
 // while the MR-row slices of an MC x KC block of A (72 KiB) stream from L2; a KC x NC block of B
 // (512 KiB) is packed once and serves every block of A. A is not packed: at the UNets' small K
-// (32 to 288 in the default model) copying it cost as much as the multiply-adds (measured: the
-// default model's linears 25% slower than OpenBLAS with A packed, level with it read in place);
-// only a last partial MR-row slice is copied, zero-padded.
+// (32 to 288 in the default model) copying it cost about as much as the multiply-adds (the
+// default model's linears ran about 25% faster read in place, paired against OpenBLAS on a loaded
+// machine); only a last partial MR-row slice is copied, zero-padded.
 #include <math.h>
 #include <omp.h>
 
