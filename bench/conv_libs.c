@@ -1,5 +1,6 @@
-// 3x3 convolutions (stride 1, pad 1, no bias, NCHW f32) of the UNets' shapes: im2col + OpenBLAS
-// SGEMM per image against oneDNN's direct and Winograd algorithms (issue 22).
+// 3x3 convolutions (stride 1, pad 1, no bias, NCHW f32) of the UNets' shapes: dato's conv2d (the CPU
+// backend's op) and im2col + OpenBLAS SGEMM per image against oneDNN's direct and Winograd
+// algorithms (issue 22).
 // Built only where CMake found oneDNN; a bench, never an engine dependency.
 //   conv_libs [--threads-max 2] [--repeats 5] [--set sd|default|all]
 // oneDNN runs three ways: direct with plain NCHW activations (weights in the layout it asks for,
@@ -16,6 +17,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <oneapi/dnnl/dnnl_debug.h> // dnnl_status2str
 
+#include "backend.h"
 #include "bench_util.h"
 
 #define MAX_REPEATS 64
@@ -46,9 +48,9 @@ static const dnnl_variant VARIANTS[] = {
     {"onednn winograd, blocked", dnnl_convolution_winograd, 0},
 };
 #define N_VARIANTS ((int)(sizeof VARIANTS / sizeof VARIANTS[0]))
-#define N_IM2COL 2 // im2col + OpenBLAS: one image at a time, images over threads
+#define N_IM2COL 3 // dato's conv2d; im2col + OpenBLAS: one image at a time, images over threads
 #define N_METHODS (N_IM2COL + N_VARIANTS)
-static const char* const IM2COL_NAMES[N_IM2COL] = {"im2col + openblas", "im2col + openblas, images over threads"};
+static const char* const IM2COL_NAMES[N_IM2COL] = {"dato", "im2col + openblas", "im2col + openblas, images over threads"};
 
 // ---- im2col + OpenBLAS ----------------------------------------------------------------------------------
 // col (Ci*9, H*W) of one image x (Ci, H, W), 3x3, stride 1, pad 1: row (c, dy, dx) is x[c] shifted
@@ -222,11 +224,24 @@ static double conv_error(const conv_shape* s, const float* x, const float* wt, c
     return worst;
 }
 
+// y = conv(x, wt) by dato's CPU backend (made for `threads` by the caller, kept across calls).
+static void conv_dato(dato_backend* be, const conv_shape* s, const float* x, const float* wt, float* y) {
+    dato_tensor tx = dato_tensor_f32_4d((float*)x, s->batch, s->ci, s->h, s->w);
+    dato_tensor tw = dato_tensor_f32_4d((float*)wt, s->co, s->ci, 3, 3);
+    dato_tensor ty = dato_tensor_f32_4d(y, s->batch, s->co, s->h, s->w);
+    dato_error err;
+    if (be->ops->conv2d(be, &ty, &tx, &tw, NULL, 1, 1, 1, 1, &err) != DATO_OK) {
+        fprintf(stderr, "conv_libs: dato conv2d: %s\n", err.msg); // the bench cannot go on without it
+        exit(1);
+    }
+}
+
 typedef struct {
     const conv_shape* s;
     const float *x, *wt;
     float *col, *y;
     int threads;
+    dato_backend* dato;
     const dnnl_conv* convs; // (N_VARIANTS)
     dnnl_stream_t st;
 } conv_run;
@@ -235,8 +250,9 @@ typedef struct {
 static double time_method(const conv_run* r, int m, int calls) {
     double t0 = dato_clock_s();
     for (int i = 0; i < calls; i++) {
-        if (m == 0) conv_im2col(r->s, r->x, r->wt, r->col, r->y, r->threads);
-        else if (m == 1) conv_im2col_images(r->s, r->x, r->wt, r->col, r->y, r->threads);
+        if (m == 0) conv_dato(r->dato, r->s, r->x, r->wt, r->y);
+        else if (m == 1) conv_im2col(r->s, r->x, r->wt, r->col, r->y, r->threads);
+        else if (m == 2) conv_im2col_images(r->s, r->x, r->wt, r->col, r->y, r->threads);
         else dnnl_conv_run(&r->convs[m - N_IM2COL], r->st);
     }
     return (dato_clock_s() - t0) / calls;
@@ -284,7 +300,13 @@ int main(int argc, char** argv) {
             omp_set_num_threads(t); // oneDNN's OpenMP runtime reads it at creation and at execution
             dnnl_conv convs[N_VARIANTS];
             for (int v = 0; v < N_VARIANTS; v++) convs[v] = dnnl_conv_create(eng, st, s, &VARIANTS[v], x, wt, y);
-            conv_run run = {s, x, wt, col, y, t, convs, st};
+            dato_backend dato;
+            dato_error derr;
+            if (dato_backend_cpu_init(&dato, t, &derr) != DATO_OK) {
+                fprintf(stderr, "conv_libs: %s\n", derr.msg);
+                return 1;
+            }
+            conv_run run = {s, x, wt, col, y, t, &dato, convs, st};
             // Warm-up and check; the im2col time sets the calls per sample for every method.
             double err[N_METHODS];
             int calls = 1;
@@ -317,6 +339,7 @@ int main(int argc, char** argv) {
             }
             fflush(stdout);
             for (int v = 0; v < N_VARIANTS; v++) dnnl_conv_destroy(&convs[v]);
+            dato_backend_destroy(&dato);
         }
         free(x);
         free(wt);

@@ -162,7 +162,7 @@ struct dato_backend {
     void* impl;               // backend-private state
 };
 
-// The CPU backend: C + OpenMP, GEMM through OpenBLAS. threads <= 0 keeps OpenMP's default.
+// The CPU backend: C + OpenMP, its own GEMM (cpu_gemm.c). threads <= 0 keeps OpenMP's default.
 dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err);
 // The null backend: every op checks nothing and does nothing, alloc returns NULL. Running a
 // forward on it with a measuring arena plans the workspace without touching memory.

@@ -1,7 +1,7 @@
 // The CPU backend's GEMM (engine/backends/cpu/cpu_gemm.c) against a double-precision reference,
 // and its promise of bits: the portable kernel, the AVX2 kernel, one thread and a team of 2, 3
-// or 8, and conv2d's two ways of sharing work (one image per thread, the team over tiles) give
-// the same bits. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
+// or 8, and conv2d's two ways of sharing work (runs of images per thread, the team over bands of
+// rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
 // several N blocks (N > 512), K = 0, padded leading dimensions, both B layouts and both biases.
 // Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
 #include <math.h>
@@ -93,29 +93,53 @@ static void test_case(dato_backend* bes, int n_bes, const gemm_case* t) {
     free(a), free(b), free(rb), free(cb), free(first), free(c);
 }
 
-// conv2d at 1, 2 and 3 threads (batch 6: one image per thread at 1, 2 and 3; batch 5: the team
-// at 2 and 3; a 64x260x260 input: the team over several bands) and with the portable kernel: the
-// same bits.
-static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k) {
-    int pad = k / 2;
-    size_t nx = (size_t)batch * ci * hw * hw, nw = (size_t)co * ci * k * k, no = (size_t)batch * co * hw * hw;
+// conv2d's promise, output by output: one fmaf chain over the taps (ci, ky, kx) in order, the
+// padding's zeros included, started at 0, then the bias.
+static void conv_chain(float* out, const float* x, const float* w, const float* b, int batch, int ci, int hw, int co,
+                       int k, int stride, int pad, int ho) {
+    for (int n = 0; n < batch; n++)
+        for (int o = 0; o < co; o++)
+            for (int oy = 0; oy < ho; oy++)
+                for (int ox = 0; ox < ho; ox++) {
+                    float acc = 0.0f;
+                    for (int c = 0; c < ci; c++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+                                float v = iy < 0 || iy >= hw || ix < 0 || ix >= hw ? 0.0f
+                                          : x[(((size_t)n * ci + c) * hw + iy) * hw + ix];
+                                acc = fmaf(v, w[(((size_t)o * ci + c) * k + ky) * k + kx], acc);
+                            }
+                    out[(((size_t)n * co + o) * ho + oy) * ho + ox] = acc + b[o];
+                }
+}
+
+// conv2d at 1, 2 and 3 threads and with the portable kernel: the same bits, and those of
+// conv_chain. Both forms of its GEMM (cpu_conv.c): positions as rows for the small convs, channels
+// as rows at Co = 240 and 250 with K = 576. Batch 6: a run of images per thread at 1, 2 and 3;
+// batch 5: the team at 2 and 3; batch 20 of 64x62x62: a thread's images in several runs (its
+// share holds 15); a 64x260x260 input: the team over several bands of rows.
+static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k, int stride) {
+    int pad = k / 2, ho = (hw + 2 * pad - k) / stride + 1;
+    size_t nx = (size_t)batch * ci * hw * hw, nw = (size_t)co * ci * k * k, no = (size_t)batch * co * ho * ho;
     float* x = randn(nx);  // (B, Ci, H, W)
     float* w = randn(nw);  // (Co, Ci, k, k)
     float* b = randn(co);  // (Co)
-    float* first = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float)); // (B, Co, H, W)
+    float* ref = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float)); // (B, Co, Ho, Wo)
+    conv_chain(ref, x, w, b, batch, ci, hw, co, k, stride, pad, ho);
     int differ = 0;
     for (int i = 0; i < n_bes; i++) {
         dato_tensor tx = dato_tensor_f32_4d(x, batch, ci, hw, hw), tw = dato_tensor_f32_4d(w, co, ci, k, k);
-        dato_tensor tb = dato_tensor_f32_1d(b, co), to = dato_tensor_f32_4d(out, batch, co, hw, hw);
+        dato_tensor tb = dato_tensor_f32_1d(b, co), to = dato_tensor_f32_4d(out, batch, co, ho, ho);
         dato_error err;
-        dato_status st = bes[i].ops->conv2d(&bes[i], &to, &tx, &tw, &tb, 1, 1, pad, pad, &err);
+        dato_status st = bes[i].ops->conv2d(&bes[i], &to, &tx, &tw, &tb, stride, stride, pad, pad, &err);
         CHECK(st == DATO_OK, "conv2d: %s", err.msg);
-        if (i == 0) memcpy(first, out, no * sizeof(float));
-        differ |= memcmp(first, out, no * sizeof(float)) != 0;
+        differ |= memcmp(ref, out, no * sizeof(float)) != 0;
     }
-    printf("conv2d B%d %dx%dx%d -> %d k%d: %s\n", batch, ci, hw, hw, co, k, differ ? "BITS DIFFER" : "same bits at 1, 2, 3 threads and generic");
-    CHECK(!differ, "conv2d B%d: bits differ between thread counts or kernels", batch);
-    free(x), free(w), free(b), free(first), free(out);
+    printf("conv2d B%d %dx%dx%d -> %d k%d s%d: %s\n", batch, ci, hw, hw, co, k, stride,
+           differ ? "BITS DIFFER" : "the fmaf chain's bits at 1, 2, 3 threads and generic");
+    CHECK(!differ, "conv2d B%d: bits differ from the chain", batch);
+    free(x), free(w), free(b), free(ref), free(out);
 }
 
 static void test_isa_variable(void) {
@@ -151,10 +175,14 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 5, &cases[i]);
     dato_backend conv_bes[4] = {bes[0], bes[1], bes[2], bes[3]};
-    test_conv_bits(conv_bes, 4, 6, 8, 14, 32, 3); // one image per thread
-    test_conv_bits(conv_bes, 4, 5, 8, 14, 12, 3); // the team at 2 and 3 threads
-    test_conv_bits(conv_bes, 4, 6, 8, 9, 20, 1);  // 1x1: no im2col
-    test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3); // the team over several bands of rows
+    test_conv_bits(conv_bes, 4, 6, 8, 14, 32, 3, 1);  // a run of images per thread
+    test_conv_bits(conv_bes, 4, 6, 8, 14, 20, 3, 2);  // stride 2
+    test_conv_bits(conv_bes, 4, 5, 8, 14, 12, 3, 1);  // the team at 2 and 3 threads
+    test_conv_bits(conv_bes, 4, 6, 8, 9, 20, 1, 1);   // 1x1: no padded copy
+    test_conv_bits(conv_bes, 4, 20, 64, 62, 4, 3, 1); // several runs per thread
+    test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
+    test_conv_bits(conv_bes, 4, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
+    test_conv_bits(conv_bes, 4, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
     for (int i = 0; i < 5; i++) dato_backend_destroy(&bes[i]);
     return test_summary();
 }

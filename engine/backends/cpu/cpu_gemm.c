@@ -1,22 +1,24 @@
 // The CPU backend's GEMM: C (M, N) = A (M, K) @ B (+ bias), in BLIS's loop order over packed
-// panels of B (A's rows are read in place), with a 6x16 register micro-kernel (AVX2 + FMA) and a
-// portable one beside it.
+// panels of B (A's rows are read in place, at lda or gathered from conv2d's padded input), with a
+// 6x16 register micro-kernel (AVX2 + FMA) and a portable one beside it.
 //
 // Every element of C is one chain of fused multiply-adds over k = 0..K-1 in order, started at 0,
 // then the bias added once. A k-block continues the chain from C, so the bits do not depend on
 // how M, N and K are blocked nor on which thread computes which block: 1 to any number of
-// threads, one image at a time or the whole batch, give the same bits, and the portable kernel
-// (fmaf) gives the AVX2 kernel's bits. OpenBLAS could promise none of this (its result depended
-// on the block shape). Speed on a dense B is 10-30% behind OpenBLAS at SD's large shapes; the
-// engine gains where a library cannot follow: conv2d's B gathered from a padded input, no call
-// or thread start-up per small GEMM (docs/BENCHMARKS.md, issue 22).
+// threads, one image at a time or the whole batch, either form of conv2d, give the same bits,
+// and the portable kernel (fmaf) gives the AVX2 kernel's bits. OpenBLAS could promise none of
+// this (its result depended on the block shape). Speed on a dense B is 10-30% behind OpenBLAS at
+// SD's large shapes; the engine gains where a library cannot follow: conv2d's operands gathered
+// from a padded input, no call or thread start-up per small GEMM (docs/BENCHMARKS.md, issue 22).
 //
 // Blocking (per thread, cpu_ops.h sizes the scratch): a KC x NR panel of B (16 KiB) stays in L1
 // while the MR-row slices of an MC x KC block of A (72 KiB) stream from L2; a KC x NC block of B
-// (512 KiB) is packed once and serves every block of A. A is not packed: at the UNets' small K
-// (32 to 288 in the default model) copying it cost about as much as the multiply-adds (the
-// default model's linears ran about 25% faster read in place, paired against OpenBLAS on a loaded
-// machine); only a last partial MR-row slice is copied, zero-padded.
+// (512 KiB) is packed once and serves every block of A. K is cut into equal blocks. A is not
+// packed: at the UNets' small K (32 to 288 in the default model) copying it cost about as much as
+// the multiply-adds (the default model's linears ran about 25% faster read in place, paired
+// against OpenBLAS on a loaded machine); only a last partial MR-row slice read at lda is copied,
+// zero-padded. A gathered A (conv2d's output positions as rows) takes all of K in one block where
+// the panels hold it, since its C is stored transposed, through a tile, once.
 #include <math.h>
 #include <omp.h>
 
@@ -33,25 +35,30 @@
 #define MC CPU_GEMM_MC
 #define NC CPU_GEMM_NC
 
-// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp ----------------------------
-// a: (MR, kc) rows of A read in place at lda (A is not packed: its rows stream from cache as they
-// are, which at the UNets' small K cost less than copying them); bp: (kc, NR) packed panel of B,
-// 32-byte aligned.
+// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp -----------------------------
+// a: MR rows gathered in place, element (i, p) at x[roff[i] + coff[p]]: rows of A at lda (roff = i
+// lda, coff = p) or of conv2d's padded input (cpu_conv.c). Neither is copied: at the UNets' small K
+// a copy cost about as much as the multiply-adds. bp: (kc, NR) packed panel of B, 32-byte aligned.
 
-static void kernel_generic(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate) {
+static void kernel_generic(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp, float* c,
+                           int ldc, int accumulate) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
     for (int p = 0; p < kc; p++, bp += NR)
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(a[(size_t)i * lda + p], bp[j], acc[i][j]);
+            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(x[roff[i] + coff[p]], bp[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
 }
 
 #ifdef GEMM_HAVE_AVX2
-// 12 accumulators (6 rows x 2 vectors of 8) hide the FMA latency on both FMA pipes.
-static void kernel_avx2(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate) {
+// 12 accumulators (6 rows x 2 vectors of 8) hide the FMA latency on both FMA pipes; the six row
+// bases sit in registers. Gathered, one offset load per k serves them all; rows read at lda
+// (coff[p] = p) skip that load, which costs about 10% at SD's shapes. Inlined into both.
+static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const float* x, const int32_t* roff,
+                                                                   const int32_t* coff, int gathered, const float* bp,
+                                                                   float* c, int ldc, int accumulate) {
     __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     if (accumulate) {
         c0a = _mm256_loadu_ps(c + 0 * ldc), c0b = _mm256_loadu_ps(c + 0 * ldc + 8);
@@ -63,16 +70,20 @@ static void kernel_avx2(int kc, const float* a, int lda, const float* bp, float*
     } else {
         c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = _mm256_setzero_ps();
     }
-    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * (size_t)lda, *a3 = a + 3 * (size_t)lda, *a4 = a + 4 * (size_t)lda,
-                *a5 = a + 5 * (size_t)lda;
+    const float *a0 = x + roff[0], *a1 = x + roff[1], *a2 = x + roff[2], *a3 = x + roff[3], *a4 = x + roff[4],
+                *a5 = x + roff[5];
+    // Opaque to the optimizer, which would otherwise fold roff[i] + coff[p] into an integer add per
+    // row and step (six more instructions in a loop of 27): each broadcast is then base + 4 o.
+    __asm__("" : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5));
     for (int p = 0; p < kc; p++, bp += NR) {
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), x;
-        x = _mm256_broadcast_ss(a0 + p), c0a = _mm256_fmadd_ps(x, b0, c0a), c0b = _mm256_fmadd_ps(x, b1, c0b);
-        x = _mm256_broadcast_ss(a1 + p), c1a = _mm256_fmadd_ps(x, b0, c1a), c1b = _mm256_fmadd_ps(x, b1, c1b);
-        x = _mm256_broadcast_ss(a2 + p), c2a = _mm256_fmadd_ps(x, b0, c2a), c2b = _mm256_fmadd_ps(x, b1, c2b);
-        x = _mm256_broadcast_ss(a3 + p), c3a = _mm256_fmadd_ps(x, b0, c3a), c3b = _mm256_fmadd_ps(x, b1, c3b);
-        x = _mm256_broadcast_ss(a4 + p), c4a = _mm256_fmadd_ps(x, b0, c4a), c4b = _mm256_fmadd_ps(x, b1, c4b);
-        x = _mm256_broadcast_ss(a5 + p), c5a = _mm256_fmadd_ps(x, b0, c5a), c5b = _mm256_fmadd_ps(x, b1, c5b);
+        int64_t o = gathered ? coff[p] : p;
+        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), v;
+        v = _mm256_broadcast_ss(a0 + o), c0a = _mm256_fmadd_ps(v, b0, c0a), c0b = _mm256_fmadd_ps(v, b1, c0b);
+        v = _mm256_broadcast_ss(a1 + o), c1a = _mm256_fmadd_ps(v, b0, c1a), c1b = _mm256_fmadd_ps(v, b1, c1b);
+        v = _mm256_broadcast_ss(a2 + o), c2a = _mm256_fmadd_ps(v, b0, c2a), c2b = _mm256_fmadd_ps(v, b1, c2b);
+        v = _mm256_broadcast_ss(a3 + o), c3a = _mm256_fmadd_ps(v, b0, c3a), c3b = _mm256_fmadd_ps(v, b1, c3b);
+        v = _mm256_broadcast_ss(a4 + o), c4a = _mm256_fmadd_ps(v, b0, c4a), c4b = _mm256_fmadd_ps(v, b1, c4b);
+        v = _mm256_broadcast_ss(a5 + o), c5a = _mm256_fmadd_ps(v, b0, c5a), c5b = _mm256_fmadd_ps(v, b1, c5b);
     }
     _mm256_storeu_ps(c + 0 * ldc, c0a), _mm256_storeu_ps(c + 0 * ldc + 8, c0b);
     _mm256_storeu_ps(c + 1 * ldc, c1a), _mm256_storeu_ps(c + 1 * ldc + 8, c1b);
@@ -81,16 +92,28 @@ static void kernel_avx2(int kc, const float* a, int lda, const float* bp, float*
     _mm256_storeu_ps(c + 4 * ldc, c4a), _mm256_storeu_ps(c + 4 * ldc + 8, c4b);
     _mm256_storeu_ps(c + 5 * ldc, c5a), _mm256_storeu_ps(c + 5 * ldc + 8, c5b);
 }
+
+static void kernel_avx2_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
+                             float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 0, bp, c, ldc, accumulate);
+}
+
+static void kernel_avx2_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
+                                 float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 1, bp, c, ldc, accumulate);
+}
 #endif
 
-typedef void (*gemm_kernel)(int kc, const float* a, int lda, const float* bp, float* c, int ldc, int accumulate);
+typedef void (*gemm_kernel)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
+                            float* c, int ldc, int accumulate);
 
-// The kernel of each ISA level (cpu_ops.h); a level this build lacks runs the best one below it.
-static gemm_kernel kernel_for(cpu_isa isa) {
+// The kernel of each ISA level (cpu_ops.h) for rows of A gathered or read at lda; a level this
+// build lacks runs the best one below it.
+static gemm_kernel kernel_for(cpu_isa isa, int gathered) {
 #ifdef GEMM_HAVE_AVX2
-    if (isa >= CPU_ISA_AVX2) return kernel_avx2;
+    if (isa >= CPU_ISA_AVX2) return gathered ? kernel_avx2_gathered : kernel_avx2_rows;
 #endif
-    (void)isa;
+    (void)isa, (void)gathered;
     return kernel_generic;
 }
 
@@ -100,10 +123,10 @@ static gemm_kernel kernel_for(cpu_isa isa) {
 static void pack_b(float* bp, const cpu_gemm_args* g, int p0, int kc, int j0, int nc) {
     for (int jr = 0; jr < nc; jr += NR, bp += (size_t)NR * kc) {
         int cols = nc - jr < NR ? nc - jr : NR;
-        if (g->im2col_x) { // gathered in place; lanes past N read valid offsets and are never stored
-            const int32_t* at = g->col_offset + j0 + jr; // (NR)
+        if (g->b_x) { // gathered in place; lanes past N read valid offsets and are never stored
+            const int32_t* at = g->b_col_offset + j0 + jr; // (NR)
             for (int p = 0; p < kc; p++) {
-                const float* src = g->im2col_x + g->row_offset[p0 + p];
+                const float* src = g->b_x + g->b_row_offset[p0 + p];
                 for (int j = 0; j < NR; j++) bp[p * NR + j] = src[at[j]];
             }
         } else if (g->b_transposed) { // B stored as (N, K): column j of B is row j
@@ -128,48 +151,97 @@ static void pack_b(float* bp, const cpu_gemm_args* g, int p0, int kc, int j0, in
 
 // ---- one part of C: rows [i0, i0 + m), columns [j0, j0 + n), all of K -----------------------------
 
+// Copies a (rows, cols) tile of C at (i, j) into tile (MR, NR) or, with store, back. Stored
+// transposed, C's element (i, j) is at c_row_offset[i] + j ldc (the rows of several images'
+// outputs make one GEMM).
+static void tile_io(const cpu_gemm_args* g, int i, int j, int rows, int cols, float* tile, int store) {
+    if (g->c_transposed)
+        for (int r = 0; r < rows; r++) {
+            float* e = g->c + g->c_row_offset[i + r] + (size_t)j * g->ldc; // (cols) at ldc
+            const float* t = tile + r * NR;
+            if (store && cols == NR) // the common case, unrolled
+                for (int q = 0; q < NR; q++) e[(size_t)q * g->ldc] = t[q];
+            else
+                for (int q = 0; q < cols; q++)
+                    if (store) e[(size_t)q * g->ldc] = t[q];
+                    else tile[r * NR + q] = e[(size_t)q * g->ldc];
+        }
+    else
+        for (int r = 0; r < rows; r++) {
+            float* e = g->c + (size_t)(i + r) * g->ldc + j; // (cols)
+            if (store) memcpy(e, tile + r * NR, (size_t)cols * sizeof(float));
+            else memcpy(tile + r * NR, e, (size_t)cols * sizeof(float));
+        }
+}
+
 // Each KC x NC block of B is packed once and multiplied by every MC x KC block of A in the part.
-static void gemm_part(gemm_kernel kernel, const cpu_gemm_args* g, int i0, int m, int j0, int n, float* pack) {
-    float* a_edge = pack;                             // (MR, KC) the last rows of A, zero-padded to MR
+static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0, int n, float* pack) {
+    gemm_kernel kernel = kernel_for(isa, g->a_x != NULL);
+    float* a_edge = pack;                             // (MR, KC) A's last rows at lda, zero-padded to MR
     float* bp = pack + (size_t)MR * KC;               // (NC / NR panels of (KC, NR))
-    float edge[MR * NR] __attribute__((aligned(32))); // (MR, NR) a partial tile of C
-    int k_blocks = g->k == 0 ? 1 : (g->k + KC - 1) / KC; // K = 0 still writes C = 0 (+ bias)
+    float tile[MR * NR] __attribute__((aligned(32))); // (MR, NR) a tile of C partial or stored transposed
+    int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
+    for (int p = 0; p < KC; p++) iota[p] = p;
+    // K in equal blocks of at most KC: no thin last block whose pass over C costs more than its
+    // multiply-adds (K = 288 is 2 x 144, not 256 + 32). A gathered A (conv2d) takes all of K in one
+    // block where the panels hold it: its C is stored transposed, which costs more than a pass.
+    // K = 0 still writes C = 0 (+ bias).
+    int k_blocks = g->k == 0 ? 1 : (g->k + KC - 1) / KC;
+    if (g->a_x && cpu_gemm_one_k_block(g->k, n)) k_blocks = 1;
+    int k_step = (g->k + k_blocks - 1) / k_blocks;
     for (int jc = j0; jc < j0 + n; jc += NC) {
         int nc = j0 + n - jc < NC ? j0 + n - jc : NC;
         for (int kb = 0; kb < k_blocks; kb++) {
-            int p0 = kb * KC, kc = g->k - p0 < KC ? g->k - p0 : KC;
+            int p0 = kb * k_step, kc = g->k - p0 < k_step ? g->k - p0 : k_step;
             pack_b(bp, g, p0, kc, jc, nc);
             for (int ic = i0; ic < i0 + m; ic += MC) {
                 int mc = i0 + m - ic < MC ? i0 + m - ic : MC;
-                int full = mc / MR * MR; // rows in whole panels; the rest go through a_edge
-                if (full < mc) {
+                int full = mc / MR * MR; // rows in whole slices; read at lda, the rest go through a_edge
+                if (!g->a_x && full < mc) {
                     memset(a_edge, 0, (size_t)MR * kc * sizeof(float));
                     for (int i = 0; i < mc - full; i++)
                         memcpy(a_edge + (size_t)i * kc, g->a + (size_t)(ic + full + i) * g->lda + p0, (size_t)kc * sizeof(float));
                 }
                 for (int jr = 0; jr < nc; jr += NR) {
                     int cols = nc - jr < NR ? nc - jr : NR;
+                    const float* b_panel = bp + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
-                        float* c = g->c + (size_t)(ic + ir) * g->ldc + jc + jr; // (rows, cols) at ldc
-                        const float* a_rows = rows == MR ? g->a + (size_t)(ic + ir) * g->lda + p0 : a_edge;
-                        int lda = rows == MR ? g->lda : kc;
-                        const float* b_panel = bp + (size_t)jr * kc;
-                        if (rows == MR && cols == NR) {
-                            kernel(kc, a_rows, lda, b_panel, c, g->ldc, kb > 0);
+                        // where the slice's rows of A are: x[roff[i] + coff[p]]
+                        const float* x;
+                        const int32_t* coff = iota;
+                        int32_t roff[MR];
+                        if (g->a_x) { // gathered; rows past M repeat the first (valid, never stored)
+                            x = g->a_x, coff = g->a_col_offset + p0;
+                            for (int i = 0; i < MR; i++) roff[i] = g->a_row_offset[ic + ir + (i < rows ? i : 0)];
+                        } else if (rows == MR) {
+                            x = g->a + (size_t)(ic + ir) * g->lda + p0;
+                            for (int i = 0; i < MR; i++) roff[i] = i * g->lda;
+                        } else {
+                            x = a_edge;
+                            for (int i = 0; i < MR; i++) roff[i] = i * kc;
+                        }
+                        if (rows == MR && cols == NR && !g->c_transposed) {
+                            kernel(kc, x, roff, coff, b_panel, g->c + (size_t)(ic + ir) * g->ldc + jc + jr, g->ldc, kb > 0);
                             continue;
                         }
-                        for (int i = 0; i < rows; i++)
-                            memcpy(edge + i * NR, c + (size_t)i * g->ldc, (size_t)cols * sizeof(float));
-                        kernel(kc, a_rows, lda, b_panel, edge, NR, kb > 0);
-                        for (int i = 0; i < rows; i++)
-                            memcpy(c + (size_t)i * g->ldc, edge + i * NR, (size_t)cols * sizeof(float));
+                        if (kb > 0) tile_io(g, ic + ir, jc + jr, rows, cols, tile, 0);
+                        kernel(kc, x, roff, coff, b_panel, tile, NR, kb > 0);
+                        tile_io(g, ic + ir, jc + jr, rows, cols, tile, 1);
                     }
                 }
             }
         }
         // the bias, once, after the whole chain (as a separate pass would add it)
-        if (g->row_bias || g->col_bias)
+        if (g->c_transposed)
+            for (int i = i0; i < i0 + m; i++) {
+                float* ct = g->c + g->c_row_offset[i]; // (N) at ldc
+                for (int j = jc; j < jc + nc; j++) {
+                    if (g->row_bias) ct[(size_t)j * g->ldc] += g->row_bias[i];
+                    if (g->col_bias) ct[(size_t)j * g->ldc] += g->col_bias[j];
+                }
+            }
+        else if (g->row_bias || g->col_bias)
             for (int i = i0; i < i0 + m; i++) {
                 float* c = g->c + (size_t)i * g->ldc; // (N)
                 if (g->row_bias)
@@ -178,6 +250,11 @@ static void gemm_part(gemm_kernel kernel, const cpu_gemm_args* g, int i0, int m,
                     for (int j = jc; j < jc + nc; j++) c[j] += g->col_bias[j];
             }
     }
+}
+
+int cpu_gemm_one_k_block(int k, int n) {
+    int nc = n < NC ? n : NC;
+    return (size_t)k * (size_t)((nc + NR - 1) / NR * NR) <= (size_t)KC * NC;
 }
 
 // ---- drivers ---------------------------------------------------------------------------------------
@@ -194,18 +271,17 @@ void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g) {
     int by_n = g->n >= parts * 4 * NR;
     int unit = by_n ? NR : MR, extent = by_n ? g->n : g->m;
     int step = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
-    gemm_kernel kernel = kernel_for(cpu->isa);
     float* pack = thread_pack(cpu);
     #pragma omp for schedule(static)
     for (int t = 0; t < parts; t++) {
         int lo = t * step, len = extent - lo < step ? extent - lo : step;
         if (len <= 0) continue;
-        if (by_n) gemm_part(kernel, g, 0, g->m, lo, len, pack);
-        else gemm_part(kernel, g, lo, len, 0, g->n, pack);
+        if (by_n) gemm_part(cpu->isa, g, 0, g->m, lo, len, pack);
+        else gemm_part(cpu->isa, g, lo, len, 0, g->n, pack);
     }
 }
 
 void cpu_gemm_one(const cpu_backend* cpu, const cpu_gemm_args* g) {
     if (g->m <= 0 || g->n <= 0) return;
-    gemm_part(kernel_for(cpu->isa), g, 0, g->m, 0, g->n, thread_pack(cpu));
+    gemm_part(cpu->isa, g, 0, g->m, 0, g->n, thread_pack(cpu));
 }

@@ -45,23 +45,29 @@ static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backe
 // Elementwise loops below this size run on one thread: a parallel region costs microseconds.
 #define CPU_PARALLEL_MIN 32768
 
-// C (M, N) = A (M, K) @ B, B (K, N) or, when b_transposed, stored as B^T (N, K), or a
-// convolution's im2col matrix read in place (B[r][q] = im2col_x[row_offset[r] + col_offset[q]],
-// conv2d's zero-padded input); plus a bias per row and/or per column, added once after the
-// product. Leading dimensions lda, ldb, ldc.
+// C (M, N) = A (M, K) @ B + bias, leading dimensions lda, ldb, ldc. A is read at lda, or gathered
+// from conv2d's zero-padded input; B is (K, N), stored transposed (N, K), or gathered from that
+// input; C is row-major, or stored transposed. The bias per row and/or per column is added once
+// after the product. conv2d (cpu_conv.c) multiplies in either of two forms: its weights as A and
+// its input's im2col matrix as a gathered B, or its output positions as a gathered A, the
+// weights as B and the output as a transposed C.
 typedef struct {
     int m, n, k;
-    const float* a;        // (M, K) at lda
+    const float* a;              // (M, K) at lda; unused when a_x is set
     int lda;
-    const float* b;        // (K, N) at ldb, or (N, K) when b_transposed; NULL when im2col_x is set
+    const float* a_x;            // the padded input A gathers from, or NULL
+    const int32_t* a_row_offset; // (M) A[i][p] = a_x[a_row_offset[i] + a_col_offset[p]]
+    const int32_t* a_col_offset; // (K)
+    const float* b;              // (K, N) at ldb, or (N, K) when b_transposed; unused when b_x is set
     int ldb, b_transposed;
-    const float* im2col_x;      // the padded input B gathers from, or NULL
-    const int32_t* row_offset;  // (K) where row r of B starts in im2col_x
-    const int32_t* col_offset;  // (N rounded up to CPU_GEMM_NR) where column q sits within a row; valid offsets past N
-    float* c;              // (M, N) at ldc
-    int ldc;
-    const float* row_bias; // (M) or NULL
-    const float* col_bias; // (N) or NULL
+    const float* b_x;            // the padded input B gathers from, or NULL
+    const int32_t* b_row_offset; // (K) B[p][j] = b_x[b_row_offset[p] + b_col_offset[j]]
+    const int32_t* b_col_offset; // (N rounded up to CPU_GEMM_NR) valid offsets past N
+    float* c;                    // (M, N) at ldc; or, when c_transposed, (i, j) at c[c_row_offset[i] + j ldc]
+    int ldc, c_transposed;
+    const int32_t* c_row_offset; // (M) with c_transposed: where row i's first element sits
+    const float* row_bias;       // (M) or NULL
+    const float* col_bias;       // (N) or NULL
 } cpu_gemm_args;
 
 // cpu_gemm.c. Each element of C is one FMA chain over k in order, so the bits do not depend on
@@ -71,6 +77,9 @@ typedef struct {
 void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g);
 // The whole GEMM on the calling thread (of a parallel region or not), in its own panels.
 void cpu_gemm_one(const cpu_backend* cpu, const cpu_gemm_args* g);
+// 1 when a GEMM with a gathered A takes all of its K in one block (the packed panels of an N-wide
+// B hold K rows): its transposed C is then written once, not loaded and stored per block.
+int cpu_gemm_one_k_block(int k, int n);
 
 // Bits of a float and back (compile to register moves, vectorize).
 static inline uint32_t cpu_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
