@@ -22,9 +22,9 @@
 // Each timed op is bracketed by synchronize, so a device backend's asynchronous ops are timed too
 // (at the cost of the overlap a plain run has).
 
-enum { P_CONV3, P_CONV1, P_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
-static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "linear", "attention",
-                                               "group/layer norm", "geglu", "other"};
+enum { P_CONV3, P_CONV1, P_LINEAR, P_GEGLU_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
+static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "linear", "geglu + linear",
+                                               "attention", "group/layer norm", "geglu", "other"};
 
 typedef struct {
     dato_backend be;               // first member: the ops receive &timed->be
@@ -52,6 +52,11 @@ static dato_status t_linear(dato_backend* be, dato_tensor* out, const dato_tenso
                             const dato_tensor* b, dato_error* err) {
     double f = 2.0 * (double)dato_tensor_numel(out) * (double)w->shape[1];
     TIMED(P_LINEAR, f, linear(be, out, x, w, b, err));
+}
+static dato_status t_geglu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                                  const dato_tensor* b, dato_error* err) {
+    double f = 2.0 * (double)dato_tensor_numel(out) * (double)w->shape[1];
+    TIMED(P_GEGLU_LINEAR, f, geglu_linear(be, out, x, w, b, err));
 }
 static dato_status t_attention(dato_backend* be, dato_tensor* out, const dato_tensor* q, const dato_tensor* k,
                                const dato_tensor* v, int heads, float scale, int causal, dato_error* err) {
@@ -95,6 +100,7 @@ static void timed_backend_wrap(timed_backend* tb, const dato_backend* inner) {
     tb->ops = *inner->ops;
     tb->ops.conv2d = t_conv2d;
     tb->ops.linear = t_linear;
+    tb->ops.geglu_linear = inner->ops->geglu_linear ? t_geglu_linear : NULL; // optional: the caller's fallback
     tb->ops.attention = t_attention;
     tb->ops.group_norm = t_group_norm;
     tb->ops.layer_norm = t_layer_norm;

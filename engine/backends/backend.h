@@ -50,6 +50,11 @@ typedef struct {
     // out (..., N) = x (..., K) @ w (N, K)^T + b (N) or no bias if b == NULL; leading dims flattened.
     dato_status (*linear)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                           const dato_tensor* b, dato_error* err);
+    // out (..., N) = geglu(x (..., 2F)) @ w (N, F)^T + b (N) or no bias: the feed-forward's gate and
+    // second projection in one pass that never stores GEGLU's output, with the bits of geglu, then
+    // linear. Optional: NULL where a backend has no fused form (the caller runs the two).
+    dato_status (*geglu_linear)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                                const dato_tensor* b, dato_error* err);
 
     // ---- normalization -----------------------------------------------------------------------
     // out (B, C, ...) = GroupNorm(x) with per-channel gamma/beta (C); then SiLU if fuse_silu.

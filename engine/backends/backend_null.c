@@ -103,6 +103,7 @@ static const dato_backend_ops null_ops = {
     .upload_async = null_copy_bytes,
     .conv2d = null_conv2d,
     .linear = null_linear,
+    .geglu_linear = NULL, // a plan then reserves GEGLU's output, which backends without the fused op need
     .group_norm = null_group_norm,
     .layer_norm = null_layer_norm,
     .silu = null_unary,

@@ -186,6 +186,19 @@ dato_status dato_op_check_unary(const char* op, const dato_tensor* out, const da
     return dato_op_check_same_shape(op, "out", out, "x", x, err);
 }
 
+dato_status dato_op_check_geglu_linear(const dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                                       const dato_tensor* b, dato_device dev, dato_error* err) {
+    DATO_TRY(dato_op_check_tensor("geglu_linear", "x", x, 0, dev, 0, err));
+    if (x->shape[x->ndim - 1] % 2 != 0) {
+        char sx[96];
+        return dato_fail(err, DATO_ERR_INVALID, "geglu_linear: x %s has an odd last dim, expected [hidden, gate]",
+                         dato_shape_str(x, sx, sizeof sx));
+    }
+    dato_tensor gated = *x; // the shape GEGLU's output would have
+    gated.shape[x->ndim - 1] /= 2;
+    return dato_op_check_linear(out, &gated, w, b, dev, 0, err);
+}
+
 dato_status dato_op_check_geglu(const dato_tensor* out, const dato_tensor* x, dato_device dev, dato_error* err) {
     DATO_TRY(check_out_x("geglu", out, 0, x, 0, dev, err));
     int64_t two_f = x->shape[x->ndim - 1];

@@ -36,6 +36,9 @@ dato_status dato_op_check_rows(const char* op, const char* arg, const dato_tenso
 // the GEMM's M, N, K within int (BLAS and cuBLAS take int).
 dato_status dato_op_check_linear(const dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                                  const dato_tensor* b, dato_device dev, int half_weights, dato_error* err);
+// geglu_linear: x (..., 2F) and, as linear's, out (..., N), weight (N, F), bias (N) or NULL.
+dato_status dato_op_check_geglu_linear(const dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                                       const dato_tensor* b, dato_device dev, dato_error* err);
 // conv2d: out (B, Co, Ho, Wo) for x (B, Ci, H, W), weight (Co, Ci, kh, kw), bias (Co) or NULL,
 // stride >= 1, 0 <= pad < k, the padded input at least the kernel; Ho, Wo as backend.h; Co,
 // Ci*kh*kw and Ho*Wo within int.

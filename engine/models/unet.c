@@ -113,7 +113,8 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
         dato_tensor n = tmp(f, 3, B, N, C, 0);           // (B, N, C) normalized
         dato_tensor o = tmp(f, 3, B, N, C, 0);           // (B, N, C) sub-layer output
         dato_tensor p = tmp(f, 3, B, N, 8 * C, 0);       // (B, N, 8C) GEGLU projection
-        dato_tensor gg = tmp(f, 3, B, N, 4 * C, 0);      // (B, N, 4C) gated hidden
+        dato_tensor gg = {0};                            // (B, N, 4C) gated hidden, unless fused
+        if (!f->op->geglu_linear) gg = tmp(f, 3, B, N, 4 * C, 0);
         DATO_TRY(check_arena(f, layer->name));
 
         DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm1.w, &tb->norm1.b, 1e-5f, f->err));
@@ -133,8 +134,12 @@ static dato_status transformer_forward(fwd_ctx* f, const dato_unet_layer* layer,
 
         DATO_TRY(f->op->layer_norm(f->be, &n, &h, &tb->norm3.w, &tb->norm3.b, 1e-5f, f->err));
         DATO_TRY(f->op->linear(f->be, &p, &n, &tb->ff_proj.w, &tb->ff_proj.b, f->err));
-        DATO_TRY(f->op->geglu(f->be, &gg, &p, f->err));
-        DATO_TRY(f->op->linear(f->be, &o, &gg, &tb->ff_out.w, &tb->ff_out.b, f->err));
+        if (f->op->geglu_linear) {
+            DATO_TRY(f->op->geglu_linear(f->be, &o, &p, &tb->ff_out.w, &tb->ff_out.b, f->err));
+        } else {
+            DATO_TRY(f->op->geglu(f->be, &gg, &p, f->err));
+            DATO_TRY(f->op->linear(f->be, &o, &gg, &tb->ff_out.w, &tb->ff_out.b, f->err));
+        }
         DATO_TRY(f->op->add(f->be, &h, &h, &o, f->err));
         dato_arena_release(f->a, bmark);
     }

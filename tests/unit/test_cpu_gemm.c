@@ -3,7 +3,7 @@
 // or 8, and conv2d's two ways of sharing work (runs of images per thread, the team over bands of
 // rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
 // several N blocks (N > 512), K = 0, padded leading dimensions, both B layouts and both biases.
-// Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
+// geglu_linear gives geglu, then linear's bits. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -142,6 +142,38 @@ static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int 
     free(x), free(w), free(b), free(ref), free(out);
 }
 
+// geglu_linear (GEGLU staged a block of A at a time inside the GEMM) against geglu, then linear:
+// the same bits, at 1, 2, 3 threads and generic. Shapes: partial register tiles and MC blocks
+// (M = 151), several K blocks (F = 600), N over a team's split (N = 200), no bias.
+static void test_geglu_linear(dato_backend* bes, int n_bes, int m, int f, int n, int bias) {
+    float* x = randn((size_t)m * 2 * f);  // (M, 2F): [hidden, gate]
+    float* w = randn((size_t)n * f);      // (N, F)
+    float* b = randn((size_t)n);          // (N)
+    float* gated = malloc((size_t)m * f * sizeof(float));           // (M, F)
+    float* ref = malloc((size_t)m * n * sizeof(float)), *out = malloc((size_t)m * n * sizeof(float)); // (M, N)
+    dato_tensor tx = dato_tensor_f32_2d(x, m, 2 * f), tg = dato_tensor_f32_2d(gated, m, f);
+    dato_tensor tw = dato_tensor_f32_2d(w, n, f), tb = dato_tensor_f32_1d(b, n);
+    dato_tensor tr = dato_tensor_f32_2d(ref, m, n), to = dato_tensor_f32_2d(out, m, n);
+    dato_error err;
+    CHECK(bes[0].ops->geglu(&bes[0], &tg, &tx, &err) == DATO_OK, "geglu: %s", err.msg);
+    CHECK(bes[0].ops->linear(&bes[0], &tr, &tg, &tw, bias ? &tb : NULL, &err) == DATO_OK, "linear: %s", err.msg);
+    int differ = 0;
+    for (int i = 0; i < n_bes; i++) {
+        CHECK(bes[i].ops->geglu_linear(&bes[i], &to, &tx, &tw, bias ? &tb : NULL, &err) == DATO_OK,
+              "geglu_linear: %s", err.msg);
+        differ |= memcmp(ref, out, (size_t)m * n * sizeof(float)) != 0;
+    }
+    printf("geglu_linear M%d F%d N%d%s: %s\n", m, f, n, bias ? " bias" : "",
+           differ ? "BITS DIFFER" : "geglu then linear's bits at 1, 2, 3 threads and generic");
+    CHECK(!differ, "geglu_linear M%d F%d N%d: bits differ from geglu then linear", m, f, n);
+    // its check: an odd last dim of x is refused by name
+    dato_tensor odd = dato_tensor_f32_2d(x, m, 2 * f - 1);
+    CHECK(bes[0].ops->geglu_linear(&bes[0], &to, &odd, &tw, NULL, &err) == DATO_ERR_INVALID &&
+              strstr(err.msg, "geglu_linear") && strstr(err.msg, "odd"),
+          "an odd x is refused: %s", err.msg);
+    free(x), free(w), free(b), free(gated), free(ref), free(out);
+}
+
 static void test_isa_variable(void) {
     dato_backend be;
     dato_error err;
@@ -183,6 +215,9 @@ int main(void) {
     test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
     test_conv_bits(conv_bes, 4, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
     test_conv_bits(conv_bes, 4, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
+    test_geglu_linear(conv_bes, 4, 151, 128, 32, 1);
+    test_geglu_linear(conv_bes, 4, 151, 600, 200, 0);
+    test_geglu_linear(conv_bes, 4, 5, 7, 3, 1);
     for (int i = 0; i < 5; i++) dato_backend_destroy(&bes[i]);
     return test_summary();
 }

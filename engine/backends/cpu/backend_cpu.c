@@ -62,6 +62,7 @@ static const dato_backend_ops cpu_ops = {
     .mem_available = cpu_mem_available,
     .conv2d = cpu_conv2d,
     .linear = cpu_linear,
+    .geglu_linear = cpu_geglu_linear,
     .group_norm = cpu_group_norm,
     .layer_norm = cpu_layer_norm,
     .silu = cpu_silu,

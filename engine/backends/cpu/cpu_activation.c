@@ -56,11 +56,7 @@ dato_status cpu_geglu(dato_backend* be, dato_tensor* out, const dato_tensor* x, 
     #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (rows * f >= CPU_PARALLEL_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float* hidden = xd + r * two_f; // (F)
-        const float* gate = hidden + f;       // (F)
-        float* o = od + r * f;                // (F)
-        #pragma omp simd
-        for (int64_t i = 0; i < f; i++)
-            o[i] = hidden[i] * (0.5f * gate[i] * (1.0f + cpu_erff(gate[i] * (float)M_SQRT1_2)));
+        cpu_geglu_row(od + r * f, hidden, hidden + f, f);
     }
     return DATO_OK;
 }

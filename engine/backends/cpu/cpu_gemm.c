@@ -179,6 +179,7 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
     gemm_kernel kernel = kernel_for(isa, g->a_x != NULL);
     float* a_edge = pack;                             // (MR, KC) A's last rows at lda, zero-padded to MR
     float* bp = pack + (size_t)MR * KC;               // (NC / NR panels of (KC, NR))
+    float* a_stage = bp + (size_t)KC * NC;            // (MC, KC) a block of GEGLU's output, a_geglu
     float tile[MR * NR] __attribute__((aligned(32))); // (MR, NR) a tile of C partial or stored transposed
     int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
     for (int p = 0; p < KC; p++) iota[p] = p;
@@ -197,7 +198,13 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
             for (int ic = i0; ic < i0 + m; ic += MC) {
                 int mc = i0 + m - ic < MC ? i0 + m - ic : MC;
                 int full = mc / MR * MR; // rows in whole slices; read at lda, the rest go through a_edge
-                if (!g->a_x && full < mc) {
+                if (g->a_geglu) { // GEGLU of the block's rows, whole slices (zeros past M)
+                    for (int i = 0; i < mc; i++) {
+                        const float* row = g->a + (size_t)(ic + i) * g->lda + p0; // (2K) from column p0
+                        cpu_geglu_row(a_stage + (size_t)i * kc, row, row + g->k, kc);
+                    }
+                    memset(a_stage + (size_t)mc * kc, 0, (size_t)((mc + MR - 1) / MR * MR - mc) * kc * sizeof(float));
+                } else if (!g->a_x && full < mc) {
                     memset(a_edge, 0, (size_t)MR * kc * sizeof(float));
                     for (int i = 0; i < mc - full; i++)
                         memcpy(a_edge + (size_t)i * kc, g->a + (size_t)(ic + full + i) * g->lda + p0, (size_t)kc * sizeof(float));
@@ -214,6 +221,9 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                         if (g->a_x) { // gathered; rows past M repeat the first (valid, never stored)
                             x = g->a_x, coff = g->a_col_offset + p0;
                             for (int i = 0; i < MR; i++) roff[i] = g->a_row_offset[ic + ir + (i < rows ? i : 0)];
+                        } else if (g->a_geglu) {
+                            x = a_stage + (size_t)ir * kc;
+                            for (int i = 0; i < MR; i++) roff[i] = i * kc;
                         } else if (rows == MR) {
                             x = g->a + (size_t)(ic + ir) * g->lda + p0;
                             for (int i = 0; i < MR; i++) roff[i] = i * g->lda;
@@ -268,7 +278,7 @@ void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g) {
     // One part per thread, cut along N (in whole panels) when there are enough columns, else
     // along M: each thread packs only its own panels.
     int parts = omp_get_num_threads();
-    int by_n = g->n >= parts * 4 * NR;
+    int by_n = g->n >= parts * 4 * NR && !g->a_geglu; // GEGLU's A: each row's once
     int unit = by_n ? NR : MR, extent = by_n ? g->n : g->m;
     int step = ((extent + parts - 1) / parts + unit - 1) / unit * unit;
     float* pack = thread_pack(cpu);

@@ -16,13 +16,15 @@
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
 
 // GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B; the
-// panels: A's last partial MR rows and a packed KC x NC block of B.
+// panels: A's last partial MR rows, a packed KC x NC block of B, and an MC x KC block of A
+// computed from its input (GEGLU's output, a_geglu).
 #define CPU_GEMM_MR 6
 #define CPU_GEMM_NR 16
 #define CPU_GEMM_KC 256
 #define CPU_GEMM_MC 72
 #define CPU_GEMM_NC 512
-#define CPU_GEMM_PACK_FLOATS ((size_t)CPU_GEMM_MR * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC) // per thread
+#define CPU_GEMM_PACK_FLOATS                                                                    \
+    ((size_t)CPU_GEMM_MR * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC + (size_t)CPU_GEMM_MC * CPU_GEMM_KC) // per thread
 
 // The instruction set the kernels use: the best the CPU has, or lower where $DATO_CPU_ISA says
 // (generic, avx2 or avx512), so one binary's other paths can be tested on any machine.
@@ -53,8 +55,8 @@ static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backe
 // weights as B and the output as a transposed C.
 typedef struct {
     int m, n, k;
-    const float* a;              // (M, K) at lda; unused when a_x is set
-    int lda;
+    const float* a;              // (M, K) at lda, or with a_geglu (M, 2K) at lda; unused when a_x is set
+    int lda, a_geglu;            // a_geglu: A = geglu(a): A[i][p] = a[i][p] gelu(a[i][K + p]) (cpu_geglu_row)
     const float* a_x;            // the padded input A gathers from, or NULL
     const int32_t* a_row_offset; // (M) A[i][p] = a_x[a_row_offset[i] + a_col_offset[p]]
     const int32_t* a_col_offset; // (K)
@@ -135,6 +137,13 @@ static inline float cpu_erff(float x) {
     return x * p / q;
 }
 
+// GEGLU of one row, o (F) = hidden (F) * gelu(gate (F)), exact GELU through cpu_erff: what
+// cpu_geglu and the GEMM's GEGLU-staged A (cpu_gemm.c) both compute, so their bits agree.
+static inline void cpu_geglu_row(float* o, const float* hidden, const float* gate, int64_t f) {
+    #pragma omp simd
+    for (int64_t i = 0; i < f; i++) o[i] = hidden[i] * (0.5f * gate[i] * (1.0f + cpu_erff(gate[i] * 0.70710678118654752f)));
+}
+
 // ---- ops (each file implements its group; shapes and aliasing as in backend.h) ---------------
 
 // cpu_conv.c
@@ -143,6 +152,8 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
 // cpu_linear.c
 dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, dato_error* err);
+dato_status cpu_geglu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                             const dato_tensor* b, dato_error* err);
 // cpu_norm.c
 dato_status cpu_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
                            const dato_tensor* beta, int groups, float eps, int fuse_silu, dato_error* err);

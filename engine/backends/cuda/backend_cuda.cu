@@ -204,6 +204,7 @@ static const dato_backend_ops cuda_ops = {
     .mem_available = cuda_mem_available,
     .conv2d = cuda_conv2d,
     .linear = cuda_linear,
+    .geglu_linear = NULL, // no fused form yet: the UNet runs geglu, then linear
     .group_norm = cuda_group_norm,
     .layer_norm = cuda_layer_norm,
     .silu = cuda_silu,
