@@ -22,9 +22,9 @@
 // Each timed op is bracketed by synchronize, so a device backend's asynchronous ops are timed too
 // (at the cost of the overlap a plain run has).
 
-enum { P_CONV3, P_CONV1, P_LINEAR, P_GEGLU_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
-static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "conv2d 1x1", "linear", "geglu + linear",
-                                               "attention", "group/layer norm", "geglu", "other"};
+enum { P_CONV3, P_NORM_CONV3, P_CONV1, P_LINEAR, P_GEGLU_LINEAR, P_ATTN, P_NORM, P_GEGLU, P_OTHER, P_N };
+static const char* const PROFILE_NAMES[P_N] = {"conv2d 3x3", "norm + conv2d 3x3", "conv2d 1x1", "linear",
+                                               "geglu + linear", "attention", "group/layer norm", "geglu", "other"};
 
 typedef struct {
     dato_backend be;               // first member: the ops receive &timed->be
@@ -47,6 +47,14 @@ static dato_status t_conv2d(dato_backend* be, dato_tensor* out, const dato_tenso
                             const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
     double f = 2.0 * (double)dato_tensor_numel(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
     TIMED(w->shape[2] == 1 ? P_CONV1 : P_CONV3, f, conv2d(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err));
+}
+static dato_status t_group_norm_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
+                                       const dato_tensor* gamma, const dato_tensor* beta, int groups, float eps,
+                                       int silu, const dato_tensor* w, const dato_tensor* b, int stride_h, int stride_w,
+                                       int pad_h, int pad_w, dato_error* err) {
+    double f = 2.0 * (double)dato_tensor_numel(out) * (double)(w->shape[1] * w->shape[2] * w->shape[3]);
+    TIMED(w->shape[2] == 1 ? P_CONV1 : P_NORM_CONV3, f,
+          group_norm_conv2d(be, out, x, gamma, beta, groups, eps, silu, w, b, stride_h, stride_w, pad_h, pad_w, err));
 }
 static dato_status t_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                             const dato_tensor* b, dato_error* err) {
@@ -99,6 +107,7 @@ static void timed_backend_wrap(timed_backend* tb, const dato_backend* inner) {
     tb->inner = inner->ops;
     tb->ops = *inner->ops;
     tb->ops.conv2d = t_conv2d;
+    tb->ops.group_norm_conv2d = inner->ops->group_norm_conv2d ? t_group_norm_conv2d : NULL; // optional, as below
     tb->ops.linear = t_linear;
     tb->ops.geglu_linear = inner->ops->geglu_linear ? t_geglu_linear : NULL; // optional: the caller's fallback
     tb->ops.attention = t_attention;

@@ -13,8 +13,8 @@
 //
 // With MPI (docs/DISTRIBUTED.md) rank 0 runs all of the above but the evaluations, which every rank
 // takes from one queue; results are applied in genome order, so with table latency the front is the
-// one-process front, bit for bit, whatever the number of ranks (at 1 to 4 CPU threads per rank and
-// in the one process, or the same count: above 4 the CPU GEMM's last bits depend on it).
+// one-process front, bit for bit, whatever the number of ranks and of CPU threads per rank (the
+// CPU GEMM's bits do not depend on the thread count).
 //
 // A resumed run continues from the checkpoint's last completed generation with the same RNG state
 // and archive, so it ends with the same front, bit for bit, as an uninterrupted one (table latency).

@@ -47,6 +47,13 @@ typedef struct {
     // rectangular (Inception's 1x7, 7x1, 1x3, 3x1).
     dato_status (*conv2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                           const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
+    // out = conv2d(group_norm(x, gamma, beta, groups, eps, fuse_silu), w, b, ...): the two ops as their
+    // arguments say, in one pass that never stores the normalized x, with their bits; out must
+    // not alias x. Optional: NULL where a backend has no fused form (the caller runs the two).
+    dato_status (*group_norm_conv2d)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                                     const dato_tensor* beta, int groups, float eps, int fuse_silu, const dato_tensor* w,
+                                     const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                                     dato_error* err);
     // out (..., N) = x (..., K) @ w (N, K)^T + b (N) or no bias if b == NULL; leading dims flattened.
     dato_status (*linear)(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                           const dato_tensor* b, dato_error* err);
@@ -172,6 +179,9 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
 // The null backend: every op checks nothing and does nothing, alloc returns NULL. Running a
 // forward on it with a measuring arena plans the workspace without touching memory.
 void dato_backend_null_init(dato_backend* be);
+// The same with like's optional ops (the fused ones) present exactly where like has them, so a
+// plan reserves what like's run will use; ops is the storage of its table (the caller's).
+void dato_backend_null_init_like(dato_backend* be, dato_backend_ops* ops, const dato_backend* like);
 void dato_backend_destroy(dato_backend* be);
 
 #ifdef __cplusplus

@@ -15,6 +15,19 @@ static dato_status null_conv2d(dato_backend* be, dato_tensor* out, const dato_te
     (void)be; (void)out; (void)x; (void)w; (void)b; (void)stride_h; (void)stride_w; (void)pad_h; (void)pad_w; (void)err;
     return DATO_OK;
 }
+static dato_status null_group_norm_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
+                                          const dato_tensor* gamma, const dato_tensor* beta, int groups, float eps,
+                                          int fuse_silu, const dato_tensor* w, const dato_tensor* b, int stride_h,
+                                          int stride_w, int pad_h, int pad_w, dato_error* err) {
+    (void)be; (void)out; (void)x; (void)gamma; (void)beta; (void)groups; (void)eps; (void)fuse_silu; (void)w; (void)b;
+    (void)stride_h; (void)stride_w; (void)pad_h; (void)pad_w; (void)err;
+    return DATO_OK;
+}
+static dato_status null_geglu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                                     const dato_tensor* b, dato_error* err) {
+    (void)be; (void)out; (void)x; (void)w; (void)b; (void)err;
+    return DATO_OK;
+}
 static dato_status null_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                                const dato_tensor* b, dato_error* err) {
     (void)be; (void)out; (void)x; (void)w; (void)b; (void)err;
@@ -102,8 +115,9 @@ static const dato_backend_ops null_ops = {
     .free_host = null_free,
     .upload_async = null_copy_bytes,
     .conv2d = null_conv2d,
-    .linear = null_linear,
-    .geglu_linear = NULL, // a plan then reserves GEGLU's output, which backends without the fused op need
+    .group_norm_conv2d = NULL, // the optional fused ops: NULL here, present where a backend
+    .linear = null_linear,     // that has them is mirrored (dato_backend_null_init_like)
+    .geglu_linear = NULL,
     .group_norm = null_group_norm,
     .layer_norm = null_layer_norm,
     .silu = null_unary,
@@ -133,4 +147,11 @@ static const dato_backend_ops null_ops = {
 
 void dato_backend_null_init(dato_backend* be) {
     if (be) *be = (dato_backend){.name = "null", .device = DATO_DEV_CPU, .ops = &null_ops, .impl = NULL};
+}
+
+void dato_backend_null_init_like(dato_backend* be, dato_backend_ops* ops, const dato_backend* like) {
+    *ops = null_ops;
+    ops->group_norm_conv2d = like->ops->group_norm_conv2d ? null_group_norm_conv2d : NULL;
+    ops->geglu_linear = like->ops->geglu_linear ? null_geglu_linear : NULL;
+    *be = (dato_backend){.name = "null", .device = DATO_DEV_CPU, .ops = ops, .impl = NULL};
 }

@@ -64,23 +64,39 @@ dato_status dato_unet_self_attention(const dato_attn_site* site, dato_backend* b
 
 // ---- modules -----------------------------------------------------------------------------------
 
+// out = conv (3x3, pad 1) of x after norm (GroupNorm, then SiLU): the backend's fused op where it has
+// one; else the two ops, the normalized x in x itself when it is disposable, or in a temporary.
+static dato_status norm_silu_conv(fwd_ctx* f, dato_tensor* out, const dato_tensor* x, int x_disposable,
+                                  const dato_affine* norm, const dato_affine* conv, const char* where) {
+    const dato_unet_config* c = &f->u->cfg;
+    if (f->op->group_norm_conv2d)
+        return f->op->group_norm_conv2d(f->be, out, x, &norm->w, &norm->b, c->norm_groups, c->norm_eps, 1, &conv->w,
+                                        &conv->b, 1, 1, 1, 1, f->err);
+    size_t mark = dato_arena_mark(f->a);
+    dato_tensor hn = *x; // (B, C, H, W): x's memory, when disposable
+    if (!x_disposable) {
+        hn = tmp(f, 4, x->shape[0], x->shape[1], x->shape[2], x->shape[3]);
+        DATO_TRY(check_arena(f, where));
+    }
+    DATO_TRY(f->op->group_norm(f->be, &hn, x, &norm->w, &norm->b, c->norm_groups, c->norm_eps, 1, f->err));
+    DATO_TRY(f->op->conv2d(f->be, out, &hn, &conv->w, &conv->b, 1, 1, 1, 1, f->err));
+    dato_arena_release(f->a, mark);
+    return DATO_OK;
+}
+
 // out (B, cout, H, W) = ResBlock(x (B, cin, H, W), temb).
 static dato_status resblock_forward(fwd_ctx* f, const dato_unet_module* m, dato_tensor* out, const dato_tensor* x) {
     const dato_resblock* r = &m->res;
-    const dato_unet_config* c = &f->u->cfg;
     int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3];
     size_t mark = dato_arena_mark(f->a);
-    dato_tensor hn = tmp(f, 4, B, m->cin, H, W);   // (B, cin, H, W)
     dato_tensor h = tmp(f, 4, B, m->cout, H, W);   // (B, cout, H, W)
     dato_tensor e = tmp(f, 2, B, m->cout, 0, 0);   // (B, cout)
     dato_tensor s = tmp(f, 4, B, m->cout, H, W);   // (B, cout, H, W) shortcut
     DATO_TRY(check_arena(f, "resblock"));
-    DATO_TRY(f->op->group_norm(f->be, &hn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, &h, &hn, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
+    DATO_TRY(norm_silu_conv(f, &h, x, 0, &r->norm1, &r->conv1, "resblock"));
     DATO_TRY(f->op->linear(f->be, &e, f->temb, &r->time_emb_proj.w, &r->time_emb_proj.b, f->err));
     DATO_TRY(f->op->add_channel_bias(f->be, &h, &e, f->err));
-    DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
+    DATO_TRY(norm_silu_conv(f, out, &h, 1, &r->norm2, &r->conv2, "resblock"));
     if (m->cin != m->cout) {
         DATO_TRY(f->op->conv2d(f->be, &s, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 1, 0, 0, f->err));
         DATO_TRY(f->op->add(f->be, out, out, &s, f->err));
@@ -318,13 +334,7 @@ static dato_status forward_impl(const dato_unet* u, dato_backend* be, dato_arena
         h = o;
     }
 
-    size_t mark = dato_arena_mark(a);
-    dato_tensor hn = tmp(&f, 4, B, h.shape[1], h.shape[2], h.shape[3]); // (B, c0, H, W)
-    DATO_TRY(check_arena(&f, "out"));
-    DATO_TRY(be->ops->group_norm(be, &hn, &h, &u->norm_out.w, &u->norm_out.b, u->cfg.norm_groups, u->cfg.norm_eps, 1, err));
-    DATO_TRY(be->ops->conv2d(be, out, &hn, &u->conv_out.w, &u->conv_out.b, 1, 1, 1, 1, err));
-    dato_arena_release(a, mark);
-    return DATO_OK;
+    return norm_silu_conv(&f, out, &h, 0, &u->norm_out, &u->conv_out, "out");
 }
 
 dato_net_plan dato_unet_plan_full(const dato_unet* u) { return (dato_net_plan){.depth = u->n_branches + 1}; }
@@ -410,7 +420,8 @@ static dato_status plan_ws(const dato_unet* u, int batch, int h, int w, int seq,
         ch = L->cout;
     }
     dato_backend null_be;
-    dato_backend_null_init(&null_be);
+    dato_backend_ops null_ops;
+    dato_backend_null_init_like(&null_be, &null_ops, u->be); // the fused ops u->be has: no tensors for their parts
     dato_arena meas = dato_arena_measure();
     dato_tensor fake_cache[DATO_UNET_MAX_LAYERS];
     memcpy(fake_cache, cache_shapes, u->n_branches * sizeof *fake_cache);

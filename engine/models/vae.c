@@ -266,28 +266,35 @@ static void plan_buffers(const dato_vae_config* c, int64_t B, int64_t h, int64_t
     *tmp = B * t;
 }
 
+// out = conv (3x3, pad 1) of x after norm (GroupNorm, then SiLU): the backend's fused op where it has
+// one; else the two ops, the normalized x in normed (x's shape; x itself when it may be clobbered).
+static dato_status norm_silu_conv(fwd_ctx* f, dato_tensor* out, const dato_tensor* x, dato_tensor* normed,
+                                  const dato_affine* norm, const dato_affine* conv) {
+    const dato_vae_config* c = f->cfg;
+    if (f->op->group_norm_conv2d)
+        return f->op->group_norm_conv2d(f->be, out, x, &norm->w, &norm->b, c->norm_groups, c->norm_eps, 1, &conv->w,
+                                        &conv->b, 1, 1, 1, 1, f->err);
+    DATO_TRY(f->op->group_norm(f->be, normed, x, &norm->w, &norm->b, c->norm_groups, c->norm_eps, 1, f->err));
+    return f->op->conv2d(f->be, out, normed, &conv->w, &conv->b, 1, 1, 1, 1, f->err);
+}
+
 // out = ResBlock(x); x's buffer (sized for any activation) is clobbered, tmp holds the hidden state.
 static dato_status resblock_forward(fwd_ctx* f, const dato_vae_resblock* r, dato_tensor* out, dato_tensor* x,
                                     float* tmp) {
-    const dato_vae_config* c = f->cfg;
     dato_device dev = f->be->device;
     int64_t B = x->shape[0], H = x->shape[2], W = x->shape[3];
     dato_tensor h = view4(tmp, dev, B, r->cout, H, W); // (B, cout, H, W)
     if (r->cin != r->cout) {
         // shortcut first, so x's buffer is free for the normalized input and the conv2 output
         DATO_TRY(f->op->conv2d(f->be, out, x, &r->conv_shortcut.w, &r->conv_shortcut.b, 1, 1, 0, 0, f->err));
-        DATO_TRY(f->op->group_norm(f->be, x, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-        DATO_TRY(f->op->conv2d(f->be, &h, x, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
-        DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
+        DATO_TRY(norm_silu_conv(f, &h, x, x, &r->norm1, &r->conv1));
         dato_tensor h2 = view4(x->data, dev, B, r->cout, H, W); // (B, cout, H, W) in x's buffer
-        DATO_TRY(f->op->conv2d(f->be, &h2, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
+        DATO_TRY(norm_silu_conv(f, &h2, &h, &h, &r->norm2, &r->conv2));
         return f->op->add(f->be, out, out, &h2, f->err);
     }
     dato_tensor xn = view4(out->data, dev, B, r->cin, H, W); // (B, cin, H, W) normalized, in out's buffer
-    DATO_TRY(f->op->group_norm(f->be, &xn, x, &r->norm1.w, &r->norm1.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, &h, &xn, &r->conv1.w, &r->conv1.b, 1, 1, 1, 1, f->err));
-    DATO_TRY(f->op->group_norm(f->be, &h, &h, &r->norm2.w, &r->norm2.b, c->norm_groups, c->norm_eps, 1, f->err));
-    DATO_TRY(f->op->conv2d(f->be, out, &h, &r->conv2.w, &r->conv2.b, 1, 1, 1, 1, f->err));
+    DATO_TRY(norm_silu_conv(f, &h, x, &xn, &r->norm1, &r->conv1));
+    DATO_TRY(norm_silu_conv(f, out, &h, &h, &r->norm2, &r->conv2));
     return f->op->add(f->be, out, out, x, f->err);
 }
 
@@ -382,8 +389,7 @@ static dato_status decode_impl(const dato_vae* v, dato_backend* be, dato_arena* 
         }
     }
 
-    DATO_TRY(f.op->group_norm(be, &x, &x, &v->norm_out.w, &v->norm_out.b, c->norm_groups, c->norm_eps, 1, err));
-    return f.op->conv2d(be, image, &x, &v->conv_out.w, &v->conv_out.b, 1, 1, 1, 1, err);
+    return norm_silu_conv(&f, image, &x, &x, &v->norm_out, &v->conv_out);
 }
 
 static dato_status check_io(const dato_vae* v, const dato_tensor* latents, const dato_tensor* image, dato_error* err) {

@@ -133,9 +133,8 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
         {"device", NULL, DATO_ARG_INT, &c->o.device, 0, 1023, NULL, NULL, "N",
          "the CUDA device of every rank instead (taken modulo the devices)"},
         {"threads", NULL, DATO_ARG_INT, &g->threads, 1, 1024, NULL, NULL, "N",
-         "CPU threads per rank (default: all the cores, split among the ranks on a host); "
-         "1 to 4 give the same images bit for bit, above 4 their last bits (and so the front) "
-         "depend on it; --resume takes another count within 1..4"},
+         "CPU threads per rank (default: all the cores, split among the ranks on a host); any "
+         "count gives the same images bit for bit, so --resume may take another"},
         {"rank-timeout", NULL, DATO_ARG_DOUBLE, &pool->timeout_s, 1, 1e9, NULL, NULL, "S",
          "under MPI: a rank silent this long on one task stops the run (default 600)"},
         {"quiet", NULL, DATO_ARG_FLAG, &c->quiet, 0, 0, NULL, NULL, NULL, "no progress output"},
@@ -183,8 +182,8 @@ static void usage(FILE* f) {
         "Export a schedule with dato-export RUN/checkpoint.h5 --pick knee.\n"
         "\n"
         "Under MPI (mpirun -np K dato-search ...) rank 0 runs the search and every rank evaluates;\n"
-        "with table latency and at most 4 threads per rank (or the same number) the front is the\n"
-        "one-process front, bit for bit.\n"
+        "with table latency the front is the one-process front, bit for bit, whatever the threads\n"
+        "per rank.\n"
         "Every rank must see the model, prompts and reference at the same paths; see\n"
         "docs/DISTRIBUTED.md.%s\n",
         dato_eval_pool_have_mpi() ? "" : "\nThis build has no MPI (rebuild with libopenmpi-dev installed).");

@@ -25,6 +25,16 @@ static dato_status count_conv2d(dato_backend* be, dato_tensor* out, const dato_t
     return cb->inner->conv2d(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, err);
 }
 
+static dato_status count_group_norm_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
+                                           const dato_tensor* gamma, const dato_tensor* beta, int groups, float eps,
+                                           int fuse_silu, const dato_tensor* w, const dato_tensor* b, int stride_h,
+                                           int stride_w, int pad_h, int pad_w, dato_error* err) {
+    counting_backend* cb = (counting_backend*)be;
+    cb->conv_calls++;
+    return cb->inner->group_norm_conv2d(be, out, x, gamma, beta, groups, eps, fuse_silu, w, b, stride_h, stride_w,
+                                        pad_h, pad_w, err);
+}
+
 // Convolutions one layer runs: conv_in, down/upsample 1 each; a ResBlock 2, +1 for its shortcut.
 static int layer_convs(const dato_unet_layer* L) {
     int n = 0;
@@ -55,6 +65,7 @@ static void check_model(const char* name) {
     counting_backend cb = {.be = cpu, .inner = cpu.ops};
     cb.ops = *cpu.ops;
     cb.ops.conv2d = count_conv2d;
+    cb.ops.group_norm_conv2d = count_group_norm_conv2d; // the CPU's fused GroupNorm + conv is a conv too
     cb.be.ops = &cb.ops;
 
     dato_unet u;

@@ -3,7 +3,7 @@
 // or 8, and conv2d's two ways of sharing work (runs of images per thread, the team over bands of
 // rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
 // several N blocks (N > 512), K = 0, padded leading dimensions, both B layouts and both biases.
-// geglu_linear gives geglu, then linear's bits. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
+// geglu_linear gives geglu, then linear's bits; group_norm_conv2d group_norm, then conv2d's. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -174,6 +174,39 @@ static void test_geglu_linear(dato_backend* bes, int n_bes, int m, int f, int n,
     free(x), free(w), free(b), free(gated), free(ref), free(out);
 }
 
+// group_norm_conv2d (GroupNorm and SiLU applied as the conv copies its input) against group_norm,
+// then conv2d: the same bits at 1, 2, 3 threads and generic, in both forms of the conv's GEMM and
+// both ways of sharing it, strided, 1x1, with and without SiLU.
+static void test_group_norm_conv(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k, int stride,
+                                 int groups, int silu) {
+    int pad = k / 2, ho = (hw + 2 * pad - k) / stride + 1;
+    size_t nx = (size_t)batch * ci * hw * hw, no = (size_t)batch * co * ho * ho;
+    float* x = randn(nx);                      // (B, Ci, H, W)
+    float* w = randn((size_t)co * ci * k * k); // (Co, Ci, k, k)
+    float* b = randn(co);                      // (Co)
+    float* gamma = randn(ci), *beta = randn(ci); // (Ci)
+    for (size_t i = 0; i < nx; i++) x[i] = 3.0f * x[i] + 1.0f; // statistics far from (0, 1)
+    float* normed = malloc(nx * sizeof(float));                 // (B, Ci, H, W)
+    float* ref = malloc(no * sizeof(float)), *out = malloc(no * sizeof(float)); // (B, Co, Ho, Wo)
+    dato_tensor tx = dato_tensor_f32_4d(x, batch, ci, hw, hw), tn = dato_tensor_f32_4d(normed, batch, ci, hw, hw);
+    dato_tensor tw = dato_tensor_f32_4d(w, co, ci, k, k), tb = dato_tensor_f32_1d(b, co);
+    dato_tensor tg = dato_tensor_f32_1d(gamma, ci), tbe = dato_tensor_f32_1d(beta, ci);
+    dato_tensor tr = dato_tensor_f32_4d(ref, batch, co, ho, ho), to = dato_tensor_f32_4d(out, batch, co, ho, ho);
+    dato_error err;
+    CHECK(bes[0].ops->group_norm(&bes[0], &tn, &tx, &tg, &tbe, groups, 1e-5f, silu, &err) == DATO_OK, "gn: %s", err.msg);
+    CHECK(bes[0].ops->conv2d(&bes[0], &tr, &tn, &tw, &tb, stride, stride, pad, pad, &err) == DATO_OK, "conv: %s", err.msg);
+    int differ = 0;
+    for (int i = 0; i < n_bes; i++) {
+        CHECK(bes[i].ops->group_norm_conv2d(&bes[i], &to, &tx, &tg, &tbe, groups, 1e-5f, silu, &tw, &tb, stride, stride,
+                                            pad, pad, &err) == DATO_OK, "group_norm_conv2d: %s", err.msg);
+        differ |= memcmp(ref, out, no * sizeof(float)) != 0;
+    }
+    printf("group_norm_conv2d B%d %dx%dx%d G%d%s -> %d k%d s%d: %s\n", batch, ci, hw, hw, groups, silu ? " silu" : "",
+           co, k, stride, differ ? "BITS DIFFER" : "group_norm then conv2d's bits at 1, 2, 3 threads and generic");
+    CHECK(!differ, "group_norm_conv2d B%d: bits differ from group_norm then conv2d", batch);
+    free(x), free(w), free(b), free(gamma), free(beta), free(normed), free(ref), free(out);
+}
+
 static void test_isa_variable(void) {
     dato_backend be;
     dato_error err;
@@ -215,6 +248,10 @@ int main(void) {
     test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
     test_conv_bits(conv_bes, 4, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
     test_conv_bits(conv_bes, 4, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
+    test_group_norm_conv(conv_bes, 4, 6, 32, 14, 32, 3, 1, 8, 1);   // positions as rows
+    test_group_norm_conv(conv_bes, 4, 5, 16, 14, 12, 3, 2, 4, 0);   // the team, strided, no SiLU
+    test_group_norm_conv(conv_bes, 4, 4, 64, 12, 240, 3, 1, 32, 1); // channels as rows
+    test_group_norm_conv(conv_bes, 4, 6, 8, 9, 20, 1, 1, 2, 1);     // 1x1
     test_geglu_linear(conv_bes, 4, 151, 128, 32, 1);
     test_geglu_linear(conv_bes, 4, 151, 600, 200, 0);
     test_geglu_linear(conv_bes, 4, 5, 7, 3, 1);

@@ -61,6 +61,7 @@ static const dato_backend_ops cpu_ops = {
     .upload_async = cpu_memcpy,
     .mem_available = cpu_mem_available,
     .conv2d = cpu_conv2d,
+    .group_norm_conv2d = cpu_group_norm_conv2d,
     .linear = cpu_linear,
     .geglu_linear = cpu_geglu_linear,
     .group_norm = cpu_group_norm,

@@ -16,7 +16,9 @@
 // - a run of images per thread, when the batch divides among the threads and an image's padded
 //   copy fits a thread's share of the scratch: no barrier between images;
 // - otherwise the team copies a band of output rows' inputs, then multiplies it, band after band.
-// The scratch is fixed, so no op allocates.
+// group_norm_conv2d normalizes the input as it copies it (GroupNorm's scale and shift per image and
+// channel, then SiLU): the normalized tensor is never stored. The scratch is fixed, so no op
+// allocates.
 #include <omp.h>
 
 #include "cpu_ops.h"
@@ -29,22 +31,37 @@ typedef struct {
     int64_t hb;        // input rows per band: (band_rows - 1) * sh + kh
 } conv_geom;
 
-// Copies input rows [iy0, iy0 + hb) of channels [c0, c1) of x (Ci, H, W) into band (Ci, hb, Wp),
-// zero outside the image (rows < 0 or >= H, and pw columns on each side).
-static void pad_band(float* band, const float* x, const conv_geom* q, int64_t c0, int64_t c1, int64_t iy0) {
-    for (int64_t c = c0; c < c1; c++)
-        for (int64_t r = 0; r < q->hb; r++) {
-            float* dst = band + (c * q->hb + r) * q->wp; // (Wp)
-            int64_t iy = iy0 + r;
-            if (iy < 0 || iy >= q->h) {
-                for (int64_t i = 0; i < q->wp; i++) dst[i] = 0.0f;
-                continue;
-            }
-            const float* src = x + (c * q->h + iy) * q->w; // (W)
-            for (int64_t i = 0; i < q->pw; i++) dst[i] = 0.0f;
-            for (int64_t i = 0; i < q->w; i++) dst[q->pw + i] = src[i];
-            for (int64_t i = q->pw + q->w; i < q->wp; i++) dst[i] = 0.0f;
+// GroupNorm (and SiLU) applied to the input as it is copied (group_norm_conv2d): per image and channel
+// x * scale + shift (cpu_scale_shift), the padding zeros of the normalized input.
+typedef struct {
+    const float* scale; // (B, Ci)
+    const float* shift; // (B, Ci)
+    int silu;
+} conv_norm;
+
+// Copies input rows [iy0, iy0 + hb) of channels [c0, c1) of image n of x (its (Ci, H, W) at xn)
+// into band (Ci, hb, Wp), normalized when norm is set, zero outside the image (rows < 0 or >= H,
+// and pw columns on each side). The normalization runs over a channel's rows in one pass, the pad
+// columns included and zeroed after: whole vectors, not a short row's tail at a time.
+static void pad_band(float* band, const float* xn, const conv_geom* q, int64_t c0, int64_t c1, int64_t iy0,
+                     const conv_norm* norm, int64_t n) {
+    int64_t r0 = iy0 < 0 ? -iy0 : 0, r1 = q->h - iy0 < q->hb ? q->h - iy0 : q->hb; // rows inside the image
+    if (r1 < r0) r1 = r0;
+    for (int64_t c = c0; c < c1; c++) {
+        float* ch = band + c * q->hb * q->wp; // (hb, Wp)
+        memset(ch, 0, (size_t)(r0 * q->wp) * sizeof(float));
+        memset(ch + r1 * q->wp, 0, (size_t)((q->hb - r1) * q->wp) * sizeof(float));
+        for (int64_t r = r0; r < r1; r++)
+            memcpy(ch + r * q->wp + q->pw, xn + (c * q->h + iy0 + r) * q->w, (size_t)q->w * sizeof(float));
+        if (norm)
+            cpu_scale_shift(ch + r0 * q->wp, ch + r0 * q->wp, (r1 - r0) * q->wp, norm->scale[n * q->ci + c],
+                            norm->shift[n * q->ci + c], norm->silu);
+        for (int64_t r = r0; r < r1; r++) {
+            float* row = ch + r * q->wp; // (Wp)
+            for (int64_t i = 0; i < q->pw; i++) row[i] = 0.0f;
+            for (int64_t i = q->pw + q->w; i < q->wp; i++) row[i] = 0.0f;
         }
+    }
 }
 
 // The offset tables of a band: tap p = (ci*kh + ky)*kw + kx at ci*hb*Wp + ky*Wp + kx; output
@@ -59,8 +76,11 @@ static void fill_offsets(int32_t* tap_offset, int32_t* pos_offset, int64_t n_pos
         pos_offset[i] = i < q->band_rows * q->wo ? (int32_t)(i / q->wo * q->sh * q->wp + i % q->wo * q->sw) : 0;
 }
 
-dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
-                       const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
+// conv2d of x, or, with a norm (groups > 0), of group_norm(x): gamma, beta, groups, eps, silu.
+static dato_status conv2d_run(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                              const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                              const dato_tensor* gamma, const dato_tensor* beta, int groups, float eps, int silu,
+                              dato_error* err) {
     DATO_TRY(dato_op_check_conv2d(out, x, w, b, stride_h, stride_w, pad_h, pad_w, DATO_DEV_CPU, 0, err));
     int64_t batch = x->shape[0], ci = x->shape[1], h = x->shape[2], wd = x->shape[3];
     int64_t co = w->shape[0], kh = w->shape[2], kw = w->shape[3], ho = out->shape[2], wo = out->shape[3];
@@ -75,7 +95,7 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     int threads = cpu->threads;
     int divides = batch % threads == 0 || batch >= 4 * threads; // a run of images per thread keeps every thread busy
 
-    if (kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0) {
+    if (kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0 && !groups) {
         cpu_gemm_args g = {.m = (int)co, .n = (int)npos, .k = (int)kdim, .a = wt, .lda = (int)kdim, .b = xd,
                            .ldb = (int)npos, .ldc = (int)npos, .row_bias = bd};
         #pragma omp parallel num_threads(threads) firstprivate(g)
@@ -96,7 +116,13 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     int by_position = cpu_gemm_one_k_block((int)kdim, (int)co);
     conv_geom q = {ci, h, wd, kh, kw, stride_h, stride_w, pad_h, pad_w, ho, wo, wd + 2 * pad_w, ho, 0};
     int64_t n_pos = (npos + CPU_GEMM_NR - 1) / CPU_GEMM_NR * CPU_GEMM_NR; // whole panels
-    size_t table_floats = ((size_t)kdim + 2 * (size_t)n_pos + 15) / 16 * 16; // int32s, in floats
+    size_t norm_floats = groups ? 2 * (size_t)(batch * ci) : 0;                             // scale, shift
+    size_t table_floats = ((size_t)kdim + 2 * (size_t)n_pos + norm_floats + 15) / 16 * 16; // int32s, in floats
+    if (table_floats > cpu->scratch_floats) {
+        char sx[96];
+        return dato_fail(err, DATO_ERR_UNSUPPORTED, "conv2d: x %s needs %zu floats of tables, over the scratch",
+                         dato_shape_str(x, sx, sizeof sx), table_floats);
+    }
     size_t avail = cpu->scratch_floats > table_floats ? cpu->scratch_floats - table_floats : 0;
     size_t image_band = (size_t)(ci * ((ho - 1) * stride_h + kh) * q.wp); // floats of one image's padded copy
     size_t image_floats = image_band + (by_position ? 2 * (size_t)npos : 0);
@@ -122,6 +148,13 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
     int32_t* out_offset = pos_offset + n_pos;      // (n_pos) where each one is written: i
     float* shares = cpu->scratch + table_floats;   // (threads or 1, share)
     fill_offsets(tap_offset, pos_offset, n_pos, &q);
+    conv_norm norm_data, *norm = NULL;
+    if (groups) { // GroupNorm as a scale and shift per image and channel, applied as the input is copied
+        norm_data.scale = (const float*)(out_offset + n_pos), norm_data.shift = norm_data.scale + batch * ci;
+        norm_data.silu = silu, norm = &norm_data;
+        cpu_group_norm_scale_shift(cpu, xd, batch, ci, h * wd, groups, eps, gamma->data, beta->data,
+                                   (float*)norm_data.scale, (float*)norm_data.shift);
+    }
     for (int64_t i = 0; i < n_pos; i++) out_offset[i] = (int32_t)i;
     cpu_gemm_args g;
     if (by_position) // C^T: position i's Co values at out_offset[i] + o npos
@@ -154,7 +187,7 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
             for (int64_t n = n0; n < n1; n += chunk) {
                 int64_t count = n1 - n < chunk ? n1 - n : chunk;
                 for (int64_t j = 0; j < count; j++)
-                    pad_band(band + j * image_band, xd + (n + j) * ci * h * wd, &q, 0, ci, -pad_h);
+                    pad_band(band + j * image_band, xd + (n + j) * ci * h * wd, &q, 0, ci, -pad_h, norm, n + j);
                 if (by_position) {
                     g.m = (int)(count * npos), g.c = od + n * co * npos;
                     cpu_gemm_one(cpu, &g);
@@ -173,7 +206,7 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
                     int64_t rows = ho - oy0 < q.band_rows ? ho - oy0 : q.band_rows;
                     #pragma omp for schedule(static)
                     for (int64_t c = 0; c < ci; c++)
-                        pad_band(shares, xd + n * ci * h * wd, &q, c, c + 1, oy0 * stride_h - pad_h);
+                        pad_band(shares, xd + n * ci * h * wd, &q, c, c + 1, oy0 * stride_h - pad_h, norm, n);
                     if (by_position) g.m = (int)(rows * wo);
                     else g.n = (int)(rows * wo);
                     g.c = od + n * co * npos + oy0 * wo;
@@ -182,4 +215,20 @@ dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x,
         }
     }
     return DATO_OK;
+}
+
+dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
+                       const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err) {
+    return conv2d_run(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, NULL, NULL, 0, 0.0f, 0, err);
+}
+
+dato_status cpu_group_norm_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                                  const dato_tensor* beta, int groups, float eps, int fuse_silu, const dato_tensor* w,
+                                  const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                                  dato_error* err) {
+    DATO_TRY(dato_op_check_group_norm(x, x, gamma, beta, groups, DATO_DEV_CPU, err));
+    if (x->ndim != 4 || dato_tensor_numel(x) == 0) // conv2d's check names the shape at fault
+        return conv2d_run(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, NULL, NULL, 0, 0.0f, 0, err);
+    if (out->data == x->data) return dato_fail(err, DATO_ERR_INVALID, "group_norm_conv2d: out aliases x");
+    return conv2d_run(be, out, x, w, b, stride_h, stride_w, pad_h, pad_w, gamma, beta, groups, eps, fuse_silu, err);
 }

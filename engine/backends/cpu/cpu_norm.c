@@ -34,18 +34,17 @@ static double sum_sq_dev_f32(const float* x, int64_t n, float mean) {
     return total;
 }
 
-// out[i] = x[i] * scale + shift, then SiLU if fuse_silu.
-static void scale_shift(float* out, const float* x, int64_t n, float scale, float shift, int fuse_silu) {
-    if (fuse_silu) {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            float y = x[i] * scale + shift;
-            out[i] = y / (1.0f + cpu_expf(-y));
-        }
-    } else {
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale + shift;
-    }
+// The statistics of one group (group_len floats): mean and 1 / sqrt(var + eps).
+static void group_stats(const float* xg, int64_t group_len, float eps, float* mean, float* rstd) {
+    *mean = (float)(sum_f32(xg, group_len) / (double)group_len);
+    float var = (float)(sum_sq_dev_f32(xg, group_len, *mean) / (double)group_len);
+    *rstd = 1.0f / sqrtf(var + eps);
+}
+
+// GroupNorm of one channel as x * scale + shift (cpu_scale_shift), from its group's statistics.
+static void channel_scale_shift(float mean, float rstd, float gamma, float beta, float* scale, float* shift) {
+    *scale = rstd * gamma;
+    *shift = beta - mean * *scale;
 }
 
 dato_status cpu_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
@@ -64,17 +63,30 @@ dato_status cpu_group_norm(dato_backend* be, dato_tensor* out, const dato_tensor
     for (int64_t bg = 0; bg < batch * groups; bg++) {
         const float* xg = xd + bg * group_len; // (C/G, spatial)
         float* og = od + bg * group_len;       // (C/G, spatial)
-        float mean = (float)(sum_f32(xg, group_len) / (double)group_len);
-        float var = (float)(sum_sq_dev_f32(xg, group_len, mean) / (double)group_len);
-        float rstd = 1.0f / sqrtf(var + eps);
         int64_t c0 = bg % groups * group_channels;
+        float mean, rstd, scale, shift;
+        group_stats(xg, group_len, eps, &mean, &rstd);
         for (int64_t j = 0; j < group_channels; j++) {
-            float scale = rstd * gd[c0 + j];
-            float shift = bd[c0 + j] - mean * scale;
-            scale_shift(og + j * spatial, xg + j * spatial, spatial, scale, shift, fuse_silu);
+            channel_scale_shift(mean, rstd, gd[c0 + j], bd[c0 + j], &scale, &shift);
+            cpu_scale_shift(og + j * spatial, xg + j * spatial, spatial, scale, shift, fuse_silu);
         }
     }
     return DATO_OK;
+}
+
+void cpu_group_norm_scale_shift(const cpu_backend* cpu, const float* x, int64_t batch, int64_t c, int64_t spatial,
+                                int groups, float eps, const float* gamma, const float* beta, float* scale,
+                                float* shift) {
+    int64_t group_channels = c / groups, group_len = group_channels * spatial;
+    #pragma omp parallel for num_threads(cpu->threads) schedule(static) if (batch * groups * group_len >= CPU_PARALLEL_MIN)
+    for (int64_t bg = 0; bg < batch * groups; bg++) {
+        int64_t c0 = bg % groups * group_channels;
+        float mean, rstd;
+        group_stats(x + bg * group_len, group_len, eps, &mean, &rstd);
+        for (int64_t j = 0; j < group_channels; j++)
+            channel_scale_shift(mean, rstd, gamma[c0 + j], beta[c0 + j], scale + bg * group_channels + j,
+                                shift + bg * group_channels + j);
+    }
 }
 
 dato_status cpu_layer_norm(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,

@@ -144,11 +144,35 @@ static inline void cpu_geglu_row(float* o, const float* hidden, const float* gat
     for (int64_t i = 0; i < f; i++) o[i] = hidden[i] * (0.5f * gate[i] * (1.0f + cpu_erff(gate[i] * 0.70710678118654752f)));
 }
 
+// out[i] = x[i] * scale + shift, then SiLU if fuse_silu: GroupNorm's last step (cpu_norm.c), and
+// the fused one of group_norm_conv2d as it copies the conv's input (cpu_conv.c), so their bits agree.
+static inline void cpu_scale_shift(float* out, const float* x, int64_t n, float scale, float shift, int fuse_silu) {
+    if (fuse_silu) {
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float y = x[i] * scale + shift;
+            out[i] = y / (1.0f + cpu_expf(-y));
+        }
+    } else {
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale + shift;
+    }
+}
+
+// cpu_norm.c: GroupNorm of x (B, C, spatial) as a scale and shift per image and channel (B, C).
+void cpu_group_norm_scale_shift(const cpu_backend* cpu, const float* x, int64_t batch, int64_t c, int64_t spatial,
+                                int groups, float eps, const float* gamma, const float* beta, float* scale,
+                                float* shift);
+
 // ---- ops (each file implements its group; shapes and aliasing as in backend.h) ---------------
 
 // cpu_conv.c
 dato_status cpu_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w, dato_error* err);
+dato_status cpu_group_norm_conv2d(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* gamma,
+                                  const dato_tensor* beta, int groups, float eps, int fuse_silu, const dato_tensor* w,
+                                  const dato_tensor* b, int stride_h, int stride_w, int pad_h, int pad_w,
+                                  dato_error* err);
 // cpu_linear.c
 dato_status cpu_linear(dato_backend* be, dato_tensor* out, const dato_tensor* x, const dato_tensor* w,
                        const dato_tensor* b, dato_error* err);
