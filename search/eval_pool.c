@@ -71,11 +71,12 @@ static dato_status alloc_ranks(dato_eval_pool* pool, dato_error* err) {
     return DATO_OK;
 }
 
-static void where_of(char* out, int rank) {
+// "rank R (host, pid P)" or "lane L (...)": what names an evaluator in messages.
+static void where_of(char* out, const char* what, int n) {
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = 0;
-    snprintf(out, 96, "rank %d (%.60s, pid %ld)", rank, host, (long)getpid());
+    snprintf(out, 96, "%s %d (%.60s, pid %ld)", what, n, host, (long)getpid());
 }
 
 dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, dato_error* err) {
@@ -99,7 +100,7 @@ dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, d
         MPI_Comm_free(&node);
         DATO_TRY(alloc_ranks(pool, err));
         char mine[96];
-        where_of(mine, pool->rank);
+        where_of(mine, "rank", pool->rank);
         MPI_Allgather(mine, 96, MPI_CHAR, pool->where, 96, MPI_CHAR, MPI_COMM_WORLD);
         return DATO_OK;
     }
@@ -112,7 +113,176 @@ dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, d
                          launched);
 #endif
     DATO_TRY(alloc_ranks(pool, err));
-    where_of(pool->where[0], 0);
+    where_of(pool->where[0], "rank", 0);
+    return DATO_OK;
+}
+
+// ---- the queue of a map: rank 0's threads and the lanes --------------------------------------------------
+
+// The tasks of one map call, shared by the threads that evaluate them: rank 0's evaluating thread
+// beside its message thread, or the lanes.
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t progressed; // a task finished or failed
+    int kind;
+    const uint8_t* tasks;
+    size_t task_bytes;
+    uint8_t* results;
+    size_t result_bytes;
+    dato_eval_trace* trace;
+    int n, next, done;
+    int stop;                 // take no more tasks
+    dato_status failed;       // the first failure of an evaluating thread
+    int failed_task, failed_by;
+    dato_error failed_err;
+} map_queue;
+
+// One evaluating thread: its handlers and the worker number its trace carries (0: rank 0's own).
+typedef struct {
+    map_queue* q;
+    const dato_eval_handlers* h;
+    int id;
+} evaluator_thread;
+
+static int take_task(map_queue* q) {
+    pthread_mutex_lock(&q->mu);
+    int i = q->stop || q->next >= q->n ? -1 : q->next++;
+    pthread_mutex_unlock(&q->mu);
+    return i;
+}
+
+static void* evaluate_in_thread(void* arg) {
+    evaluator_thread* t = arg;
+    map_queue* q = t->q;
+    for (int i; (i = take_task(q)) >= 0;) {
+        double t0 = dato_clock_s();
+        dato_error e;
+        dato_status st = t->h->evaluate(t->h->ctx, q->kind, q->tasks + (size_t)i * q->task_bytes,
+                                        q->results + (size_t)i * q->result_bytes, &e);
+        double dt = dato_clock_s() - t0;
+        pthread_mutex_lock(&q->mu);
+        if (st && !q->failed) {
+            q->failed = st;
+            q->failed_task = i;
+            q->failed_by = t->id;
+            q->failed_err = e;
+        }
+        if (st) q->stop = 1;
+        else {
+            if (q->trace) q->trace[i] = (dato_eval_trace){t->id, dt, dt};
+            q->done++;
+        }
+        pthread_cond_signal(&q->progressed);
+        pthread_mutex_unlock(&q->mu);
+        if (st) break;
+    }
+    return NULL;
+}
+
+static void queue_init(map_queue* q, int kind, const uint8_t* tasks, int n, size_t task_bytes, void* results,
+                       size_t result_bytes, dato_eval_trace* trace) {
+    *q = (map_queue){.kind = kind, .tasks = tasks, .task_bytes = task_bytes, .results = results,
+                     .result_bytes = result_bytes, .trace = trace, .n = n};
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->progressed, NULL);
+}
+
+static void queue_destroy(map_queue* q) {
+    pthread_cond_destroy(&q->progressed);
+    pthread_mutex_destroy(&q->mu);
+}
+
+// ---- lanes ----------------------------------------------------------------------------------------------------
+
+dato_status dato_eval_pool_set_lanes(dato_eval_pool* pool, const dato_eval_handlers* lanes, int n, dato_error* err) {
+    if (pool->size != 1 || n < 0 || (n && !lanes))
+        return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: %d lanes on a pool of %d ranks (lanes are for one "
+                         "process)", n, pool->size);
+    char (*where)[96] = realloc(pool->where, (size_t)(1 + n) * sizeof *where);
+    if (!where) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for %d lanes", n);
+    pool->where = where;
+    for (int l = 1; l <= n; l++) where_of(pool->where[l], "lane", l);
+    pool->lanes = n;
+    pool->lane = lanes;
+    return DATO_OK;
+}
+
+int dato_eval_pool_workers(const dato_eval_pool* pool) { return pool->size - 1 + pool->lanes; }
+
+// A request answered by every lane, each on its own thread (setting up a lane opens a model).
+typedef struct {
+    const dato_eval_handlers* h;
+    const void* msg;
+    size_t bytes, reply_bytes;
+    void* reply;
+    dato_status st;
+    dato_error err;
+} lane_request;
+
+static void* request_in_thread(void* arg) {
+    lane_request* r = arg;
+    r->st = r->h->request(r->h->ctx, r->msg, r->bytes, r->reply, r->reply_bytes, &r->err);
+    return NULL;
+}
+
+static dato_status request_lanes(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies, size_t reply_bytes,
+                                 dato_error* err) {
+    int n = pool->lanes;
+    lane_request* r = calloc((size_t)n, sizeof *r);
+    pthread_t* th = calloc((size_t)n, sizeof *th);
+    int* started = calloc((size_t)n, sizeof *started);
+    if (!r || !th || !started) {
+        free(r), free(th), free(started);
+        return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for a request to %d lanes", n);
+    }
+    for (int l = 0; l < n; l++) {
+        r[l] = (lane_request){.h = &pool->lane[l], .msg = msg, .bytes = bytes, .reply_bytes = reply_bytes,
+                              .reply = replies ? (uint8_t*)replies + (size_t)l * reply_bytes : NULL};
+        started[l] = !pthread_create(&th[l], NULL, request_in_thread, &r[l]);
+        if (!started[l]) request_in_thread(&r[l]); // no thread to be had: answer it here
+    }
+    dato_status st = DATO_OK;
+    for (int l = 0; l < n; l++) {
+        if (started[l]) pthread_join(th[l], NULL);
+        if (r[l].st && !st) st = dato_fail(err, r[l].st, "%s: %s", pool->where[l + 1], r[l].err.msg);
+    }
+    free(r), free(th), free(started);
+    return st;
+}
+
+// Every task on the lanes, one thread each; this thread reports progress as they finish.
+static dato_status map_lanes(dato_eval_pool* pool, map_queue* q, void (*progress)(void*, int, int), void* progress_ctx,
+                             dato_error* err) {
+    int n = pool->lanes;
+    evaluator_thread* t = calloc((size_t)n, sizeof *t);
+    pthread_t* th = calloc((size_t)n, sizeof *th);
+    if (!t || !th) {
+        free(t), free(th);
+        return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for %d lanes", n);
+    }
+    int started = 0;
+    for (; started < n; started++) {
+        t[started] = (evaluator_thread){q, &pool->lane[started], started + 1};
+        if (pthread_create(&th[started], NULL, evaluate_in_thread, &t[started])) break;
+    }
+    if (!started) evaluate_in_thread(&t[0]); // no thread to be had: the first lane's work, here
+    pthread_mutex_lock(&q->mu);
+    for (int reported = 0; started;) {
+        while (q->done == reported && !q->failed && q->done < q->n) pthread_cond_wait(&q->progressed, &q->mu);
+        if (q->failed || q->done == q->n) break;
+        reported = q->done;
+        pthread_mutex_unlock(&q->mu);
+        if (progress) progress(progress_ctx, reported, q->n);
+        pthread_mutex_lock(&q->mu);
+    }
+    q->stop = 1;
+    pthread_mutex_unlock(&q->mu);
+    for (int l = 0; l < started; l++) pthread_join(th[l], NULL);
+    free(t), free(th);
+    if (q->failed)
+        return dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", pool->where[q->failed_by], q->failed_task,
+                         q->failed_err.msg);
+    if (progress) progress(progress_ctx, q->n, q->n);
     return DATO_OK;
 }
 
@@ -255,56 +425,7 @@ static dato_status request_over_ranks(dato_eval_pool* pool, const void* msg, siz
     return DATO_OK;
 }
 
-// ---- rank 0: the map --------------------------------------------------------------------------------------
-
-// The queue shared by rank 0's two threads: the message thread hands tasks to workers, the
-// evaluating thread takes its own.
-typedef struct {
-    pthread_mutex_t mu;
-    const dato_eval_handlers* local;
-    int kind;
-    const uint8_t* tasks;
-    size_t task_bytes;
-    uint8_t* results;
-    size_t result_bytes;
-    dato_eval_trace* trace;
-    int n, next, done;
-    int stop;                 // take no more tasks
-    dato_status local_status; // the evaluating thread's failure
-    int local_task;
-    dato_error local_err;
-} map_queue;
-
-static int take_task(map_queue* q) {
-    pthread_mutex_lock(&q->mu);
-    int i = q->stop || q->next >= q->n ? -1 : q->next++;
-    pthread_mutex_unlock(&q->mu);
-    return i;
-}
-
-static void* evaluate_locally(void* arg) {
-    map_queue* q = arg;
-    for (int i; (i = take_task(q)) >= 0;) {
-        double t0 = dato_clock_s();
-        dato_error e;
-        dato_status st = q->local->evaluate(q->local->ctx, q->kind, q->tasks + (size_t)i * q->task_bytes,
-                                            q->results + (size_t)i * q->result_bytes, &e);
-        double dt = dato_clock_s() - t0;
-        pthread_mutex_lock(&q->mu);
-        if (st) {
-            q->local_status = st;
-            q->local_task = i;
-            q->local_err = e;
-            q->stop = 1;
-        } else {
-            if (q->trace) q->trace[i] = (dato_eval_trace){0, dt, dt};
-            q->done++;
-        }
-        pthread_mutex_unlock(&q->mu);
-        if (st) break;
-    }
-    return NULL;
-}
+// ---- rank 0: the map over ranks ----------------------------------------------------------------------------
 
 // Hands worker r the next task, if any is left.
 static void dispatch(dato_eval_pool* pool, map_queue* q, int r) {
@@ -336,23 +457,24 @@ static dato_status take_result(dato_eval_pool* pool, map_queue* q, int r, size_t
     return DATO_OK;
 }
 
-static dato_status map_over_ranks(dato_eval_pool* pool, map_queue* q, void (*progress)(void*, int, int),
-                                  void* progress_ctx, dato_error* err) {
+static dato_status map_over_ranks(dato_eval_pool* pool, map_queue* q, const dato_eval_handlers* local,
+                                  void (*progress)(void*, int, int), void* progress_ctx, dato_error* err) {
     DATO_TRY(drain(pool, err));
     DATO_TRY(grow_buffer(pool, sizeof(task_header) + q->task_bytes, err));
     pthread_t thread;
-    int have_thread = q->local && !pthread_create(&thread, NULL, evaluate_locally, q);
-    if (q->local && !have_thread) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: cannot start rank 0's thread");
+    evaluator_thread rank0 = {q, local, 0};
+    int have_thread = local && !pthread_create(&thread, NULL, evaluate_in_thread, &rank0);
+    if (local && !have_thread) return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: cannot start rank 0's thread");
     dato_status st = DATO_OK;
     pool->map_seq++;
     for (int r = 1; !st && r < pool->size; r++) dispatch(pool, q, r);
     for (int reported = 0; !st;) {
         pthread_mutex_lock(&q->mu);
         int done = q->done;
-        dato_status local = q->local_status;
+        dato_status failed = q->failed;
         pthread_mutex_unlock(&q->mu);
-        if (local) {
-            st = dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", pool->where[0], q->local_task, q->local_err.msg);
+        if (failed) {
+            st = dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", pool->where[0], q->failed_task, q->failed_err.msg);
             break;
         }
         if (done > reported && progress) progress(progress_ctx, done, q->n);
@@ -388,10 +510,8 @@ dato_status dato_eval_pool_request(dato_eval_pool* pool, const void* msg, size_t
     if (pool->rank != 0) return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: only rank 0 sends requests");
 #ifdef DATO_HAVE_MPI
     if (pool->mpi && pool->size > 1) return request_over_ranks(pool, msg, bytes, replies, reply_bytes, err);
-#else
-    (void)msg, (void)bytes, (void)replies, (void)reply_bytes;
 #endif
-    return DATO_OK;
+    return pool->lanes ? request_lanes(pool, msg, bytes, replies, reply_bytes, err) : DATO_OK;
 }
 
 dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, int kind, const uint8_t* tasks,
@@ -401,20 +521,26 @@ dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* l
     if (pool->rank != 0) return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: only rank 0 hands out tasks");
     if (n < 0 || result_bytes < 1 || (n && (!tasks || !results)))
         return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: %d tasks, %zu result bytes each", n, result_bytes);
-    if (!local && pool->size == 1)
+    if (!local && dato_eval_pool_workers(pool) == 0)
         return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: no rank to evaluate on (rank 0 only dispatches, "
                          "and there are no workers)");
     if (n == 0) return DATO_OK;
 #ifdef DATO_HAVE_MPI
     if (pool->mpi && pool->size > 1) {
-        map_queue q = {.local = local, .kind = kind, .tasks = tasks, .task_bytes = task_bytes, .results = results,
-                       .result_bytes = result_bytes, .trace = trace, .n = n};
-        pthread_mutex_init(&q.mu, NULL);
-        dato_status st = map_over_ranks(pool, &q, progress, progress_ctx, err);
-        pthread_mutex_destroy(&q.mu);
+        map_queue q;
+        queue_init(&q, kind, tasks, n, task_bytes, results, result_bytes, trace);
+        dato_status st = map_over_ranks(pool, &q, local, progress, progress_ctx, err);
+        queue_destroy(&q);
         return st;
     }
 #endif
+    if (pool->lanes) {
+        map_queue q;
+        queue_init(&q, kind, tasks, n, task_bytes, results, result_bytes, trace);
+        dato_status st = map_lanes(pool, &q, progress, progress_ctx, err);
+        queue_destroy(&q);
+        return st;
+    }
     return map_here(local, kind, tasks, n, task_bytes, results, result_bytes, trace, progress, progress_ctx,
                     pool->where[0], err);
 }

@@ -11,7 +11,12 @@
 //   every rank:  dato_eval_pool_close(&pool, &err)   // on failure: dato_eval_pool_abort
 //
 // Rank 0 evaluates too: a second thread of it takes tasks from the same queue while the first one
-// serves the messages (MPI_THREAD_FUNNELED: only that first thread calls MPI). Messages are raw
+// serves the messages (MPI_THREAD_FUNNELED: only that first thread calls MPI).
+//
+// A pool of one process can instead have lanes: in-process evaluators, each on a thread of its own
+// with its own handlers (its own copy of the model, workspace and CPU threads), numbered 1..n as
+// worker ranks are. A small model's UNet call is too little work to share among threads, so on a
+// CPU one evaluation per core outruns every core on one evaluation (docs/DISTRIBUTED.md). Messages are raw
 // bytes between ranks of one binary on hosts of one byte order. A worker silent past timeout_s on
 // a task or a request is declared hung: the call fails naming the rank, and the job can then only
 // end by dato_eval_pool_abort.
@@ -46,7 +51,9 @@ typedef struct {
     double timeout_s;           // a worker silent this long is declared hung (default 600)
     int mpi;                    // 1 when MPI was initialized (a launcher started this process)
     int hung;                   // a worker stopped answering: only dato_eval_pool_abort ends the job
-    char (*where)[96];          // (size) "rank R (host, pid P)", for messages
+    int lanes;                  // in-process evaluators (dato_eval_pool_set_lanes), 0 with MPI
+    const dato_eval_handlers* lane; // (lanes) their handlers, not owned
+    char (*where)[96];          // (size + lanes) "rank R (host, pid P)" or "lane L (host, pid P)", for messages
     int* busy_task;             // (size) rank 0: the task each worker holds, -1 when idle
     double* busy_since;         // (size) rank 0: when it was handed out
     uint64_t map_seq;           // rank 0: the map call the busy tasks belong to
@@ -63,13 +70,23 @@ dato_status dato_eval_pool_init(dato_eval_pool* pool, int* argc, char*** argv, d
 // 1 when this build can run over MPI.
 int dato_eval_pool_have_mpi(void);
 
-// Rank 0: sends msg (bytes) to every worker and gathers their replies into replies (size - 1,
-// reply_bytes), rank r's at r - 1. Fails naming the rank on a worker's error or silence.
+// A pool of one process: gives it n lanes with their handlers (lanes, n; kept, not copied). From then
+// on request goes to every lane as to every worker rank, and map hands every task to the lanes
+// (rank 0's own handlers are not used: its thread only waits). Fails on a pool with MPI ranks.
+dato_status dato_eval_pool_set_lanes(dato_eval_pool* pool, const dato_eval_handlers* lanes, int n, dato_error* err);
+
+// The evaluators besides rank 0's own: its worker ranks (size - 1) or its lanes. Worker w (1..) is
+// named by where[w], answers a request at replies + (w - 1) * reply_bytes and marks its tasks' trace w.
+int dato_eval_pool_workers(const dato_eval_pool* pool);
+
+// Rank 0: sends msg (bytes) to every worker (rank or lane) and gathers their replies into replies
+// (workers, reply_bytes), worker w's at w - 1. Fails naming the worker on its error or silence.
 dato_status dato_eval_pool_request(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies,
                                    size_t reply_bytes, dato_error* err);
 
 // Rank 0: evaluates tasks (n, task_bytes) of one kind into results (n, result_bytes) on every rank,
-// rank 0's own share through local (NULL: rank 0 only dispatches; needs a worker). trace (n) may be NULL.
+// rank 0's own share through local (NULL: rank 0 only dispatches; needs a worker), or on the lanes.
+// trace (n) may be NULL.
 // progress (may be NULL) is called on this thread after each task with the count done.
 // On failure the results are incomplete and the workers still hold their tasks (close drains them).
 dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* local, int kind, const uint8_t* tasks,

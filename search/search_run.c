@@ -15,6 +15,7 @@
 #include "clip.h"
 #include "checkpoint.h"
 #include "clock.h"
+#include "cost.h"
 #include "eval_pool.h"
 #include "evaluator.h"
 #include "featnet.h"
@@ -85,7 +86,7 @@ typedef struct {
     int32_t kind, set, images, pad;
 } request_header;
 
-typedef struct {
+typedef struct search_ctx {
     dato_search_config cfg;
     const dato_search_options* o;
     dato_backend be;
@@ -118,6 +119,10 @@ typedef struct {
     int gens_timed;
     // evaluation across ranks (search/eval_pool.h)
     dato_eval_pool* pool;
+    int lane;                   // 1..: this context is one of rank 0's lanes (it says nothing), 0: not
+    struct search_ctx** lanes;  // rank 0: (n_lanes) its lanes' contexts
+    dato_eval_handlers* lane_handlers; // (n_lanes)
+    int n_lanes, lane_threads;
     double* rank_speed;         // (pool size) rank 0's baseline time / the rank's: measured latencies in rank 0's time
     int* task_of;               // (pop) each candidate's task this generation, -1 when already scored
     uint8_t* tasks;             // (pop, gbytes) the new genomes
@@ -136,7 +141,7 @@ typedef struct {
 // A message for the caller's observer (search_run.h), on rank 0 alone.
 static void say(const search_ctx* s, dato_search_level level, const char* fmt, ...) {
     const dato_search_observer* ob = &s->o->observer;
-    if (!ob->message || s->pool->rank != 0) return;
+    if (!ob->message || s->pool->rank != 0 || s->lane) return;
     char text[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -185,8 +190,13 @@ static dato_status read_prompts(search_ctx* s, dato_error* err) {
     s->prompts = malloc(lines * sizeof *s->prompts);
     if (!s->prompts) return dato_fail(err, DATO_ERR_NOMEM, "%s: out of memory for %zu prompts", s->cfg.prompts_file, lines);
     int n = 0;
-    for (char* line = strtok(s->prompt_text, "\r\n"); line; line = strtok(NULL, "\r\n"))
-        if (line[0]) s->prompts[n++] = line;
+    for (char* line = s->prompt_text; *line;) { // by hand: strtok's state is shared by the lanes' threads
+        size_t len = strcspn(line, "\r\n");
+        char* next = line + len + (line[len] != 0);
+        line[len] = 0;
+        if (len) s->prompts[n++] = line;
+        line = next;
+    }
     if (!n) return dato_fail(err, DATO_ERR_INVALID, "%s: no prompts (one per line expected)", s->cfg.prompts_file);
     s->cfg.n_prompts = n;
     return DATO_OK;
@@ -536,7 +546,7 @@ static dato_status prepare_set(search_ctx* s, int k, int images, dato_error* err
     if (!(set->base_cells = malloc(cells))) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
     first_images(&set->ev, set->base_cells);
     DATO_TRY(take_baseline(s, k, err));
-    if (s->pool->size == 1 || k == SET_TIMING) return DATO_OK;
+    if (!dato_eval_pool_workers(s->pool) || k == SET_TIMING) return DATO_OK;
     size_t nf = (size_t)set->ev.n_images * s->fx.dim, bytes = sizeof(request_header) + nf * sizeof(float);
     uint8_t* msg = malloc(bytes);
     if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
@@ -941,14 +951,17 @@ static double front_hypervolume(search_ctx* s, int* front, int n_front, double* 
 
 // A rough count of what the final stages cost, in baseline images' time: the front candidates and
 // presets on the final images (at about half the baseline's time each), the baseline and the presets
-// and picks on the confirmation images, and the timing pairs. For the ETA only.
+// and picks on the confirmation images, and the timing pairs; what goes through the pool at the
+// evaluators' combined speed. For the ETA only.
 static double final_stages_s(const search_ctx* s) {
     const dato_search_config* c = &s->cfg;
     double per_image = s->sets[SET_SEARCH].base_s_per_image, n_front = c->pop / 2 > 4 ? c->pop / 2 : 4;
-    double images = c->final_images * (1 + 0.5 * (n_front + N_REFS - 1)) +
-                    c->confirm_images * (1 + 0.6 * (N_REFS - 1 + N_PICKS)) +
-                    (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1);
-    return per_image * images;
+    double own = c->final_images + c->confirm_images + // rank 0's: the baselines and the timing pairs
+                 (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1);
+    double mapped = c->final_images * 0.5 * (n_front + N_REFS - 1) + c->confirm_images * 0.6 * (N_REFS - 1 + N_PICKS);
+    double speed = s->pool->lanes ? 0 : 1; // the evaluators' speeds in rank 0's, summed
+    for (int w = 1; s->rank_speed && w <= dato_eval_pool_workers(s->pool); w++) speed += s->rank_speed[w];
+    return per_image * (own + mapped / (speed > 0 ? speed : 1));
 }
 
 // The generation's summary for the observer.
@@ -1532,29 +1545,82 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
                      "same dato-search?", h.kind, bytes);
 }
 
+// Lanes (search/eval_pool.h): --workers N, or by default, in one process on the CPU with the latency
+// table, one a thread where a full UNet call of the search's batch is under LANE_MAX_MACS (too little
+// work to share among threads: docs/DISTRIBUTED.md has the measurements) and the copies of the model
+// fit in a quarter of the free memory. Lanes change no bit of the answer, only its wall time.
+#define LANE_MAX_MACS 4e9
+static dato_status choose_lanes(search_ctx* s, int* lanes, dato_error* err) {
+    const dato_search_config* c = &s->cfg;
+    int threads = threads_used(s), asked = s->o->workers;
+    *lanes = 0;
+    if (s->pool->size > 1 || asked == 1) return DATO_OK;
+    if (asked > 1) {
+        *lanes = asked;
+        return DATO_OK;
+    }
+    if (c->backend != DATO_SEARCH_BACKEND_CPU || c->latency_mode != DATO_LATENCY_TABLE || threads < 2) return DATO_OK;
+    int f = dato_pipeline_vae_factor(&s->pipe), rows = (c->guidance > 1 ? 2 : 1) * c->batch;
+    int seq = dato_tokenizer_max_len(s->pipe.tokenizer[0]);
+    dato_macs m;
+    DATO_TRY(dato_unet_step_macs(&s->pipe.unet, rows, c->height / f, c->width / f, seq, c->n_branches + 1, 0, -1, 2, &m,
+                                 err));
+    size_t ws = 0, cache = 0, avail = s->be.ops->mem_available ? s->be.ops->mem_available(&s->be) : 0;
+    DATO_TRY(dato_unet_ws_bytes(&s->pipe.unet, rows, c->height / f, c->width / f, seq, &ws, &cache, err));
+    size_t copy = s->pipe.unet.n_weights * sizeof(float) + ws + cache;
+    if (m.total < LANE_MAX_MACS && avail && (size_t)threads * copy <= avail / 4) *lanes = threads;
+    return DATO_OK;
+}
+
+// Rank 0: opens the lanes choose_lanes asks for, each a context of its own set up as a worker rank is.
+static dato_status open_lanes(search_ctx* s, dato_error* err) {
+    int n;
+    DATO_TRY(choose_lanes(s, &n, err));
+    if (n < 2) return DATO_OK;
+    s->lanes = calloc((size_t)n, sizeof *s->lanes);
+    s->lane_handlers = calloc((size_t)n, sizeof *s->lane_handlers);
+    if (!s->lanes || !s->lane_handlers) return dato_fail(err, DATO_ERR_NOMEM, "out of memory for %d lanes", n);
+    for (; s->n_lanes < n; s->n_lanes++) {
+        search_ctx* l = calloc(1, sizeof *l);
+        if (!l) return dato_fail(err, DATO_ERR_NOMEM, "out of memory for %d lanes", n);
+        *l = (search_ctx){.o = s->o, .pool = s->pool, .lane = s->n_lanes + 1};
+        s->lanes[s->n_lanes] = l;
+        s->lane_handlers[s->n_lanes] = (dato_eval_handlers){.request = worker_request, .evaluate = evaluate_task, .ctx = l};
+    }
+    int threads = threads_used(s);
+    s->lane_threads = threads / n > 1 ? threads / n : 1;
+    return dato_eval_pool_set_lanes(s->pool, s->lane_handlers, n, err);
+}
+
 // Rank 0: every worker opens the model on this run's config and times the baseline (its speed
 // relative to rank 0's, base_s per image, scales its measured latencies), then takes rank 0's
 // baseline features on the search images as its reference (KID, the teacher distance, and FID with
 // --ref baseline).
 static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) {
     dato_eval_pool* p = s->pool;
-    s->rank_speed = malloc((size_t)p->size * sizeof *s->rank_speed);
+    int workers = dato_eval_pool_workers(p);
+    s->rank_speed = malloc((size_t)(1 + workers) * sizeof *s->rank_speed);
     if (!s->rank_speed) return dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    for (int r = 0; r < p->size; r++) s->rank_speed[r] = 1;
-    if (p->size == 1) return DATO_OK;
+    for (int r = 0; r <= workers; r++) s->rank_speed[r] = 1;
+    if (!workers) return DATO_OK;
     image_set* set = &s->sets[SET_SEARCH];
     size_t nfeat = (size_t)set->ev.n_images * s->fx.dim;
     setup_request rq = {.h = {REQUEST_SETUP, 0, 0, 0}, .cfg = s->cfg};
-    setup_reply* replies = malloc((size_t)(p->size - 1) * sizeof *replies);
+    if (p->lanes) rq.cfg.threads = s->lane_threads;
+    setup_reply* replies = malloc((size_t)workers * sizeof *replies);
     uint8_t* msg = malloc(sizeof(request_header) + nfeat * sizeof(float));
     dato_status st = replies && msg ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "out of memory");
-    if (!st) say(s, DATO_SEARCH_INFO, "setting up %d worker ranks", p->size - 1);
+    if (!st) say(s, DATO_SEARCH_INFO, "setting up %d %s", workers, p->lanes ? "lanes" : "worker ranks");
     if (!st) st = dato_eval_pool_request(p, &rq, sizeof rq, replies, sizeof *replies, err);
     uint64_t ours = features_hash(set->base, nfeat);
-    if (!st)
+    if (!st && p->lanes)
+        say(s, DATO_SEARCH_INFO, "%d lanes evaluate, %d thread%s each, a copy of the model each (--workers); %s: %s, "
+            "threads %d, baseline %.2f ms/img", workers, s->lane_threads, s->lane_threads == 1 ? "" : "s", p->where[0],
+            s->be.name ? s->be.name : "?", threads_used(s), 1e3 * base_s);
+    else if (!st)
         say(s, DATO_SEARCH_INFO, "%d ranks evaluate; %s: %s, threads %d, baseline %.2f ms/img", p->size, p->where[0],
             s->be.name ? s->be.name : "?", threads_used(s), 1e3 * base_s);
-    for (int r = 1; !st && r < p->size; r++) {
+    for (int r = 1; !st && r <= workers; r++) {
         const setup_reply* y = &replies[r - 1];
         if ((size_t)y->n_features != nfeat)
             st = dato_fail(err, DATO_ERR_PEER, "%s made %d baseline features, rank 0 %zu", p->where[r], y->n_features, nfeat);
@@ -1563,7 +1629,11 @@ static dato_status setup_workers(search_ctx* s, double base_s, dato_error* err) 
         if (!st)
             say(s, DATO_SEARCH_INFO, "%s: %.63s, threads %d, baseline %.2f ms/img (%.2fx rank 0's time)", p->where[r],
                 y->backend, y->threads, 1e3 * y->baseline_s, 1 / s->rank_speed[r]);
-        if (!st && y->features_hash != ours)
+        if (!st && y->features_hash != ours && p->lanes)
+            st = dato_fail(err, DATO_ERR_PEER, "%s made other baseline images than rank 0 at %d threads: the engine's "
+                           "bits depend on the thread count, which they must not (please report it); run with "
+                           "--workers 1", p->where[r], threads_used(s));
+        else if (!st && y->features_hash != ours)
             say(s, DATO_SEARCH_WARNING, "%s made other baseline images than rank 0 (another CPU or library build?): it "
                 "scores against rank 0's baseline, but the front can differ from a one-process run", p->where[r]);
     }
@@ -1642,6 +1712,16 @@ static void remove_made_dirs(search_ctx* s) {
 }
 
 static void ctx_free(search_ctx* s) {
+    if (s->n_lanes) {
+        dato_error e;
+        dato_eval_pool_set_lanes(s->pool, NULL, 0, &e); // the pool outlives the lanes' handlers
+        for (int l = 0; l < s->n_lanes; l++) {
+            ctx_free(s->lanes[l]);
+            free(s->lanes[l]);
+        }
+    }
+    free(s->lanes);
+    free(s->lane_handlers);
     for (int k = 0; k < N_SETS; k++) free_set(&s->sets[k]);
     dato_nsga2_free(s->ga);
     dato_archive_free(&s->archive);
@@ -1721,6 +1801,7 @@ static dato_status run_search(search_ctx* s, dato_error* err) {
     DATO_TRY(dato_evaluator_run(&search->ev, NULL, search->base, NULL, &base_t, err));
     search->base_s_per_image = base_t.best_s_per_image;
     DATO_TRY(take_baseline(s, SET_SEARCH, err));
+    DATO_TRY(open_lanes(s, err));
     DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
     if (s->cfg.screen_images > 0) DATO_TRY(prepare_set(s, SET_SCREEN, s->cfg.screen_images, err));
     char spread[160], screen[160] = "";

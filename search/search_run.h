@@ -12,7 +12,7 @@
 //   paired re-measure, drop, picks, confirmation, grids, report
 //
 // With MPI (docs/DISTRIBUTED.md) rank 0 runs all of the above but the evaluations, which every rank
-// takes from one queue; results are applied in genome order, so with table latency the front is the
+// takes from one queue (without MPI, the lanes of options.workers do); results are applied in genome order, so with table latency the front is the
 // one-process front, bit for bit, whatever the number of ranks and of CPU threads per rank (the
 // CPU GEMM's bits do not depend on the thread count).
 //
@@ -77,6 +77,8 @@ typedef struct {
     // program's copy starts it where the program was built with it. NULL: the library's (CPU only).
     dato_backend_open_fn open_backend;
     int device;              // this rank's CUDA device; -1: its local rank (one GPU per rank on a host)
+    int workers;             // one process: evaluations at once, each on a copy of the model with the threads
+                             // shared out (search/eval_pool.h lanes); 0: by the model's size, 1: one at a time
 } dato_search_options;
 
 // Runs (or resumes) a search to completion. Errors name the file, flag or field at fault; the last

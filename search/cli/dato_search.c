@@ -135,6 +135,10 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
         {"threads", NULL, DATO_ARG_INT, &g->threads, 1, 1024, NULL, NULL, "N",
          "CPU threads per rank (default: all the cores, split among the ranks on a host); any "
          "count gives the same images bit for bit, so --resume may take another"},
+        {"workers", NULL, DATO_ARG_INT, &c->o.workers, 1, 1024, NULL, NULL, "N",
+         "without MPI: evaluate N candidates at once, each on its own copy of the model with the "
+         "threads shared out (default: one a thread for a model whose UNet call is too little work "
+         "to share, like the default model's; else 1). Changes no bit of the answer"},
         {"rank-timeout", NULL, DATO_ARG_DOUBLE, &pool->timeout_s, 1, 1e9, NULL, NULL, "S",
          "under MPI: a rank silent this long on one task stops the run (default 600)"},
         {"quiet", NULL, DATO_ARG_FLAG, &c->quiet, 0, 0, NULL, NULL, NULL, "no progress output"},

@@ -2,7 +2,9 @@
 // - an uninterrupted 3-generation run;
 // - the same run stopped after 1 generation and resumed with --gens 3;
 // - the same run killed with SIGKILL in the middle of generation 2, then resumed;
-// B and C reuse A's latency table (as two runs must, to be comparable); all three end with the
+// B and C reuse A's latency table (as two runs must, to be comparable). A, B and C evaluate on lanes
+// (search/eval_pool.h: the default model's default), B's resume one candidate at a time
+// (--workers 1), C's on 3 lanes of 2 threads. All three end with the
 // same population and archive objectives, bit for bit, and the result files
 // exist. Then: resuming with a changed prompt set is refused naming the prompts; a damaged
 // checkpoint is refused naming the file; dato-export picks and writes a loadable schedule.
@@ -68,7 +70,7 @@ int main(int argc, char** argv) {
     snprintf(cmd, sizeof cmd, "%s " FLAGS " --gens 1 --latency-table %s --out %s/b", search_exe, table, tmpdir);
     CHECK(run(cmd) == 0, "run B (1 generation) failed");
     snprintf(b, sizeof b, "%s/b/checkpoint.h5", tmpdir);
-    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 3 --quiet", search_exe, b);
+    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 3 --workers 1 --quiet", search_exe, b); // lanes, then none
     CHECK(run(cmd) == 0, "resuming B failed");
     CHECK(same_result(a, b), "stop + resume differs from the uninterrupted run");
 
@@ -105,7 +107,7 @@ int main(int argc, char** argv) {
         printf("run C had finished before the kill: the mid-run export check is skipped\n");
     }
     dato_checkpoint_free(&going);
-    snprintf(cmd, sizeof cmd, "%s --resume %s --quiet", search_exe, c);
+    snprintf(cmd, sizeof cmd, "%s --resume %s --workers 3 --quiet", search_exe, c); // more lanes than threads
     CHECK(run(cmd) == 0, "resuming the killed run failed");
     CHECK(same_result(a, c), "kill -9 + resume differs from the uninterrupted run");
 

@@ -1,6 +1,8 @@
 // The evaluation pool (search/eval_pool.h):
 // - one process: every task evaluated here, results by index, progress after each, a failing task
 //   named with its rank and index, no ranks to dispatch to refused;
+// - lanes (in-process evaluators, each its own handlers): a request answered by each, 40 tasks
+//   spread over three lanes and returned by index, a lane's failure named, the pool usable after;
 // - with MPI (this test starts itself under `mpirun -np 3` when it can): setup requests answered by
 //   every worker, 40 tasks of uneven cost spread over all three ranks and returned by index, a
 //   worker's failure named, and the pool usable after it (the other worker's task drained).
@@ -18,12 +20,12 @@
 #define RESULT_BYTES (2 * sizeof(double))
 
 typedef struct {
-    const dato_eval_pool* pool;
+    int id;        // the rank, or the lane, whose handlers these are
     int fail_from; // tasks from this index on fail
     int progress_calls, progress_last;
 } ctx_t;
 
-// A task is its index (int32); its result is (index^2, the rank that ran it). Task i sleeps
+// A task is its index (int32); its result is (index^2, the rank or lane that ran it). Task i sleeps
 // (i % 5) ms, so ranks finish out of order.
 static dato_status evaluate(void* c, int kind, const uint8_t* task, void* out, dato_error* err) {
     ctx_t* ctx = c;
@@ -35,7 +37,7 @@ static dato_status evaluate(void* c, int kind, const uint8_t* task, void* out, d
     struct timespec t = {0, (long)(i % 5) * 1000000L};
     nanosleep(&t, NULL);
     result[0] = (double)i * i;
-    result[1] = ctx->pool->rank;
+    result[1] = ctx->id;
     return DATO_OK;
 }
 
@@ -43,7 +45,7 @@ static dato_status answer(void* c, const void* msg, size_t bytes, void* reply, s
     ctx_t* ctx = c;
     if (bytes != 6 || memcmp(msg, "hello", 6) || reply_bytes != sizeof(int32_t))
         return dato_fail(err, DATO_ERR_INVALID, "unexpected request of %zu bytes", bytes);
-    int32_t r = 10 * ctx->pool->rank;
+    int32_t r = 10 * ctx->id;
     memcpy(reply, &r, sizeof r);
     return DATO_OK;
 }
@@ -71,7 +73,7 @@ static void one_process(void) {
     dato_error err;
     CHECK(dato_eval_pool_init(&pool, NULL, NULL, &err) == DATO_OK && pool.size == 1 && pool.rank == 0,
           "a pool of one: %s", err.msg);
-    ctx_t ctx = {.pool = &pool, .fail_from = 1 << 30};
+    ctx_t ctx = {.id = pool.rank, .fail_from = 1 << 30};
     dato_eval_handlers h = {.request = answer, .evaluate = evaluate, .ctx = &ctx};
     for (int i = 0; i < 64; i++) tasks[i] = i;
     CHECK(dato_eval_pool_request(&pool, "hello", 6, NULL, sizeof(int32_t), &err) == DATO_OK, "request: %s", err.msg);
@@ -91,6 +93,46 @@ static void one_process(void) {
     CHECK(dato_eval_pool_close(&pool, &err) == DATO_OK, "close: %s", err.msg);
 }
 
+static void lanes(void) {
+    dato_eval_pool pool;
+    dato_error err;
+    CHECK(dato_eval_pool_init(&pool, NULL, NULL, &err) == DATO_OK, "a pool of one: %s", err.msg);
+    ctx_t ctx[3], progress = {0};
+    dato_eval_handlers h[3];
+    for (int l = 0; l < 3; l++) {
+        ctx[l] = (ctx_t){.id = l + 1, .fail_from = 1 << 30};
+        h[l] = (dato_eval_handlers){.request = answer, .evaluate = evaluate, .ctx = &ctx[l]};
+    }
+    CHECK(dato_eval_pool_set_lanes(&pool, h, -1, &err) == DATO_ERR_INVALID, "-1 lanes accepted");
+    CHECK(dato_eval_pool_set_lanes(&pool, h, 3, &err) == DATO_OK && dato_eval_pool_workers(&pool) == 3, "3 lanes: %s",
+          err.msg);
+    int32_t replies[3] = {0};
+    CHECK(dato_eval_pool_request(&pool, "hello", 6, replies, sizeof(int32_t), &err) == DATO_OK && replies[0] == 10 &&
+              replies[1] == 20 && replies[2] == 30, "request: replies %d, %d, %d: %s", replies[0], replies[1], replies[2],
+          err.msg);
+    for (int i = 0; i < 64; i++) tasks[i] = i;
+    memset(results, 0xff, sizeof results);
+    dato_status st = dato_eval_pool_map(&pool, NULL, KIND, (const uint8_t*)tasks, 40, sizeof(int32_t), results,
+                                        RESULT_BYTES, trace, count_progress, &progress, &err);
+    int wrong = wrong_results(40), by_lane[4] = {0};
+    for (int i = 0; i < 40; i++) by_lane[trace[i].rank & 3]++;
+    printf("3 lanes: 40 tasks, %d wrong, by lane 1/2/3: %d/%d/%d (rank 0: %d), %d progress calls\n", wrong, by_lane[1],
+           by_lane[2], by_lane[3], by_lane[0], progress.progress_calls);
+    CHECK(st == DATO_OK && wrong == 0 && by_lane[1] && by_lane[2] && by_lane[3] && !by_lane[0], "map: %s", err.msg);
+    CHECK(progress.progress_calls >= 1 && progress.progress_last == 40, "progress ended at %d", progress.progress_last);
+    ctx[1].fail_from = 0; // lane 2 fails every task
+    st = dato_eval_pool_map(&pool, NULL, KIND, (const uint8_t*)tasks, 40, sizeof(int32_t), results, RESULT_BYTES, NULL,
+                            NULL, NULL, &err);
+    printf("a lane's failure: %s\n", err.msg);
+    CHECK(st == DATO_ERR_PEER && strstr(err.msg, "lane 2") && strstr(err.msg, "refuses"), "the failure is not named: %s",
+          err.msg);
+    ctx[1].fail_from = 1 << 30;
+    st = dato_eval_pool_map(&pool, NULL, KIND, (const uint8_t*)tasks, 10, sizeof(int32_t), results, RESULT_BYTES, trace,
+                            NULL, NULL, &err);
+    CHECK(st == DATO_OK && wrong_results(10) == 0, "the pool after a failure: %s", err.msg);
+    CHECK(dato_eval_pool_close(&pool, &err) == DATO_OK, "close: %s", err.msg);
+}
+
 // Under mpirun: rank 0 drives, the others serve. Returns the exit code.
 static int ranks(int* argc, char*** argv) {
     dato_eval_pool pool;
@@ -99,7 +141,7 @@ static int ranks(int* argc, char*** argv) {
         fprintf(stderr, "init: %s\n", err.msg);
         return 1;
     }
-    ctx_t ctx = {.pool = &pool, .fail_from = 1 << 30};
+    ctx_t ctx = {.id = pool.rank, .fail_from = 1 << 30};
     dato_eval_handlers h = {.request = answer, .evaluate = evaluate, .ctx = &ctx};
     if (pool.rank != 0) {
         ctx.fail_from = 100; // only the workers fail these
@@ -137,6 +179,7 @@ static int ranks(int* argc, char*** argv) {
 int main(int argc, char** argv) {
     if (argc > 1 && !strcmp(argv[1], "--ranks")) return ranks(&argc, &argv);
     one_process();
+    lanes();
     if (!dato_eval_pool_have_mpi() || system("command -v mpirun > /dev/null 2>&1")) {
         printf("the MPI part is skipped: %s\n", dato_eval_pool_have_mpi() ? "no mpirun on PATH" : "built without MPI");
         return test_summary();
