@@ -139,14 +139,23 @@ dato_status dato_evaluator_create(dato_evaluator* ev, dato_pipeline* p, dato_fea
 
 dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule, float* features, int* predicted,
                                dato_eval_timing* timing, dato_error* err) {
+    return dato_evaluator_run_batches(ev, schedule, 0, ev->n_batches, features, predicted, timing, err);
+}
+
+dato_status dato_evaluator_run_batches(dato_evaluator* ev, const dato_schedule* schedule, int first_batch,
+                                       int n_batches, float* features, int* predicted, dato_eval_timing* timing,
+                                       dato_error* err) {
     dato_feature_extractor* fx = ev->fx;
     if (predicted && !dato_featnet_config_of(fx))
         return dato_fail(err, DATO_ERR_INVALID, "evaluator: classes need the feature network, not %s", fx->name);
+    if (first_batch < 0 || n_batches < 1 || first_batch > ev->n_batches - n_batches)
+        return dato_fail(err, DATO_ERR_INVALID, "evaluator: batches %d..%d of %d", first_batch,
+                         first_batch + n_batches - 1, ev->n_batches);
     int B = ev->cfg.batch;
     size_t latent = (size_t)ev->C * ev->h * ev->w, image = (size_t)ev->H * ev->W * ev->ch;
     size_t fx_image = (size_t)fx->in_c * fx->in_h * fx->in_w;
     double denoise = 0, best = INFINITY;
-    for (int b = 0; b < ev->n_batches; b++) {
+    for (int b = first_batch; b < first_batch + n_batches; b++) {
         int first = b * B, nb = ev->conds[b].batch;
         dato_generate_params gp = {.steps = ev->cfg.steps, .sampler = ev->cfg.sampler, .guidance = ev->cfg.guidance,
                                    .seed = ev->cfg.seed + (uint64_t)b, .height = ev->h, .width = ev->w,

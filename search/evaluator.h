@@ -77,6 +77,13 @@ typedef struct {
 // timing (may be NULL) gets the denoising wall time.
 dato_status dato_evaluator_run(dato_evaluator* ev, const dato_schedule* schedule, float* features, int* predicted,
                                dato_eval_timing* timing, dato_error* err);
+// The same for batches first_batch .. first_batch + n_batches - 1 alone (images first_batch * batch
+// on): their images, bit for bit those of a whole run, a share of a run spread over evaluators.
+// features (n_images, fx->dim), predicted and ev->pixels, ev->clip_scores are the whole run's:
+// only those images' rows are written. timing covers those batches.
+dato_status dato_evaluator_run_batches(dato_evaluator* ev, const dato_schedule* schedule, int first_batch,
+                                       int n_batches, float* features, int* predicted, dato_eval_timing* timing,
+                                       dato_error* err);
 void dato_evaluator_free(dato_evaluator* ev);
 // The CLIP score of the last run, as torchmetrics' CLIPScore: max(mean of ev->clip_scores, 0).
 double dato_evaluator_clip_score(const dato_evaluator* ev);

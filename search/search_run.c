@@ -74,9 +74,17 @@ typedef struct {
     dato_interval fid_ci, teacher_ci, clip_ci;
 } rank_result;
 
-// The tasks: a genome on the screening or the search set (gbytes), or a schedule (a dato_schedule)
-// on the final or the confirmation set.
-enum { TASK_SCREEN = 1, TASK_SEARCH, TASK_FINAL, TASK_CONFIRM };
+// The tasks: a genome on the screening or the search set (gbytes), a schedule (a dato_schedule)
+// on the final or the confirmation set, or a share of the baseline's images on a set (baseline_task).
+enum { TASK_SCREEN = 1, TASK_SEARCH, TASK_FINAL, TASK_CONFIRM, TASK_BASELINE };
+
+// A share of the baseline on image set `set`: its batches first_batch .. first_batch + n_batches - 1,
+// of at most max_images images (every share's result has that room). Its result (baseline_layout):
+// the fastest call's time per image (double), then (max_images, dim) features, (max_images) CLIP
+// scores, and the cells (grid prompts, H, W, ch) of the grid prompts whose first image it holds.
+typedef struct {
+    int32_t set, first_batch, n_batches, max_images;
+} baseline_task;
 
 // rank 0's setup requests: the config (the worker opens the model and times the baseline), and an
 // image set with the baseline's features on it.
@@ -534,30 +542,6 @@ static const dato_fid_stats* set_ref(const search_ctx* s, int k) {
     return s->cfg.ref_mode == DATO_REF_BASELINE ? &s->sets[k].base_stats : &s->ref;
 }
 
-// Rank 0: makes set k of `images` images, generates the baseline's images on it (their features
-// the set's reference, their fastest call its time per image) and hands both to every worker.
-static dato_status prepare_set(search_ctx* s, int k, int images, dato_error* err) {
-    image_set* set = &s->sets[k];
-    DATO_TRY(make_set(s, k, images, err));
-    dato_eval_timing t;
-    DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
-    set->base_s_per_image = t.best_s_per_image;
-    size_t cells = (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch;
-    if (!(set->base_cells = malloc(cells))) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
-    first_images(&set->ev, set->base_cells);
-    DATO_TRY(take_baseline(s, k, err));
-    if (!dato_eval_pool_workers(s->pool) || k == SET_TIMING) return DATO_OK;
-    size_t nf = (size_t)set->ev.n_images * s->fx.dim, bytes = sizeof(request_header) + nf * sizeof(float);
-    uint8_t* msg = malloc(bytes);
-    if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
-    request_header h = {REQUEST_SET, k, images, 0};
-    memcpy(msg, &h, sizeof h);
-    memcpy(msg + sizeof h, set->base, nf * sizeof(float));
-    dato_status st = dato_eval_pool_request(s->pool, msg, bytes, NULL, 0, err);
-    free(msg);
-    return st;
-}
-
 // ---- scoring ---------------------------------------------------------------------------------------------
 
 typedef struct {
@@ -656,10 +640,51 @@ static int set_of_task(int kind) {
     }
 }
 
+// Where a baseline share's result (baseline_task) keeps its parts, and its size, on set k.
+typedef struct {
+    size_t features, clip, cells, bytes;
+} baseline_layout;
+
+static baseline_layout layout_of(const search_ctx* s, int k, int max_images) {
+    const dato_evaluator* ev = &s->sets[k].ev;
+    baseline_layout l = {.features = sizeof(double)};
+    l.clip = l.features + (size_t)max_images * s->fx.dim * sizeof(float);
+    l.cells = l.clip + (size_t)max_images * sizeof(double);
+    l.bytes = l.cells + (size_t)grid_prompts(ev) * ev->H * ev->W * ev->ch;
+    return l;
+}
+
+// A share of the baseline's images (TASK_BASELINE) on this rank.
+static dato_status evaluate_baseline_part(search_ctx* s, const uint8_t* task, uint8_t* out, dato_error* err) {
+    baseline_task t;
+    memcpy(&t, task, sizeof t);
+    if (t.set < 0 || t.set >= SET_TIMING || !s->sets[t.set].made)
+        return dato_fail(err, DATO_ERR_INVALID, "a baseline share of image set %d, which is not set up", t.set);
+    image_set* set = &s->sets[t.set];
+    dato_evaluator* ev = &set->ev;
+    int first = t.first_batch * ev->cfg.batch, end = first + t.n_batches * ev->cfg.batch, dim = s->fx.dim;
+    if (end > ev->n_images) end = ev->n_images;
+    if (t.first_batch < 0 || end - first > t.max_images)
+        return dato_fail(err, DATO_ERR_INVALID, "a baseline share of %d images from image %d, room for %d", end - first,
+                         first, t.max_images);
+    dato_eval_timing tm;
+    DATO_TRY(dato_evaluator_run_batches(ev, NULL, t.first_batch, t.n_batches, set->features, NULL, &tm, err));
+    baseline_layout l = layout_of(s, t.set, t.max_images);
+    memcpy(out, &tm.best_s_per_image, sizeof(double));
+    memcpy(out + l.features, set->features + (size_t)first * dim, (size_t)(end - first) * dim * sizeof(float));
+    if (ev->clip_scores) memcpy(out + l.clip, ev->clip_scores + first, (size_t)(end - first) * sizeof(double));
+    size_t img = (size_t)ev->H * ev->W * ev->ch;
+    for (int j = 0; j < grid_prompts(ev); j++)
+        if (ev->first[j] >= first && ev->first[j] < end)
+            memcpy(out + l.cells + (size_t)j * img, ev->pixels + (size_t)ev->first[j] * img, img);
+    return DATO_OK;
+}
+
 // One task on this rank (the pool's evaluate, on any rank): a genome on the screening or search
-// set, or a schedule on the final or confirmation set.
+// set, a schedule on the final or confirmation set, or a share of a baseline.
 static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void* out, dato_error* err) {
     search_ctx* s = ctx;
+    if (kind == TASK_BASELINE) return evaluate_baseline_part(s, task, out, err);
     int k = set_of_task(kind), is_schedule = kind == TASK_FINAL || kind == TASK_CONFIRM;
     if (k < 0) return dato_fail(err, DATO_ERR_INVALID, "task kind %d: expected a genome or a schedule", kind);
     image_set* set = &s->sets[k];
@@ -704,6 +729,85 @@ static void progress_update(void* ctx, int done, int total) {
     progress* p = ctx;
     double el = dato_clock_s() - p->t0, eta = done ? el / done * (total - done) : 0;
     if (p->ob->progress) p->ob->progress(p->ob->ctx, p->what, done, total, el, eta);
+}
+
+// ---- image sets' baselines ----------------------------------------------------------------------------------
+
+// Rank 0: the baseline's images on set k spread over the pool's evaluators in shares of whole
+// batches (their bits are a whole run's), assembled into the set's reference features, CLIP scores
+// and grid cells; its time per image the fastest share's, in rank 0's time.
+static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
+    image_set* set = &s->sets[k];
+    dato_evaluator* ev = &set->ev;
+    int evaluators = dato_eval_pool_workers(s->pool) + (s->pool->lanes ? 0 : 1);
+    int per = (ev->n_batches + 4 * evaluators - 1) / (4 * evaluators); // batches a share: 4 shares an evaluator
+    int n = (ev->n_batches + per - 1) / per, B = ev->cfg.batch, dim = s->fx.dim;
+    baseline_layout l = layout_of(s, k, per * B);
+    baseline_task* tasks = malloc((size_t)n * sizeof *tasks);
+    uint8_t* results = malloc((size_t)n * l.bytes);
+    dato_eval_trace* trace = malloc((size_t)n * sizeof *trace);
+    dato_status st = tasks && results && trace ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory",
+                                                                     SET_NAMES[k]);
+    for (int i = 0; !st && i < n; i++)
+        tasks[i] = (baseline_task){k, i * per, ev->n_batches - i * per < per ? ev->n_batches - i * per : per, per * B};
+    char what[96];
+    snprintf(what, sizeof what, "the baseline on the %d %s images", ev->n_images, SET_NAMES[k]);
+    progress pr;
+    progress_start(&pr, s, what);
+    dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
+    if (!st)
+        st = dato_eval_pool_map(s->pool, &local, TASK_BASELINE, (const uint8_t*)tasks, n, sizeof *tasks, results, l.bytes,
+                                trace, s->o->observer.progress ? progress_update : NULL, &pr, err);
+    size_t img = (size_t)ev->H * ev->W * ev->ch;
+    set->base_s_per_image = INFINITY;
+    for (int i = 0; !st && i < n; i++) {
+        const uint8_t* r = results + (size_t)i * l.bytes;
+        int first = tasks[i].first_batch * B, end = first + tasks[i].n_batches * B;
+        if (end > ev->n_images) end = ev->n_images;
+        double best;
+        memcpy(&best, r, sizeof best);
+        set->base_s_per_image = fmin(set->base_s_per_image, best * s->rank_speed[trace[i].rank]);
+        memcpy(set->base + (size_t)first * dim, r + l.features, (size_t)(end - first) * dim * sizeof(float));
+        if (ev->clip_scores) memcpy(ev->clip_scores + first, r + l.clip, (size_t)(end - first) * sizeof(double));
+        for (int j = 0; j < grid_prompts(ev); j++)
+            if (ev->first[j] >= first && ev->first[j] < end)
+                memcpy(set->base_cells + (size_t)j * img, r + l.cells + (size_t)j * img, img);
+    }
+    free(tasks);
+    free(results);
+    free(trace);
+    return st;
+}
+
+// Rank 0: makes set k of `images` images, generates the baseline's images on it (their features
+// the set's reference, their fastest call its time per image), over the pool where it has workers,
+// and hands the features to every worker.
+static dato_status prepare_set(search_ctx* s, int k, int images, dato_error* err) {
+    image_set* set = &s->sets[k];
+    DATO_TRY(make_set(s, k, images, err));
+    size_t cells = (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch;
+    if (!(set->base_cells = malloc(cells))) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
+    int spread = k != SET_TIMING && dato_eval_pool_workers(s->pool) > 0;
+    request_header h = {REQUEST_SET, k, images, 0};
+    if (spread) { // the workers make the set, then take their shares
+        DATO_TRY(dato_eval_pool_request(s->pool, &h, sizeof h, NULL, 0, err));
+        DATO_TRY(baseline_over_pool(s, k, err));
+    } else {
+        dato_eval_timing t;
+        DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
+        set->base_s_per_image = t.best_s_per_image;
+        first_images(&set->ev, set->base_cells);
+    }
+    DATO_TRY(take_baseline(s, k, err));
+    if (!spread) return DATO_OK;
+    size_t nf = (size_t)set->ev.n_images * s->fx.dim, bytes = sizeof h + nf * sizeof(float);
+    uint8_t* msg = malloc(bytes);
+    if (!msg) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
+    memcpy(msg, &h, sizeof h);
+    memcpy(msg + sizeof h, set->base, nf * sizeof(float));
+    dato_status st = dato_eval_pool_request(s->pool, msg, bytes, NULL, 0, err);
+    free(msg);
+    return st;
 }
 
 // ---- one generation -----------------------------------------------------------------------------------------
@@ -1535,6 +1639,7 @@ static dato_status worker_request(void* ctx, const void* msg, size_t bytes, void
     if (h.kind == REQUEST_SET && s->have_pipe && h.set >= 0 && h.set < SET_TIMING && h.images > 0) {
         image_set* set = &s->sets[h.set];
         if (!set->made) DATO_TRY(make_set(s, h.set, h.images, err));
+        if (bytes == sizeof h) return DATO_OK; // made, its baseline to be shared out
         size_t nf = (size_t)set->ev.n_images * s->fx.dim;
         if (bytes != sizeof h + nf * sizeof(float))
             return dato_fail(err, DATO_ERR_PEER, "%s images: %zu bytes for %zu features", SET_NAMES[h.set], bytes, nf);
