@@ -131,7 +131,7 @@ typedef struct search_ctx {
     struct search_ctx** lanes;  // rank 0: (n_lanes) its lanes' contexts
     dato_eval_handlers* lane_handlers; // (n_lanes)
     int n_lanes, lane_threads;
-    double* rank_speed;         // (pool size) rank 0's baseline time / the rank's: measured latencies in rank 0's time
+    double* rank_speed;         // (1 + workers) rank 0's baseline time / the evaluator's: measured latencies in rank 0's time
     int* task_of;               // (pop) each candidate's task this generation, -1 when already scored
     uint8_t* tasks;             // (pop, gbytes) the new genomes
     rank_result* results;       // (pop) their scores
@@ -735,12 +735,18 @@ static void progress_update(void* ctx, int done, int total) {
 
 // Rank 0: the baseline's images on set k spread over the pool's evaluators in shares of whole
 // batches (their bits are a whole run's), assembled into the set's reference features, CLIP scores
-// and grid cells; its time per image the fastest share's, in rank 0's time.
+// and grid cells; its time per image the fastest share's, in rank 0's time. About 4 shares an
+// evaluator (a slow one holds up the end less), fewer where their results' room for the grid cells
+// would pass 256 MB (large images on many ranks), never fewer than the evaluators.
 static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
     image_set* set = &s->sets[k];
     dato_evaluator* ev = &set->ev;
     int evaluators = dato_eval_pool_workers(s->pool) + (s->pool->lanes ? 0 : 1);
-    int per = (ev->n_batches + 4 * evaluators - 1) / (4 * evaluators); // batches a share: 4 shares an evaluator
+    size_t cell_room = (size_t)grid_prompts(ev) * ev->H * ev->W * ev->ch + 1;
+    int shares = 4 * evaluators;
+    if ((size_t)shares * cell_room > ((size_t)256 << 20))
+        shares = (size_t)evaluators * cell_room > ((size_t)256 << 20) ? evaluators : (int)(((size_t)256 << 20) / cell_room);
+    int per = (ev->n_batches + shares - 1) / shares; // batches a share
     int n = (ev->n_batches + per - 1) / per, B = ev->cfg.batch, dim = s->fx.dim;
     baseline_layout l = layout_of(s, k, per * B);
     baseline_task* tasks = malloc((size_t)n * sizeof *tasks);
