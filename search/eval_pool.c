@@ -209,45 +209,19 @@ dato_status dato_eval_pool_set_lanes(dato_eval_pool* pool, const dato_eval_handl
 
 int dato_eval_pool_workers(const dato_eval_pool* pool) { return pool->size - 1 + pool->lanes; }
 
-// A request answered by every lane, each on its own thread (setting up a lane opens a model).
-typedef struct {
-    const dato_eval_handlers* h;
-    const void* msg;
-    size_t bytes, reply_bytes;
-    void* reply;
-    dato_status st;
-    dato_error err;
-} lane_request;
-
-static void* request_in_thread(void* arg) {
-    lane_request* r = arg;
-    r->st = r->h->request(r->h->ctx, r->msg, r->bytes, r->reply, r->reply_bytes, &r->err);
-    return NULL;
-}
-
+// A request answered by every lane in turn, on this thread. Not side by side: setting a lane up
+// reads files through isolated child processes (engine/core/isolated.h), and a fork while another
+// thread holds a lock (malloc's) leaves the child stuck on it.
 static dato_status request_lanes(dato_eval_pool* pool, const void* msg, size_t bytes, void* replies, size_t reply_bytes,
                                  dato_error* err) {
-    int n = pool->lanes;
-    lane_request* r = calloc((size_t)n, sizeof *r);
-    pthread_t* th = calloc((size_t)n, sizeof *th);
-    int* started = calloc((size_t)n, sizeof *started);
-    if (!r || !th || !started) {
-        free(r), free(th), free(started);
-        return dato_fail(err, DATO_ERR_NOMEM, "evaluation pool: out of memory for a request to %d lanes", n);
+    for (int l = 0; l < pool->lanes; l++) {
+        const dato_eval_handlers* h = &pool->lane[l];
+        dato_error e;
+        dato_status st = h->request(h->ctx, msg, bytes, replies ? (uint8_t*)replies + (size_t)l * reply_bytes : NULL,
+                                    reply_bytes, &e);
+        if (st) return dato_fail(err, st, "%s: %s", pool->where[l + 1], e.msg);
     }
-    for (int l = 0; l < n; l++) {
-        r[l] = (lane_request){.h = &pool->lane[l], .msg = msg, .bytes = bytes, .reply_bytes = reply_bytes,
-                              .reply = replies ? (uint8_t*)replies + (size_t)l * reply_bytes : NULL};
-        started[l] = !pthread_create(&th[l], NULL, request_in_thread, &r[l]);
-        if (!started[l]) request_in_thread(&r[l]); // no thread to be had: answer it here
-    }
-    dato_status st = DATO_OK;
-    for (int l = 0; l < n; l++) {
-        if (started[l]) pthread_join(th[l], NULL);
-        if (r[l].st && !st) st = dato_fail(err, r[l].st, "%s: %s", pool->where[l + 1], r[l].err.msg);
-    }
-    free(r), free(th), free(started);
-    return st;
+    return DATO_OK;
 }
 
 // Every task on the lanes, one thread each; this thread reports progress as they finish.

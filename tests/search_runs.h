@@ -13,11 +13,17 @@
 #include "test_util.h"
 
 // Runs cmd through the shell with stdout and stderr in dir/out.txt and dir/err.txt: its exit code.
+// A run that fails shows its stderr's last line (what an unexpected failure was).
 static inline int search_test_run(const char* dir, const char* cmd) {
     char full[8192];
     snprintf(full, sizeof full, "%s > %s/out.txt 2> %s/err.txt", cmd, dir, dir);
     int rc = system(full);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    if (rc) {
+        snprintf(full, sizeof full, "echo 'exit %d:' $(tail -n 1 %s/err.txt) >&2", rc, dir);
+        if (system(full)) fprintf(stderr, "exit %d\n", rc);
+    }
+    return rc;
 }
 
 // 1 when the file at path holds what; else, with show, prints the file.
