@@ -448,7 +448,8 @@ static dato_status map_over_ranks(dato_eval_pool* pool, map_queue* q, const dato
         dato_status failed = q->failed;
         pthread_mutex_unlock(&q->mu);
         if (failed) {
-            st = dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", pool->where[0], q->failed_task, q->failed_err.msg);
+            st = dato_fail(err, DATO_ERR_PEER, "%s, task %d: %s", pool->where[q->failed_by], q->failed_task,
+                           q->failed_err.msg);
             break;
         }
         if (done > reported && progress) progress(progress_ctx, done, q->n);
@@ -499,19 +500,15 @@ dato_status dato_eval_pool_map(dato_eval_pool* pool, const dato_eval_handlers* l
         return dato_fail(err, DATO_ERR_INVALID, "evaluation pool: no rank to evaluate on (rank 0 only dispatches, "
                          "and there are no workers)");
     if (n == 0) return DATO_OK;
+    if (dato_eval_pool_workers(pool)) { // over the ranks (MPI) or the lanes
+        map_queue q;
+        queue_init(&q, kind, tasks, n, task_bytes, results, result_bytes, trace);
 #ifdef DATO_HAVE_MPI
-    if (pool->mpi && pool->size > 1) {
-        map_queue q;
-        queue_init(&q, kind, tasks, n, task_bytes, results, result_bytes, trace);
-        dato_status st = map_over_ranks(pool, &q, local, progress, progress_ctx, err);
-        queue_destroy(&q);
-        return st;
-    }
-#endif
-    if (pool->lanes) {
-        map_queue q;
-        queue_init(&q, kind, tasks, n, task_bytes, results, result_bytes, trace);
+        dato_status st = pool->lanes ? map_lanes(pool, &q, progress, progress_ctx, err)
+                                     : map_over_ranks(pool, &q, local, progress, progress_ctx, err);
+#else
         dato_status st = map_lanes(pool, &q, progress, progress_ctx, err);
+#endif
         queue_destroy(&q);
         return st;
     }

@@ -654,6 +654,13 @@ static baseline_layout layout_of(const search_ctx* s, int k, int max_images) {
     return l;
 }
 
+// The images [*first, *end) of a baseline share.
+static void share_images(const dato_evaluator* ev, const baseline_task* t, int* first, int* end) {
+    *first = t->first_batch * ev->cfg.batch;
+    *end = *first + t->n_batches * ev->cfg.batch;
+    if (*end > ev->n_images) *end = ev->n_images;
+}
+
 // A share of the baseline's images (TASK_BASELINE) on this rank.
 static dato_status evaluate_baseline_part(search_ctx* s, const uint8_t* task, uint8_t* out, dato_error* err) {
     baseline_task t;
@@ -662,8 +669,8 @@ static dato_status evaluate_baseline_part(search_ctx* s, const uint8_t* task, ui
         return dato_fail(err, DATO_ERR_INVALID, "a baseline share of image set %d, which is not set up", t.set);
     image_set* set = &s->sets[t.set];
     dato_evaluator* ev = &set->ev;
-    int first = t.first_batch * ev->cfg.batch, end = first + t.n_batches * ev->cfg.batch, dim = s->fx.dim;
-    if (end > ev->n_images) end = ev->n_images;
+    int first, end, dim = s->fx.dim;
+    share_images(ev, &t, &first, &end);
     if (t.first_batch < 0 || end - first > t.max_images)
         return dato_fail(err, DATO_ERR_INVALID, "a baseline share of %d images from image %d, room for %d", end - first,
                          first, t.max_images);
@@ -768,8 +775,8 @@ static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
     set->base_s_per_image = INFINITY;
     for (int i = 0; !st && i < n; i++) {
         const uint8_t* r = results + (size_t)i * l.bytes;
-        int first = tasks[i].first_batch * B, end = first + tasks[i].n_batches * B;
-        if (end > ev->n_images) end = ev->n_images;
+        int first, end;
+        share_images(ev, &tasks[i], &first, &end);
         double best;
         memcpy(&best, r, sizeof best);
         set->base_s_per_image = fmin(set->base_s_per_image, best * s->rank_speed[trace[i].rank]);
