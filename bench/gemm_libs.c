@@ -86,25 +86,33 @@ static void onednn_threads(int t) { omp_set_num_threads(t); } // the Debian buil
 #endif
 
 // dato: the team GEMM that linear and conv2d call, on a CPU backend of the thread count last set
-// (one backend per count, made on first use and kept: its panels are planned once, as in the engine).
+// (one backend per count, made on first use and kept: its panels are planned once, as in the engine),
+// at the CPU's best kernel level or capped at AVX2 ($DATO_CPU_ISA=avx2: the AVX-512 kernel's pair).
 #define DATO_MAX_THREADS 64
-static dato_backend dato_backends[DATO_MAX_THREADS + 1];
-static int dato_current;
+static dato_backend dato_backends[2][DATO_MAX_THREADS + 1]; // [best, avx2][threads]
+static int dato_level, dato_current;
 static void dato_gemm(int m, int n, int k, const float* a, const float* b, float* c) {
-    const cpu_backend* cpu = dato_backends[dato_current].impl;
+    const cpu_backend* cpu = dato_backends[dato_level][dato_current].impl;
     cpu_gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = k, .b = b, .ldb = n, .c = c, .ldc = n};
     #pragma omp parallel num_threads(cpu->threads)
     cpu_gemm_team(cpu, &g);
 }
-static void dato_threads(int t) {
+static void dato_open(int level, int t) {
     dato_error err;
+    dato_level = level;
     dato_current = t < DATO_MAX_THREADS ? t : DATO_MAX_THREADS;
-    if (dato_backends[dato_current].impl) return;
-    if (dato_backend_cpu_init(&dato_backends[dato_current], dato_current, &err) != DATO_OK) {
+    dato_backend* be = &dato_backends[level][dato_current];
+    if (be->impl) return;
+    if (level) setenv("DATO_CPU_ISA", "avx2", 1);
+    dato_status st = dato_backend_cpu_init(be, dato_current, &err);
+    unsetenv("DATO_CPU_ISA");
+    if (st != DATO_OK) {
         fprintf(stderr, "gemm_libs: %s\n", err.msg); // the bench cannot go on without it
         exit(1);
     }
 }
+static void dato_threads(int t) { dato_open(0, t); }
+static void dato_avx2_threads(int t) { dato_open(1, t); }
 
 typedef struct {
     const char* name;
@@ -114,6 +122,7 @@ typedef struct {
 
 static const gemm_lib LIBS[] = {
     {"dato", dato_gemm, dato_threads},
+    {"dato-avx2", dato_gemm, dato_avx2_threads},
     {"openblas", openblas_gemm, openblas_threads},
 #ifdef DATO_HAVE_BLIS
     {"blis", blis_gemm, blis_threads},

@@ -137,13 +137,13 @@ static void test_conv_bits(dato_backend* bes, int n_bes, int batch, int ci, int 
         differ |= memcmp(ref, out, no * sizeof(float)) != 0;
     }
     printf("conv2d B%d %dx%dx%d -> %d k%d s%d: %s\n", batch, ci, hw, hw, co, k, stride,
-           differ ? "BITS DIFFER" : "the fmaf chain's bits at 1, 2, 3 threads and generic");
+           differ ? "BITS DIFFER" : "the fmaf chain's bits at 1, 2, 3 threads, avx2 and generic");
     CHECK(!differ, "conv2d B%d: bits differ from the chain", batch);
     free(x), free(w), free(b), free(ref), free(out);
 }
 
 // geglu_linear (GEGLU staged a block of A at a time inside the GEMM) against geglu, then linear:
-// the same bits, at 1, 2, 3 threads and generic. Shapes: partial register tiles and MC blocks
+// the same bits, at 1, 2, 3 threads, avx2 and generic. Shapes: partial register tiles and MC blocks
 // (M = 151), several K blocks (F = 600), N over a team's split (N = 200), no bias.
 static void test_geglu_linear(dato_backend* bes, int n_bes, int m, int f, int n, int bias) {
     float* x = randn((size_t)m * 2 * f);  // (M, 2F): [hidden, gate]
@@ -164,7 +164,7 @@ static void test_geglu_linear(dato_backend* bes, int n_bes, int m, int f, int n,
         differ |= memcmp(ref, out, (size_t)m * n * sizeof(float)) != 0;
     }
     printf("geglu_linear M%d F%d N%d%s: %s\n", m, f, n, bias ? " bias" : "",
-           differ ? "BITS DIFFER" : "geglu then linear's bits at 1, 2, 3 threads and generic");
+           differ ? "BITS DIFFER" : "geglu then linear's bits at 1, 2, 3 threads, avx2 and generic");
     CHECK(!differ, "geglu_linear M%d F%d N%d: bits differ from geglu then linear", m, f, n);
     // its check: an odd last dim of x is refused by name
     dato_tensor odd = dato_tensor_f32_2d(x, m, 2 * f - 1);
@@ -175,7 +175,7 @@ static void test_geglu_linear(dato_backend* bes, int n_bes, int m, int f, int n,
 }
 
 // group_norm_conv2d (GroupNorm and SiLU applied as the conv copies its input) against group_norm,
-// then conv2d: the same bits at 1, 2, 3 threads and generic, in both forms of the conv's GEMM and
+// then conv2d: the same bits at 1, 2, 3 threads, avx2 and generic, in both forms of the conv's GEMM and
 // both ways of sharing it, strided, 1x1, with and without SiLU.
 static void test_group_norm_conv(dato_backend* bes, int n_bes, int batch, int ci, int hw, int co, int k, int stride,
                                  int groups, int silu) {
@@ -202,7 +202,7 @@ static void test_group_norm_conv(dato_backend* bes, int n_bes, int batch, int ci
         differ |= memcmp(ref, out, no * sizeof(float)) != 0;
     }
     printf("group_norm_conv2d B%d %dx%dx%d G%d%s -> %d k%d s%d: %s\n", batch, ci, hw, hw, groups, silu ? " silu" : "",
-           co, k, stride, differ ? "BITS DIFFER" : "group_norm then conv2d's bits at 1, 2, 3 threads and generic");
+           co, k, stride, differ ? "BITS DIFFER" : "group_norm then conv2d's bits at 1, 2, 3 threads, avx2 and generic");
     CHECK(!differ, "group_norm_conv2d B%d: bits differ from group_norm then conv2d", batch);
     free(x), free(w), free(b), free(gamma), free(beta), free(normed), free(ref), free(out);
 }
@@ -228,9 +228,10 @@ static void test_isa_variable(void) {
 int main(void) {
     dato_rng_seed(&rng, 7);
     test_isa_variable();
-    // generic at 1 thread first: every other result must equal its bits
-    dato_backend bes[5] = {open_cpu(1, "generic"), open_cpu(1, NULL), open_cpu(2, NULL), open_cpu(3, NULL),
-                           open_cpu(8, NULL)};
+    // generic at 1 thread first: every other result must equal its bits, the CPU's best level
+    // (AVX-512 or AVX2) and AVX2 forced at 2 threads among them
+    dato_backend bes[6] = {open_cpu(1, "generic"), open_cpu(2, "avx2"), open_cpu(1, NULL),
+                           open_cpu(2, NULL),      open_cpu(3, NULL),   open_cpu(8, NULL)};
     static const gemm_case cases[] = {
         {1, 1, 1, 0, 0, 0, 0},       {5, 15, 7, 0, 0, 1, 0},     {6, 16, 256, 0, 0, 0, 0},
         {7, 17, 257, 1, 0, 0, 1},    {13, 33, 600, 0, 3, 1, 1},  {32, 196, 288, 0, 0, 1, 0},
@@ -238,23 +239,23 @@ int main(void) {
         {392, 256, 32, 1, 0, 0, 1},  {40, 1100, 70, 0, 0, 1, 0}, {9, 20, 0, 0, 2, 1, 1},
         {200, 3, 513, 1, 1, 0, 0},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 5, &cases[i]);
-    dato_backend conv_bes[4] = {bes[0], bes[1], bes[2], bes[3]};
-    test_conv_bits(conv_bes, 4, 6, 8, 14, 32, 3, 1);  // a run of images per thread
-    test_conv_bits(conv_bes, 4, 6, 8, 14, 20, 3, 2);  // stride 2
-    test_conv_bits(conv_bes, 4, 5, 8, 14, 12, 3, 1);  // the team at 2 and 3 threads
-    test_conv_bits(conv_bes, 4, 6, 8, 9, 20, 1, 1);   // 1x1: no padded copy
-    test_conv_bits(conv_bes, 4, 20, 64, 62, 4, 3, 1); // several runs per thread
-    test_conv_bits(conv_bes, 4, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
-    test_conv_bits(conv_bes, 4, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
-    test_conv_bits(conv_bes, 4, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
-    test_group_norm_conv(conv_bes, 4, 6, 32, 14, 32, 3, 1, 8, 1);   // positions as rows
-    test_group_norm_conv(conv_bes, 4, 5, 16, 14, 12, 3, 2, 4, 0);   // the team, strided, no SiLU
-    test_group_norm_conv(conv_bes, 4, 4, 64, 12, 240, 3, 1, 32, 1); // channels as rows
-    test_group_norm_conv(conv_bes, 4, 6, 8, 9, 20, 1, 1, 2, 1);     // 1x1
-    test_geglu_linear(conv_bes, 4, 151, 128, 32, 1);
-    test_geglu_linear(conv_bes, 4, 151, 600, 200, 0);
-    test_geglu_linear(conv_bes, 4, 5, 7, 3, 1);
-    for (int i = 0; i < 5; i++) dato_backend_destroy(&bes[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 6, &cases[i]);
+    dato_backend conv_bes[5] = {bes[0], bes[1], bes[2], bes[3], bes[4]};
+    test_conv_bits(conv_bes, 5, 6, 8, 14, 32, 3, 1);  // a run of images per thread
+    test_conv_bits(conv_bes, 5, 6, 8, 14, 20, 3, 2);  // stride 2
+    test_conv_bits(conv_bes, 5, 5, 8, 14, 12, 3, 1);  // the team at 2 and 3 threads
+    test_conv_bits(conv_bes, 5, 6, 8, 9, 20, 1, 1);   // 1x1: no padded copy
+    test_conv_bits(conv_bes, 5, 20, 64, 62, 4, 3, 1); // several runs per thread
+    test_conv_bits(conv_bes, 5, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
+    test_conv_bits(conv_bes, 5, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
+    test_conv_bits(conv_bes, 5, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
+    test_group_norm_conv(conv_bes, 5, 6, 32, 14, 32, 3, 1, 8, 1);   // positions as rows
+    test_group_norm_conv(conv_bes, 5, 5, 16, 14, 12, 3, 2, 4, 0);   // the team, strided, no SiLU
+    test_group_norm_conv(conv_bes, 5, 4, 64, 12, 240, 3, 1, 32, 1); // channels as rows
+    test_group_norm_conv(conv_bes, 5, 6, 8, 9, 20, 1, 1, 2, 1);     // 1x1
+    test_geglu_linear(conv_bes, 5, 151, 128, 32, 1);
+    test_geglu_linear(conv_bes, 5, 151, 600, 200, 0);
+    test_geglu_linear(conv_bes, 5, 5, 7, 3, 1);
+    for (int i = 0; i < 6; i++) dato_backend_destroy(&bes[i]);
     return test_summary();
 }

@@ -1,12 +1,13 @@
 // The CPU backend's GEMM: C (M, N) = A (M, K) @ B (+ bias), in BLIS's loop order over packed
 // panels of B (A's rows are read in place, at lda or gathered from conv2d's padded input), with a
-// 6x16 register micro-kernel (AVX2 + FMA) and a portable one beside it.
+// 6x16 register micro-kernel (AVX2 + FMA), a 6x32 one over two panels (AVX-512, picked at run
+// time) and a portable one beside them.
 //
 // Every element of C is one chain of fused multiply-adds over k = 0..K-1 in order, started at 0,
 // then the bias added once. A k-block continues the chain from C, so the bits do not depend on
 // how M, N and K are blocked nor on which thread computes which block: 1 to any number of
 // threads, one image at a time or the whole batch, either form of conv2d, give the same bits,
-// and the portable kernel (fmaf) gives the AVX2 kernel's bits. OpenBLAS could promise none of
+// and the portable kernel (fmaf) gives the AVX2 and AVX-512 kernels' bits. OpenBLAS could promise none of
 // this (its result depended on the block shape). Speed on a dense B is 10-30% behind OpenBLAS at
 // SD's large shapes; the engine gains where a library cannot follow: conv2d's operands gathered
 // from a padded input, no call or thread start-up per small GEMM (docs/BENCHMARKS.md, issue 22).
@@ -38,7 +39,7 @@
 // ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp -----------------------------
 // a: MR rows gathered in place, element (i, p) at x[roff[i] + coff[p]]: rows of A at lda (roff = i
 // lda, coff = p) or of conv2d's padded input (cpu_conv.c). Neither is copied: at the UNets' small K
-// a copy cost about as much as the multiply-adds. bp: (kc, NR) packed panel of B, 32-byte aligned.
+// a copy cost about as much as the multiply-adds. bp: (kc, NR) packed panel of B, 64-byte aligned.
 
 static void kernel_generic(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp, float* c,
                            int ldc, int accumulate) {
@@ -102,10 +103,65 @@ static void kernel_avx2_gathered(int kc, const float* x, const int32_t* roff, co
                                  float* c, int ldc, int accumulate) {
     kernel_avx2_body(kc, x, roff, coff, 1, bp, c, ldc, accumulate);
 }
+
+// AVX-512: 6 rows x two adjacent panels (32 columns) in 12 zmm accumulators, each broadcast
+// serving two FMAs as in the AVX2 kernel. Every lane is the same fmaf chain, so its bits are the
+// AVX2 kernel's. c and c_hi: the destinations of the two panels' columns (c + NR in place, or
+// two tiles), at the same ldc.
+#define AVX512 __attribute__((target("avx512f")))
+AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int kc, const float* x, const int32_t* roff,
+                                                                            const int32_t* coff, int gathered,
+                                                                            const float* bp, float* c, float* c_hi,
+                                                                            int ldc, int accumulate) {
+    __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
+    if (accumulate) {
+        c0a = _mm512_loadu_ps(c + 0 * ldc), c0b = _mm512_loadu_ps(c_hi + 0 * ldc);
+        c1a = _mm512_loadu_ps(c + 1 * ldc), c1b = _mm512_loadu_ps(c_hi + 1 * ldc);
+        c2a = _mm512_loadu_ps(c + 2 * ldc), c2b = _mm512_loadu_ps(c_hi + 2 * ldc);
+        c3a = _mm512_loadu_ps(c + 3 * ldc), c3b = _mm512_loadu_ps(c_hi + 3 * ldc);
+        c4a = _mm512_loadu_ps(c + 4 * ldc), c4b = _mm512_loadu_ps(c_hi + 4 * ldc);
+        c5a = _mm512_loadu_ps(c + 5 * ldc), c5b = _mm512_loadu_ps(c_hi + 5 * ldc);
+    } else {
+        c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = c4a = c4b = c5a = c5b = _mm512_setzero_ps();
+    }
+    const float *a0 = x + roff[0], *a1 = x + roff[1], *a2 = x + roff[2], *a3 = x + roff[3], *a4 = x + roff[4],
+                *a5 = x + roff[5];
+    __asm__("" : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5)); // as in the AVX2 kernel
+    const float* bp_hi = bp + (size_t)kc * NR; // (kc, NR) the second panel
+    for (int p = 0; p < kc; p++, bp += NR, bp_hi += NR) {
+        int64_t o = gathered ? coff[p] : p;
+        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp_hi), v;
+        v = _mm512_set1_ps(a0[o]), c0a = _mm512_fmadd_ps(v, b0, c0a), c0b = _mm512_fmadd_ps(v, b1, c0b);
+        v = _mm512_set1_ps(a1[o]), c1a = _mm512_fmadd_ps(v, b0, c1a), c1b = _mm512_fmadd_ps(v, b1, c1b);
+        v = _mm512_set1_ps(a2[o]), c2a = _mm512_fmadd_ps(v, b0, c2a), c2b = _mm512_fmadd_ps(v, b1, c2b);
+        v = _mm512_set1_ps(a3[o]), c3a = _mm512_fmadd_ps(v, b0, c3a), c3b = _mm512_fmadd_ps(v, b1, c3b);
+        v = _mm512_set1_ps(a4[o]), c4a = _mm512_fmadd_ps(v, b0, c4a), c4b = _mm512_fmadd_ps(v, b1, c4b);
+        v = _mm512_set1_ps(a5[o]), c5a = _mm512_fmadd_ps(v, b0, c5a), c5b = _mm512_fmadd_ps(v, b1, c5b);
+    }
+    _mm512_storeu_ps(c + 0 * ldc, c0a), _mm512_storeu_ps(c_hi + 0 * ldc, c0b);
+    _mm512_storeu_ps(c + 1 * ldc, c1a), _mm512_storeu_ps(c_hi + 1 * ldc, c1b);
+    _mm512_storeu_ps(c + 2 * ldc, c2a), _mm512_storeu_ps(c_hi + 2 * ldc, c2b);
+    _mm512_storeu_ps(c + 3 * ldc, c3a), _mm512_storeu_ps(c_hi + 3 * ldc, c3b);
+    _mm512_storeu_ps(c + 4 * ldc, c4a), _mm512_storeu_ps(c_hi + 4 * ldc, c4b);
+    _mm512_storeu_ps(c + 5 * ldc, c5a), _mm512_storeu_ps(c_hi + 5 * ldc, c5b);
+}
+
+AVX512 static void kernel_avx512_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff,
+                                      const float* bp, float* c, float* c_hi, int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 0, bp, c, c_hi, ldc, accumulate);
+}
+
+AVX512 static void kernel_avx512_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff,
+                                          const float* bp, float* c, float* c_hi, int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 1, bp, c, c_hi, ldc, accumulate);
+}
 #endif
 
 typedef void (*gemm_kernel)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
                             float* c, int ldc, int accumulate);
+// Two adjacent panels at once: columns [0, NR) to c, [NR, 2 NR) to c_hi.
+typedef void (*gemm_kernel_wide)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
+                                 float* c, float* c_hi, int ldc, int accumulate);
 
 // The kernel of each ISA level (cpu_ops.h) for rows of A gathered or read at lda; a level this
 // build lacks runs the best one below it.
@@ -115,6 +171,15 @@ static gemm_kernel kernel_for(cpu_isa isa, int gathered) {
 #endif
     (void)isa, (void)gathered;
     return kernel_generic;
+}
+
+// The two-panel kernel of the level, or NULL where the level has none (one panel at a time).
+static gemm_kernel_wide kernel_wide_for(cpu_isa isa, int gathered) {
+#ifdef GEMM_HAVE_AVX2
+    if (isa >= CPU_ISA_AVX512) return gathered ? kernel_avx512_gathered : kernel_avx512_rows;
+#endif
+    (void)isa, (void)gathered;
+    return NULL;
 }
 
 // ---- packing: blocks of B into the kernels' panels, zero-padded to whole panels --------------------
@@ -177,10 +242,11 @@ static void tile_io(const cpu_gemm_args* g, int i, int j, int rows, int cols, fl
 // Each KC x NC block of B is packed once and multiplied by every MC x KC block of A in the part.
 static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0, int n, float* pack) {
     gemm_kernel kernel = kernel_for(isa, g->a_x != NULL);
+    gemm_kernel_wide wide = kernel_wide_for(isa, g->a_x != NULL);
     float* a_edge = pack;                             // (MR, KC) A's last rows at lda, zero-padded to MR
     float* bp = pack + (size_t)MR * KC;               // (NC / NR panels of (KC, NR))
     float* a_stage = bp + (size_t)KC * NC;            // (MC, KC) a block of GEGLU's output, a_geglu
-    float tile[MR * NR] __attribute__((aligned(32))); // (MR, NR) a tile of C partial or stored transposed
+    float tile[2][MR * NR] __attribute__((aligned(64))); // (2, MR, NR) tiles of C partial or stored transposed
     int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
     for (int p = 0; p < KC; p++) iota[p] = p;
     // K in equal blocks of at most KC: no thin last block whose pass over C costs more than its
@@ -209,8 +275,9 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                     for (int i = 0; i < mc - full; i++)
                         memcpy(a_edge + (size_t)i * kc, g->a + (size_t)(ic + full + i) * g->lda + p0, (size_t)kc * sizeof(float));
                 }
-                for (int jr = 0; jr < nc; jr += NR) {
+                for (int jr = 0, panels; jr < nc; jr += panels * NR) {
                     int cols = nc - jr < NR ? nc - jr : NR;
+                    panels = wide && nc - jr >= 2 * NR ? 2 : 1; // two whole panels go through the wide kernel
                     const float* b_panel = bp + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
@@ -231,13 +298,24 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                             x = a_edge;
                             for (int i = 0; i < MR; i++) roff[i] = i * kc;
                         }
+                        if (panels == 2) {
+                            if (rows == MR && !g->c_transposed) {
+                                float* c = g->c + (size_t)(ic + ir) * g->ldc + jc + jr; // (MR, 2 NR) at ldc
+                                wide(kc, x, roff, coff, b_panel, c, c + NR, g->ldc, kb > 0);
+                                continue;
+                            }
+                            for (int h = 0; h < 2 && kb > 0; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 0);
+                            wide(kc, x, roff, coff, b_panel, tile[0], tile[1], NR, kb > 0);
+                            for (int h = 0; h < 2; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 1);
+                            continue;
+                        }
                         if (rows == MR && cols == NR && !g->c_transposed) {
                             kernel(kc, x, roff, coff, b_panel, g->c + (size_t)(ic + ir) * g->ldc + jc + jr, g->ldc, kb > 0);
                             continue;
                         }
-                        if (kb > 0) tile_io(g, ic + ir, jc + jr, rows, cols, tile, 0);
-                        kernel(kc, x, roff, coff, b_panel, tile, NR, kb > 0);
-                        tile_io(g, ic + ir, jc + jr, rows, cols, tile, 1);
+                        if (kb > 0) tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 0);
+                        kernel(kc, x, roff, coff, b_panel, tile[0], NR, kb > 0);
+                        tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 1);
                     }
                 }
             }

@@ -35,7 +35,7 @@ typedef struct {
     // with private state puts its destroy function first in its impl struct.
     void (*destroy)(dato_backend* be);
     int threads;       // OpenMP threads of every parallel region
-    cpu_isa isa;       // AVX-512: attention runs its 16-float kernels; AVX2 or better: the GEMM's AVX2 kernel
+    cpu_isa isa;       // AVX-512: attention's 16-float kernels, the GEMM's 6x32 kernel; AVX2: the GEMM's 6x16 kernel
     float* scratch;    // (scratch_floats) conv2d's offset tables and padded input bands; dato_select_keep's sort
     size_t scratch_floats;
     float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
