@@ -29,6 +29,7 @@
 #include "model_defaults.h"
 #include "nsga2.h"
 #include "pipeline.h"
+#include "ref_cache.h"
 #include "report.h"
 #include "stats_io.h"
 #include "text_buffer.h"
@@ -482,6 +483,8 @@ static dato_status setup_latency_table(search_ctx* s, int resuming, dato_error* 
 
 // Prompts in each grid: the first ones that have images, at most GRID_PROMPTS.
 static int grid_prompts(const dato_evaluator* ev) { return ev->n_used < GRID_PROMPTS ? ev->n_used : GRID_PROMPTS; }
+// The bytes of ev's grid cells: the first image of each grid prompt (grid_prompts, H, W, ch).
+static size_t grid_bytes(const dato_evaluator* ev) { return (size_t)grid_prompts(ev) * ev->H * ev->W * ev->ch; }
 
 // The first image of each grid prompt of ev's last run into cells (grid_prompts, H, W, ch).
 static void first_images(const dato_evaluator* ev, uint8_t* cells) {
@@ -650,7 +653,7 @@ static baseline_layout layout_of(const search_ctx* s, int k, int max_images) {
     baseline_layout l = {.features = sizeof(double)};
     l.clip = l.features + (size_t)max_images * s->fx.dim * sizeof(float);
     l.cells = l.clip + (size_t)max_images * sizeof(double);
-    l.bytes = l.cells + (size_t)grid_prompts(ev) * ev->H * ev->W * ev->ch;
+    l.bytes = l.cells + grid_bytes(ev);
     return l;
 }
 
@@ -749,7 +752,7 @@ static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
     image_set* set = &s->sets[k];
     dato_evaluator* ev = &set->ev;
     int evaluators = dato_eval_pool_workers(s->pool) + (s->pool->lanes ? 0 : 1);
-    size_t cell_room = (size_t)grid_prompts(ev) * ev->H * ev->W * ev->ch + 1;
+    size_t cell_room = grid_bytes(ev) + 1;
     int shares = 4 * evaluators;
     if ((size_t)shares * cell_room > ((size_t)256 << 20))
         shares = (size_t)evaluators * cell_room > ((size_t)256 << 20) ? evaluators : (int)(((size_t)256 << 20) / cell_room);
@@ -792,20 +795,168 @@ static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
     return st;
 }
 
-// Rank 0: makes set k of `images` images, generates the baseline's images on it (their features
-// the set's reference, their fastest call its time per image), over the pool where it has workers,
-// and hands the features to every worker.
-static dato_status prepare_set(search_ctx* s, int k, int images, dato_error* err) {
+// ---- the reference cache (search/ref_cache.h) ----------------------------------------------------------------
+
+// Config fields that steer only the search, and paths whose files the key holds by their hash
+// (model_hash, prompts_hash, ref_hash, clip_hash, the extractor's weights hash): neither changes the
+// references' results, so a run with another --pop or a moved folder finds them.
+static const char* const SEARCH_ONLY_FIELDS[] = {"model", "prompts_file", "ref", "feature_net", "clip", "images",
+                                                 "screen_images", "promote", "objective", "latency_mode",
+                                                 "latency_table_hash", "pop", NULL};
+
+// The cache key of set k of `images` images: every config field that changes the answer but the
+// search's own, the bootstrap's replicates, the extractor, the set and the presets. What the key
+// cannot see (another engine build, another machine's last bits) the probe checks (use_cached).
+static uint64_t ref_key(const search_ctx* s, int k, int images) {
+    const dato_search_config* c = &s->cfg;
+    uint64_t h = dato_fnv1a64(DATO_FNV_OFFSET, DATO_REF_CACHE_MAGIC, strlen(DATO_REF_CACHE_MAGIC));
+    for (int i = 0; i < dato_search_config_n_fields; i++) {
+        const dato_config_field* f = &dato_search_config_fields[i];
+        int skip = !f->answer && strcmp(f->name, "bootstrap");
+        for (int j = 0; !skip && SEARCH_ONLY_FIELDS[j]; j++) skip = !strcmp(f->name, SEARCH_ONLY_FIELDS[j]);
+        if (skip) continue;
+        const char* at = (const char*)c + f->offset;
+        size_t n = f->kind == DATO_FIELD_TEXT ? strnlen(at, f->size)
+                   : f->kind == DATO_FIELD_U64 ? sizeof(uint64_t)
+                   : f->kind == DATO_FIELD_FLOAT ? sizeof(float) : sizeof(int); // an enum is an int
+        h = dato_fnv1a64(h, f->name, strlen(f->name) + 1);
+        h = dato_fnv1a64(h, at, n);
+    }
+    h = dato_fnv1a64(h, s->fx.weights_hash, strlen(s->fx.weights_hash) + 1);
+    h = dato_fnv1a64(h, SET_NAMES[k], strlen(SET_NAMES[k]) + 1);
+    int32_t sizes[3] = {images, GRID_PROMPTS, (int32_t)sizeof(rank_result)};
+    h = dato_fnv1a64(h, sizes, sizeof sizes);
+    for (int r = 0; r < N_REFS; r++) h = dato_fnv1a64(h, REF_SPECS[r], strlen(REF_SPECS[r]) + 1);
+    return h;
+}
+
+// A set's entry: this header, the baseline's features (n, dim) f32, its CLIP scores (n) f64 where
+// the set has them, its grid cells, then the presets' results (N_REFS - 1, result_bytes) as the pool
+// returns them (rank_result, then on the final set the grid cells), their times in rank 0's.
+typedef struct {
+    int32_t n_images, dim, has_clip, n_presets;
+    uint64_t cell_bytes, result_bytes;
+} ref_header;
+
+typedef struct {
+    size_t base, clip, cells, results, bytes;
+} ref_layout;
+
+// The references' results on set k between runs: its key, and the cache file's payload or NULL.
+typedef struct {
+    uint64_t key;
+    uint8_t* bytes;
+    size_t n;
+} ref_entry;
+
+// What the pool returns for one schedule on set k: the final set's carries its grid cells.
+static size_t result_bytes_of(const search_ctx* s, int k) {
+    return sizeof(rank_result) + (k == SET_FINAL ? grid_bytes(&s->sets[k].ev) : 0);
+}
+
+static ref_header ref_header_of(const search_ctx* s, int k) {
+    const image_set* set = &s->sets[k];
+    return (ref_header){set->ev.n_images, s->fx.dim, set->ev.clip_scores != NULL, N_REFS - 1, grid_bytes(&set->ev),
+                        result_bytes_of(s, k)};
+}
+
+static ref_layout ref_layout_of(const search_ctx* s, int k) {
+    ref_header h = ref_header_of(s, k);
+    ref_layout l = {.base = sizeof h};
+    l.clip = l.base + (size_t)h.n_images * h.dim * sizeof(float);
+    l.cells = l.clip + (h.has_clip ? (size_t)h.n_images * sizeof(double) : 0);
+    l.results = l.cells + h.cell_bytes;
+    l.bytes = l.results + (size_t)h.n_presets * h.result_bytes;
+    return l;
+}
+
+// 1 when the cache holds an entry for set k of `images` images (not yet read).
+static int refs_cached(const search_ctx* s, int k, int images) {
+    return s->o->reference_cache && images > 0 && dato_ref_cache_has(s->o->reference_cache, ref_key(s, k, images));
+}
+
+// Set k's entry (of `images` images) from the cache into e (e->bytes NULL: none, or not of this set's shape).
+static dato_status load_refs(search_ctx* s, int k, int images, ref_entry* e, dato_error* err) {
+    *e = (ref_entry){.key = ref_key(s, k, images)};
+    if (!s->o->reference_cache) return DATO_OK;
+    DATO_TRY(dato_ref_cache_get(s->o->reference_cache, e->key, &e->bytes, &e->n, err));
+    ref_header want = ref_header_of(s, k), got;
+    if (e->bytes && e->n == ref_layout_of(s, k).bytes) memcpy(&got, e->bytes, sizeof got);
+    if (e->bytes && (e->n != ref_layout_of(s, k).bytes || memcmp(&got, &want, sizeof got))) {
+        free(e->bytes);
+        e->bytes = NULL, e->n = 0;
+    }
+    return DATO_OK;
+}
+
+// Set k's baseline from its entry, once the first batch made again here gives the entry's features
+// bit for bit (the same engine build, weights and machine bits); its time per image the faster of
+// that batch's and the search set's baseline call (the same batch, on rank 0). A probe that
+// differs drops the entry, says so, and the caller makes the baseline anew.
+static dato_status use_cached(search_ctx* s, int k, ref_entry* e, int* used, dato_error* err) {
+    image_set* set = &s->sets[k];
+    dato_evaluator* ev = &set->ev;
+    ref_layout l = ref_layout_of(s, k);
+    int n = ev->n_images, dim = s->fx.dim, probe = ev->cfg.batch < n ? ev->cfg.batch : n;
+    dato_eval_timing t;
+    DATO_TRY(dato_evaluator_run_batches(ev, NULL, 0, 1, set->features, NULL, &t, err));
+    if (memcmp(set->features, e->bytes + l.base, (size_t)probe * dim * sizeof(float))) {
+        say(s, DATO_SEARCH_WARNING, "the reference cache's baseline on the %s images differs from this build's in its "
+            "first %d images (another engine build or machine): made again", SET_NAMES[k], probe);
+        free(e->bytes);
+        e->bytes = NULL, e->n = 0;
+        return DATO_OK;
+    }
+    memcpy(set->base, e->bytes + l.base, (size_t)n * dim * sizeof(float));
+    if (ev->clip_scores) memcpy(ev->clip_scores, e->bytes + l.clip, (size_t)n * sizeof(double));
+    memcpy(set->base_cells, e->bytes + l.cells, grid_bytes(&set->ev));
+    set->base_s_per_image = fmin(t.best_s_per_image, s->sets[SET_SEARCH].base_s_per_image);
+    *used = 1;
+    say(s, DATO_SEARCH_INFO, "the baseline and the presets on the %d %s images: from the reference cache (%s), its "
+        "first %d images made again and equal bit for bit", n, SET_NAMES[k], s->o->reference_cache, probe);
+    return DATO_OK;
+}
+
+// Writes set k's entry under key: the baseline as prepare_set left it and the presets' results
+// (N_REFS - 1, result_bytes, times in rank 0's). A failure is a warning: the cache only saves time.
+static void save_refs(search_ctx* s, int k, uint64_t key, const uint8_t* results) {
+    if (!s->o->reference_cache) return;
+    image_set* set = &s->sets[k];
+    ref_header h = ref_header_of(s, k);
+    ref_layout l = ref_layout_of(s, k);
+    uint8_t* b = malloc(l.bytes);
+    dato_error e = {0};
+    dato_status st = b ? DATO_OK : dato_fail(&e, DATO_ERR_NOMEM, "out of memory for %zu bytes", l.bytes);
+    if (!st) {
+        memcpy(b, &h, sizeof h);
+        memcpy(b + l.base, set->base, (size_t)h.n_images * h.dim * sizeof(float));
+        if (h.has_clip) memcpy(b + l.clip, set->ev.clip_scores, (size_t)h.n_images * sizeof(double));
+        memcpy(b + l.cells, set->base_cells, h.cell_bytes);
+        memcpy(b + l.results, results, (size_t)h.n_presets * h.result_bytes);
+        st = dato_ref_cache_put(s->o->reference_cache, key, b, l.bytes, &e);
+    }
+    if (st) say(s, DATO_SEARCH_WARNING, "the reference cache was not written (%s); the run goes on", e.msg);
+    free(b);
+}
+
+// Rank 0: makes set k of `images` images and its baseline's images (their features the set's
+// reference, their fastest call its time per image): from the reference cache where refs finds it
+// there, else over the pool where it has workers; then hands the features to every worker. refs
+// (NULL: no cache, the timing set) gets set k's entry, for score_schedules.
+static dato_status prepare_set(search_ctx* s, int k, int images, ref_entry* refs, dato_error* err) {
     image_set* set = &s->sets[k];
     DATO_TRY(make_set(s, k, images, err));
-    size_t cells = (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch;
+    size_t cells = grid_bytes(&set->ev);
     if (!(set->base_cells = malloc(cells))) return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
     int spread = k != SET_TIMING && dato_eval_pool_workers(s->pool) > 0;
     request_header h = {REQUEST_SET, k, images, 0};
-    if (spread) { // the workers make the set, then take their shares
-        DATO_TRY(dato_eval_pool_request(s->pool, &h, sizeof h, NULL, 0, err));
+    if (spread) DATO_TRY(dato_eval_pool_request(s->pool, &h, sizeof h, NULL, 0, err)); // the workers make the set
+    int cached = 0;
+    if (refs) DATO_TRY(load_refs(s, k, images, refs, err));
+    if (refs && refs->bytes) DATO_TRY(use_cached(s, k, refs, &cached, err));
+    if (!cached && spread) { // the workers take their shares
         DATO_TRY(baseline_over_pool(s, k, err));
-    } else {
+    } else if (!cached) {
         dato_eval_timing t;
         DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
         set->base_s_per_image = t.best_s_per_image;
@@ -1069,13 +1220,16 @@ static double front_hypervolume(search_ctx* s, int* front, int n_front, double* 
 // A rough count of what the final stages cost, in baseline images' time: the front candidates and
 // presets on the final images (at about half the baseline's time each), the baseline and the presets
 // and picks on the confirmation images, and the timing pairs; what goes through the pool at the
-// evaluators' combined speed. For the ETA only.
+// evaluators' combined speed. A set whose references the cache holds costs one batch of its
+// baseline (the probe) and no presets. For the ETA only.
 static double final_stages_s(const search_ctx* s) {
     const dato_search_config* c = &s->cfg;
     double per_image = s->sets[SET_SEARCH].base_s_per_image, n_front = c->pop / 2 > 4 ? c->pop / 2 : 4;
-    double own = c->final_images + c->confirm_images + // rank 0's: the baselines and the timing pairs
-                 (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1);
-    double mapped = c->final_images * 0.5 * (n_front + N_REFS - 1) + c->confirm_images * 0.6 * (N_REFS - 1 + N_PICKS);
+    int fin_cached = refs_cached(s, SET_FINAL, c->final_images), conf_cached = refs_cached(s, SET_CONFIRM, c->confirm_images);
+    double own = (fin_cached ? c->batch : c->final_images) + (conf_cached ? c->batch : c->confirm_images) +
+                 (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1); // rank 0's
+    double mapped = c->final_images * 0.5 * (n_front + (fin_cached ? 0 : N_REFS - 1)) +
+                    c->confirm_images * 0.6 * ((conf_cached ? 0 : N_REFS - 1) + N_PICKS);
     double speed = s->pool->lanes ? 0 : 1; // the evaluators' speeds in rank 0's, summed
     for (int w = 1; s->rank_speed && w <= dato_eval_pool_workers(s->pool); w++) speed += s->rank_speed[w];
     return per_image * (own + mapped / (speed > 0 ? speed : 1));
@@ -1261,20 +1415,25 @@ static int dominates(const dato_report_point* a, const dato_report_point* b) {
 
 // Scores schedules (n) on set k (TASK_FINAL or TASK_CONFIRM) on every rank, with intervals, into
 // points labelled by labels; with cells (n, row bytes), the final set's grid images. The baseline is
-// the set's own (prepare_set) and goes in point 0: scheds[0] must be the baseline.
+// the set's own (prepare_set) and goes in point 0: scheds[0 .. N_REFS - 1] must be the references.
+// refs: set k's reference cache entry; where it holds the presets' results they stand for scheds[1
+// .. N_REFS - 1], else the results made here are written to the cache (NULL: neither).
 static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule* scheds, const char (*labels)[64],
-                                   int n, dato_report_point* points, uint8_t* cells, dato_error* err) {
+                                   int n, dato_report_point* points, uint8_t* cells, const ref_entry* refs,
+                                   dato_error* err) {
     int k = set_of_task(kind);
     image_set* set = &s->sets[k];
-    size_t row = cells ? (size_t)grid_prompts(&set->ev) * set->ev.H * set->ev.W * set->ev.ch : 0,
-           result_bytes = sizeof(rank_result) + row;
+    size_t row = cells ? grid_bytes(&set->ev) : 0, result_bytes = sizeof(rank_result) + row;
     uint8_t* results = malloc((size_t)(n > 1 ? n - 1 : 1) * result_bytes);
-    dato_eval_trace* trace = malloc((size_t)(n > 1 ? n - 1 : 1) * sizeof *trace);
+    dato_eval_trace* trace = calloc((size_t)(n > 1 ? n - 1 : 1), sizeof *trace);
     if (!results || !trace) {
         free(results);
         free(trace);
         return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
     }
+    // The cached presets' results, their times in rank 0's (trace rank 0); the rest are mapped.
+    int known = refs && refs->bytes && n >= N_REFS && result_bytes == result_bytes_of(s, k) ? N_REFS - 1 : 0;
+    if (known) memcpy(results, refs->bytes + ref_layout_of(s, k).results, (size_t)known * result_bytes);
     // The baseline: its features are the reference; scored on rank 0.
     score sc = {0};
     memcpy(set->features, set->base, (size_t)set->ev.n_images * s->fx.dim * sizeof(float));
@@ -1283,20 +1442,26 @@ static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule*
     if (!st) fill_point(&points[0], labels[0], &scheds[0], &sc, set->ev.n_images);
     if (!st && cells) memcpy(cells, set->base_cells, row);
     char what[96];
-    snprintf(what, sizeof what, "%d schedules on the %d %s images", n - 1, set->ev.n_images, SET_NAMES[k]);
+    snprintf(what, sizeof what, "%d schedules on the %d %s images", n - 1 - known, set->ev.n_images, SET_NAMES[k]);
     progress pr;
     progress_start(&pr, s, what);
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
-    if (!st && n > 1)
-        st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + 1), n - 1, sizeof *scheds, results,
-                                result_bytes, trace, s->o->observer.progress ? progress_update : NULL, &pr, err);
+    if (!st && n - 1 > known)
+        st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + 1 + known), n - 1 - known,
+                                sizeof *scheds, results + (size_t)known * result_bytes, result_bytes, trace + known,
+                                s->o->observer.progress ? progress_update : NULL, &pr, err);
     for (int i = 1; !st && i < n; i++) {
         rank_result q;
         memcpy(&q, results + (size_t)(i - 1) * result_bytes, sizeof q);
         st = score_of_result(s, &q, trace[i - 1].rank, &scheds[i], &sc, err);
         if (!st) fill_point(&points[i], labels[i], &scheds[i], &sc, set->ev.n_images);
         if (!st && cells) memcpy(cells + (size_t)i * row, results + (size_t)(i - 1) * result_bytes + sizeof q, row);
+        if (!st && i < N_REFS && !known) { // in rank 0's time, as the cache keeps it
+            q.measured *= s->rank_speed[trace[i - 1].rank];
+            memcpy(results + (size_t)(i - 1) * result_bytes, &q, sizeof q);
+        }
     }
+    if (!st && refs && !known && n >= N_REFS && result_bytes == result_bytes_of(s, k)) save_refs(s, k, refs->key, results);
     free(results);
     free(trace);
     return st;
@@ -1381,18 +1546,13 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     if (!st)
         say(s, DATO_SEARCH_INFO, "final stages: %d front candidates and %d presets on %d images, %d timing pairs, "
             "confirmation on %d fresh images", n_cand, N_REFS - 1, c->final_images, c->pairs, c->confirm_images);
-    if (!st) st = prepare_set(s, SET_FINAL, c->final_images, err);
+    ref_entry fin_refs = {0}, conf_refs = {0};
+    if (!st) st = prepare_set(s, SET_FINAL, c->final_images, &fin_refs, err);
     image_set* fin = &s->sets[SET_FINAL];
-    size_t cell_row = st ? 0 : (size_t)grid_prompts(&fin->ev) * fin->ev.H * fin->ev.W * fin->ev.ch;
+    size_t cell_row = st ? 0 : grid_bytes(&fin->ev);
     if (!st && !(cells = malloc((size_t)n * cell_row))) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, pts, cells, err);
-    // 2. Latency: paired ratios against the baseline, every schedule (the baseline too: its spread is the noise).
-    if (!st) st = make_set(s, SET_TIMING, c->timing_images < c->images ? c->timing_images : c->images, err);
-    // The baseline's row: 1 by definition, its range the spread of its own times (the machine's noise).
-    if (!st) st = measure_ratios(s, scheds + 1, n - 1, ratios + 3, ratios, err);
-    double base_s = fin->base_s_per_image;
-    for (int i = 0; !st && i < n; i++) set_ratio(&pts[i], ratios + 3 * i, c->pairs, base_s);
-    // 3. The front: the candidates faster than the baseline that no other such candidate dominates in
+    if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, pts, cells, &fin_refs, err);
+    // 2. The front: the candidates faster than the baseline that no other such candidate dominates in
     // (latency_s, FID on the final images), in the candidates' order (by latency_s). latency_s is the
     // search's latency objective as the archive holds it (the cost table's prediction, or the time
     // measured during the search), so the front's members and order do not depend on the clock: a
@@ -1401,7 +1561,6 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     size_t base_row;
     double base_latency = dato_archive_find(&s->archive, base_genome, &base_row)
                               ? dato_archive_get(&s->archive, base_row).objectives[0] : pts[0].latency_s;
-    int slow_measured = 0; // front members the re-measure shows no faster than the baseline
     for (int i = 0; !st && i < n_cand; i++) {
         dato_report_point* p = &pts[N_REFS + i];
         int by = -1;
@@ -1416,9 +1575,25 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             snprintf(p->note, sizeof p->note, "dominated by %s: latency %.3f vs %.3f ms, FID %.2f vs %.2f",
                      pts[N_REFS + by].label, 1e3 * pts[N_REFS + by].latency_s, 1e3 * p->latency_s,
                      pts[N_REFS + by].fid, p->fid);
-        if (p->note[0]) dropped[n_dropped++] = *p;
-        else order[n_front++] = i, slow_measured += p->latency_ratio >= 1;
+        if (p->note[0]) dropped[n_dropped++] = *p; // not timed below: its ratio stays unknown
+        else order[n_front++] = i;
     }
+    // 3. Latency: paired ratios against the baseline, of the presets and the front's members (the
+    // baseline's row: 1 by definition, its range the spread of its own times, the machine's noise).
+    if (!st) st = make_set(s, SET_TIMING, c->timing_images < c->images ? c->timing_images : c->images, err);
+    int* timed = malloc((size_t)n * sizeof *timed); // (n_timed) the points timed, the baseline first
+    dato_schedule* timed_scheds = malloc((size_t)n * sizeof *timed_scheds);
+    int n_timed = 0, slow_measured = 0; // front members the re-measure shows no faster than the baseline
+    if (!st && (!timed || !timed_scheds)) st = dato_fail(err, DATO_ERR_NOMEM, "timing pairs: out of memory");
+    for (int i = 0; !st && i < N_REFS + n_front; i++) timed[n_timed++] = i < N_REFS ? i : N_REFS + order[i - N_REFS];
+    for (int i = 1; !st && i < n_timed; i++) timed_scheds[i - 1] = scheds[timed[i]];
+    if (!st) st = measure_ratios(s, timed_scheds, n_timed - 1, ratios + 3, ratios, err);
+    for (int i = 0; !st && i < n_timed; i++) {
+        set_ratio(&pts[timed[i]], ratios + 3 * i, c->pairs, fin->base_s_per_image);
+        slow_measured += i >= N_REFS && pts[timed[i]].latency_ratio >= 1;
+    }
+    free(timed);
+    free(timed_scheds);
     for (int i = 0; !st && i < n_front; i++) {
         front[i] = pts[N_REFS + order[i]];
         snprintf(front[i].label, sizeof front[i].label, "front %d", i);
@@ -1472,8 +1647,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             snprintf(cl[m], sizeof cl[m], "%s (front %d)", pick_names[q], picks[q]);
             src[m++] = &front[picks[q]];
         }
-        if (!st) st = prepare_set(s, SET_CONFIRM, c->confirm_images, err);
-        if (!st) st = score_schedules(s, TASK_CONFIRM, cs, (const char(*)[64])cl, m, conf, NULL, err);
+        if (!st) st = prepare_set(s, SET_CONFIRM, c->confirm_images, &conf_refs, err);
+        if (!st) st = score_schedules(s, TASK_CONFIRM, cs, (const char(*)[64])cl, m, conf, NULL, &conf_refs, err);
         for (int i = 0; !st && i < m; i++) {
             conf[i].latency_ratio = src[i]->latency_ratio;
             conf[i].ratio_range = src[i]->ratio_range;
@@ -1583,6 +1758,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     free(order);
     free(cells);
     free(base_genome);
+    free(fin_refs.bytes);
+    free(conf_refs.bytes);
     dato_text_free(&verdict);
     return st;
 }
@@ -1921,7 +2098,7 @@ static dato_status run_search(search_ctx* s, dato_error* err) {
     DATO_TRY(take_baseline(s, SET_SEARCH, err));
     DATO_TRY(open_lanes(s, err));
     DATO_TRY(setup_workers(s, base_t.best_s_per_image, err));
-    if (s->cfg.screen_images > 0) DATO_TRY(prepare_set(s, SET_SCREEN, s->cfg.screen_images, err));
+    if (s->cfg.screen_images > 0) DATO_TRY(prepare_set(s, SET_SCREEN, s->cfg.screen_images, NULL, err));
     char spread[160], screen[160] = "";
     if (s->cfg.screen_images > 0)
         snprintf(screen, sizeof screen, ", new candidates screened on %d of them (the best %.0f%% go on)",

@@ -79,6 +79,7 @@ typedef struct {
     int device;              // this rank's CUDA device; -1: its local rank (one GPU per rank on a host)
     int workers;             // one process: evaluations at once, each on a copy of the model with the threads
                              // shared out (search/eval_pool.h lanes); 0: by the model's size, 1: one at a time
+    const char* reference_cache; // a folder for the references' results between runs (search/ref_cache.h); NULL: none
 } dato_search_options;
 
 // Runs (or resumes) a search to completion. Errors name the file, flag or field at fault; the last

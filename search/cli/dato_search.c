@@ -24,7 +24,7 @@
 typedef struct {
     dato_search_options o;
     const char *model, *out, *prompts, *sampler, *ref, *fid_weights, *preprocess, *clip, *scheduler_config,
-        *prediction_type;
+        *prediction_type, *ref_cache;
     uint64_t seed;
     int size, batch, extractor, objective, latency, backend, help, quiet, log_json;
     int have_gens, have_final, have_confirm, have_pairs, have_timing, have_bootstrap, have_extractor;
@@ -139,6 +139,11 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
          "without MPI: evaluate N candidates at once, each on its own copy of the model with the "
          "threads shared out (default: one a thread for a model whose UNet call is too little work "
          "to share, like the default model's; else 1). Changes no bit of the answer"},
+        {"reference-cache", NULL, DATO_ARG_TEXT, &c->ref_cache, 0, 0, NULL, NULL, "DIR|none",
+         "where the baseline's and the presets' results on the final and confirmation images are kept "
+         "between runs of the same model, prompts, images and settings (whatever --pop, --gens or "
+         "--objective), each checked against one batch made again before use (default: "
+         "$XDG_CACHE_HOME/dato, else ~/.cache/dato; none: neither read nor written)"},
         {"rank-timeout", NULL, DATO_ARG_DOUBLE, &pool->timeout_s, 1, 1e9, NULL, NULL, "S",
          "under MPI: a rank silent this long on one task stops the run (default 600)"},
         {"quiet", NULL, DATO_ARG_FLAG, &c->quiet, 0, 0, NULL, NULL, NULL, "no progress output"},
@@ -304,7 +309,7 @@ static void on_stop_signal(int sig) {
 
 // Fills o from the command line: -1 when the run should go on, else the exit code.
 static int parse_args(int argc, char** argv, dato_search_options* o_, view* v, dato_eval_pool* pool, char* cmd,
-                      size_t cmd_size, char* run_dir, char* model_dir) {
+                      size_t cmd_size, char* run_dir, char* model_dir, char* ref_cache_dir) {
     cli c = {.o = {.cfg = {.pop = 32, .gens = 50, .images = 10, .screen_images = -1, .promote = 0.25f,
                            .final_images = 200, .confirm_images = 1000, .pairs = 5, .timing_images = 2,
                            .bootstrap = 200, .guidance = -1.0f},
@@ -412,6 +417,13 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, view* v, d
         }
         o->run_dir = run_dir;
     }
+    // The reference cache's folder: the flag's, else the XDG cache folder's dato/; none or no home: off.
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (c.ref_cache && !strcmp(c.ref_cache, "none")) ref_cache_dir[0] = '\0';
+    else if (c.ref_cache) snprintf(ref_cache_dir, 4096, "%.4000s", c.ref_cache);
+    else if (xdg && xdg[0] == '/') snprintf(ref_cache_dir, 4096, "%.4000s/dato", xdg);
+    else if (home && home[0]) snprintf(ref_cache_dir, 4096, "%.4000s/.cache/dato", home);
+    o->reference_cache = ref_cache_dir[0] ? ref_cache_dir : NULL;
     *o_ = *o;
     v->quiet = c.quiet;
     v->log_json = c.log_json;
@@ -419,7 +431,7 @@ static int parse_args(int argc, char** argv, dato_search_options* o_, view* v, d
 }
 
 int main(int argc, char** argv) {
-    static char cmd[8192], run_dir[4096], model_dir[4096];
+    static char cmd[8192], run_dir[4096], model_dir[4096], ref_cache_dir[4096];
     dato_eval_pool pool;
     dato_error err = {{0}};
     msg_out = stderr;
@@ -431,7 +443,7 @@ int main(int argc, char** argv) {
     if (!msg_out) msg_out = stderr;
     dato_search_options o;
     view v = {.tty = isatty(STDERR_FILENO)};
-    int rc = parse_args(argc, argv, &o, &v, &pool, cmd, sizeof cmd, run_dir, model_dir);
+    int rc = parse_args(argc, argv, &o, &v, &pool, cmd, sizeof cmd, run_dir, model_dir, ref_cache_dir);
     if (rc < 0) {
         o.command = cmd;
         o.pool = &pool;

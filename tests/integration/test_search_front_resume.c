@@ -3,7 +3,9 @@
 //   at --threads 5 (any thread count gives the same bits, so the resume must be allowed, the table's
 //   key notwithstanding). Both end with the same population and archive bit for bit, and with the
 //   same front.csv and confirm.csv in every column the clock does not measure, rows in the same
-//   order (the front is ranked by the search's latency, not by the final re-measure);
+//   order (the front is ranked by the search's latency, not by the final re-measure). A made the
+//   reference cache's two entries (final and confirmation images); B took the references from them,
+//   so the same files also say that a cached run writes what an uncached one does;
 // - a run refused at start (an empty --latency-table) leaves no run folder behind;
 // - a checkpoint whose config claims 2^31 - 1 images is refused naming --images, before any image;
 // - an image size from the model's dato.json that the model cannot take is refused naming dato.json.
@@ -127,13 +129,19 @@ int main(int argc, char** argv) {
     snprintf(ca, sizeof ca, "%s/checkpoint.h5", a);
     snprintf(cb, sizeof cb, "%s/checkpoint.h5", b);
 
-    snprintf(cmd, sizeof cmd, "%s " FLAGS " --threads 1 --gens 2 --out %s", search_exe, a);
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --threads 1 --gens 2 --reference-cache %s/cache --out %s", search_exe,
+             tmpdir, a);
     CHECK(run(cmd) == 0, "run A failed");
-    snprintf(cmd, sizeof cmd, "%s " FLAGS " --threads 1 --gens 1 --latency-table %s/latency_table.json --out %s",
-             search_exe, a, b);
+    snprintf(cmd, sizeof cmd, "ls %s/cache/refs-*.bin | wc -l | grep -qx 2", tmpdir);
+    CHECK(system(cmd) == 0, "run A did not leave 2 reference cache entries in %s/cache", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s " FLAGS " --threads 1 --gens 1 --latency-table %s/latency_table.json --out %s "
+             "--reference-cache %s/cache", search_exe, a, b, tmpdir);
     CHECK(run(cmd) == 0, "run B (1 generation) failed");
-    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 2 --threads 5 --quiet", search_exe, cb);
+    snprintf(cmd, sizeof cmd, "%s --resume %s --gens 2 --threads 5 --reference-cache %s/cache", search_exe, cb, tmpdir);
     CHECK(run(cmd) == 0, "--resume --threads 5 of a 1-thread run failed");
+    CHECK(err_has("on the 10 final images: from the reference cache") &&
+              err_has("on the 10 confirmation images: from the reference cache"),
+          "the resumed run did not take its references from the cache");
     CHECK(search_test_same_result(ca, cb), "the resumed run's population or archive differs");
     CHECK(same_csv(a, b, "front.csv"), "front.csv differs between the run and the resumed run");
     CHECK(same_csv(a, b, "confirm.csv"), "confirm.csv differs between the run and the resumed run");
