@@ -881,8 +881,9 @@ static dato_status load_refs(search_ctx* s, int k, int images, ref_entry* e, dat
     if (!s->o->reference_cache) return DATO_OK;
     DATO_TRY(dato_ref_cache_get(s->o->reference_cache, e->key, &e->bytes, &e->n, err));
     ref_header want = ref_header_of(s, k), got;
-    if (e->bytes && e->n == ref_layout_of(s, k).bytes) memcpy(&got, e->bytes, sizeof got);
-    if (e->bytes && (e->n != ref_layout_of(s, k).bytes || memcmp(&got, &want, sizeof got))) {
+    int fits = e->bytes && e->n == ref_layout_of(s, k).bytes;
+    if (fits) memcpy(&got, e->bytes, sizeof got);
+    if (e->bytes && (!fits || memcmp(&got, &want, sizeof got))) {
         free(e->bytes);
         e->bytes = NULL, e->n = 0;
     }
@@ -1432,7 +1433,8 @@ static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule*
         return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
     }
     // The cached presets' results, their times in rank 0's (trace rank 0); the rest are mapped.
-    int known = refs && refs->bytes && n >= N_REFS && result_bytes == result_bytes_of(s, k) ? N_REFS - 1 : 0;
+    int cacheable = refs && n >= N_REFS && result_bytes == result_bytes_of(s, k);
+    int known = cacheable && refs->bytes ? N_REFS - 1 : 0;
     if (known) memcpy(results, refs->bytes + ref_layout_of(s, k).results, (size_t)known * result_bytes);
     // The baseline: its features are the reference; scored on rank 0.
     score sc = {0};
@@ -1456,12 +1458,12 @@ static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule*
         st = score_of_result(s, &q, trace[i - 1].rank, &scheds[i], &sc, err);
         if (!st) fill_point(&points[i], labels[i], &scheds[i], &sc, set->ev.n_images);
         if (!st && cells) memcpy(cells + (size_t)i * row, results + (size_t)(i - 1) * result_bytes + sizeof q, row);
-        if (!st && i < N_REFS && !known) { // in rank 0's time, as the cache keeps it
+        if (!st && cacheable && !known && i < N_REFS) { // in rank 0's time, as the cache keeps it
             q.measured *= s->rank_speed[trace[i - 1].rank];
             memcpy(results + (size_t)(i - 1) * result_bytes, &q, sizeof q);
         }
     }
-    if (!st && refs && !known && n >= N_REFS && result_bytes == result_bytes_of(s, k)) save_refs(s, k, refs->key, results);
+    if (!st && cacheable && !known) save_refs(s, k, refs->key, results);
     free(results);
     free(trace);
     return st;
