@@ -36,13 +36,17 @@
 #define MC CPU_GEMM_MC
 #define NC CPU_GEMM_NC
 
-// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp -----------------------------
+// ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp (+ rb + cb) ----------------
 // a: MR rows gathered in place, element (i, p) at x[roff[i] + coff[p]]: rows of A at lda (roff = i
 // lda, coff = p) or of conv2d's padded input (cpu_conv.c). Neither is copied: at the UNets' small K
 // a copy cost about as much as the multiply-adds. bp: (kc, NR) packed panel of B, 64-byte aligned.
+// rb (MR), cb (NR): the epilogue's row and column biases, or NULL; given on K's last block only,
+// each added after the chain, row then column, as separate passes over C would add them (the
+// bits are theirs) without the passes: on the default model's 32-channel outputs those cost more
+// than a tenth of the GEMM.
 
-static void kernel_generic(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp, float* c,
-                           int ldc, int accumulate) {
+static void kernel_generic(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
+                           const float* rb, const float* cb, float* c, int ldc, int accumulate) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
@@ -50,7 +54,12 @@ static void kernel_generic(int kc, const float* x, const int32_t* roff, const in
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) acc[i][j] = fmaf(x[roff[i] + coff[p]], bp[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) c[i * ldc + j] = acc[i][j];
+        for (int j = 0; j < NR; j++) {
+            float v = acc[i][j];
+            if (rb) v += rb[i];
+            if (cb) v += cb[j];
+            c[i * ldc + j] = v;
+        }
 }
 
 #ifdef GEMM_HAVE_AVX2
@@ -59,7 +68,8 @@ static void kernel_generic(int kc, const float* x, const int32_t* roff, const in
 // (coff[p] = p) skip that load, which costs about 10% at SD's shapes. Inlined into both.
 static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const float* x, const int32_t* roff,
                                                                    const int32_t* coff, int gathered, const float* bp,
-                                                                   float* c, int ldc, int accumulate) {
+                                                                   const float* rb, const float* cb, float* c, int ldc,
+                                                                   int accumulate) {
     __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     if (accumulate) {
         c0a = _mm256_loadu_ps(c + 0 * ldc), c0b = _mm256_loadu_ps(c + 0 * ldc + 8);
@@ -86,6 +96,22 @@ static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const
         v = _mm256_broadcast_ss(a4 + o), c4a = _mm256_fmadd_ps(v, b0, c4a), c4b = _mm256_fmadd_ps(v, b1, c4b);
         v = _mm256_broadcast_ss(a5 + o), c5a = _mm256_fmadd_ps(v, b0, c5a), c5b = _mm256_fmadd_ps(v, b1, c5b);
     }
+    if (rb) {
+        __m256 v;
+        v = _mm256_broadcast_ss(rb + 0), c0a = _mm256_add_ps(c0a, v), c0b = _mm256_add_ps(c0b, v);
+        v = _mm256_broadcast_ss(rb + 1), c1a = _mm256_add_ps(c1a, v), c1b = _mm256_add_ps(c1b, v);
+        v = _mm256_broadcast_ss(rb + 2), c2a = _mm256_add_ps(c2a, v), c2b = _mm256_add_ps(c2b, v);
+        v = _mm256_broadcast_ss(rb + 3), c3a = _mm256_add_ps(c3a, v), c3b = _mm256_add_ps(c3b, v);
+        v = _mm256_broadcast_ss(rb + 4), c4a = _mm256_add_ps(c4a, v), c4b = _mm256_add_ps(c4b, v);
+        v = _mm256_broadcast_ss(rb + 5), c5a = _mm256_add_ps(c5a, v), c5b = _mm256_add_ps(c5b, v);
+    }
+    if (cb) {
+        __m256 b0 = _mm256_loadu_ps(cb), b1 = _mm256_loadu_ps(cb + 8);
+        c0a = _mm256_add_ps(c0a, b0), c0b = _mm256_add_ps(c0b, b1), c1a = _mm256_add_ps(c1a, b0);
+        c1b = _mm256_add_ps(c1b, b1), c2a = _mm256_add_ps(c2a, b0), c2b = _mm256_add_ps(c2b, b1);
+        c3a = _mm256_add_ps(c3a, b0), c3b = _mm256_add_ps(c3b, b1), c4a = _mm256_add_ps(c4a, b0);
+        c4b = _mm256_add_ps(c4b, b1), c5a = _mm256_add_ps(c5a, b0), c5b = _mm256_add_ps(c5b, b1);
+    }
     _mm256_storeu_ps(c + 0 * ldc, c0a), _mm256_storeu_ps(c + 0 * ldc + 8, c0b);
     _mm256_storeu_ps(c + 1 * ldc, c1a), _mm256_storeu_ps(c + 1 * ldc + 8, c1b);
     _mm256_storeu_ps(c + 2 * ldc, c2a), _mm256_storeu_ps(c + 2 * ldc + 8, c2b);
@@ -95,23 +121,24 @@ static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const
 }
 
 static void kernel_avx2_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                             float* c, int ldc, int accumulate) {
-    kernel_avx2_body(kc, x, roff, coff, 0, bp, c, ldc, accumulate);
+                             const float* rb, const float* cb, float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 0, bp, rb, cb, c, ldc, accumulate);
 }
 
 static void kernel_avx2_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                                 float* c, int ldc, int accumulate) {
-    kernel_avx2_body(kc, x, roff, coff, 1, bp, c, ldc, accumulate);
+                                 const float* rb, const float* cb, float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 1, bp, rb, cb, c, ldc, accumulate);
 }
 
 // AVX-512: 6 rows x two adjacent panels (32 columns) in 12 zmm accumulators, each broadcast
 // serving two FMAs as in the AVX2 kernel. Every lane is the same fmaf chain, so its bits are the
 // AVX2 kernel's. c and c_hi: the destinations of the two panels' columns (c + NR in place, or
-// two tiles), at the same ldc.
+// two tiles), at the same ldc; cb: (2 NR) both panels' column biases.
 #define AVX512 __attribute__((target("avx512f")))
 AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int kc, const float* x, const int32_t* roff,
                                                                             const int32_t* coff, int gathered,
-                                                                            const float* bp, float* c, float* c_hi,
+                                                                            const float* bp, const float* rb,
+                                                                            const float* cb, float* c, float* c_hi,
                                                                             int ldc, int accumulate) {
     __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     if (accumulate) {
@@ -138,6 +165,22 @@ AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int 
         v = _mm512_set1_ps(a4[o]), c4a = _mm512_fmadd_ps(v, b0, c4a), c4b = _mm512_fmadd_ps(v, b1, c4b);
         v = _mm512_set1_ps(a5[o]), c5a = _mm512_fmadd_ps(v, b0, c5a), c5b = _mm512_fmadd_ps(v, b1, c5b);
     }
+    if (rb) {
+        __m512 v;
+        v = _mm512_set1_ps(rb[0]), c0a = _mm512_add_ps(c0a, v), c0b = _mm512_add_ps(c0b, v);
+        v = _mm512_set1_ps(rb[1]), c1a = _mm512_add_ps(c1a, v), c1b = _mm512_add_ps(c1b, v);
+        v = _mm512_set1_ps(rb[2]), c2a = _mm512_add_ps(c2a, v), c2b = _mm512_add_ps(c2b, v);
+        v = _mm512_set1_ps(rb[3]), c3a = _mm512_add_ps(c3a, v), c3b = _mm512_add_ps(c3b, v);
+        v = _mm512_set1_ps(rb[4]), c4a = _mm512_add_ps(c4a, v), c4b = _mm512_add_ps(c4b, v);
+        v = _mm512_set1_ps(rb[5]), c5a = _mm512_add_ps(c5a, v), c5b = _mm512_add_ps(c5b, v);
+    }
+    if (cb) {
+        __m512 b0 = _mm512_loadu_ps(cb), b1 = _mm512_loadu_ps(cb + NR);
+        c0a = _mm512_add_ps(c0a, b0), c0b = _mm512_add_ps(c0b, b1), c1a = _mm512_add_ps(c1a, b0);
+        c1b = _mm512_add_ps(c1b, b1), c2a = _mm512_add_ps(c2a, b0), c2b = _mm512_add_ps(c2b, b1);
+        c3a = _mm512_add_ps(c3a, b0), c3b = _mm512_add_ps(c3b, b1), c4a = _mm512_add_ps(c4a, b0);
+        c4b = _mm512_add_ps(c4b, b1), c5a = _mm512_add_ps(c5a, b0), c5b = _mm512_add_ps(c5b, b1);
+    }
     _mm512_storeu_ps(c + 0 * ldc, c0a), _mm512_storeu_ps(c_hi + 0 * ldc, c0b);
     _mm512_storeu_ps(c + 1 * ldc, c1a), _mm512_storeu_ps(c_hi + 1 * ldc, c1b);
     _mm512_storeu_ps(c + 2 * ldc, c2a), _mm512_storeu_ps(c_hi + 2 * ldc, c2b);
@@ -147,21 +190,23 @@ AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int 
 }
 
 AVX512 static void kernel_avx512_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff,
-                                      const float* bp, float* c, float* c_hi, int ldc, int accumulate) {
-    kernel_avx512_body(kc, x, roff, coff, 0, bp, c, c_hi, ldc, accumulate);
+                                      const float* bp, const float* rb, const float* cb, float* c, float* c_hi,
+                                      int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 0, bp, rb, cb, c, c_hi, ldc, accumulate);
 }
 
 AVX512 static void kernel_avx512_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff,
-                                          const float* bp, float* c, float* c_hi, int ldc, int accumulate) {
-    kernel_avx512_body(kc, x, roff, coff, 1, bp, c, c_hi, ldc, accumulate);
+                                          const float* bp, const float* rb, const float* cb, float* c, float* c_hi,
+                                          int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 1, bp, rb, cb, c, c_hi, ldc, accumulate);
 }
 #endif
 
 typedef void (*gemm_kernel)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                            float* c, int ldc, int accumulate);
-// Two adjacent panels at once: columns [0, NR) to c, [NR, 2 NR) to c_hi.
+                            const float* rb, const float* cb, float* c, int ldc, int accumulate);
+// Two adjacent panels at once: columns [0, NR) to c, [NR, 2 NR) to c_hi; cb (2 NR).
 typedef void (*gemm_kernel_wide)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                                 float* c, float* c_hi, int ldc, int accumulate);
+                                 const float* rb, const float* cb, float* c, float* c_hi, int ldc, int accumulate);
 
 // The kernel of each ISA level (cpu_ops.h) for rows of A gathered or read at lda; a level this
 // build lacks runs the best one below it.
@@ -247,6 +292,7 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
     float* bp = pack + (size_t)MR * KC;               // (NC / NR panels of (KC, NR))
     float* a_stage = bp + (size_t)KC * NC;            // (MC, KC) a block of GEGLU's output, a_geglu
     float tile[2][MR * NR] __attribute__((aligned(64))); // (2, MR, NR) tiles of C partial or stored transposed
+    float col_bias[NC], row_bias[MC];                 // (NC), (MC) the block's biases, zero-padded to whole tiles
     int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
     for (int p = 0; p < KC; p++) iota[p] = p;
     // K in equal blocks of at most KC: no thin last block whose pass over C costs more than its
@@ -258,12 +304,17 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
     int k_step = (g->k + k_blocks - 1) / k_blocks;
     for (int jc = j0; jc < j0 + n; jc += NC) {
         int nc = j0 + n - jc < NC ? j0 + n - jc : NC;
+        if (g->col_bias)
+            for (int j = 0; j < (nc + NR - 1) / NR * NR; j++) col_bias[j] = j < nc ? g->col_bias[jc + j] : 0.0f;
         for (int kb = 0; kb < k_blocks; kb++) {
             int p0 = kb * k_step, kc = g->k - p0 < k_step ? g->k - p0 : k_step;
             pack_b(bp, g, p0, kc, jc, nc);
             for (int ic = i0; ic < i0 + m; ic += MC) {
                 int mc = i0 + m - ic < MC ? i0 + m - ic : MC;
                 int full = mc / MR * MR; // rows in whole slices; read at lda, the rest go through a_edge
+                int last = kb == k_blocks - 1; // the epilogue's block
+                if (g->row_bias && last)
+                    for (int i = 0; i < (mc + MR - 1) / MR * MR; i++) row_bias[i] = i < mc ? g->row_bias[ic + i] : 0.0f;
                 if (g->a_geglu) { // GEGLU of the block's rows, whole slices (zeros past M)
                     for (int i = 0; i < mc; i++) {
                         const float* row = g->a + (size_t)(ic + i) * g->lda + p0; // (2K) from column p0
@@ -279,6 +330,7 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                     int cols = nc - jr < NR ? nc - jr : NR;
                     panels = wide && nc - jr >= 2 * NR ? 2 : 1; // two whole panels go through the wide kernel
                     const float* b_panel = bp + (size_t)jr * kc;
+                    const float* cb = g->col_bias && last ? col_bias + jr : NULL; // (panels NR)
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
                         // where the slice's rows of A are: x[roff[i] + coff[p]]
@@ -298,45 +350,30 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                             x = a_edge;
                             for (int i = 0; i < MR; i++) roff[i] = i * kc;
                         }
+                        const float* rb = g->row_bias && last ? row_bias + ir : NULL; // (MR)
                         if (panels == 2) {
                             if (rows == MR && !g->c_transposed) {
                                 float* c = g->c + (size_t)(ic + ir) * g->ldc + jc + jr; // (MR, 2 NR) at ldc
-                                wide(kc, x, roff, coff, b_panel, c, c + NR, g->ldc, kb > 0);
+                                wide(kc, x, roff, coff, b_panel, rb, cb, c, c + NR, g->ldc, kb > 0);
                                 continue;
                             }
                             for (int h = 0; h < 2 && kb > 0; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 0);
-                            wide(kc, x, roff, coff, b_panel, tile[0], tile[1], NR, kb > 0);
+                            wide(kc, x, roff, coff, b_panel, rb, cb, tile[0], tile[1], NR, kb > 0);
                             for (int h = 0; h < 2; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 1);
                             continue;
                         }
                         if (rows == MR && cols == NR && !g->c_transposed) {
-                            kernel(kc, x, roff, coff, b_panel, g->c + (size_t)(ic + ir) * g->ldc + jc + jr, g->ldc, kb > 0);
+                            kernel(kc, x, roff, coff, b_panel, rb, cb, g->c + (size_t)(ic + ir) * g->ldc + jc + jr, g->ldc,
+                                   kb > 0);
                             continue;
                         }
                         if (kb > 0) tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 0);
-                        kernel(kc, x, roff, coff, b_panel, tile[0], NR, kb > 0);
+                        kernel(kc, x, roff, coff, b_panel, rb, cb, tile[0], NR, kb > 0);
                         tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 1);
                     }
                 }
             }
         }
-        // the bias, once, after the whole chain (as a separate pass would add it)
-        if (g->c_transposed)
-            for (int i = i0; i < i0 + m; i++) {
-                float* ct = g->c + g->c_row_offset[i]; // (N) at ldc
-                for (int j = jc; j < jc + nc; j++) {
-                    if (g->row_bias) ct[(size_t)j * g->ldc] += g->row_bias[i];
-                    if (g->col_bias) ct[(size_t)j * g->ldc] += g->col_bias[j];
-                }
-            }
-        else if (g->row_bias || g->col_bias)
-            for (int i = i0; i < i0 + m; i++) {
-                float* c = g->c + (size_t)i * g->ldc; // (N)
-                if (g->row_bias)
-                    for (int j = jc; j < jc + nc; j++) c[j] += g->row_bias[i];
-                if (g->col_bias)
-                    for (int j = jc; j < jc + nc; j++) c[j] += g->col_bias[j];
-            }
     }
 }
 
