@@ -14,7 +14,7 @@
 
 #include "status.h"
 
-#define DATO_REF_CACHE_MAGIC "dato reference cache v1\n"
+#define DATO_REF_CACHE_MAGIC "dato reference cache v2\n" // v2: the presets' probe digests
 
 // The file of key under dir: "<dir>/refs-<16 hex digits>.bin".
 dato_status dato_ref_cache_path(const char* dir, uint64_t key, char* out, size_t n, dato_error* err);

@@ -145,6 +145,7 @@ typedef struct search_ctx {
     int made_sub[2];            // 1: this run created grids/, schedules/
     int saved;                  // 1 once this run wrote a checkpoint
     char size_from[4200];       // where the image size came from, for a complaint about it
+    char model_refs[4096];      // the model's own reference cache (dato.json reference_cache), read-only; "" none
 } search_ctx;
 
 // A message for the caller's observer (search_run.h), on rank 0 alone.
@@ -364,6 +365,9 @@ static dato_status open_model(search_ctx* s, dato_error* err) {
     s->have_pipe = 1;
     if (s->pipe.n_text == 0) return dato_fail(err, DATO_ERR_INVALID, "%s: the search needs a text-conditioned model", c->model);
     DATO_TRY(model_hash(c->model, PIPELINE_PARTS, c->model_hash, sizeof c->model_hash, err));
+    dato_model_defaults md;
+    DATO_TRY(dato_model_defaults_load(&md, c->model, err));
+    snprintf(s->model_refs, sizeof s->model_refs, "%s", md.reference_cache);
     c->n_branches = s->pipe.unet.n_branches;
     if (!c->sampler[0]) snprintf(c->sampler, sizeof c->sampler, "%s", dato_sampler_kind_name(s->pipe.sched.kind));
     int f = dato_pipeline_vae_factor(&s->pipe);
@@ -806,7 +810,7 @@ static const char* const SEARCH_ONLY_FIELDS[] = {"model", "prompts_file", "ref",
 
 // The cache key of set k of `images` images: every config field that changes the answer but the
 // search's own, the bootstrap's replicates, the extractor, the set and the presets. What the key
-// cannot see (another engine build, another machine's last bits) the probe checks (use_cached).
+// cannot see (another engine build, another machine's last bits) the probe checks (probe_entry).
 static uint64_t ref_key(const search_ctx* s, int k, int images) {
     const dato_search_config* c = &s->cfg;
     uint64_t h = dato_fnv1a64(DATO_FNV_OFFSET, DATO_REF_CACHE_MAGIC, strlen(DATO_REF_CACHE_MAGIC));
@@ -830,24 +834,29 @@ static uint64_t ref_key(const search_ctx* s, int k, int images) {
     return h;
 }
 
-// A set's entry: this header, the baseline's features (n, dim) f32, its CLIP scores (n) f64 where
-// the set has them, its grid cells, then the presets' results (N_REFS - 1, result_bytes) as the pool
-// returns them (rank_result, then on the final set the grid cells), their times in rank 0's.
+// A set's entry: this header, the digests of the presets' first batches (N_REFS - 1) u64
+// (preset_digests), the baseline's features (n, dim) f32, its CLIP scores (n) f64 where the set has
+// them, its grid cells, then the presets' results (N_REFS - 1, result_bytes) as the pool returns them
+// (rank_result, then on the final set the grid cells), their times in rank 0's.
 typedef struct {
     int32_t n_images, dim, has_clip, n_presets;
     uint64_t cell_bytes, result_bytes;
 } ref_header;
 
 typedef struct {
-    size_t base, clip, cells, results, bytes;
+    size_t digests, base, clip, cells, results, bytes;
 } ref_layout;
 
-// The references' results on set k between runs: its key, and the cache file's payload or NULL.
+// The references' results on set k between runs: its key, and the payload of the entry found (in
+// folder dir) or NULL.
 typedef struct {
     uint64_t key;
+    const char* dir;
     uint8_t* bytes;
     size_t n;
 } ref_entry;
+
+static uint64_t features_hash(const float* f, size_t n) { return dato_fnv1a64(DATO_FNV_OFFSET, f, n * sizeof *f); }
 
 // What the pool returns for one schedule on set k: the final set's carries its grid cells.
 static size_t result_bytes_of(const search_ctx* s, int k) {
@@ -862,7 +871,8 @@ static ref_header ref_header_of(const search_ctx* s, int k) {
 
 static ref_layout ref_layout_of(const search_ctx* s, int k) {
     ref_header h = ref_header_of(s, k);
-    ref_layout l = {.base = sizeof h};
+    ref_layout l = {.digests = sizeof h};
+    l.base = l.digests + (size_t)h.n_presets * sizeof(uint64_t);
     l.clip = l.base + (size_t)h.n_images * h.dim * sizeof(float);
     l.cells = l.clip + (h.has_clip ? (size_t)h.n_images * sizeof(double) : 0);
     l.results = l.cells + h.cell_bytes;
@@ -870,74 +880,112 @@ static ref_layout ref_layout_of(const search_ctx* s, int k) {
     return l;
 }
 
-// 1 when the cache holds an entry for set k of `images` images (not yet read).
+// The folders an entry is looked for in: the user's (--reference-cache), then the model's own
+// (dato.json reference_cache: shipped with the model, read-only). None with --reference-cache none.
+static int ref_dirs(const search_ctx* s, const char* dirs[2]) {
+    int n = 0;
+    if (s->o->reference_cache) dirs[n++] = s->o->reference_cache;
+    if (n && s->model_refs[0]) dirs[n++] = s->model_refs;
+    return n;
+}
+
+// 1 when a folder holds an entry for set k of `images` images (not yet read nor checked).
 static int refs_cached(const search_ctx* s, int k, int images) {
-    return s->o->reference_cache && images > 0 && dato_ref_cache_has(s->o->reference_cache, ref_key(s, k, images));
+    const char* dirs[2];
+    int n = ref_dirs(s, dirs), has = 0;
+    for (int i = 0; i < n && images > 0 && !has; i++) has = dato_ref_cache_has(dirs[i], ref_key(s, k, images));
+    return has;
 }
 
-// Set k's entry (of `images` images) from the cache into e (e->bytes NULL: none, or not of this set's shape).
-static dato_status load_refs(search_ctx* s, int k, int images, ref_entry* e, dato_error* err) {
-    *e = (ref_entry){.key = ref_key(s, k, images)};
-    if (!s->o->reference_cache) return DATO_OK;
-    DATO_TRY(dato_ref_cache_get(s->o->reference_cache, e->key, &e->bytes, &e->n, err));
-    ref_header want = ref_header_of(s, k), got;
-    int fits = e->bytes && e->n == ref_layout_of(s, k).bytes;
-    if (fits) memcpy(&got, e->bytes, sizeof got);
-    if (e->bytes && (!fits || memcmp(&got, &want, sizeof got))) {
-        free(e->bytes);
-        e->bytes = NULL, e->n = 0;
+// The digests of the presets' first batch of set k, made here (the set's features as scratch): with
+// the baseline's first batch, what an entry is checked by, so that every path of the engine the
+// entry's results came through (DeepCache's reuse, token pruning) is seen to give the same bits.
+static dato_status preset_digests(search_ctx* s, int k, uint64_t* digests, dato_error* err) {
+    dato_evaluator* ev = &s->sets[k].ev;
+    int probe = ev->cfg.batch < ev->n_images ? ev->cfg.batch : ev->n_images;
+    for (int r = 1; r < N_REFS; r++) {
+        dato_eval_timing t;
+        DATO_TRY(dato_schedule_preset(&s->sched, REF_SPECS[r], s->cfg.steps, s->cfg.n_branches, err));
+        DATO_TRY(dato_evaluator_run_batches(ev, &s->sched, 0, 1, s->sets[k].features, NULL, &t, err));
+        digests[r - 1] = features_hash(s->sets[k].features, (size_t)probe * s->fx.dim);
     }
     return DATO_OK;
 }
 
-// Set k's baseline from its entry, once the first batch made again here gives the entry's features
-// bit for bit (the same engine build, weights and machine bits); its time per image the faster of
-// that batch's and the search set's baseline call (the same batch, on rank 0). A probe that
-// differs drops the entry, says so, and the caller makes the baseline anew.
-static dato_status use_cached(search_ctx* s, int k, ref_entry* e, int* used, dato_error* err) {
+// 1 when entry e (of this set's shape) holds what this build makes: the baseline's first batch equal
+// bit for bit, and the presets' by their digests. *s_per_image: that batch's time per image.
+static dato_status probe_entry(search_ctx* s, int k, const ref_entry* e, int* same, double* s_per_image,
+                               dato_error* err) {
     image_set* set = &s->sets[k];
-    dato_evaluator* ev = &set->ev;
     ref_layout l = ref_layout_of(s, k);
-    int n = ev->n_images, dim = s->fx.dim, probe = ev->cfg.batch < n ? ev->cfg.batch : n;
+    int probe = set->ev.cfg.batch < set->ev.n_images ? set->ev.cfg.batch : set->ev.n_images;
     dato_eval_timing t;
-    DATO_TRY(dato_evaluator_run_batches(ev, NULL, 0, 1, set->features, NULL, &t, err));
-    if (memcmp(set->features, e->bytes + l.base, (size_t)probe * dim * sizeof(float))) {
-        say(s, DATO_SEARCH_WARNING, "the reference cache's baseline on the %s images differs from this build's in its "
-            "first %d images (another engine build or machine): made again", SET_NAMES[k], probe);
-        free(e->bytes);
-        e->bytes = NULL, e->n = 0;
-        return DATO_OK;
-    }
-    memcpy(set->base, e->bytes + l.base, (size_t)n * dim * sizeof(float));
-    if (ev->clip_scores) memcpy(ev->clip_scores, e->bytes + l.clip, (size_t)n * sizeof(double));
-    memcpy(set->base_cells, e->bytes + l.cells, grid_bytes(&set->ev));
-    set->base_s_per_image = fmin(t.best_s_per_image, s->sets[SET_SEARCH].base_s_per_image);
-    *used = 1;
-    say(s, DATO_SEARCH_INFO, "the baseline and the presets on the %d %s images: from the reference cache (%s), its "
-        "first %d images made again and equal bit for bit", n, SET_NAMES[k], s->o->reference_cache, probe);
+    uint64_t digests[N_REFS - 1];
+    DATO_TRY(dato_evaluator_run_batches(&set->ev, NULL, 0, 1, set->features, NULL, &t, err));
+    *s_per_image = t.best_s_per_image;
+    *same = !memcmp(set->features, e->bytes + l.base, (size_t)probe * s->fx.dim * sizeof(float));
+    if (*same) DATO_TRY(preset_digests(s, k, digests, err));
+    if (*same) *same = !memcmp(digests, e->bytes + l.digests, sizeof digests);
     return DATO_OK;
 }
 
-// Writes set k's entry under key: the baseline as prepare_set left it and the presets' results
-// (N_REFS - 1, result_bytes, times in rank 0's). A failure is a warning: the cache only saves time.
-static void save_refs(search_ctx* s, int k, uint64_t key, const uint8_t* results) {
-    if (!s->o->reference_cache) return;
+// Set k's entry (of `images` images) into e, from the first folder whose entry is of this set's
+// shape and passes the probe (e->bytes NULL: none). Its baseline then goes into the set, its time
+// per image the faster of the probe's and the search set's baseline call (the same batch, on rank
+// 0). An entry whose probe differs is passed over, and the run says so.
+static dato_status find_refs(search_ctx* s, int k, int images, ref_entry* e, dato_error* err) {
+    image_set* set = &s->sets[k];
+    ref_header want = ref_header_of(s, k), got;
+    ref_layout l = ref_layout_of(s, k);
+    const char* dirs[2];
+    int n_dirs = ref_dirs(s, dirs), n = set->ev.n_images, dim = s->fx.dim, same = 0;
+    double s_per_image = 0;
+    *e = (ref_entry){.key = ref_key(s, k, images)};
+    for (int i = 0; i < n_dirs && !same; i++) {
+        DATO_TRY(dato_ref_cache_get(dirs[i], e->key, &e->bytes, &e->n, err));
+        int fits = e->bytes && e->n == l.bytes;
+        if (fits) memcpy(&got, e->bytes, sizeof got);
+        if (fits && !memcmp(&got, &want, sizeof got)) DATO_TRY(probe_entry(s, k, e, &same, &s_per_image, err));
+        if (same) e->dir = dirs[i];
+        else if (fits)
+            say(s, DATO_SEARCH_WARNING, "the reference cache %s: its entry for the %s images differs from this "
+                "build's in the first batch of the baseline or a preset (another engine build or machine): not used",
+                dirs[i], SET_NAMES[k]);
+        if (!same) free(e->bytes), e->bytes = NULL, e->n = 0;
+    }
+    if (!same) return DATO_OK;
+    memcpy(set->base, e->bytes + l.base, (size_t)n * dim * sizeof(float));
+    if (set->ev.clip_scores) memcpy(set->ev.clip_scores, e->bytes + l.clip, (size_t)n * sizeof(double));
+    memcpy(set->base_cells, e->bytes + l.cells, grid_bytes(&set->ev));
+    set->base_s_per_image = fmin(s_per_image, s->sets[SET_SEARCH].base_s_per_image);
+    say(s, DATO_SEARCH_INFO, "the baseline and the presets on the %d %s images: from the reference cache (%s), the "
+        "first batch of each made again and equal bit for bit", n, SET_NAMES[k], e->dir);
+    return DATO_OK;
+}
+
+// Writes set k's entry under key into the user's folder: the baseline as prepare_set left it, the
+// presets' digests and results (N_REFS - 1, result_bytes, times in rank 0's). A failure to write is a
+// warning: the cache only saves time.
+static dato_status save_refs(search_ctx* s, int k, uint64_t key, const uint8_t* results, dato_error* err) {
+    if (!s->o->reference_cache) return DATO_OK;
     image_set* set = &s->sets[k];
     ref_header h = ref_header_of(s, k);
     ref_layout l = ref_layout_of(s, k);
+    uint64_t digests[N_REFS - 1];
+    DATO_TRY(preset_digests(s, k, digests, err));
     uint8_t* b = malloc(l.bytes);
+    if (!b) return dato_fail(err, DATO_ERR_NOMEM, "reference cache: out of memory for %zu bytes", l.bytes);
+    memcpy(b, &h, sizeof h);
+    memcpy(b + l.digests, digests, sizeof digests);
+    memcpy(b + l.base, set->base, (size_t)h.n_images * h.dim * sizeof(float));
+    if (h.has_clip) memcpy(b + l.clip, set->ev.clip_scores, (size_t)h.n_images * sizeof(double));
+    memcpy(b + l.cells, set->base_cells, h.cell_bytes);
+    memcpy(b + l.results, results, (size_t)h.n_presets * h.result_bytes);
     dato_error e = {0};
-    dato_status st = b ? DATO_OK : dato_fail(&e, DATO_ERR_NOMEM, "out of memory for %zu bytes", l.bytes);
-    if (!st) {
-        memcpy(b, &h, sizeof h);
-        memcpy(b + l.base, set->base, (size_t)h.n_images * h.dim * sizeof(float));
-        if (h.has_clip) memcpy(b + l.clip, set->ev.clip_scores, (size_t)h.n_images * sizeof(double));
-        memcpy(b + l.cells, set->base_cells, h.cell_bytes);
-        memcpy(b + l.results, results, (size_t)h.n_presets * h.result_bytes);
-        st = dato_ref_cache_put(s->o->reference_cache, key, b, l.bytes, &e);
-    }
-    if (st) say(s, DATO_SEARCH_WARNING, "the reference cache was not written (%s); the run goes on", e.msg);
+    if (dato_ref_cache_put(s->o->reference_cache, key, b, l.bytes, &e))
+        say(s, DATO_SEARCH_WARNING, "the reference cache was not written (%s); the run goes on", e.msg);
     free(b);
+    return DATO_OK;
 }
 
 // Rank 0: makes set k of `images` images and its baseline's images (their features the set's
@@ -952,9 +1000,8 @@ static dato_status prepare_set(search_ctx* s, int k, int images, ref_entry* refs
     int spread = k != SET_TIMING && dato_eval_pool_workers(s->pool) > 0;
     request_header h = {REQUEST_SET, k, images, 0};
     if (spread) DATO_TRY(dato_eval_pool_request(s->pool, &h, sizeof h, NULL, 0, err)); // the workers make the set
-    int cached = 0;
-    if (refs) DATO_TRY(load_refs(s, k, images, refs, err));
-    if (refs && refs->bytes) DATO_TRY(use_cached(s, k, refs, &cached, err));
+    if (refs) DATO_TRY(find_refs(s, k, images, refs, err));
+    int cached = refs && refs->bytes;
     if (!cached && spread) { // the workers take their shares
         DATO_TRY(baseline_over_pool(s, k, err));
     } else if (!cached) {
@@ -1463,7 +1510,7 @@ static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule*
             memcpy(results + (size_t)(i - 1) * result_bytes, &q, sizeof q);
         }
     }
-    if (!st && cacheable && !known) save_refs(s, k, refs->key, results);
+    if (!st && cacheable && !known) st = save_refs(s, k, refs->key, results, err);
     free(results);
     free(trace);
     return st;
@@ -1781,7 +1828,6 @@ typedef struct {
     char backend[64];           // its backend's name (the CUDA device)
 } setup_reply;
 
-static uint64_t features_hash(const float* f, size_t n) { return dato_fnv1a64(DATO_FNV_OFFSET, f, n * sizeof *f); }
 
 // What every evaluating rank holds besides the model and the image sets: the genome space.
 static dato_status alloc_evaluation(search_ctx* s, dato_error* err) {

@@ -11,7 +11,7 @@
 #include "json_fields.h"
 
 static const char* const KNOWN_KEYS[] = {"format", "version", "steps", "guidance", "height", "width",
-                                         "eval_prompts", "feature_net", "reference_stats", NULL};
+                                         "eval_prompts", "feature_net", "reference_stats", "reference_cache", NULL};
 
 // The numbers' ranges are the command line's (--steps, --height, --width; 0: not set).
 #define RANGE(name, field, lo, hi) DATO_INT_RANGE(dato_model_defaults, name, field, lo, hi)
@@ -76,6 +76,8 @@ dato_status dato_model_defaults_load(dato_model_defaults* d, const char* model_d
     if (!st) st = read_path(root, "feature_net", model_dir, d->feature_net, sizeof d->feature_net, path, err);
     if (!st)
         st = read_path(root, "reference_stats", model_dir, d->reference_stats, sizeof d->reference_stats, path, err);
+    if (!st)
+        st = read_path(root, "reference_cache", model_dir, d->reference_cache, sizeof d->reference_cache, path, err);
     cJSON_Delete(root);
     if (st) memset(d, 0, sizeof *d);
     else d->present = 1;

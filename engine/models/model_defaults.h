@@ -1,5 +1,6 @@
 // A model folder's dato.json: the defaults dato's tools take for that model when a flag is not
-// given (steps, guidance, image size, evaluation prompts, feature network, reference statistics).
+// given (steps, guidance, image size, evaluation prompts, feature network, reference statistics,
+// the references' results a search would otherwise make on a first run).
 // Diffusers ignores the file, so the folder stays a plain diffusers folder. Format: docs/DEFAULT_MODEL.md.
 #ifndef DATO_MODEL_DEFAULTS_H
 #define DATO_MODEL_DEFAULTS_H
@@ -16,6 +17,7 @@ typedef struct {
     char eval_prompts[4096];     // paths resolved against the model folder; "" when not set
     char feature_net[4096];
     char reference_stats[4096];
+    char reference_cache[4096]; // a folder of dato-search's reference cache entries shipped with the model (read-only)
 } dato_model_defaults;
 
 // Reads model_dir/dato.json. A missing file (or a single-file model) is not an error: *d gets

@@ -6,6 +6,8 @@
 //   order (the front is ranked by the search's latency, not by the final re-measure). A made the
 //   reference cache's two entries (final and confirmation images); B took the references from them,
 //   so the same files also say that a cached run writes what an uncached one does;
+// - a model that ships A's entries (dato.json reference_cache) gives them to a run with an empty cache
+//   of its own, which writes nothing there;
 // - a run refused at start (an empty --latency-table) leaves no run folder behind;
 // - a checkpoint whose config claims 2^31 - 1 images is refused naming --images, before any image;
 // - an image size from the model's dato.json that the model cannot take is refused naming dato.json.
@@ -21,8 +23,8 @@
 #include "test_util.h"
 
 // --ref baseline: FID against the baseline's own images, so that nothing here rests on the model's statistics file.
-#define FLAGS \
-    "--pop 6 --images 10 --final-images 10 --confirm-images 10 --pairs 2 --steps 10 --seed 5 --ref baseline --quiet"
+#define FLAGS_SAID "--pop 6 --images 10 --final-images 10 --confirm-images 10 --pairs 2 --steps 10 --seed 5 --ref baseline"
+#define FLAGS FLAGS_SAID " --quiet"
 
 static char search_exe[4096], tmpdir[256];
 
@@ -147,6 +149,26 @@ int main(int argc, char** argv) {
     CHECK(same_csv(a, b, "confirm.csv"), "confirm.csv differs between the run and the resumed run");
     CHECK(front_sorted(a) && front_sorted(b), "a front.csv is not sorted by latency_s");
 
+    // The model's own cache: a copy of the default model (its parts linked) shipping A's entries.
+    char model[512], src[PATH_MAX], prompts[PATH_MAX];
+    if (!realpath("models/fashion-sd", src)) snprintf(src, sizeof src, "models/fashion-sd");
+    if (!realpath("datasets/fashion-mnist/eval_prompts.txt", prompts)) snprintf(prompts, sizeof prompts, "?");
+    snprintf(model, sizeof model, "%s/shipping", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && for p in featnet model_index.json scheduler text_encoder tokenizer unet "
+             "vae; do ln -s %s/$p %s/$p; done && cp -r %s/cache %s/refs && printf '{\"format\": "
+             "\"dato-model-defaults\", \"version\": 1, \"height\": 28, \"width\": 28, \"guidance\": 4.0, "
+             "\"eval_prompts\": \"%s\", \"feature_net\": \"featnet\", \"reference_cache\": \"refs\"}' > "
+             "%s/dato.json", model, src, model, tmpdir, model, prompts, model);
+    CHECK(system(cmd) == 0, "cannot make %s", model);
+    snprintf(cmd, sizeof cmd, "%s " FLAGS_SAID " --model %s --threads 2 --gens 0 --out %s/m --reference-cache %s/own",
+             search_exe, model, tmpdir, tmpdir);
+    CHECK(run(cmd) == 0, "the run on the model shipping its cache failed");
+    CHECK(err_has("on the 10 final images: from the reference cache (") && err_has("shipping/refs), the first batch") &&
+              err_has("on the 10 confirmation images: from the reference cache ("),
+          "the run did not take its references from the model's folder");
+    snprintf(cmd, sizeof cmd, "test ! -e %s/own", tmpdir);
+    CHECK(system(cmd) == 0, "a run that found the model's entries wrote its own");
+
     // A run refused at start leaves nothing: an empty latency table (a full disk's leftover).
     snprintf(path, sizeof path, "%s/empty.json", tmpdir);
     FILE* f = fopen(path, "w");
@@ -172,9 +194,7 @@ int main(int argc, char** argv) {
     CHECK(run(cmd) == 1 && err_has("--images 2147483647: expected 2..1000000"), "2^31 - 1 images were not refused");
 
     // The image size of a model's dato.json: a copy of the default model that asks for 14x14.
-    char model[512], src[PATH_MAX];
     snprintf(model, sizeof model, "%s/model14", tmpdir);
-    if (!realpath("models/fashion-sd", src)) snprintf(src, sizeof src, "models/fashion-sd");
     snprintf(cmd, sizeof cmd, "mkdir -p %s && for p in featnet model_index.json scheduler text_encoder tokenizer unet "
              "vae; do ln -s %s/$p %s/$p; done && printf '{\"format\": \"dato-model-defaults\", \"version\": 1, "
              "\"height\": 14, \"width\": 14, \"steps\": 10, \"guidance\": 4.0, \"eval_prompts\": "
