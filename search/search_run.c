@@ -858,6 +858,9 @@ typedef struct {
 
 static uint64_t features_hash(const float* f, size_t n) { return dato_fnv1a64(DATO_FNV_OFFSET, f, n * sizeof *f); }
 
+// The images an entry is probed on: the set's first batch.
+static int probe_images(const dato_evaluator* ev) { return ev->cfg.batch < ev->n_images ? ev->cfg.batch : ev->n_images; }
+
 // What the pool returns for one schedule on set k: the final set's carries its grid cells.
 static size_t result_bytes_of(const search_ctx* s, int k) {
     return sizeof(rank_result) + (k == SET_FINAL ? grid_bytes(&s->sets[k].ev) : 0);
@@ -902,12 +905,11 @@ static int refs_cached(const search_ctx* s, int k, int images) {
 // entry's results came through (DeepCache's reuse, token pruning) is seen to give the same bits.
 static dato_status preset_digests(search_ctx* s, int k, uint64_t* digests, dato_error* err) {
     dato_evaluator* ev = &s->sets[k].ev;
-    int probe = ev->cfg.batch < ev->n_images ? ev->cfg.batch : ev->n_images;
     for (int r = 1; r < N_REFS; r++) {
         dato_eval_timing t;
         DATO_TRY(dato_schedule_preset(&s->sched, REF_SPECS[r], s->cfg.steps, s->cfg.n_branches, err));
         DATO_TRY(dato_evaluator_run_batches(ev, &s->sched, 0, 1, s->sets[k].features, NULL, &t, err));
-        digests[r - 1] = features_hash(s->sets[k].features, (size_t)probe * s->fx.dim);
+        digests[r - 1] = features_hash(s->sets[k].features, (size_t)probe_images(ev) * s->fx.dim);
     }
     return DATO_OK;
 }
@@ -918,12 +920,11 @@ static dato_status probe_entry(search_ctx* s, int k, const ref_entry* e, int* sa
                                dato_error* err) {
     image_set* set = &s->sets[k];
     ref_layout l = ref_layout_of(s, k);
-    int probe = set->ev.cfg.batch < set->ev.n_images ? set->ev.cfg.batch : set->ev.n_images;
     dato_eval_timing t;
     uint64_t digests[N_REFS - 1];
     DATO_TRY(dato_evaluator_run_batches(&set->ev, NULL, 0, 1, set->features, NULL, &t, err));
     *s_per_image = t.best_s_per_image;
-    *same = !memcmp(set->features, e->bytes + l.base, (size_t)probe * s->fx.dim * sizeof(float));
+    *same = !memcmp(set->features, e->bytes + l.base, (size_t)probe_images(&set->ev) * s->fx.dim * sizeof(float));
     if (*same) DATO_TRY(preset_digests(s, k, digests, err));
     if (*same) *same = !memcmp(digests, e->bytes + l.digests, sizeof digests);
     return DATO_OK;
