@@ -11,18 +11,20 @@
 //                           (the latency in ms on x instead when some front member has no speedup: no
 //                           latency ratio and no baseline to divide)
 //   report.html             self-contained: summary, verdict, warnings, the SVG inline, tables with
-//                           intervals, members dropped by the final FID, command, how to export
+//                           intervals, members dropped (by the final FID or the re-measure), command, how to export
 // Every file goes through a temporary file in the same folder and a rename, so a failure never
 // leaves a partial file. Nothing depends on the clock: the same report gives the same bytes.
 //
 // front.csv / confirm.csv columns (stable; new columns only ever go at the end):
 //   index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,schedule_file,
 //   teacher,clip_score,fid_lo,fid_hi,teacher_lo,teacher_hi,clip_lo,clip_hi,latency_ratio,ratio_lo,ratio_hi,
-//   pairs,images
+//   pairs,images,candidate
 // labels are quoted (RFC 4180) when they hold a comma, a quote or a line break. *_lo, *_hi: the
 // 95% interval over images (metrics/bootstrap.h: bootstrap, half-sampling for FID); latency_ratio: the median over `pairs`
 // interleaved pairs of (member's time / the baseline's time), ratio_lo and ratio_hi the least and
-// the greatest pair; speedup = 1 / latency_ratio; images: the images the quality numbers rest on.
+// the greatest pair; speedup = 1 / latency_ratio; images: the images the quality numbers rest on;
+// candidate: the row's index among the final stages' candidates (-1 for a reference), which the
+// clock does not move, so rows of two runs' fronts can be matched by it.
 // kid is KID x 1000 against the baseline's images with Inception features (the scale papers quote),
 // "nan" with a model's own feature network, whose scale makes KID meaningless.
 #ifndef DATO_REPORT_H
@@ -37,9 +39,9 @@ typedef struct {
     char label[64];            // "front 0", or for references "baseline", "deepcache:5:branch=1", "tome:0.5",
                                // "dato-paper", or in the confirmation "knee (front 5)"
     dato_schedule schedule;
-    double latency_s;          // seconds per image the front is ranked by: the search's latency objective (the
-                               // cost table's prediction, or the time measured during the search), not the clock
-                               // of the final stages, so a resumed run ranks as an uninterrupted one
+    double latency_s;          // seconds per image by the search's latency objective (the cost table's
+                               // prediction, or the time measured during the search): what the candidates
+                               // were cut on before the final stages' clock
     double fid;                // FID against the reference on `images` images
     dato_interval fid_ci;      // its 95% interval (half-sampling)
     double kid;                // KID x 1000 against the baseline's images; NaN where not computed
@@ -57,6 +59,7 @@ typedef struct {
     double mean_ratio;
     char grid_png[4096];       // this member's sample grid PNG, relative to run_dir ("" if none)
     char note[160];            // why a dropped member left the front, or what a pick is ("" if nothing)
+    int candidate;             // index among the final stages' candidates ("candidate i"), -1 for a reference
 } dato_report_point;
 
 typedef struct {
@@ -68,12 +71,14 @@ typedef struct {
     int n_screened;                    // of those, scored only on the screening images (multi-fidelity)
     int threads;                       // CPU threads each rank used (the actual count, not the flag's 0)
     double elapsed_s;
-    const dato_report_point* front;    // (n_front) sorted by latency_s ascending; latency and FID finite;
-    int n_front;                       // no member dominates another in (latency_s, fid)
+    const dato_report_point* front;    // (n_front) sorted by its latency ascending, FID finite, no member
+    int n_front;                       // dominating another in (latency, fid); its latency is latency_ratio
+                                       // where every member has one (the final stages' paired re-measure),
+                                       // else latency_s
     const dato_report_point* refs;     // (n_refs) baseline + presets, scored the same way; the one labelled
     int n_refs;                        // "baseline" also draws the +10% FID line
-    const dato_report_point* dropped;  // (n_dropped) candidates the final FID removed from the front, each with
-    int n_dropped;                     // its note (e.g. "dominated by candidate 3", "not faster than the baseline")
+    const dato_report_point* dropped;  // (n_dropped) candidates left out of the front, each with its note (e.g.
+    int n_dropped;                     // "dominated by candidate 3", "slower than the baseline when re-measured")
     const dato_report_point* confirm;  // (n_confirm) the confirmation: baseline first, presets, then the picks
     int n_confirm;                     // on confirm_images fresh images (0: no confirmation stage ran)
     int confirm_images;

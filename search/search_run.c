@@ -1334,6 +1334,7 @@ static void fill_point(dato_report_point* p, const char* label, const dato_sched
     p->clip = sc->clip;
     p->clip_ci = sc->clip_ci;
     p->images = images;
+    p->candidate = -1;
     p->latency_s = sc->latency;
     p->measured_latency_s = p->latency_ratio = p->speedup = NAN;
     p->ratio_range = NO_INTERVAL;
@@ -1457,7 +1458,7 @@ static int dominates_at(double xa, double fa, double xb, double fb) {
     return xa <= xb && fa <= fb && (xa < xb || fa < fb);
 }
 
-// 1 when a dominates b in (paired latency ratio, FID): what the verdict says of the picks.
+// 1 when a dominates b in (paired latency ratio, FID): what the re-measured cut and the verdict judge by.
 static int dominates(const dato_report_point* a, const dato_report_point* b) {
     return dominates_at(a->latency_ratio, a->fid, b->latency_ratio, b->fid);
 }
@@ -1574,8 +1575,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     int* order = malloc((size_t)cap * sizeof *order);
     uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
     dato_text verdict = {0};
-    char warn_text[5][320];
-    const char* warnings[5];
+    char warn_text[4][4608]; // the last may name the checkpoint (4096)
+    const char* warnings[4];
     int n_warn = 0, n_front = 0, n_dropped = 0, n_conf = 0, knee = -1, fastest_ok = -1;
     dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome
                          ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
@@ -1602,12 +1603,14 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     size_t cell_row = st ? 0 : grid_bytes(&fin->ev);
     if (!st && !(cells = malloc((size_t)n * cell_row))) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, pts, cells, &fin_refs, err);
-    // 2. The front: the candidates faster than the baseline that no other such candidate dominates in
-    // (latency_s, FID on the final images), in the candidates' order (by latency_s). latency_s is the
-    // search's latency objective as the archive holds it (the cost table's prediction, or the time
-    // measured during the search), so the front's members and order do not depend on the clock: a
-    // resumed run ends with the uninterrupted run's front, row for row. The re-measure is reported beside.
-    for (int i = 0; !st && i < n_cand; i++) pts[N_REFS + i].latency_s = dato_archive_get(&s->archive, rows[i]).objectives[0];
+    // 2. The clock-free cut: the candidates faster than the baseline that no other such candidate
+    // dominates in (latency_s, FID on the final images). latency_s is the search's latency objective
+    // as the archive holds it (the cost table's prediction, or the time measured during the search):
+    // what is cut here is cut alike in a resumed run, and is not timed below.
+    for (int i = 0; !st && i < n_cand; i++) {
+        pts[N_REFS + i].latency_s = dato_archive_get(&s->archive, rows[i]).objectives[0];
+        pts[N_REFS + i].candidate = i;
+    }
     size_t base_row;
     double base_latency = dato_archive_find(&s->archive, base_genome, &base_row)
                               ? dato_archive_get(&s->archive, base_row).objectives[0] : pts[0].latency_s;
@@ -1628,22 +1631,54 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         if (p->note[0]) dropped[n_dropped++] = *p; // not timed below: its ratio stays unknown
         else order[n_front++] = i;
     }
+    int n_cut = n_dropped; // by the clock-free cut; the rest by the re-measure
     // 3. Latency: paired ratios against the baseline, of the presets and the front's members (the
     // baseline's row: 1 by definition, its range the spread of its own times, the machine's noise).
     if (!st) st = make_set(s, SET_TIMING, c->timing_images < c->images ? c->timing_images : c->images, err);
     int* timed = malloc((size_t)n * sizeof *timed); // (n_timed) the points timed, the baseline first
     dato_schedule* timed_scheds = malloc((size_t)n * sizeof *timed_scheds);
-    int n_timed = 0, slow_measured = 0; // front members the re-measure shows no faster than the baseline
+    int n_timed = 0;
     if (!st && (!timed || !timed_scheds)) st = dato_fail(err, DATO_ERR_NOMEM, "timing pairs: out of memory");
     for (int i = 0; !st && i < N_REFS + n_front; i++) timed[n_timed++] = i < N_REFS ? i : N_REFS + order[i - N_REFS];
     for (int i = 1; !st && i < n_timed; i++) timed_scheds[i - 1] = scheds[timed[i]];
     if (!st) st = measure_ratios(s, timed_scheds, n_timed - 1, ratios + 3, ratios, err);
-    for (int i = 0; !st && i < n_timed; i++) {
-        set_ratio(&pts[timed[i]], ratios + 3 * i, c->pairs, fin->base_s_per_image);
-        slow_measured += i >= N_REFS && pts[timed[i]].latency_ratio >= 1;
-    }
+    for (int i = 0; !st && i < n_timed; i++) set_ratio(&pts[timed[i]], ratios + 3 * i, c->pairs, fin->base_s_per_image);
     free(timed);
     free(timed_scheds);
+    // 4. The re-measured cut: what the report calls a front must hold up when the clock is read. A
+    // member the pairs show no faster than the baseline, or dominated in (latency_ratio, FID) by a
+    // member that is faster, leaves the front too (its ratio reported); the rest are ranked by the
+    // ratio, ties by FID, then by candidate. Membership now rests on the clock: a resumed run can
+    // keep other members than the uninterrupted one, never other scores for the same candidate.
+    int kept = 0;
+    for (int i = 0; !st && i < n_front; i++) {
+        dato_report_point* p = &pts[N_REFS + order[i]];
+        int by = -1;
+        for (int j = 0; j < n_front && by < 0; j++) {
+            const dato_report_point* q = &pts[N_REFS + order[j]];
+            if (j != i && q->latency_ratio < 1 && dominates(q, p)) by = j;
+        }
+        if (p->latency_ratio >= 1)
+            snprintf(p->note, sizeof p->note, "slower than the baseline when re-measured: paired ratio %.3f (pairs "
+                     "%.3f to %.3f)", p->latency_ratio, p->ratio_range.lo, p->ratio_range.hi);
+        else if (by >= 0)
+            snprintf(p->note, sizeof p->note, "dominated when re-measured by %s: paired ratio %.3f vs %.3f, FID %.2f "
+                     "vs %.2f", pts[N_REFS + order[by]].label, pts[N_REFS + order[by]].latency_ratio, p->latency_ratio,
+                     pts[N_REFS + order[by]].fid, p->fid);
+        if (p->note[0]) dropped[n_dropped++] = *p;
+        else order[kept++] = order[i];
+    }
+    n_front = st ? 0 : kept;
+    for (int i = 1; i < n_front; i++) { // insertion sort by (ratio, FID, candidate): a front is short
+        int x = order[i], j = i;
+        const dato_report_point* p = &pts[N_REFS + x];
+        for (; j > 0; j--) {
+            const dato_report_point* q = &pts[N_REFS + order[j - 1]];
+            if (q->latency_ratio < p->latency_ratio || (q->latency_ratio == p->latency_ratio && q->fid <= p->fid)) break;
+            order[j] = order[j - 1];
+        }
+        order[j] = x;
+    }
     for (int i = 0; !st && i < n_front; i++) {
         front[i] = pts[N_REFS + order[i]];
         snprintf(front[i].label, sizeof front[i].label, "front %d", i);
@@ -1654,12 +1689,12 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         grid_name(pts[r].grid_png, sizeof pts[r].grid_png, pts[r].label);
         st = write_grid(s, &fin->ev, cells + (size_t)r * cell_row, pts[r].grid_png, err);
     }
-    // 4. The picks, on the front's own latency: the knee, the fastest within +10% of the baseline's FID.
+    // 5. The picks, on the paired ratio: the knee, the fastest within +10% of the baseline's FID.
     double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
            *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
     if (!st && (!lat || !fid)) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
     for (int i = 0; !st && i < n_front; i++) {
-        lat[i] = front[i].latency_s;
+        lat[i] = front[i].latency_ratio;
         fid[i] = front[i].fid;
     }
     if (!st) {
@@ -1677,7 +1712,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         if (!hp || dato_hypervolume(hp, n_front, 2, ref_pt, &hv, &e)) hv = NAN;
         free(hp);
     }
-    // 5. Confirmation: the baseline, the presets and the picks on fresh images.
+    // 6. Confirmation: the baseline, the presets and the picks on fresh images.
     int picks[N_PICKS] = {knee, fastest_ok != knee ? fastest_ok : -1};
     static const char* const pick_names[N_PICKS] = {"knee", "fastest within +10% FID"};
     if (!st && c->confirm_images > 0) {
@@ -1706,13 +1741,14 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             conf[i].speedup = src[i]->speedup;
             conf[i].latency_s = src[i]->latency_s;
             conf[i].measured_latency_s = src[i]->measured_latency_s;
+            conf[i].candidate = src[i]->candidate;
             snprintf(conf[i].grid_png, sizeof conf[i].grid_png, "%s", src[i]->grid_png);
         }
         n_conf = st ? 0 : m;
         free(cs);
         free(cl);
     }
-    // 6. The verdict and the warnings.
+    // 7. The verdict and the warnings.
     if (!st) st = dato_text_init(&verdict, 4096, "the verdict", err);
     const dato_report_point* judged = n_conf ? conf : pts; // the baseline first, then the presets
     int n_judged = n_conf ? n_conf : N_REFS;
@@ -1745,16 +1781,15 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                  "narrow the median)",
                  pts[0].ratio_range.lo, pts[0].ratio_range.hi), warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && n_dropped)
-        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped: their FID on the "
-                 "final images showed them dominated, or they are not faster than the baseline (listed below; they "
-                 "stay in the archive)", n_dropped, n_cand), warnings[n_warn] = warn_text[n_warn], n_warn++;
-    if (!st && slow_measured)
-        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d front member%s no faster than the baseline when "
-                 "re-measured (paired time ratio >= 1): the front rests on the search's latency, which the cost "
-                 "table predicts; a loaded machine or a table from another one disagrees", slow_measured,
-                 slow_measured == 1 ? " was" : "s were"), warnings[n_warn] = warn_text[n_warn], n_warn++;
+        snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped (listed below; they "
+                 "stay in the archive): %d dominated on the final images or not faster by the search's latency, %d "
+                 "slower than the baseline or dominated when re-measured%s%s%s", n_dropped, n_cand, n_cut,
+                 n_dropped - n_cut, n_dropped > n_cut ? ". A loaded machine makes more: on a quiet one, dato-search "
+                 "--resume " : "", n_dropped > n_cut ? s->ckpt_path : "", n_dropped > n_cut ? " --pairs 9 runs the "
+                 "final stages again, the search itself kept" : ""),
+            warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && verdict.failed) st = dato_fail(err, DATO_ERR_NOMEM, "the verdict: out of memory");
-    // 7. The checkpoint's /final: dato-export picks from it.
+    // 8. The checkpoint's /final: dato-export picks from it.
     s->n_final = 0;
     if (!st && n_front && !(s->final_genomes = malloc((size_t)n_front * s->gbytes)))
         st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
@@ -1777,7 +1812,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         memcpy(s->final_scores + (size_t)i * DATO_SEARCH_N_FINAL, v, sizeof v);
     }
     if (!st) s->n_final = n_front;
-    // 8. The report, and the same for the caller's observer.
+    // 9. The report, and the same for the caller's observer.
     if (!st) {
         char export_cmd[4300];
         snprintf(export_cmd, sizeof export_cmd, "dato-export %s --pick knee --out knee.json", s->ckpt_path);

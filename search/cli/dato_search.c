@@ -126,7 +126,8 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
         {"out", NULL, DATO_ARG_TEXT, &c->out, 0, 0, NULL, NULL, "DIR",
          "run folder (default results/<model>-pop<P>-gens<G>-seed<S>; folders are created)"},
         {"resume", NULL, DATO_ARG_TEXT, &c->o.resume, 0, 0, NULL, NULL, "FILE",
-         "continue a run from its checkpoint (the run folder is FILE's folder)"},
+         "continue a run from its checkpoint (the run folder is FILE's folder); a finished run runs its "
+         "final stages again (e.g. with more --pairs on a quieter machine), the search kept"},
         {"backend", NULL, DATO_ARG_CHOICE, &c->backend, 0, 0, dato_backend_names, NULL, "cpu|cuda",
          "where the networks run (default cpu). Under MPI each rank takes the GPU of its "
          "local rank: one rank per GPU on each host"},
@@ -288,8 +289,8 @@ static void show_summary(void* ctx, const dato_report* r) {
                    !t && fi >= 0 && fi == r->fastest_ok_index ? "  fastest within +10% FID" : "");
         }
     }
-    if (r->n_dropped) printf("%d candidate%s dropped by the final re-score (report.html lists them)\n", r->n_dropped,
-                             r->n_dropped == 1 ? "" : "s");
+    if (r->n_dropped) printf("%d candidate%s left out of the front (report.html lists them with the reason)\n",
+                             r->n_dropped, r->n_dropped == 1 ? "" : "s");
     for (int w = 0; w < r->n_warnings; w++) printf("warning: %s\n", r->warnings[w]);
     printf("%s\nresults in %s (report.html, front.csv, confirm.csv, front.json, front.svg, schedules/)\n", r->verdict,
            r->run_dir);

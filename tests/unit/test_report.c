@@ -77,6 +77,7 @@ static void fill_point(dato_report_point* p, int i) {
     p->reuse = c.reuse;
     p->mean_ratio = c.mean_ratio;
     snprintf(p->grid_png, sizeof(p->grid_png), "grids/front_%d.png", i);
+    p->candidate = 3 * i + 1;
 }
 
 static void fill_ref(dato_report_point* p, const char* spec, double latency, double fid) {
@@ -95,6 +96,7 @@ static void fill_ref(dato_report_point* p, const char* spec, double latency, dou
     p->measured_latency_s = NAN;
     set_timing(p, latency / BASE_LATENCY);
     p->images = 256;
+    p->candidate = -1;
     dato_schedule_counts c = dato_schedule_count(&p->schedule);
     p->full = c.full;
     p->partial = c.partial;
@@ -173,13 +175,13 @@ static int split_csv(const char* line, char fields[][128], int max) {
     return n;
 }
 
-#define CSV_FIELDS 25
+#define CSV_FIELDS 26
 
 // front.csv or confirm.csv: the header, then one row per point with every column read back.
 static void check_csv(const char* csv, const dato_report_point* points, int n_points, const char* prefix) {
     const char* header = "index,label,latency_s,fid,kid,measured_latency_s,speedup,full,partial,reuse,mean_ratio,"
                          "schedule_file,teacher,clip_score,fid_lo,fid_hi,teacher_lo,teacher_hi,clip_lo,clip_hi,"
-                         "latency_ratio,ratio_lo,ratio_hi,pairs,images\n";
+                         "latency_ratio,ratio_lo,ratio_hi,pairs,images,candidate\n";
     CHECK(strncmp(csv, header, strlen(header)) == 0, "%s CSV header: %.300s", prefix, csv);
     CHECK(count_of(csv, "\n") == n_points + 1, "%s CSV has %d lines, want %d", prefix, count_of(csv, "\n"),
           n_points + 1);
@@ -216,6 +218,7 @@ static void check_csv(const char* csv, const dato_report_point* points, int n_po
         CHECK(strcmp(fields[23], p->pairs == 5 ? "5" : "0") == 0 && atoi(fields[23]) == p->pairs, "row %d: pairs %s",
               i, fields[23]);
         CHECK(atoi(fields[24]) == p->images && p->images > 0, "row %d: images %s", i, fields[24]);
+        CHECK(atoi(fields[25]) == p->candidate, "row %d: candidate %s, want %d", i, fields[25], p->candidate);
         line = strchr(line, '\n');
     }
 }
@@ -263,6 +266,7 @@ static void check_json_points(const cJSON* array, const dato_report_point* point
         check_json_interval(item, "ratio_range", p->ratio_range, what, i);
         CHECK(json_number_or_nan(item, "full") == p->full && json_number_or_nan(item, "reuse") == p->reuse &&
               json_number_or_nan(item, "partial") == p->partial, "%s %d: counts", what, i);
+        CHECK(json_number_or_nan(item, "candidate") == p->candidate, "%s %d: candidate", prefix, i);
         CHECK(json_number_or_nan(item, "pairs") == p->pairs && json_number_or_nan(item, "images") == p->images,
               "%s %d: pairs %g images %g", what, i, json_number_or_nan(item, "pairs"),
               json_number_or_nan(item, "images"));
@@ -449,7 +453,7 @@ static void check_html(const char* html, const char* svg) {
           count_of(html, "<td>256</td>"));
     CHECK(count_of(html, "<td>512</td>") == N_CONFIRM, "confirmation images column");
     // the dropped members with their notes, after the front and before the references
-    const char* drop = strstr(html, "<h2>Dropped by the re-measure</h2>");
+    const char* drop = strstr(html, "<h2>Dropped by the re-score and the re-measure</h2>");
     const char* refs_h = strstr(html, "<h2>References</h2>");
     const char* note = strstr(html, "<span class=\"note\">dominated by front 3 after the re-score</span>");
     const char* note2 = strstr(html, "<span class=\"note\">not faster than the baseline (ratio 1.02)</span>");
@@ -524,12 +528,19 @@ static void check_errors(dato_report r) {
     bad.front = scratch;
     bad.n_front = 4;
     expect_refused(&bad, DATO_ERR_INVALID, "front 1 dominates front 3", "(latency ", "dominated");
-    // latency_s decides (the front is cut on it, issue 23): a paired re-measure that disagrees is no error
+    // Every member paired: the ratio decides (the front is cut on it last, issue 18), latency_s may disagree
     for (int i = 0; i < 2; i++) scratch[i] = front[i];
     scratch[1].latency_ratio = scratch[0].latency_ratio * 0.9; // sorted by latency_s, yet faster paired
     bad.n_front = 2;
+    expect_refused(&bad, DATO_ERR_INVALID, "sorted by latency ratio", NULL, "out of ratio order");
+    scratch[0].latency_s = scratch[1].latency_s * 2; // sorted by the ratio, not by latency_s
+    scratch[1].latency_ratio = scratch[0].latency_ratio * 1.1;
     dato_error ratio_err = {{0}};
-    CHECK(dato_report_write(&bad, &ratio_err) == DATO_OK, "a re-measure faster than latency_s's order: %s", ratio_err.msg);
+    CHECK(dato_report_write(&bad, &ratio_err) == DATO_OK, "a ratio-ranked front out of latency_s's order: %s",
+          ratio_err.msg);
+    scratch[1].fid = scratch[0].fid + 1;
+    expect_refused(&bad, DATO_ERR_INVALID, "front 0 dominates front 1", "(latency ratio ", "dominated by the ratio");
+    // One member unpaired: latency_s decides
     scratch[0] = front[0];
     scratch[1] = front[1];
     scratch[1].fid = front[0].fid;
@@ -677,10 +688,12 @@ int main(void) {
     // dropped: one dominated after the re-score, one no faster than the baseline
     fill_point(&dropped[0], 9);
     snprintf(dropped[0].label, sizeof(dropped[0].label), "candidate 41");
+    dropped[0].candidate = 41;
     snprintf(dropped[0].note, sizeof(dropped[0].note), "dominated by front 3 after the re-score");
     dropped[0].grid_png[0] = 0;
     fill_point(&dropped[1], 10);
     snprintf(dropped[1].label, sizeof(dropped[1].label), "candidate 57");
+    dropped[1].candidate = 57;
     snprintf(dropped[1].note, sizeof(dropped[1].note), "not faster than the baseline (ratio 1.02)");
     dropped[1].grid_png[0] = 0;
     dropped[1].schedule = (dato_schedule){0}; // not saved, so not validated
