@@ -1575,7 +1575,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     int* order = malloc((size_t)cap * sizeof *order);
     uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
     dato_text verdict = {0};
-    char warn_text[4][4608]; // the last may name the checkpoint (4096)
+    char warn_text[4][4608]; // the noise warning names the checkpoint (4096)
     const char* warnings[4];
     int n_warn = 0, n_front = 0, n_dropped = 0, n_conf = 0, knee = -1, fastest_ok = -1;
     dato_status st = scheds && labels && pts && front && dropped && conf && rows && ratios && order && base_genome
@@ -1777,16 +1777,14 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                      dims, dims), warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && pts[0].ratio_range.hi / pts[0].ratio_range.lo > 1.2)
         snprintf(warn_text[n_warn], sizeof warn_text[0], "the machine was noisy: the baseline's own times ranged "
-                 "%.3f to %.3f of their median; the paired ratios cancel slow drift, not sudden load (more --pairs "
-                 "narrow the median)",
-                 pts[0].ratio_range.lo, pts[0].ratio_range.hi), warnings[n_warn] = warn_text[n_warn], n_warn++;
+                 "%.3f to %.3f of their median; the paired ratios cancel slow drift, not sudden load, which also "
+                 "cuts members from the front. On a quieter machine, dato-search --resume %s --pairs 9 runs the "
+                 "final stages again, the search itself kept", pts[0].ratio_range.lo, pts[0].ratio_range.hi,
+                 s->ckpt_path), warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && n_dropped)
         snprintf(warn_text[n_warn], sizeof warn_text[0], "%d of %d front candidates were dropped (listed below; they "
                  "stay in the archive): %d dominated on the final images or not faster by the search's latency, %d "
-                 "slower than the baseline or dominated when re-measured%s%s%s", n_dropped, n_cand, n_cut,
-                 n_dropped - n_cut, n_dropped > n_cut ? ". A loaded machine makes more: on a quiet one, dato-search "
-                 "--resume " : "", n_dropped > n_cut ? s->ckpt_path : "", n_dropped > n_cut ? " --pairs 9 runs the "
-                 "final stages again, the search itself kept" : ""),
+                 "slower than the baseline or dominated when re-measured", n_dropped, n_cand, n_cut, n_dropped - n_cut),
             warnings[n_warn] = warn_text[n_warn], n_warn++;
     if (!st && verdict.failed) st = dato_fail(err, DATO_ERR_NOMEM, "the verdict: out of memory");
     // 8. The checkpoint's /final: dato-export picks from it.
