@@ -1463,6 +1463,42 @@ static int dominates(const dato_report_point* a, const dato_report_point* b) {
     return dominates_at(a->latency_ratio, a->fid, b->latency_ratio, b->fid);
 }
 
+// A point's latency for a cut: the search's own (latency_s) or the paired ratio.
+static double cut_latency(const dato_report_point* p, int by_ratio) { return by_ratio ? p->latency_ratio : p->latency_s; }
+
+// Cuts the front: of the points pts[idx[0 .. n - 1]], one whose latency (cut_latency) is not below
+// bound (the baseline's), or that a point below it dominates in (that latency, FID), gets a note
+// saying why and goes to dropped (*n_dropped grows); the rest stay in idx, in order. Returns how many stay.
+static int cut_front(dato_report_point* pts, int* idx, int n, int by_ratio, double bound, dato_report_point* dropped,
+                     int* n_dropped) {
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        dato_report_point* p = &pts[idx[i]];
+        double x = cut_latency(p, by_ratio);
+        const dato_report_point* by = NULL;
+        for (int j = 0; j < n && !by; j++) {
+            const dato_report_point* q = &pts[idx[j]];
+            double xq = cut_latency(q, by_ratio);
+            if (j != i && xq < bound && dominates_at(xq, q->fid, x, p->fid)) by = q;
+        }
+        if (x >= bound && by_ratio)
+            snprintf(p->note, sizeof p->note, "slower than the baseline when re-measured: paired ratio %.3f (pairs "
+                     "%.3f to %.3f)", x, p->ratio_range.lo, p->ratio_range.hi);
+        else if (x >= bound)
+            snprintf(p->note, sizeof p->note, "not faster than the baseline: latency %.3f ms vs %.3f ms", 1e3 * x,
+                     1e3 * bound);
+        else if (by && by_ratio)
+            snprintf(p->note, sizeof p->note, "dominated when re-measured by %s: paired ratio %.3f vs %.3f, FID %.2f "
+                     "vs %.2f", by->label, by->latency_ratio, x, by->fid, p->fid);
+        else if (by)
+            snprintf(p->note, sizeof p->note, "dominated by %s: latency %.3f vs %.3f ms, FID %.2f vs %.2f", by->label,
+                     1e3 * by->latency_s, 1e3 * x, by->fid, p->fid);
+        if (p->note[0]) dropped[(*n_dropped)++] = *p;
+        else idx[kept++] = idx[i];
+    }
+    return kept;
+}
+
 // Scores schedules (n) on set k (TASK_FINAL or TASK_CONFIRM) on every rank, with intervals, into
 // points labelled by labels; with cells (n, row bytes), the final set's grid images. The baseline is
 // the set's own (prepare_set) and goes in point 0: scheds[0 .. N_REFS - 1] must be the references.
@@ -1572,7 +1608,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_report_point* conf = calloc((size_t)(N_REFS + N_PICKS), sizeof *conf);
     size_t* rows = malloc((size_t)cap * sizeof *rows);
     double* ratios = malloc((size_t)n_max * 3 * sizeof *ratios); // (n, 3) median, least, greatest
-    int* order = malloc((size_t)cap * sizeof *order);
+    int* order = malloc((size_t)cap * sizeof *order); // (n_front) the front's members, as indices into pts
     uint8_t *cells = NULL, *base_genome = malloc(s->gbytes);
     dato_text verdict = {0};
     char warn_text[4][4608]; // the noise warning names the checkpoint (4096)
@@ -1614,23 +1650,8 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     size_t base_row;
     double base_latency = dato_archive_find(&s->archive, base_genome, &base_row)
                               ? dato_archive_get(&s->archive, base_row).objectives[0] : pts[0].latency_s;
-    for (int i = 0; !st && i < n_cand; i++) {
-        dato_report_point* p = &pts[N_REFS + i];
-        int by = -1;
-        for (int j = 0; j < n_cand && by < 0; j++) {
-            const dato_report_point* q = &pts[N_REFS + j];
-            if (j != i && q->latency_s < base_latency && dominates_at(q->latency_s, q->fid, p->latency_s, p->fid)) by = j;
-        }
-        if (p->latency_s >= base_latency)
-            snprintf(p->note, sizeof p->note, "not faster than the baseline: latency %.3f ms vs %.3f ms",
-                     1e3 * p->latency_s, 1e3 * base_latency);
-        else if (by >= 0)
-            snprintf(p->note, sizeof p->note, "dominated by %s: latency %.3f vs %.3f ms, FID %.2f vs %.2f",
-                     pts[N_REFS + by].label, 1e3 * pts[N_REFS + by].latency_s, 1e3 * p->latency_s,
-                     pts[N_REFS + by].fid, p->fid);
-        if (p->note[0]) dropped[n_dropped++] = *p; // not timed below: its ratio stays unknown
-        else order[n_front++] = i;
-    }
+    for (int i = 0; !st && i < n_cand; i++) order[i] = N_REFS + i;
+    n_front = st ? 0 : cut_front(pts, order, n_cand, 0, base_latency, dropped, &n_dropped); // not timed below
     int n_cut = n_dropped; // by the clock-free cut; the rest by the re-measure
     // 3. Latency: paired ratios against the baseline, of the presets and the front's members (the
     // baseline's row: 1 by definition, its range the spread of its own times, the machine's noise).
@@ -1639,7 +1660,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_schedule* timed_scheds = malloc((size_t)n * sizeof *timed_scheds);
     int n_timed = 0;
     if (!st && (!timed || !timed_scheds)) st = dato_fail(err, DATO_ERR_NOMEM, "timing pairs: out of memory");
-    for (int i = 0; !st && i < N_REFS + n_front; i++) timed[n_timed++] = i < N_REFS ? i : N_REFS + order[i - N_REFS];
+    for (int i = 0; !st && i < N_REFS + n_front; i++) timed[n_timed++] = i < N_REFS ? i : order[i - N_REFS];
     for (int i = 1; !st && i < n_timed; i++) timed_scheds[i - 1] = scheds[timed[i]];
     if (!st) st = measure_ratios(s, timed_scheds, n_timed - 1, ratios + 3, ratios, err);
     for (int i = 0; !st && i < n_timed; i++) set_ratio(&pts[timed[i]], ratios + 3 * i, c->pairs, fin->base_s_per_image);
@@ -1650,40 +1671,22 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     // member that is faster, leaves the front too (its ratio reported); the rest are ranked by the
     // ratio, ties by FID, then by candidate. Membership now rests on the clock: a resumed run can
     // keep other members than the uninterrupted one, never other scores for the same candidate.
-    int kept = 0;
-    for (int i = 0; !st && i < n_front; i++) {
-        dato_report_point* p = &pts[N_REFS + order[i]];
-        int by = -1;
-        for (int j = 0; j < n_front && by < 0; j++) {
-            const dato_report_point* q = &pts[N_REFS + order[j]];
-            if (j != i && q->latency_ratio < 1 && dominates(q, p)) by = j;
-        }
-        if (p->latency_ratio >= 1)
-            snprintf(p->note, sizeof p->note, "slower than the baseline when re-measured: paired ratio %.3f (pairs "
-                     "%.3f to %.3f)", p->latency_ratio, p->ratio_range.lo, p->ratio_range.hi);
-        else if (by >= 0)
-            snprintf(p->note, sizeof p->note, "dominated when re-measured by %s: paired ratio %.3f vs %.3f, FID %.2f "
-                     "vs %.2f", pts[N_REFS + order[by]].label, pts[N_REFS + order[by]].latency_ratio, p->latency_ratio,
-                     pts[N_REFS + order[by]].fid, p->fid);
-        if (p->note[0]) dropped[n_dropped++] = *p;
-        else order[kept++] = order[i];
-    }
-    n_front = st ? 0 : kept;
+    n_front = st ? 0 : cut_front(pts, order, n_front, 1, 1.0, dropped, &n_dropped);
     for (int i = 1; i < n_front; i++) { // insertion sort by (ratio, FID, candidate): a front is short
         int x = order[i], j = i;
-        const dato_report_point* p = &pts[N_REFS + x];
+        const dato_report_point* p = &pts[x];
         for (; j > 0; j--) {
-            const dato_report_point* q = &pts[N_REFS + order[j - 1]];
+            const dato_report_point* q = &pts[order[j - 1]];
             if (q->latency_ratio < p->latency_ratio || (q->latency_ratio == p->latency_ratio && q->fid <= p->fid)) break;
             order[j] = order[j - 1];
         }
         order[j] = x;
     }
     for (int i = 0; !st && i < n_front; i++) {
-        front[i] = pts[N_REFS + order[i]];
+        front[i] = pts[order[i]];
         snprintf(front[i].label, sizeof front[i].label, "front %d", i);
         grid_name(front[i].grid_png, sizeof front[i].grid_png, front[i].label);
-        st = write_grid(s, &fin->ev, cells + (size_t)(N_REFS + order[i]) * cell_row, front[i].grid_png, err);
+        st = write_grid(s, &fin->ev, cells + (size_t)order[i] * cell_row, front[i].grid_png, err);
     }
     for (int r = 0; !st && r < N_REFS; r++) {
         grid_name(pts[r].grid_png, sizeof pts[r].grid_png, pts[r].label);
