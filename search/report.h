@@ -1,6 +1,7 @@
 // The result files of a dato-search run, written from plain structs (the CLI fills them):
 //   front.csv               one row per front member, columns below, numbers as %.9g ("nan" if unknown)
-//   confirm.csv             the confirmation table (baseline, presets, picks on the fresh image set),
+//   confirm.csv             the confirmation table (baseline, presets, the knee and the members tried
+//                           for fastest ok, on the fresh image set),
 //                           the same columns
 //   front.json              {"format": "dato-front", "version": 2, "config", "run", "front", "refs",
 //                            "dropped", "confirmation", "warnings"}
@@ -76,7 +77,7 @@ typedef struct {
                                        // where every member has one (the final stages' paired re-measure),
                                        // else latency_s
     const dato_report_point* refs;     // (n_refs) baseline + presets, scored the same way; the one labelled
-    int n_refs;                        // "baseline" also draws the +10% FID line
+    int n_refs;                        // "baseline" is the one the speedups are against
     const dato_report_point* dropped;  // (n_dropped) candidates left out of the front, each with its note (e.g.
     int n_dropped;                     // "dominated by candidate 3", "slower than the baseline when re-measured")
     const dato_report_point* confirm;  // (n_confirm) the confirmation: baseline first, presets, then the picks
@@ -85,7 +86,10 @@ typedef struct {
     const char* verdict;               // one paragraph: did the confirmed picks beat the presets ("" / NULL: none)
     const char* const* warnings;       // (n_warnings) lines shown above the tables, e.g. FID on fewer images
     int n_warnings;                    // than feature dimensions
-    int knee_index, fastest_ok_index;  // into front, -1 if none (fastest-ok: within +10% FID of baseline)
+    int knee_index, fastest_ok_index;  // into front, -1 if none (fastest-ok: the fastest member that stays
+                                       // within the baseline's upper 95% FID bound, docs/SEARCH.md)
+    double fid_limit;                  // the FID the fastest-ok pick was held to on the front's images
+                                       // (a dashed line in the plot; NaN: none)
     double hypervolume;                // of the front in (latency_ratio, fid / baseline fid), reference point
                                        // (1, 2): the area the front dominates below the baseline's time and
                                        // twice its FID (NaN if unknown)

@@ -44,7 +44,8 @@ static const char* const REF_SPECS[N_REFS] = {"baseline",
                                               "deepcache:5:branch=1",
                                               "tome:0.5",
                                               "dato-paper"};
-#define N_PICKS 2                     // the picks the confirmation stage re-scores: the knee, the fastest within +10% FID
+#define MAX_TRIES 3                   // front members the confirmation tries for "fastest ok" (docs/SEARCH.md)
+#define N_CONFIRMED (1 + MAX_TRIES)   // the confirmation's rows beside the references: the knee, the tries
 
 // The image sets, each a fixed list of prompts and initial noises (common random numbers: every
 // schedule starts from the same noises). The screening set is the first images of each prompt of
@@ -76,16 +77,18 @@ typedef struct {
 } rank_result;
 
 // The tasks: a genome on the screening or the search set (gbytes), a schedule (a dato_schedule)
-// on the final or the confirmation set, or a share of the baseline's images on a set (baseline_task).
-enum { TASK_SCREEN = 1, TASK_SEARCH, TASK_FINAL, TASK_CONFIRM, TASK_BASELINE };
+// on the final or the confirmation set, or a share of one schedule's images on a set (share_task).
+enum { TASK_SCREEN = 1, TASK_SEARCH, TASK_FINAL, TASK_CONFIRM, TASK_SHARE };
 
-// A share of the baseline on image set `set`: its batches first_batch .. first_batch + n_batches - 1,
-// of at most max_images images (every share's result has that room). Its result (baseline_layout):
-// the fastest call's time per image (double), then (max_images, dim) features, (max_images) CLIP
-// scores, and the cells (grid prompts, H, W, ch) of the grid prompts whose first image it holds.
+// A share of a schedule's images on image set `set` (the baseline's, or sched's): its batches
+// first_batch .. first_batch + n_batches - 1, of at most max_images images (every share's result has
+// that room). Its result (share_layout): the fastest call's time per image (double), then
+// (max_images, dim) features, (max_images) CLIP scores, and the cells (grid prompts, H, W, ch) of the
+// grid prompts whose first image it holds.
 typedef struct {
-    int32_t set, first_batch, n_batches, max_images;
-} baseline_task;
+    int32_t set, first_batch, n_batches, max_images, baseline; // baseline: 1 the baseline, sched unused
+    dato_schedule sched;
+} share_task;
 
 // rank 0's setup requests: the config (the worker opens the model and times the baseline), and an
 // image set with the baseline's features on it.
@@ -627,6 +630,11 @@ static const char* spread_text(const dato_evaluator* ev, char* buf, size_t n) {
     return buf;
 }
 
+// A score as a rank sends it back.
+static rank_result result_of(const score* sc) {
+    return (rank_result){sc->fid, sc->kid, sc->teacher, sc->measured, sc->clip, sc->fid_ci, sc->teacher_ci, sc->clip_ci};
+}
+
 // A rank's result as rank 0's score: the measured time rescaled to rank 0's speed, then the latency.
 static dato_status score_of_result(search_ctx* s, const rank_result* r, int rank, const dato_schedule* sched,
                                    score* out, dato_error* err) {
@@ -647,43 +655,45 @@ static int set_of_task(int kind) {
     }
 }
 
-// Where a baseline share's result (baseline_task) keeps its parts, and its size, on set k.
+// Where a share's result (share_task) keeps its parts, and its size, on set k.
 typedef struct {
     size_t features, clip, cells, bytes;
-} baseline_layout;
+} share_layout;
 
-static baseline_layout layout_of(const search_ctx* s, int k, int max_images) {
+static share_layout layout_of(const search_ctx* s, int k, int max_images) {
     const dato_evaluator* ev = &s->sets[k].ev;
-    baseline_layout l = {.features = sizeof(double)};
+    share_layout l = {.features = sizeof(double)};
     l.clip = l.features + (size_t)max_images * s->fx.dim * sizeof(float);
     l.cells = l.clip + (size_t)max_images * sizeof(double);
     l.bytes = l.cells + grid_bytes(ev);
     return l;
 }
 
-// The images [*first, *end) of a baseline share.
-static void share_images(const dato_evaluator* ev, const baseline_task* t, int* first, int* end) {
+// The images [*first, *end) of a share.
+static void share_images(const dato_evaluator* ev, const share_task* t, int* first, int* end) {
     *first = t->first_batch * ev->cfg.batch;
     *end = *first + t->n_batches * ev->cfg.batch;
     if (*end > ev->n_images) *end = ev->n_images;
 }
 
-// A share of the baseline's images (TASK_BASELINE) on this rank.
-static dato_status evaluate_baseline_part(search_ctx* s, const uint8_t* task, uint8_t* out, dato_error* err) {
-    baseline_task t;
+// A share of a schedule's images (TASK_SHARE) on this rank.
+static dato_status evaluate_share(search_ctx* s, const uint8_t* task, uint8_t* out, dato_error* err) {
+    share_task t;
     memcpy(&t, task, sizeof t);
     if (t.set < 0 || t.set >= SET_TIMING || !s->sets[t.set].made)
-        return dato_fail(err, DATO_ERR_INVALID, "a baseline share of image set %d, which is not set up", t.set);
+        return dato_fail(err, DATO_ERR_INVALID, "a share of image set %d, which is not set up", t.set);
     image_set* set = &s->sets[t.set];
     dato_evaluator* ev = &set->ev;
     int first, end, dim = s->fx.dim;
     share_images(ev, &t, &first, &end);
     if (t.first_batch < 0 || end - first > t.max_images)
-        return dato_fail(err, DATO_ERR_INVALID, "a baseline share of %d images from image %d, room for %d", end - first,
-                         first, t.max_images);
+        return dato_fail(err, DATO_ERR_INVALID, "a share of %d images from image %d, room for %d", end - first, first,
+                         t.max_images);
+    if (!t.baseline) DATO_TRY(dato_schedule_validate(&t.sched, s->cfg.steps, s->cfg.n_branches, err));
     dato_eval_timing tm;
-    DATO_TRY(dato_evaluator_run_batches(ev, NULL, t.first_batch, t.n_batches, set->features, NULL, &tm, err));
-    baseline_layout l = layout_of(s, t.set, t.max_images);
+    DATO_TRY(dato_evaluator_run_batches(ev, t.baseline ? NULL : &t.sched, t.first_batch, t.n_batches, set->features,
+                                        NULL, &tm, err));
+    share_layout l = layout_of(s, t.set, t.max_images);
     memcpy(out, &tm.best_s_per_image, sizeof(double));
     memcpy(out + l.features, set->features + (size_t)first * dim, (size_t)(end - first) * dim * sizeof(float));
     if (ev->clip_scores) memcpy(out + l.clip, ev->clip_scores + first, (size_t)(end - first) * sizeof(double));
@@ -695,10 +705,10 @@ static dato_status evaluate_baseline_part(search_ctx* s, const uint8_t* task, ui
 }
 
 // One task on this rank (the pool's evaluate, on any rank): a genome on the screening or search
-// set, a schedule on the final or confirmation set, or a share of a baseline.
+// set, a schedule on the final or confirmation set, or a share of a schedule's images.
 static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void* out, dato_error* err) {
     search_ctx* s = ctx;
-    if (kind == TASK_BASELINE) return evaluate_baseline_part(s, task, out, err);
+    if (kind == TASK_SHARE) return evaluate_share(s, task, out, err);
     int k = set_of_task(kind), is_schedule = kind == TASK_FINAL || kind == TASK_CONFIRM;
     if (k < 0) return dato_fail(err, DATO_ERR_INVALID, "task kind %d: expected a genome or a schedule", kind);
     image_set* set = &s->sets[k];
@@ -711,7 +721,7 @@ static dato_status evaluate_task(void* ctx, int kind, const uint8_t* task, void*
     score sc;
     DATO_TRY(dato_evaluator_run(&set->ev, &s->sched, set->features, NULL, &t, err));
     DATO_TRY(score_quality(s, k, t.best_s_per_image, is_schedule, &sc, err));
-    rank_result r = {sc.fid, sc.kid, sc.teacher, sc.measured, sc.clip, sc.fid_ci, sc.teacher_ci, sc.clip_ci};
+    rank_result r = result_of(&sc);
     memcpy(out, &r, sizeof r);
     if (kind == TASK_FINAL) first_images(&set->ev, (uint8_t*)out + sizeof r);
     return DATO_OK;
@@ -745,53 +755,59 @@ static void progress_update(void* ctx, int done, int total) {
     if (p->ob->progress) p->ob->progress(p->ob->ctx, p->what, done, total, el, eta);
 }
 
-// ---- image sets' baselines ----------------------------------------------------------------------------------
+// ---- one schedule over the pool ----------------------------------------------------------------------------
 
-// Rank 0: the baseline's images on set k spread over the pool's evaluators in shares of whole
-// batches (their bits are a whole run's), assembled into the set's reference features, CLIP scores
-// and grid cells; its time per image the fastest share's, in rank 0's time. About 4 shares an
-// evaluator (a slow one holds up the end less), fewer where their results' room for the grid cells
-// would pass 256 MB (large images on many ranks), never fewer than the evaluators.
-static dato_status baseline_over_pool(search_ctx* s, int k, dato_error* err) {
+// The evaluators that take tasks at once: the worker ranks or the lanes, and rank 0 where it has no lanes.
+static int evaluators(const search_ctx* s) { return dato_eval_pool_workers(s->pool) + (s->pool->lanes ? 0 : 1); }
+
+// Rank 0: the images of sched (NULL: the baseline) on set k spread over the pool's evaluators in
+// shares of whole batches (their bits are a whole run's), assembled into features (n_images, dim),
+// the set's evaluator's CLIP scores and cells (grid prompts, H, W, ch; NULL: not kept);
+// *s_per_image the fastest share's time per image, in rank 0's time. About 4 shares an evaluator
+// (a slow one holds up the end less), fewer where their results' room for the grid cells would pass
+// 256 MB (large images on many ranks), never fewer than the evaluators. `what` names it in progress.
+static dato_status over_pool(search_ctx* s, int k, const dato_schedule* sched, const char* what, float* features,
+                             uint8_t* cells, double* s_per_image, dato_error* err) {
     image_set* set = &s->sets[k];
     dato_evaluator* ev = &set->ev;
-    int evaluators = dato_eval_pool_workers(s->pool) + (s->pool->lanes ? 0 : 1);
     size_t cell_room = grid_bytes(ev) + 1;
-    int shares = 4 * evaluators;
+    int shares = 4 * evaluators(s);
     if ((size_t)shares * cell_room > ((size_t)256 << 20))
-        shares = (size_t)evaluators * cell_room > ((size_t)256 << 20) ? evaluators : (int)(((size_t)256 << 20) / cell_room);
+        shares = (size_t)evaluators(s) * cell_room > ((size_t)256 << 20) ? evaluators(s)
+                                                                          : (int)(((size_t)256 << 20) / cell_room);
     int per = (ev->n_batches + shares - 1) / shares; // batches a share
     int n = (ev->n_batches + per - 1) / per, B = ev->cfg.batch, dim = s->fx.dim;
-    baseline_layout l = layout_of(s, k, per * B);
-    baseline_task* tasks = malloc((size_t)n * sizeof *tasks);
+    share_layout l = layout_of(s, k, per * B);
+    share_task* tasks = calloc((size_t)n, sizeof *tasks);
     uint8_t* results = malloc((size_t)n * l.bytes);
     dato_eval_trace* trace = malloc((size_t)n * sizeof *trace);
     dato_status st = tasks && results && trace ? DATO_OK : dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory",
                                                                      SET_NAMES[k]);
-    for (int i = 0; !st && i < n; i++)
-        tasks[i] = (baseline_task){k, i * per, ev->n_batches - i * per < per ? ev->n_batches - i * per : per, per * B};
-    char what[96];
-    snprintf(what, sizeof what, "the baseline on the %d %s images", ev->n_images, SET_NAMES[k]);
+    for (int i = 0; !st && i < n; i++) {
+        tasks[i] = (share_task){.set = k, .first_batch = i * per, .max_images = per * B, .baseline = !sched,
+                                .n_batches = ev->n_batches - i * per < per ? ev->n_batches - i * per : per};
+        if (sched) tasks[i].sched = *sched;
+    }
     progress pr;
     progress_start(&pr, s, what);
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
     if (!st)
-        st = dato_eval_pool_map(s->pool, &local, TASK_BASELINE, (const uint8_t*)tasks, n, sizeof *tasks, results, l.bytes,
+        st = dato_eval_pool_map(s->pool, &local, TASK_SHARE, (const uint8_t*)tasks, n, sizeof *tasks, results, l.bytes,
                                 trace, s->o->observer.progress ? progress_update : NULL, &pr, err);
     size_t img = (size_t)ev->H * ev->W * ev->ch;
-    set->base_s_per_image = INFINITY;
+    *s_per_image = INFINITY;
     for (int i = 0; !st && i < n; i++) {
         const uint8_t* r = results + (size_t)i * l.bytes;
         int first, end;
         share_images(ev, &tasks[i], &first, &end);
         double best;
         memcpy(&best, r, sizeof best);
-        set->base_s_per_image = fmin(set->base_s_per_image, best * s->rank_speed[trace[i].rank]);
-        memcpy(set->base + (size_t)first * dim, r + l.features, (size_t)(end - first) * dim * sizeof(float));
+        *s_per_image = fmin(*s_per_image, best * s->rank_speed[trace[i].rank]);
+        memcpy(features + (size_t)first * dim, r + l.features, (size_t)(end - first) * dim * sizeof(float));
         if (ev->clip_scores) memcpy(ev->clip_scores + first, r + l.clip, (size_t)(end - first) * sizeof(double));
-        for (int j = 0; j < grid_prompts(ev); j++)
+        for (int j = 0; cells && j < grid_prompts(ev); j++)
             if (ev->first[j] >= first && ev->first[j] < end)
-                memcpy(set->base_cells + (size_t)j * img, r + l.cells + (size_t)j * img, img);
+                memcpy(cells + (size_t)j * img, r + l.cells + (size_t)j * img, img);
     }
     free(tasks);
     free(results);
@@ -1004,7 +1020,9 @@ static dato_status prepare_set(search_ctx* s, int k, int images, ref_entry* refs
     if (refs) DATO_TRY(find_refs(s, k, images, refs, err));
     int cached = refs && refs->bytes;
     if (!cached && spread) { // the workers take their shares
-        DATO_TRY(baseline_over_pool(s, k, err));
+        char what[96];
+        snprintf(what, sizeof what, "the baseline on the %d %s images", set->ev.n_images, SET_NAMES[k]);
+        DATO_TRY(over_pool(s, k, NULL, what, set->base, set->base_cells, &set->base_s_per_image, err));
     } else if (!cached) {
         dato_eval_timing t;
         DATO_TRY(dato_evaluator_run(&set->ev, NULL, set->base, NULL, &t, err));
@@ -1278,7 +1296,7 @@ static double final_stages_s(const search_ctx* s) {
     double own = (fin_cached ? c->batch : c->final_images) + (conf_cached ? c->batch : c->confirm_images) +
                  (double)c->pairs * c->timing_images * (2 * (n_front + N_REFS) + 1); // rank 0's
     double mapped = c->final_images * 0.5 * (n_front + (fin_cached ? 0 : N_REFS - 1)) +
-                    c->confirm_images * 0.6 * ((conf_cached ? 0 : N_REFS - 1) + N_PICKS);
+                    c->confirm_images * 0.6 * ((conf_cached ? 0 : N_REFS - 1) + 3); // the knee, two tries
     double speed = s->pool->lanes ? 0 : 1; // the evaluators' speeds in rank 0's, summed
     for (int w = 1; s->rank_speed && w <= dato_eval_pool_workers(s->pool); w++) speed += s->rank_speed[w];
     return per_image * (own + mapped / (speed > 0 ? speed : 1));
@@ -1500,52 +1518,67 @@ static int cut_front(dato_report_point* pts, int* idx, int n, int by_ratio, doub
 }
 
 // Scores schedules (n) on set k (TASK_FINAL or TASK_CONFIRM) on every rank, with intervals, into
-// points labelled by labels; with cells (n, row bytes), the final set's grid images. The baseline is
-// the set's own (prepare_set) and goes in point 0: scheds[0 .. N_REFS - 1] must be the references.
-// refs: set k's reference cache entry; where it holds the presets' results they stand for scheds[1
-// .. N_REFS - 1], else the results made here are written to the cache (NULL: neither).
+// points labelled by labels; with cells (n, row bytes), the final set's grid images. With refs_first,
+// scheds[0 .. N_REFS - 1] must be the references: the baseline is the set's own (prepare_set) and
+// goes in point 0, and refs, set k's reference cache entry, may hold the presets' results, which
+// then stand for scheds[1 .. N_REFS - 1] (else the results made here are written to the cache; NULL:
+// neither). Fewer schedules than evaluators run one at a time, each in shares over all of them
+// (over_pool): a lone confirmation keeps both lanes busy, not one.
 static dato_status score_schedules(search_ctx* s, int kind, const dato_schedule* scheds, const char (*labels)[64],
-                                   int n, dato_report_point* points, uint8_t* cells, const ref_entry* refs,
-                                   dato_error* err) {
-    int k = set_of_task(kind);
+                                   int n, int refs_first, dato_report_point* points, uint8_t* cells,
+                                   const ref_entry* refs, dato_error* err) {
+    int k = set_of_task(kind), f = refs_first ? 1 : 0; // scheds[f ..] are results
     image_set* set = &s->sets[k];
     size_t row = cells ? grid_bytes(&set->ev) : 0, result_bytes = sizeof(rank_result) + row;
-    uint8_t* results = malloc((size_t)(n > 1 ? n - 1 : 1) * result_bytes);
-    dato_eval_trace* trace = calloc((size_t)(n > 1 ? n - 1 : 1), sizeof *trace);
+    uint8_t* results = malloc((size_t)(n > f ? n - f : 1) * result_bytes);
+    dato_eval_trace* trace = calloc((size_t)(n > f ? n - f : 1), sizeof *trace);
     if (!results || !trace) {
         free(results);
         free(trace);
         return dato_fail(err, DATO_ERR_NOMEM, "%s images: out of memory", SET_NAMES[k]);
     }
     // The cached presets' results, their times in rank 0's (trace rank 0); the rest are mapped.
-    int cacheable = refs && n >= N_REFS && result_bytes == result_bytes_of(s, k);
-    int known = cacheable && refs->bytes ? N_REFS - 1 : 0;
+    int cacheable = refs_first && refs && n >= N_REFS && result_bytes == result_bytes_of(s, k);
+    int known = cacheable && refs->bytes ? N_REFS - 1 : 0, todo = n - f - known;
     if (known) memcpy(results, refs->bytes + ref_layout_of(s, k).results, (size_t)known * result_bytes);
-    // The baseline: its features are the reference; scored on rank 0.
     score sc = {0};
-    memcpy(set->features, set->base, (size_t)set->ev.n_images * s->fx.dim * sizeof(float));
-    dato_status st = score_quality(s, k, set->base_s_per_image, 1, &sc, err);
-    if (!st) st = score_latency(s, &scheds[0], &sc, err);
-    if (!st) fill_point(&points[0], labels[0], &scheds[0], &sc, set->ev.n_images);
-    if (!st && cells) memcpy(cells, set->base_cells, row);
-    char what[96];
-    snprintf(what, sizeof what, "%d schedules on the %d %s images", n - 1 - known, set->ev.n_images, SET_NAMES[k]);
-    progress pr;
-    progress_start(&pr, s, what);
+    dato_status st = DATO_OK;
+    if (refs_first) { // the baseline: its features are the reference; scored on rank 0
+        memcpy(set->features, set->base, (size_t)set->ev.n_images * s->fx.dim * sizeof(float));
+        st = score_quality(s, k, set->base_s_per_image, 1, &sc, err);
+        if (!st) st = score_latency(s, &scheds[0], &sc, err);
+        if (!st) fill_point(&points[0], labels[0], &scheds[0], &sc, set->ev.n_images);
+        if (!st && cells) memcpy(cells, set->base_cells, row);
+    }
+    char what[160];
     dato_eval_handlers local = {.evaluate = evaluate_task, .ctx = s};
-    if (!st && n - 1 > known)
-        st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + 1 + known), n - 1 - known,
-                                sizeof *scheds, results + (size_t)known * result_bytes, result_bytes, trace + known,
+    progress pr;
+    if (!st && todo > 0 && todo < evaluators(s)) { // one at a time in shares, scored here (rank 0's time)
+        for (int i = f + known; !st && i < n; i++) {
+            uint8_t* r = results + (size_t)(i - f) * result_bytes;
+            snprintf(what, sizeof what, "%s on the %d %s images", labels[i], set->ev.n_images, SET_NAMES[k]);
+            double measured;
+            st = over_pool(s, k, &scheds[i], what, set->features, cells ? r + sizeof(rank_result) : NULL, &measured, err);
+            if (!st) st = score_quality(s, k, measured, 1, &sc, err);
+            rank_result q = result_of(&sc);
+            memcpy(r, &q, sizeof q);
+        }
+    } else if (!st && todo > 0) {
+        snprintf(what, sizeof what, "%d schedules on the %d %s images", todo, set->ev.n_images, SET_NAMES[k]);
+        progress_start(&pr, s, what);
+        st = dato_eval_pool_map(s->pool, &local, kind, (const uint8_t*)(scheds + f + known), todo, sizeof *scheds,
+                                results + (size_t)known * result_bytes, result_bytes, trace + known,
                                 s->o->observer.progress ? progress_update : NULL, &pr, err);
-    for (int i = 1; !st && i < n; i++) {
+    }
+    for (int i = f; !st && i < f + known + todo; i++) {
         rank_result q;
-        memcpy(&q, results + (size_t)(i - 1) * result_bytes, sizeof q);
-        st = score_of_result(s, &q, trace[i - 1].rank, &scheds[i], &sc, err);
+        memcpy(&q, results + (size_t)(i - f) * result_bytes, sizeof q);
+        st = score_of_result(s, &q, trace[i - f].rank, &scheds[i], &sc, err);
         if (!st) fill_point(&points[i], labels[i], &scheds[i], &sc, set->ev.n_images);
-        if (!st && cells) memcpy(cells + (size_t)i * row, results + (size_t)(i - 1) * result_bytes + sizeof q, row);
+        if (!st && cells) memcpy(cells + (size_t)i * row, results + (size_t)(i - f) * result_bytes + sizeof q, row);
         if (!st && cacheable && !known && i < N_REFS) { // in rank 0's time, as the cache keeps it
-            q.measured *= s->rank_speed[trace[i - 1].rank];
-            memcpy(results + (size_t)(i - 1) * result_bytes, &q, sizeof q);
+            q.measured *= s->rank_speed[trace[i - f].rank];
+            memcpy(results + (size_t)(i - f) * result_bytes, &q, sizeof q);
         }
     }
     if (!st && cacheable && !known) st = save_refs(s, k, refs->key, results, err);
@@ -1605,7 +1638,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     dato_report_point* pts = calloc((size_t)n_max, sizeof *pts);            // as scheds
     dato_report_point* front = calloc((size_t)cap, sizeof *front);
     dato_report_point* dropped = calloc((size_t)cap, sizeof *dropped);
-    dato_report_point* conf = calloc((size_t)(N_REFS + N_PICKS), sizeof *conf);
+    dato_report_point* conf = calloc((size_t)(N_REFS + N_CONFIRMED), sizeof *conf);
     size_t* rows = malloc((size_t)cap * sizeof *rows);
     double* ratios = malloc((size_t)n_max * 3 * sizeof *ratios); // (n, 3) median, least, greatest
     int* order = malloc((size_t)cap * sizeof *order); // (n_front) the front's members, as indices into pts
@@ -1638,7 +1671,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
     image_set* fin = &s->sets[SET_FINAL];
     size_t cell_row = st ? 0 : grid_bytes(&fin->ev);
     if (!st && !(cells = malloc((size_t)n * cell_row))) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
-    if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, pts, cells, &fin_refs, err);
+    if (!st) st = score_schedules(s, TASK_FINAL, scheds, (const char(*)[64])labels, n, 1, pts, cells, &fin_refs, err);
     // 2. The clock-free cut: the candidates faster than the baseline that no other such candidate
     // dominates in (latency_s, FID on the final images). latency_s is the search's latency objective
     // as the archive holds it (the cost table's prediction, or the time measured during the search):
@@ -1692,7 +1725,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         grid_name(pts[r].grid_png, sizeof pts[r].grid_png, pts[r].label);
         st = write_grid(s, &fin->ev, cells + (size_t)r * cell_row, pts[r].grid_png, err);
     }
-    // 5. The picks, on the paired ratio: the knee, the fastest within +10% of the baseline's FID.
+    // 5. The knee, on the paired ratio.
     double *lat = malloc((size_t)(n_front ? n_front : 1) * sizeof *lat),
            *fid = malloc((size_t)(n_front ? n_front : 1) * sizeof *fid);
     if (!st && (!lat || !fid)) st = dato_fail(err, DATO_ERR_NOMEM, "final front: out of memory");
@@ -1700,10 +1733,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         lat[i] = front[i].latency_ratio;
         fid[i] = front[i].fid;
     }
-    if (!st) {
-        fastest_ok = dato_report_fastest_within(lat, fid, n_front, 1.1 * pts[0].fid);
-        st = dato_report_knee(lat, fid, n_front, &knee, err);
-    }
+    if (!st) st = dato_report_knee(lat, fid, n_front, &knee, err);
     double hv = NAN;
     if (!st && n_front) { // of the front in (time ratio, FID / baseline FID), reference (1, 2)
         double* hp = malloc((size_t)n_front * 2 * sizeof *hp), ref_pt[2] = {1, 2};
@@ -1715,13 +1745,19 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         if (!hp || dato_hypervolume(hp, n_front, 2, ref_pt, &hv, &e)) hv = NAN;
         free(hp);
     }
-    // 6. Confirmation: the baseline, the presets and the picks on fresh images.
-    int picks[N_PICKS] = {knee, fastest_ok != knee ? fastest_ok : -1};
-    static const char* const pick_names[N_PICKS] = {"knee", "fastest within +10% FID"};
+    // 6. Confirmation on fresh images: the baseline, the presets and the knee; then the fastest
+    // member within the baseline's upper 95% FID bound ("fastest ok"). Its FID limit on the final
+    // images is the baseline's FID there plus the room its confirmation interval leaves above it
+    // (FID's finite-sample bias, about alike for the schedules of one model, cancels in a
+    // difference); the fastest member under that limit is confirmed, and while it lands over the
+    // bound the next slower member (lower FID: the front is sorted) is, up to MAX_TRIES. Without a
+    // confirmation the limit is the baseline's upper bound on the final images, and nothing is tried.
+    double fid_limit = pts[0].fid_ci.hi, bound = NAN;
+    int try_front[MAX_TRIES], try_row[MAX_TRIES], n_tried = 0, start = -1;
     if (!st && c->confirm_images > 0) {
-        dato_schedule* cs = malloc((size_t)(N_REFS + N_PICKS) * sizeof *cs);
-        char(*cl)[64] = calloc(N_REFS + N_PICKS, sizeof *cl);
-        const dato_report_point* src[N_REFS + N_PICKS]; // where each row's paired latency comes from
+        dato_schedule* cs = malloc((size_t)(N_REFS + N_CONFIRMED) * sizeof *cs);
+        char(*cl)[64] = calloc(N_REFS + N_CONFIRMED, sizeof *cl);
+        const dato_report_point* src[N_REFS + N_CONFIRMED]; // where each row's paired latency comes from
         int m = 0;
         if (!cs || !cl) st = dato_fail(err, DATO_ERR_NOMEM, "confirmation: out of memory");
         for (int r = 0; !st && r < N_REFS; r++, m++) {
@@ -1729,14 +1765,34 @@ static dato_status finish(search_ctx* s, dato_error* err) {
             memcpy(cl[m], labels[r], sizeof cl[m]);
             src[m] = &pts[r];
         }
-        for (int q = 0; !st && q < N_PICKS; q++) {
-            if (picks[q] < 0) continue;
-            cs[m] = front[picks[q]].schedule;
-            snprintf(cl[m], sizeof cl[m], "%s (front %d)", pick_names[q], picks[q]);
-            src[m++] = &front[picks[q]];
+        if (!st && knee >= 0) {
+            cs[m] = front[knee].schedule;
+            snprintf(cl[m], sizeof cl[m], "knee (front %d)", knee);
+            src[m++] = &front[knee];
         }
         if (!st) st = prepare_set(s, SET_CONFIRM, c->confirm_images, &conf_refs, err);
-        if (!st) st = score_schedules(s, TASK_CONFIRM, cs, (const char(*)[64])cl, m, conf, NULL, &conf_refs, err);
+        if (!st) st = score_schedules(s, TASK_CONFIRM, cs, (const char(*)[64])cl, m, 1, conf, NULL, &conf_refs, err);
+        if (!st) {
+            bound = conf[0].fid_ci.hi;
+            fid_limit = pts[0].fid + (bound - conf[0].fid);
+            start = isfinite(fid_limit) ? dato_report_fastest_within(lat, fid, n_front, fid_limit) : -1;
+        }
+        for (int i = start; !st && i >= 0 && i < n_front && n_tried < MAX_TRIES && fastest_ok < 0; i++, n_tried++) {
+            int row = i == knee ? N_REFS : m;
+            if (i != knee) {
+                cs[m] = front[i].schedule;
+                snprintf(cl[m], sizeof cl[m], "front %d", i);
+                src[m++] = &front[i];
+                st = score_schedules(s, TASK_CONFIRM, cs + row, (const char(*)[64])cl + row, 1, 0, conf + row, NULL,
+                                     NULL, err);
+            }
+            try_front[n_tried] = i;
+            try_row[n_tried] = row;
+            if (!st && conf[row].fid <= bound) fastest_ok = i;
+            if (!st && i != knee)
+                snprintf(conf[row].label, sizeof conf[row].label, "%s (front %d)",
+                         fastest_ok == i ? "fastest ok" : "over the bound", i);
+        }
         for (int i = 0; !st && i < m; i++) {
             conf[i].latency_ratio = src[i]->latency_ratio;
             conf[i].ratio_range = src[i]->ratio_range;
@@ -1750,27 +1806,45 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         n_conf = st ? 0 : m;
         free(cs);
         free(cl);
+    } else if (!st) {
+        fastest_ok = isfinite(fid_limit) ? dato_report_fastest_within(lat, fid, n_front, fid_limit) : -1;
     }
-    // 7. The verdict and the warnings.
+    // 7. The verdict and the warnings: each pick judged against the baseline and the presets.
     if (!st) st = dato_text_init(&verdict, 4096, "the verdict", err);
     const dato_report_point* judged = n_conf ? conf : pts; // the baseline first, then the presets
-    int n_judged = n_conf ? n_conf : N_REFS;
-    for (int q = 0, i = N_REFS; !st && q < N_PICKS; q++) {
+    int picks[2] = {knee, fastest_ok != knee ? fastest_ok : -1};
+    for (int q = 0; !st && q < 2; q++) {
         if (picks[q] < 0) continue;
-        if (n_conf) judge_pick(&verdict, &conf[i++], judged, n_judged);
-        else {
-            dato_report_point p = front[picks[q]];
-            snprintf(p.label, sizeof p.label, "%s (front %d)", pick_names[q], picks[q]);
-            judge_pick(&verdict, &p, judged, n_judged);
-        }
+        int row = N_REFS; // the knee's confirmation row; fastest ok's is its try's
+        for (int t = 0; q && t < n_tried; t++)
+            if (try_front[t] == picks[q]) row = try_row[t];
+        dato_report_point p = n_conf ? conf[row] : front[picks[q]];
+        snprintf(p.label, sizeof p.label, "%s (front %d)", q ? "fastest ok" : "knee", picks[q]);
+        judge_pick(&verdict, &p, judged, N_REFS);
     }
+    if (!st && fastest_ok >= 0)
+        dato_text_append(&verdict, "Fastest ok%s is the fastest member within the baseline's upper 95%% bound on "
+                 "the %s images (FID %.2f%s); dato-export %s --index %d --out fastest_ok.json writes it. ",
+                 fastest_ok == knee ? ", the knee too," : "", n_conf ? "confirmation" : "final",
+                 n_conf ? bound : fid_limit,
+                 n_conf ? "; tried from the fastest member under it on the final images, then slower ones" : "",
+                 s->ckpt_path, fastest_ok);
+    for (int t = 0; !st && t < n_tried; t++)
+        if (try_front[t] != fastest_ok)
+            dato_text_append(&verdict, "Front %d (%.2fx, FID %.2f on %d images) was tried for fastest ok and landed "
+                     "over the bound. ", try_front[t], conf[try_row[t]].speedup, conf[try_row[t]].fid,
+                     conf[try_row[t]].images);
+    if (!st && fastest_ok < 0 && n_tried && start + n_tried < n_front)
+        dato_text_append(&verdict, "No member tried stayed within the baseline's bound; front %d, the next slower, was "
+                 "not tried (dato-export %s --index %d, then score it with dato-generate and dato-fid). ",
+                 start + n_tried, s->ckpt_path, start + n_tried);
     if (!st && knee < 0)
         dato_text_append(&verdict, "No knee: the front has %d member%s%s; pick by a bound instead (dato-export %s --list, "
                  "then --pick fastest --max-fid X). ", n_front, n_front == 1 ? "" : "s",
                  n_front >= 3 ? " on a straight or concave line" : "", s->ckpt_path);
-    if (!st && fastest_ok < 0 && n_front)
-        dato_text_append(&verdict, "No member is within +10%% of the baseline's FID %.2f on the final images; "
-                 "re-run with more --images for a front nearer the baseline. ", pts[0].fid);
+    if (!st && start < 0 && n_front && isfinite(fid_limit))
+        dato_text_append(&verdict, "No member's FID on the final images is under %.2f, fastest ok's limit there; "
+                 "re-run with more --images for a front nearer the baseline. ", fid_limit);
     int dims = s->fx.dim, counts[2] = {c->final_images, n_conf ? c->confirm_images : 0};
     for (int k = 0; k < 2; k++)
         if (counts[k] && counts[k] <= dims)
@@ -1824,7 +1898,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
                            .n_dropped = n_dropped, .confirm = conf, .n_confirm = n_conf,
                            .confirm_images = n_conf ? c->confirm_images : 0, .verdict = verdict.data,
                            .warnings = warnings, .n_warnings = n_warn, .knee_index = knee,
-                           .fastest_ok_index = fastest_ok, .hypervolume = hv, .export_example = export_cmd};
+                           .fastest_ok_index = fastest_ok, .fid_limit = fid_limit, .hypervolume = hv, .export_example = export_cmd};
         for (size_t i = 0; i < dato_archive_count(&s->archive); i++)
             rep.n_screened += dato_archive_get(&s->archive, i).extras[DATO_EXTRA_IMAGES] < c->images;
         st = dato_report_write(&rep, err);

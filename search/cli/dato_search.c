@@ -64,8 +64,9 @@ static int options_table(cli* c, dato_eval_pool* pool, dato_arg* t) {
          "images per schedule when the archive's front and the presets are re-scored, with "
          "95% intervals over images (default 200)"},
         {"confirm-images", NULL, DATO_ARG_INT, &g->confirm_images, 0, DATO_EVAL_MAX_IMAGES, NULL, &c->have_confirm, "C",
-         "fresh images on which the picks (knee, fastest within +10% FID) are confirmed beside "
-         "the baseline and every preset (default 1000; 0: none)"},
+         "fresh images on which the picks are confirmed beside the baseline and every preset: "
+         "the knee, and fastest ok, the fastest member within the baseline's upper 95% FID bound "
+         "(up to 3 members tried; default 1000; 0: none)"},
         {"pairs", NULL, DATO_ARG_INT, &g->pairs, 1, 1000, NULL, &c->have_pairs, "N",
          "interleaved baseline/schedule timing pairs behind every final speedup, the median "
          "reported with its spread (default 5)"},
@@ -266,7 +267,7 @@ static void show_summary(void* ctx, const dato_report* r) {
     const dato_report_point* base = &r->refs[0];
     if (v->log_json) {
         printf("{\"final_front\": %d, \"dropped\": %d, \"final_images\": %d, \"confirm_images\": %d, \"knee\": %d, "
-               "\"fastest_within_10pct_fid\": %d, \"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", r->n_front,
+               "\"fastest_ok\": %d, \"baseline_ms\": %.6f, \"baseline_fid\": %.6f}\n", r->n_front,
                r->n_dropped, r->cfg->final_images, r->confirm_images, r->knee_index, r->fastest_ok_index,
                1e3 * base->measured_latency_s, base->fid);
         return;
@@ -286,7 +287,7 @@ static void show_summary(void* ctx, const dato_report* r) {
             printf("  %-34s %8.3f %6.2fx (%.2f-%.2f) %8.2f [%7.2f, %7.2f]%s%s\n", p->label, 1e3 * p->measured_latency_s,
                    p->speedup, 1 / p->ratio_range.hi, 1 / p->ratio_range.lo, p->fid, p->fid_ci.lo, p->fid_ci.hi,
                    !t && fi >= 0 && fi == r->knee_index ? "  knee" : "",
-                   !t && fi >= 0 && fi == r->fastest_ok_index ? "  fastest within +10% FID" : "");
+                   !t && fi >= 0 && fi == r->fastest_ok_index ? "  fastest ok" : "");
         }
     }
     if (r->n_dropped) printf("%d candidate%s left out of the front (report.html lists them with the reason)\n",
