@@ -7,7 +7,9 @@
 //   the clock's), and each front holds up by its own re-measure (sorted by the ratio, all faster
 //   than the baseline, none dominated). A made the
 //   reference cache's two entries (final and confirmation images); B took the references from them,
-//   so the same files also say that a cached run writes what an uncached one does;
+//   so the same files also say that a cached run writes what an uncached one does, and, as B's
+//   resume has 5 lanes and at most 4 schedules to score a set, that a schedule scored in shares over
+//   the lanes (over_pool) scores as one evaluator's whole run does (A has no lanes at 1 thread);
 // - a model that ships A's entries (dato.json reference_cache) gives them to a run with an empty cache
 //   of its own, which writes nothing there;
 // - a run refused at start (an empty --latency-table) leaves no run folder behind;
