@@ -1807,7 +1807,7 @@ static dato_status finish(search_ctx* s, dato_error* err) {
         free(cs);
         free(cl);
     } else if (!st) {
-        fastest_ok = isfinite(fid_limit) ? dato_report_fastest_within(lat, fid, n_front, fid_limit) : -1;
+        start = fastest_ok = isfinite(fid_limit) ? dato_report_fastest_within(lat, fid, n_front, fid_limit) : -1;
     }
     // 7. The verdict and the warnings: each pick judged against the baseline and the presets.
     if (!st) st = dato_text_init(&verdict, 4096, "the verdict", err);
