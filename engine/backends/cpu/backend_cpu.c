@@ -9,6 +9,9 @@
 // thread: letting its pthreads run between OpenMP loops halves the speed, as libgomp's idle
 // threads spin for milliseconds after each region (OMP_WAIT_POLICY unset) and steal its cores.
 //
+// Convolutions: 3x3 stride-1 convs with 128 channels or more in and out run by Winograd
+// (cpu_winograd.c), the others directly (cpu_conv.c); $DATO_CPU_CONV forces either.
+//
 // Instruction sets: the build's baseline is x86-64-v3 (AVX2 + FMA); attention has AVX-512
 // kernels picked at run time; $DATO_CPU_ISA (generic, avx2, avx512) caps the level so that
 // the lower paths run, and are tested, on any machine.
@@ -98,6 +101,8 @@ static void cpu_destroy(dato_backend* be) {
     free(cpu->scratch);
     free(cpu->attn);
     free(cpu->pack);
+    free(cpu->wino);
+    free(cpu->wino_rows);
     free(cpu);
 }
 
@@ -121,6 +126,21 @@ static dato_status detect_isa(cpu_isa* isa, dato_error* err) {
                      cap);
 }
 
+// How 3x3 stride-1 convs run: $DATO_CPU_CONV (auto when unset).
+static dato_status conv_mode_from_env(cpu_conv_mode* mode, dato_error* err) {
+    static const char* const names[] = {"auto", "winograd", "direct"}; // by cpu_conv_mode
+    *mode = CPU_CONV_AUTO;
+    const char* set = getenv("DATO_CPU_CONV");
+    if (!set || !*set) return DATO_OK;
+    for (int m = 0; m < (int)(sizeof names / sizeof names[0]); m++)
+        if (strcmp(set, names[m]) == 0) {
+            *mode = (cpu_conv_mode)m;
+            return DATO_OK;
+        }
+    return dato_fail(err, DATO_ERR_INVALID, "cpu backend: $DATO_CPU_CONV is '%.32s': expected auto, winograd or direct",
+                     set);
+}
+
 dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err) {
     if (!be) return dato_fail(err, DATO_ERR_INVALID, "cpu backend: be is NULL");
     *be = (dato_backend){0};
@@ -129,20 +149,28 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
     openblas_set_num_threads(1); // see the top of this file
     cpu_isa isa;
     DATO_TRY(detect_isa(&isa, err));
+    cpu_conv_mode conv_mode;
+    DATO_TRY(conv_mode_from_env(&conv_mode, err));
     cpu_backend* cpu = calloc(1, sizeof *cpu);
     if (!cpu) return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for its state");
     cpu->destroy = cpu_destroy;
     cpu->threads = threads;
     cpu->isa = isa;
+    cpu->conv_mode = conv_mode;
     cpu->scratch_floats = (size_t)threads * CPU_SCRATCH_FLOATS_PER_THREAD;
     if (cpu->scratch_floats < CPU_SCRATCH_FLOATS_MIN) cpu->scratch_floats = CPU_SCRATCH_FLOATS_MIN;
     cpu->scratch = aligned_alloc(64, cpu->scratch_floats * sizeof(float));
     cpu->attn = aligned_alloc(64, (size_t)threads * CPU_ATTN_FLOATS_PER_THREAD * sizeof(float));
     cpu->pack = aligned_alloc(64, (size_t)threads * CPU_GEMM_PACK_FLOATS * sizeof(float));
-    if (!cpu->scratch || !cpu->attn || !cpu->pack) {
+    cpu->wino_floats = CPU_WINO_FLOATS;
+    cpu->wino = aligned_alloc(64, cpu->wino_floats * sizeof(float)); // pages untouched until a Winograd conv
+    cpu->wino_rows = aligned_alloc(64, (size_t)threads * CPU_WINO_THREAD_FLOATS * sizeof(float));
+    if (!cpu->scratch || !cpu->attn || !cpu->pack || !cpu->wino || !cpu->wino_rows) {
         free(cpu->scratch);
         free(cpu->attn);
         free(cpu->pack);
+        free(cpu->wino);
+        free(cpu->wino_rows);
         free(cpu);
         return dato_fail(err, DATO_ERR_NOMEM, "cpu backend: out of memory for %d threads' scratch", threads);
     }

@@ -1,4 +1,5 @@
-// conv2d on the CPU, as GEMMs: out (Co, Ho*Wo) = w (Co, Ci*kh*kw) @ im2col(x) per image, the bias
+// conv2d on the CPU, as GEMMs (3x3 stride-1 convs with many channels go by Winograd instead,
+// cpu_winograd.c): out (Co, Ho*Wo) = w (Co, Ci*kh*kw) @ im2col(x) per image, the bias
 // added by the GEMM. A 1x1 stride-1 unpadded conv multiplies x (Ci, H*W) itself. Any other conv
 // never writes its im2col matrix: it copies its input, zero-padded, into the scratch, and the
 // GEMM gathers im2col(x) straight from that copy through two offset tables (cpu_gemm.c). The copy
@@ -87,6 +88,12 @@ static dato_status conv2d_run(dato_backend* be, dato_tensor* out, const dato_ten
     if (batch == 0) return DATO_OK;
 
     const cpu_backend* cpu = be->impl;
+    cpu_winograd_plan wino;
+    if (cpu_winograd_plan_conv(cpu, batch, ci, co, h, wd, kh, kw, stride_h, stride_w, pad_h, pad_w, groups > 0, &wino)) {
+        cpu_winograd_conv2d(cpu, &wino, out->data, x->data, w->data, b ? b->data : NULL, gamma ? gamma->data : NULL,
+                            beta ? beta->data : NULL, groups, eps, silu);
+        return DATO_OK;
+    }
     const float* xd = x->data;            // (B, Ci, H, W)
     const float* wt = w->data;            // (Co, Ci*kh*kw)
     const float* bd = b ? b->data : NULL; // (Co)

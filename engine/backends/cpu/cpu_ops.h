@@ -14,6 +14,9 @@
 #define CPU_SCRATCH_FLOATS_PER_THREAD ((size_t)1 << 20) // conv2d's padded input: 4 MiB per thread,
 #define CPU_SCRATCH_FLOATS_MIN ((size_t)4 << 20)        // 16 MiB at least
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
+#define CPU_WINO_FLOATS ((size_t)16 << 20)             // Winograd convs' transformed tiles and weights: 64 MiB,
+                                                       // touched only by the convs that take them,
+#define CPU_WINO_THREAD_FLOATS ((size_t)1 << 16)       // and each thread's rows: 256 KiB
 
 // GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B; the
 // panels: A's last partial MR rows, a packed KC x NC block of B, and an MC x KC block of A
@@ -30,16 +33,25 @@
 // (generic, avx2 or avx512), so one binary's other paths can be tested on any machine.
 typedef enum { CPU_ISA_GENERIC, CPU_ISA_AVX2, CPU_ISA_AVX512 } cpu_isa;
 
+// Which 3x3 stride-1 convs run by Winograd (cpu_winograd.c): those where it pays (auto), every one
+// that fits its scratch, or none ($DATO_CPU_CONV = auto, winograd or direct), so both paths can be
+// tested on any model.
+typedef enum { CPU_CONV_AUTO, CPU_CONV_WINOGRAD, CPU_CONV_DIRECT } cpu_conv_mode;
+
 typedef struct {
     // First member by the convention of dato_backend_destroy (backend_cpu.c): every backend
     // with private state puts its destroy function first in its impl struct.
     void (*destroy)(dato_backend* be);
     int threads;       // OpenMP threads of every parallel region
     cpu_isa isa;       // AVX-512: attention's 16-float kernels, the GEMM's 6x32 kernel; AVX2: the GEMM's 6x16 kernel
+    cpu_conv_mode conv_mode;
     float* scratch;    // (scratch_floats) conv2d's offset tables and padded input bands; dato_select_keep's sort
     size_t scratch_floats;
     float* attn;       // (threads, CPU_ATTN_FLOATS_PER_THREAD) per-thread attention blocks
     float* pack;       // (threads, CPU_GEMM_PACK_FLOATS) per-thread GEMM panels
+    float* wino;       // (wino_floats) Winograd convs' blocks (cpu_winograd.c)
+    size_t wino_floats;
+    float* wino_rows;  // (threads, CPU_WINO_THREAD_FLOATS) each thread's rows of a Winograd conv
 } cpu_backend;
 
 static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backend*)be->impl)->threads; }
@@ -158,6 +170,27 @@ static inline void cpu_scale_shift(float* out, const float* x, int64_t n, float 
         for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale + shift;
     }
 }
+
+// cpu_winograd.c: 3x3 stride-1 conv2d by Winograd's F(4x4, 3x3), in blocks that fit the backend's
+// wino scratch. cpu_winograd_plan_conv fills the plan and returns 1 where the conv is to run so,
+// else 0: the direct conv runs. The choice depends on the mode, the shape (norm: GroupNorm fused)
+// and wino_floats, never on the thread count, so any thread count gives the same bits.
+typedef struct cpu_winograd_plan cpu_winograd_plan;
+struct cpu_winograd_plan {
+    int64_t batch, ci, co, h, w, ph, pw, ho, wo;
+    int64_t th, tw;          // tiles per image: rows, columns
+    int64_t block_rows, tb;  // tile rows per tile block; Tb = block_rows * tw tiles
+    int64_t cb;              // output channels per block
+    int64_t p;               // length of a column phase: tw + 1
+    size_t norm;             // floats of GroupNorm's scale and shift (2 B Ci)
+};
+int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, int64_t co, int64_t h, int64_t w,
+                           int64_t kh, int64_t kw, int stride_h, int stride_w, int64_t pad_h, int64_t pad_w, int norm,
+                           cpu_winograd_plan* pl);
+// out (B, Co, Ho, Wo) = conv2d(x, w (Co, Ci, 3, 3)) + b (or NULL), of group_norm(x) (and SiLU) when groups > 0.
+void cpu_winograd_conv2d(const cpu_backend* cpu, const cpu_winograd_plan* pl, float* out, const float* x,
+                         const float* w, const float* b, const float* gamma, const float* beta, int groups, float eps,
+                         int silu);
 
 // cpu_norm.c: GroupNorm of x (B, C, spatial) as a scale and shift per image and channel (B, C).
 void cpu_group_norm_scale_shift(const cpu_backend* cpu, const float* x, int64_t batch, int64_t c, int64_t spatial,
