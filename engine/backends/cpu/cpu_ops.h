@@ -14,7 +14,7 @@
 #define CPU_SCRATCH_FLOATS_PER_THREAD ((size_t)1 << 20) // conv2d's padded input: 4 MiB per thread,
 #define CPU_SCRATCH_FLOATS_MIN ((size_t)4 << 20)        // 16 MiB at least
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
-#define CPU_WINO_FLOATS ((size_t)16 << 20)             // Winograd convs' transformed tiles and weights: 64 MiB,
+#define CPU_WINO_FLOATS ((size_t)24 << 20)             // Winograd convs' transformed tiles and weights: 96 MiB,
                                                        // touched only by the convs that take them,
 #define CPU_WINO_THREAD_FLOATS ((size_t)1 << 16)       // and each thread's rows: 256 KiB
 
