@@ -253,9 +253,11 @@ dato_status dato_params_load(dato_param_table t, const dato_param_names* nm, dat
         if (in_place(t.be, p, layout)) {
             st = dato_st_tensor_to_f32(f, p->slot->data, n, err);
             if (!st) st = check_finite(nm->src->label, name, p->slot->data, n, err);
+            if (nm->src->release) nm->src->release(nm->src->ctx, f); // its file pages beside its f32 copy: 1.5x the weights
             continue;
         }
         if ((st = dato_st_tensor_to_f32(f, file, (size_t)f->numel, err))) break;
+        if (nm->src->release) nm->src->release(nm->src->ctx, f);
         if ((st = check_finite(nm->src->label, name, file, (size_t)f->numel, err))) break;
         const float* mine = file; // (n) the row's values
         if (is_fused(p, layout)) {

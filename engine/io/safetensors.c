@@ -409,6 +409,17 @@ void dato_safetensors_close(dato_safetensors* st) {
     memset(st, 0, sizeof *st);
 }
 
+void dato_safetensors_release(const dato_safetensors* st, const dato_st_tensor* t) {
+    const char* map = st->map;
+    const char* data = t->data;
+    if (!map || data < map || t->nbytes > st->map_size || (size_t)(data - map) > st->map_size - t->nbytes) return;
+    long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0) return;
+    size_t page = (size_t)page_size, off = (size_t)(data - map);
+    size_t begin = (off + page - 1) / page * page, end = (off + t->nbytes) / page * page; // whole pages only:
+    if (end > begin) madvise((char*)map + begin, end - begin, MADV_DONTNEED); // neighbours' pages stay
+}
+
 dato_status dato_st_tensor_to_f32(const dato_st_tensor* t, float* dst, size_t dst_elems, dato_error* err) {
     const char* path = t->path ? t->path : "<memory>";
     dato_dtype dt;

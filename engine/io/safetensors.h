@@ -90,6 +90,11 @@ const dato_st_tensor* dato_safetensors_find(const dato_safetensors* st, const ch
 const char* dato_safetensors_metadata(const dato_safetensors* st, const char* key);
 // Frees everything and unmaps the file; st is left empty.
 void dato_safetensors_close(dato_safetensors* st);
+// Tells the kernel that tensor t of st (opened from a file) is read for now: the mapped pages
+// wholly inside its bytes leave this process's memory, and come back from the file if t is read
+// again. Loaders call it after converting each tensor, so a file's pages are not resident beside
+// the converted weights. Does nothing where st holds no mapping or t is not in it.
+void dato_safetensors_release(const dato_safetensors* st, const dato_st_tensor* t);
 
 // "F32", "BF16", ... as spelled in the header.
 const char* dato_st_dtype_name(dato_st_dtype dt);

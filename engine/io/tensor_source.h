@@ -17,6 +17,9 @@ typedef struct {
     const dato_st_tensor* (*find)(const void* ctx, const char* name);
     int (*count)(const void* ctx);
     const dato_st_tensor* (*at)(const void* ctx, int i);
+    // Optional (NULL: nothing to do): t has been read for now; a mapped file may drop its pages
+    // (they are read back from the file if t is needed again).
+    void (*release)(const void* ctx, const dato_st_tensor* t);
 } dato_tensor_source;
 
 // A source over open weight files (valid while wf is open).

@@ -53,6 +53,10 @@ const dato_st_tensor* dato_weight_files_tensor(const dato_weight_files* wf, int 
     return i >= 0 && i < wf->n_tensors ? wf->tensors[i] : NULL;
 }
 
+void dato_weight_files_release(const dato_weight_files* wf, const dato_st_tensor* t) {
+    for (int i = 0; i < wf->n_files; i++) dato_safetensors_release(&wf->files[i], t); // only its own file acts
+}
+
 void dato_weight_files_close(dato_weight_files* wf) {
     for (int i = 0; i < wf->n_files; i++) dato_safetensors_close(&wf->files[i]);
     free(wf->files);

@@ -39,5 +39,7 @@ int dato_weight_files_count(const dato_weight_files* wf);
 const dato_st_tensor* dato_weight_files_tensor(const dato_weight_files* wf, int i);
 // Closes every file; wf is left empty.
 void dato_weight_files_close(dato_weight_files* wf);
+// dato_safetensors_release of tensor t in whichever open file holds it.
+void dato_weight_files_release(const dato_weight_files* wf, const dato_st_tensor* t);
 
 #endif

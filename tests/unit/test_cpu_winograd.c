@@ -3,7 +3,7 @@
 // portable kernel, AVX2 forced, 1 to 8 threads and a scratch small enough to force several tile and
 // channel blocks give the same bits; group_norm_conv2d gives group_norm, then conv2d's. Shapes
 // cover partial tiles (H, W not multiples of 4, H != W), pads 0, 1 and 2, channel counts that are
-// not multiples of the register tile, and SD1.5's 320 channels at 32x32. Also which convs the
+// not multiples of the register tile, and SD1.5's 320 channels. Also which convs the
 // auto mode sends to Winograd, and $DATO_CPU_CONV refused by name when unknown.
 #include <math.h>
 #include <string.h>
@@ -161,12 +161,17 @@ int main(void) {
                             open_cpu(1, NULL, "winograd"),      open_cpu(2, NULL, "winograd"),
                             open_cpu(3, NULL, "winograd"),      open_cpu(8, NULL, "winograd")};
     ((cpu_backend*)wino[4].impl)->wino_floats = CPU_WINO_FLOATS / 64;
+    cpu_winograd_plan small;
+    CHECK(cpu_winograd_plan_conv(wino[4].impl, 2, 320, 320, 12, 12, 3, 3, 1, 1, 1, 1, 1, &small) == 1 &&
+              small.block_rows < 2 * small.th && small.cb < 320,
+          "at 1/64 of the scratch, SD's channels go in several tile and channel blocks: %lld of %lld tile rows, %lld "
+          "of 320 channels", (long long)small.block_rows, (long long)(2 * small.th), (long long)small.cb);
     dato_backend direct = open_cpu(2, NULL, "direct");
     test_conv(wino, 6, &direct, 3, 7, 13, 11, 5, 1, 0);     // partial tiles both ways, tiny channels
     test_conv(wino, 6, &direct, 1, 9, 6, 7, 130, 0, 0);     // pad 0, Co over a register tile's multiple
     test_conv(wino, 6, &direct, 2, 33, 10, 9, 20, 2, 0);    // pad 2
     test_conv(wino, 6, &direct, 2, 128, 16, 16, 136, 1, 32); // auto's smallest, GroupNorm fused
-    test_conv(wino, 6, &direct, 2, 320, 32, 32, 320, 1, 32); // SD1.5's channels; several blocks at 1/64
+    test_conv(wino, 6, &direct, 2, 320, 12, 12, 320, 1, 32); // SD1.5's channels; several blocks of both at 1/64
     for (int i = 0; i < 6; i++) dato_backend_destroy(&wino[i]);
     dato_backend_destroy(&direct);
     return test_summary();

@@ -625,6 +625,76 @@ static void test_weight_files(const char* dir) {
     check_wf_fails(join(path, sizeof path, dir, "overlap"), DATO_ERR_FORMAT, "overlap", "'a'");
 }
 
+// Resident pages of this process (/proc/self/statm's second field), or -1.
+static long resident_pages(void) {
+    long size = -1, resident = -1;
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+        fclose(f);
+    }
+    return resident;
+}
+
+// dato_safetensors_release: a 1 MiB tensor between two small ones, at an offset that is not a page
+// boundary. Read, its pages leave the process when released (statm's resident count drops by
+// nearly its 256 pages), and every tensor reads back the same values after, the neighbours
+// sharing its first and last pages included; through dato_weight_files too; a parsed buffer's
+// tensors (no mapping) are left alone.
+static void test_release(const char* dir) {
+    enum { BIG = 1 << 18 }; // floats: 1 MiB
+    char path[512];
+    join(path, sizeof path, dir, "release.safetensors");
+    static float big[BIG], small_a[37], small_c[53];
+    for (int i = 0; i < BIG; i++) big[i] = (float)i * 0.5f - 7.0f;
+    for (int i = 0; i < 37; i++) small_a[i] = (float)i + 0.25f;
+    for (int i = 0; i < 53; i++) small_c[i] = -(float)i;
+    const dato_st_write_entry entries[] = {
+        {"a", DATO_F32, 1, (const int64_t[]){37}, small_a},
+        {"big", DATO_F32, 1, (const int64_t[]){BIG}, big},
+        {"c", DATO_F32, 1, (const int64_t[]){53}, small_c},
+    };
+    dato_error err = {{0}};
+    CHECK(dato_safetensors_write(path, entries, 3, NULL, &err) == DATO_OK, "write: %s", err.msg);
+    dato_safetensors st;
+    if (dato_safetensors_open(&st, path, &err) != DATO_OK) {
+        CHECK(0, "open: %s", err.msg);
+        return;
+    }
+    const dato_st_tensor* t[3] = {dato_safetensors_find(&st, "a"), dato_safetensors_find(&st, "big"),
+                                  dato_safetensors_find(&st, "c")};
+    static float got[BIG];
+    CHECK(t[0] && t[1] && t[2], "the three tensors are there");
+    if (!t[0] || !t[1] || !t[2]) return;
+    long before = resident_pages();
+    CHECK(dato_st_tensor_to_f32(t[1], got, BIG, &err) == DATO_OK, "read big: %s", err.msg); // every page touched
+    long touched = resident_pages();
+    dato_safetensors_release(&st, t[1]);
+    long released = resident_pages();
+    printf("release: resident pages %ld, %ld after reading the 256-page tensor, %ld after releasing it\n", before,
+           touched, released);
+    CHECK(touched - released >= 250, "releasing a read 1 MiB tensor frees its pages: %ld -> %ld", touched, released);
+    const float* want[3] = {small_a, big, small_c};
+    size_t count[3] = {37, BIG, 53};
+    for (int pass = 0; pass < 2; pass++) { // after the release, then after releasing all three through wf
+        for (int k = 0; k < 3; k++) {
+            CHECK(dato_st_tensor_to_f32(t[k], got, count[k], &err) == DATO_OK, "read: %s", err.msg);
+            CHECK(memcmp(got, want[k], count[k] * sizeof(float)) == 0, "pass %d: tensor %s reads back the same", pass,
+                  t[k]->name);
+        }
+        dato_weight_files wf;
+        CHECK(dato_weight_files_open(&wf, path, &err) == DATO_OK, "wf open: %s", err.msg);
+        for (int k = 0; k < 3; k++) dato_weight_files_release(&wf, dato_weight_files_find(&wf, t[k]->name));
+        const dato_st_tensor* b = dato_weight_files_find(&wf, "big");
+        CHECK(b && dato_st_tensor_to_f32(b, got, BIG, &err) == DATO_OK && memcmp(got, big, sizeof big) == 0,
+              "big through weight files after its release");
+        dato_weight_files_close(&wf);
+    }
+    dato_safetensors_release(&st, &(dato_st_tensor){.data = small_a, .nbytes = sizeof small_a}); // not in the file
+    CHECK(small_a[36] == 36.25f, "a tensor outside the mapping is left alone");
+    dato_safetensors_close(&st);
+}
+
 int main(void) {
     char dir[] = "/tmp/dato_test_safetensors_XXXXXX";
     if (!mkdtemp(dir)) {
@@ -636,6 +706,7 @@ int main(void) {
     test_hostile(dir);
     test_writer_errors(dir);
     test_weight_files(dir);
+    test_release(dir);
     remove_tree(dir);
     return test_summary();
 }
