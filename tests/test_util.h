@@ -44,6 +44,17 @@ static inline double test_rel_err(const float* got, const float* ref, size_t n) 
     return test_max_abs_diff(got, ref, n) / (r > 0 ? r : 1.0);
 }
 
+// max|a - b| / max|b| in double (a NaN in a counts as the largest difference).
+static inline double test_rel_err_f64(const double* got, const double* ref, size_t n) {
+    double m = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(got[i] - ref[i]);
+        m = d > m || d != d ? d : m;
+        r = fabs(ref[i]) > r ? fabs(ref[i]) : r;
+    }
+    return m / (r > 0 ? r : 1);
+}
+
 // A whole file as a malloc'd buffer (NULL if unreadable); *n gets its size.
 static inline unsigned char* read_bytes(const char* path, size_t* n) {
     FILE* f = fopen(path, "rb");

@@ -60,14 +60,10 @@ static void conv_exact(double* out, const float* x, const float* w, const float*
                 }
 }
 
-static double rel_err(const float* got, const double* ref, size_t n) {
-    double diff = 0, mag = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(got[i] - ref[i]);
-        diff = d > diff || d != d ? d : diff;
-        mag = fabs(ref[i]) > mag ? fabs(ref[i]) : mag;
-    }
-    return diff / (mag > 0 ? mag : 1);
+// test_rel_err_f64 of float results (n) against exact, through scratch (n doubles).
+static double rel_err(const float* got, const double* exact, size_t n, double* scratch) {
+    for (size_t i = 0; i < n; i++) scratch[i] = got[i];
+    return test_rel_err_f64(scratch, exact, n);
 }
 
 // Winograd on every backend of wino (the same bits on each), against the exact conv and beside
@@ -94,7 +90,9 @@ static void test_conv(dato_backend* wino, int n_wino, dato_backend* direct, int 
         if (i) differ |= memcmp(first, out, no * sizeof(float)) != 0;
     }
     CHECK(direct->ops->conv2d(direct, &td, &tx, &tw, &tb, 1, 1, pad, pad, &err) == DATO_OK, "direct: %s", err.msg);
-    double e_wino = rel_err(first, exact, no), e_direct = rel_err(direct_out, exact, no);
+    double* widened = malloc(no * sizeof(double));
+    double e_wino = rel_err(first, exact, no, widened), e_direct = rel_err(direct_out, exact, no, widened);
+    free(widened);
     printf("winograd B%d %dx%dx%d -> %d pad %d: max|err|/max|exact| = %.2e (tol %.0e), %.1fx the direct conv's %.2e "
            "(tol %.0fx), %s\n", batch, ci, h, wd, co, pad, e_wino, TOL, e_wino / e_direct, e_direct, TOL_VS_DIRECT,
            differ ? "BITS DIFFER" : "the same bits on every backend");

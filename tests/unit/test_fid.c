@@ -24,16 +24,6 @@ static double* fixture_f64(const dato_safetensors* st, const char* name, size_t 
     return x;
 }
 
-static double max_rel_diff(const double* got, const double* ref, size_t n) {
-    double m = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(got[i] - ref[i]);
-        m = d > m || d != d ? d : m;
-        r = fabs(ref[i]) > r ? fabs(ref[i]) : r;
-    }
-    return m / (r > 0 ? r : 1);
-}
-
 // Statistics of features (n, dim) fed in uneven batches, as a feature extractor would.
 static dato_status stats_of(const float* features, long n, int dim, dato_fid_stats* out, int* singular) {
     dato_feature_stats acc;
@@ -114,8 +104,8 @@ static void test_stats_and_pytorch_fid(const dato_safetensors* st) {
     int singular = -1;
     CHECK(stats_of(a, 300, 64, &sa, &singular) == DATO_OK, "stats of a");
     CHECK(stats_of(b, 300, 64, &sb, NULL) == DATO_OK, "stats of b");
-    double e_mu = max_rel_diff(sa.mu, mu_a, 64), e_sigma = max_rel_diff(sa.sigma, sigma_a, 64 * 64);
-    double e_sigma_b = max_rel_diff(sb.sigma, sigma_b, 64 * 64);
+    double e_mu = test_rel_err_f64(sa.mu, mu_a, 64), e_sigma = test_rel_err_f64(sa.sigma, sigma_a, 64 * 64);
+    double e_sigma_b = test_rel_err_f64(sb.sigma, sigma_b, 64 * 64);
     printf("stats vs np.mean/np.cov: mu %.3g, sigma %.3g / %.3g (relative)\n", e_mu, e_sigma, e_sigma_b);
     CHECK(e_mu < 1e-12 && e_sigma < 1e-12 && e_sigma_b < 1e-12, "stats differ from numpy");
     CHECK(sa.count == 300 && singular == 0, "count %ld singular %d", sa.count, singular);
