@@ -106,6 +106,20 @@ static void cpu_destroy(dato_backend* be) {
     free(cpu);
 }
 
+// The index of $var's value in names[n] (its choices, listed in the message), or *choice left as is
+// when var is unset or empty; an unknown value is refused naming the variable.
+static dato_status env_choice(const char* var, const char* const* names, int n, const char* expected, int* choice,
+                              dato_error* err) {
+    const char* set = getenv(var);
+    if (!set || !*set) return DATO_OK;
+    for (int i = 0; i < n; i++)
+        if (strcmp(set, names[i]) == 0) {
+            *choice = i;
+            return DATO_OK;
+        }
+    return dato_fail(err, DATO_ERR_INVALID, "cpu backend: $%s is '%.32s': expected %s", var, set, expected);
+}
+
 // The best level the CPU has, capped by $DATO_CPU_ISA when it is set.
 static dato_status detect_isa(cpu_isa* isa, dato_error* err) {
     static const char* const names[] = {"generic", "avx2", "avx512"}; // by cpu_isa
@@ -115,30 +129,19 @@ static dato_status detect_isa(cpu_isa* isa, dato_error* err) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) *isa = CPU_ISA_AVX2;
     if (*isa == CPU_ISA_AVX2 && __builtin_cpu_supports("avx512f")) *isa = CPU_ISA_AVX512;
 #endif
-    const char* cap = getenv("DATO_CPU_ISA");
-    if (!cap || !*cap) return DATO_OK;
-    for (int level = 0; level < (int)(sizeof names / sizeof names[0]); level++)
-        if (strcmp(cap, names[level]) == 0) {
-            if ((cpu_isa)level < *isa) *isa = (cpu_isa)level;
-            return DATO_OK;
-        }
-    return dato_fail(err, DATO_ERR_INVALID, "cpu backend: $DATO_CPU_ISA is '%.32s': expected generic, avx2 or avx512",
-                     cap);
+    int cap = *isa;
+    DATO_TRY(env_choice("DATO_CPU_ISA", names, 3, "generic, avx2 or avx512", &cap, err));
+    if ((cpu_isa)cap < *isa) *isa = (cpu_isa)cap;
+    return DATO_OK;
 }
 
 // How 3x3 stride-1 convs run: $DATO_CPU_CONV (auto when unset).
 static dato_status conv_mode_from_env(cpu_conv_mode* mode, dato_error* err) {
     static const char* const names[] = {"auto", "winograd", "direct"}; // by cpu_conv_mode
-    *mode = CPU_CONV_AUTO;
-    const char* set = getenv("DATO_CPU_CONV");
-    if (!set || !*set) return DATO_OK;
-    for (int m = 0; m < (int)(sizeof names / sizeof names[0]); m++)
-        if (strcmp(set, names[m]) == 0) {
-            *mode = (cpu_conv_mode)m;
-            return DATO_OK;
-        }
-    return dato_fail(err, DATO_ERR_INVALID, "cpu backend: $DATO_CPU_CONV is '%.32s': expected auto, winograd or direct",
-                     set);
+    int m = CPU_CONV_AUTO;
+    DATO_TRY(env_choice("DATO_CPU_CONV", names, 3, "auto, winograd or direct", &m, err));
+    *mode = (cpu_conv_mode)m;
+    return DATO_OK;
 }
 
 dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err) {

@@ -27,6 +27,16 @@
 
 // ---- transforms ------------------------------------------------------------------------------------
 
+// B^T of six values e0..e5 (a column or a row of a tile) into o0..o5, used down the columns then
+// along the rows; A^T of six into four, likewise.
+#define B_T(o0, o1, o2, o3, o4, o5, e0, e1, e2, e3, e4, e5)                                          \
+    ((o0) = 4.0f * (e0) - 5.0f * (e2) + (e4), (o1) = -4.0f * (e1) - 4.0f * (e2) + (e3) + (e4),          \
+     (o2) = 4.0f * (e1) - 4.0f * (e2) - (e3) + (e4), (o3) = -2.0f * (e1) - (e2) + 2.0f * (e3) + (e4),   \
+     (o4) = 2.0f * (e1) - (e2) - 2.0f * (e3) + (e4), (o5) = 4.0f * (e1) - 5.0f * (e3) + (e5))
+#define A_T(o0, o1, o2, o3, e0, e1, e2, e3, e4, e5)                                                    \
+    ((o0) = (e0) + (e1) + (e2) + (e3) + (e4), (o1) = (e1) - (e2) + 2.0f * (e3) - 2.0f * (e4),             \
+     (o2) = (e1) + (e2) + 4.0f * (e3) + 4.0f * (e4), (o3) = (e1) - (e2) + 8.0f * (e3) - 8.0f * (e4) + (e5))
+
 // One channel's tile row (image rows 4 ty - ph .. + 5) into V's columns [0, tw) at v, element e
 // at v + e ve: B^T d B of each tile. xc: the channel's (H, W); norm: GroupNorm's scale and shift
 // (and SiLU) applied to the image's values, or not (norm == 0). buf: (48 p) the thread's rows.
@@ -53,28 +63,17 @@ static void input_tile_row(float* v, int64_t ve, const float* xc, const cpu_wino
     // B^T d down the columns, every column of the tile row at once
     const float *d0 = d, *d1 = d + n4, *d2 = d + 2 * n4, *d3 = d + 3 * n4, *d4 = d + 4 * n4, *d5 = d + 5 * n4;
     #pragma omp simd
-    for (int64_t u = 0; u < n4; u++) {
-        t[u] = 4.0f * d0[u] - 5.0f * d2[u] + d4[u];
-        t[n4 + u] = -4.0f * d1[u] - 4.0f * d2[u] + d3[u] + d4[u];
-        t[2 * n4 + u] = 4.0f * d1[u] - 4.0f * d2[u] - d3[u] + d4[u];
-        t[3 * n4 + u] = -2.0f * d1[u] - d2[u] + 2.0f * d3[u] + d4[u];
-        t[4 * n4 + u] = 2.0f * d1[u] - d2[u] - 2.0f * d3[u] + d4[u];
-        t[5 * n4 + u] = 4.0f * d1[u] - 5.0f * d3[u] + d5[u];
-    }
+    for (int64_t u = 0; u < n4; u++)
+        B_T(t[u], t[n4 + u], t[2 * n4 + u], t[3 * n4 + u], t[4 * n4 + u], t[5 * n4 + u], d0[u], d1[u], d2[u], d3[u],
+            d4[u], d5[u]);
     // then B along each row: tile tx's columns 4 tx + c are phase c % 4 at tx + c / 4
     for (int i = 0; i < 6; i++) {
         const float* ti = t + i * n4;
         float* vi = v + (int64_t)(6 * i) * ve;
         #pragma omp simd
         for (int64_t tx = 0; tx < pl->tw; tx++) {
-            float e0 = ti[tx], e1 = ti[p + tx], e2 = ti[2 * p + tx], e3 = ti[3 * p + tx], e4 = ti[tx + 1],
-                  e5 = ti[p + tx + 1];
-            vi[tx] = 4.0f * e0 - 5.0f * e2 + e4;
-            vi[ve + tx] = -4.0f * e1 - 4.0f * e2 + e3 + e4;
-            vi[2 * ve + tx] = 4.0f * e1 - 4.0f * e2 - e3 + e4;
-            vi[3 * ve + tx] = -2.0f * e1 - e2 + 2.0f * e3 + e4;
-            vi[4 * ve + tx] = 2.0f * e1 - e2 - 2.0f * e3 + e4;
-            vi[5 * ve + tx] = 4.0f * e1 - 5.0f * e3 + e5;
+            B_T(vi[tx], vi[ve + tx], vi[2 * ve + tx], vi[3 * ve + tx], vi[4 * ve + tx], vi[5 * ve + tx], ti[tx],
+                ti[p + tx], ti[2 * p + tx], ti[3 * p + tx], ti[tx + 1], ti[p + tx + 1]);
         }
     }
 }
@@ -131,10 +130,7 @@ static void output_tile_row(float* out_c, const float* m, int64_t me, const cpu_
         float *s0 = s + j * tw, *s1 = s + (6 + j) * tw, *s2 = s + (12 + j) * tw, *s3 = s + (18 + j) * tw;
         #pragma omp simd
         for (int64_t tx = 0; tx < tw; tx++) {
-            s0[tx] = m0[tx] + m1[tx] + m2[tx] + m3[tx] + m4[tx];
-            s1[tx] = m1[tx] - m2[tx] + 2.0f * m3[tx] - 2.0f * m4[tx];
-            s2[tx] = m1[tx] + m2[tx] + 4.0f * m3[tx] + 4.0f * m4[tx];
-            s3[tx] = m1[tx] - m2[tx] + 8.0f * m3[tx] - 8.0f * m4[tx] + m5[tx];
+            A_T(s0[tx], s1[tx], s2[tx], s3[tx], m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx]);
         }
     }
     for (int i = 0; i < 4 && 4 * ty + i < pl->ho; i++) { // then A along each row, and out
@@ -142,10 +138,9 @@ static void output_tile_row(float* out_c, const float* m, int64_t me, const cpu_
                     *a5 = a0 + 5 * tw;
         #pragma omp simd
         for (int64_t tx = 0; tx < tw; tx++) {
-            y[tx] = a0[tx] + a1[tx] + a2[tx] + a3[tx] + a4[tx] + bias;
-            y[tw + tx] = a1[tx] - a2[tx] + 2.0f * a3[tx] - 2.0f * a4[tx] + bias;
-            y[2 * tw + tx] = a1[tx] + a2[tx] + 4.0f * a3[tx] + 4.0f * a4[tx] + bias;
-            y[3 * tw + tx] = a1[tx] - a2[tx] + 8.0f * a3[tx] - 8.0f * a4[tx] + a5[tx] + bias;
+            float o0, o1, o2, o3;
+            A_T(o0, o1, o2, o3, a0[tx], a1[tx], a2[tx], a3[tx], a4[tx], a5[tx]);
+            y[tx] = o0 + bias, y[tw + tx] = o1 + bias, y[2 * tw + tx] = o2 + bias, y[3 * tw + tx] = o3 + bias;
         }
         float* orow = out_c + (4 * ty + i) * pl->wo; // (Wo)
         for (int64_t tx = 0; tx < tw; tx++)
