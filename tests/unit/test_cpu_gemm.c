@@ -1,8 +1,8 @@
 // The CPU backend's GEMM (engine/backends/cpu/cpu_gemm.c) against a double-precision reference,
 // and its promise of bits: the portable kernel, the AVX2 kernel, one thread and a team of 2, 3
 // or 8, and conv2d's two ways of sharing work (runs of images per thread, the team over bands of
-// rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 256),
-// several N blocks (N > 512), K = 0, padded leading dimensions, both B layouts and both biases.
+// rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 512,
+// and > 1024), several N blocks (N > 1280), K = 0, padded leading dimensions, both B layouts and both biases.
 // geglu_linear gives geglu, then linear's bits; group_norm_conv2d group_norm, then conv2d's. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
 #include <math.h>
 #include <omp.h>
@@ -238,6 +238,7 @@ int main(void) {
         {48, 49, 432, 0, 0, 1, 0},   {73, 530, 300, 1, 5, 0, 1}, {150, 64, 32, 1, 0, 0, 1},
         {392, 256, 32, 1, 0, 0, 1},  {40, 1100, 70, 0, 0, 1, 0}, {9, 20, 0, 0, 2, 1, 1},
         {200, 3, 513, 1, 1, 0, 0},   {1300, 140, 70, 1, 0, 0, 1}, // a tall A: cut along M, but at 8 threads
+        {20, 1300, 40, 0, 0, 1, 0},  {7, 40, 1100, 1, 2, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 6, &cases[i]);
     dato_backend conv_bes[5] = {bes[0], bes[1], bes[2], bes[3], bes[4]};
@@ -247,15 +248,18 @@ int main(void) {
     test_conv_bits(conv_bes, 5, 6, 8, 9, 20, 1, 1);   // 1x1: no padded copy
     test_conv_bits(conv_bes, 5, 20, 64, 62, 4, 3, 1); // several runs per thread
     test_conv_bits(conv_bes, 5, 1, 64, 260, 4, 3, 1); // the team over several bands of rows
-    test_conv_bits(conv_bes, 5, 4, 64, 12, 240, 3, 1); // channels as rows (K x Co over one block)
-    test_conv_bits(conv_bes, 5, 3, 64, 11, 250, 3, 2); // the same, strided, the team at 2
+    // channels as rows: K x Co over the packed panels (asserted, as the panels' size sets it)
+    CHECK(!cpu_gemm_one_k_block(96 * 9, 770), "conv 96 -> 770 3x3 takes channels as rows");
+    test_conv_bits(conv_bes, 5, 4, 96, 8, 770, 3, 1);
+    test_conv_bits(conv_bes, 5, 3, 96, 9, 780, 3, 2); // the same, strided, the team at 2
     test_group_norm_conv(conv_bes, 5, 6, 32, 14, 32, 3, 1, 8, 1);   // positions as rows
     test_group_norm_conv(conv_bes, 5, 5, 16, 14, 12, 3, 2, 4, 0);   // the team, strided, no SiLU
-    test_group_norm_conv(conv_bes, 5, 4, 64, 12, 240, 3, 1, 32, 1); // channels as rows
+    test_group_norm_conv(conv_bes, 5, 4, 96, 8, 770, 3, 1, 32, 1);  // channels as rows
     test_group_norm_conv(conv_bes, 5, 6, 8, 9, 20, 1, 1, 2, 1);     // 1x1
     test_geglu_linear(conv_bes, 5, 151, 128, 32, 1);
     test_geglu_linear(conv_bes, 5, 151, 600, 200, 0);
     test_geglu_linear(conv_bes, 5, 5, 7, 3, 1);
+    test_geglu_linear(conv_bes, 5, 13, 40, 1300, 1); // several N blocks: A computed once per block
     for (int i = 0; i < 6; i++) dato_backend_destroy(&bes[i]);
     return test_summary();
 }

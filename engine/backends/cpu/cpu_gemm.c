@@ -12,14 +12,19 @@
 // SD's large shapes; the engine gains where a library cannot follow: conv2d's operands gathered
 // from a padded input, no call or thread start-up per small GEMM (docs/BENCHMARKS.md, issue 22).
 //
-// Blocking (per thread, cpu_ops.h sizes the scratch): a KC x NR panel of B (16 KiB) stays in L1
-// while the MR-row slices of an MC x KC block of A (72 KiB) stream from L2; a KC x NC block of B
-// (512 KiB) is packed once and serves every block of A. K is cut into equal blocks. A is not
-// packed: at the UNets' small K (32 to 288 in the default model) copying it cost about as much as
-// the multiply-adds (the default model's linears ran about 25% faster read in place, paired
-// against OpenBLAS on a loaded machine); only a last partial MR-row slice read at lda is copied,
-// zero-padded. A gathered A (conv2d's output positions as rows) takes all of K in one block where
-// the panels hold it, since its C is stored transposed, through a tile, once.
+// Blocking (per thread, cpu_ops.h sizes the scratch): the MR-row slices of an MC x KC block of A
+// (144 KiB) and the KC x 2 NR panel pair of B (64 KiB) stream from L2 into the micro-kernel; a
+// KC x NC block of B (2.5 MiB) is packed once and serves every block of A. K is cut into equal
+// blocks. KC is large because each K block costs a load and a store of C, from L3 or memory at
+// SD's 8192-row linears: with K = 320 and 640 in one block and 1280 in three, those run 1.1-1.2x
+// faster than with 256-deep blocks, though the panels no longer fit L1 (docs/BENCHMARKS.md,
+// issue 22); NC holds SD's widest GEGLU input (1280 columns), so its A is computed once per row.
+// The next slice's C is prefetched while a slice multiplies. A is not packed: at the UNets'
+// small K (32 to 288 in the default model) copying it cost about as much as the multiply-adds
+// (the default model's linears ran about 25% faster read in place, paired against OpenBLAS on a
+// loaded machine); only a last partial MR-row slice read at lda is copied, zero-padded. A
+// gathered A (conv2d's output positions as rows) takes all of K in one block where the panels
+// hold it, since its C is stored transposed, through a tile, once.
 #include <math.h>
 #include <omp.h>
 
@@ -296,7 +301,7 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
     int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
     for (int p = 0; p < KC; p++) iota[p] = p;
     // K in equal blocks of at most KC: no thin last block whose pass over C costs more than its
-    // multiply-adds (K = 288 is 2 x 144, not 256 + 32). A gathered A (conv2d) takes all of K in one
+    // multiply-adds (K = 640 is 2 x 320, not 512 + 128). A gathered A (conv2d) takes all of K in one
     // block where the panels hold it: its C is stored transposed, which costs more than a pass.
     // K = 0 still writes C = 0 (+ bias).
     int k_blocks = g->k == 0 ? 1 : (g->k + KC - 1) / KC;
@@ -354,6 +359,10 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                         if (panels == 2) {
                             if (rows == MR && !g->c_transposed) {
                                 float* c = g->c + (size_t)(ic + ir) * g->ldc + jc + jr; // (MR, 2 NR) at ldc
+                                if (ir + 2 * MR <= mc) // the next slice's C, from L3 or memory
+                                    for (int i = MR; i < 2 * MR; i++)
+                                        __builtin_prefetch(c + (size_t)i * g->ldc, 1, 3),
+                                            __builtin_prefetch(c + (size_t)i * g->ldc + NR, 1, 3);
                                 wide(kc, x, roff, coff, b_panel, rb, cb, c, c + NR, g->ldc, kb > 0);
                                 continue;
                             }

@@ -18,14 +18,14 @@
                                                        // touched only by the convs that take them,
 #define CPU_WINO_THREAD_FLOATS ((size_t)1 << 16)       // and each thread's rows: 256 KiB
 
-// GEMM blocking (cpu_gemm.c): register tile MR x NR, blocks MC x KC of A and KC x NC of B; the
-// panels: A's last partial MR rows, a packed KC x NC block of B, and an MC x KC block of A
-// computed from its input (GEGLU's output, a_geglu).
+// GEMM blocking (cpu_gemm.c, which says why these sizes): register tile MR x NR, blocks MC x KC
+// of A and KC x NC of B; the panels: A's last partial MR rows, a packed KC x NC block of B, and an
+// MC x KC block of A computed from its input (GEGLU's output, a_geglu): 2.8 MiB a thread.
 #define CPU_GEMM_MR 6
 #define CPU_GEMM_NR 16
-#define CPU_GEMM_KC 256
+#define CPU_GEMM_KC 512
 #define CPU_GEMM_MC 72
-#define CPU_GEMM_NC 512
+#define CPU_GEMM_NC 1280
 #define CPU_GEMM_PACK_FLOATS                                                                    \
     ((size_t)CPU_GEMM_MR * CPU_GEMM_KC + (size_t)CPU_GEMM_KC * CPU_GEMM_NC + (size_t)CPU_GEMM_MC * CPU_GEMM_KC) // per thread
 
