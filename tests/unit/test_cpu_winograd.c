@@ -1,7 +1,8 @@
 // 3x3 stride-1 conv2d by Winograd's F(4x4, 3x3) (engine/backends/cpu/cpu_winograd.c) against a
 // double-precision direct conv, beside the direct conv's own error, and its promise of bits: the
-// portable kernel, AVX2 forced, 1 to 8 threads and a scratch small enough to force several tile and
-// channel blocks give the same bits; group_norm_conv2d gives group_norm, then conv2d's. Shapes
+// portable kernel, AVX2 forced, 1 to 8 threads, the fused form (U made a block of output channels
+// at a time) and the blocked one (U stored, a scratch small enough to force several tile and
+// channel blocks) give the same bits; group_norm_conv2d gives group_norm, then conv2d's. Shapes
 // cover partial tiles (H, W not multiples of 4, H != W), pads 0, 1 and 2, channel counts that are
 // not multiples of the register tile, and SD1.5's 320 channels. Also which convs the
 // auto mode sends to Winograd, and $DATO_CPU_CONV refused by name when unknown.
@@ -128,9 +129,14 @@ static void test_modes(void) {
     const cpu_backend *a = au.impl, *d = di.impl, *w = wi.impl;
     cpu_winograd_plan pl;
     CHECK(cpu_winograd_plan_conv(a, 2, 320, 320, 64, 64, 3, 3, 1, 1, 1, 1, 0, &pl) == 1, "SD1.5 64x64 320 -> 320");
-    CHECK(pl.th == 16 && pl.tw == 16 && pl.cb * ((320 + pl.cb - 1) / pl.cb) >= 320, "its tiles: %lld x %lld",
-          (long long)pl.th, (long long)pl.tw);
-    CHECK(cpu_winograd_plan_conv(a, 2, 1280, 1280, 16, 16, 3, 3, 1, 1, 1, 1, 1, &pl) == 1, "SD1.5 16x16 1280");
+    CHECK(pl.th == 16 && pl.tw == 16 && !pl.fused && pl.cb * ((320 + pl.cb - 1) / pl.cb) >= 320,
+          "its tiles: %lld x %lld, U stored", (long long)pl.th, (long long)pl.tw);
+    CHECK(cpu_winograd_plan_conv(a, 2, 1280, 1280, 16, 16, 3, 3, 1, 1, 1, 1, 1, &pl) == 1 && pl.fused &&
+              pl.tb == 32 && pl.kc == 256,
+          "SD1.5 16x16 1280: 32 tiles, U made in K blocks of 256 (fused %d, %lld tiles, kc %lld)", pl.fused,
+          (long long)pl.tb, (long long)pl.kc);
+    CHECK(cpu_winograd_plan_conv(a, 4, 1280, 1280, 16, 16, 3, 3, 1, 1, 1, 1, 1, &pl) == 1 && !pl.fused,
+          "64 tiles: U stored");
     CHECK(cpu_winograd_plan_conv(a, 2, 1280, 1280, 8, 8, 3, 3, 1, 1, 1, 1, 0, &pl) == 0, "8 tiles: direct");
     CHECK(cpu_winograd_plan_conv(a, 40, 32, 48, 14, 14, 3, 3, 1, 1, 1, 1, 0, &pl) == 0, "the default model: direct");
     CHECK(cpu_winograd_plan_conv(a, 2, 320, 320, 64, 64, 3, 3, 2, 2, 1, 1, 0, &pl) == 0, "strided: direct");
@@ -158,12 +164,18 @@ int main(void) {
     dato_backend wino[6] = {open_cpu(1, "generic", "winograd"), open_cpu(2, "avx2", "winograd"),
                             open_cpu(1, NULL, "winograd"),      open_cpu(2, NULL, "winograd"),
                             open_cpu(3, NULL, "winograd"),      open_cpu(8, NULL, "winograd")};
+    // and U stored: every other backend runs these convs fused (U made a block at a time), so both
+    // forms must give the same bits
     ((cpu_backend*)wino[4].impl)->wino_floats = CPU_WINO_FLOATS / 64;
-    cpu_winograd_plan small;
+    ((cpu_backend*)wino[4].impl)->wino_fused_floats = 0;
+    cpu_winograd_plan small, fused;
     CHECK(cpu_winograd_plan_conv(wino[4].impl, 2, 320, 320, 12, 12, 3, 3, 1, 1, 1, 1, 1, &small) == 1 &&
-              small.block_rows < 2 * small.th && small.cb < 320,
+              !small.fused && small.block_rows < 2 * small.th && small.cb < 320,
           "at 1/64 of the scratch, SD's channels go in several tile and channel blocks: %lld of %lld tile rows, %lld "
           "of 320 channels", (long long)small.block_rows, (long long)(2 * small.th), (long long)small.cb);
+    CHECK(cpu_winograd_plan_conv(wino[3].impl, 2, 320, 320, 12, 12, 3, 3, 1, 1, 1, 1, 1, &fused) == 1 &&
+              fused.fused && fused.kc == 160,
+          "18 tiles: fused, Ci in 2 K blocks of 160 (%lld)", (long long)fused.kc);
     dato_backend direct = open_cpu(2, NULL, "direct");
     test_conv(wino, 6, &direct, 3, 7, 13, 11, 5, 1, 0);     // partial tiles both ways, tiny channels
     test_conv(wino, 6, &direct, 1, 9, 6, 7, 130, 0, 0);     // pad 0, Co over a register tile's multiple

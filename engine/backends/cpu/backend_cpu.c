@@ -166,6 +166,7 @@ dato_status dato_backend_cpu_init(dato_backend* be, int threads, dato_error* err
     cpu->attn = aligned_alloc(64, (size_t)threads * CPU_ATTN_FLOATS_PER_THREAD * sizeof(float));
     cpu->pack = aligned_alloc(64, (size_t)threads * CPU_GEMM_PACK_FLOATS * sizeof(float));
     cpu->wino_floats = CPU_WINO_FLOATS;
+    cpu->wino_fused_floats = CPU_WINO_FUSED_FLOATS;
     cpu->wino = aligned_alloc(64, cpu->wino_floats * sizeof(float)); // pages untouched until a Winograd conv
     cpu->wino_rows = aligned_alloc(64, (size_t)threads * CPU_WINO_THREAD_FLOATS * sizeof(float));
     if (!cpu->scratch || !cpu->attn || !cpu->pack || !cpu->wino || !cpu->wino_rows) {

@@ -43,21 +43,22 @@
 
 // ---- micro-kernels: c (MR, NR) at ldc, = (accumulate ? c : 0) + a @ bp (+ rb + cb) ----------------
 // a: MR rows gathered in place, element (i, p) at x[roff[i] + coff[p]]: rows of A at lda (roff = i
-// lda, coff = p) or of conv2d's padded input (cpu_conv.c). Neither is copied: at the UNets' small K
-// a copy cost about as much as the multiply-adds. bp: (kc, NR) packed panel of B, 64-byte aligned.
+// lda, coff NULL: p) or of conv2d's padded input (cpu_conv.c). Neither is copied: at the UNets' small K
+// a copy cost about as much as the multiply-adds. bp: a (kc, NR) panel of B, its rows ldbp floats
+// apart: NR in a packed panel, or B's own rows read in place (cpu_gemm_rows).
 // rb (MR), cb (NR): the epilogue's row and column biases, or NULL; given on K's last block only,
 // each added after the chain, row then column, as separate passes over C would add them (the
 // bits are theirs) without the passes: on the default model's 32-channel outputs those cost more
 // than a tenth of the GEMM.
 
 static void kernel_generic(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                           const float* rb, const float* cb, float* c, int ldc, int accumulate) {
+                           int ldbp, const float* rb, const float* cb, float* c, int ldc, int accumulate) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
-    for (int p = 0; p < kc; p++, bp += NR)
+    for (int p = 0; p < kc; p++, bp += ldbp)
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(x[roff[i] + coff[p]], bp[j], acc[i][j]);
+            for (int j = 0; j < NR; j++) acc[i][j] = fmaf(x[roff[i] + (coff ? coff[p] : p)], bp[j], acc[i][j]);
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
             float v = acc[i][j];
@@ -70,10 +71,10 @@ static void kernel_generic(int kc, const float* x, const int32_t* roff, const in
 #ifdef GEMM_HAVE_AVX2
 // 12 accumulators (6 rows x 2 vectors of 8) hide the FMA latency on both FMA pipes; the six row
 // bases sit in registers. Gathered, one offset load per k serves them all; rows read at lda
-// (coff[p] = p) skip that load, which costs about 10% at SD's shapes. Inlined into both.
+// (coff NULL) skip that load, which costs about 10% at SD's shapes. Inlined into both.
 static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const float* x, const int32_t* roff,
                                                                    const int32_t* coff, int gathered, const float* bp,
-                                                                   const float* rb, const float* cb, float* c, int ldc,
+                                                                   int ldbp, const float* rb, const float* cb, float* c, int ldc,
                                                                    int accumulate) {
     __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
     if (accumulate) {
@@ -91,9 +92,9 @@ static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const
     // Opaque to the optimizer, which would otherwise fold roff[i] + coff[p] into an integer add per
     // row and step (six more instructions in a loop of 27): each broadcast is then base + 4 o.
     __asm__("" : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5));
-    for (int p = 0; p < kc; p++, bp += NR) {
+    for (int p = 0; p < kc; p++, bp += ldbp) {
         int64_t o = gathered ? coff[p] : p;
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), v;
+        __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), v;
         v = _mm256_broadcast_ss(a0 + o), c0a = _mm256_fmadd_ps(v, b0, c0a), c0b = _mm256_fmadd_ps(v, b1, c0b);
         v = _mm256_broadcast_ss(a1 + o), c1a = _mm256_fmadd_ps(v, b0, c1a), c1b = _mm256_fmadd_ps(v, b1, c1b);
         v = _mm256_broadcast_ss(a2 + o), c2a = _mm256_fmadd_ps(v, b0, c2a), c2b = _mm256_fmadd_ps(v, b1, c2b);
@@ -126,23 +127,25 @@ static inline __attribute__((always_inline)) void kernel_avx2_body(int kc, const
 }
 
 static void kernel_avx2_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                             const float* rb, const float* cb, float* c, int ldc, int accumulate) {
-    kernel_avx2_body(kc, x, roff, coff, 0, bp, rb, cb, c, ldc, accumulate);
+                             int ldbp, const float* rb, const float* cb, float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 0, bp, ldbp, rb, cb, c, ldc, accumulate);
 }
 
 static void kernel_avx2_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                                 const float* rb, const float* cb, float* c, int ldc, int accumulate) {
-    kernel_avx2_body(kc, x, roff, coff, 1, bp, rb, cb, c, ldc, accumulate);
+                                 int ldbp, const float* rb, const float* cb, float* c, int ldc, int accumulate) {
+    kernel_avx2_body(kc, x, roff, coff, 1, bp, ldbp, rb, cb, c, ldc, accumulate);
 }
 
 // AVX-512: 6 rows x two adjacent panels (32 columns) in 12 zmm accumulators, each broadcast
 // serving two FMAs as in the AVX2 kernel. Every lane is the same fmaf chain, so its bits are the
-// AVX2 kernel's. c and c_hi: the destinations of the two panels' columns (c + NR in place, or
-// two tiles), at the same ldc; cb: (2 NR) both panels' column biases.
+// AVX2 kernel's. bp, bp_hi: the two panels, both ldbp floats a row; c and c_hi: the destinations
+// of their columns (c + NR in place, or two tiles), at the same ldc; cb: (2 NR) both panels'
+// column biases.
 #define AVX512 __attribute__((target("avx512f")))
 AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int kc, const float* x, const int32_t* roff,
                                                                             const int32_t* coff, int gathered,
-                                                                            const float* bp, const float* rb,
+                                                                            const float* bp, const float* bp_hi,
+                                                                            int ldbp, const float* rb,
                                                                             const float* cb, float* c, float* c_hi,
                                                                             int ldc, int accumulate) {
     __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
@@ -159,10 +162,9 @@ AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int 
     const float *a0 = x + roff[0], *a1 = x + roff[1], *a2 = x + roff[2], *a3 = x + roff[3], *a4 = x + roff[4],
                 *a5 = x + roff[5];
     __asm__("" : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5)); // as in the AVX2 kernel
-    const float* bp_hi = bp + (size_t)kc * NR; // (kc, NR) the second panel
-    for (int p = 0; p < kc; p++, bp += NR, bp_hi += NR) {
+    for (int p = 0; p < kc; p++, bp += ldbp, bp_hi += ldbp) {
         int64_t o = gathered ? coff[p] : p;
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp_hi), v;
+        __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp_hi), v;
         v = _mm512_set1_ps(a0[o]), c0a = _mm512_fmadd_ps(v, b0, c0a), c0b = _mm512_fmadd_ps(v, b1, c0b);
         v = _mm512_set1_ps(a1[o]), c1a = _mm512_fmadd_ps(v, b0, c1a), c1b = _mm512_fmadd_ps(v, b1, c1b);
         v = _mm512_set1_ps(a2[o]), c2a = _mm512_fmadd_ps(v, b0, c2a), c2b = _mm512_fmadd_ps(v, b1, c2b);
@@ -195,23 +197,24 @@ AVX512 static inline __attribute__((always_inline)) void kernel_avx512_body(int 
 }
 
 AVX512 static void kernel_avx512_rows(int kc, const float* x, const int32_t* roff, const int32_t* coff,
-                                      const float* bp, const float* rb, const float* cb, float* c, float* c_hi,
-                                      int ldc, int accumulate) {
-    kernel_avx512_body(kc, x, roff, coff, 0, bp, rb, cb, c, c_hi, ldc, accumulate);
+                                      const float* bp, const float* bp_hi, int ldbp, const float* rb,
+                                      const float* cb, float* c, float* c_hi, int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 0, bp, bp_hi, ldbp, rb, cb, c, c_hi, ldc, accumulate);
 }
 
 AVX512 static void kernel_avx512_gathered(int kc, const float* x, const int32_t* roff, const int32_t* coff,
-                                          const float* bp, const float* rb, const float* cb, float* c, float* c_hi,
-                                          int ldc, int accumulate) {
-    kernel_avx512_body(kc, x, roff, coff, 1, bp, rb, cb, c, c_hi, ldc, accumulate);
+                                          const float* bp, const float* bp_hi, int ldbp, const float* rb,
+                                          const float* cb, float* c, float* c_hi, int ldc, int accumulate) {
+    kernel_avx512_body(kc, x, roff, coff, 1, bp, bp_hi, ldbp, rb, cb, c, c_hi, ldc, accumulate);
 }
 #endif
 
 typedef void (*gemm_kernel)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                            const float* rb, const float* cb, float* c, int ldc, int accumulate);
-// Two adjacent panels at once: columns [0, NR) to c, [NR, 2 NR) to c_hi; cb (2 NR).
+                            int ldbp, const float* rb, const float* cb, float* c, int ldc, int accumulate);
+// Two panels at once: columns [0, NR) to c, [NR, 2 NR) to c_hi; cb (2 NR).
 typedef void (*gemm_kernel_wide)(int kc, const float* x, const int32_t* roff, const int32_t* coff, const float* bp,
-                                 const float* rb, const float* cb, float* c, float* c_hi, int ldc, int accumulate);
+                                 const float* bp_hi, int ldbp, const float* rb, const float* cb, float* c,
+                                 float* c_hi, int ldc, int accumulate);
 
 // The kernel of each ISA level (cpu_ops.h) for rows of A gathered or read at lda; a level this
 // build lacks runs the best one below it.
@@ -303,8 +306,6 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
     float* a_stage = bp + (size_t)KC * NC;            // (MC, KC) a block of GEGLU's output, a_geglu
     float tile[2][MR * NR] __attribute__((aligned(64))); // (2, MR, NR) tiles of C partial or stored transposed
     float col_bias[NC], row_bias[MC];                 // (NC), (MC) the block's biases, zero-padded to whole tiles
-    int32_t iota[KC];                                 // (KC) the column offsets of rows read at lda
-    for (int p = 0; p < KC; p++) iota[p] = p;
     // K in equal blocks of at most KC: no thin last block whose pass over C costs more than its
     // multiply-adds (K = 640 is 2 x 320, not 512 + 128). A gathered A (conv2d) takes all of K in one
     // block where the panels hold it: its C is stored transposed, which costs more than a pass.
@@ -339,13 +340,13 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                 for (int jr = 0, panels; jr < nc; jr += panels * NR) {
                     int cols = nc - jr < NR ? nc - jr : NR;
                     panels = wide && nc - jr >= 2 * NR ? 2 : 1; // two whole panels go through the wide kernel
-                    const float* b_panel = bp + (size_t)jr * kc;
+                    const float* b_panel = bp + (size_t)jr * kc, *b_hi = b_panel + (size_t)kc * NR; // (kc, NR) each
                     const float* cb = g->col_bias && last ? col_bias + jr : NULL; // (panels NR)
                     for (int ir = 0; ir < mc; ir += MR) {
                         int rows = mc - ir < MR ? mc - ir : MR;
                         // where the slice's rows of A are: x[roff[i] + coff[p]]
                         const float* x;
-                        const int32_t* coff = iota;
+                        const int32_t* coff = NULL; // rows read at lda, or staged
                         int32_t roff[MR];
                         if (g->a_x) { // gathered; rows past M repeat the first (valid, never stored)
                             x = g->a_x, coff = g->a_col_offset + p0;
@@ -368,21 +369,21 @@ static void gemm_part(cpu_isa isa, const cpu_gemm_args* g, int i0, int m, int j0
                                     for (int i = MR; i < 2 * MR; i++)
                                         __builtin_prefetch(c + (size_t)i * g->ldc, 1, 3),
                                             __builtin_prefetch(c + (size_t)i * g->ldc + NR, 1, 3);
-                                wide(kc, x, roff, coff, b_panel, rb, cb, c, c + NR, g->ldc, kb > 0);
+                                wide(kc, x, roff, coff, b_panel, b_hi, NR, rb, cb, c, c + NR, g->ldc, kb > 0);
                                 continue;
                             }
                             for (int h = 0; h < 2 && kb > 0; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 0);
-                            wide(kc, x, roff, coff, b_panel, rb, cb, tile[0], tile[1], NR, kb > 0);
+                            wide(kc, x, roff, coff, b_panel, b_hi, NR, rb, cb, tile[0], tile[1], NR, kb > 0);
                             for (int h = 0; h < 2; h++) tile_io(g, ic + ir, jc + jr + h * NR, rows, NR, tile[h], 1);
                             continue;
                         }
                         if (rows == MR && cols == NR && !g->c_transposed) {
-                            kernel(kc, x, roff, coff, b_panel, rb, cb, g->c + (size_t)(ic + ir) * g->ldc + jc + jr, g->ldc,
-                                   kb > 0);
+                            kernel(kc, x, roff, coff, b_panel, NR, rb, cb, g->c + (size_t)(ic + ir) * g->ldc + jc + jr,
+                                   g->ldc, kb > 0);
                             continue;
                         }
                         if (kb > 0) tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 0);
-                        kernel(kc, x, roff, coff, b_panel, rb, cb, tile[0], NR, kb > 0);
+                        kernel(kc, x, roff, coff, b_panel, NR, rb, cb, tile[0], NR, kb > 0);
                         tile_io(g, ic + ir, jc + jr, rows, cols, tile[0], 1);
                     }
                 }
@@ -424,4 +425,21 @@ void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g) {
 void cpu_gemm_one(const cpu_backend* cpu, const cpu_gemm_args* g) {
     if (g->m <= 0 || g->n <= 0) return;
     gemm_part(cpu->isa, g, 0, g->m, 0, g->n, thread_pack(cpu));
+}
+
+void cpu_gemm_rows(cpu_isa isa, int k, const float* a, int lda, const float* b, int ldb, int n, float* c, int ldc,
+                   int accumulate) {
+    gemm_kernel kernel = kernel_for(isa, 0);
+    gemm_kernel_wide wide = kernel_wide_for(isa, 0);
+    int32_t roff[MR];
+    for (int i = 0; i < MR; i++) roff[i] = i * lda;
+    for (int j = 0; j < n;) {
+        if (wide && n - j >= 2 * NR) {
+            wide(k, a, roff, NULL, b + j, b + j + NR, ldb, NULL, NULL, c + j, c + j + NR, ldc, accumulate);
+            j += 2 * NR;
+        } else {
+            kernel(k, a, roff, NULL, b + j, ldb, NULL, NULL, c + j, ldc, accumulate);
+            j += NR;
+        }
+    }
 }

@@ -16,7 +16,11 @@
 #define CPU_ATTN_FLOATS_PER_THREAD ((size_t)1 << 18) // attention blocks of one thread: 1 MiB
 #define CPU_WINO_FLOATS ((size_t)24 << 20)             // Winograd convs' transformed tiles and weights: 96 MiB,
                                                        // touched only by the convs that take them,
-#define CPU_WINO_THREAD_FLOATS ((size_t)1 << 16)       // and each thread's rows: 256 KiB
+#define CPU_WINO_THREAD_FLOATS ((size_t)1 << 19)       // and each thread's rows and blocks: 2 MiB
+#define CPU_WINO_FUSED_FLOATS ((size_t)3 << 20)        // V of every tile, at most, for the fused form: 12 MiB
+#define CPU_WINO_FUSED_TILES 32                        // and its tiles, at most
+#define CPU_WINO_OB 12                                 // fused: output channels per block of U and M
+#define CPU_WINO_KC 256                                // fused: input channels per K block of U, at most
 
 // GEMM blocking (cpu_gemm.c, which says why these sizes): register tile MR x NR, blocks MC x KC
 // of A and KC x NC of B; the panels: A's last partial MR rows, a packed KC x NC block of B, and an
@@ -51,7 +55,8 @@ typedef struct {
     float* pack;       // (threads, CPU_GEMM_PACK_FLOATS) per-thread GEMM panels
     float* wino;       // (wino_floats) Winograd convs' blocks (cpu_winograd.c)
     size_t wino_floats;
-    float* wino_rows;  // (threads, CPU_WINO_THREAD_FLOATS) each thread's rows of a Winograd conv
+    size_t wino_fused_floats; // V's limit for the fused Winograd form: CPU_WINO_FUSED_FLOATS (tests set 0)
+    float* wino_rows;  // (threads, CPU_WINO_THREAD_FLOATS) each thread's rows and blocks of a Winograd conv
 } cpu_backend;
 
 static inline int cpu_threads(const dato_backend* be) { return ((const cpu_backend*)be->impl)->threads; }
@@ -91,6 +96,12 @@ typedef struct {
 void cpu_gemm_team(const cpu_backend* cpu, const cpu_gemm_args* g);
 // The whole GEMM on the calling thread (of a parallel region or not), in its own panels.
 void cpu_gemm_one(const cpu_backend* cpu, const cpu_gemm_args* g);
+// C (MR, N) = A (MR, K) @ B (K, N), or C += it with accumulate (each element's FMA chain continued
+// from C, so K in blocks gives one block's bits): one MR-row slice of A at lda against B's rows
+// read in place at ldb, no packing, on the calling thread; N a multiple of CPU_GEMM_NR. For
+// Winograd's GEMMs (cpu_winograd.c), whose A is made a block at a time and whose B is reused whole.
+void cpu_gemm_rows(cpu_isa isa, int k, const float* a, int lda, const float* b, int ldb, int n, float* c, int ldc,
+                   int accumulate);
 // 1 when a GEMM with a gathered A takes all of its K in one block (the packed panels of an N-wide
 // B hold K rows): its transposed C is then written once, not loaded and stored per block.
 int cpu_gemm_one_k_block(int k, int n);
@@ -174,15 +185,18 @@ static inline void cpu_scale_shift(float* out, const float* x, int64_t n, float 
 // cpu_winograd.c: 3x3 stride-1 conv2d by Winograd's F(4x4, 3x3), in blocks that fit the backend's
 // wino scratch. cpu_winograd_plan_conv fills the plan and returns 1 where the conv is to run so,
 // else 0: the direct conv runs. The choice depends on the mode, the shape (norm: GroupNorm fused)
-// and wino_floats, never on the thread count, so any thread count gives the same bits.
+// and the scratch sizes, never on the thread count; neither the form nor the blocks change a bit.
 typedef struct cpu_winograd_plan cpu_winograd_plan;
 struct cpu_winograd_plan {
     int64_t batch, ci, co, h, w, ph, pw, ho, wo;
-    int64_t th, tw;          // tiles per image: rows, columns
-    int64_t block_rows, tb;  // tile rows per tile block; Tb = block_rows * tw tiles
-    int64_t cb;              // output channels per block
-    int64_t p;               // length of a column phase: tw + 1
-    size_t norm;             // floats of GroupNorm's scale and shift (2 B Ci)
+    int64_t th, tw;         // tiles per image: rows, columns
+    int fused;              // U made per block of CPU_WINO_OB output channels (1), or stored per block of cb
+    int64_t block_rows, tb; // tile rows per tile block; Tb = block_rows * tw tiles (fused: all of them)
+    int64_t tb_ld;          // V's and M's row length: fused, Tb rounded up to whole GEMM panels
+    int64_t kc;             // input channels per K block of U: fused, up to CPU_WINO_KC; blocked, Ci
+    int64_t cb;             // blocked: output channels per block of U
+    int64_t p;              // length of a column phase: tw + 1
+    size_t norm;            // floats of GroupNorm's scale and shift (2 B Ci)
 };
 int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, int64_t co, int64_t h, int64_t w,
                            int64_t kh, int64_t kw, int stride_h, int stride_w, int64_t pad_h, int64_t pad_w, int norm,

@@ -1,19 +1,25 @@
 // 3x3 stride-1 conv2d by Winograd's F(4x4, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional
 // Neural Networks", 2015): each 4x4 tile of the output from the 6x6 tile of the input under it,
-// with 36 multiplies per (input, output) channel pair instead of 144. Per block of tiles and of
-// output channels:
+// with 36 multiplies per (input, output) channel pair instead of 144:
 //   V (36, Ci, Tb) = B^T d B   every input tile, its 36 transformed values 36 GEMM rows apart;
-//   U (36, cb, Ci) = G g G^T   every 3x3 weight of the block's output channels;
-//   M (36, cb, Tb)             M[e] = U[e] @ V[e], 36 GEMMs (cpu_gemm.c), one per element e of a tile;
+//   U (36, Co, Ci) = G g G^T   every 3x3 weight;
+//   M (36, Co, Tb)             M[e] = U[e] @ V[e], 36 GEMMs (cpu_gemm.c), one per element e of a tile;
 //   y = A^T M A + bias         every output tile, written where it lies (partial tiles clipped).
-// The GEMMs do a quarter of the direct conv's multiply-adds; the transforms are a few percent of
-// the work where both channel counts are 128 or more (the input's is paid per output channel, the
-// output's per input channel) and there are enough tiles to pay for U (cpu_winograd_plan_conv).
+// The GEMMs do a quarter of the direct conv's multiply-adds. Two forms, by the number of tiles:
+// - blocked (many tiles): per block of tiles, V; per block of cb output channels, U stored by the
+//   team, then the 36 GEMMs shared out, then the output tiles. U is read once per tile block;
+// - fused (32 tiles or fewer, SD's 16x16 level at batch 2): every tile's V, then per block of
+//   CPU_WINO_OB output channels, on one thread, U a K block at a time in the thread's buffer, its
+//   GEMMs against V in place (cpu_gemm_rows) and its output tiles, M still in cache. Stored, U
+//   (4x the weights) would be written and read back for 32 tiles' worth of multiply-adds, at
+//   memory speed: this form is 1.35-1.4x faster there, and U is never stored.
+// The transforms are a few percent of the work where both channel counts are 128 or more and
+// there are enough tiles to pay for U (cpu_winograd_plan_conv).
 //
 // Bits: not the direct conv's (other arithmetic; the error, about 1e-6 of the output's scale, is
-// test_cpu_winograd's), but, like its, independent of the thread count, the blocks and the
-// kernel level: every M element is one FMA chain over Ci (cpu_gemm.c) and every transform the same
-// plain C whatever the ISA. GroupNorm (and SiLU) is applied as the input rows are copied, with
+// test_cpu_winograd's), but, like its, independent of the thread count, the form, the blocks and
+// the kernel level: every M element is one FMA chain over Ci (cpu_gemm.c) and every transform the
+// same plain C whatever the ISA. GroupNorm (and SiLU) is applied as the input rows are copied, with
 // group_norm's own arithmetic (cpu_scale_shift), so group_norm_conv2d keeps group_norm + conv2d's bits.
 //
 // Vectors: a tile row's input rows are split by column phase (column u at [u % 4][u / 4]), so the
@@ -78,24 +84,24 @@ static void input_tile_row(float* v, int64_t ve, const float* xc, const cpu_wino
     }
 }
 
-// G g G^T of output channel co's weights (Ci, 3, 3) at wc, for every input channel: U's row of
-// the block's channel co_l, element e at u[(e cb + co_l) Ci + c]. Vectors over the input channels,
-// the 9 taps first copied apart (gt: (9, Ci) of the thread's buffer): a channel at a time, the 36
-// stores scattered, took 3x as long, and GCC will not vectorize loads 9 floats apart.
-static void weight_transform(float* u, const float* wc, int64_t co_l, const cpu_winograd_plan* pl, float* gt) {
+// G g G^T of one output channel's weights for kc input channels, wc at the first one's (3, 3): row
+// o_l of each element's block of U, element e at u[(e ob + o_l) kc + c]. Vectors over the input
+// channels, the 9 taps first copied apart (gt: (9, kc) of the thread's buffer): a channel at a
+// time, the 36 stores scattered, took 3x as long, and GCC will not vectorize loads 9 floats apart.
+static inline __attribute__((always_inline)) void weight_transform_body(float* u, const float* wc, int64_t o_l, int64_t ob, int64_t kc, float* gt) {
     const float s6 = 1.0f / 6.0f, s12 = 1.0f / 12.0f, s24 = 1.0f / 24.0f;
-    int64_t ci = pl->ci, ue = pl->cb * ci; // floats between elements
-    float* uc = u + co_l * ci;
-    for (int64_t c = 0; c < ci; c++)
-        for (int k = 0; k < 9; k++) gt[k * ci + c] = wc[c * 9 + k];
+    int64_t ue = ob * kc; // floats between elements
+    float* uc = u + o_l * kc;
+    for (int64_t c = 0; c < kc; c++)
+        for (int k = 0; k < 9; k++) gt[k * kc + c] = wc[c * 9 + k];
     // one row of 3 through G: six values
 #define G_ROW(r, a, b, c)                                                                              \
     float r##0 = 0.25f * (a), r##1 = -s6 * ((a) + (b) + (c)), r##2 = -s6 * ((a) - (b) + (c)),          \
           r##3 = s24 * (a) + s12 * (b) + s6 * (c), r##4 = s24 * (a) - s12 * (b) + s6 * (c), r##5 = (c)
     #pragma omp simd
-    for (int64_t c = 0; c < ci; c++) {
-        float g0 = gt[c], g1 = gt[ci + c], g2 = gt[2 * ci + c], g3 = gt[3 * ci + c], g4 = gt[4 * ci + c],
-              g5 = gt[5 * ci + c], g6 = gt[6 * ci + c], g7 = gt[7 * ci + c], g8 = gt[8 * ci + c]; // (3, 3)
+    for (int64_t c = 0; c < kc; c++) {
+        float g0 = gt[c], g1 = gt[kc + c], g2 = gt[2 * kc + c], g3 = gt[3 * kc + c], g4 = gt[4 * kc + c],
+              g5 = gt[5 * kc + c], g6 = gt[6 * kc + c], g7 = gt[7 * kc + c], g8 = gt[8 * kc + c]; // (3, 3)
         G_ROW(a, g0, g3, g6); // G g: column 0, 1, 2 of the six rows
         G_ROW(b, g1, g4, g7);
         G_ROW(d, g2, g5, g8);
@@ -115,6 +121,18 @@ static void weight_transform(float* u, const float* wc, int64_t co_l, const cpu_
 #undef G_STORE
     }
 #undef G_ROW
+}
+
+// The same C compiled for AVX-512 too (half the instructions, no register spills): the same bits.
+static void weight_transform_avx2(float* u, const float* wc, int64_t o_l, int64_t ob, int64_t kc, float* gt) {
+    weight_transform_body(u, wc, o_l, ob, kc, gt);
+}
+__attribute__((target("avx512f"))) static void weight_transform_avx512(float* u, const float* wc, int64_t o_l,
+                                                                       int64_t ob, int64_t kc, float* gt) {
+    weight_transform_body(u, wc, o_l, ob, kc, gt);
+}
+static void weight_transform(cpu_isa isa, float* u, const float* wc, int64_t o_l, int64_t ob, int64_t kc, float* gt) {
+    (isa >= CPU_ISA_AVX512 ? weight_transform_avx512 : weight_transform_avx2)(u, wc, o_l, ob, kc, gt);
 }
 
 // A^T M A + bias of one output channel's tile row ty: M's element e of tile tx at m[e me + tx];
@@ -150,6 +168,14 @@ static void output_tile_row(float* out_c, const float* m, int64_t me, const cpu_
 
 // ---- plan and run ---------------------------------------------------------------------------------
 
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// A thread's buffer: its input or output rows (48 p) and the taps copied apart (9 kc), then, fused,
+// its block of U (36, ob, kc) and of M (36, ob, tb_ld).
+static size_t thread_floats(const cpu_winograd_plan* pl, int fused) {
+    return (size_t)(round_up(48 * pl->p, 16) + 9 * pl->kc + (fused ? E * CPU_WINO_OB * (pl->kc + pl->tb_ld) : 0));
+}
+
 int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, int64_t co, int64_t h, int64_t w,
                            int64_t kh, int64_t kw, int stride_h, int stride_w, int64_t pad_h, int64_t pad_w, int norm,
                            cpu_winograd_plan* pl) {
@@ -158,81 +184,142 @@ int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, in
     if (cpu->conv_mode == CPU_CONV_AUTO && (ci < 128 || co < 128 || batch * th * tw < 32)) return 0;
     *pl = (cpu_winograd_plan){.batch = batch, .ci = ci, .co = co, .h = h, .w = w, .ph = pad_h, .pw = pad_w,
                               .ho = ho, .wo = wo, .th = th, .tw = tw, .p = tw + 1};
-    pl->norm = norm ? (2 * (size_t)(batch * ci) + 15) / 16 * 16 : 0;
-    if (48 * (size_t)pl->p > CPU_WINO_THREAD_FLOATS || 9 * (size_t)ci > CPU_WINO_THREAD_FLOATS) return 0; // a thread's rows
-    if (pl->norm >= cpu->wino_floats / 2) return 0;
+    pl->norm = norm ? (size_t)round_up(2 * batch * ci, 16) : 0;
+    if (pl->norm >= cpu->wino_floats / 2 || ci > INT32_MAX / E) return 0;
     size_t room = cpu->wino_floats - pl->norm;
-    // V takes up to half the room, in whole tile rows, blocks of equal size; U and M the rest.
-    size_t row_floats = (size_t)E * (size_t)ci * (size_t)tw, rows = (size_t)(batch * th);
+    int64_t rows = batch * th;
+    // Fused where the tiles are few (U, stored, would be read once per CPU_WINO_FUSED_TILES tiles at
+    // most: memory-bound) and their V fits the cache budget: U made a block of output channels at a
+    // time in the thread's buffer, K block by K block, never stored whole.
+    int64_t k_blocks = (ci + CPU_WINO_KC - 1) / CPU_WINO_KC;
+    pl->kc = (ci + k_blocks - 1) / k_blocks; // equal K blocks
+    pl->block_rows = rows, pl->tb = rows * tw, pl->tb_ld = round_up(pl->tb, CPU_GEMM_NR), pl->fused = 1;
+    if (pl->tb_ld <= CPU_WINO_FUSED_TILES && (size_t)(E * ci * pl->tb_ld) <= cpu->wino_fused_floats &&
+        (size_t)(E * ci * pl->tb_ld) <= room &&
+        thread_floats(pl, 1) <= CPU_WINO_THREAD_FLOATS)
+        return 1;
+    // Blocked: U for a block of cb output channels stored for all the tiles of a block, V up to half
+    // the room, in whole tile rows, blocks of equal size; U and M the rest.
+    pl->fused = 0, pl->kc = ci;
+    if (thread_floats(pl, 0) > CPU_WINO_THREAD_FLOATS) return 0; // a thread's rows
+    size_t row_floats = (size_t)E * (size_t)ci * (size_t)tw;
     size_t max_rows = room / 2 / row_floats;
     if (max_rows == 0) return 0;
-    size_t n_blocks = (rows + max_rows - 1) / max_rows;
-    pl->block_rows = (int64_t)((rows + n_blocks - 1) / n_blocks), pl->tb = pl->block_rows * tw;
+    size_t n_blocks = ((size_t)rows + max_rows - 1) / max_rows;
+    pl->block_rows = (int64_t)(((size_t)rows + n_blocks - 1) / n_blocks), pl->tb = pl->block_rows * tw;
+    pl->tb_ld = pl->tb;
     size_t left = room - (size_t)pl->block_rows * row_floats;
     int64_t cb = (int64_t)(left / ((size_t)E * (size_t)(ci + pl->tb)));
     if (cb < co) cb = cb / CPU_GEMM_MR * CPU_GEMM_MR; // whole register tiles, but the last block
     if (cb <= 0) return 0;
     int64_t n_cb = (co + cb - 1) / cb;
     pl->cb = (co + n_cb - 1) / n_cb;
-    if (pl->tb > INT32_MAX || ci > INT32_MAX) return 0; // the GEMM's int sizes
-    return 1;
+    return pl->tb <= INT32_MAX; // the GEMM's int sizes
+}
+
+// V (36, Ci, tb_ld) of tile rows [r0, r0 + block_rows): each (tile row, input channel) one item of
+// the team's; the lanes past the block's tiles, to tb_ld, zeros (multiplied, never read).
+static void input_tiles(const cpu_winograd_plan* pl, float* v, const float* x, int64_t r0, int64_t block_rows,
+                        const float* scale, const float* shift, int norm, int silu, float* rows_buf) {
+    int64_t ci = pl->ci, tb_ld = pl->tb_ld, tail = tb_ld - block_rows * pl->tw;
+    #pragma omp for schedule(static) collapse(2)
+    for (int64_t r = 0; r <= block_rows; r++)
+        for (int64_t c = 0; c < ci; c++) {
+            if (r == block_rows) {
+                for (int e = 0; e < E && tail > 0; e++)
+                    memset(v + (e * ci + c) * tb_ld + block_rows * pl->tw, 0, (size_t)tail * sizeof(float));
+                continue;
+            }
+            int64_t n = (r0 + r) / pl->th, ty = (r0 + r) % pl->th;
+            input_tile_row(v + c * tb_ld + r * pl->tw, ci * tb_ld, x + (n * ci + c) * pl->h * pl->w, pl, ty, norm,
+                           norm ? scale[n * ci + c] : 0.0f, norm ? shift[n * ci + c] : 0.0f, silu, rows_buf);
+        }
+}
+
+// Output channels [o0, o0 + on) of tile rows [r0, r0 + block_rows) from M, element e of channel o's
+// tile t at m[(e me_rows + o) tb_ld + t].
+static void output_tiles(const cpu_winograd_plan* pl, float* out, const float* m, int64_t me_rows, int64_t o0,
+                         int64_t on, int64_t r0, int64_t block_rows, const float* b, float* rows_buf) {
+    for (int64_t o = 0; o < on; o++)
+        for (int64_t r = 0; r < block_rows; r++) {
+            int64_t n = (r0 + r) / pl->th, ty = (r0 + r) % pl->th;
+            output_tile_row(out + (n * pl->co + o0 + o) * pl->ho * pl->wo, m + o * pl->tb_ld + r * pl->tw,
+                            me_rows * pl->tb_ld, pl, ty, b ? b[o0 + o] : 0.0f, rows_buf);
+        }
 }
 
 void cpu_winograd_conv2d(const cpu_backend* cpu, const cpu_winograd_plan* pl, float* out, const float* x,
                          const float* w, const float* b, const float* gamma, const float* beta, int groups, float eps,
                          int silu) {
-    int64_t ci = pl->ci, co = pl->co, tw = pl->tw, tb = pl->tb, cb = pl->cb;
-    float* scale = cpu->wino;                          // (B, Ci) GroupNorm's, when groups > 0
-    float* shift = scale + pl->batch * ci;             // (B, Ci)
-    float* v = cpu->wino + pl->norm;                   // (36, Ci, Tb)
-    float* u = v + (size_t)E * ci * tb;                // (36, cb, Ci)
-    float* m = u + (size_t)E * cb * ci;                // (36, cb, Tb)
+    int64_t ci = pl->ci, co = pl->co, tb_ld = pl->tb_ld, cb = pl->cb, ob = CPU_WINO_OB, mr = CPU_GEMM_MR;
+    float* scale = cpu->wino;              // (B, Ci) GroupNorm's, when groups > 0
+    float* shift = scale + pl->batch * ci; // (B, Ci)
+    float* v = cpu->wino + pl->norm;       // (36, Ci, tb_ld) a tile block's transformed input
+    float* u = v + (size_t)E * ci * tb_ld; // blocked: (36, cb, Ci)
+    float* m = u + (size_t)E * cb * ci;    // blocked: (36, cb, tb_ld)
     if (groups)
         cpu_group_norm_scale_shift(cpu, x, pl->batch, ci, pl->h * pl->w, groups, eps, gamma, beta, scale, shift);
-    int64_t rows = pl->batch * pl->th, n_cb = (co + cb - 1) / cb;
-    // The GEMMs' work items: each of the 36 products, cut along M where 36 would leave threads idle.
+    int64_t rows = pl->batch * pl->th, n_cb = pl->fused ? 0 : (co + cb - 1) / cb;
+    // Blocked, the GEMMs' work items: each of the 36 products, cut along M where 36 would leave
+    // threads idle.
     int parts = (4 * cpu->threads + E - 1) / E;
 
     #pragma omp parallel num_threads(cpu->threads)
     {
-        float* buf = cpu->wino_rows + (size_t)omp_get_thread_num() * CPU_WINO_THREAD_FLOATS; // max(48 p, 9 Ci)
-        if (n_cb == 1) { // U once for every tile block
+        float* rows_buf = cpu->wino_rows + (size_t)omp_get_thread_num() * CPU_WINO_THREAD_FLOATS; // (48 p)
+        float* gt = rows_buf + round_up(48 * pl->p, 16); // (9, kc) the taps copied apart
+        float* u_own = gt + 9 * pl->kc;                  // fused: (36, ob, kc) a block of U
+        float* m_own = u_own + E * ob * pl->kc;          // fused: (36, ob, tb_ld) a block of M
+        if (!pl->fused && n_cb == 1) { // U once for every tile block
             #pragma omp for schedule(static)
-            for (int64_t o = 0; o < co; o++) weight_transform(u, w + o * ci * 9, o, pl, buf);
+            for (int64_t o = 0; o < co; o++) weight_transform(cpu->isa, u, w + o * ci * 9, o, cb, ci, gt);
         }
         for (int64_t r0 = 0; r0 < rows; r0 += pl->block_rows) {
             int64_t block_rows = rows - r0 < pl->block_rows ? rows - r0 : pl->block_rows;
-            #pragma omp for schedule(static) collapse(2)
-            for (int64_t r = 0; r < block_rows; r++)
-                for (int64_t c = 0; c < ci; c++) {
-                    int64_t n = (r0 + r) / pl->th, ty = (r0 + r) % pl->th;
-                    input_tile_row(v + c * tb + r * tw, ci * tb, x + (n * ci + c) * pl->h * pl->w, pl, ty, groups > 0,
-                                   groups ? scale[n * ci + c] : 0.0f, groups ? shift[n * ci + c] : 0.0f, silu, buf);
+            input_tiles(pl, v, x, r0, block_rows, scale, shift, groups > 0, silu, rows_buf);
+            if (pl->fused) {
+                // Per block of ob output channels, on one thread: its U a K block at a time and its
+                // 36 GEMMs (each element of M one FMA chain over Ci, continued from block to block),
+                // then its output tiles, M still in cache.
+                #pragma omp for schedule(dynamic, 1)
+                for (int64_t o0 = 0; o0 < co; o0 += ob) {
+                    int64_t on = co - o0 < ob ? co - o0 : ob, slices = (on + mr - 1) / mr;
+                    for (int64_t c0 = 0; c0 < ci; c0 += pl->kc) {
+                        int64_t kc = ci - c0 < pl->kc ? ci - c0 : pl->kc;
+                        for (int64_t o = 0; o < slices * mr; o++)
+                            if (o < on) weight_transform(cpu->isa, u_own, w + ((o0 + o) * ci + c0) * 9, o, ob, kc, gt);
+                            else // rows past Co in the last register tile: zeros, never stored
+                                for (int e = 0; e < E; e++) memset(u_own + (e * ob + o) * kc, 0, (size_t)kc * sizeof(float));
+                        for (int e = 0; e < E; e++)
+                            for (int64_t s = 0; s < slices; s++)
+                                cpu_gemm_rows(cpu->isa, (int)kc, u_own + (e * ob + s * mr) * kc, (int)kc,
+                                              v + (e * ci + c0) * tb_ld, (int)tb_ld, (int)tb_ld,
+                                              m_own + (e * ob + s * mr) * tb_ld, (int)tb_ld, c0 > 0);
+                    }
+                    output_tiles(pl, out, m_own, ob, o0, on, r0, block_rows, b, rows_buf);
                 }
+                continue;
+            }
             for (int64_t o0 = 0; o0 < co; o0 += cb) {
                 int64_t cbn = co - o0 < cb ? co - o0 : cb;
                 if (n_cb > 1) {
                     #pragma omp for schedule(static)
-                    for (int64_t o = 0; o < cbn; o++) weight_transform(u, w + (o0 + o) * ci * 9, o, pl, buf);
+                    for (int64_t o = 0; o < cbn; o++) weight_transform(cpu->isa, u, w + (o0 + o) * ci * 9, o, cb, ci, gt);
                 }
-                int64_t step = ((cbn + parts - 1) / parts + CPU_GEMM_MR - 1) / CPU_GEMM_MR * CPU_GEMM_MR;
+                int64_t step = ((cbn + parts - 1) / parts + mr - 1) / mr * mr;
                 #pragma omp for schedule(dynamic, 1)
                 for (int item = 0; item < E * parts; item++) {
                     int64_t e = item / parts, i0 = item % parts * step;
                     if (i0 >= cbn) continue;
-                    cpu_gemm_args g = {.m = (int)(cbn - i0 < step ? cbn - i0 : step), .n = (int)(block_rows * tw),
+                    cpu_gemm_args g = {.m = (int)(cbn - i0 < step ? cbn - i0 : step), .n = (int)(block_rows * pl->tw),
                                        .k = (int)ci, .a = u + (e * cb + i0) * ci, .lda = (int)ci,
-                                       .b = v + e * ci * tb, .ldb = (int)tb, .c = m + (e * cb + i0) * tb,
-                                       .ldc = (int)tb};
+                                       .b = v + e * ci * tb_ld, .ldb = (int)tb_ld, .c = m + (e * cb + i0) * tb_ld,
+                                       .ldc = (int)tb_ld};
                     cpu_gemm_one(cpu, &g);
                 }
-                #pragma omp for schedule(static) collapse(2)
+                #pragma omp for schedule(static)
                 for (int64_t o = 0; o < cbn; o++)
-                    for (int64_t r = 0; r < block_rows; r++) {
-                        int64_t n = (r0 + r) / pl->th, ty = (r0 + r) % pl->th;
-                        output_tile_row(out + (n * co + o0 + o) * pl->ho * pl->wo, m + o * tb + r * tw, cb * tb, pl, ty,
-                                        b ? b[o0 + o] : 0.0f, buf);
-                    }
+                    output_tiles(pl, out, m + o * tb_ld, cb, o0 + o, 1, r0, block_rows, b, rows_buf);
             }
         }
     }
