@@ -1,9 +1,12 @@
 // The CPU backend's GEMM (engine/backends/cpu/cpu_gemm.c) against a double-precision reference,
 // and its promise of bits: the portable kernel, the AVX2 kernel, one thread and a team of 2, 3
 // or 8, and conv2d's two ways of sharing work (runs of images per thread, the team over bands of
-// rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register tiles (M % 6, N % 16), several K blocks (K > 512,
-// and > 1024), several N blocks (N > 1280), K = 0, padded leading dimensions, both B layouts and both biases.
-// geglu_linear gives geglu, then linear's bits; group_norm_conv2d group_norm, then conv2d's. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is refused by name.
+// rows) give the same bits, those of one fmaf chain per output. Shapes cover partial register
+// tiles (M % 6, N % 16), several K blocks (K > 512, and > 1024), several N blocks (N > 1280),
+// K = 0, padded leading dimensions, both B layouts and both biases. geglu_linear gives geglu,
+// then linear's bits; group_norm_conv2d group_norm, then conv2d's; cpu_gemm_rows (B in place, K
+// in blocks) the chain's. Also $DATO_CPU_ISA: a known level caps the kernels, an unknown one is
+// refused by name.
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -91,6 +94,34 @@ static void test_case(dato_backend* bes, int n_bes, const gemm_case* t) {
     CHECK(worst <= 1.0, "gemm %dx%dx%d: error %.3f of the bound k 2^-24 sum|ab|", t->m, t->n, t->k, worst);
     CHECK(!differ, "gemm %dx%dx%d: bits differ between kernels, thread counts or splits", t->m, t->n, t->k);
     free(a), free(b), free(rb), free(cb), free(first), free(c);
+}
+
+// cpu_gemm_rows (Winograd's fused form): one register tile's rows of A against B read in place at
+// its own stride, K in two calls (the second continuing the chains from C), N = 48 (a panel pair
+// and a single panel): each element the fmaf chain over all of K, at every ISA level up to the CPU's.
+static void test_gemm_rows(cpu_isa best) {
+    enum { MR = CPU_GEMM_MR, K1 = 37, K2 = 300, K = K1 + K2, N = 48, LDA = K + 3, LDB = N + 5, LDC = N + 7 };
+    float* a = randn((size_t)MR * LDA); // (MR, K) at LDA
+    float* b = randn((size_t)K * LDB);  // (K, N) at LDB
+    float chain[MR][N], c[MR * LDC];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int p = 0; p < K; p++) acc = fmaf(a[i * LDA + p], b[p * LDB + j], acc);
+            chain[i][j] = acc;
+        }
+    const cpu_isa levels[] = {CPU_ISA_GENERIC, CPU_ISA_AVX2, CPU_ISA_AVX512};
+    for (int l = 0; l < 3 && levels[l] <= best; l++) {
+        for (int e = 0; e < MR * LDC; e++) c[e] = NAN;
+        cpu_gemm_rows(levels[l], K1, a, LDA, b, LDB, N, c, LDC, 0);
+        cpu_gemm_rows(levels[l], K2, a + K1, LDA, b + (size_t)K1 * LDB, LDB, N, c, LDC, 1);
+        int differ = 0;
+        for (int i = 0; i < MR; i++) differ |= memcmp(chain[i], c + i * LDC, N * sizeof(float)) != 0;
+        printf("gemm_rows %dx%dx%d in 2 K blocks, level %d: %s\n", MR, N, K, (int)levels[l],
+               differ ? "BITS DIFFER" : "the fmaf chain's bits");
+        CHECK(!differ, "cpu_gemm_rows at level %d: bits differ from the chain", (int)levels[l]);
+    }
+    free(a), free(b);
 }
 
 // conv2d's promise, output by output: one fmaf chain over the taps (ci, ky, kx) in order, the
@@ -241,6 +272,7 @@ int main(void) {
         {20, 1300, 40, 0, 0, 1, 0},  {7, 40, 1100, 1, 2, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(bes, 6, &cases[i]);
+    test_gemm_rows(((const cpu_backend*)bes[2].impl)->isa);
     dato_backend conv_bes[5] = {bes[0], bes[1], bes[2], bes[3], bes[4]};
     test_conv_bits(conv_bes, 5, 6, 8, 14, 32, 3, 1);  // a run of images per thread
     test_conv_bits(conv_bes, 5, 6, 8, 14, 20, 3, 2);  // stride 2
