@@ -200,10 +200,11 @@ int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, in
     int64_t k_blocks = (ci + CPU_WINO_KC - 1) / CPU_WINO_KC;
     pl->kc = (ci + k_blocks - 1) / k_blocks; // equal K blocks
     pl->block_rows = rows, pl->tb = rows * tw, pl->tb_ld = round_up(pl->tb, CPU_GEMM_NR), pl->fused = 1;
-    if (pl->tb_ld <= CPU_WINO_FUSED_TILES && (size_t)(E * ci * pl->tb_ld) <= cpu->wino_fused_floats &&
-        (size_t)(E * ci * pl->tb_ld) <= room &&
-        thread_floats(pl, 1) <= CPU_WINO_THREAD_FLOATS)
-        return 1;
+    if (pl->tb_ld <= CPU_WINO_FUSED_TILES) {
+        size_t v_floats = (size_t)(E * ci * pl->tb_ld);
+        if (v_floats <= cpu->wino_fused_floats && v_floats <= room && thread_floats(pl, 1) <= CPU_WINO_THREAD_FLOATS)
+            return 1;
+    }
     // Blocked: U for a block of cb output channels stored for all the tiles of a block, V up to half
     // the room, in whole tile rows, blocks of equal size; U and M the rest.
     pl->fused = 0, pl->kc = ci;
@@ -228,11 +229,12 @@ int cpu_winograd_plan_conv(const cpu_backend* cpu, int64_t batch, int64_t ci, in
 static void input_tiles(const cpu_winograd_plan* pl, float* v, const float* x, int64_t r0, int64_t block_rows,
                         const float* scale, const float* shift, int norm, int silu, float* rows_buf) {
     int64_t ci = pl->ci, tb_ld = pl->tb_ld, tail = tb_ld - block_rows * pl->tw;
+    int64_t items = tail > 0 ? block_rows + 1 : block_rows; // the last, the tail's zeros
     #pragma omp for schedule(static) collapse(2)
-    for (int64_t r = 0; r <= block_rows; r++)
+    for (int64_t r = 0; r < items; r++)
         for (int64_t c = 0; c < ci; c++) {
             if (r == block_rows) {
-                for (int e = 0; e < E && tail > 0; e++)
+                for (int e = 0; e < E; e++)
                     memset(v + (e * ci + c) * tb_ld + block_rows * pl->tw, 0, (size_t)tail * sizeof(float));
                 continue;
             }
