@@ -84,11 +84,12 @@ static void input_tile_row(float* v, int64_t ve, const float* xc, const cpu_wino
     }
 }
 
-// G g G^T of one output channel's weights for kc input channels, wc at the first one's (3, 3): row
-// o_l of each element's block of U, element e at u[(e ob + o_l) kc + c]. Vectors over the input
-// channels, the 9 taps first copied apart (gt: (9, kc) of the thread's buffer): a channel at a
-// time, the 36 stores scattered, took 3x as long, and GCC will not vectorize loads 9 floats apart.
-static inline __attribute__((always_inline)) void weight_transform_body(float* u, int64_t o_l, int64_t ob, int64_t kc, const float* gt) {
+// G g G^T of one output channel's weights for kc input channels, their taps copied apart in gt
+// (9, kc): row o_l of each element's block of U, element e at u[(e ob + o_l) kc + c]. Vectors over
+// the input channels: a channel at a time, the 36 stores scattered, took 3x as long, and GCC will
+// not vectorize loads 9 floats apart, hence the copy (weight_transform's callers).
+static inline __attribute__((always_inline)) void weight_transform_body(float* u, int64_t o_l, int64_t ob, int64_t kc,
+                                                                        const float* gt) {
     const float s6 = 1.0f / 6.0f, s12 = 1.0f / 12.0f, s24 = 1.0f / 24.0f;
     int64_t ue = ob * kc; // floats between elements
     float* uc = u + o_l * kc;
@@ -121,13 +122,17 @@ static inline __attribute__((always_inline)) void weight_transform_body(float* u
 #undef G_ROW
 }
 
-// The same C compiled for AVX-512 too, on x86, picked at run time: 16-float vectors, and 32
-// registers where 16 spilled; plain C both ways, no contraction into FMAs (C11), so the same bits.
-// The fused form transforms every weight per conv in the thread's cache: 1.35x there at 16x16.
+// gt (9, kc) from channels [c0, kc) of wc (kc, 3, 3): each tap's values side by side.
 static void copy_taps_apart(float* gt, const float* wc, int64_t c0, int64_t kc) {
     for (int64_t c = c0; c < kc; c++)
         for (int k = 0; k < 9; k++) gt[k * kc + c] = wc[c * 9 + k];
 }
+
+// The taps copied apart, then G g G^T; on x86 also compiled for AVX-512, picked at run time:
+// 16-float vectors and 32 registers where 16 spilled (1.35x of the fused conv at 16x16, which
+// transforms every weight per conv), and the copy a 16 x 16 block at a time in registers (the
+// scalar copy was 60% of the transform: 1.10x more). Plain C both ways, no contraction into FMAs
+// (C11), and a copy is a copy: the same bits.
 static void weight_transform_base(float* u, const float* wc, int64_t o_l, int64_t ob, int64_t kc, float* gt) {
     copy_taps_apart(gt, wc, 0, kc);
     weight_transform_body(u, o_l, ob, kc, gt);
@@ -159,8 +164,7 @@ AVX512 static inline void transpose16(__m512 r[16]) {
         r[8 + h] = _mm512_shuffle_f32x4(t[h], t[8 + h], 0xdd);
     }
 }
-// The taps copied apart 16 channels at a time, each channel's 9 read as a row of a 16 x 16 block
-// and the block transposed in registers: the scalar copy was 60% of the transform.
+// Each channel's 9 taps a row of a 16 x 16 block (lanes 9-15 zeros), 16 channels transposed at once.
 AVX512 static void weight_transform_avx512(float* u, const float* wc, int64_t o_l, int64_t ob, int64_t kc, float* gt) {
     int64_t c = 0;
     for (; c + 16 <= kc; c += 16) {
